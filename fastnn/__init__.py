@@ -1,0 +1,31 @@
+"""fastnn: the CS231n layer API, compiled with Numba, checked against a NumPy reference.
+
+`import fastnn` imports NumPy and nothing slow; kernels compile lazily on first use (or in `warmup()`).
+"""
+
+from ._dispatch import VerificationError
+from ._options import BACKENDS, options
+
+__version__ = "0.1.0"
+
+__all__ = ["options", "num_threads", "warmup", "VerificationError", "BACKENDS", "__version__"]
+
+# layers binds fast_layers and layer_utils at its end; importing it here first keeps that order whichever
+# fastnn module a user imports first. It imports NumPy only.
+from . import layers as _layers  # noqa: E402,F401
+
+
+def num_threads(n=None):
+    """Numba's thread count for fastnn's kernels: num_threads() reads it; `with num_threads(n):` sets it
+    inside the block and restores it afterwards (also when the block raises)."""
+    from .kernels._threads import num_threads as _num_threads
+
+    return _num_threads(n)
+
+
+def warmup(dtypes=("float32", "float64"), ops=None):
+    """Compile the kernels for `dtypes` (and only `ops`, a list of layer family names, if given) on tiny
+    inputs, so the first real call does not pay the compile time. Returns the seconds it took."""
+    from .compiled._warmup import warmup as _warmup
+
+    return _warmup(dtypes=dtypes, ops=ops)

@@ -1,0 +1,165 @@
+"""Argument checks shared by every public function.
+
+Each check raises ValueError (bad values or shapes) or TypeError (bad types or dtypes) with a message that
+starts with the public function's name and names the argument and the shapes involved. Checks never modify
+their inputs; `floats` returns C-contiguous arrays, copying only when the input is not contiguous already.
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fail(fn, message, error=ValueError):
+    raise error(f"{fn}: {message}")
+
+
+def array(fn, name, x, ndim=None, min_ndim=None):
+    """A float32/float64 ndarray with the expected number of dimensions, as C-contiguous."""
+    if not isinstance(x, np.ndarray):
+        fail(fn, f"{name} must be a numpy.ndarray of float32 or float64, got {type(x).__name__}", TypeError)
+    if x.dtype not in FLOAT_DTYPES:
+        fail(fn, f"{name} must be float32 or float64, got dtype {x.dtype} with shape {x.shape}", TypeError)
+    if ndim is not None and x.ndim != ndim:
+        fail(fn, f"{name} must be {ndim}-D, got shape {x.shape}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        fail(fn, f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def floats(fn, **arrays):
+    """Check several float arrays of one call and that they share a dtype; returns them in order.
+
+    Each value is either an array or a tuple (array, ndim). Mixed float32/float64 is a TypeError: fastnn
+    never casts silently in either direction.
+    """
+    out = []
+    for name, spec in arrays.items():
+        x, ndim = spec if isinstance(spec, tuple) else (spec, None)
+        out.append(array(fn, name, x, ndim=ndim))
+    same_dtype(fn, dict(zip(arrays, out)))
+    return out
+
+
+def same_dtype(fn, named_arrays):
+    dtypes = {name: a.dtype for name, a in named_arrays.items() if a is not None}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n} {d}" for n, d in dtypes.items())
+        fail(fn, f"all arrays must share one float dtype (float32 or float64), got {listed}", TypeError)
+
+
+def batch(fn, name, x):
+    """The leading (batch) dimension must be at least 1."""
+    if x.ndim == 0 or x.shape[0] < 1:
+        fail(fn, f"{name} must have a non-empty batch dimension, got shape {x.shape}")
+
+
+def shape(fn, name, x, expected):
+    if tuple(x.shape) != tuple(expected):
+        fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
+
+
+def integer(fn, name, value, minimum=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        fail(fn, f"{name} must be an integer, got {value!r}", TypeError)
+    value = int(value)
+    if minimum is not None and value < minimum:
+        fail(fn, f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def number(fn, name, value, low=None, high=None, low_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
+    value = float(value)
+    if not np.isfinite(value):
+        fail(fn, f"{name} must be finite, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        fail(fn, f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        fail(fn, f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def param_dict(fn, name, d, required=()):
+    if not isinstance(d, dict):
+        fail(fn, f"{name} must be a dict, got {type(d).__name__}", TypeError)
+    missing = [k for k in required if k not in d]
+    if missing:
+        fail(fn, f"{name} is missing required key(s) {missing}; got keys {sorted(map(str, d))}")
+    return d
+
+
+def mode(fn, name, value, allowed=("train", "test")):
+    if value not in allowed:
+        fail(fn, f"{name}['mode'] must be one of {allowed}, got {value!r}")
+    return value
+
+
+def labels(fn, y, num_rows, num_classes):
+    """Integer class labels, shape (N,), each in [0, num_classes)."""
+    if not isinstance(y, np.ndarray):
+        fail(fn, f"y must be a numpy.ndarray of integer labels, got {type(y).__name__}", TypeError)
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        fail(fn, f"y must hold integer class labels, got dtype {y.dtype}", TypeError)
+    if y.shape != (num_rows,):
+        fail(fn, f"y must have shape ({num_rows},) to match the scores, got {y.shape}")
+    if num_rows and (y.min() < 0 or y.max() >= num_classes):
+        fail(fn, f"y must lie in [0, {num_classes}), got values in [{y.min()}, {y.max()}]")
+    return np.ascontiguousarray(y, dtype=np.intp)
+
+
+def output_size(fn, what, size, window, stride, pad, exact):
+    """1 + (size + 2*pad - window) / stride, which must be a whole number >= 1 when `exact`."""
+    span = size + 2 * pad - window
+    if span < 0:
+        fail(fn, f"{what}: window {window} is larger than the padded input {size} + 2*{pad}")
+    if exact and span % stride:
+        fail(
+            fn,
+            f"{what}: (input {size} + 2*pad {pad} - window {window}) = {span} is not divisible by "
+            f"stride {stride}, so the output size is not a whole number",
+        )
+    return 1 + span // stride
+
+
+def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
+    """Validate conv_param against x (N,C,H,W) and w (F,C,HH,WW); returns (stride, pad, H_out, W_out)."""
+    param_dict(fn, "conv_param", conv_param, required=("stride", "pad"))
+    stride = integer(fn, "conv_param['stride']", conv_param["stride"], minimum=1)
+    pad = integer(fn, "conv_param['pad']", conv_param["pad"], minimum=0)
+    if x_shape[1] != w_shape[1]:
+        fail(fn, f"x has {x_shape[1]} channels but w expects {w_shape[1]}: x {x_shape}, w {w_shape}")
+    h_out = output_size(fn, f"height (x {x_shape}, w {w_shape})", x_shape[2], w_shape[2], stride, pad, exact)
+    w_out = output_size(fn, f"width (x {x_shape}, w {w_shape})", x_shape[3], w_shape[3], stride, pad, exact)
+    return stride, pad, h_out, w_out
+
+
+def pool_param(fn, pool_param, x_shape, exact=True):
+    """Validate pool_param against x (N,C,H,W); returns (pool_height, pool_width, stride, H_out, W_out)."""
+    param_dict(fn, "pool_param", pool_param, required=("pool_height", "pool_width", "stride"))
+    ph = integer(fn, "pool_param['pool_height']", pool_param["pool_height"], minimum=1)
+    pw = integer(fn, "pool_param['pool_width']", pool_param["pool_width"], minimum=1)
+    stride = integer(fn, "pool_param['stride']", pool_param["stride"], minimum=1)
+    h_out = output_size(fn, f"height (x {x_shape}, pool {ph}x{pw})", x_shape[2], ph, stride, 0, exact)
+    w_out = output_size(fn, f"width (x {x_shape}, pool {ph}x{pw})", x_shape[3], pw, stride, 0, exact)
+    return ph, pw, stride, h_out, w_out
+
+
+def cache_tuple(fn, cache, length, what):
+    """A cache must be the tuple its forward returned; a cache of another layer is refused."""
+    if not isinstance(cache, tuple) or len(cache) != length:
+        got = f"a tuple of length {len(cache)}" if isinstance(cache, tuple) else type(cache).__name__
+        fail(fn, f"cache must be the {length}-tuple returned by {what}, got {got}", TypeError)
+    return cache
+
+
+def dout_like(fn, dout, expected_shape, dtype):
+    dout = array(fn, "dout", dout)
+    if dout.shape != tuple(expected_shape):
+        fail(fn, f"dout must have the forward output's shape {tuple(expected_shape)}, got {dout.shape}")
+    if dout.dtype != dtype:
+        fail(fn, f"dout has dtype {dout.dtype} but the forward pass ran in {dtype}", TypeError)
+    return dout

@@ -1,0 +1,105 @@
+"""Pick the path that runs a layer: the compiled kernels (fastnn.compiled) or the NumPy reference.
+
+Both paths expose the same cs231n-level functions under the same names and build the same caches, so a
+forward on one path and a backward on the other agree. `run(name, *args)` is the only entry point.
+"""
+
+import copy
+import importlib
+import warnings
+
+import numpy as np
+
+from . import _options, reference
+
+
+class VerificationError(AssertionError):
+    """Raised by backend='verify' when the compiled kernel and the reference disagree."""
+
+
+_compiled_module = None
+_compiled_failed = None
+
+
+def _compiled():
+    """The fastnn.compiled module, imported on first use (this is what imports numba)."""
+    global _compiled_module, _compiled_failed
+    if _compiled_module is None and _compiled_failed is None:
+        try:
+            _compiled_module = importlib.import_module("fastnn.compiled")
+        except ImportError as error:  # numba missing or broken: auto falls back, jit reports it
+            _compiled_failed = error
+    return _compiled_module
+
+
+def compiled_function(name):
+    module = _compiled()
+    return None if module is None else getattr(module, name, None)
+
+
+def run(name, *args):
+    """Run layer `name` on the path the current backend selects."""
+    backend = _options.current().backend
+    reference_fn = getattr(reference, name)
+    if backend == "reference":
+        return reference_fn(*args)
+    fast_fn = compiled_function(name)
+    if fast_fn is None:
+        if backend == "auto":
+            if _compiled_failed is not None:
+                _warn_fallback_once(_compiled_failed)
+            return reference_fn(*args)
+        reason = f" (compiled kernels failed to import: {_compiled_failed})" if _compiled_failed else ""
+        raise NotImplementedError(
+            f"{name}: no compiled kernel exists for this layer{reason}; "
+            "use fastnn.options(backend='auto') to fall back to the NumPy reference"
+        )
+    if backend == "verify":
+        return _verify(name, reference_fn, fast_fn, args)
+    return fast_fn(*args)
+
+
+_warned = False
+
+
+def _warn_fallback_once(error):
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"fastnn: compiled kernels unavailable ({error}); using the NumPy reference", stacklevel=3)
+
+
+def _verify(name, reference_fn, fast_fn, args):
+    from .testing import max_relative_error, tolerance
+
+    reference_args = copy.deepcopy(args)
+    rng_state = np.random.get_state()  # both paths must draw the same dropout key
+    expected = reference_fn(*reference_args)
+    np.random.set_state(rng_state)
+    actual = fast_fn(*args)
+
+    direction = "backward" if ("backward" in name or name.endswith("_loss")) else "forward"
+    if direction == "forward" and isinstance(actual, tuple):
+        pairs = [("out", actual[0], expected[0])]  # caches may hold equivalent but different arrays
+    elif isinstance(actual, tuple):
+        pairs = [(f"output {i}", a, e) for i, (a, e) in enumerate(zip(actual, expected))]
+    else:
+        pairs = [("output", actual, expected)]
+    for arg, ref_arg in zip(args, reference_args):  # param dicts the layer writes into (running stats)
+        if isinstance(arg, dict):
+            pairs += [(f"param {k!r}", v, ref_arg[k]) for k, v in arg.items() if isinstance(v, np.ndarray)]
+
+    for what, a, e in pairs:
+        if not isinstance(a, (np.ndarray, float, np.floating)):
+            continue
+        a, e = np.asarray(a), np.asarray(e)
+        if a.shape != e.shape:
+            raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
+        limit = tolerance(a.dtype, direction)
+        error, where = max_relative_error(a, e)
+        if not error <= limit:
+            raise VerificationError(
+                f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
+                f"(jit {a[where]!r}, reference {e[where]!r}), tolerance {limit:.0e} for {a.dtype} {direction}"
+            )
+    return actual

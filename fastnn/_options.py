@@ -1,0 +1,119 @@
+"""Library-wide settings: which backend runs the layers, and how kernels are compiled.
+
+Read once from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL), then settable in code:
+
+    fastnn.options()                       # the current settings
+    fastnn.options(backend="reference")    # set them for the rest of the process
+    with fastnn.options(backend="verify"): # ... or only inside the block
+        ...
+"""
+
+import os
+import threading
+from dataclasses import dataclass, fields, replace
+
+BACKENDS = ("auto", "jit", "reference", "verify")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of fastnn's settings.
+
+    - backend: 'auto' runs a compiled kernel where one exists and the NumPy reference otherwise; 'jit' runs
+      only kernels and raises where none exists; 'reference' runs only the NumPy reference and compiles
+      nothing; 'verify' runs both and raises on disagreement beyond the tolerance table.
+    - cache: numba's on-disk cache of compiled kernels (FASTNN_CACHE=1). Fixed once the first kernel
+      module is imported.
+    - parallel: multi-threaded kernels (FASTNN_PARALLEL=0 selects the serial ones).
+    """
+
+    backend: str = "auto"
+    cache: bool = False
+    parallel: bool = True
+
+
+def _env_flag(name, default):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"fastnn: environment variable {name}={raw!r} is not a boolean (use 1 or 0)")
+
+
+def _validated(settings):
+    if settings.backend not in BACKENDS:
+        raise ValueError(
+            f"fastnn.options: unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    for name in ("cache", "parallel"):
+        if not isinstance(getattr(settings, name), bool):
+            raise TypeError(f"fastnn.options: {name} must be True or False, got {getattr(settings, name)!r}")
+    return settings
+
+
+def _from_environment():
+    backend = os.environ.get("FASTNN_BACKEND", "auto").strip().lower() or "auto"
+    return _validated(
+        Settings(
+            backend=backend,
+            cache=_env_flag("FASTNN_CACHE", False),
+            parallel=_env_flag("FASTNN_PARALLEL", True),
+        )
+    )
+
+
+_lock = threading.Lock()
+_current = _from_environment()
+
+
+def current():
+    """The settings in force (a frozen Settings)."""
+    return _current
+
+
+class options:
+    """Read or change fastnn's settings; usable as a context manager.
+
+    options() -> the current settings (attributes backend, cache, parallel).
+    options(backend='jit') -> sets them now; used in a `with` block, restores the previous ones on exit.
+    Unknown names raise TypeError, unknown backends ValueError.
+    """
+
+    def __init__(self, **changes):
+        global _current
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"fastnn.options: unknown setting(s) {unknown}; known: {sorted(known)}")
+        if "backend" in changes and isinstance(changes["backend"], str):
+            changes["backend"] = changes["backend"].lower()
+        with _lock:
+            self._previous = _current
+            if changes:
+                _current = _validated(replace(_current, **changes))
+            self._settings = _current
+
+    def __getattr__(self, name):
+        return getattr(self._settings, name)
+
+    def __enter__(self):
+        return self._settings
+
+    def __exit__(self, *exc_info):
+        global _current
+        with _lock:
+            _current = self._previous
+        return False
+
+    def __eq__(self, other):
+        return self._settings == (other._settings if isinstance(other, options) else other)
+
+    def __repr__(self):
+        s = self._settings
+        return f"fastnn.options(backend={s.backend!r}, cache={s.cache}, parallel={s.parallel})"
