@@ -1,27 +1,44 @@
-"""The `fastnn` command: train, check, tune, bench."""
+"""The `fastnn` command: train, check, tune, bench.
+
+Each sub-command lives in fastnn/commands/<name>.py with two functions, `configure(parser)` (adds its
+arguments) and `run(args) -> int` (the exit status). They are imported only when their command runs.
+"""
 
 import argparse
+import importlib
 import sys
 
+COMMANDS = {
+    "train": "train a model on the embedded digits (or CIFAR-10), with plots and checkpoints",
+    "check": "run the course's sanity checks on a model (initial loss, gradients, overfitting)",
+    "tune": "random hyperparameter search in log space, on dask.distributed",
+    "bench": "side-by-side speed report: NumPy reference, fastnn jit, PyTorch CPU",
+}
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
+
+def _command_module(name):
+    return importlib.import_module(f"fastnn.commands.{name}")
+
+
+def build_parser(argv):
+    parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast CS231n-style layers on the CPU.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("train", help="train a model on the embedded digits (or CIFAR-10)")
-    sub.add_parser("check", help="run the course's sanity checks on a model")
-    sub.add_parser("tune", help="random hyperparameter search in log space (dask.distributed)")
-    sub.add_parser("bench", help="side-by-side speed report: reference, jit, PyTorch CPU")
+    requested = next((a for a in argv if a in COMMANDS), None)
+    for name, help_text in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == requested:  # import only the module of the command that runs
+            _command_module(name).configure(command_parser)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    print(f"fastnn {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    return _command_module(args.command).run(args)
 
 
 if __name__ == "__main__":
