@@ -1,7 +1,5 @@
 """Affine layer, pure NumPy."""
 
-import numpy as np
-
 __all__ = ["affine_forward", "affine_backward"]
 
 

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the kernels work (issue 3)."""
+
+__all__ = []

@@ -1,0 +1,104 @@
+"""The one place numba options live. Kernel modules use `kernel` and `variant`; nothing else calls numba.jit.
+
+- Compilation is lazy: a kernel compiles for the argument types of its first call (float32 and float64 each
+  compile once, on demand); importing a kernel module compiles nothing.
+- FASTNN_CACHE=1 turns on numba's on-disk cache. A cache directory that cannot be written is one warning,
+  never an error (the kernel then compiles in memory).
+- FASTMATH holds the LLVM flags that keep NaN/Inf semantics: no 'nnan', no 'ninf'. Kernels that reduce
+  (sums for dgamma, running stats) do not use it, so their results do not depend on vectorisation choices.
+- Parallel kernels are compiled with parallel=True; `variant(kernel, parallel=False)` returns a serial build of
+  the same Python function (prange runs as range), compiled only if it is ever asked for. The serial build runs
+  where the parallel one is unsafe: numba's default 'workqueue' threading layer aborts the process when two
+  Python threads launch parallel kernels at once, so calls from threads other than the main one run serially
+  unless a thread-safe layer (tbb, omp) is in use.
+"""
+
+import os
+import threading
+import warnings
+
+import numba
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _env_flag(name, default):
+    return os.environ.get(name, "1" if default else "0").strip().lower() in _TRUE
+
+
+CACHE = _env_flag("FASTNN_CACHE", False)
+PARALLEL = _env_flag("FASTNN_PARALLEL", True)
+
+_serial_builds = {}
+_serial_lock = threading.Lock()
+_cache_warned = False
+
+
+def _options(parallel, fastmath):
+    return dict(
+        nopython=True,
+        nogil=True,
+        cache=CACHE,
+        parallel=parallel,
+        fastmath=FASTMATH if fastmath else False,
+        error_model="numpy",
+    )
+
+
+def kernel(function=None, *, parallel=False, fastmath=False):
+    """Decorate a kernel: `@kernel` (serial) or `@kernel(parallel=True)` (disjoint writes only)."""
+
+    def decorate(fn):
+        try:
+            return numba.njit(**_options(parallel, fastmath))(fn)
+        except (OSError, RuntimeError) as error:  # numba checks the cache directory at decoration time
+            if not CACHE:
+                raise
+            options = _options(parallel, fastmath)
+            options["cache"] = False
+            global _cache_warned
+            if not _cache_warned:
+                _cache_warned = True
+                warnings.warn(
+                    f"fastnn: FASTNN_CACHE=1 but numba cannot use its cache ({error}); compiling in memory",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return numba.njit(**options)(fn)
+
+    return decorate(function) if function is not None else decorate
+
+
+def threading_layer_is_thread_safe():
+    """True when numba's threading layer tolerates parallel kernels launched from several threads."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        layer = numba.config.THREADING_LAYER
+    return layer in ("tbb", "omp")
+
+
+def parallel_allowed(parallel=True):
+    """Whether a parallel kernel may run here: asked for, enabled, and safe on this thread."""
+    if not (parallel and PARALLEL):
+        return False
+    return threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe()
+
+
+def variant(kernel_fn, parallel=True):
+    """`kernel_fn` itself where a parallel kernel may run, else its serial build (compiled on first use)."""
+    if not kernel_fn.targetoptions.get("parallel") or parallel_allowed(parallel):
+        return kernel_fn
+    key = id(kernel_fn)
+    build = _serial_builds.get(key)
+    if build is None:
+        with _serial_lock:
+            build = _serial_builds.get(key)
+            if build is None:
+                options = dict(kernel_fn.targetoptions)
+                options["parallel"] = False
+                options.pop("boundscheck", None)
+                build = numba.njit(**options)(kernel_fn.py_func)
+                _serial_builds[key] = build
+    return build
