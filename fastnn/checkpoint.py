@@ -1,0 +1,169 @@
+"""Checkpoints without pickle: one `.npz` file holding the arrays and a JSON header holding everything else.
+
+A checkpoint is a nested dict (the Solver writes params, optimizer state, histories, settings and RNG states).
+`save_checkpoint` stores each array leaf as an array of the `.npz` and the rest of the tree as JSON, so
+`load_checkpoint` reads it back with `np.load(..., allow_pickle=False)`: loading a checkpoint never executes
+code. The file is written to a temporary file in the same directory, flushed, fsynced and renamed into place,
+so a crash or a full disk leaves either the previous checkpoint or the new one, never half a file.
+
+The CS231n starter pickled `{'model': model, 'update_rule': <function>, ...}` to `<name>_epoch_<e>.pkl`; fastnn
+writes `<name>_epoch_<e>.npz` holding the model's params (not the model object) and the update rule's name.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "fastnn-checkpoint"
+VERSION = 1
+HEADER_KEY = "__header__"
+ARRAY_TAG = "__array__"
+
+# The keys a Solver checkpoint always holds (the starter's checkpoint dict, with params for the model).
+SOLVER_KEYS = (
+    "params",
+    "update_rule",
+    "lr_decay",
+    "optim_config",
+    "batch_size",
+    "num_train_samples",
+    "num_val_samples",
+    "epoch",
+    "loss_history",
+    "train_acc_history",
+    "val_acc_history",
+)
+
+
+def _encode(value, arrays, where):
+    """The JSON form of `value`, moving every ndarray into `arrays` and leaving {ARRAY_TAG: key} in its place."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise TypeError(f"save_checkpoint: {where} is an object array, which only pickle could store")
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {ARRAY_TAG: key}
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad or ARRAY_TAG in value:
+            raise TypeError(f"save_checkpoint: {where} has keys {bad or [ARRAY_TAG]}; keys must be strings")
+        return {k: _encode(v, arrays, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"save_checkpoint: {where} is a {type(value).__name__}; a checkpoint holds only arrays, numbers, "
+        "strings, None, lists and dicts (no pickle)"
+    )
+
+
+def _decode(value, arrays):
+    if isinstance(value, dict):
+        if set(value) == {ARRAY_TAG}:
+            return arrays[value[ARRAY_TAG]]
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    return value
+
+
+def save_checkpoint(path, state):
+    """Write `state` to `path` atomically.
+
+    Inputs:
+    - path: the file to write (the Solver uses '<checkpoint_name>_epoch_<epoch>.npz')
+    - state: a dict of arrays, numbers, strings, None, lists and dicts; it must hold 'params', a dict of arrays
+
+    Returns the path written. On any error the temporary file is removed and a file already at `path` is left
+    as it was.
+    """
+    path = os.fspath(path)
+    if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
+        raise TypeError("save_checkpoint: state must be a dict with a 'params' dict of arrays")
+    arrays = {}
+    header = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays, "state")}
+    arrays[HEADER_KEY] = np.array(json.dumps(header, allow_nan=True))
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable where the platform allows it (POSIX); elsewhere this is a no-op."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint.
+
+    Returns the state dict as saved (tuples come back as lists). A Solver checkpoint holds the keys of
+    SOLVER_KEYS (params, update_rule as its name, lr_decay, optim_config, batch_size, num_train_samples,
+    num_val_samples, epoch, loss_history, train_acc_history, val_acc_history) plus iteration, best_val_acc,
+    best_params, optim_configs (the per-parameter optimizer state), model_state, rng_state and
+    global_rng_state.
+
+    A missing file raises FileNotFoundError; a truncated, corrupted or foreign file raises ValueError naming it.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every member now
+        header = json.loads(str(arrays.pop(HEADER_KEY)))
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("it has no fastnn checkpoint header")
+        if header.get("version") != VERSION:
+            raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
+        return _decode(header["state"], arrays)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model state that lives outside `params`: the batchnorm running statistics in `model.bn_params`.
+
+
+def model_state(model):
+    """The model's non-parameter state as a checkpoint-able dict (empty for models without bn_params)."""
+    bn_params = getattr(model, "bn_params", None) or []
+    kept = (np.ndarray, str, float, int)
+    return {"bn_params": [{k: v for k, v in p.items() if isinstance(v, kept)} for p in bn_params]}
+
+
+def restore_model_state(model, state, source="checkpoint"):
+    """Put model_state(model) output back into `model` (its bn_params dicts are updated in place)."""
+    saved = (state or {}).get("bn_params", [])
+    current = getattr(model, "bn_params", None) or []
+    if len(saved) != len(current):
+        raise ValueError(
+            f"Solver.resume: {source} holds {len(saved)} batchnorm parameter dicts but the model has {len(current)}"
+        )
+    for mine, theirs in zip(current, saved):
+        mine.update(theirs)

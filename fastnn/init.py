@@ -1,0 +1,51 @@
+"""Weight initialisation for the classifiers.
+
+`weight_scale` is what the CS231n models take: a number draws `weight_scale * np.random.randn(*shape)` (the
+starter's gaussian, from numpy's global RNG so `np.random.seed` fixes it); 'xavier' and 'he' scale a standard
+normal draw by sqrt(1 / fan_in) and sqrt(2 / fan_in). Weights are drawn one layer at a time in the model's
+parameter order, so the same seed gives the same weights as the starter's models.
+"""
+
+import numbers
+
+import numpy as np
+
+SCHEMES = ("xavier", "he")
+
+
+def check_weight_scale(fn, weight_scale):
+    """Refuse anything that is neither a positive finite number nor one of SCHEMES."""
+    if isinstance(weight_scale, str):
+        if weight_scale.lower() not in SCHEMES:
+            raise ValueError(f"{fn}: weight_scale must be a number or one of {SCHEMES}, got {weight_scale!r}")
+        return weight_scale.lower()
+    if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real):
+        raise TypeError(f"{fn}: weight_scale must be a number or one of {SCHEMES}, got {weight_scale!r}")
+    if not (np.isfinite(weight_scale) and weight_scale >= 0):
+        raise ValueError(f"{fn}: weight_scale must be a finite number >= 0, got {weight_scale!r}")
+    return float(weight_scale)
+
+
+def std_for(weight_scale, fan_in):
+    """The standard deviation of the gaussian for a layer with `fan_in` inputs."""
+    if weight_scale == "xavier":
+        return np.sqrt(1.0 / fan_in)
+    if weight_scale == "he":
+        return np.sqrt(2.0 / fan_in)
+    return weight_scale
+
+
+def gaussian(shape, std, dtype=np.float64):
+    """std * np.random.randn(*shape), drawn in float64 and cast to `dtype` (as the starter casts)."""
+    return (std * np.random.randn(*shape)).astype(dtype)
+
+
+def weights(shape, weight_scale, dtype=np.float64):
+    """Weights of `shape` for `weight_scale` (a number, 'xavier' or 'he').
+
+    fan_in is the product of every dimension but the last for affine weights (D, M), and C * HH * WW for conv
+    filters (F, C, HH, WW).
+    """
+    shape = tuple(int(s) for s in shape)
+    fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else int(np.prod(shape[:-1]))
+    return gaussian(shape, std_for(weight_scale, max(fan_in, 1)), dtype)

@@ -1,0 +1,192 @@
+"""First-order update rules, the cs231n.optim API.
+
+Each rule has the interface
+
+    def update(w, dw, config=None):
+        Inputs:
+        - w: an array of the current weights
+        - dw: an array of the same shape and dtype: the gradient of the loss with respect to w
+        - config: a dict of hyperparameters (learning rate, momentum, ...) and of the rule's state (velocity,
+          moving averages, step count). Missing entries are filled in with `config.setdefault`, so the dict
+          passed in is updated and returned.
+
+        Returns a tuple of:
+        - next_w: the weights after the update
+        - config: the config dict to pass to the next call of this rule
+
+`sgd` updates w in place, as the starter's does; the other rules return a new array. The Solver looks rules up
+by name in this module (`update_rule='adam'`); UPDATE_RULES lists those names.
+"""
+
+import numpy as np
+
+from . import _checks as check
+
+UPDATE_RULES = ("sgd", "sgd_momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+
+def _checked(fn, w, dw, config):
+    w, dw = check.floats(fn, w=w, dw=dw)
+    if w.shape != dw.shape:
+        check.fail(fn, f"dw must have the shape of w {w.shape}, got {dw.shape}")
+    if config is None:
+        config = {}
+    check.param_dict(fn, "config", config)
+    return w, dw, config
+
+
+def _hyper(fn, config, key):
+    # A Python float keeps float32 weights float32; an np.float64 learning rate (as from a random search with
+    # 10 ** np.random.uniform(...)) would promote them to float64 under NumPy 2's casting rules.
+    return check.number(fn, f"config['{key}']", config[key])
+
+
+def _check_state(fn, config, key, w):
+    state = config[key]
+    if not isinstance(state, np.ndarray) or state.shape != w.shape:
+        got = state.shape if isinstance(state, np.ndarray) else type(state).__name__
+        check.fail(fn, f"config['{key}'] must be an array of w's shape {w.shape}, got {got}")
+    if state.dtype != w.dtype:
+        check.fail(fn, f"config['{key}'] has dtype {state.dtype} but w has dtype {w.dtype}", TypeError)
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent, in place: w -= learning_rate * dw.
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2)
+    """
+    w, dw, config = _checked("sgd", w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    w -= _hyper("sgd", config, "learning_rate") * dw
+    return w, config
+
+
+def sgd_momentum(w, dw, config=None):
+    """Stochastic gradient descent with momentum: v = momentum * v - learning_rate * dw; next_w = w + v.
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2)
+    - momentum: scalar between 0 and 1 giving the momentum value (default 0.9); 0 reduces to sgd
+    - velocity: an array of w's shape holding a moving average of the gradients (default zeros)
+    """
+    fn = "sgd_momentum"
+    w, dw, config = _checked(fn, w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = config.get("velocity", np.zeros_like(w))
+    config["velocity"] = v
+    _check_state(fn, config, "velocity", w)
+    v = _hyper(fn, config, "momentum") * v - _hyper(fn, config, "learning_rate") * dw
+    next_w = w + v
+    config["velocity"] = v
+    return next_w, config
+
+
+def nesterov(w, dw, config=None):
+    """Nesterov momentum in the CS231n-notes form, with dw the gradient at the current w:
+
+        v_prev = v
+        v = momentum * v - learning_rate * dw
+        next_w = w - momentum * v_prev + (1 + momentum) * v
+
+    config format: learning_rate (1e-2), momentum (0.9), velocity (zeros), as in sgd_momentum.
+    """
+    fn = "nesterov"
+    w, dw, config = _checked(fn, w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    config.setdefault("velocity", np.zeros_like(w))
+    _check_state(fn, config, "velocity", w)
+    mu = _hyper(fn, config, "momentum")
+    v_prev = config["velocity"]
+    v = mu * v_prev - _hyper(fn, config, "learning_rate") * dw
+    next_w = w - mu * v_prev + (1 + mu) * v
+    config["velocity"] = v
+    return next_w, config
+
+
+def adagrad(w, dw, config=None):
+    """Adagrad: cache += dw**2; next_w = w - learning_rate * dw / (sqrt(cache) + epsilon).
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2)
+    - epsilon: small scalar used for smoothing to avoid dividing by zero (default 1e-8)
+    - cache: the running sum of squared gradients (default zeros)
+    """
+    fn = "adagrad"
+    w, dw, config = _checked(fn, w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("cache", np.zeros_like(w))
+    _check_state(fn, config, "cache", w)
+    cache = config["cache"] + dw * dw
+    next_w = w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon"))
+    config["cache"] = cache
+    return next_w, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: a moving average of squared gradients sets per-parameter learning rates.
+
+        cache = decay_rate * cache + (1 - decay_rate) * dw**2
+        next_w = w - learning_rate * dw / (sqrt(cache) + epsilon)
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2)
+    - decay_rate: scalar between 0 and 1 giving the decay rate for the squared gradient cache (default 0.99)
+    - epsilon: small scalar used for smoothing to avoid dividing by zero (default 1e-8)
+    - cache: moving average of second moments of gradients (default zeros)
+    """
+    fn = "rmsprop"
+    w, dw, config = _checked(fn, w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("decay_rate", 0.99)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("cache", np.zeros_like(w))
+    _check_state(fn, config, "cache", w)
+    decay = _hyper(fn, config, "decay_rate")
+    cache = decay * config["cache"] + (1 - decay) * dw * dw
+    next_w = w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon"))
+    config["cache"] = cache
+    return next_w, config
+
+
+def adam(w, dw, config=None):
+    """Adam: moving averages of the gradient and its square, with bias correction.
+
+        t += 1                                  (before use, as the 2018+ starter fixes it)
+        m = beta1 * m + (1 - beta1) * dw
+        v = beta2 * v + (1 - beta2) * dw**2
+        next_w = w - learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + epsilon)
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-3)
+    - beta1: decay rate for the moving average of the first moment of the gradient (default 0.9)
+    - beta2: decay rate for the moving average of the second moment of the gradient (default 0.999)
+    - epsilon: small scalar used for smoothing to avoid dividing by zero (default 1e-8)
+    - m: moving average of the gradient (default zeros)
+    - v: moving average of the squared gradient (default zeros)
+    - t: iteration number (default 0)
+    """
+    fn = "adam"
+    w, dw, config = _checked(fn, w, dw, config)
+    config.setdefault("learning_rate", 1e-3)
+    config.setdefault("beta1", 0.9)
+    config.setdefault("beta2", 0.999)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("m", np.zeros_like(w))
+    config.setdefault("v", np.zeros_like(w))
+    config.setdefault("t", 0)
+    _check_state(fn, config, "m", w)
+    _check_state(fn, config, "v", w)
+    beta1, beta2 = _hyper(fn, config, "beta1"), _hyper(fn, config, "beta2")
+    t = check.integer(fn, "config['t']", config["t"], minimum=0) + 1
+    m = beta1 * config["m"] + (1 - beta1) * dw
+    v = beta2 * config["v"] + (1 - beta2) * dw * dw
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    lr, eps = _hyper(fn, config, "learning_rate"), _hyper(fn, config, "epsilon")
+    next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    config["t"], config["m"], config["v"] = t, m, v
+    return next_w, config
