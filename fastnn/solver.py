@@ -236,7 +236,8 @@ class Solver:
                             % (self.epoch, self.num_epochs, train_acc, val_acc)
                         )
                 bar.set_postfix(epoch=self.epoch, loss=f"{self.loss_history[-1]:.4f}",
-                                val_acc=f"{self.val_acc_history[-1]:.3f}" if self.val_acc_history else "-")
+                                val_acc=f"{self.val_acc_history[-1]:.3f}" if self.val_acc_history else "-",
+                                refresh=False)
 
         # At the end of training swap the best params into the model
         self._keep_best_params()
@@ -251,7 +252,7 @@ class Solver:
         from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, disable=not show, unit="it", desc="train", leave=True,
-                    dynamic_ncols=True, file=sys.stderr)
+                    dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
 
     def _print(self, line):
         from tqdm import tqdm

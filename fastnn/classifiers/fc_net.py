@@ -1,0 +1,291 @@
+"""Fully connected classifiers, the cs231n.classifiers.fc_net API.
+
+`from fastnn.classifiers.fc_net import *` also gives every layer function (affine_forward, batchnorm_forward,
+dropout_forward, softmax_loss, ...), as the course notebooks expect from this module.
+"""
+
+import numbers
+
+import numpy as np
+
+from .. import init
+from ..layer_utils import *
+from ..layer_utils import (
+    affine_bn_relu_backward,
+    affine_bn_relu_forward,
+    affine_ln_relu_backward,
+    affine_ln_relu_forward,
+    affine_relu_backward,
+    affine_relu_forward,
+)
+from ..layers import *
+from ..layers import affine_backward, affine_forward, dropout_backward, dropout_forward, softmax_loss
+
+NORMALIZATIONS = (None, "batchnorm", "layernorm")
+
+
+def _model_input(fn, X, dtype, expected_shape):
+    """X as an array of the model's dtype (float64 data into a float32 model computes in float32), checked
+    against the input shape the model was built for."""
+    X = np.asarray(X)
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise TypeError(f"{fn}: X must hold numbers, got dtype {X.dtype}")
+    if X.ndim < 2 or X.shape[0] < 1:
+        raise ValueError(f"{fn}: X must be a non-empty batch (N, ...), got shape {X.shape}")
+    if len(expected_shape) == 1:
+        if int(np.prod(X.shape[1:])) != expected_shape[0]:
+            raise ValueError(f"{fn}: X of shape {X.shape} flattens to {int(np.prod(X.shape[1:]))} features, "
+                             f"but the model was built for input_dim={expected_shape[0]}")
+    elif tuple(X.shape[1:]) != tuple(expected_shape):
+        raise ValueError(f"{fn}: X must have shape (N, {', '.join(map(str, expected_shape))}) for "
+                         f"input_dim={tuple(expected_shape)}, got {X.shape}")
+    return X.astype(dtype, copy=False)
+
+
+def _l2_penalty(params, weight_names, reg):
+    """0.5 * reg * sum of squared weights (biases, gamma and beta are not regularised)."""
+    return 0.5 * reg * sum(float(np.sum(params[k] * params[k])) for k in weight_names)
+
+
+def _check_reg(fn, reg):
+    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not np.isfinite(reg) or reg < 0:
+        raise ValueError(f"{fn}: reg must be a finite number >= 0, got {reg!r}")
+    return reg
+
+
+def _check_dims(fn, name, dims):
+    dims = [dims] if isinstance(dims, numbers.Integral) else list(dims)
+    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
+        raise ValueError(f"{fn}: {name} must be positive integers, got {dims!r}")
+    return [int(d) for d in dims]
+
+
+def _check_float_dtype(fn, dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
+    return dtype.type
+
+
+class TwoLayerNet:
+    """A two-layer fully connected network with ReLU and softmax loss:
+
+        affine - relu - affine - softmax
+
+    Params: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); float64 as in the starter.
+    """
+
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0):
+        """
+        Inputs:
+        - input_dim: an integer giving the size of the input
+        - hidden_dim: an integer giving the size of the hidden layer
+        - num_classes: an integer giving the number of classes to classify
+        - weight_scale: the standard deviation of the gaussian initial weights, or 'xavier' / 'he'
+        - reg: the L2 regularization strength
+        """
+        fn = "TwoLayerNet"
+        self.input_dim, self.hidden_dim, self.num_classes = _check_dims(
+            fn, "input_dim, hidden_dim, num_classes", (input_dim, hidden_dim, num_classes)
+        )
+        self.reg = _check_reg(fn, reg)
+        scale = init.check_weight_scale(fn, weight_scale)
+        self.params = {}
+        self.params["W1"] = init.weights((self.input_dim, self.hidden_dim), scale)
+        self.params["b1"] = np.zeros(self.hidden_dim)
+        self.params["W2"] = init.weights((self.hidden_dim, self.num_classes), scale)
+        self.params["b2"] = np.zeros(self.num_classes)
+
+    def loss(self, X, y=None):
+        """Compute loss and gradient for a minibatch of data.
+
+        Inputs:
+        - X: array of input data of shape (N, d_1, ..., d_k)
+        - y: array of labels, of shape (N,); y[i] gives the label for X[i]
+
+        Returns:
+        If y is None, run a test-time forward pass and return scores (N, C).
+        Else return a tuple of: loss (a scalar) and grads (a dict with the keys of self.params).
+        """
+        fn = "TwoLayerNet.loss"
+        X = _model_input(fn, X, self.params["W1"].dtype, (self.input_dim,))
+        hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
+        scores, scores_cache = affine_forward(hidden, self.params["W2"], self.params["b2"])
+        if y is None:
+            return scores
+
+        reg = _check_reg(fn, self.reg)
+        loss, dscores = softmax_loss(scores, y)
+        loss += _l2_penalty(self.params, ("W1", "W2"), reg)
+        grads = {}
+        dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
+        _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, hidden_cache)
+        grads["W1"] += reg * self.params["W1"]
+        grads["W2"] += reg * self.params["W2"]
+        return loss, grads
+
+
+class FullyConnectedNet:
+    """A fully connected network with any number of hidden layers, ReLU, softmax loss, and optional dropout
+    and batch or layer normalization. For L layers the architecture is
+
+        {affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax
+
+    Learnable parameters are W1..WL, b1..bL and, with normalization, gamma1..gamma(L-1) and beta1..beta(L-1),
+    all of `dtype`. Hidden layers run the fused affine_bn_relu / affine_ln_relu sandwiches.
+    """
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=1, normalization=None,
+                 reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None, *, dropout_keep_ratio=None,
+                 use_batchnorm=None):
+        """
+        Inputs:
+        - hidden_dims: a list of integers giving the size of each hidden layer
+        - input_dim: an integer giving the size of the input
+        - num_classes: an integer giving the number of classes to classify
+        - dropout: the probability of KEEPING a unit, in (0, 1]; 1 means no dropout (2018+ meaning)
+        - normalization: None, 'batchnorm' or 'layernorm'
+        - reg: the L2 regularization strength
+        - weight_scale: the standard deviation of the gaussian initial weights, or 'xavier' / 'he'
+        - dtype: np.float32 or np.float64; float64 is needed for numeric gradient checking
+        - seed: if not None, passed to the dropout layers so that dropout is deterministic
+        - dropout_keep_ratio: the 2021+ name of `dropout` (same meaning)
+        - use_batchnorm: the 2017 spelling; True means normalization='batchnorm'
+        """
+        fn = "FullyConnectedNet"
+        keep = self._keep_ratio(fn, dropout, dropout_keep_ratio)
+        normalization = self._normalization(fn, normalization, use_batchnorm)
+        hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims)
+        input_dim, num_classes = _check_dims(fn, "input_dim and num_classes", (input_dim, num_classes))
+        scale = init.check_weight_scale(fn, weight_scale)
+
+        self.normalization = normalization
+        self.use_batchnorm = normalization == "batchnorm"
+        self.use_dropout = keep != 1
+        self.reg = _check_reg(fn, reg)
+        self.num_layers = 1 + len(hidden_dims)
+        self.dtype = _check_float_dtype(fn, dtype)
+        self.input_dim = input_dim
+        self.params = {}
+
+        dims = [input_dim] + hidden_dims + [num_classes]
+        for i in range(self.num_layers):
+            self.params[f"W{i + 1}"] = init.weights((dims[i], dims[i + 1]), scale)
+            self.params[f"b{i + 1}"] = np.zeros(dims[i + 1])
+            if normalization is not None and i < self.num_layers - 1:
+                self.params[f"gamma{i + 1}"] = np.ones(dims[i + 1])
+                self.params[f"beta{i + 1}"] = np.zeros(dims[i + 1])
+
+        # One dropout_param shared by every dropout layer; the layer reads the mode and, if given, the seed.
+        self.dropout_param = {}
+        if self.use_dropout:
+            self.dropout_param = {"mode": "train", "p": keep}
+            if seed is not None:
+                self.dropout_param["seed"] = seed
+
+        # One dict per normalized layer: batchnorm keeps its running mean and variance there.
+        self.bn_params = []
+        if normalization == "batchnorm":
+            self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)]
+        if normalization == "layernorm":
+            self.bn_params = [{} for _ in range(self.num_layers - 1)]
+
+        for k, v in self.params.items():
+            self.params[k] = v.astype(dtype)
+
+    @staticmethod
+    def _keep_ratio(fn, dropout, dropout_keep_ratio):
+        if dropout_keep_ratio is not None:
+            if dropout != 1 and dropout != dropout_keep_ratio:
+                raise ValueError(f"{fn}: dropout={dropout!r} and dropout_keep_ratio={dropout_keep_ratio!r} "
+                                 "disagree; they are two names of the keep probability, give one")
+            dropout = dropout_keep_ratio
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+            raise TypeError(f"{fn}: dropout (the keep probability) must be a number in (0, 1], got {dropout!r}")
+        if dropout == 0:
+            raise ValueError(
+                f"{fn}: dropout=0 is ambiguous: in the 2017 course it meant 'no dropout' (a drop probability), "
+                "since 2018 it is the KEEP probability and 0 would divide by zero. Use dropout=1 (or "
+                "dropout_keep_ratio=1) for no dropout, or e.g. dropout=0.5 to keep half of the units."
+            )
+        if not 0 < dropout <= 1:
+            raise ValueError(f"{fn}: dropout (the keep probability) must be in (0, 1], got {dropout!r}")
+        return dropout
+
+    @staticmethod
+    def _normalization(fn, normalization, use_batchnorm):
+        if normalization is True:  # the 2017 positional use_batchnorm=True lands here
+            normalization = "batchnorm"
+        elif normalization is False:
+            normalization = None
+        if use_batchnorm:
+            if normalization not in (None, "batchnorm"):
+                raise ValueError(f"{fn}: use_batchnorm=True contradicts normalization={normalization!r}")
+            normalization = "batchnorm"
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"{fn}: normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        return normalization
+
+    def loss(self, X, y=None):
+        """Compute loss and gradient for the fully connected net.
+
+        Inputs:
+        - X: array of input data of shape (N, d_1, ..., d_k), cast to the model's dtype
+        - y: array of labels, of shape (N,); y[i] gives the label for X[i]
+
+        Returns:
+        If y is None, run a test-time forward pass and return scores (N, C).
+        Else (training mode: batchnorm batch statistics, dropout on) return a tuple of:
+        - loss: scalar value giving the loss
+        - grads: dictionary with the same keys as self.params, mapping parameter names to gradients
+        """
+        fn = "FullyConnectedNet.loss"
+        X = _model_input(fn, X, self.dtype, (self.input_dim,))
+        mode = "test" if y is None else "train"
+        if self.use_dropout:
+            self.dropout_param["mode"] = mode
+        if self.normalization == "batchnorm":
+            for bn_param in self.bn_params:
+                bn_param["mode"] = mode
+
+        p = self.params
+        hidden_caches, dropout_caches = [], []
+        out = X
+        for i in range(1, self.num_layers):
+            W, b = p[f"W{i}"], p[f"b{i}"]
+            if self.normalization == "batchnorm":
+                out, cache = affine_bn_relu_forward(out, W, b, p[f"gamma{i}"], p[f"beta{i}"], self.bn_params[i - 1])
+            elif self.normalization == "layernorm":
+                out, cache = affine_ln_relu_forward(out, W, b, p[f"gamma{i}"], p[f"beta{i}"], self.bn_params[i - 1])
+            else:
+                out, cache = affine_relu_forward(out, W, b)
+            hidden_caches.append(cache)
+            if self.use_dropout:
+                out, cache = dropout_forward(out, self.dropout_param)
+                dropout_caches.append(cache)
+        L = self.num_layers
+        scores, scores_cache = affine_forward(out, p[f"W{L}"], p[f"b{L}"])
+        if mode == "test":
+            return scores
+
+        reg = _check_reg(fn, self.reg)
+        weight_names = [f"W{i}" for i in range(1, L + 1)]
+        loss, dscores = softmax_loss(scores, y)
+        loss += _l2_penalty(p, weight_names, reg)
+
+        grads = {}
+        dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, scores_cache)
+        for i in range(L - 1, 0, -1):
+            if self.use_dropout:
+                dout = dropout_backward(dout, dropout_caches[i - 1])
+            cache = hidden_caches[i - 1]
+            if self.normalization == "batchnorm":
+                dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_bn_relu_backward(dout, cache)
+            elif self.normalization == "layernorm":
+                dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_ln_relu_backward(dout, cache)
+            else:
+                dout, dW, db = affine_relu_backward(dout, cache)
+            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+        for name in weight_names:
+            grads[name] += reg * p[name]
+        return loss, grads

@@ -1,0 +1,146 @@
+"""`fastnn train`: train a classifier on the embedded digits (or CIFAR-10) and write what it learned.
+
+    fastnn train                       # ThreeLayerConvNet on the 8x8 digits, 15 epochs of Adam
+    fastnn train --model fc --epochs 5 --out runs/fc
+    fastnn train --data cifar10 --data-dir ~/data/cifar-10-batches-py
+
+Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
+final train/val/test accuracy.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+MODELS = ("cnn", "fc")
+DATASETS = ("digits", "cifar10")
+
+
+def configure(parser):
+    parser.add_argument("--model", choices=MODELS, default="cnn",
+                        help="cnn: ThreeLayerConvNet (default); fc: FullyConnectedNet with batchnorm")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    parser.add_argument("--update-rule", default="adam", help="an update rule of fastnn.optim (default adam)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning rate factor per epoch (default 0.9)")
+    parser.add_argument("--batch-size", type=int, default=50, help="minibatch size (default 50)")
+    parser.add_argument("--reg", type=float, default=0.0, help="L2 regularization strength (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the weights, minibatches and split (default 0)")
+    parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
+                        help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
+    parser.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: the embedded digits)")
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 python batches directory (with --data cifar10)")
+    parser.add_argument("--out", default="fastnn-out", help="output directory (default ./fastnn-out)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def load_data(name, data_dir=None, seed=0, dtype=np.float32):
+    """The named dataset as the Solver's data dict (plus X_test, y_test), in `dtype`."""
+    from .. import data_utils
+
+    if name == "digits":
+        return data_utils.load_digits(seed=seed, dtype=dtype)
+    data = data_utils.get_CIFAR10_data(cifar10_dir=data_dir)
+    return {k: (v.astype(dtype) if k.startswith("X_") else v) for k, v in data.items()}
+
+
+def build_model(name, input_shape, num_classes, reg=0.0, weight_scale="he", dtype=np.float32):
+    """The model `fastnn train` and `fastnn check` use for `name` ('cnn' or 'fc') on inputs (C, H, W)."""
+    from ..classifiers import FullyConnectedNet, ThreeLayerConvNet
+
+    input_shape = tuple(int(s) for s in input_shape)
+    if name == "cnn":
+        small = input_shape[1] <= 16  # 8x8 digits: fewer, smaller filters; CIFAR-10: the starter's defaults
+        return ThreeLayerConvNet(input_dim=input_shape, num_filters=16 if small else 32,
+                                 filter_size=3 if small else 7, hidden_dim=64 if small else 100,
+                                 num_classes=num_classes, weight_scale=weight_scale, reg=reg, dtype=dtype)
+    return FullyConnectedNet([128, 64], input_dim=int(np.prod(input_shape)), num_classes=num_classes,
+                             normalization="batchnorm", weight_scale=weight_scale, reg=reg, dtype=dtype)
+
+
+def _check_args(args):
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise SystemExit(f"fastnn train: {name} must be >= 1, got {value}")
+    if not (args.lr > 0 and np.isfinite(args.lr)):
+        raise SystemExit(f"fastnn train: --lr must be a positive number, got {args.lr}")
+    from .. import optim
+
+    if args.update_rule not in optim.UPDATE_RULES:
+        raise SystemExit(f"fastnn train: --update-rule must be one of {', '.join(optim.UPDATE_RULES)}, "
+                         f"got {args.update_rule!r}")
+    if args.data_dir is not None and args.data != "cifar10":
+        raise SystemExit("fastnn train: --data-dir is only used with --data cifar10")
+
+
+def run(args):
+    import fastnn
+
+    from ..solver import Solver
+
+    _check_args(args)
+    if args.backend is not None:
+        fastnn.options(backend=args.backend)
+    os.makedirs(args.out, exist_ok=True)
+    data = load_data(args.data, args.data_dir, seed=args.seed)
+    num_classes = int(max(data["y_train"].max(), data["y_val"].max(), data["y_test"].max())) + 1
+
+    np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
+    model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
+    solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
+                    lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
+                    print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
+                    checkpoint_name=os.path.join(args.out, "checkpoint"))
+    start = time.perf_counter()
+    solver.train()
+    seconds = time.perf_counter() - start
+
+    accuracy = {s: solver.check_accuracy(data[f"X_{s}"], data[f"y_{s}"]) for s in ("train", "val", "test")}
+    plots = _write_plots(solver, model, args)
+    summary = {
+        "fastnn_version": fastnn.__version__,
+        "backend": fastnn.options().backend,
+        "data": args.data,
+        "model": type(model).__name__,
+        "model_arg": args.model,
+        "num_params": int(sum(v.size for v in model.params.values())),
+        "epochs": args.epochs,
+        "update_rule": args.update_rule,
+        "learning_rate": args.lr,
+        "lr_decay": args.lr_decay,
+        "batch_size": args.batch_size,
+        "reg": args.reg,
+        "seed": args.seed,
+        "train_seconds": round(seconds, 3),
+        "best_val_acc": solver.best_val_acc,
+        "accuracy": accuracy,
+        "final_loss": solver.loss_history[-1],
+        "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
+        "plots": plots,
+    }
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"{summary['model']} on {args.data}: {args.epochs} epochs in {seconds:.1f} s "
+          f"(backend {summary['backend']})")
+    print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
+    print(f"outputs in {os.path.abspath(args.out)}")
+    return 0
+
+
+def _write_plots(solver, model, args):
+    from .. import plots
+
+    if not plots.available():
+        print("matplotlib is not installed: skipping the plots (pip install 'fastnn[plot]')")
+        return {}
+    written = {
+        "loss": plots.plot_loss(solver.loss_history, os.path.join(args.out, "loss.png")),
+        "accuracy": plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history,
+                                        os.path.join(args.out, "accuracy.png")),
+    }
+    first_layer = model.params["W1"]
+    if first_layer.ndim == 4:
+        written["filters"] = plots.plot_filters(first_layer, os.path.join(args.out, "filters.png"))
+    return {k: os.path.abspath(v) for k, v in written.items()}

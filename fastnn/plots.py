@@ -1,0 +1,119 @@
+"""Training plots written to PNG: the loss history, train/val accuracy per epoch, and first-layer filters.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so calling these from a notebook leaves the
+notebook's backend and open figures alone. matplotlib is an optional dependency (`pip install fastnn[plot]`);
+`available()` says whether it is installed.
+"""
+
+import importlib.util
+import os
+
+import numpy as np
+
+
+def available():
+    """True if matplotlib can be imported."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _figure(width=6.4, height=4.0):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError("fastnn.plots needs matplotlib: pip install 'fastnn[plot]'") from error
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def smooth(values, window=None):
+    """The running mean of `values` over `window` points (default: about 1/20 of the history, at least 1);
+    entries before a full window average what is there so far."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    window = max(1, values.size // 20) if window is None else int(window)
+    cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    ends = np.arange(1, values.size + 1)
+    starts = np.maximum(ends - window, 0)
+    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
+
+
+def plot_loss(loss_history, path, title="Training loss"):
+    """Write the per-iteration loss (faint) with its running mean to the PNG `path`; returns path."""
+    loss = np.asarray(loss_history, dtype=np.float64)
+    if loss.ndim != 1 or loss.size == 0:
+        raise ValueError(f"plot_loss: loss_history must be a non-empty 1-D sequence, got shape {loss.shape}")
+    figure = _figure()
+    ax = figure.add_subplot(1, 1, 1)
+    iterations = np.arange(1, loss.size + 1)
+    ax.plot(iterations, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
+    ax.plot(iterations, smooth(loss), color="tab:blue", linewidth=2.0, label="running mean")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_accuracy(train_acc_history, val_acc_history, path, title="Classification accuracy"):
+    """Write train and validation accuracy per accuracy check (check 0 is after the first iteration, check e
+    after epoch e) to the PNG `path`; returns path."""
+    train = np.asarray(train_acc_history, dtype=np.float64)
+    val = np.asarray(val_acc_history, dtype=np.float64)
+    if train.ndim != 1 or train.shape != val.shape or train.size == 0:
+        raise ValueError(f"plot_accuracy: the histories must be non-empty and of equal length, got shapes "
+                         f"{train.shape} and {val.shape}")
+    figure = _figure()
+    ax = figure.add_subplot(1, 1, 1)
+    epochs = np.arange(train.size)
+    ax.plot(epochs, train, "-o", label="train")
+    ax.plot(epochs, val, "-o", label="val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def filter_grid(W, padding=1):
+    """Tile first-layer filters W (F, C, HH, WW) into one image (rows, cols) for C == 1 or (rows, cols, 3) for
+    C == 3, each filter scaled to [0, 1] on its own; the gaps are 1 (white)."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 4 or W.shape[1] not in (1, 3):
+        raise ValueError(f"filter_grid: W must be (F, C, HH, WW) with C 1 or 3, got shape {W.shape}")
+    F, C, HH, WW = W.shape
+    cols = int(np.ceil(np.sqrt(F)))
+    rows = int(np.ceil(F / cols))
+    grid = np.ones((rows * (HH + padding) + padding, cols * (WW + padding) + padding, C))
+    for f in range(F):
+        low, high = W[f].min(), W[f].max()
+        tile = (W[f] - low) / (high - low) if high > low else np.full_like(W[f], 0.5)
+        r, c = divmod(f, cols)
+        y0, x0 = padding + r * (HH + padding), padding + c * (WW + padding)
+        grid[y0:y0 + HH, x0:x0 + WW] = tile.transpose(1, 2, 0)
+    return grid[:, :, 0] if C == 1 else grid
+
+
+def plot_filters(W, path, title="First-layer filters"):
+    """Write the grid of first-layer filters W (F, C, HH, WW) to the PNG `path`; returns path."""
+    grid = filter_grid(W)
+    figure = _figure(5, 5)
+    ax = figure.add_subplot(1, 1, 1)
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return _save(figure, path)

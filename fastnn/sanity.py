@@ -1,0 +1,94 @@
+"""The course's babysitting checks for a model, behind `fastnn check`.
+
+Before a long run, CS231n checks that (1) the initial loss at reg 0 is about log(C), the loss of uniform
+scores, and rises with reg; (2) analytic gradients match numeric ones (float64, a few sampled entries per
+parameter); (3) the model can overfit a small subset to 100% training accuracy. Each check returns a Verdict.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check: its name, whether it passed, and the measured numbers in words."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def __str__(self):
+        return f"[{'PASS' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
+
+
+def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
+    """Initial loss at reg 0 within `tolerance` (relative) of log(num_classes), and higher at `reg`.
+
+    make_model(reg) must build a fresh model with small initial weights; both models start from the same
+    numpy RNG state so they share their weights.
+    """
+    state = np.random.get_state()
+    loss_0, _ = make_model(0.0).loss(X, y)
+    np.random.set_state(state)
+    loss_reg, _ = make_model(reg).loss(X, y)
+    expected = np.log(num_classes)
+    near = abs(loss_0 - expected) <= tolerance * expected
+    rises = loss_reg > loss_0
+    detail = (f"loss {loss_0:.4f} at reg 0 (log {num_classes} = {expected:.4f}, "
+              f"{'within' if near else 'outside'} {tolerance:.0%}); {loss_reg:.4f} at reg {reg:g} "
+              f"({'rises' if rises else 'does not rise'})")
+    return Verdict("initial loss", bool(near and rises), detail)
+
+
+def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
+    """The largest relative error |numeric - analytic| / max(|numeric| + |analytic|, 1e-8) per parameter,
+    from centred differences at `num_checks` random entries of each. The model should be float64. Returns a
+    dict name -> (error, index)."""
+    _, grads = model.loss(X, y)
+    rng = np.random.default_rng(seed)
+    errors = {}
+    for name, param in model.params.items():
+        worst = (0.0, None)
+        for flat in rng.choice(param.size, size=min(num_checks, param.size), replace=False):
+            index = np.unravel_index(flat, param.shape)
+            saved = param[index]
+            param[index] = saved + h
+            plus, _ = model.loss(X, y)
+            param[index] = saved - h
+            minus, _ = model.loss(X, y)
+            param[index] = saved
+            numeric = (plus - minus) / (2 * h)
+            analytic = grads[name][index]
+            error = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8)
+            if error >= worst[0]:
+                worst = (float(error), tuple(int(i) for i in index))
+        errors[name] = worst
+    return errors
+
+
+def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0):
+    """Sampled numeric gradient check of a float64 model at its current reg."""
+    dtype = next(iter(model.params.values())).dtype
+    if dtype != np.float64:
+        return Verdict("gradient check", False, f"the model is {dtype}; gradient checks need float64")
+    errors = sampled_gradient_errors(model, X, y, num_checks=num_checks, seed=seed)
+    name, (worst, index) = max(errors.items(), key=lambda item: item[1][0])
+    passed = worst <= threshold
+    detail = (f"max relative error {worst:.2e} ({name}{list(index) if index else ''}) over {num_checks} entries "
+              f"of each of {len(errors)} parameters at reg {getattr(model, 'reg', 0):g}; threshold {threshold:.0e}")
+    return Verdict("gradient check", passed, detail)
+
+
+def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam", learning_rate=1e-2, seed=0):
+    """Train on the small set (X, y) alone; pass if the training accuracy reaches 100%."""
+    from .solver import Solver
+
+    data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    solver = Solver(model, data, update_rule=update_rule, optim_config={"learning_rate": learning_rate},
+                    num_epochs=num_epochs, batch_size=batch_size, num_train_samples=None, verbose=False, seed=seed)
+    solver.train()
+    accuracy = solver.check_accuracy(X, y)
+    detail = (f"train accuracy {accuracy:.1%} on {len(y)} samples after {num_epochs} epochs of {update_rule} "
+              f"(lr {learning_rate:g}); final loss {solver.loss_history[-1]:.4f}")
+    return Verdict("overfit small subset", accuracy == 1.0, detail)
