@@ -1,0 +1,192 @@
+"""Checkpoints: pickle-free round trip, atomic writes, clear errors on bad files, exact resume of a Solver."""
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from fastnn import checkpoint
+from fastnn.checkpoint import load_checkpoint, save_checkpoint
+from fastnn.solver import Solver
+
+
+class TwoLayerSoftmax:
+    """A small NumPy model (affine - relu - affine - softmax) with a bn_params list to carry along."""
+
+    def __init__(self, D=4, H=8, C=3, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W1": 0.3 * rng.standard_normal((D, H)), "b1": np.zeros(H),
+                       "W2": 0.3 * rng.standard_normal((H, C)), "b2": np.zeros(C)}
+        self.bn_params = [{"mode": "train"}]
+
+    def loss(self, X, y=None):
+        p = self.params
+        h = np.maximum(X @ p["W1"] + p["b1"], 0)
+        scores = h @ p["W2"] + p["b2"]
+        self.bn_params[0]["running_mean"] = h.mean(axis=0)  # some state outside params
+        if y is None:
+            return scores
+        probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        N = X.shape[0]
+        loss = -np.mean(np.log(probs[np.arange(N), y]))
+        d = probs
+        d[np.arange(N), y] -= 1
+        d /= N
+        dh = (d @ p["W2"].T) * (h > 0)
+        return loss, {"W1": X.T @ dh, "b1": dh.sum(0), "W2": h.T @ d, "b2": d.sum(0)}
+
+
+def blobs(seed=0, n=60, D=4, C=3):
+    rng = np.random.default_rng(seed)
+    centres = 2 * rng.standard_normal((C, D))
+    y = rng.integers(0, C, 2 * n)
+    X = centres[y] + rng.standard_normal((2 * n, D))
+    return {"X_train": X[:n], "y_train": y[:n], "X_val": X[n:], "y_val": y[n:]}
+
+
+def test_round_trip_keeps_arrays_dtypes_and_json_values(tmp_path):
+    state = {
+        "params": {"W1": np.arange(6, dtype=np.float32).reshape(2, 3), "b1": np.zeros(3)},
+        "optim_configs": {"W1": {"m": np.ones((2, 3), np.float32), "t": 3, "learning_rate": 1e-3}},
+        "loss_history": [2.302585092994046, 1.0000000000000002],
+        "num_val_samples": None,
+        "update_rule": "adam",
+        "rng_state": {"bit_generator": "PCG64", "state": {"state": 2**127 + 12345, "inc": 7}},
+        "global_rng_state": ["MT19937", np.arange(4, dtype=np.uint32), 2, 0, 0.0],
+        "scalar": np.float64(0.25),
+    }
+    path = save_checkpoint(tmp_path / "c.npz", state)
+    loaded = load_checkpoint(path)
+    np.testing.assert_array_equal(loaded["params"]["W1"], state["params"]["W1"])
+    assert loaded["params"]["W1"].dtype == np.float32 and loaded["params"]["b1"].dtype == np.float64
+    assert loaded["optim_configs"]["W1"]["t"] == 3
+    assert loaded["optim_configs"]["W1"]["m"].dtype == np.float32
+    assert loaded["loss_history"] == state["loss_history"]  # floats survive JSON exactly
+    assert loaded["num_val_samples"] is None and loaded["update_rule"] == "adam"
+    assert loaded["rng_state"]["state"]["state"] == 2**127 + 12345
+    assert loaded["global_rng_state"][0] == "MT19937"
+    assert loaded["global_rng_state"][1].dtype == np.uint32
+    assert loaded["scalar"] == 0.25
+    # the file is a plain npz that NumPy opens without pickle
+    with np.load(path, allow_pickle=False) as npz:
+        assert checkpoint.HEADER_KEY in npz.files
+
+
+def test_what_only_pickle_could_store_is_refused(tmp_path):
+    with pytest.raises(TypeError, match=r"save_checkpoint: state\['model'\] is a TwoLayerSoftmax"):
+        save_checkpoint(tmp_path / "c.npz", {"params": {}, "model": TwoLayerSoftmax()})
+    with pytest.raises(TypeError, match=r"object array"):
+        save_checkpoint(tmp_path / "c.npz", {"params": {"W": np.array([{}], dtype=object)}})
+    with pytest.raises(TypeError, match=r"'params' dict"):
+        save_checkpoint(tmp_path / "c.npz", {"weights": {}})
+    assert os.listdir(tmp_path) == []
+
+
+def _good_checkpoint(tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, {"params": {"W": np.arange(1000.0)}, "epoch": 1})
+    return path, path.read_bytes()
+
+
+def test_failed_rename_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path, before = _good_checkpoint(tmp_path)
+
+    def crash(src, dst):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(checkpoint.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        save_checkpoint(path, {"params": {"W": np.zeros(1000)}, "epoch": 2})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["c.npz"]  # no temporary file left behind
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_failure_half_way_through_the_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path, before = _good_checkpoint(tmp_path)
+
+    def half_write(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.np, "savez", half_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"params": {"W": np.zeros(3)}})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_truncated_corrupted_and_foreign_files_raise_value_error_naming_the_file(tmp_path):
+    path, data = _good_checkpoint(tmp_path)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a checkpoint at all")
+    flipped = tmp_path / "flipped.npz"
+    corrupt = bytearray(data)
+    corrupt[len(corrupt) // 3] ^= 0xFF  # inside the stored W array: the zip CRC check catches it
+    flipped.write_bytes(bytes(corrupt))
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, W=np.zeros(3))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, W=np.array([{"x": 1}], dtype=object))
+    for bad in (truncated, garbage, flipped, foreign, pickled):
+        with pytest.raises(ValueError, match=rf"load_checkpoint: .*{bad.name}.* not a readable fastnn checkpoint"):
+            load_checkpoint(bad)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_solver_writes_npz_per_epoch_with_the_starter_keys(tmp_path):
+    name = str(tmp_path / "run")
+    solver = Solver(TwoLayerSoftmax(), blobs(), update_rule="adam", num_epochs=2, batch_size=20, verbose=False,
+                    seed=0, checkpoint_name=name)
+    solver.train()
+    assert sorted(os.listdir(tmp_path)) == ["run_epoch_0.npz", "run_epoch_1.npz", "run_epoch_2.npz"]
+    saved = load_checkpoint(name + "_epoch_2.npz")
+    assert set(checkpoint.SOLVER_KEYS) <= set(saved)
+    assert saved["update_rule"] == "adam" and saved["epoch"] == 2 and saved["batch_size"] == 20
+    assert saved["loss_history"] == solver.loss_history
+    assert saved["optim_configs"]["W1"]["t"] == 6
+    np.testing.assert_array_equal(saved["optim_configs"]["W2"]["v"], solver.optim_configs["W2"]["v"])
+    for k, v in solver.best_params.items():
+        np.testing.assert_array_equal(saved["best_params"][k], v)
+    assert zipfile.is_zipfile(name + "_epoch_2.npz")
+
+
+@pytest.mark.parametrize("seed", [3, None], ids=["own-generator", "global-rng"])
+@pytest.mark.parametrize("rule", ["sgd_momentum", "adam"])
+def test_resume_gives_the_same_loss_history_as_an_uninterrupted_run(tmp_path, seed, rule):
+    data = blobs()
+    kwargs = dict(update_rule=rule, optim_config={"learning_rate": 0.05}, lr_decay=0.9, batch_size=10,
+                  num_train_samples=20, verbose=False, seed=seed)
+
+    np.random.seed(11)
+    full = Solver(TwoLayerSoftmax(), data, num_epochs=4, **kwargs)
+    full.train()
+
+    np.random.seed(11)
+    name = str(tmp_path / "run")
+    Solver(TwoLayerSoftmax(), data, num_epochs=2, checkpoint_name=name, **kwargs).train()
+    np.random.seed(999)  # whatever happens in between must not matter
+    model = TwoLayerSoftmax(seed=5)  # other initial weights: the checkpoint must override them
+    resumed = Solver(model, data, num_epochs=4, **kwargs)
+    resumed.resume(name + "_epoch_2.npz")
+
+    assert resumed.loss_history == full.loss_history
+    assert resumed.train_acc_history == full.train_acc_history
+    assert resumed.val_acc_history == full.val_acc_history
+    assert resumed.epoch == 4
+    for k in full.model.params:
+        np.testing.assert_array_equal(resumed.model.params[k], full.model.params[k])
+    np.testing.assert_array_equal(model.bn_params[0]["running_mean"], full.model.bn_params[0]["running_mean"])
+
+
+def test_resume_into_a_model_of_other_shapes_is_refused(tmp_path):
+    name = str(tmp_path / "run")
+    Solver(TwoLayerSoftmax(), blobs(), num_epochs=1, batch_size=30, verbose=False, checkpoint_name=name).train()
+    solver = Solver(TwoLayerSoftmax(H=5), blobs(), verbose=False)
+    with pytest.raises(ValueError, match=r"Solver.resume: .*run_epoch_1.npz.* do not fit the model"):
+        solver.resume(name + "_epoch_1.npz")

@@ -1,0 +1,200 @@
+"""Solver: histories, lr decay, printing, seeds, bad arguments, divergence and best params.
+
+A linear softmax classifier in plain NumPy stands in for a model here, so these tests exercise the loop alone.
+"""
+
+import numpy as np
+import pytest
+
+from fastnn.solver import Solver
+
+
+class LinearSoftmax:
+    """scores = X @ W + b with softmax loss; records every batch it trains on."""
+
+    def __init__(self, D=4, C=3, scale=1e-2, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W": scale * rng.standard_normal((D, C)), "b": np.zeros(C)}
+        self.batches = []
+
+    def loss(self, X, y=None):
+        X = X.reshape(X.shape[0], -1)
+        scores = X @ self.params["W"] + self.params["b"]
+        if y is None:
+            return scores
+        self.batches.append(X.copy())
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        probs /= probs.sum(axis=1, keepdims=True)
+        N = X.shape[0]
+        loss = -np.mean(np.log(probs[np.arange(N), y]))
+        dscores = probs
+        dscores[np.arange(N), y] -= 1
+        dscores /= N
+        return loss, {"W": X.T @ dscores, "b": dscores.sum(axis=0)}
+
+
+def blobs(n_train=60, n_val=30, D=4, C=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = 3 * rng.standard_normal((C, D))
+
+    def split(n):
+        y = rng.integers(0, C, n)
+        return centres[y] + rng.standard_normal((n, D)), y
+
+    X_train, y_train = split(n_train)
+    X_val, y_val = split(n_val)
+    return {"X_train": X_train, "y_train": y_train, "X_val": X_val, "y_val": y_val}
+
+
+def test_histories_epochs_and_lr_decay():
+    model, data = LinearSoftmax(), blobs()
+    solver = Solver(model, data, update_rule="sgd_momentum", optim_config={"learning_rate": 0.1},
+                    lr_decay=0.5, num_epochs=3, batch_size=10, verbose=False, seed=0)
+    solver.train()
+    assert len(solver.loss_history) == 3 * (60 // 10)
+    assert len(solver.train_acc_history) == len(solver.val_acc_history) == 3 + 1
+    assert solver.epoch == 3
+    for config in solver.optim_configs.values():
+        assert config["learning_rate"] == pytest.approx(0.1 * 0.5**3)
+        assert config["momentum"] == 0.9
+    assert solver.loss_history[-1] < solver.loss_history[0]
+    assert solver.best_val_acc == max(solver.val_acc_history) > 0.8
+    assert model.params is solver.best_params
+
+
+def test_optim_config_is_copied_per_parameter():
+    shared = {"learning_rate": 0.05}
+    solver = Solver(LinearSoftmax(), blobs(), optim_config=shared, verbose=False)
+    assert set(solver.optim_configs) == {"W", "b"}
+    assert solver.optim_configs["W"] is not solver.optim_configs["b"]
+    assert solver.optim_configs["W"] is not shared and solver.optim_configs["W"] == shared
+
+
+def test_verbose_false_prints_nothing_at_all(capsys, tmp_path):
+    solver = Solver(LinearSoftmax(), blobs(), num_epochs=2, batch_size=10, verbose=False,
+                    checkpoint_name=str(tmp_path / "run"))
+    solver.train()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_verbose_prints_the_starter_formats(capsys, tmp_path):
+    name = str(tmp_path / "run")
+    solver = Solver(LinearSoftmax(), blobs(), num_epochs=1, batch_size=20, print_every=2, seed=0,
+                    checkpoint_name=name, progress_bar=False)
+    solver.train()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("(Iteration 1 / 3) loss: ")
+    assert out[1] == 'Saving checkpoint to "%s_epoch_0.npz"' % name
+    assert out[2].startswith("(Epoch 0 / 1) train acc: ") and "; val_acc: " in out[2]
+    assert out[3].startswith("(Iteration 3 / 3) loss: ")
+    assert out[-1].startswith("(Epoch 1 / 1) train acc: ")
+
+
+def test_progress_bar_goes_to_stderr_when_verbose(capsys):
+    Solver(LinearSoftmax(), blobs(), num_epochs=1, batch_size=20, print_every=100, seed=0).train()
+    err = capsys.readouterr().err
+    assert "train" in err and "3/3" in err and "val_acc" in err
+
+
+def test_seed_gives_the_same_run_and_leaves_the_global_rng_alone():
+    runs = []
+    for _ in range(2):
+        np.random.seed(123)
+        before = np.random.get_state()[1].copy()
+        solver = Solver(LinearSoftmax(), blobs(), num_epochs=2, batch_size=10, verbose=False, seed=7)
+        solver.train()
+        assert np.array_equal(np.random.get_state()[1], before)
+        runs.append(solver.loss_history)
+    assert runs[0] == runs[1]
+    other = Solver(LinearSoftmax(), blobs(), num_epochs=2, batch_size=10, verbose=False, seed=8)
+    other.train()
+    assert other.loss_history != runs[0]
+
+
+def test_without_seed_minibatches_come_from_numpys_global_rng_as_in_the_starter():
+    data = blobs()
+    np.random.seed(0)
+    model = LinearSoftmax()
+    solver = Solver(model, data, num_epochs=1, batch_size=10, verbose=False)
+    solver._step()
+    np.random.seed(0)
+    expected = data["X_train"][np.random.choice(60, 10)]
+    np.testing.assert_array_equal(model.batches[0], expected)
+
+
+def test_check_accuracy_in_batches_and_on_a_subsample():
+    model, data = LinearSoftmax(), blobs()
+    solver = Solver(model, data, verbose=False, seed=0)
+    X, y = data["X_val"], data["y_val"]
+    expected = np.mean(np.argmax(model.loss(X), axis=1) == y)
+    assert solver.check_accuracy(X, y, batch_size=7) == pytest.approx(expected)
+    sub = solver.check_accuracy(X, y, num_samples=10)
+    assert sub in {k / 10 for k in range(11)}
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"learning_rate": 1e-3}, ValueError, r'Unrecognized arguments "learning_rate"'),
+        ({"update_rule": "sgd_nesterov"}, ValueError, r'Invalid update_rule "sgd_nesterov"'),
+        ({"batch_size": 0}, ValueError, r"Solver: batch_size must be an integer >= 1, got 0"),
+        ({"num_epochs": 2.5}, ValueError, r"Solver: num_epochs must be an integer"),
+        ({"lr_decay": -1}, ValueError, r"Solver: lr_decay must be a number > 0"),
+        ({"optim_config": None}, TypeError, r"Solver: optim_config must be a dict"),
+        ({"seed": "zero"}, TypeError, r"Solver: seed must be an int or None"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Solver(LinearSoftmax(), blobs(), **kwargs)
+
+
+def test_bad_data():
+    data = blobs()
+    with pytest.raises(ValueError, match=r"Solver: data is missing \['y_val'\]"):
+        Solver(LinearSoftmax(), {k: v for k, v in data.items() if k != "y_val"})
+    with pytest.raises(ValueError, match=r"Solver: X_train and y_train must be non-empty arrays of equal length"):
+        Solver(LinearSoftmax(), dict(data, y_train=data["y_train"][:5]))
+
+
+def test_divergence_raises_naming_the_iteration_and_keeps_the_best_params():
+    model, data = LinearSoftmax(scale=1.0), blobs()
+    solver = Solver(model, data, optim_config={"learning_rate": 1e200}, num_epochs=5, batch_size=10,
+                    verbose=False, seed=0)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at iteration \d+ / 30"):
+        solver.train()
+    assert not np.isfinite(solver.loss_history[-1])
+    assert solver.best_params and model.params is solver.best_params
+    assert all(np.all(np.isfinite(v)) for v in model.params.values())
+
+
+def test_best_params_fall_back_to_the_current_params_when_val_accuracy_stays_zero():
+    model, data = LinearSoftmax(), blobs()
+    model.params["W"][:] = 0  # equal scores: argmax predicts class 0 for every point
+    data["y_val"] = np.ones_like(data["y_val"])
+    solver = Solver(model, data, optim_config={"learning_rate": 0.0}, num_epochs=1, batch_size=30, verbose=False)
+    solver.train()
+    assert solver.val_acc_history == [0.0, 0.0]
+    assert set(solver.best_params) == {"W", "b"}
+    assert model.params is solver.best_params
+
+
+def test_best_params_are_copies_taken_at_the_best_epoch():
+    model, data = LinearSoftmax(), blobs()
+    solver = Solver(model, data, optim_config={"learning_rate": 0.5}, num_epochs=3, batch_size=10, verbose=False,
+                    seed=1)
+    snapshots = []
+    original = solver.check_accuracy
+
+    def spy(X, y, **kwargs):
+        if X is data["X_val"]:
+            snapshots.append({k: v.copy() for k, v in model.params.items()})
+        return original(X, y, **kwargs)
+
+    solver.check_accuracy = spy
+    solver.train()
+    best = int(np.argmax(solver.val_acc_history))
+    for k in model.params:
+        np.testing.assert_array_equal(solver.best_params[k], snapshots[best][k])
