@@ -1,0 +1,190 @@
+"""Datasets: the embedded digits, CIFAR-10 batches through the restricted unpickler, and preprocessing."""
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from fastnn import data_utils
+from fastnn.data_utils import UnsafePickleError, load_pickle
+
+
+def test_embedded_digits_equal_scikit_learns_copy():
+    datasets = pytest.importorskip("sklearn.datasets")
+    reference = datasets.load_digits()
+    images, targets = data_utils.digits_arrays()
+    assert images.dtype == np.uint8 and images.shape == (1797, 8, 8)
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(targets, reference.target)
+
+
+def test_load_digits_splits_shapes_and_scaling():
+    data = data_utils.load_digits()
+    sizes = {k: len(v) for k, v in data.items()}
+    assert sizes == {"X_train": 1200, "y_train": 1200, "X_val": 300, "y_val": 300, "X_test": 297, "y_test": 297}
+    assert data["X_train"].shape[1:] == (1, 8, 8) and data["X_train"].dtype == np.float64
+    assert data["y_train"].dtype == np.int64 and set(np.unique(data["y_train"])) == set(range(10))
+    np.testing.assert_allclose(data["X_train"].mean(axis=0), 0, atol=1e-12)
+
+    raw = data_utils.load_digits(subtract_mean=False, dtype=np.float32, num_validation=100, num_test=50)
+    assert raw["X_val"].dtype == np.float32 and len(raw["X_val"]) == 100 and len(raw["X_test"]) == 50
+    X = np.concatenate([raw["X_train"], raw["X_val"], raw["X_test"]])
+    assert X.min() == 0 and X.max() == 1
+    images, targets = data_utils.digits_arrays()
+    # the three splits are a permutation of the whole set
+    pixels = np.rint(X.reshape(len(X), -1) * 16).astype(np.uint8)
+    y = np.concatenate([raw["y_train"], raw["y_val"], raw["y_test"]])
+    order = np.lexsort(pixels.T[::-1])
+    expected_order = np.lexsort(images.reshape(len(images), -1).T[::-1])
+    np.testing.assert_array_equal(pixels[order], images.reshape(len(images), -1)[expected_order])
+    assert sorted(y.tolist()) == sorted(targets.tolist())
+
+
+def test_load_digits_split_is_fixed_by_the_seed():
+    a, b, c = data_utils.load_digits(seed=0), data_utils.load_digits(seed=0), data_utils.load_digits(seed=1)
+    np.testing.assert_array_equal(a["y_val"], b["y_val"])
+    assert not np.array_equal(a["y_val"], c["y_val"])
+
+
+def test_load_digits_bad_arguments():
+    with pytest.raises(ValueError, match=r"load_digits: num_validation \+ num_test = 1800 leaves no training"):
+        data_utils.load_digits(num_validation=900, num_test=900)
+    with pytest.raises(TypeError, match=r"load_digits: dtype must be float32 or float64, got int32"):
+        data_utils.load_digits(dtype=np.int32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CIFAR-10 batches
+
+
+def cifar_batch_bytes(n, seed, numpy_module="numpy._core.multiarray"):
+    """A CIFAR-10 python batch of n images as pickle bytes; protocol 3 keeps globals as plain text, so the
+    module holding _reconstruct can be renamed to the one the official (NumPy 1.x era) files name."""
+    rng = np.random.default_rng(seed)
+    batch = {"batch_label": "testing batch", "labels": rng.integers(0, 10, n).tolist(),
+             "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "filenames": [f"img{i}.png" for i in range(n)]}
+    raw = pickle.dumps(batch, protocol=3)
+    old = b"cnumpy._core.multiarray\n_reconstruct\n"
+    assert old in raw
+    return raw.replace(old, f"c{numpy_module}\n_reconstruct\n".encode()), batch
+
+
+def write_cifar_dir(directory, n=4):
+    os.makedirs(directory, exist_ok=True)
+    batches = {}
+    for i, name in enumerate([f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]):
+        raw, batches[name] = cifar_batch_bytes(n, seed=i, numpy_module="numpy.core.multiarray")
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(raw)
+    return batches
+
+
+@pytest.mark.parametrize("module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_restricted_unpickler_loads_a_cifar_batch(tmp_path, module):
+    raw, batch = cifar_batch_bytes(5, seed=0, numpy_module=module)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(raw)
+    X, Y = data_utils.load_CIFAR_batch(str(path))
+    assert X.shape == (5, 32, 32, 3) and X.dtype == np.float64
+    np.testing.assert_array_equal(X, batch["data"].reshape(5, 3, 32, 32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(Y, batch["labels"])
+    with open(path, "rb") as f:
+        assert load_pickle(f)["filenames"] == batch["filenames"]
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_restricted_unpickler_refuses_a_pickle_that_would_execute_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": Exploit(), "labels": [0]}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"data_batch_1.*refusing to unpickle the global (os|posix)\.system"):
+        data_utils.load_CIFAR_batch(str(path))
+    with pytest.raises(pickle.UnpicklingError, match=r"data_batch_1"):
+        load_pickle(str(path))
+    assert not (tmp_path / "pwned.txt").exists()
+    # other callables that a CIFAR batch never needs are refused too
+    for evil in (pickle.dumps(eval, protocol=2), pickle.dumps(np.load, protocol=4)):
+        with pytest.raises(UnsafePickleError, match="refusing"):
+            load_pickle(io.BytesIO(evil))
+
+
+def test_load_cifar10_and_get_cifar10_data(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    batches = write_cifar_dir(root, n=4)
+    Xtr, Ytr, Xte, Yte = data_utils.load_CIFAR10(str(root))
+    assert Xtr.shape == (20, 32, 32, 3) and Ytr.shape == (20,) and Xte.shape == (4, 32, 32, 3)
+    np.testing.assert_array_equal(Ytr[4:8], batches["data_batch_2"]["labels"])
+
+    data = data_utils.get_CIFAR10_data(num_training=15, num_validation=5, num_test=3, cifar10_dir=root)
+    assert {k: v.shape for k, v in data.items()} == {
+        "X_train": (15, 3, 32, 32), "y_train": (15,), "X_val": (5, 3, 32, 32), "y_val": (5,),
+        "X_test": (3, 3, 32, 32), "y_test": (3,)}
+    mean_image = Xtr[:15].mean(axis=0).transpose(2, 0, 1)
+    np.testing.assert_allclose(data["X_val"], Xtr[15:20].transpose(0, 3, 1, 2) - mean_image)
+    np.testing.assert_array_equal(data["y_val"], Ytr[15:20])
+    plain = data_utils.get_CIFAR10_data(num_training=15, num_validation=5, num_test=3, subtract_mean=False,
+                                        cifar10_dir=root)
+    np.testing.assert_array_equal(plain["X_test"], Xte[:3].transpose(0, 3, 1, 2))
+
+
+def test_cifar10_is_found_through_the_environment_and_the_error_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(data_utils.CIFAR10_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=r"looked in .*cs231n/datasets/cifar-10-batches-py"):
+        data_utils.find_cifar10_dir()
+    with pytest.raises(FileNotFoundError, match=r"looked in '.*nowhere'"):
+        data_utils.find_cifar10_dir(tmp_path / "nowhere")
+    root = tmp_path / "elsewhere"
+    write_cifar_dir(root, n=2)
+    monkeypatch.setenv(data_utils.CIFAR10_ENV, str(root))
+    assert data_utils.find_cifar10_dir() == str(root)
+    starter_dir = tmp_path / "cs231n" / "datasets" / "cifar-10-batches-py"
+    write_cifar_dir(starter_dir, n=2)
+    monkeypatch.delenv(data_utils.CIFAR10_ENV)
+    assert os.path.abspath(data_utils.find_cifar10_dir()) == str(starter_dir)
+
+
+def test_get_cifar10_data_loads_through_the_module_level_load_cifar10(tmp_path, monkeypatch):
+    write_cifar_dir(tmp_path, n=1)
+    calls = []
+
+    def fake_load(root):
+        calls.append(root)
+        rng = np.random.default_rng(0)
+        return rng.random((30, 32, 32, 3)), np.arange(30) % 10, rng.random((10, 32, 32, 3)), np.arange(10)
+
+    monkeypatch.setattr(data_utils, "load_CIFAR10", fake_load)
+    data = data_utils.get_CIFAR10_data(num_training=20, num_validation=10, num_test=5, cifar10_dir=tmp_path)
+    assert calls == [str(tmp_path)] and data["X_train"].shape == (20, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"num_training \+ num_validation = 50001 exceeds"):
+        data_utils.get_CIFAR10_data(num_training=50000, num_validation=1, cifar10_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def test_subtract_mean_image_and_standardize_channels_use_training_statistics_without_mutating():
+    rng = np.random.default_rng(0)
+    data = {"X_train": 3 + 2 * rng.standard_normal((20, 3, 4, 4)), "X_val": rng.standard_normal((5, 3, 4, 4)),
+            "y_train": np.zeros(20, int)}
+    before = {k: v.copy() for k, v in data.items()}
+    centred = data_utils.subtract_mean_image(data)
+    np.testing.assert_allclose(centred["X_train"].mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(centred["X_val"], data["X_val"] - data["X_train"].mean(axis=0))
+    standard = data_utils.standardize_channels(data)
+    np.testing.assert_allclose(standard["X_train"].mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(standard["X_train"].std(axis=(0, 2, 3)), 1, rtol=1e-6)
+    assert standard["channel_mean"].shape == (1, 3, 1, 1)
+    np.testing.assert_allclose(standard["X_val"], (data["X_val"] - standard["channel_mean"]) /
+                               (standard["channel_std"] + 1e-8))
+    for k in data:
+        np.testing.assert_array_equal(data[k], before[k])
+    with pytest.raises(ValueError, match=r"standardize_channels: X_train must be \(N, C, H, W\)"):
+        data_utils.standardize_channels({"X_train": np.zeros((3, 4))})
