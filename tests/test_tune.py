@@ -1,0 +1,327 @@
+"""fastnn.tune: the search space, trials on dask LocalClusters, coarse to fine, results and `fastnn tune`.
+
+Most searches train a tiny softmax classifier defined here (pure NumPy, nothing to compile) on a digits subset
+for one epoch; the test module is pickled by value so the dask workers need not import it.
+"""
+
+import json
+import logging
+import math
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.checkpoint import load_checkpoint
+from fastnn.data_utils import load_digits
+from fastnn.tune import (
+    SearchResult,
+    Trial,
+    choice,
+    coarse_to_fine,
+    loguniform,
+    narrow,
+    randint,
+    random_search,
+    run_trial,
+    trial_seed,
+    uniform,
+)
+
+distributed = pytest.importorskip("distributed")
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SOLVER_KWARGS = {"num_epochs": 1, "batch_size": 50, "update_rule": "sgd"}
+SPACE = {"learning_rate": loguniform(1e-3, 1.0), "weight_scale": loguniform(1e-4, 1e-1), "keep": uniform(0.5, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits(seed=0)
+    return {"X_train": data["X_train"][:200], "y_train": data["y_train"][:200],
+            "X_val": data["X_val"][:100], "y_val": data["y_val"][:100]}
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+class Softmax:
+    """A linear softmax classifier: the smallest model with the Solver's interface."""
+
+    def __init__(self, input_dim, num_classes, weight_scale, stable=True):
+        self.stable = stable  # False skips the max shift, so large scores overflow exp as the course warns
+        self.params = {"W": weight_scale * np.random.randn(input_dim, num_classes), "b": np.zeros(num_classes)}
+
+    def loss(self, X, y=None):
+        X = X.reshape(len(X), -1)
+        scores = X @ self.params["W"] + self.params["b"]
+        if y is None:
+            return scores
+        shifted = scores - scores.max(axis=1, keepdims=True) if self.stable else scores
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        dscores = np.exp(log_probs)
+        dscores[np.arange(len(y)), y] -= 1
+        dscores /= len(y)
+        return -log_probs[np.arange(len(y)), y].mean(), {"W": X.T @ dscores, "b": dscores.sum(axis=0)}
+
+
+def build_softmax(config, data):
+    return Softmax(int(np.prod(data["X_train"].shape[1:])), 10, config["weight_scale"])
+
+
+def build_unstable_softmax(config, data):
+    return Softmax(int(np.prod(data["X_train"].shape[1:])), 10, config["weight_scale"], stable=False)
+
+
+def build_unless_bad(config, data):
+    if config["kind"] == "bad":
+        raise RuntimeError("this builder refuses kind='bad'")
+    return build_softmax(config, data)
+
+
+def comparable(result):
+    return [(t.index, t.config, t.seed, t.status, t.val_acc, t.loss_history, t.val_acc_history) for t in result.trials]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The search space
+
+
+@pytest.mark.parametrize("param, low, high", [(loguniform(1e-5, 1e-1), 1e-5, 1e-1), (uniform(-2, 3), -2, 3),
+                                              (randint(4, 9), 4, 8)])
+def test_samplers_stay_in_their_ranges(param, low, high):
+    rng = np.random.default_rng(0)
+    values = np.array([param.sample(rng) for _ in range(2000)])
+    assert values.min() >= low and values.max() <= high
+    assert values.max() - values.min() > 0.9 * (high - low)  # the whole range is reached
+    if isinstance(param.sample(rng), int):
+        assert set(values.tolist()) == set(range(low, high + 1))
+
+
+def test_loguniform_is_uniform_in_log_space():
+    rng = np.random.default_rng(1)
+    logs = np.log10([loguniform(1e-6, 1e-2).sample(rng) for _ in range(4000)])
+    assert abs(np.median(logs) - (-4)) < 0.15
+    assert abs(np.mean(logs < -5) - 0.25) < 0.03
+
+
+def test_choice_draws_every_option_as_plain_python():
+    rng = np.random.default_rng(2)
+    param = choice([np.int64(32), "adam", [64, 64], None])
+    drawn = [param.sample(rng) for _ in range(200)]
+    assert {json.dumps(v) for v in drawn} == {"32", '"adam"', "[64, 64]", "null"}
+    assert all(type(v) is int for v in drawn if isinstance(v, (int, np.integer)))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: loguniform(0, 1), "0 < low < high"),
+    (lambda: loguniform(1e-2, 1e-3), "0 < low < high"),
+    (lambda: uniform(1.0, 1.0), "low < high"),
+    (lambda: uniform(0, float("nan")), "finite"),
+    (lambda: randint(5, 5), "low < high"),
+    (lambda: choice([]), "must not be empty"),
+])
+def test_space_rejects_bad_ranges(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("make", [lambda: randint(1.5, 4), lambda: loguniform("a", 1), lambda: choice("abc"),
+                                  lambda: choice([object()])])
+def test_space_rejects_bad_types(make):
+    with pytest.raises(TypeError):
+        make()
+
+
+def test_random_search_checks_its_arguments_before_starting_a_cluster(digits):
+    with pytest.raises(ValueError, match="random_search: n_trials must be >= 1"):
+        random_search(build_softmax, digits, SPACE, 0)
+    with pytest.raises(TypeError, match=r"random_search: space\['lr'\] must be made by"):
+        random_search(build_softmax, digits, {"lr": 1e-3}, 2)
+    with pytest.raises(ValueError, match="random_search: solver_kwargs may not set \\['seed'\\]"):
+        random_search(build_softmax, digits, SPACE, 2, solver_kwargs={"seed": 1})
+    with pytest.raises(ValueError, match="random_search: data is missing \\['X_val', 'y_val'\\]"):
+        random_search(build_softmax, {"X_train": 1, "y_train": 1}, SPACE, 2)
+    with pytest.raises(TypeError, match="random_search: build_model must be a function"):
+        random_search("build_softmax", digits, SPACE, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Trials
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_trial_that_diverges_is_recorded_with_its_error(digits):
+    config = {"learning_rate": 1e4, "weight_scale": 1e-2}
+    trial, params = run_trial(build_unstable_softmax, digits, config, 0, 0, 7, SOLVER_KWARGS,
+                              {"backend": "reference", "parallel": True})
+    assert trial.status == "failed" and params is None
+    assert trial.error.startswith("FloatingPointError: Solver: the loss is")
+    assert not np.isfinite(trial.loss_history[-1])
+
+
+def test_trial_leaves_the_callers_global_rng_alone(digits):
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    trial, params = run_trial(build_softmax, digits, {"learning_rate": 0.1, "weight_scale": 1e-2}, 0, 0, 7,
+                              SOLVER_KWARGS, {"backend": "reference", "parallel": True})
+    assert trial.ok and set(params) == {"W", "b"}
+    assert np.random.rand() == expected
+
+
+def test_search_of_four_trials_on_two_workers_matches_one_worker(digits, one_worker):
+    two = random_search(build_softmax, digits, SPACE, 4, solver_kwargs=SOLVER_KWARGS, seed=11, n_workers=2)
+    one = random_search(build_softmax, digits, SPACE, 4, solver_kwargs=SOLVER_KWARGS, seed=11, client=one_worker)
+    assert comparable(two) == comparable(one)
+    assert [t.status for t in two.trials] == ["ok"] * 4
+    accs = [t.val_acc for t in two.trials]
+    assert accs == sorted(accs, reverse=True) and accs[0] > 0.2  # better than chance after one epoch
+    assert sorted(t.index for t in two.trials) == [0, 1, 2, 3]
+    assert [t.seed for t in sorted(two.trials, key=lambda t: t.index)] == [trial_seed(11, i) for i in range(4)]
+    assert len(two.trials[0].loss_history) == 4 and len(two.trials[0].val_acc_history) == 2
+    for name, param in SPACE.items():
+        assert all(param.low <= t.config[name] <= param.high for t in two.trials)
+    assert two.best_params["W"].shape == (64, 10)
+    np.testing.assert_array_equal(two.best_params["W"], one.best_params["W"])
+
+    other_seed = random_search(build_softmax, digits, SPACE, 4, solver_kwargs=SOLVER_KWARGS, seed=12,
+                               client=one_worker)
+    assert comparable(other_seed) != comparable(one)
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(digits, one_worker):
+    space = dict(SPACE, kind=choice(["good", "bad"]))
+    result = random_search(build_unless_bad, digits, space, 6, solver_kwargs=SOLVER_KWARGS, seed=3,
+                           client=one_worker)
+    kinds = [t.config["kind"] for t in result.trials]
+    assert "good" in kinds and "bad" in kinds  # the seed draws both
+    for t in result.trials:
+        assert t.ok == (t.config["kind"] == "good")
+        if not t.ok:
+            assert t.error == "RuntimeError: this builder refuses kind='bad'" and t.val_acc is None
+    assert [t.ok for t in result.trials] == sorted((t.ok for t in result.trials), reverse=True)  # failed last
+    assert result.best.ok and result.best_params is not None
+    assert "failed: RuntimeError" in result.table()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Coarse to fine
+
+
+def _trial(index, config, val_acc, status="ok"):
+    return Trial(index=index, round=0, config=config, seed=index, status=status, val_acc=val_acc)
+
+
+def test_narrow_takes_the_top_k_range_in_log_space_widened_and_clipped():
+    space = {"lr": loguniform(1e-6, 1e-1), "keep": uniform(0.0, 1.0), "h": randint(10, 100), "rule": choice(["a", "b"])}
+    trials = [_trial(0, {"lr": 1e-3, "keep": 0.5, "h": 40, "rule": "a"}, 0.9),
+              _trial(1, {"lr": 1e-5, "keep": 0.6, "h": 50, "rule": "b"}, 0.8),
+              _trial(2, {"lr": 1e-1, "keep": 1.0, "h": 90, "rule": "a"}, 0.3),
+              _trial(3, {"lr": 1e-6, "keep": 0.0, "h": 10, "rule": "a"}, 0.99, status="failed")]
+    fine = narrow(space, trials, top_k=2, widen=0.5)
+    # log10 range [-5, -3] widened by half its width on each side: [-6, -2]
+    assert math.isclose(fine["lr"].low, 1e-6) and math.isclose(fine["lr"].high, 1e-2)
+    assert math.isclose(fine["keep"].low, 0.45) and math.isclose(fine["keep"].high, 0.65)
+    assert (fine["h"].low, fine["h"].high) == (34, 57)  # [40, 51) padded by 5.5, rounded outwards
+    assert fine["rule"] == space["rule"]
+    one = narrow(space, trials, top_k=1, widen=0.1)  # a single value: padded by a tenth of the original range
+    assert math.isclose(math.log10(one["lr"].low), -3.5) and math.isclose(math.log10(one["lr"].high), -2.5)
+    clipped = narrow({"lr": loguniform(1e-3, 1e-1)}, [_trial(0, {"lr": 1e-1}, 0.5)], top_k=1, widen=0.25)
+    assert math.isclose(clipped["lr"].high, 1e-1) and math.isclose(math.log10(clipped["lr"].low), -1.5)
+
+
+def test_narrow_needs_a_successful_trial():
+    with pytest.raises(ValueError, match="narrow: none of the 1 trials succeeded"):
+        narrow(SPACE, [_trial(0, {}, None, status="failed")])
+
+
+def test_coarse_to_fine_searches_a_narrower_space(digits, one_worker):
+    result = coarse_to_fine(build_softmax, digits, SPACE, n_coarse=4, n_fine=3, top_k=2, solver_kwargs=SOLVER_KWARGS,
+                            seed=5, client=one_worker)
+    coarse_space, fine_space = result.spaces
+    for name in ("learning_rate", "weight_scale"):
+        c, f = coarse_space[name], fine_space[name]
+        assert c.low <= f.low < f.high <= c.high
+        assert math.log(f.high / f.low) < math.log(c.high / c.low)
+    assert sorted(t.index for t in result.trials) == list(range(7))
+    fine_trials = [t for t in result.trials if t.round == 1]
+    assert sorted(t.index for t in fine_trials) == [4, 5, 6]
+    for t in fine_trials:
+        assert all(fine_space[n].low <= t.config[n] <= fine_space[n].high for n in SPACE)
+    best_coarse = [t for t in result.trials if t.round == 0][:2]
+    rebuilt = narrow(SPACE, best_coarse, top_k=2)
+    assert rebuilt == fine_space
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results
+
+
+@pytest.fixture
+def finished():
+    trials = [_trial(1, {"lr": 3e-3, "h": 64}, 0.75), _trial(0, {"lr": 1e-4, "h": 32}, 0.5),
+              _trial(2, {"lr": 2.0, "h": 64}, None, status="failed")]
+    trials[0].loss_history, trials[0].final_loss = [2.3, 1.1], 1.1
+    trials[2].error = "FloatingPointError: the loss is nan"
+    params = {"W1": np.arange(6.0).reshape(2, 3), "b1": np.zeros(3)}
+    return SearchResult(trials, [{"lr": loguniform(1e-5, 10.0), "h": choice([32, 64])}], seed=4, best_params=params)
+
+
+def test_result_table_lists_trials_best_first(finished):
+    lines = finished.table().splitlines()
+    assert lines[0].split() == ["rank", "trial", "round", "val_acc", "final_loss", "lr", "h", "status"]
+    assert lines[1].split()[:7] == ["1", "1", "coarse", "0.7500", "1.1", "3.00e-03", "64"]
+    assert lines[3].split()[1] == "2" and "failed: FloatingPointError" in lines[3]
+    assert lines[-1] == "2 of 3 trials succeeded (seed 4)"
+    assert len(finished.table(top=1).splitlines()) == 3
+
+
+def test_result_files(finished, tmp_path):
+    pytest.importorskip("matplotlib")
+    written = finished.save(tmp_path / "out")
+    assert "skipped" not in written
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [t["index"] for t in saved["trials"]] == [1, 0, 2]
+    assert saved["spaces"][0]["lr"] == {"type": "loguniform", "low": 1e-5, "high": 10.0}
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert rows[0] == "rank,index,round,seed,status,val_acc,final_loss,seconds,lr,h,error"
+    assert rows[3].endswith("FloatingPointError: the loss is nan")
+    assert (tmp_path / "out" / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = load_checkpoint(tmp_path / "out" / "best.npz")
+    np.testing.assert_array_equal(best["params"]["W1"], finished.best_params["W1"])
+    assert best["config"] == {"lr": 3e-3, "h": 64} and best["val_acc"] == 0.75 and best["trial"] == 1
+
+
+def test_result_of_failed_search_saves_no_checkpoint(tmp_path):
+    result = SearchResult([_trial(0, {"h": 3}, None, status="failed")], [{"h": choice([3])}], seed=0)
+    with pytest.raises(ValueError, match="save_best: none of the 1 trials succeeded"):
+        result.save_best(tmp_path / "best.npz")
+    written = result.save(tmp_path)
+    assert "best" not in written and "scatter" not in written and len(written["skipped"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `fastnn tune` with the default builder (FullyConnectedNet) on the embedded digits
+
+
+def test_fastnn_tune_command(tmp_path, capsys):
+    from fastnn.cli import main
+
+    with fastnn.options(backend="reference"):  # the trials inherit it: nothing to compile in the workers
+        status = main(["tune", "--trials", "2", "--fine-trials", "1", "--top-k", "1", "--epochs", "1",
+                       "--workers", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "rank  trial  round  val_acc" in out and "3 of 3 trials succeeded (seed 2)" in out
+    assert f"wrote {tmp_path / 'best.npz'}" in out
+    best = load_checkpoint(tmp_path / "best.npz")
+    assert set(best["params"]) == {"W1", "b1", "W2", "b2"} and best["val_acc"] > 0.3
+    with pytest.raises(SystemExit, match="--workers starts a LocalCluster"):
+        main(["tune", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
