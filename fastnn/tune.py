@@ -432,15 +432,30 @@ def connect(client=None, n_workers=None, fn="random_search"):
     if n_workers is None:
         n_workers = os.cpu_count() or 1
     check.integer(fn, "n_workers", n_workers, minimum=1)
+    # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
     with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                                  dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+                                  silence_logs=logging.ERROR) as cluster:
         with distributed.Client(cluster) as local:
             yield local
+
+
+def _check_picklable(fn, build_model):
+    """dask sends build_model to the workers with cloudpickle: say so before any cluster starts."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(build_model)
+    except Exception as error:
+        check.fail(fn, f"build_model {build_model!r} cannot be pickled for the dask workers ({error}); define it "
+                       "as a module-level function", TypeError)
 
 
 def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed):
     if not callable(build_model):
         check.fail(fn, f"build_model must be a function (config, data) -> model, got {build_model!r}", TypeError)
+    _distributed(fn)
+    _check_picklable(fn, build_model)
     if not isinstance(data, dict):
         check.fail(fn, f"data must be a dict with X_train, y_train, X_val, y_val, got {type(data).__name__}",
                    TypeError)
@@ -502,7 +517,7 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
     space, solver_kwargs = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
-        [data_future] = c.scatter([training_data], broadcast=True)
+        [data_future] = c.scatter([training_data], broadcast=True, hash=False)  # a key of its own
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
         trials, best_params = _run_round(c, build_model, data_future, configs, 0, 0, seed, solver_kwargs, progress)

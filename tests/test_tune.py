@@ -5,9 +5,9 @@ for one epoch; the test module is pickled by value so the dask workers need not 
 """
 
 import json
-import logging
 import math
 import sys
+import threading
 
 import cloudpickle
 import numpy as np
@@ -21,6 +21,7 @@ from fastnn.tune import (
     Trial,
     choice,
     coarse_to_fine,
+    connect,
     loguniform,
     narrow,
     randint,
@@ -30,7 +31,6 @@ from fastnn.tune import (
     uniform,
 )
 
-distributed = pytest.importorskip("distributed")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 SOLVER_KWARGS = {"num_epochs": 1, "batch_size": 50, "update_rule": "sgd"}
@@ -46,8 +46,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def one_worker():
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    with connect(n_workers=1) as client:  # the LocalCluster random_search starts when given no client
         yield client
 
 
@@ -150,6 +149,9 @@ def test_random_search_checks_its_arguments_before_starting_a_cluster(digits):
         random_search(build_softmax, {"X_train": 1, "y_train": 1}, SPACE, 2)
     with pytest.raises(TypeError, match="random_search: build_model must be a function"):
         random_search("build_softmax", digits, SPACE, 2)
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="random_search: build_model .* cannot be pickled for the dask workers"):
+        random_search(lambda config, data: lock, digits, SPACE, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -209,6 +211,13 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(digits, one_worker):
     assert [t.ok for t in result.trials] == sorted((t.ok for t in result.trials), reverse=True)  # failed last
     assert result.best.ok and result.best_params is not None
     assert "failed: RuntimeError" in result.table()
+
+
+def test_n_workers_is_only_for_the_local_cluster(digits, one_worker):
+    with pytest.raises(ValueError, match="random_search: n_workers applies only to the LocalCluster"):
+        random_search(build_softmax, digits, SPACE, 2, client=one_worker, n_workers=2)
+    with pytest.raises(TypeError, match="random_search: client must be a distributed.Client or a scheduler address"):
+        random_search(build_softmax, digits, SPACE, 2, client=4)
 
 
 # ----------------------------------------------------------------------------------------------------------
