@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -521,7 +522,10 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
         trials, best_params = _run_round(c, build_model, data_future, configs, 0, 0, seed, solver_kwargs, progress)
-        if fine is not None:
+        if fine is not None and not any(t.ok for t in trials):
+            warnings.warn(f"{fn}: every coarse trial failed, so there is no fine round; see the errors in "
+                          "result.table()", RuntimeWarning, stacklevel=3)
+        elif fine is not None:
             n_fine, top_k, widen = fine
             spaces.append(narrow(space, trials, top_k, widen))
             configs = sample_configs(spaces[1], n_fine, np.random.default_rng([seed, 1]))
@@ -568,7 +572,9 @@ def coarse_to_fine(build_model, data, space, n_coarse, n_fine, top_k=3, widen=0.
     """A coarse random search of `n_coarse` trials over `space`, then `n_fine` trials over the space narrowed
     around the best `top_k` coarse trials (see narrow). Arguments otherwise as random_search, on one cluster.
 
-    Returns a SearchResult holding the trials of both rounds (Trial.round 0 and 1) and both spaces.
+    Returns a SearchResult holding the trials of both rounds (Trial.round 0 and 1) and both spaces. When every
+    coarse trial fails there is nothing to narrow around: a RuntimeWarning says so and the result holds the
+    coarse round alone.
     """
     fn = "coarse_to_fine"
     check.integer(fn, "n_fine", n_fine, minimum=1)
@@ -722,8 +728,9 @@ class SearchResult:
             ax.set_ylabel("best val accuracy")
             ax.grid(True, which="both", alpha=0.3)
             if len(self.spaces) > 1:
-                ax.legend(loc="lower left", fontsize="small")
-        fig.suptitle(f"{len(ok)} trials ({len(self.trials) - len(ok)} failed, not shown)")
+                ax.legend(loc="best", fontsize="small")
+        n_failed = len(self.trials) - len(ok)
+        fig.suptitle(f"{len(ok)} trials" + (f" ({n_failed} failed, not shown)" if n_failed else ""))
         fig.savefig(os.fspath(path), format="png", dpi=100)
         return path
 

@@ -269,6 +269,14 @@ def test_coarse_to_fine_searches_a_narrower_space(digits, one_worker):
     assert rebuilt == fine_space
 
 
+def test_coarse_to_fine_stops_after_a_coarse_round_that_failed(digits, one_worker):
+    space = {"weight_scale": loguniform(1e-3, 1e-2), "kind": choice(["bad"])}
+    with pytest.warns(RuntimeWarning, match="coarse_to_fine: every coarse trial failed, so there is no fine round"):
+        result = coarse_to_fine(build_unless_bad, digits, space, n_coarse=2, n_fine=2, client=one_worker)
+    assert len(result.spaces) == 1 and [t.status for t in result.trials] == ["failed", "failed"]
+    assert result.best is None and result.best_params is None
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Results
 
