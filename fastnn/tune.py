@@ -15,8 +15,9 @@ and per-trial seeds are all drawn up front from the search seed, and each trial 
 to one thread, so the results are the same whatever the number of workers. A trial that raises or diverges is
 recorded as failed with its error; it never stops the search.
 
-`build_model` travels to the workers by pickle (dask uses cloudpickle): make it a module-level function of a
-module the workers can import (fastnn itself, your installed package) or of the script or notebook you run.
+`build_model` travels to the workers pickled with cloudpickle: make it a module-level function of a module the
+workers can import (fastnn itself, your installed package) or of the script or notebook you run (those travel by
+value). fastnn must be installed where the dask scheduler and workers run.
 """
 
 import contextlib
@@ -441,22 +442,30 @@ def connect(client=None, n_workers=None, fn="random_search"):
             yield local
 
 
-def _check_picklable(fn, build_model):
-    """dask sends build_model to the workers with cloudpickle: say so before any cluster starts."""
+def _pickled_builder(fn, build_model):
+    """build_model as cloudpickle bytes, so that what cloudpickle sends by value (functions of __main__ and of
+    modules registered with cloudpickle.register_pickle_by_value) reaches the workers whatever dask's own
+    choice of pickler for the task; anything else must be importable on the workers."""
     import cloudpickle
 
     try:
-        cloudpickle.dumps(build_model)
+        return cloudpickle.dumps(build_model)
     except Exception as error:
         check.fail(fn, f"build_model {build_model!r} cannot be pickled for the dask workers ({error}); define it "
                        "as a module-level function", TypeError)
+
+
+def _run_pickled_trial(pickled_builder, *args):
+    import cloudpickle
+
+    return run_trial(cloudpickle.loads(pickled_builder), *args)
 
 
 def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed):
     if not callable(build_model):
         check.fail(fn, f"build_model must be a function (config, data) -> model, got {build_model!r}", TypeError)
     _distributed(fn)
-    _check_picklable(fn, build_model)
+    pickled_builder = _pickled_builder(fn, build_model)
     if not isinstance(data, dict):
         check.fail(fn, f"data must be a dict with X_train, y_train, X_val, y_val, got {type(data).__name__}",
                    TypeError)
@@ -472,10 +481,10 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
     if owned:
         check.fail(fn, f"solver_kwargs may not set {owned}: each trial sets its own seed and trains silently")
     check.integer(fn, "seed", seed, minimum=0)
-    return space, dict(solver_kwargs)
+    return pickled_builder, space, dict(solver_kwargs)
 
 
-def _run_round(client, build_model, data_future, configs, first_index, round, seed, solver_kwargs, progress):
+def _run_round(client, pickled_builder, data_future, configs, first_index, round, seed, solver_kwargs, progress):
     """Submit one task per config and collect the Trials, keeping only the best trial's params."""
     distributed = _distributed("random_search")
     settings = {"backend": options().backend, "parallel": options().parallel}  # the caller's, in every worker
@@ -484,7 +493,7 @@ def _run_round(client, build_model, data_future, configs, first_index, round, se
     for offset, config in enumerate(configs):
         index = first_index + offset
         s = trial_seed(seed, index)
-        future = client.submit(run_trial, build_model, data_future, config, index, round, s, solver_kwargs,
+        future = client.submit(_run_pickled_trial, pickled_builder, data_future, config, index, round, s, solver_kwargs,
                                settings, key=f"fastnn-trial-{tag}-{index}", pure=False)
         futures[future] = (index, config, s)
 
@@ -515,13 +524,13 @@ def _progress_bar(total, round, show):
 def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, client, n_workers, progress,
                    fine=None):
     """Run a coarse round and, if `fine` = (n_fine, top_k, widen), a fine round around its best trials."""
-    space, solver_kwargs = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed)
+    builder, space, solver_kwargs = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
         [data_future] = c.scatter([training_data], broadcast=True, hash=False)  # a key of its own
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
-        trials, best_params = _run_round(c, build_model, data_future, configs, 0, 0, seed, solver_kwargs, progress)
+        trials, best_params = _run_round(c, builder, data_future, configs, 0, 0, seed, solver_kwargs, progress)
         if fine is not None and not any(t.ok for t in trials):
             warnings.warn(f"{fn}: every coarse trial failed, so there is no fine round; see the errors in "
                           "result.table()", RuntimeWarning, stacklevel=3)
@@ -529,7 +538,7 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
             n_fine, top_k, widen = fine
             spaces.append(narrow(space, trials, top_k, widen))
             configs = sample_configs(spaces[1], n_fine, np.random.default_rng([seed, 1]))
-            fine_trials, fine_params = _run_round(c, build_model, data_future, configs, n_trials, 1, seed,
+            fine_trials, fine_params = _run_round(c, builder, data_future, configs, n_trials, 1, seed,
                                                   solver_kwargs, progress)
             best_before = min((t for t in trials if t.ok), key=Trial.rank_key, default=None)
             best_fine = min((t for t in fine_trials if t.ok), key=Trial.rank_key, default=None)
