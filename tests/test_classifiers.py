@@ -1,0 +1,274 @@
+"""Models: the notebook's pinned numbers, numeric gradients in float64, overfitting 50 digits, init, arguments."""
+
+import numpy as np
+import pytest
+
+from fastnn.classifiers import ConvNet, FullyConnectedNet, ThreeLayerConvNet, TwoLayerNet
+from fastnn.data_utils import load_digits
+from fastnn.solver import Solver
+from fastnn.testing import max_relative_error
+
+
+def rel_error(x, y):
+    return np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)))
+
+
+def numeric_gradient(f, x, h=1e-5):
+    """Centred differences of the scalar f() with respect to every entry of x (perturbed in place)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        saved = x[index]
+        x[index] = saved + h
+        plus = f()
+        x[index] = saved - h
+        minus = f()
+        x[index] = saved
+        grad[index] = (plus - minus) / (2 * h)
+    return grad
+
+
+def assert_gradients_match(model, X, y, limit=1e-6):
+    """Analytic against numeric gradients, the error scaled by each gradient's largest entry (fastnn.testing).
+
+    The limit is 10x the per-layer tolerance: through a whole network the centred difference carries the
+    rounding of every layer. A gradient that vanishes in theory (a bias in front of batchnorm) must be ~0 on
+    both sides, since relative error means nothing there.
+    """
+    _, grads = model.loss(X, y)
+    assert set(grads) == set(model.params)
+    for name in sorted(grads):
+        assert grads[name].shape == model.params[name].shape
+        numeric = numeric_gradient(lambda: model.loss(X, y)[0], model.params[name])
+        if np.abs(numeric).max() < 1e-9:
+            assert np.abs(grads[name]).max() < 1e-9, f"{name}: numeric gradient ~0, analytic {grads[name]}"
+            continue
+        error, where = max_relative_error(grads[name], numeric)
+        assert error <= limit, f"{name}: relative error {error:.2e} at {where}"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# TwoLayerNet
+
+
+def test_two_layer_net_matches_the_notebook():
+    N, D, H, C = 3, 5, 50, 7
+    std = 1e-3
+    np.random.seed(0)
+    model = TwoLayerNet(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=std)
+    assert abs(model.params["W1"].std() - std) < std / 10 and abs(model.params["W2"].std() - std) < std / 10
+    assert np.all(model.params["b1"] == 0) and np.all(model.params["b2"] == 0)
+
+    model.params["W1"] = np.linspace(-0.7, 0.3, num=D * H).reshape(D, H)
+    model.params["b1"] = np.linspace(-0.1, 0.9, num=H)
+    model.params["W2"] = np.linspace(-0.3, 0.4, num=H * C).reshape(H, C)
+    model.params["b2"] = np.linspace(-0.9, 0.1, num=C)
+    X = np.linspace(-5.5, 4.5, num=N * D).reshape(D, N).T
+    correct_scores = np.asarray(
+        [[11.53165108, 12.2917344, 13.05181771, 13.81190102, 14.57198434, 15.33206765, 16.09215096],
+         [12.05769098, 12.74614105, 13.43459113, 14.1230412, 14.81149128, 15.49994135, 16.18839143],
+         [12.58373087, 13.20054771, 13.81736455, 14.43418138, 15.05099822, 15.66781506, 16.2846319]])
+    assert np.abs(model.loss(X) - correct_scores).sum() < 1e-6
+    y = np.asarray([0, 5, 1])
+    assert abs(model.loss(X, y)[0] - 3.4702243556) < 1e-10
+    model.reg = 1.0  # read at every call
+    assert abs(model.loss(X, y)[0] - 26.5948426952) < 1e-10
+    for reg in (0.0, 0.7):
+        model.reg = reg
+        assert_gradients_match(model, X, y)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# FullyConnectedNet
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm", "layernorm"])
+@pytest.mark.parametrize("reg", [0.0, 3.14])
+def test_fully_connected_net_gradients(normalization, reg):
+    N, D, H1, H2, C = 4, 15, 20, 30, 10  # batchnorm over 2 samples would saturate to +-1
+    np.random.seed(231)
+    X = np.random.randn(N, D)
+    y = np.random.randint(C, size=(N,))
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,
+                              normalization=normalization, dtype=np.float64)
+    if normalization:
+        assert len(model.bn_params) == 2 and {"gamma1", "beta2"} <= set(model.params)
+        for i in (1, 2):  # random gamma/beta so that their gradients are not special
+            model.params[f"gamma{i}"] = 1 + 0.1 * np.random.randn(*model.params[f"gamma{i}"].shape)
+            model.params[f"beta{i}"] = 0.1 * np.random.randn(*model.params[f"beta{i}"].shape)
+    assert_gradients_match(model, X, y)
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5])
+def test_fully_connected_net_gradients_with_seeded_dropout(keep):
+    N, D, H1, H2, C = 3, 15, 20, 30, 10
+    np.random.seed(231)
+    X = np.random.randn(N, D)
+    y = np.random.randint(C, size=(N,))
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
+                              dropout=keep, seed=123)
+    for name in ("b1", "b2", "b3"):  # a sample whose units are all dropped would sit exactly on a ReLU kink
+        model.params[name] = 0.05 * np.random.randn(*model.params[name].shape)
+    assert model.use_dropout and model.dropout_param == {"mode": "train", "p": keep, "seed": 123}
+    assert_gradients_match(model, X, y)
+    model.loss(X)
+    assert model.dropout_param["mode"] == "test"
+
+
+def test_fully_connected_net_attributes_init_order_and_dtype():
+    np.random.seed(5)
+    model = FullyConnectedNet([4, 3], input_dim=6, num_classes=2, weight_scale=0.1)
+    np.random.seed(5)
+    assert model.params["W1"].dtype == np.float32 and model.dtype is np.float32
+    np.testing.assert_array_equal(model.params["W1"], (0.1 * np.random.randn(6, 4)).astype(np.float32))
+    np.testing.assert_array_equal(model.params["W2"], (0.1 * np.random.randn(4, 3)).astype(np.float32))
+    np.testing.assert_array_equal(model.params["W3"], (0.1 * np.random.randn(3, 2)).astype(np.float32))
+    assert sorted(model.params) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert (model.num_layers, model.normalization, model.use_dropout, model.reg) == (3, None, False, 0.0)
+    assert model.dropout_param == {} and model.bn_params == []
+
+    X = np.random.randn(5, 2, 3)  # float64 data into a float32 model computes in float32
+    before = X.copy()
+    scores = model.loss(X)
+    assert scores.shape == (5, 2) and scores.dtype == np.float32
+    loss, grads = model.loss(X, np.array([0, 1, 1, 0, 1]))
+    assert all(g.dtype == np.float32 for g in grads.values())
+    np.testing.assert_array_equal(X, before)
+
+
+def test_fully_connected_net_year_spellings():
+    modern = FullyConnectedNet([5], input_dim=4, dropout_keep_ratio=0.5)
+    assert modern.use_dropout and modern.dropout_param["p"] == 0.5
+    old = FullyConnectedNet([5], input_dim=4, use_batchnorm=True)
+    assert old.normalization == "batchnorm" and old.use_batchnorm
+    assert old.bn_params == [{"mode": "train"}]
+    assert FullyConnectedNet([5], input_dim=4, normalization="layernorm").bn_params == [{}]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"dropout": 0}, ValueError, r"FullyConnectedNet: dropout=0 is ambiguous.*KEEP probability"),
+        ({"dropout_keep_ratio": 0}, ValueError, r"dropout=0 is ambiguous"),
+        ({"dropout": 1.5}, ValueError, r"dropout \(the keep probability\) must be in \(0, 1\], got 1.5"),
+        ({"dropout": 0.5, "dropout_keep_ratio": 0.7}, ValueError, r"disagree"),
+        ({"normalization": "groupnorm"}, ValueError, r"normalization must be one of"),
+        ({"weight_scale": "lecun"}, ValueError, r"weight_scale must be a number or one of \('xavier', 'he'\)"),
+        ({"reg": -1}, ValueError, r"reg must be a finite number >= 0"),
+        ({"dtype": np.int32}, TypeError, r"dtype must be float32 or float64"),
+    ],
+)
+def test_fully_connected_net_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        FullyConnectedNet([5], input_dim=4, **kwargs)
+
+
+def test_models_name_the_shape_of_a_wrong_input():
+    with pytest.raises(ValueError, match=r"FullyConnectedNet.loss: X of shape \(2, 5\) flattens to 5 features, "
+                                         r"but the model was built for input_dim=4"):
+        FullyConnectedNet([5], input_dim=4).loss(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"ThreeLayerConvNet.loss: X must have shape \(N, 1, 8, 8\)"):
+        ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=2, filter_size=3, hidden_dim=4).loss(np.zeros((2, 1, 8, 9)))
+
+
+def test_xavier_and_he_scale_by_fan_in():
+    np.random.seed(0)
+    he = FullyConnectedNet([400], input_dim=800, num_classes=10, weight_scale="he", dtype=np.float64)
+    assert he.params["W1"].std() == pytest.approx(np.sqrt(2 / 800), rel=0.02)
+    np.random.seed(0)
+    xavier = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=50, filter_size=5, weight_scale="xavier")
+    assert xavier.params["W1"].std() == pytest.approx(np.sqrt(1 / 75), rel=0.05)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Convolutional nets
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.5])
+def test_three_layer_convnet_gradients(reg):
+    np.random.seed(231)
+    X = np.random.randn(2, 3, 6, 6)
+    y = np.random.randint(4, size=2)
+    model = ThreeLayerConvNet(input_dim=(3, 6, 6), num_filters=3, filter_size=3, hidden_dim=7, num_classes=4,
+                              weight_scale=1e-1, reg=reg, dtype=np.float64)
+    assert model.params["W2"].shape == (3 * 3 * 3, 7)
+    assert_gradients_match(model, X, y)
+
+
+def test_three_layer_convnet_initial_loss_and_dtype():
+    np.random.seed(0)
+    model = ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=4, filter_size=3, hidden_dim=10)
+    X = np.random.randn(20, 1, 8, 8)  # float64 into the float32 default model
+    y = np.random.randint(10, size=20)
+    loss, grads = model.loss(X, y)
+    assert loss == pytest.approx(np.log(10), rel=1e-3)
+    assert model.loss(X).dtype == np.float32 and grads["W1"].dtype == np.float32
+    model.reg = 0.5
+    assert model.loss(X, y)[0] > loss
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm"])
+def test_convnet_gradients(normalization):
+    np.random.seed(231)
+    X = np.random.randn(3, 2, 6, 6)
+    y = np.random.randint(3, size=3)
+    model = ConvNet(input_dim=(2, 6, 6), num_filters=(3, 2), filter_size=3, hidden_dims=(5,), num_classes=3,
+                    pool=(True, False), normalization=normalization, weight_scale=0.3, reg=0.1, dtype=np.float64)
+    expected = {"W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"}
+    if normalization:
+        expected |= {"gamma1", "beta1", "gamma2", "beta2", "gamma3", "beta3"}
+        assert len(model.bn_params) == 3
+    assert set(model.params) == expected
+    assert model.params["W3"].shape == (2 * 3 * 3, 5)
+    assert_gradients_match(model, X, y)
+
+
+def test_convnet_rejects_a_geometry_that_pools_to_nothing():
+    with pytest.raises(ValueError, match=r"ConvNet: conv layer 3 outputs 1x1, too small for a 2x2 pool"):
+        ConvNet(input_dim=(1, 4, 4), num_filters=(2, 2, 2), filter_size=3)
+    with pytest.raises(ValueError, match=r"ConvNet: pool must be a bool or 2 bools"):
+        ConvNet(input_dim=(1, 8, 8), num_filters=(2, 2), pool=(True,))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Overfitting 50 samples (the course's sanity check that a model can learn)
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: FullyConnectedNet([100, 100], input_dim=64, num_classes=10, weight_scale=5e-2),
+        lambda: ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=8, filter_size=3, hidden_dim=50,
+                                  weight_scale="he"),
+    ],
+    ids=["three-layer-fc", "three-layer-convnet"],
+)
+def test_overfits_fifty_digits(make_model, digits):
+    small = {"X_train": digits["X_train"][:50], "y_train": digits["y_train"][:50],
+             "X_val": digits["X_val"][:50], "y_val": digits["y_val"][:50]}
+    np.random.seed(0)
+    model = make_model()
+    solver = Solver(model, small, update_rule="adam", optim_config={"learning_rate": 1e-2}, num_epochs=20,
+                    batch_size=25, verbose=False, seed=0)
+    solver.train()
+    assert solver.train_acc_history[-1] == 1.0  # on all 50: num_train_samples (1000) exceeds them
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The notebook namespace
+
+
+def test_star_imports_give_the_layer_functions():
+    import fastnn.classifiers.cnn as cnn
+    import fastnn.classifiers.fc_net as fc_net
+
+    for name in ("affine_forward", "affine_backward", "relu_forward", "batchnorm_forward", "layernorm_forward",
+                 "dropout_forward", "softmax_loss", "svm_loss", "affine_relu_forward", "np"):
+        assert hasattr(fc_net, name), name
+    for name in ("conv_forward_fast", "conv_backward_fast", "max_pool_forward_fast", "conv_relu_pool_forward",
+                 "conv_forward_naive", "spatial_batchnorm_forward"):
+        assert hasattr(cnn, name), name

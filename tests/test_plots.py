@@ -1,0 +1,67 @@
+"""Plots: PNG files for loss, accuracy and filters, drawn without touching pyplot's state."""
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from fastnn import plots  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_png(path):
+    from matplotlib.image import imread
+
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    return imread(path)
+
+
+def test_smooth_is_a_running_mean():
+    np.testing.assert_allclose(plots.smooth([1, 2, 3, 4, 5, 6], window=2), [1, 1.5, 2.5, 3.5, 4.5, 5.5])
+    np.testing.assert_allclose(plots.smooth([4.0] * 50), [4.0] * 50)
+    assert plots.smooth([]).size == 0
+
+
+def test_loss_and_accuracy_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    loss = 2.3 * np.exp(-np.arange(200) / 50) + 0.1 * rng.random(200)
+    path = plots.plot_loss(loss, tmp_path / "sub" / "loss.png")
+    assert path.endswith("loss.png")
+    image = read_png(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+    image = read_png(plots.plot_accuracy([0.1, 0.5, 0.8], [0.1, 0.45, 0.7], tmp_path / "acc.png"))
+    assert image.std() > 0
+
+
+def test_filter_grid_tiles_each_filter_scaled_to_unit_range():
+    W = np.arange(5 * 3 * 2 * 2, dtype=np.float32).reshape(5, 3, 2, 2)
+    grid = plots.filter_grid(W, padding=1)
+    assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 3)  # 5 filters -> 2 rows x 3 columns
+    np.testing.assert_allclose(grid[1:3, 1:3], (W[0] - W[0].min()).transpose(1, 2, 0) / np.ptp(W[0]))
+    assert grid[0].min() == 1.0  # padding
+    gray = plots.filter_grid(np.ones((4, 1, 3, 3)))
+    assert gray.shape == (9, 9) and np.all(gray[1:4, 1:4] == 0.5)  # a constant filter is mid-gray
+
+
+def test_filters_png(tmp_path):
+    W = np.random.default_rng(0).standard_normal((16, 1, 3, 3))
+    assert read_png(plots.plot_filters(W, tmp_path / "filters.png")).std() > 0
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"plot_loss: loss_history must be a non-empty 1-D sequence"):
+        plots.plot_loss([], "x.png")
+    with pytest.raises(ValueError, match=r"plot_accuracy: .*equal length, got shapes \(2,\) and \(3,\)"):
+        plots.plot_accuracy([0, 1], [0, 1, 1], "x.png")
+    with pytest.raises(ValueError, match=r"filter_grid: W must be \(F, C, HH, WW\) with C 1 or 3, got shape \(2, 2,"):
+        plots.filter_grid(np.zeros((2, 2, 3, 3)))
+
+
+def test_plots_leave_pyplot_alone(tmp_path):
+    had_pyplot = "matplotlib.pyplot" in sys.modules
+    plots.plot_loss([1.0, 0.5], tmp_path / "loss.png")
+    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot

@@ -1,0 +1,97 @@
+"""The babysitting checks behind `fastnn check`: each verdict passes on a sound model and fails on a broken one."""
+
+import numpy as np
+import pytest
+
+from fastnn import sanity
+
+
+class Softmax:
+    """A linear softmax classifier with L2; `grad_scale` != 1 plants a gradient bug."""
+
+    def __init__(self, D=6, C=4, scale=1e-3, reg=0.0, grad_scale=1.0, dtype=np.float64):
+        self.params = {"W": (scale * np.random.randn(D, C)).astype(dtype), "b": np.zeros(C, dtype)}
+        self.reg, self.grad_scale = reg, grad_scale
+
+    def loss(self, X, y=None):
+        W, b = self.params["W"], self.params["b"]
+        scores = X @ W + b
+        if y is None:
+            return scores
+        p = np.exp(scores - scores.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        N = len(y)
+        loss = -np.log(p[np.arange(N), y]).mean() + 0.5 * self.reg * np.sum(W * W)
+        p[np.arange(N), y] -= 1
+        p /= N
+        return loss, {"W": self.grad_scale * (X.T @ p + self.reg * W), "b": p.sum(0)}
+
+
+def data(n=40, D=6, C=4, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % C
+    return 4 * np.eye(C, D)[y] + 0.3 * rng.standard_normal((n, D)), y
+
+
+def test_initial_loss_verdicts():
+    X, y = data()
+    good = sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=4, reg=1e3)
+    assert good.passed and "log 4 = 1.3863" in good.detail and "rises" in good.detail
+    too_big = sanity.check_initial_loss(lambda reg: Softmax(scale=5.0, reg=reg), X, y, num_classes=4)
+    assert not too_big.passed and "outside" in too_big.detail
+    no_reg = sanity.check_initial_loss(lambda reg: Softmax(), X, y, num_classes=4)  # ignores reg
+    assert not no_reg.passed and "does not rise" in no_reg.detail
+    assert str(good).startswith("[PASS] initial loss: ") and str(no_reg).startswith("[FAIL]")
+
+
+def test_gradient_check_verdicts():
+    X, y = data(n=5)
+    good = sanity.check_gradients(Softmax(scale=0.5, reg=0.3), X, y)
+    assert good.passed, good.detail
+    errors = sanity.sampled_gradient_errors(Softmax(scale=0.5, reg=0.3), X, y, num_checks=24)
+    assert max(e for e, _ in errors.values()) < 1e-7
+    bad = sanity.check_gradients(Softmax(scale=0.5, reg=0.3, grad_scale=1.01), X, y)
+    assert not bad.passed and "(W[" in bad.detail
+    single = sanity.check_gradients(Softmax(dtype=np.float32), X, y)
+    assert not single.passed and "need float64" in single.detail
+
+
+def test_gradient_check_restores_the_params():
+    X, y = data(n=5)
+    model = Softmax(scale=0.5)
+    before = {k: v.copy() for k, v in model.params.items()}
+    sanity.sampled_gradient_errors(model, X, y)
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
+
+
+def test_overfit_verdicts():
+    X, y = data(n=20)
+    good = sanity.check_overfit(Softmax(), X, y, num_epochs=30, batch_size=10, learning_rate=0.1)
+    assert good.passed and "100.0%" in good.detail
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((20, 6))
+    hopeless = sanity.check_overfit(Softmax(), noise, rng.integers(0, 4, 20), num_epochs=1, learning_rate=0.0)
+    assert not hopeless.passed
+
+
+@pytest.mark.parametrize("model", ["fc", "cnn"])
+def test_fastnn_check_prints_each_verdict_and_passes(model, capsys):
+    from fastnn.cli import main
+
+    status = main(["check", "--model", model, "--num-overfit", "30"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    for name in ("initial loss", "gradient check", "overfit small subset"):
+        assert f"[PASS] {name}: " in out
+    assert "all checks passed" in out
+
+
+def test_fastnn_check_exits_1_when_a_check_fails(monkeypatch, capsys):
+    from fastnn.cli import main
+
+    failing = sanity.Verdict("gradient check", False, "planted failure")
+    monkeypatch.setattr(sanity, "check_gradients", lambda *a, **k: failing)
+    assert main(["check", "--model", "fc", "--num-overfit", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] gradient check: planted failure" in out and "failed: gradient check" in out
