@@ -1,0 +1,88 @@
+"""`fastnn train`: end to end in a subprocess, and its options and outputs in-process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn import data_utils, plots
+from fastnn.checkpoint import load_checkpoint
+from fastnn.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_fastnn_train_one_epoch_in_a_subprocess(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "fastnn", "train", "--epochs", "1", "--out", str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "final accuracy: train " in result.stdout and " test " in result.stdout
+    assert "(Epoch 1 / 1) train acc: " in result.stdout
+    assert "train: 100%" in result.stderr  # the progress bar
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "ThreeLayerConvNet" and summary["epochs"] == 1
+    assert summary["accuracy"]["test"] > 0.5  # one epoch on the digits already learns a lot
+    assert set(os.listdir(out)) >= {"checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "summary.json"}
+    assert load_checkpoint(out / "checkpoint_epoch_1.npz")["epoch"] == 1
+    if plots.available():
+        assert {"loss.png", "accuracy.png", "filters.png"} <= set(os.listdir(out))
+
+
+def test_fc_model_without_matplotlib_says_so_once_and_skips_the_plots(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "fc"
+    status = main(["train", "--model", "fc", "--epochs", "1", "--batch-size", "100", "--quiet", "--out", str(out),
+                   "--update-rule", "sgd_momentum", "--lr", "0.05", "--seed", "3"])
+    assert status == 0
+    printed = capsys.readouterr()
+    assert printed.out.count("matplotlib is not installed") == 1
+    assert "(Epoch" not in printed.out and printed.err == ""  # --quiet
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "FullyConnectedNet" and summary["update_rule"] == "sgd_momentum"
+    assert summary["plots"] == {} and not any(name.endswith(".png") for name in os.listdir(out))
+    assert summary["accuracy"]["val"] > 0.5
+
+
+def test_cifar10_data_option_reaches_the_loader(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_cifar(cifar10_dir=None, **kwargs):
+        calls.append(cifar10_dir)
+        rng = np.random.default_rng(0)
+        split = {"train": 40, "val": 20, "test": 20}
+        data = {}
+        for name, n in split.items():
+            y = np.arange(n) % 10
+            data[f"X_{name}"] = rng.standard_normal((n, 3, 32, 32)) + y[:, None, None, None] * 0.5
+            data[f"y_{name}"] = y
+        return data
+
+    monkeypatch.setattr(data_utils, "get_CIFAR10_data", fake_cifar)
+    monkeypatch.setattr(plots, "available", lambda: False)
+    status = main(["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--model", "fc", "--epochs", "1",
+                   "--batch-size", "20", "--quiet", "--out", str(tmp_path / "out")])
+    assert status == 0 and calls == [str(tmp_path)]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["data"] == "cifar10" and summary["num_params"] == 3072 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10 \
+        + 2 * (128 + 64)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--lr", "-1"], "--lr must be a positive number"),
+        (["--update-rule", "lbfgs"], "--update-rule must be one of sgd, sgd_momentum"),
+        (["--data-dir", "somewhere"], "--data-dir is only used with --data cifar10"),
+    ],
+)
+def test_bad_options_exit_with_a_message(argv, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        main(["train", "--out", str(tmp_path / "never"), *argv])
+    assert not (tmp_path / "never").exists()
