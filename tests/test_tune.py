@@ -336,7 +336,10 @@ def test_fastnn_tune_command(tmp_path, capsys):
                        "--workers", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     assert status == 0
-    assert "rank  trial  round  val_acc" in out and "3 of 3 trials succeeded (seed 2)" in out
+    header = ["rank", "trial", "round", "val_acc", "final_loss", "learning_rate", "reg", "weight_scale",
+              "hidden_size", "status"]
+    assert header in [line.split() for line in out.splitlines()]
+    assert "3 of 3 trials succeeded (seed 2)" in out
     assert f"wrote {tmp_path / 'best.npz'}" in out
     best = load_checkpoint(tmp_path / "best.npz")
     assert set(best["params"]) == {"W1", "b1", "W2", "b2"} and best["val_acc"] > 0.3

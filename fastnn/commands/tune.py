@@ -1,6 +1,6 @@
 """`fastnn tune`: a coarse-to-fine random search for a FullyConnectedNet on the embedded digits, on dask.
 
-    fastnn tune                                    # LocalCluster of this machine's cores, 16 + 8 trials
+    fastnn tune                                    # LocalCluster of this machine's cores, 30 + 15 trials of 10 epochs
     fastnn tune --trials 40 --epochs 10 --workers 2 --out runs/tune
     fastnn tune --scheduler tcp://10.0.0.5:8786    # a running cluster (dask scheduler / dask worker)
 
@@ -12,11 +12,11 @@ import time
 
 
 def configure(parser):
-    parser.add_argument("--trials", type=int, default=16, help="trials of the coarse round (default 16)")
-    parser.add_argument("--fine-trials", type=int, default=8,
-                        help="trials of the fine round around the best coarse ones; 0 for none (default 8)")
+    parser.add_argument("--trials", type=int, default=30, help="trials of the coarse round (default 30)")
+    parser.add_argument("--fine-trials", type=int, default=15,
+                        help="trials of the fine round around the best coarse ones; 0 for none (default 15)")
     parser.add_argument("--top-k", type=int, default=3, help="coarse trials the fine round narrows to (default 3)")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs per trial (default 5)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs per trial (default 10)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="a running dask scheduler (tcp://host:8786); default: start a LocalCluster")
     parser.add_argument("--workers", type=int, default=None,
@@ -56,7 +56,7 @@ def run(args):
     if args.scheduler:
         where = args.scheduler
     elif args.workers:
-        where = f"a LocalCluster of {args.workers} worker processes"
+        where = f"a LocalCluster of {args.workers} worker process{'es' if args.workers > 1 else ''}"
     else:
         where = "a LocalCluster of one worker process per core"
     print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}", flush=True)
