@@ -1,0 +1,149 @@
+"""The cs231n.fast_layers API: `from fastnn.fast_layers import *` replaces `from cs231n.fast_layers import *`.
+
+No Cython build: every name runs on fastnn's compiled kernels or its NumPy reference (fastnn.options()).
+All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); all fast max pools share
+one implementation and cache ('argmax', (x, pool_param, argmax)). Differences from the starter, on purpose:
+- a geometry whose output size is not a whole number is a ValueError (conv_forward_strides floored it);
+- max_pool_backward_reshape routes a tied window's gradient to its first maximum, like every other path
+  (the starter's split it equally among the tied elements);
+- max_pool_forward_im2col works for every geometry (the starter's raised on Python 3).
+"""
+
+import numpy as np
+
+from . import _checks as _check
+from ._dispatch import run as _run
+from .layers import *  # noqa: F401,F403
+from .layers import _conv_dout, _conv_inputs, _pool_inputs
+
+
+def conv_forward_fast(x, w, b, conv_param):
+    """Convolution forward via im2col and one GEMM.
+
+    Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param {'stride', 'pad'} (whole output size required).
+    Returns a tuple of: out (N, F, H', W'), cache (x, w, b, conv_param, x_cols) with x_cols (C*HH*WW, N*H'*W').
+    """
+    fn = "conv_forward_fast"
+    return _run(fn, *_conv_inputs(fn, x, w, b, conv_param), conv_param)
+
+
+def conv_backward_fast(dout, cache):
+    """Convolution backward. Inputs: dout (N, F, H', W'), cache from conv_forward_fast. Returns dx, dw, db."""
+    fn = "conv_backward_fast"
+    dout, cache = _conv_dout(fn, dout, cache, 5, "conv_forward_fast")
+    x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
+    if x_cols.dtype != dout.dtype:
+        _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
+    return _run(fn, dout, cache[:4] + (x_cols,))
+
+
+conv_forward_im2col = conv_forward_strides = conv_forward_fast
+conv_backward_im2col = conv_backward_strides = conv_backward_fast
+
+
+def max_pool_forward_fast(x, pool_param):
+    """Max pooling forward for every geometry, with a compact argmax cache.
+
+    Inputs: x (N, C, H, W); pool_param {'pool_height', 'pool_width', 'stride'}.
+    Returns a tuple of: out (N, C, H', W'), cache ('argmax', (x, pool_param, argmax)).
+    """
+    fn = "max_pool_forward_fast"
+    return _run(fn, _pool_inputs(fn, x, pool_param), pool_param)
+
+
+def max_pool_backward_fast(dout, cache):
+    """Max pooling backward: each window's gradient goes to its first maximum; overlapping windows accumulate."""
+    return _pool_backward("max_pool_backward_fast", dout, cache)
+
+
+def _pool_backward(fn, dout, cache):
+    if not isinstance(cache, tuple) or len(cache) != 2:
+        _check.fail(fn, "cache must be the ('argmax', ...) tuple returned by max_pool_forward_fast", TypeError)
+    if cache[0] != "argmax":
+        _check.fail(fn, f"Unrecognized method {cache[0]!r} in the cache (expected 'argmax')")
+    x, pool_param, argmax = _check.cache_tuple(fn, cache[1], 3, "max_pool_forward_fast")
+    x = _pool_inputs(fn, x, pool_param)
+    ph, pw, _, H_out, W_out = _check.pool_param(fn, pool_param, x.shape)
+    expected = x.shape[:2] + (H_out, W_out)
+    if not isinstance(argmax, np.ndarray) or argmax.shape != expected or argmax.dtype.kind != "u":
+        _check.fail(fn, f"cache argmax must be an unsigned integer array of shape {expected}", TypeError)
+    dout = _check.dout_like(fn, dout, expected, x.dtype)
+    return _run("max_pool_backward_fast", dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax))))
+
+
+def max_pool_forward_reshape(x, pool_param):
+    """Max pooling for square, non-overlapping windows that tile the input (pool_height == pool_width == stride)."""
+    fn = "max_pool_forward_reshape"
+    x = _pool_inputs(fn, x, pool_param)
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    if not (ph == pw == stride and x.shape[2] % ph == 0 and x.shape[3] % pw == 0):
+        _check.fail(fn, f"needs pool_height == pool_width == stride tiling x {x.shape}, got {ph}x{pw} stride {stride}")
+    return _run("max_pool_forward_fast", x, pool_param)
+
+
+def max_pool_backward_reshape(dout, cache):
+    """Backward of max_pool_forward_reshape (first maximum of each window gets the gradient)."""
+    return _pool_backward("max_pool_backward_reshape", dout, cache)
+
+
+def max_pool_forward_im2col(x, pool_param):
+    """Max pooling forward for every geometry (same implementation as max_pool_forward_fast)."""
+    fn = "max_pool_forward_im2col"
+    return _run("max_pool_forward_fast", _pool_inputs(fn, x, pool_param), pool_param)
+
+
+def max_pool_backward_im2col(dout, cache):
+    """Backward of max_pool_forward_im2col."""
+    return _pool_backward("max_pool_backward_im2col", dout, cache)
+
+
+# ------------------------------------------------------------------ the starter's im2col helpers (cs231n.im2col)
+
+
+def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
+    """Index arrays (k, i, j) such that x_padded[:, k, i, j] gathers every receptive field (cs231n.im2col)."""
+    N, C, H, W = x_shape
+    H_out = _check.output_size("get_im2col_indices", "height", H, field_height, stride, padding, True)
+    W_out = _check.output_size("get_im2col_indices", "width", W, field_width, stride, padding, True)
+    i0 = np.tile(np.repeat(np.arange(field_height), field_width), C)
+    i1 = stride * np.repeat(np.arange(H_out), W_out)
+    j0 = np.tile(np.arange(field_width), field_height * C)
+    j1 = stride * np.tile(np.arange(W_out), H_out)
+    i = i0.reshape(-1, 1) + i1.reshape(1, -1)
+    j = j0.reshape(-1, 1) + j1.reshape(1, -1)
+    k = np.repeat(np.arange(C), field_height * field_width).reshape(-1, 1)
+    return k, i, j
+
+
+def im2col_indices(x, field_height, field_width, padding=1, stride=1):
+    """Columns (C*fh*fw, H'*W'*N) of x's receptive fields, in cs231n.im2col's layout."""
+    p = padding
+    x_padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="constant")
+    k, i, j = get_im2col_indices(x.shape, field_height, field_width, padding, stride)
+    cols = x_padded[:, k, i, j]
+    C = x.shape[1]
+    return cols.transpose(1, 2, 0).reshape(field_height * field_width * C, -1)
+
+
+def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
+    """Adjoint of im2col_indices: sums columns back into an array of x_shape (cs231n.im2col)."""
+    N, C, H, W = x_shape
+    H_padded, W_padded = H + 2 * padding, W + 2 * padding
+    x_padded = np.zeros((N, C, H_padded, W_padded), dtype=cols.dtype)
+    k, i, j = get_im2col_indices(x_shape, field_height, field_width, padding, stride)
+    cols_reshaped = cols.reshape(C * field_height * field_width, -1, N).transpose(2, 0, 1)
+    np.add.at(x_padded, (slice(None), k, i, j), cols_reshaped)
+    if padding == 0:
+        return x_padded
+    return x_padded[:, :, padding:-padding, padding:-padding]
+
+
+def im2col_cython(x, field_height, field_width, padding, stride):
+    """Stand-in for the starter's compiled im2col_cython (same layout as im2col_indices)."""
+    return im2col_indices(x, field_height, field_width, padding, stride)
+
+
+def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
+    """Stand-in for the starter's compiled col2im_cython."""
+    return col2im_indices(cols, (N, C, H, W), field_height, field_width, padding, stride)
+

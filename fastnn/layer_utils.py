@@ -1,0 +1,162 @@
+"""The cs231n.layer_utils API: sandwich layers, plus affine_bn_relu and affine_ln_relu.
+
+affine_bn_relu and affine_ln_relu run as one fused layer on the compiled path; the others compose the public
+layers. Every sandwich validates its own arguments first, so an error names the sandwich. Backward of a
+sandwich with a norm returns (dx, dw, db, dgamma, dbeta).
+"""
+
+from . import _checks as _check
+from ._dispatch import run as _run
+from .fast_layers import *  # noqa: F401,F403
+from .fast_layers import conv_backward_fast, conv_forward_fast, max_pool_backward_fast, max_pool_forward_fast
+from .layers import *  # noqa: F401,F403
+from .layers import (
+    _bn_param,
+    _conv_inputs,
+    _eps_param,
+    affine_backward,
+    affine_forward,
+    relu_backward,
+    relu_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
+
+
+def _cache(fn, cache, length, forward):
+    return _check.cache_tuple(fn, cache, length, forward)
+
+
+def affine_relu_forward(x, w, b):
+    """affine -> ReLU. Returns out (N, M), cache (fc_cache, relu_cache)."""
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    return out, (fc_cache, relu_cache)
+
+
+def affine_relu_backward(dout, cache):
+    """Backward of affine_relu_forward. Returns dx, dw, db."""
+    fc_cache, relu_cache = _cache("affine_relu_backward", cache, 2, "affine_relu_forward")
+    return affine_backward(relu_backward(dout, relu_cache), fc_cache)
+
+
+def _gamma_beta(fn, x, gamma, beta, w):
+    """gamma and beta of x's dtype, one per output unit of the layer before the norm (w.shape[0] for a conv
+    filter bank (F, C, HH, WW), w.shape[1] for an affine weight (D, M))."""
+    n = w.shape[0] if w.ndim == 4 else w.shape[1]
+    _, gamma, beta = _check.floats(fn, x=x, gamma=gamma, beta=beta)
+    for name, v in (("gamma", gamma), ("beta", beta)):
+        if v.shape != (n,):
+            _check.fail(fn, f"{name} must have shape ({n},) to match w {w.shape}, got {v.shape}")
+    return gamma, beta
+
+
+def _affine_norm_inputs(fn, x, w, b, gamma, beta):
+    x, w, b = _check.floats(fn, x=x, w=(w, 2), b=(b, 1))
+    _check.batch(fn, "x", x)
+    D = x[0].size
+    if w.shape[0] != D:
+        _check.fail(fn, f"x of shape {x.shape} flattens to {D} features but w has shape {w.shape}")
+    if b.shape != (w.shape[1],):
+        _check.fail(fn, f"b must have shape ({w.shape[1]},) to match w {w.shape}, got {b.shape}")
+    gamma, beta = _gamma_beta(fn, x, gamma, beta, w)
+    return x, w, b, gamma, beta
+
+
+def _affine_norm_cache(fn, cache, forward, norm_length):
+    fc_cache, norm_cache, relu_cache = _cache(fn, cache, 3, forward)
+    x, w, b = _check.cache_tuple(fn, fc_cache, 3, forward + " (its affine cache)")
+    _check.cache_tuple(fn, norm_cache, norm_length, forward + " (its norm cache)")
+    relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=2)
+    return (x, w, b), norm_cache, relu_cache
+
+
+def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+    """affine -> batchnorm -> ReLU, fused on the compiled path.
+
+    Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,), gamma and beta (M,), bn_param as for batchnorm_forward.
+    Returns a tuple of: out (N, M), cache (fc_cache, bn_cache, relu_cache).
+    """
+    fn = "affine_bn_relu_forward"
+    x, w, b, gamma, beta = _affine_norm_inputs(fn, x, w, b, gamma, beta)
+    return _run(fn, x, w, b, gamma, beta, _bn_param(fn, bn_param, x, w.shape[1]))
+
+
+def affine_bn_relu_backward(dout, cache):
+    """Backward of affine_bn_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
+    fn = "affine_bn_relu_backward"
+    cache = _affine_norm_cache(fn, cache, "affine_bn_relu_forward", 8)
+    dout = _check.dout_like(fn, dout, cache[2].shape, cache[2].dtype)
+    return _run(fn, dout, cache)
+
+
+def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
+    """affine -> layernorm -> ReLU, fused on the compiled path.
+
+    Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,), gamma and beta (M,), ln_param as for layernorm_forward.
+    Returns a tuple of: out (N, M), cache (fc_cache, ln_cache, relu_cache).
+    """
+    fn = "affine_ln_relu_forward"
+    x, w, b, gamma, beta = _affine_norm_inputs(fn, x, w, b, gamma, beta)
+    return _run(fn, x, w, b, gamma, beta, _eps_param(fn, "ln_param", ln_param))
+
+
+def affine_ln_relu_backward(dout, cache):
+    """Backward of affine_ln_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
+    fn = "affine_ln_relu_backward"
+    cache = _affine_norm_cache(fn, cache, "affine_ln_relu_forward", 7)
+    dout = _check.dout_like(fn, dout, cache[2].shape, cache[2].dtype)
+    return _run(fn, dout, cache)
+
+
+def conv_relu_forward(x, w, b, conv_param):
+    """conv (fast) -> ReLU. Returns out, cache (conv_cache, relu_cache)."""
+    _conv_inputs("conv_relu_forward", x, w, b, conv_param)
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout, cache):
+    """Backward of conv_relu_forward. Returns dx, dw, db."""
+    conv_cache, relu_cache = _cache("conv_relu_backward", cache, 2, "conv_relu_forward")
+    return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """conv (fast) -> spatial batchnorm -> ReLU. Returns out, cache (conv_cache, bn_cache, relu_cache)."""
+    fn = "conv_bn_relu_forward"
+    x, w, b = _conv_inputs(fn, x, w, b, conv_param)
+    gamma, beta = _gamma_beta(fn, x, gamma, beta, w)
+    _bn_param(fn, bn_param, x, w.shape[0])
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    y, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(y)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout, cache):
+    """Backward of conv_bn_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
+    conv_cache, bn_cache, relu_cache = _cache("conv_bn_relu_backward", cache, 3, "conv_bn_relu_forward")
+    dy, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dx, dw, db = conv_backward_fast(dy, conv_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
+def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+    """conv (fast) -> ReLU -> max pool (fast). Returns out, cache (conv_cache, relu_cache, pool_cache)."""
+    fn = "conv_relu_pool_forward"
+    x, w, b = _conv_inputs(fn, x, w, b, conv_param)
+    _, _, H_out, W_out = _check.conv_param(fn, conv_param, x.shape, w.shape)
+    _check.pool_param(fn, pool_param, (x.shape[0], w.shape[0], H_out, W_out))
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    s, relu_cache = relu_forward(a)
+    out, pool_cache = max_pool_forward_fast(s, pool_param)
+    return out, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout, cache):
+    """Backward of conv_relu_pool_forward. Returns dx, dw, db."""
+    conv_cache, relu_cache, pool_cache = _cache("conv_relu_pool_backward", cache, 3, "conv_relu_pool_forward")
+    ds = max_pool_backward_fast(dout, pool_cache)
+    return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
