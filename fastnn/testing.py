@@ -122,3 +122,40 @@ def layouts(x):
     readonly.setflags(write=False)
     doubled = np.repeat(x, 2, axis=-1)[..., ::2]
     return [("contiguous", x), ("transposed", noncontiguous(x)), ("sliced", doubled), ("readonly", readonly)]
+
+
+def check_gradients(forward, backward, inputs, wrt, seed=0, tol=NUMERIC_GRADIENT_TOLERANCE):
+    """Compare a layer's analytic gradients with centred numeric ones (float64), for a random upstream gradient.
+
+    Inputs:
+    - forward: f(*inputs) -> (out, cache); backward: b(dout, cache) -> gradient or tuple of gradients
+    - inputs: list of arguments to forward (arrays are perturbed in place and restored)
+    - wrt: for each gradient backward returns, the index in `inputs` of the array it belongs to (None to skip)
+    Returns the largest relative error seen.
+    """
+    from .gradient_check import eval_numerical_gradient_array
+
+    out, cache = forward(*inputs)
+    dout = rng([seed, 7919]).standard_normal(np.shape(out))  # a stream no input builder uses
+    grads = backward(dout, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(wrt):
+        raise AssertionError(f"backward returned {len(grads)} gradients, expected {len(wrt)}")
+    worst = 0.0
+    for k, (grad, index) in enumerate(zip(grads, wrt)):
+        if index is None:
+            continue
+        target = inputs[index]
+        numeric = eval_numerical_gradient_array(lambda _: forward(*inputs)[0], target, dout)
+        # A floor on the scale: a gradient that is exactly zero (a bias before a batchnorm) has numeric noise
+        # of ~1e-11, which is no error.
+        scale = max(float(np.max(np.abs(numeric), initial=0.0)), 1e-3)
+        error = float(np.max(np.abs(np.asarray(grad) - numeric), initial=0.0)) / scale
+        if not error <= tol:
+            where = np.unravel_index(int(np.argmax(np.abs(np.asarray(grad) - numeric))), numeric.shape)
+            raise AssertionError(
+                f"gradient {k} (input {index}): relative error {error:.3e} > {tol:.0e} at {where}: "
+                f"analytic {np.asarray(grad)[where]!r}, numeric {numeric[where]!r}"
+            )
+        worst = max(worst, error)
+    return worst

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from fastnn.layers import dropout_backward, dropout_forward
+from fastnn.reference.dropout import dropout_keep_mask
+from fastnn.testing import check_gradients, randn
+
+pytestmark = pytest.mark.usefixtures("reference_backend")
+
+
+@pytest.mark.parametrize("p", [0.25, 0.4, 0.7])
+def test_dropout_keeps_p_and_preserves_the_mean(p):
+    x = randn(500, 500, seed=1) + 10
+    out, (_, mask) = dropout_forward(x, {"mode": "train", "p": p, "seed": 123})
+    assert abs(mask.mean() - p) < 0.01
+    assert abs(out.mean() - x.mean()) / x.mean() < 0.02
+    np.testing.assert_allclose(out[mask], x[mask] / p)
+    assert np.all(out[~mask] == 0)
+
+
+def test_dropout_test_mode_is_identity():
+    x = randn(10, 10)
+    out, cache = dropout_forward(x, {"mode": "test", "p": 0.3})
+    np.testing.assert_array_equal(out, x)
+    assert cache[1] is None
+    np.testing.assert_array_equal(dropout_backward(x, cache), x)
+
+
+def test_dropout_gradient_matches_numeric():
+    x = randn(5, 6, seed=2)
+    param = {"mode": "train", "p": 0.6, "seed": 7}
+    check_gradients(lambda x: dropout_forward(x, param), dropout_backward, [x], wrt=[0])
+
+
+def test_seeded_mask_is_repeatable_and_leaves_global_rng_untouched():
+    x = randn(20, 30)
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    a, _ = dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 42})
+    b, _ = dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 42})
+    c, _ = dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 43})
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_unseeded_masks_follow_np_random_seed():
+    x = randn(20, 30)
+    np.random.seed(5)
+    a, _ = dropout_forward(x, {"mode": "train", "p": 0.5})
+    b, _ = dropout_forward(x, {"mode": "train", "p": 0.5})
+    np.random.seed(5)
+    a2, _ = dropout_forward(x, {"mode": "train", "p": 0.5})
+    np.testing.assert_array_equal(a, a2)
+    assert not np.array_equal(a, b)
+
+
+def test_keep_mask_is_a_pure_function_of_key_and_index():
+    full = dropout_keep_mask(99, (6, 7), 0.5)
+    np.testing.assert_array_equal(full.reshape(-1), dropout_keep_mask(99, (42,), 0.5))
+    assert dropout_keep_mask(99, (3,), 1.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_keeps_dtype(dtype):
+    x = randn(4, 4, dtype=dtype)
+    out, cache = dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1})
+    assert out.dtype == dtype and dropout_backward(out, cache).dtype == dtype

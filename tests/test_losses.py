@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from fastnn.gradient_check import eval_numerical_gradient
+from fastnn.layers import softmax_loss, svm_loss
+from fastnn.testing import assert_close, scores_and_labels
+
+pytestmark = pytest.mark.usefixtures("reference_backend")
+
+
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+def test_loss_gradients_match_numeric(loss_fn):
+    x, y = scores_and_labels(N=8, C=5, seed=3)
+    loss, dx = loss_fn(x, y)
+    numeric = eval_numerical_gradient(lambda x: loss_fn(x, y)[0], x, verbose=False)
+    assert_close(dx, numeric, rtol=1e-7)
+
+
+def test_tiny_random_scores_give_log_c_and_c_minus_one():
+    # the notebook's sanity check: scores ~ 0.001 * randn, N=50, C=10
+    x, y = scores_and_labels(N=50, C=10, seed=1, scale=0.001)
+    assert abs(svm_loss(x, y)[0] - 9.0) < 0.01
+    assert abs(softmax_loss(x, y)[0] - np.log(10)) < 0.01
+
+
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_is_a_float_and_dx_keeps_dtype(loss_fn, dtype):
+    x, y = scores_and_labels(dtype=dtype)
+    loss, dx = loss_fn(x, y)
+    assert isinstance(loss, float) and dx.dtype == dtype
+
+
+def test_softmax_is_stable_for_huge_logits():
+    x = np.array([[1e4, -1e4, 0.0], [5.0, 5.0, 5.0]])
+    loss, dx = softmax_loss(x, np.array([0, 2]))
+    assert np.isfinite(loss) and np.all(np.isfinite(dx))
+    np.testing.assert_allclose(loss, np.log(3) / 2)
