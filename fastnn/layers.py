@@ -62,7 +62,7 @@ def relu_backward(dout, cache):
     return _run(fn, dout, x)
 
 
-def _elementwise_backward(fn, dout, saved, name):
+def _elementwise_backward_args(fn, dout, saved, name):
     saved = _check.array(fn, name, saved, min_ndim=1)
     dout = _check.dout_like(fn, dout, saved.shape, saved.dtype)
     return dout, saved
@@ -80,7 +80,7 @@ def leaky_relu_backward(dout, cache):
     """Leaky ReLU backward: dx = dout where x > 0, else alpha * dout."""
     fn = "leaky_relu_backward"
     x, alpha = _check.cache_tuple(fn, cache, 2, "leaky_relu_forward")
-    dout, x = _elementwise_backward(fn, dout, x, "cache x")
+    dout, x = _elementwise_backward_args(fn, dout, x, "cache x")
     return _run(fn, dout, (x, _check.number(fn, "cache alpha", alpha, low=0.0)))
 
 
@@ -93,7 +93,7 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, cache):
     """Sigmoid backward: dx = dout * out * (1 - out); cache is the forward output."""
     fn = "sigmoid_backward"
-    dout, out = _elementwise_backward(fn, dout, cache, "cache (the sigmoid output)")
+    dout, out = _elementwise_backward_args(fn, dout, cache, "cache (the sigmoid output)")
     return _run(fn, dout, out)
 
 
@@ -106,7 +106,7 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     """Tanh backward: dx = dout * (1 - out**2); cache is the forward output."""
     fn = "tanh_backward"
-    dout, out = _elementwise_backward(fn, dout, cache, "cache (the tanh output)")
+    dout, out = _elementwise_backward_args(fn, dout, cache, "cache (the tanh output)")
     return _run(fn, dout, out)
 
 

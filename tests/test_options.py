@@ -1,0 +1,83 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.layers import affine_forward
+
+
+def test_options_reports_and_context_manager_restores():
+    before = fastnn.options().backend
+    with fastnn.options(backend="reference") as settings:
+        assert settings.backend == "reference"
+        assert fastnn.options().backend == "reference"
+        with fastnn.options(backend="verify"):
+            assert fastnn.options().backend == "verify"
+        assert fastnn.options().backend == "reference"
+    assert fastnn.options().backend == before
+
+
+def test_context_manager_restores_after_an_exception():
+    before = fastnn.options().backend
+    with pytest.raises(RuntimeError):
+        with fastnn.options(backend="reference"):
+            raise RuntimeError("boom")
+    assert fastnn.options().backend == before
+
+
+def test_setting_without_a_block_persists():
+    before = fastnn.options().backend
+    try:
+        fastnn.options(backend="reference")
+        assert fastnn.options().backend == "reference"
+    finally:
+        fastnn.options(backend=before)
+
+
+def test_unknown_backend_and_setting_are_rejected():
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        fastnn.options(backend="gpu")
+    with pytest.raises(TypeError, match="unknown setting"):
+        fastnn.options(speed="max")
+    with pytest.raises(TypeError, match="parallel"):
+        fastnn.options(parallel="yes")
+
+
+def _run(code, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def test_environment_sets_the_start_value():
+    result = _run("import fastnn; print(fastnn.options().backend)", FASTNN_BACKEND="reference")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "reference"
+    result = _run("import fastnn", FASTNN_BACKEND="cuda")
+    assert result.returncode != 0 and "unknown backend 'cuda'" in result.stderr
+
+
+def test_reference_backend_runs_without_compiled_kernels():
+    code = (
+        "import sys, numpy as np, fastnn\n"
+        "from fastnn.layers import affine_forward\n"
+        "affine_forward(np.ones((2, 3)), np.ones((3, 4)), np.ones(4))\n"
+        "print('numba' in sys.modules)\n"
+    )
+    result = _run(code, FASTNN_BACKEND="reference")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_import_fastnn_imports_no_numba():
+    result = _run("import sys, fastnn, fastnn.layers, fastnn.layer_utils; print('numba' in sys.modules)")
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_verify_backend_returns_results_equal_to_reference():
+    x, w, b = np.ones((2, 3)), np.ones((3, 4)), np.arange(4.0)
+    with fastnn.options(backend="verify"):
+        out, _ = affine_forward(x, w, b)
+    np.testing.assert_array_equal(out, x @ w + b)
