@@ -1,3 +1,108 @@
-"""Placeholder: filled in by the kernels work (issue 3)."""
+"""Convolution on the compiled path: im2col/col2im kernels around one BLAS GEMM per direction.
 
-__all__ = []
+Same names, signatures and caches as fastnn.reference.conv. The forward GEMM is w (F, CKK) @ x_cols (CKK, N*P)
+— one large GEMM rather than one skinny GEMM per image — and a kernel moves its result to NCHW with the bias.
+Scratch buffers that never leave a call (the GEMM result, the column gradient) are reused per thread.
+"""
+
+import threading
+
+import numpy as np
+
+from .._options import current
+from ..kernels import conv as K
+from ..kernels._jit import variant
+
+__all__ = [
+    "conv_forward_naive", "conv_backward_naive",
+    "conv_forward_im2col", "conv_backward_im2col",
+    "conv_forward_strides", "conv_backward_strides",
+    "conv_forward_fast", "conv_backward_fast",
+]
+
+_scratch = threading.local()
+
+
+def _buffer(name, shape, dtype):
+    """A per-thread scratch array of at least this size, reused across calls (never returned to the caller)."""
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype).str)
+    store = getattr(_scratch, "buffers", None)
+    if store is None:
+        store = _scratch.buffers = {}
+    buf = store.get(key)
+    if buf is None or buf.size < size:
+        buf = store[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _k(kernel_fn):
+    return variant(kernel_fn, current().parallel)
+
+
+def _geometry(x, w, conv_param):
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    H_out = 1 + (x.shape[2] + 2 * pad - w.shape[2]) // stride
+    W_out = 1 + (x.shape[3] + 2 * pad - w.shape[3]) // stride
+    return stride, pad, H_out, W_out
+
+
+def _columns(x, w, conv_param):
+    stride, pad, H_out, W_out = _geometry(x, w, conv_param)
+    C, HH, WW = w.shape[1:]
+    cols = np.empty((C * HH * WW, x.shape[0] * H_out * W_out), dtype=x.dtype)
+    _k(K.im2col)(x, HH, WW, stride, pad, H_out, W_out, cols)
+    return cols, H_out, W_out
+
+
+def _forward(x, w, b, conv_param):
+    cols, H_out, W_out = _columns(x, w, conv_param)
+    F, N = w.shape[0], x.shape[0]
+    res = _buffer("res", (F, cols.shape[1]), x.dtype)
+    np.dot(w.reshape(F, -1), cols, out=res)
+    out = np.empty((N, F, H_out * W_out), dtype=x.dtype)
+    _k(K.bias_to_nchw)(res, b, N, out)
+    return out.reshape(N, F, H_out, W_out), cols
+
+
+def _backward(dout, x, w, conv_param, cols):
+    stride, pad, H_out, W_out = _geometry(x, w, conv_param)
+    N, F = dout.shape[:2]
+    rows = _buffer("rows", (F, N * H_out * W_out), dout.dtype)
+    db = np.empty(F, dtype=dout.dtype)
+    _k(K.nchw_to_rows)(dout.reshape(N, F, -1), rows, db)
+    dw = (rows @ cols.T).reshape(w.shape)
+    dcols = _buffer("dcols", cols.shape, dout.dtype)
+    np.dot(w.reshape(F, -1).T, rows, out=dcols)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, dx)
+    return dx, dw, db
+
+
+def conv_forward_fast(x, w, b, conv_param):
+    """See fastnn.reference.conv.conv_forward_fast. Returns out, cache (x, w, b, conv_param, x_cols)."""
+    out, cols = _forward(x, w, b, conv_param)
+    return out, (x, w, b, conv_param, cols)
+
+
+def conv_backward_fast(dout, cache):
+    """See fastnn.reference.conv.conv_backward_fast. Returns dx, dw, db."""
+    x, w, b, conv_param, cols = cache
+    return _backward(dout, x, w, conv_param, cols)
+
+
+def conv_forward_naive(x, w, b, conv_param):
+    """See fastnn.reference.conv.conv_forward_naive. Returns out, cache (x, w, b, conv_param)."""
+    out, _ = _forward(x, w, b, conv_param)
+    return out, (x, w, b, conv_param)
+
+
+def conv_backward_naive(dout, cache):
+    """See fastnn.reference.conv.conv_backward_naive: rebuilds the columns the naive cache does not keep."""
+    x, w, b, conv_param = cache
+    cols, _, _ = _columns(x, w, conv_param)
+    return _backward(dout, x, w, conv_param, cols)
+
+
+conv_forward_im2col = conv_forward_strides = conv_forward_fast
+conv_backward_im2col = conv_backward_strides = conv_backward_fast

@@ -1,3 +1,61 @@
-"""Placeholder: filled in by the kernels work (issue 3)."""
+"""Max pooling on the compiled path. Same names, signatures and caches as fastnn.reference.pool; every max-pool
+name shares the one kernel pair, whose cache keeps a compact argmax instead of an im2col buffer."""
 
-__all__ = []
+import numpy as np
+
+from .._options import current
+from ..kernels import pool as K
+from ..kernels._jit import variant
+
+__all__ = [
+    "max_pool_forward_naive", "max_pool_backward_naive",
+    "max_pool_forward_fast", "max_pool_backward_fast",
+    "max_pool_forward_reshape", "max_pool_backward_reshape",
+    "max_pool_forward_im2col", "max_pool_backward_im2col",
+]
+
+
+def _forward(x, pool_param):
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    shape = x.shape[:2] + (1 + (x.shape[2] - ph) // stride, 1 + (x.shape[3] - pw) // stride)
+    out = np.empty(shape, dtype=x.dtype)
+    argmax = np.empty(shape, dtype=np.min_scalar_type(ph * pw - 1))
+    variant(K.max_pool_forward, current().parallel)(x, ph, pw, stride, out, argmax)
+    return out, argmax
+
+
+def _backward(dout, x, pool_param, argmax):
+    dx = np.empty(x.shape, dtype=x.dtype)
+    variant(K.max_pool_backward, current().parallel)(dout, argmax, pool_param["pool_width"], pool_param["stride"], dx)
+    return dx
+
+
+def max_pool_forward_fast(x, pool_param):
+    """See fastnn.reference.pool.max_pool_forward_fast. Returns out, cache ('argmax', (x, pool_param, argmax))."""
+    out, argmax = _forward(x, pool_param)
+    return out, ("argmax", (x, pool_param, argmax))
+
+
+def max_pool_backward_fast(dout, cache):
+    """See fastnn.reference.pool.max_pool_backward_fast. Returns dx."""
+    method, (x, pool_param, argmax) = cache
+    if method != "argmax":
+        raise ValueError("Unrecognized method %s" % method)
+    return _backward(dout, x, pool_param, argmax)
+
+
+def max_pool_forward_naive(x, pool_param):
+    """See fastnn.reference.pool.max_pool_forward_naive. Returns out, cache (x, pool_param)."""
+    out, _ = _forward(x, pool_param)
+    return out, (x, pool_param)
+
+
+def max_pool_backward_naive(dout, cache):
+    """See fastnn.reference.pool.max_pool_backward_naive: recomputes the argmax the naive cache does not keep."""
+    x, pool_param = cache
+    _, argmax = _forward(x, pool_param)
+    return _backward(dout, x, pool_param, argmax)
+
+
+max_pool_forward_reshape = max_pool_forward_im2col = max_pool_forward_fast
+max_pool_backward_reshape = max_pool_backward_im2col = max_pool_backward_fast

@@ -37,7 +37,6 @@ _cache_warned = False
 
 def _options(parallel, fastmath):
     return dict(
-        nopython=True,
         nogil=True,
         cache=CACHE,
         parallel=parallel,
