@@ -1,0 +1,46 @@
+"""Loss kernels, one row per task. Mirror fastnn.reference.losses (softmax_loss, svm_loss); per-row losses are
+summed serially afterwards, so the total is the same at any thread count."""
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+
+@kernel(parallel=True)
+def softmax_loss(x, y, row_loss, dx):
+    """row_loss[i] = -log softmax(x[i])[y[i]] (row-max shifted); dx = (softmax - onehot) / N."""
+    N, C = x.shape
+    for i in prange(N):
+        top = x[i, 0]
+        for c in range(1, C):
+            if x[i, c] > top:
+                top = x[i, c]
+        total = 0.0
+        for c in range(C):
+            total += np.exp(np.float64(x[i, c]) - top)
+        log_total = np.log(total)
+        row_loss[i] = log_total - (np.float64(x[i, y[i]]) - top)
+        for c in range(C):
+            dx[i, c] = np.exp(np.float64(x[i, c]) - top - log_total) / N
+        dx[i, y[i]] -= 1.0 / N
+
+
+@kernel(parallel=True)
+def svm_loss(x, y, row_loss, dx):
+    """row_loss[i] = sum over c != y[i] of max(0, x[i, c] - x[i, y[i]] + 1); dx the hinge gradient / N."""
+    N, C = x.shape
+    for i in prange(N):
+        correct = np.float64(x[i, y[i]])
+        total = 0.0
+        positive = 0
+        for c in range(C):
+            margin = np.float64(x[i, c]) - correct + 1.0
+            if c != y[i] and margin > 0:
+                total += margin
+                positive += 1
+                dx[i, c] = 1.0 / N
+            else:
+                dx[i, c] = 0
+        dx[i, y[i]] = -positive / N
+        row_loss[i] = total
