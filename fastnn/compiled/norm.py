@@ -1,3 +1,133 @@
-"""Placeholder: filled in by the kernels work (issue 3)."""
+"""Batch, layer and group normalisation on the compiled path: same names, signatures, caches and running-stat
+updates as fastnn.reference.norm."""
 
-__all__ = []
+import numpy as np
+
+from .._options import current
+from ..kernels import norm as K
+from ..kernels._jit import variant
+
+__all__ = [
+    "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
+    "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+    "layernorm_forward", "layernorm_backward",
+    "spatial_groupnorm_forward", "spatial_groupnorm_backward",
+]
+
+
+def _k(kernel_fn):
+    return variant(kernel_fn, current().parallel)
+
+
+def batch_statistics(x2, bn_param, moments_kernel, n_features):
+    """(mean, invstd) in x's dtype for this mode, updating bn_param's running statistics as the reference does.
+
+    x2 is the input laid out for `moments_kernel` ((N, D) for column_moments, (N, C, P) for channel_moments).
+    """
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    dtype = x2.dtype
+    running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
+    running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
+    if mode == "train":
+        mean64, var64 = np.empty(n_features), np.empty(n_features)
+        _k(moments_kernel)(x2, mean64, var64)
+        mean, var = mean64.astype(dtype), var64.astype(dtype)
+        invstd = (1 / np.sqrt(var64 + eps)).astype(dtype)
+        running_mean = momentum * running_mean + (1 - momentum) * mean
+        running_var = momentum * running_var + (1 - momentum) * var
+    elif mode == "test":
+        mean = running_mean.astype(dtype, copy=True)
+        invstd = (1 / np.sqrt(running_var + eps)).astype(dtype)
+    else:
+        raise ValueError('Invalid forward batchnorm mode "%s"' % mode)
+    bn_param["running_mean"] = running_mean.astype(dtype, copy=False)
+    bn_param["running_var"] = running_var.astype(dtype, copy=False)
+    return mean, invstd, eps, mode
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, xhat, gamma, beta, mean, invstd, eps,
+    mode)."""
+    mean, invstd, eps, mode = batch_statistics(x, bn_param, K.column_moments, x.shape[1])
+    xhat, out = np.empty_like(x), np.empty_like(x)
+    _k(K.normalise_rows)(x, mean, invstd, gamma, beta, xhat, out)
+    return out, (x, xhat, gamma, beta, mean, invstd, eps, mode)
+
+
+def batchnorm_backward(dout, cache):
+    """See fastnn.reference.norm.batchnorm_backward. Returns dx, dgamma, dbeta."""
+    x, xhat, gamma, beta, mean, invstd, eps, mode = cache
+    dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
+    _k(K.column_sums)(dout, xhat, dbeta, dgamma)
+    dx = np.empty_like(dout)
+    _k(K.batchnorm_dx)(dout, xhat, gamma, invstd, dbeta, dgamma, mode == "train", dx)
+    return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
+
+
+batchnorm_backward_alt = batchnorm_backward  # the kernel already evaluates the simplified closed form
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """See fastnn.reference.norm.spatial_batchnorm_forward."""
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    mean, invstd, eps, mode = batch_statistics(x3, bn_param, K.channel_moments, x.shape[1])
+    xhat, out = np.empty_like(x), np.empty_like(x)
+    _k(K.channel_normalise)(x3, mean, invstd, gamma, beta, xhat.reshape(x3.shape), out.reshape(x3.shape))
+    return out, (x, xhat, gamma, beta, mean, invstd, eps, mode)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """See fastnn.reference.norm.spatial_batchnorm_backward. Returns dx, dgamma (C,), dbeta (C,)."""
+    x, xhat, gamma, beta, mean, invstd, eps, mode = cache
+    shape3 = (x.shape[0], x.shape[1], -1)
+    d3, h3 = dout.reshape(shape3), xhat.reshape(shape3)
+    dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
+    _k(K.channel_sums)(d3, h3, dbeta, dgamma)
+    dx = np.empty_like(dout)
+    _k(K.channel_dx)(d3, h3, gamma, invstd, dbeta, dgamma, mode == "train", dx.reshape(d3.shape))
+    return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, xhat, gamma, beta, mean, invstd, eps)."""
+    eps = ln_param.get("eps", 1e-5)
+    xhat, out = np.empty_like(x), np.empty_like(x)
+    mean, invstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    _k(K.row_normalise)(x, gamma, beta, eps, xhat, out, mean, invstd)
+    return out, (x, xhat, gamma, beta, mean, invstd, eps)
+
+
+def layernorm_backward(dout, cache):
+    """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
+    x, xhat, gamma, beta, mean, invstd, eps = cache
+    dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
+    _k(K.column_sums)(dout, xhat, dbeta, dgamma)
+    dx = np.empty_like(dout)
+    _k(K.row_normalise_dx)(dout, xhat, gamma, invstd, dx)
+    return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """See fastnn.reference.norm.spatial_groupnorm_forward."""
+    eps = gn_param.get("eps", 1e-5)
+    N, C = x.shape[:2]
+    x3 = x.reshape(N, C, -1)
+    xhat, out = np.empty_like(x), np.empty_like(x)
+    mean, invstd = np.empty((N, G), dtype=x.dtype), np.empty((N, G), dtype=x.dtype)
+    _k(K.group_normalise)(x3, G, gamma.reshape(C), beta.reshape(C), eps, xhat.reshape(x3.shape),
+                          out.reshape(x3.shape), mean, invstd)
+    return out, (x, xhat, gamma, beta, mean, invstd, eps, G)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """See fastnn.reference.norm.spatial_groupnorm_backward. Returns dx, dgamma and dbeta in gamma's shape."""
+    x, xhat, gamma, beta, mean, invstd, eps, G = cache
+    N, C = x.shape[:2]
+    d3, h3 = dout.reshape(N, C, -1), xhat.reshape(N, C, -1)
+    dbeta, dgamma = np.empty(C), np.empty(C)
+    _k(K.channel_sums)(d3, h3, dbeta, dgamma)
+    dx = np.empty_like(dout)
+    _k(K.group_dx)(d3, h3, G, gamma.reshape(C), invstd, dx.reshape(d3.shape))
+    return dx, dgamma.astype(dout.dtype).reshape(gamma.shape), dbeta.astype(dout.dtype).reshape(beta.shape)

@@ -1,0 +1,243 @@
+"""Normalisation kernels. Mirror fastnn.reference.norm.
+
+Statistics accumulate in float64 whatever the input dtype. Column reductions over the batch (batchnorm mean and
+variance, dgamma, dbeta) split the rows into a FIXED number of chunks, each summed by one task into its own
+row of a partial buffer, then the chunks are added in order: the result does not depend on the thread count.
+The variance uses sums shifted by the first row, which keeps a one-pass variance accurate when the mean is
+large against the spread.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+CHUNKS = 16
+
+
+@kernel(parallel=True)
+def column_moments(x, mean, var):
+    """mean[d], var[d] (float64) of x (N, D) over its rows; biased variance, as np.var."""
+    N, D = x.shape
+    chunks = min(CHUNKS, N)
+    partial = np.zeros((chunks, 2, D))
+    for t in prange(chunks):
+        s = partial[t, 0]
+        q = partial[t, 1]
+        for i in range(t * N // chunks, (t + 1) * N // chunks):
+            for d in range(D):
+                v = np.float64(x[i, d]) - x[0, d]
+                s[d] += v
+                q[d] += v * v
+    for d in range(D):
+        s = 0.0
+        q = 0.0
+        for t in range(chunks):
+            s += partial[t, 0, d]
+            q += partial[t, 1, d]
+        m = s / N
+        mean[d] = x[0, d] + m
+        var[d] = max(q / N - m * m, 0.0)
+
+
+@kernel(parallel=True)
+def column_sums(dout, xhat, dbeta, dgamma):
+    """dbeta[d] = sum over rows of dout, dgamma[d] = sum of dout * xhat (float64 accumulation)."""
+    N, D = dout.shape
+    chunks = min(CHUNKS, N)
+    partial = np.zeros((chunks, 2, D))
+    for t in prange(chunks):
+        s = partial[t, 0]
+        q = partial[t, 1]
+        for i in range(t * N // chunks, (t + 1) * N // chunks):
+            for d in range(D):
+                g = np.float64(dout[i, d])
+                s[d] += g
+                q[d] += g * xhat[i, d]
+    for d in range(D):
+        s = 0.0
+        q = 0.0
+        for t in range(chunks):
+            s += partial[t, 0, d]
+            q += partial[t, 1, d]
+        dbeta[d] = s
+        dgamma[d] = q
+
+
+@kernel(parallel=True)
+def normalise_rows(x, mean, invstd, gamma, beta, xhat, out):
+    """Per feature d: xhat = (x - mean[d]) * invstd[d], out = gamma[d] * xhat + beta[d]."""
+    N, D = x.shape
+    for i in prange(N):
+        for d in range(D):
+            h = (x[i, d] - mean[d]) * invstd[d]
+            xhat[i, d] = h
+            out[i, d] = gamma[d] * h + beta[d]
+
+
+@kernel(parallel=True)
+def batchnorm_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
+    """Train: dx = gamma * invstd / N * (N * dout - dbeta - xhat * dgamma); test: dx = dout * gamma * invstd."""
+    N, D = dout.shape
+    for i in prange(N):
+        for d in range(D):
+            k = gamma[d] * invstd[d]
+            if train:
+                dx[i, d] = k / N * (N * dout[i, d] - dbeta[d] - xhat[i, d] * dgamma[d])
+            else:
+                dx[i, d] = k * dout[i, d]
+
+
+@kernel(parallel=True)
+def row_normalise(x, gamma, beta, eps, xhat, out, mean, invstd):
+    """Layernorm: per row statistics (two passes over the row, float64), then xhat and out per feature."""
+    N, D = x.shape
+    for i in prange(N):
+        s = 0.0
+        for d in range(D):
+            s += x[i, d]
+        m = s / D
+        q = 0.0
+        for d in range(D):
+            v = x[i, d] - m
+            q += v * v
+        r = 1.0 / np.sqrt(q / D + eps)
+        mean[i] = m
+        invstd[i] = r
+        for d in range(D):
+            h = (x[i, d] - m) * r
+            xhat[i, d] = h
+            out[i, d] = gamma[d] * h + beta[d]
+
+
+@kernel(parallel=True)
+def row_normalise_dx(dout, xhat, gamma, invstd, dx):
+    """Layernorm backward per row: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma."""
+    N, D = dout.shape
+    for i in prange(N):
+        s = 0.0
+        q = 0.0
+        for d in range(D):
+            g = np.float64(dout[i, d]) * gamma[d]
+            s += g
+            q += g * xhat[i, d]
+        s /= D
+        q /= D
+        for d in range(D):
+            dx[i, d] = invstd[i] * (dout[i, d] * gamma[d] - s - xhat[i, d] * q)
+
+
+@kernel(parallel=True)
+def channel_moments(x, mean, var):
+    """mean[c], var[c] (float64) of x (N, C, P) over (N, P): one channel per task."""
+    N, C, P = x.shape
+    for c in prange(C):
+        shift = np.float64(x[0, c, 0])
+        s = 0.0
+        q = 0.0
+        for n in range(N):
+            for k in range(P):
+                v = x[n, c, k] - shift
+                s += v
+                q += v * v
+        count = N * P
+        m = s / count
+        mean[c] = shift + m
+        var[c] = max(q / count - m * m, 0.0)
+
+
+@kernel(parallel=True)
+def channel_normalise(x, mean, invstd, gamma, beta, xhat, out):
+    """x (N, C, P): xhat = (x - mean[c]) * invstd[c], out = gamma[c] * xhat + beta[c]."""
+    N, C, P = x.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for k in range(P):
+            h = (x[n, c, k] - mean[c]) * invstd[c]
+            xhat[n, c, k] = h
+            out[n, c, k] = gamma[c] * h + beta[c]
+
+
+@kernel(parallel=True)
+def channel_sums(dout, xhat, dbeta, dgamma):
+    """dbeta[c], dgamma[c]: sums over (N, P) of dout and dout * xhat, one channel per task."""
+    N, C, P = dout.shape
+    for c in prange(C):
+        s = 0.0
+        q = 0.0
+        for n in range(N):
+            for k in range(P):
+                g = np.float64(dout[n, c, k])
+                s += g
+                q += g * xhat[n, c, k]
+        dbeta[c] = s
+        dgamma[c] = q
+
+
+@kernel(parallel=True)
+def channel_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
+    """Spatial batchnorm backward: the batchnorm formula per channel over M = N * P values."""
+    N, C, P = dout.shape
+    M = N * P
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        k = gamma[c] * invstd[c]
+        for j in range(P):
+            if train:
+                dx[n, c, j] = k / M * (M * dout[n, c, j] - dbeta[c] - xhat[n, c, j] * dgamma[c])
+            else:
+                dx[n, c, j] = k * dout[n, c, j]
+
+
+@kernel(parallel=True)
+def group_normalise(x, G, gamma, beta, eps, xhat, out, mean, invstd):
+    """Groupnorm forward, x (N, C, P): statistics per (n, group of C/G channels), one group per task."""
+    N, C, P = x.shape
+    Cg = C // G
+    for ng in prange(N * G):
+        n = ng // G
+        g = ng % G
+        s = 0.0
+        for c in range(g * Cg, (g + 1) * Cg):
+            for k in range(P):
+                s += x[n, c, k]
+        m = s / (Cg * P)
+        q = 0.0
+        for c in range(g * Cg, (g + 1) * Cg):
+            for k in range(P):
+                v = x[n, c, k] - m
+                q += v * v
+        r = 1.0 / np.sqrt(q / (Cg * P) + eps)
+        mean[n, g] = m
+        invstd[n, g] = r
+        for c in range(g * Cg, (g + 1) * Cg):
+            for k in range(P):
+                h = (x[n, c, k] - m) * r
+                xhat[n, c, k] = h
+                out[n, c, k] = gamma[c] * h + beta[c]
+
+
+@kernel(parallel=True)
+def group_dx(dout, xhat, G, gamma, invstd, dx):
+    """Groupnorm backward per (n, group): dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma."""
+    N, C, P = dout.shape
+    Cg = C // G
+    M = Cg * P
+    for ng in prange(N * G):
+        n = ng // G
+        grp = ng % G
+        s = 0.0
+        q = 0.0
+        for c in range(grp * Cg, (grp + 1) * Cg):
+            for k in range(P):
+                g = np.float64(dout[n, c, k]) * gamma[c]
+                s += g
+                q += g * xhat[n, c, k]
+        s /= M
+        q /= M
+        r = invstd[n, grp]
+        for c in range(grp * Cg, (grp + 1) * Cg):
+            for k in range(P):
+                dx[n, c, k] = r * (dout[n, c, k] * gamma[c] - s - xhat[n, c, k] * q)
