@@ -19,10 +19,11 @@ def _k(kernel_fn):
     return variant(kernel_fn, current().parallel)
 
 
-def batch_statistics(x2, bn_param, moments_kernel, n_features):
-    """(mean, invstd) in x's dtype for this mode, updating bn_param's running statistics as the reference does.
+def batch_statistics(x2, bn_param, moments_kernel, n_features, moments=None):
+    """(mean, invstd, eps, mode) in x's dtype, updating bn_param's running statistics as the reference does.
 
-    x2 is the input laid out for `moments_kernel` ((N, D) for column_moments, (N, C, P) for channel_moments).
+    x2 is the input laid out for `moments_kernel` ((N, D) for column_moments, (N, C, P) for channel_moments);
+    a caller that computed the float64 (mean, var) already passes them as `moments`.
     """
     mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
@@ -31,8 +32,10 @@ def batch_statistics(x2, bn_param, moments_kernel, n_features):
     running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
     running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
     if mode == "train":
-        mean64, var64 = np.empty(n_features), np.empty(n_features)
-        _k(moments_kernel)(x2, mean64, var64)
+        if moments is None:
+            moments = np.empty(n_features), np.empty(n_features)
+            _k(moments_kernel)(x2, *moments)
+        mean64, var64 = moments
         mean, var = mean64.astype(dtype), var64.astype(dtype)
         invstd = (1 / np.sqrt(var64 + eps)).astype(dtype)
         running_mean = momentum * running_mean + (1 - momentum) * mean

@@ -1,3 +1,73 @@
-"""Placeholder: filled in by the kernels work (issue 3)."""
+"""The fused sandwiches on the compiled path: affine-batchnorm-ReLU and affine-layernorm-ReLU, with the GEMMs in
+BLAS and the rest in fastnn.kernels.fused. Same signatures and caches as fastnn.reference.sandwich: the ReLU part
+of the cache holds the layer's output (same sign as the ReLU input, so either path's backward accepts it).
+The other sandwiches compose the public layers (fastnn.layer_utils) and need no entry here."""
 
-__all__ = []
+import numpy as np
+
+from .._options import current
+from ..kernels import fused as K
+from ..kernels._jit import variant
+from .norm import batch_statistics
+
+__all__ = ["affine_bn_relu_forward", "affine_bn_relu_backward", "affine_ln_relu_forward", "affine_ln_relu_backward"]
+
+
+def _k(kernel_fn):
+    return variant(kernel_fn, current().parallel)
+
+
+def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+    """See fastnn.reference.sandwich.affine_bn_relu_forward. Returns out, cache (fc_cache, bn_cache, relu_cache)."""
+    a = x.reshape(x.shape[0], -1) @ w
+    if bn_param["mode"] == "train":
+        mean64, var64 = np.empty(a.shape[1]), np.empty(a.shape[1])
+        _k(K.add_bias_column_moments)(a, b, mean64, var64)
+        moments = (mean64, var64)
+    else:
+        _k(K.add_bias)(a, b)
+        moments = None
+    mean, invstd, eps, mode = batch_statistics(a, bn_param, None, a.shape[1], moments)
+    xhat, out = np.empty_like(a), np.empty_like(a)
+    _k(K.normalise_relu)(a, mean, invstd, gamma, beta, xhat, out)
+    return out, ((x, w, b), (a, xhat, gamma, beta, mean, invstd, eps, mode), out)
+
+
+def _affine_backward(da, db64, fc_cache):
+    x, w, b = fc_cache
+    dx = (da @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ da
+    return dx, dw, db64.astype(da.dtype)
+
+
+def affine_bn_relu_backward(dout, cache):
+    """See fastnn.reference.sandwich.affine_bn_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
+    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps, mode), relu_out = cache
+    D = dout.shape[1]
+    dbeta, dgamma = np.empty(D), np.empty(D)
+    _k(K.relu_column_sums)(dout, relu_out, xhat, dbeta, dgamma)
+    da, db = np.empty_like(dout), np.empty(D)
+    _k(K.batchnorm_relu_da)(dout, relu_out, xhat, gamma, invstd, dbeta, dgamma, mode == "train", da, db)
+    return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
+
+
+def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
+    """See fastnn.reference.sandwich.affine_ln_relu_forward. Returns out, cache (fc_cache, ln_cache, relu_cache)."""
+    eps = ln_param.get("eps", 1e-5)
+    a = x.reshape(x.shape[0], -1) @ w
+    N = a.shape[0]
+    xhat, out = np.empty_like(a), np.empty_like(a)
+    mean, invstd = np.empty(N, dtype=a.dtype), np.empty(N, dtype=a.dtype)
+    _k(K.bias_row_normalise_relu)(a, b, gamma, beta, eps, xhat, out, mean, invstd)
+    return out, ((x, w, b), (a, xhat, gamma, beta, mean, invstd, eps), out)
+
+
+def affine_ln_relu_backward(dout, cache):
+    """See fastnn.reference.sandwich.affine_ln_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
+    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), relu_out = cache
+    D = dout.shape[1]
+    dbeta, dgamma = np.empty(D), np.empty(D)
+    _k(K.relu_column_sums)(dout, relu_out, xhat, dbeta, dgamma)
+    da, db = np.empty_like(dout), np.empty(D)
+    _k(K.layernorm_relu_da)(dout, relu_out, xhat, gamma, invstd, da, db)
+    return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))

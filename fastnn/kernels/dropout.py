@@ -1,0 +1,39 @@
+"""Inverted-dropout kernels. Mirror fastnn.reference.dropout: the keep-mask of element i is
+(mix(mix(key) + (i + 1) * golden) >> 11) * 2**-53 < p, a pure function of (key, i), so every thread count
+and the NumPy reference produce the same mask bit for bit."""
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
+
+@kernel
+def mix(z):
+    """splitmix64's finaliser (uint64, wrapping)."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@kernel(parallel=True)
+def dropout_forward(x, key, p, p_as_x, out, mask):
+    """mask[i] = keep(key, i, p); out[i] = x[i] / p where kept, else 0."""
+    base = mix(np.uint64(key))
+    for i in prange(x.size):
+        z = mix(base + np.uint64(i + 1) * _GOLDEN)
+        keep = np.float64(z >> _S11) * 2.0**-53 < p
+        mask[i] = keep
+        out[i] = x[i] / p_as_x if keep else 0
+
+
+@kernel(parallel=True)
+def dropout_backward(dout, mask, p_as_x, dx):
+    """dx[i] = dout[i] / p where kept, else 0."""
+    for i in prange(dout.size):
+        dx[i] = dout[i] / p_as_x if mask[i] else 0
