@@ -1,0 +1,74 @@
+"""fastnn.warmup(): compile the kernels on tiny inputs so the first real call does not pay the compile time."""
+
+import time
+
+import numpy as np
+
+FAMILIES = ("affine", "activations", "conv", "pool", "norm", "dropout", "losses", "fused")
+
+
+def _run_family(family, dtype):
+    from .. import layer_utils as L
+
+    rng = np.random.default_rng(0)
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    if family == "affine":
+        out, cache = L.affine_forward(r(2, 3), r(3, 4), r(4))
+        L.affine_backward(out, cache)
+    elif family == "activations":
+        for forward, backward in [(L.relu_forward, L.relu_backward), (L.sigmoid_forward, L.sigmoid_backward),
+                                  (L.tanh_forward, L.tanh_backward), (L.leaky_relu_forward, L.leaky_relu_backward)]:
+            out, cache = forward(r(2, 3))
+            backward(out, cache)
+    elif family == "conv":
+        out, cache = L.conv_forward_fast(r(1, 2, 4, 4), r(2, 2, 3, 3), r(2), {"stride": 1, "pad": 1})
+        L.conv_backward_fast(out, cache)
+    elif family == "pool":
+        out, cache = L.max_pool_forward_fast(r(1, 2, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2})
+        L.max_pool_backward_fast(out, cache)
+    elif family == "norm":
+        out, cache = L.batchnorm_forward(r(4, 3), r(3), r(3), {"mode": "train"})
+        L.batchnorm_backward(out, cache)
+        out, cache = L.spatial_batchnorm_forward(r(2, 3, 2, 2), r(3), r(3), {"mode": "train"})
+        L.spatial_batchnorm_backward(out, cache)
+        out, cache = L.layernorm_forward(r(4, 3), r(3), r(3), {})
+        L.layernorm_backward(out, cache)
+        out, cache = L.spatial_groupnorm_forward(r(2, 4, 2, 2), r(4), r(4), 2, {})
+        L.spatial_groupnorm_backward(out, cache)
+    elif family == "dropout":
+        out, cache = L.dropout_forward(r(2, 3), {"mode": "train", "p": 0.5, "seed": 0})
+        L.dropout_backward(out, cache)
+    elif family == "losses":
+        L.softmax_loss(r(3, 4), np.array([0, 1, 2]))
+        L.svm_loss(r(3, 4), np.array([0, 1, 2]))
+    elif family == "fused":
+        for forward, backward, param in [(L.affine_bn_relu_forward, L.affine_bn_relu_backward, {"mode": "train"}),
+                                         (L.affine_ln_relu_forward, L.affine_ln_relu_backward, {})]:
+            out, cache = forward(r(4, 3), r(3, 5), r(5), r(5), r(5), param)
+            backward(out, cache)
+
+
+def warmup(dtypes=("float32", "float64"), ops=None):
+    """Compile the kernels of `ops` (family names, default all: see FAMILIES) for each of `dtypes`.
+
+    Returns the seconds it took. Unknown families or dtypes raise ValueError.
+    """
+    from .. import _options
+
+    families = FAMILIES if ops is None else tuple(ops)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"fastnn.warmup: unknown op families {unknown}; choose from {list(FAMILIES)}")
+    dtypes = tuple(np.dtype(d) for d in ([dtypes] if isinstance(dtypes, str) else dtypes))
+    bad = [str(d) for d in dtypes if d not in (np.dtype(np.float32), np.dtype(np.float64))]
+    if bad:
+        raise ValueError(f"fastnn.warmup: dtypes must be float32 or float64, got {bad}")
+    start = time.perf_counter()
+    with _options.options(backend="jit"):
+        for dtype in dtypes:
+            for family in families:
+                _run_family(family, dtype)
+    return time.perf_counter() - start
