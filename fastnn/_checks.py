@@ -26,6 +26,10 @@ def array(fn, name, x, ndim=None, min_ndim=None):
         fail(fn, f"{name} must be {ndim}-D, got shape {x.shape}")
     if min_ndim is not None and x.ndim < min_ndim:
         fail(fn, f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
+    if not x.flags.writeable:
+        # numba compiles read-only arrays as a separate type: one copy here spares every kernel a second
+        # compilation; the layer never writes to its inputs either way
+        return np.array(x, order="C")
     return np.ascontiguousarray(x)
 
 

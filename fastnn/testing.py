@@ -24,8 +24,8 @@ def tolerance(dtype, direction):
     return TOLERANCES[(np.dtype(dtype).name, direction)]
 
 
-def max_relative_error(actual, expected):
-    """(error, index): max |actual - expected| / max(|expected|) and where the largest difference sits.
+def max_relative_error(actual, expected, floor=0.0):
+    """(error, index): max |actual - expected| / max(max|expected|, floor) and where the largest difference sits.
 
     NaN in the same place on both sides counts as agreement; NaN on one side only is an infinite error.
     """
@@ -41,7 +41,7 @@ def max_relative_error(actual, expected):
         diff = np.where(both_nan | same_inf, 0.0, np.abs(a - e))
     diff = np.where(np.isnan(diff), np.inf, diff)
     finite_e = np.abs(e[np.isfinite(e)])
-    scale = max(float(finite_e.max()) if finite_e.size else 0.0, 1e-30)
+    scale = max(float(finite_e.max()) if finite_e.size else 0.0, floor, 1e-30)
     flat = int(np.argmax(diff))
     where = np.unravel_index(flat, a.shape)
     return float(diff.flat[flat] / scale), tuple(int(i) for i in where)

@@ -1,0 +1,211 @@
+"""Every compiled layer against the NumPy reference: dtypes, layouts, cross-path caches, verify mode.
+
+float32 results are compared with the float64 reference on the same inputs (TOLERANCES in fastnn.testing).
+"""
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.layer_utils as L
+from fastnn.testing import affine_inputs, assert_close, conv_inputs, layouts, norm_inputs, randn, scores_and_labels
+
+CONV1 = {"stride": 1, "pad": 1}
+POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+
+def _gb(n, dtype):
+    return (1 + 0.3 * randn(n, seed=11)).astype(dtype), randn(n, seed=12).astype(dtype)
+
+
+# name -> (forward, backward, builder(dtype) -> args); the first arg is the one whose layout varies.
+CASES = {
+    "affine": (L.affine_forward, L.affine_backward, lambda t: affine_inputs(N=5, D=(3, 4), M=6, dtype=t)),
+    "relu": (L.relu_forward, L.relu_backward, lambda t: (randn(4, 5, dtype=t),)),
+    "leaky_relu": (L.leaky_relu_forward, L.leaky_relu_backward, lambda t: (randn(4, 5, dtype=t), 0.2)),
+    "sigmoid": (L.sigmoid_forward, L.sigmoid_backward, lambda t: (randn(4, 5, dtype=t),)),
+    "tanh": (L.tanh_forward, L.tanh_backward, lambda t: (randn(4, 5, dtype=t),)),
+    "batchnorm": (L.batchnorm_forward, L.batchnorm_backward,
+                  lambda t: norm_inputs((9, 6), dtype=t) + ({"mode": "train"},)),
+    "batchnorm_alt": (L.batchnorm_forward, L.batchnorm_backward_alt,
+                      lambda t: norm_inputs((9, 6), dtype=t) + ({"mode": "train", "momentum": 0.5},)),
+    "batchnorm_test": (L.batchnorm_forward, L.batchnorm_backward,
+                       lambda t: norm_inputs((1, 6), dtype=t) + ({"mode": "test", "running_mean": np.ones(6, t),
+                                                                  "running_var": np.full(6, 2.0, t)},)),
+    "spatial_batchnorm": (L.spatial_batchnorm_forward, L.spatial_batchnorm_backward,
+                          lambda t: norm_inputs((3, 4, 5, 3), dtype=t) + ({"mode": "train"},)),
+    "layernorm": (L.layernorm_forward, L.layernorm_backward, lambda t: norm_inputs((1, 7), dtype=t) + ({},)),
+    "groupnorm": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward,
+                  lambda t: norm_inputs((2, 6, 3, 3), dtype=t) + (3, {})),
+    "groupnorm_notebook_shape": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward,
+                                 lambda t: (lambda x, g, b: (x, g.reshape(1, 6, 1, 1), b.reshape(1, 6, 1, 1), 6, {}))(
+                                     *norm_inputs((2, 6, 3, 3), dtype=t))),
+    "dropout": (L.dropout_forward, L.dropout_backward, lambda t: (randn(6, 7, dtype=t),
+                                                                  {"mode": "train", "p": 0.6, "seed": 3})),
+    "conv_fast": (L.conv_forward_fast, L.conv_backward_fast, lambda t: conv_inputs(dtype=t) + (CONV1,)),
+    "conv_naive_stride2": (L.conv_forward_naive, L.conv_backward_naive,
+                           lambda t: conv_inputs(N=2, C=3, H=9, W=7, F=2, HH=3, WW=3, dtype=t)
+                           + ({"stride": 2, "pad": 2},)),
+    "pool_fast": (L.max_pool_forward_fast, L.max_pool_backward_fast, lambda t: (randn(2, 3, 6, 6, dtype=t), POOL)),
+    "pool_naive_overlap": (L.max_pool_forward_naive, L.max_pool_backward_naive,
+                           lambda t: (randn(2, 1, 7, 7, dtype=t), {"pool_height": 3, "pool_width": 3, "stride": 2})),
+    "affine_bn_relu": (L.affine_bn_relu_forward, L.affine_bn_relu_backward,
+                       lambda t: affine_inputs(N=8, D=(5,), M=6, dtype=t) + _gb(6, t) + ({"mode": "train"},)),
+    "affine_bn_relu_test": (L.affine_bn_relu_forward, L.affine_bn_relu_backward,
+                            lambda t: affine_inputs(N=3, D=(5,), M=6, dtype=t) + _gb(6, t)
+                            + ({"mode": "test", "running_mean": np.full(6, 0.1, t), "running_var": np.ones(6, t)},)),
+    "affine_ln_relu": (L.affine_ln_relu_forward, L.affine_ln_relu_backward,
+                       lambda t: affine_inputs(N=4, D=(5,), M=6, dtype=t) + _gb(6, t) + ({},)),
+}
+
+
+def _copy_args(args):
+    return [dict(a) if isinstance(a, dict) else a for a in args]
+
+
+def _as_float64(a):
+    if isinstance(a, np.ndarray):
+        return a.astype(np.float64)
+    if isinstance(a, dict):
+        return {k: _as_float64(v) for k, v in a.items()}
+    return a
+
+
+def _run(backend, forward, backward, args, dout=None):
+    with fastnn.options(backend=backend):
+        out, cache = forward(*args)
+        if dout is None:
+            dout = randn(*out.shape, seed=5, dtype=out.dtype)
+        grads = backward(dout.astype(out.dtype), cache)
+    return out, cache, dout, grads if isinstance(grads, tuple) else (grads,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", CASES)
+def test_jit_matches_reference(name, dtype):
+    forward, backward, build = CASES[name]
+    args = build(dtype)
+    reference_args = [_as_float64(a) for a in args]
+    originals = [a.copy() for a in args if isinstance(a, np.ndarray)]
+    out_ref, _, dout, grads_ref = _run("reference", forward, backward, reference_args)
+    jit_args = _copy_args(args)
+    out, _, _, grads = _run("jit", forward, backward, jit_args, dout)
+    assert out.dtype == dtype
+    assert_close(out, out_ref, dtype=dtype, what=f"{name} forward")
+    for k, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+        assert g.dtype == dtype and g.shape == g_ref.shape
+        if name.startswith("affine_bn_relu") and k == 2 and jit_args[-1]["mode"] == "train":
+            # db of an affine layer feeding a batchnorm is zero in exact arithmetic: both paths return rounding
+            # noise, so it is held to the scale of dx instead of its own
+            scale = np.abs(grads_ref[0]).max()
+            assert np.abs(g - g_ref).max() <= 10 * np.finfo(dtype).eps * scale * len(dout), "db noise"
+            continue
+        assert_close(g, g_ref, dtype=dtype, direction="backward", what=f"{name} gradient {k}")
+    for param, ref_param in zip(jit_args, reference_args):  # running statistics written back
+        if isinstance(param, dict) and "running_mean" in param:
+            assert param["running_mean"].dtype == dtype
+            assert_close(param["running_mean"], ref_param["running_mean"], dtype=dtype)
+            assert_close(param["running_var"], ref_param["running_var"], dtype=dtype)
+    for a, original in zip([a for a in args if isinstance(a, np.ndarray)], originals):
+        np.testing.assert_array_equal(a, original)
+
+
+@pytest.mark.parametrize("name", ["affine", "relu", "batchnorm", "layernorm", "conv_fast", "pool_fast", "dropout",
+                                  "affine_bn_relu"])
+def test_jit_accepts_every_layout(name):
+    forward, backward, build = CASES[name]
+    args = build(np.float64)
+    out_ref, _, dout, grads_ref = _run("reference", forward, backward, _copy_args(args))
+    for layout, first in layouts(args[0]):
+        out, _, _, grads = _run("jit", forward, backward, _copy_args((first,) + tuple(args[1:])), dout)
+        assert_close(out, out_ref, what=f"{name} {layout}")
+        for g, g_ref in zip(grads[:1], grads_ref[:1]):
+            assert_close(g, g_ref, direction="backward", what=f"{name} {layout} dx")
+
+
+@pytest.mark.parametrize("name", ["batchnorm", "layernorm", "groupnorm", "conv_fast", "conv_naive_stride2",
+                                  "pool_fast", "pool_naive_overlap", "dropout", "affine_bn_relu", "affine_ln_relu"])
+def test_forward_on_one_path_backward_on_the_other(name):
+    forward, backward, build = CASES[name]
+    args = build(np.float64)
+    with fastnn.options(backend="jit"):
+        out_jit, cache_jit = forward(*_copy_args(args))
+    with fastnn.options(backend="reference"):
+        out_ref, cache_ref = forward(*_copy_args(args))
+    dout = randn(*out_ref.shape, seed=5)
+    with fastnn.options(backend="reference"):
+        from_jit_cache = backward(dout, cache_jit)
+        expected = backward(dout, cache_ref)
+    with fastnn.options(backend="jit"):
+        from_ref_cache = backward(dout, cache_ref)
+    for grads in (from_jit_cache, from_ref_cache):
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        expected_t = expected if isinstance(expected, tuple) else (expected,)
+        assert_close(grads[0], expected_t[0], direction="backward", what=f"{name} dx across paths")
+
+
+@pytest.mark.parametrize("name", ["batchnorm", "conv_fast", "pool_fast", "dropout", "affine_ln_relu",
+                                  "affine_bn_relu", "relu"])
+def test_verify_backend_accepts_agreeing_paths(name):
+    forward, backward, build = CASES[name]
+    _run("verify", forward, backward, _copy_args(build(np.float64)))
+
+
+def test_verify_backend_raises_on_disagreement(monkeypatch):
+    import fastnn.compiled as compiled
+
+    def wrong_relu(x):
+        return np.maximum(x, 0) + 1e-3, x
+
+    monkeypatch.setattr(compiled, "relu_forward", wrong_relu)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match="relu_forward.*index"):
+        L.relu_forward(randn(3, 4))
+
+
+@pytest.mark.parametrize("loss", [L.softmax_loss, L.svm_loss])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jit_losses_match_reference(loss, dtype):
+    x, y = scores_and_labels(N=9, C=6, dtype=dtype)
+    with fastnn.options(backend="reference"):
+        loss_ref, dx_ref = loss(x.astype(np.float64), y)
+    with fastnn.options(backend="jit"):
+        value, dx = loss(x, y)
+    assert isinstance(value, float) and dx.dtype == dtype
+    assert abs(value - loss_ref) <= fastnn.testing.tolerance(dtype, "backward") * abs(loss_ref)
+    assert_close(dx, dx_ref, dtype=dtype, direction="backward")
+
+
+def test_nan_and_inf_propagate_through_relu_and_max_pool_as_in_numpy():
+    x = randn(1, 1, 4, 4)
+    x[0, 0, 0, 0], x[0, 0, 3, 3], x[0, 0, 1, 2] = np.nan, np.inf, -np.inf
+    with fastnn.options(backend="jit"):
+        relu_out, _ = L.relu_forward(x)
+        pool_out, _ = L.max_pool_forward_fast(x, POOL)
+    np.testing.assert_array_equal(relu_out, np.maximum(x, 0))
+    np.testing.assert_array_equal(pool_out, x.reshape(1, 1, 2, 2, 2, 2).max(axis=(3, 5)))
+
+
+def test_dropout_mask_is_the_same_at_one_and_two_threads():
+    x = randn(64, 257)
+    param = {"mode": "train", "p": 0.3, "seed": 99}
+    with fastnn.options(backend="jit"):
+        with fastnn.num_threads(1):
+            one = L.dropout_forward(x, param)[1][1]
+        with fastnn.num_threads(2):
+            two = L.dropout_forward(x, param)[1][1]
+    with fastnn.options(backend="reference"):
+        reference = L.dropout_forward(x, param)[1][1]
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, reference)
+
+
+def test_reductions_are_identical_run_to_run():
+    x, gamma, beta = norm_inputs((300, 40))
+    with fastnn.options(backend="jit"):
+        runs = []
+        for _ in range(3):
+            out, cache = L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+            runs.append(L.batchnorm_backward(out, cache))
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b)
