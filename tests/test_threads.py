@@ -1,0 +1,64 @@
+import subprocess
+import sys
+import textwrap
+
+import numba
+import pytest
+
+import fastnn
+
+THREAD_POOL_SCRIPT = textwrap.dedent("""
+    from concurrent.futures import ThreadPoolExecutor
+    import numpy as np
+    import fastnn
+    from fastnn.layer_utils import conv_relu_pool_forward, conv_relu_pool_backward, affine_bn_relu_forward
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8))
+    w = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
+    b = np.zeros(4)
+    conv, pool = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+    def step(_):
+        out, cache = conv_relu_pool_forward(x, w, b, conv, pool)
+        dx, dw, db = conv_relu_pool_backward(np.ones_like(out), cache)
+        a, _ = affine_bn_relu_forward(out, np.ones((64, 5)), np.zeros(5), np.ones(5), np.zeros(5), {"mode": "train"})
+        return out.sum() + dx.sum() + dw.sum() + a.sum()
+
+    with fastnn.options(backend="jit"):
+        serial = step(None)
+        with ThreadPoolExecutor(max_workers=8) as pool_:
+            results = list(pool_.map(step, range(32)))
+    assert all(r == serial for r in results), (serial, results)
+    print("ok")
+""")
+
+
+def test_kernels_called_from_eight_threads_do_not_abort():
+    result = subprocess.run([sys.executable, "-c", THREAD_POOL_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_num_threads_reads_sets_and_restores():
+    before = fastnn.num_threads()
+    assert before == numba.get_num_threads()
+    with fastnn.num_threads(1) as n:
+        assert n == 1 and numba.get_num_threads() == 1
+    assert fastnn.num_threads() == before
+    with pytest.raises(RuntimeError):
+        with fastnn.num_threads(1):
+            raise RuntimeError("boom")
+    assert fastnn.num_threads() == before
+
+
+@pytest.mark.parametrize("bad,error", [(0, ValueError), (10**6, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_num_threads_rejects_bad_counts(bad, error):
+    with pytest.raises(error, match="num_threads"):
+        fastnn.num_threads(bad)
+
+
+def test_warmup_rejects_unknown_families_and_dtypes():
+    with pytest.raises(ValueError, match="unknown op families"):
+        fastnn.warmup(ops=["attention"])
+    with pytest.raises(ValueError, match="float32 or float64"):
+        fastnn.warmup(dtypes=("int8",))
