@@ -15,18 +15,29 @@ __all__ = [
 ]
 
 
+def _tiles(shape, ph, pw, stride):
+    """Whether the windows tile the input exactly: no overlap, no gap, nothing left over."""
+    return ph == pw == stride and shape[2] % ph == 0 and shape[3] % pw == 0
+
+
 def _forward(x, pool_param):
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     shape = x.shape[:2] + (1 + (x.shape[2] - ph) // stride, 1 + (x.shape[3] - pw) // stride)
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.min_scalar_type(ph * pw - 1))
-    variant(K.max_pool_forward, current().parallel)(x, ph, pw, stride, out, argmax)
+    parallel = current().parallel
+    if ph == pw == stride == 2 and _tiles(x.shape, ph, pw, stride):
+        variant(K.max_pool_forward_2x2, parallel)(x, out, argmax)
+    else:
+        variant(K.max_pool_forward, parallel)(x, ph, pw, stride, out, argmax)
     return out, argmax
 
 
 def _backward(dout, x, pool_param, argmax):
+    pw, stride = pool_param["pool_width"], pool_param["stride"]
     dx = np.empty(x.shape, dtype=x.dtype)
-    variant(K.max_pool_backward, current().parallel)(dout, argmax, pool_param["pool_width"], pool_param["stride"], dx)
+    # a zeroing pass then a scatter measured faster here than writing each element once with a select
+    variant(K.max_pool_backward, current().parallel)(dout, argmax, pw, stride, dx)
     return dx
 
 
