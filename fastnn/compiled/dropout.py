@@ -1,6 +1,8 @@
 """Inverted dropout on the compiled path: same names, signatures, caches and masks as fastnn.reference.dropout
 (the key is drawn by the reference's dropout_key, so both paths use numpy's RNG identically)."""
 
+import math
+
 import numpy as np
 
 from .._options import current
@@ -22,7 +24,8 @@ def dropout_forward(x, dropout_param):
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
     variant(K.dropout_forward, current().parallel)(
-        x.reshape(-1), np.uint64(key), float(p), x.dtype.type(p), out.reshape(-1), mask.reshape(-1)
+        x.reshape(-1), np.uint64(key), np.uint64(math.ceil(p * 2**53)), x.dtype.type(p), out.reshape(-1),
+        mask.reshape(-1),
     )
     return out, (dropout_param, mask)
 
