@@ -65,7 +65,7 @@ def normalise_relu(a, mean, invstd, gamma, beta, xhat, out):
             out[i, d] = 0 if y <= 0 else y
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=True)
 def bias_row_normalise_relu(a, b, gamma, beta, eps, xhat, out, mean, invstd):
     """Layernorm variant: a += b in place, then per-row statistics, xhat and out = relu(gamma * xhat + beta)."""
     N, D = a.shape
@@ -101,10 +101,9 @@ def relu_column_sums(dout, out, xhat, dbeta, dgamma):
         q = partial[t, 1]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
-                if out[i, d] > 0:
-                    g = np.float64(dout[i, d])
-                    s[d] += g
-                    q[d] += g * xhat[i, d]
+                g = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0  # a select, not a branch: it vectorises
+                s[d] += g
+                q[d] += g * xhat[i, d]
     for d in range(D):
         s = 0.0
         q = 0.0
@@ -121,13 +120,18 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
     N, D = dout.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, D))
+    scale = np.empty(D)  # d(out)/d(xhat) per feature, and the batch terms of the train formula
+    shift = np.zeros(D)
+    for d in range(D):
+        scale[d] = np.float64(gamma[d]) * invstd[d]
+        if train:
+            shift[d] = scale[d] * dbeta[d] / N
     for t in prange(chunks):
         acc = partial[t]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
                 dy = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0
-                k = np.float64(gamma[d]) * invstd[d]
-                v = k / N * (N * dy - dbeta[d] - xhat[i, d] * dgamma[d]) if train else k * dy
+                v = scale[d] * (dy - xhat[i, d] * dgamma[d] / N) - shift[d] if train else scale[d] * dy
                 da[i, d] = v
                 acc[d] += v
     for d in range(D):
@@ -137,7 +141,7 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
         db[d] = s
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=True)
 def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
     """da = the layernorm backward of dy = dout * (out > 0), per row; db[d] = sum over rows of da (float64)."""
     N, D = dout.shape
