@@ -1,0 +1,374 @@
+"""The side-by-side speed report behind `fastnn bench`: NumPy reference, fastnn jit and PyTorch CPU in one process.
+
+Each op runs forward + backward. Every path is warmed up first (the jit path compiles then); samples are taken
+round-robin (reference, jit, torch, reference, ...) so a drift of the machine's speed hits every path alike; the
+report gives medians, and ratios taken per round then their median. Achieved GFLOP/s (conv, affine) or GB/s (the
+rest) are set against peaks measured at start: a large GEMM and a large copy.
+"""
+
+import json
+import os
+import platform
+import time
+from contextlib import ExitStack
+
+import numpy as np
+
+from . import layer_utils as L
+from . import options
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+# ------------------------------------------------------------------------------------------------ the ops
+# Each op builder takes (dtype, quick) and returns (fastnn_step, torch_step_or_None, work, unit):
+# fastnn_step runs forward + backward through the public API under the active backend; work is the FLOPs or bytes
+# moved by one step, unit 'GFLOP/s' or 'GB/s'.
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _conv_op(x_shape, w_shape, pad):
+    def build(dtype, quick):
+        N = max(1, x_shape[0] // 8) if quick else x_shape[0]
+        g = _rng()
+        x = g.standard_normal((N,) + x_shape[1:]).astype(dtype)
+        w = (g.standard_normal(w_shape) * 0.1).astype(dtype)
+        b = np.zeros(w_shape[0], dtype)
+        param = {"stride": 1, "pad": pad}
+
+        def step():
+            out, cache = L.conv_forward_fast(x, w, b, param)
+            L.conv_backward_fast(out, cache)
+
+        H_out = x.shape[2] + 2 * pad - w_shape[2] + 1
+        W_out = x.shape[3] + 2 * pad - w_shape[3] + 1
+        flops = 3 * 2 * N * w_shape[0] * int(np.prod(w_shape[1:])) * H_out * W_out  # forward, dx, dw
+        torch = _torch()
+        torch_step = None
+        if torch is not None:
+            tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+
+            def torch_step():
+                out = torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
+                out.backward(out)
+
+        return step, torch_step, flops, "GFLOP/s"
+
+    return build
+
+
+def _pool_op(dtype, quick):
+    x = _rng().standard_normal((8 if quick else 64, 32, 32, 32)).astype(dtype)
+    param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+    def step():
+        out, cache = L.max_pool_forward_fast(x, param)
+        L.max_pool_backward_fast(out, cache)
+
+    torch = _torch()
+    torch_step = None
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+
+        def torch_step():
+            out = torch.nn.functional.max_pool2d(tx, 2, 2)
+            out.backward(out)
+
+    moved = 2 * x.nbytes + 2 * x.nbytes // 4 + 2 * x.size // 4  # x in, dx out, out and dout, argmax
+    return step, torch_step, moved, "GB/s"
+
+
+def _affine_bn_relu_op(N, D, H, bare_gemms=False):
+    def build(dtype, quick):
+        n = max(8, N // 8) if quick else N
+        g = _rng()
+        x = g.standard_normal((n, D)).astype(dtype)
+        w = (g.standard_normal((D, H)) / np.sqrt(D)).astype(dtype)
+        b, gamma, beta = np.zeros(H, dtype), np.ones(H, dtype), np.zeros(H, dtype)
+        dout = g.standard_normal((n, H)).astype(dtype)
+        flops = 3 * 2 * n * D * H
+        if bare_gemms:  # the floor the fused layer is measured against: its three GEMMs alone
+
+            def gemms():
+                x @ w
+                dout @ w.T
+                x.T @ dout
+
+            return gemms, None, flops, "GFLOP/s"
+
+        def step():
+            out, cache = L.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
+            L.affine_bn_relu_backward(dout, cache)
+
+        torch = _torch()
+        torch_step = None
+        if torch is not None:
+            tx, tw, tb, tg, tbeta = (torch.tensor(a, requires_grad=True) for a in (x, w, b, gamma, beta))
+            tdout = torch.tensor(dout)
+
+            def torch_step():
+                a = tx @ tw + tb
+                out = torch.relu(torch.nn.functional.batch_norm(a, None, None, tg, tbeta, training=True))
+                out.backward(tdout)
+
+        return step, torch_step, flops, "GFLOP/s"
+
+    return build
+
+
+def _dropout_op(dtype, quick):
+    x = _rng().standard_normal((128 if quick else 1024, 4096)).astype(dtype)
+    param = {"mode": "train", "p": 0.5, "seed": 0}
+
+    def step():
+        out, cache = L.dropout_forward(x, param)
+        L.dropout_backward(out, cache)
+
+    torch = _torch()
+    torch_step = None
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+
+        def torch_step():
+            out = torch.nn.functional.dropout(tx, 0.5, training=True)
+            out.backward(out)
+
+    moved = 4 * x.nbytes + 2 * x.size  # x, out, dout, dx and the bool mask twice
+    return step, torch_step, moved, "GB/s"
+
+
+def _norm_op(kind):
+    def build(dtype, quick):
+        g = _rng()
+        x = g.standard_normal((128 if quick else 1024, 1024)).astype(dtype)
+        gamma, beta = np.ones(1024, dtype), np.zeros(1024, dtype)
+        forward, backward = {"batchnorm": (L.batchnorm_forward, L.batchnorm_backward),
+                             "layernorm": (L.layernorm_forward, L.layernorm_backward)}[kind]
+
+        def step():
+            out, cache = forward(x, gamma, beta, {"mode": "train"})
+            backward(out, cache)
+
+        torch = _torch()
+        torch_step = None
+        if torch is not None:
+            tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+
+            def torch_step():
+                if kind == "batchnorm":
+                    out = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True)
+                else:
+                    out = torch.nn.functional.layer_norm(tx, (1024,), tg, tb)
+                out.backward(out)
+
+        moved = 6 * x.nbytes  # x read twice, xhat and out written; dout, xhat read and dx written
+        return step, torch_step, moved, "GB/s"
+
+    return build
+
+
+OPS = {
+    "conv_a": _conv_op((64, 3, 32, 32), (32, 3, 7, 7), 3),
+    "conv_b": _conv_op((64, 64, 16, 16), (64, 64, 3, 3), 1),
+    "pool": _pool_op,
+    "affine_bn_relu_256": _affine_bn_relu_op(256, 3072, 512),
+    "gemms_256": _affine_bn_relu_op(256, 3072, 512, bare_gemms=True),
+    "affine_bn_relu_1024": _affine_bn_relu_op(1024, 1024, 1024),
+    "gemms_1024": _affine_bn_relu_op(1024, 1024, 1024, bare_gemms=True),
+    "dropout": _dropout_op,
+    "batchnorm": _norm_op("batchnorm"),
+    "layernorm": _norm_op("layernorm"),
+}
+OP_DESCRIPTIONS = {
+    "conv_a": "conv x(64,3,32,32) w(32,3,7,7) pad 3",
+    "conv_b": "conv x(64,64,16,16) w(64,64,3,3) pad 1",
+    "pool": "max pool 2x2/2 on (64,32,32,32)",
+    "affine_bn_relu_256": "affine-BN-ReLU N=256 D=3072 H=512",
+    "gemms_256": "  its three bare GEMMs",
+    "affine_bn_relu_1024": "affine-BN-ReLU N=D=H=1024",
+    "gemms_1024": "  its three bare GEMMs",
+    "dropout": "dropout keep 0.5 on (1024,4096)",
+    "batchnorm": "batchnorm (1024,1024)",
+    "layernorm": "layernorm (1024,1024)",
+}
+
+
+# ------------------------------------------------------------------------------------------------ timing
+
+
+def _time_once(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(candidates, rounds):
+    """Round-robin samples of every candidate; returns {name: [seconds per round]}."""
+    for fn in candidates.values():  # warm-up: compiles the jit path, touches the memory
+        fn()
+        fn()
+    samples = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            samples[name].append(_time_once(fn))
+    return samples
+
+
+def peaks(quick):
+    """Machine peaks measured now: GEMM GFLOP/s per dtype and copy GB/s (bytes read + written)."""
+    n = 1024 if quick else 2048
+    result = {}
+    for dtype in (np.float32, np.float64):
+        a = _rng().standard_normal((n, n)).astype(dtype)
+        samples = measure({"gemm": lambda a=a: a @ a}, 3 if quick else 5)["gemm"]
+        result[f"gemm_{np.dtype(dtype).name}_gflops"] = 2 * n**3 / np.median(samples) / 1e9
+    src = np.ones(32 * 2**20 if quick else 128 * 2**20, dtype=np.uint8)
+    dst = np.empty_like(src)
+    samples = measure({"copy": lambda: np.copyto(dst, src)}, 5)["copy"]
+    result["copy_gbs"] = 2 * src.nbytes / np.median(samples) / 1e9
+    return result
+
+
+def environment(threads):
+    info = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "threads": threads,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
+    }
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    torch = _torch()
+    info["torch"] = torch.__version__ if torch else "not installed"
+    if torch:
+        info["torch_threads"] = torch.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [
+            {k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+            for pool in threadpool_info() if pool.get("user_api") == "blas"
+        ]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed: BLAS kernel unknown (pip install fastnn[bench])"
+    return info
+
+
+def _thread_limits(stack, threads):
+    """Pin numba, BLAS and torch to `threads` for the whole report (restored on exit)."""
+    from . import num_threads
+
+    stack.enter_context(num_threads(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(threads))
+    except ImportError:
+        pass
+    torch = _torch()
+    if torch is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        stack.callback(torch.set_num_threads, previous)
+
+
+def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None):
+    """Measure `ops` (names of OPS) for `dtypes`; returns the report as a dict (see format_report)."""
+    ops = list(OPS) if not ops else list(ops)
+    unknown = sorted(set(ops) - set(OPS))
+    if unknown:
+        raise ValueError(f"fastnn bench: unknown ops {unknown}; choose from {list(OPS)}")
+    rounds = rounds or (3 if quick else 9)
+    with ExitStack() as stack:
+        _thread_limits(stack, threads)
+        report = {"environment": environment(threads), "peaks": peaks(quick), "rounds": rounds, "results": []}
+        for dtype_name in dtypes:
+            dtype = np.dtype(dtype_name)
+            for op in ops:
+                report["results"].append(_measure_op(op, dtype, quick, rounds, report["peaks"]))
+    return report
+
+
+def _measure_op(op, dtype, quick, rounds, machine_peaks):
+    step, torch_step, work, unit = OPS[op](dtype.type, quick)
+
+    def on(backend):
+        def call():
+            with options(backend=backend):
+                step()
+
+        return call
+
+    candidates = {"reference": on("reference"), "jit": on("jit")}
+    if torch_step is not None:
+        candidates["torch"] = torch_step
+    samples = measure(candidates, rounds)
+    medians = {name: float(np.median(s)) for name, s in samples.items()}
+    row = {"op": op, "dtype": dtype.name, "unit": unit, "work": work}
+    row.update({f"{name}_ms": 1e3 * t for name, t in medians.items()})
+    row["jit_over_reference"] = float(np.median(np.divide(samples["jit"], samples["reference"])))
+    if "torch" in samples:
+        row["jit_over_torch"] = float(np.median(np.divide(samples["jit"], samples["torch"])))
+    scale = 1e9
+    row["jit_rate"] = work / medians["jit"] / scale
+    peak = machine_peaks[f"gemm_{dtype.name}_gflops"] if unit == "GFLOP/s" else machine_peaks["copy_gbs"]
+    row["fraction_of_peak"] = row["jit_rate"] / peak
+    return row
+
+
+def format_report(report):
+    env = report["environment"]
+    lines = [
+        f"fastnn bench — {env['machine']} ({env['processor']}), {env['cpus']} CPUs, python {env['python']}, "
+        f"numpy {env['numpy']}, numba {env.get('numba', '?')}, torch {env['torch']}",
+        f"threads: {env['threads']} (numba {env.get('numba_threads', '?')}, torch {env.get('torch_threads', '-')}); "
+        f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
+    ]
+    blas = env["blas"]
+    if isinstance(blas, str):
+        lines.append(f"BLAS: {blas}")
+    else:
+        for pool in blas:
+            lines.append(f"BLAS: {pool['internal_api']} {pool['version']} kernel {pool['architecture']}, "
+                         f"{pool['num_threads']} thread(s) ({os.path.basename(pool['filepath'] or '')})")
+    p = report["peaks"]
+    lines.append(f"peaks measured now: sgemm {p['gemm_float32_gflops']:.1f} GFLOP/s, dgemm "
+                 f"{p['gemm_float64_gflops']:.1f} GFLOP/s, copy {p['copy_gbs']:.1f} GB/s; "
+                 f"medians of {report['rounds']} round-robin rounds, forward + backward")
+    header = (f"{'op':<40} {'dtype':<8} {'reference':>10} {'jit':>9} {'torch':>9} {'jit/torch':>9} "
+              f"{'jit/ref':>8} {'jit rate':>14} {'of peak':>8}")
+    lines += ["", header, "-" * len(header)]
+    for r in report["results"]:
+        torch_ms = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
+        vs_torch = f"{r['jit_over_torch']:.3f}" if "jit_over_torch" in r else "-"
+        lines.append(
+            f"{OP_DESCRIPTIONS[r['op']]:<40} {r['dtype']:<8} {r['reference_ms']:>8.2f}ms {r['jit_ms']:>7.2f}ms "
+            f"{torch_ms:>7}ms {vs_torch:>9} {r['jit_over_reference']:>8.3f} "
+            f"{r['jit_rate']:>7.1f} {r['unit']:<7}{r['fraction_of_peak']:>7.0%}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(report, path):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, path)

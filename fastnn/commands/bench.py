@@ -1,0 +1,25 @@
+"""`fastnn bench`: the side-by-side speed report (fastnn.bench)."""
+
+
+def configure(parser):
+    from ..bench import OPS
+
+    parser.add_argument("--threads", type=int, default=1, help="threads for numba, BLAS and torch (default 1)")
+    parser.add_argument("--ops", nargs="+", choices=sorted(OPS), metavar="OP",
+                        help=f"ops to measure (default all): {', '.join(OPS)}")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+
+
+def run(args):
+    from ..bench import format_report, write_json
+    from ..bench import run as run_bench
+
+    report = run_bench(ops=args.ops, dtypes=args.dtypes, threads=args.threads, quick=args.quick, rounds=args.rounds)
+    print(format_report(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"\nJSON written to {args.json}")
+    return 0

@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastnn.bench import OPS, format_report, run
+
+
+def test_fastnn_bench_quick_writes_the_report(tmp_path):
+    path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnn", "bench", "--quick", "--ops", "pool", "--dtypes", "float32",
+         "--rounds", "2", "--json", str(path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "BLAS:" in result.stdout and "peaks measured now" in result.stdout
+    report = json.loads(path.read_text())
+    assert report["environment"]["threads"] == 1
+    (row,) = report["results"]
+    assert row["op"] == "pool" and row["dtype"] == "float32" and row["unit"] == "GB/s"
+    for key in ("reference_ms", "jit_ms", "jit_over_reference", "jit_rate", "fraction_of_peak"):
+        assert row[key] > 0
+
+
+def test_unknown_op_is_refused():
+    with pytest.raises(ValueError, match="unknown ops"):
+        run(ops=["attention"])
+
+
+def test_report_formats_every_op_name():
+    assert set(OPS) >= {"conv_a", "conv_b", "pool", "dropout", "batchnorm", "layernorm"}
+    report = {
+        "environment": {"machine": "m", "processor": "p", "cpus": 2, "python": "3", "numpy": "2", "torch": "none",
+                        "threads": 1, "OPENBLAS_CORETYPE": "(unset)", "OPENBLAS_L2_SIZE": "(unset)",
+                        "blas": "threadpoolctl not installed"},
+        "peaks": {"gemm_float32_gflops": 1.0, "gemm_float64_gflops": 1.0, "copy_gbs": 1.0},
+        "rounds": 1,
+        "results": [{"op": "pool", "dtype": "float32", "unit": "GB/s", "reference_ms": 2.0, "jit_ms": 1.0,
+                     "jit_over_reference": 0.5, "jit_rate": 1.0, "fraction_of_peak": 1.0}],
+    }
+    text = format_report(report)
+    assert "max pool 2x2/2" in text and "threadpoolctl not installed" in text
