@@ -60,12 +60,15 @@ class Solver:
         self.verbose = kwargs.pop("verbose", True)
         self.seed = kwargs.pop("seed", None)
         self.progress_bar = kwargs.pop("progress_bar", None)
+        self.freeze = kwargs.pop("freeze", None)
+        self.lr_multipliers = kwargs.pop("lr_multipliers", None)
         if len(kwargs) > 0:
             extra = ", ".join('"%s"' % k for k in list(kwargs.keys()))
             raise ValueError("Unrecognized arguments %s" % extra)
         self._check_settings()
         self.update_rule = self._resolve_update_rule(self.update_rule)
         self.rng = None if self.seed is None else np.random.default_rng(self.seed)
+        self._frozen_names = self._frozen()
         self._reset()
 
     # -- set-up -------------------------------------------------------------------------------------------
@@ -124,6 +127,28 @@ class Solver:
         self.train_acc_history = []
         self.val_acc_history = []
         self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+        self._apply_lr_multipliers()
+
+    def _apply_lr_multipliers(self):
+        """lr_multipliers={pattern: factor}: those params train at factor x the learning rate."""
+        from .transfer import select
+
+        for pattern, factor in (self.lr_multipliers or {}).items():
+            if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not factor > 0:
+                raise ValueError(f"Solver: lr_multipliers[{pattern!r}] must be a number > 0, got {factor!r}")
+            for name in select(self.model.params, [pattern], "Solver: lr_multipliers key"):
+                config = self.optim_configs[name]
+                if "learning_rate" not in config:  # the rule's own default, read off one call on a dummy
+                    config["learning_rate"] = self.update_rule(np.zeros(1), np.zeros(1), {})[1]["learning_rate"]
+                config["learning_rate"] *= factor
+
+    def _frozen(self):
+        """The names of the params that `freeze=` keeps unchanged."""
+        from .transfer import select
+
+        if not self.freeze:
+            return set()
+        return select(self.model.params, self.freeze, "Solver: freeze")
 
     # -- randomness ---------------------------------------------------------------------------------------
 
@@ -147,6 +172,8 @@ class Solver:
             return False
 
         for p, w in self.model.params.items():
+            if p in self._frozen_names:
+                continue
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             next_w, next_config = self.update_rule(w, grads[p], self.optim_configs[p])
@@ -216,7 +243,8 @@ class Solver:
                 if epoch_end:
                     self.epoch += 1
                     for k in self.optim_configs:
-                        self.optim_configs[k]["learning_rate"] *= self.lr_decay
+                        if k not in self._frozen_names:  # a frozen param's rule never ran to set its rate
+                            self.optim_configs[k]["learning_rate"] *= self.lr_decay
 
                 first_it = t == 0
                 last_it = t == num_iterations - 1

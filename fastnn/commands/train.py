@@ -34,6 +34,10 @@ def configure(parser):
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python batches directory (with --data cifar10)")
     parser.add_argument("--out", default="fastnn-out", help="output directory (default ./fastnn-out)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--init-from", metavar="CKPT", default=None,
+                        help="start from a checkpoint's params where names and shapes match (fine-tuning)")
+    parser.add_argument("--freeze", nargs="+", metavar="PATTERN", default=None,
+                        help="params to keep unchanged: names, prefixes or the groups conv / affine")
 
 
 def load_data(name, data_dir=None, seed=0, dtype=np.float32):
@@ -89,10 +93,14 @@ def run(args):
 
     np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
     model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
+    if args.init_from:
+        from ..transfer import load_params
+
+        print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
     solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
                     lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
                     print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
-                    checkpoint_name=os.path.join(args.out, "checkpoint"))
+                    checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
     start = time.perf_counter()
     solver.train()
     seconds = time.perf_counter() - start

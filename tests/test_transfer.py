@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from fastnn.checkpoint import save_checkpoint
+from fastnn.classifiers.cnn import ConvNet, ThreeLayerConvNet
+from fastnn.classifiers.fc_net import FullyConnectedNet
+from fastnn.solver import Solver
+from fastnn.transfer import load_params, select
+
+
+def _data(n=40, shape=(1, 8, 8), classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n,) + shape)
+    y = rng.integers(0, classes, n)
+    return {"X_train": X, "y_train": y, "X_val": X[:10], "y_val": y[:10]}
+
+
+@pytest.fixture(autouse=True)
+def _reference(reference_backend):
+    yield
+
+
+def test_frozen_params_are_bit_identical_after_training():
+    np.random.seed(0)
+    model = ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=4, filter_size=3, hidden_dim=10, num_classes=4,
+                              weight_scale=1e-2, dtype=np.float64)
+    before = {k: v.copy() for k, v in model.params.items()}
+    solver = Solver(model, _data(), update_rule="adam", num_epochs=2, batch_size=10, verbose=False, seed=0,
+                    freeze=["conv"])
+    solver.train()
+    for name in ("W1", "b1"):
+        np.testing.assert_array_equal(model.params[name], before[name])
+    assert not np.array_equal(model.params["W2"], before["W2"])
+
+
+def test_fine_tuned_model_starts_from_the_loaded_weights(tmp_path):
+    np.random.seed(1)
+    source = FullyConnectedNet([6, 5], input_dim=64, num_classes=4, dtype=np.float64)
+    path = tmp_path / "source.npz"
+    save_checkpoint(path, {"params": source.params})
+    np.random.seed(2)
+    target = FullyConnectedNet([6, 7], input_dim=64, num_classes=4, dtype=np.float32)
+    report = load_params(target, path)
+    assert report.loaded == ["W1", "b1", "b3"] and [s[0] for s in report.skipped] == ["W2", "b2", "W3"]
+    assert report.missing == [] and report.unused == []
+    np.testing.assert_array_equal(target.params["W1"], source.params["W1"].astype(np.float32))
+    assert target.params["W1"].dtype == np.float32
+    assert "skipped" in str(report)
+
+
+def test_missing_and_unused_names_are_reported():
+    np.random.seed(0)
+    model = FullyConnectedNet([5], input_dim=6, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    report = load_params(model, {"W1": np.ones((6, 5)), "extra": np.zeros(2)})
+    assert report.loaded == ["W1"] and "gamma1" in report.missing and report.unused == ["extra"]
+
+
+def test_select_patterns_and_errors():
+    np.random.seed(0)
+    model = ConvNet(input_dim=(1, 8, 8), num_filters=(4, 4), hidden_dims=(5,), num_classes=3,
+                    normalization="batchnorm", dtype=np.float64)
+    conv = select(model.params, ["conv"])
+    assert conv == {"W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2"}
+    assert select(model.params, ["affine"]) == set(model.params) - conv
+    assert select(model.params, ["b"]) == {n for n in model.params if n.startswith("b")}
+    with pytest.raises(ValueError, match="names no parameter"):
+        select(model.params, ["encoder"])
+    with pytest.raises(ValueError, match="freeze"):
+        Solver(model, _data(shape=(1, 8, 8), classes=3), freeze=["encoder"], verbose=False)
+
+
+def test_lr_multiplier_slows_a_group():
+    def run(multipliers):
+        np.random.seed(0)
+        model = FullyConnectedNet([5], input_dim=64, num_classes=4, dtype=np.float64)
+        start = {k: v.copy() for k, v in model.params.items()}
+        Solver(model, _data(shape=(64,)), update_rule="sgd", optim_config={"learning_rate": 0.1}, num_epochs=1,
+               batch_size=10, verbose=False, seed=0, lr_multipliers=multipliers).train()
+        return {k: np.abs(model.params[k] - start[k]).max() for k in start}
+
+    plain, slowed = run(None), run({"W1": 0.0001})
+    assert slowed["W1"] < plain["W1"] * 0.01
+    with pytest.raises(ValueError, match="lr_multipliers"):
+        run({"W1": -1})
+
+
+def test_train_command_fine_tunes_with_frozen_conv(tmp_path, capsys):
+    from fastnn.checkpoint import load_checkpoint
+    from fastnn.cli import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--epochs", "1", "--quiet", "--backend", "reference"]
+    assert main(["train", *common, "--out", str(first)]) == 0
+    start = load_checkpoint(first / "checkpoint_epoch_1.npz")["params"]
+    assert main(["train", *common, "--out", str(second), "--init-from", str(first / "checkpoint_epoch_1.npz"),
+                 "--freeze", "conv", "--seed", "3"]) == 0
+    assert "loaded 6 param(s)" in capsys.readouterr().out
+    tuned = load_checkpoint(second / "checkpoint_epoch_1.npz")["params"]
+    np.testing.assert_array_equal(tuned["W1"], start["W1"])
+    np.testing.assert_array_equal(tuned["b1"], start["b1"])
+    assert not np.array_equal(tuned["W3"], start["W3"])
