@@ -17,28 +17,50 @@ from .layers import *  # noqa: F401,F403
 from .layers import _conv_dout, _conv_inputs, _pool_inputs
 
 
+def _conv_forward(fn, x, w, b, conv_param):
+    return _run("conv_forward_fast", *_conv_inputs(fn, x, w, b, conv_param), conv_param)
+
+
+def _conv_backward(fn, dout, cache):
+    dout, cache = _conv_dout(fn, dout, cache, 5, "conv_forward_fast")
+    x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
+    if x_cols.dtype != dout.dtype:
+        _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
+    return _run("conv_backward_fast", dout, cache[:4] + (x_cols,))
+
+
 def conv_forward_fast(x, w, b, conv_param):
     """Convolution forward via im2col and one GEMM.
 
     Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param {'stride', 'pad'} (whole output size required).
     Returns a tuple of: out (N, F, H', W'), cache (x, w, b, conv_param, x_cols) with x_cols (C*HH*WW, N*H'*W').
     """
-    fn = "conv_forward_fast"
-    return _run(fn, *_conv_inputs(fn, x, w, b, conv_param), conv_param)
+    return _conv_forward("conv_forward_fast", x, w, b, conv_param)
 
 
 def conv_backward_fast(dout, cache):
     """Convolution backward. Inputs: dout (N, F, H', W'), cache from conv_forward_fast. Returns dx, dw, db."""
-    fn = "conv_backward_fast"
-    dout, cache = _conv_dout(fn, dout, cache, 5, "conv_forward_fast")
-    x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
-    if x_cols.dtype != dout.dtype:
-        _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
-    return _run(fn, dout, cache[:4] + (x_cols,))
+    return _conv_backward("conv_backward_fast", dout, cache)
 
 
-conv_forward_im2col = conv_forward_strides = conv_forward_fast
-conv_backward_im2col = conv_backward_strides = conv_backward_fast
+def conv_forward_im2col(x, w, b, conv_param):
+    """Same as conv_forward_fast (the starter's im2col variant)."""
+    return _conv_forward("conv_forward_im2col", x, w, b, conv_param)
+
+
+def conv_backward_im2col(dout, cache):
+    """Same as conv_backward_fast."""
+    return _conv_backward("conv_backward_im2col", dout, cache)
+
+
+def conv_forward_strides(x, w, b, conv_param):
+    """Same as conv_forward_fast (the starter's stride-tricks variant, without its silent floor)."""
+    return _conv_forward("conv_forward_strides", x, w, b, conv_param)
+
+
+def conv_backward_strides(dout, cache):
+    """Same as conv_backward_fast."""
+    return _conv_backward("conv_backward_strides", dout, cache)
 
 
 def max_pool_forward_fast(x, pool_param):

@@ -26,7 +26,7 @@ from ..layer_utils import (
 )
 from ..layers import *
 from ..layers import affine_backward, affine_forward, softmax_loss
-from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _model_input
+from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _labels, _model_input
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
@@ -110,7 +110,7 @@ class ThreeLayerConvNet:
             return scores
 
         reg = _check_reg(fn, self.reg)
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
         loss += _l2_penalty(p, ("W1", "W2", "W3"), reg)
         grads = {}
         dout2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
@@ -244,7 +244,7 @@ class ConvNet:
 
         reg = _check_reg(fn, self.reg)
         weight_names = [f"W{i}" for i in range(1, L + 1)]
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
         loss += _l2_penalty(p, weight_names, reg)
 
         grads = {}

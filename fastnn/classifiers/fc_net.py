@@ -42,6 +42,13 @@ def _model_input(fn, X, dtype, expected_shape):
     return X.astype(dtype, copy=False)
 
 
+def _labels(fn, y, scores):
+    """y checked at the model's door, so an error names the model: integer labels (N,) in [0, num_classes)."""
+    from .._checks import labels
+
+    return labels(fn, y, scores.shape[0], scores.shape[1])
+
+
 def _l2_penalty(params, weight_names, reg):
     """0.5 * reg * sum of squared weights (biases, gamma and beta are not regularised)."""
     return 0.5 * reg * sum(float(np.sum(params[k] * params[k])) for k in weight_names)
@@ -115,7 +122,7 @@ class TwoLayerNet:
             return scores
 
         reg = _check_reg(fn, self.reg)
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
         loss += _l2_penalty(self.params, ("W1", "W2"), reg)
         grads = {}
         dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
@@ -270,7 +277,7 @@ class FullyConnectedNet:
 
         reg = _check_reg(fn, self.reg)
         weight_names = [f"W{i}" for i in range(1, L + 1)]
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
         loss += _l2_penalty(p, weight_names, reg)
 
         grads = {}

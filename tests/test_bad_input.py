@@ -1,0 +1,210 @@
+"""The bad-input matrix: every public entry point refuses wrong input with a ValueError/TypeError that names
+the function and the argument, never a numba error, an AssertionError or a crash, and leaves its inputs as
+they were. Each row: (case id, function name, argument named, exception, call)."""
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.fast_layers as FL
+import fastnn.layer_utils as LU
+import fastnn.layers as L
+from fastnn import optim
+from fastnn.classifiers.cnn import ConvNet, ThreeLayerConvNet
+from fastnn.classifiers.fc_net import FullyConnectedNet, TwoLayerNet
+from fastnn.solver import Solver
+
+F64, F32 = np.float64, np.float32
+
+
+def a(*shape, dtype=F64):
+    return np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
+
+
+X2, W2, B2 = a(4, 6), a(6, 3), a(3)
+X4, WC, BC = a(2, 3, 8, 8), a(4, 3, 3, 3), a(4)
+G3, BT3 = np.ones(3), np.zeros(3)
+CONV, POOL = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+_, AFFINE_CACHE = L.affine_forward(X2, W2, B2)
+_, RELU_CACHE = L.relu_forward(X2)
+_, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
+_, POOL_CACHE = FL.max_pool_forward_fast(X4, POOL)
+_, CONV_CACHE = FL.conv_forward_fast(X4, WC, BC, CONV)
+_, DROP_CACHE = L.dropout_forward(X2, {"mode": "train", "p": 0.5, "seed": 0})
+DATA = {"X_train": a(20, 6), "y_train": np.arange(20) % 3, "X_val": a(5, 6), "y_val": np.arange(5) % 3}
+
+CASES = [
+    # --- layers: dtypes and types
+    ("affine int x", "affine_forward", "x", TypeError, lambda: L.affine_forward(np.ones((4, 6), int), W2, B2)),
+    ("affine bool w", "affine_forward", "w", TypeError, lambda: L.affine_forward(X2, np.ones((6, 3), bool), B2)),
+    ("affine float16", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2.astype(np.float16), W2, B2)),
+    ("affine complex", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2 + 1j, W2, B2)),
+    ("affine object", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2.astype(object), W2, B2)),
+    ("affine mixed", "affine_forward", "float32", TypeError, lambda: L.affine_forward(X2.astype(F32), W2, B2)),
+    ("affine list", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2.tolist(), W2, B2)),
+    ("affine 0-d", "affine_forward", "x", ValueError, lambda: L.affine_forward(np.array(1.0), W2, B2)),
+    ("affine empty batch", "affine_forward", "x", ValueError, lambda: L.affine_forward(a(0, 6), W2, B2)),
+    ("affine D mismatch", "affine_forward", "w", ValueError, lambda: L.affine_forward(X2, a(5, 3), B2)),
+    ("affine b mismatch", "affine_forward", "b", ValueError, lambda: L.affine_forward(X2, W2, a(4))),
+    ("affine w ndim", "affine_forward", "w", ValueError, lambda: L.affine_forward(X2, a(18), B2)),
+    ("affine dout shape", "affine_backward", "dout", ValueError, lambda: L.affine_backward(a(4, 4), AFFINE_CACHE)),
+    ("affine dout dtype", "affine_backward", "dout", TypeError,
+     lambda: L.affine_backward(a(4, 3, dtype=F32), AFFINE_CACHE)),
+    ("affine foreign cache", "affine_backward", "cache", TypeError, lambda: L.affine_backward(a(4, 3), BN_CACHE)),
+    ("relu int", "relu_forward", "x", TypeError, lambda: L.relu_forward(np.ones(3, int))),
+    ("relu 0-d", "relu_forward", "x", ValueError, lambda: L.relu_forward(np.array(2.0))),
+    ("relu dout shape", "relu_backward", "dout", ValueError, lambda: L.relu_backward(a(6, 4), RELU_CACHE)),
+    ("leaky alpha negative", "leaky_relu_forward", "alpha", ValueError, lambda: L.leaky_relu_forward(X2, -0.1)),
+    ("leaky alpha str", "leaky_relu_forward", "alpha", TypeError, lambda: L.leaky_relu_forward(X2, "0.1")),
+    ("sigmoid bool", "sigmoid_forward", "x", TypeError, lambda: L.sigmoid_forward(np.ones(3, bool))),
+    ("tanh dout dtype", "tanh_backward", "dout", TypeError, lambda: L.tanh_backward(a(3, dtype=F32), a(3))),
+    # --- normalisation
+    ("bn missing mode", "batchnorm_forward", "mode", ValueError, lambda: L.batchnorm_forward(X2, a(6), a(6), {})),
+    ("bn unknown mode", "batchnorm_forward", "mode", ValueError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6), {"mode": "eval"})),
+    ("bn param not dict", "batchnorm_forward", "bn_param", TypeError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6), "train")),
+    ("bn gamma shape", "batchnorm_forward", "gamma", ValueError,
+     lambda: L.batchnorm_forward(X2, a(5), a(6), {"mode": "train"})),
+    ("bn beta dtype", "batchnorm_forward", "beta", TypeError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6, dtype=F32), {"mode": "train"})),
+    ("bn eps negative", "batchnorm_forward", "eps", ValueError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6), {"mode": "train", "eps": -1})),
+    ("bn momentum > 1", "batchnorm_forward", "momentum", ValueError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6), {"mode": "train", "momentum": 2})),
+    ("bn running shape", "batchnorm_forward", "running_mean", ValueError,
+     lambda: L.batchnorm_forward(X2, a(6), a(6), {"mode": "test", "running_mean": a(5)})),
+    ("bn x ndim", "batchnorm_forward", "x", ValueError, lambda: L.batchnorm_forward(X4, a(3), a(3), {"mode": "train"})),
+    ("bn foreign cache", "batchnorm_backward", "cache", TypeError, lambda: L.batchnorm_backward(X2, AFFINE_CACHE)),
+    ("bn dout shape", "batchnorm_backward_alt", "dout", ValueError,
+     lambda: L.batchnorm_backward_alt(a(3, 6), BN_CACHE)),
+    ("sbn channels", "spatial_batchnorm_forward", "gamma", ValueError,
+     lambda: L.spatial_batchnorm_forward(X4, a(4), a(4), {"mode": "train"})),
+    ("ln param not dict", "layernorm_forward", "ln_param", TypeError,
+     lambda: L.layernorm_forward(X2, a(6), a(6), None)),
+    ("ln gamma shape", "layernorm_forward", "gamma", ValueError, lambda: L.layernorm_forward(X2, a(4), a(6), {})),
+    ("gn G not dividing", "spatial_groupnorm_forward", "G", ValueError,
+     lambda: L.spatial_groupnorm_forward(X4, G3, BT3, 2, {})),
+    ("gn G zero", "spatial_groupnorm_forward", "G", ValueError,
+     lambda: L.spatial_groupnorm_forward(X4, G3, BT3, 0, {})),
+    ("gn G float", "spatial_groupnorm_forward", "G", TypeError,
+     lambda: L.spatial_groupnorm_forward(X4, G3, BT3, 1.5, {})),
+    ("gn gamma shape", "spatial_groupnorm_forward", "gamma", ValueError,
+     lambda: L.spatial_groupnorm_forward(X4, np.ones((3, 1)), BT3, 1, {})),
+    # --- dropout
+    ("dropout p zero", "dropout_forward", "p", ValueError, lambda: L.dropout_forward(X2, {"mode": "train", "p": 0})),
+    ("dropout p negative", "dropout_forward", "p", ValueError,
+     lambda: L.dropout_forward(X2, {"mode": "train", "p": -0.2})),
+    ("dropout p > 1", "dropout_forward", "p", ValueError, lambda: L.dropout_forward(X2, {"mode": "train", "p": 1.5})),
+    ("dropout p nan", "dropout_forward", "p", ValueError,
+     lambda: L.dropout_forward(X2, {"mode": "train", "p": float("nan")})),
+    ("dropout unknown mode", "dropout_forward", "mode", ValueError,
+     lambda: L.dropout_forward(X2, {"mode": "eval", "p": 0.5})),
+    ("dropout missing mode", "dropout_forward", "mode", ValueError, lambda: L.dropout_forward(X2, {"p": 0.5})),
+    ("dropout seed float", "dropout_forward", "seed", TypeError,
+     lambda: L.dropout_forward(X2, {"mode": "train", "p": 0.5, "seed": 1.5})),
+    ("dropout dout shape", "dropout_backward", "dout", ValueError, lambda: L.dropout_backward(a(4, 5), DROP_CACHE)),
+    ("dropout foreign cache", "dropout_backward", "cache", TypeError, lambda: L.dropout_backward(X2, AFFINE_CACHE)),
+    # --- convolution and pooling
+    ("conv stride zero", "conv_forward_fast", "stride", ValueError,
+     lambda: FL.conv_forward_fast(X4, WC, BC, {"stride": 0, "pad": 1})),
+    ("conv stride negative", "conv_forward_naive", "stride", ValueError,
+     lambda: L.conv_forward_naive(X4, WC, BC, {"stride": -1, "pad": 1})),
+    ("conv pad negative", "conv_forward_im2col", "pad", ValueError,
+     lambda: FL.conv_forward_im2col(X4, WC, BC, {"stride": 1, "pad": -1})),
+    ("conv pad float", "conv_forward_strides", "pad", TypeError,
+     lambda: FL.conv_forward_strides(X4, WC, BC, {"stride": 1, "pad": 1.0})),
+    ("conv not divisible", "conv_forward_fast", "stride", ValueError,
+     lambda: FL.conv_forward_fast(X4, WC, BC, {"stride": 2, "pad": 0})),
+    ("conv output < 1", "conv_forward_fast", "window", ValueError,
+     lambda: FL.conv_forward_fast(a(1, 3, 2, 2), WC, BC, {"stride": 1, "pad": 0})),
+    ("conv channels", "conv_forward_fast", "channels", ValueError,
+     lambda: FL.conv_forward_fast(X4, a(4, 2, 3, 3), BC, CONV)),
+    ("conv b shape", "conv_forward_fast", "b", ValueError, lambda: FL.conv_forward_fast(X4, WC, a(3), CONV)),
+    ("conv missing key", "conv_forward_fast", "conv_param", ValueError,
+     lambda: FL.conv_forward_fast(X4, WC, BC, {"pad": 1})),
+    ("conv dout shape", "conv_backward_fast", "dout", ValueError, lambda: FL.conv_backward_fast(X4, CONV_CACHE)),
+    ("conv foreign cache", "conv_backward_fast", "cache", TypeError,
+     lambda: FL.conv_backward_fast(a(2, 4, 8, 8), POOL_CACHE)),
+    ("pool not divisible", "max_pool_forward_fast", "stride", ValueError,
+     lambda: FL.max_pool_forward_fast(a(1, 1, 5, 5), POOL)),
+    ("pool window too big", "max_pool_forward_naive", "pool", ValueError,
+     lambda: L.max_pool_forward_naive(a(1, 1, 2, 2), {"pool_height": 3, "pool_width": 3, "stride": 1})),
+    ("pool zero height", "max_pool_forward_fast", "pool_height", ValueError,
+     lambda: FL.max_pool_forward_fast(X4, {**POOL, "pool_height": 0})),
+    ("pool x ndim", "max_pool_forward_fast", "x", ValueError, lambda: FL.max_pool_forward_fast(X2, POOL)),
+    ("pool reshape geometry", "max_pool_forward_reshape", "pool_height", ValueError,
+     lambda: FL.max_pool_forward_reshape(a(1, 1, 9, 9), {"pool_height": 3, "pool_width": 3, "stride": 2})),
+    ("pool unknown method", "max_pool_backward_fast", "method", ValueError,
+     lambda: FL.max_pool_backward_fast(a(2, 3, 4, 4), ("reshape", POOL_CACHE[1]))),
+    ("pool dout shape", "max_pool_backward_fast", "dout", ValueError,
+     lambda: FL.max_pool_backward_fast(a(2, 3, 5, 4), POOL_CACHE)),
+    # --- losses
+    ("labels float", "softmax_loss", "y", TypeError, lambda: L.softmax_loss(X2, np.zeros(4))),
+    ("labels nan", "svm_loss", "y", TypeError, lambda: L.svm_loss(X2, np.array([0, 1, np.nan, 2]))),
+    ("labels out of range", "softmax_loss", "y", ValueError, lambda: L.softmax_loss(X2, np.array([0, 1, 2, 6]))),
+    ("labels negative", "svm_loss", "y", ValueError, lambda: L.svm_loss(X2, np.array([0, -1, 2, 3]))),
+    ("labels shape", "softmax_loss", "y", ValueError, lambda: L.softmax_loss(X2, np.array([[0, 1, 2, 3]]))),
+    ("labels list", "softmax_loss", "y", TypeError, lambda: L.softmax_loss(X2, [0, 1, 2, 3])),
+    ("scores ndim", "svm_loss", "x", ValueError, lambda: L.svm_loss(a(4), np.array([0, 1, 2, 3]))),
+    # --- sandwiches
+    ("affine_bn_relu gamma", "affine_bn_relu_forward", "gamma", ValueError,
+     lambda: LU.affine_bn_relu_forward(X2, W2, B2, a(4), a(3), {"mode": "train"})),
+    ("affine_ln_relu eps", "affine_ln_relu_forward", "eps", ValueError,
+     lambda: LU.affine_ln_relu_forward(X2, W2, B2, a(3), a(3), {"eps": 0})),
+    ("conv_relu_pool pool", "conv_relu_pool_forward", "stride", ValueError,
+     lambda: LU.conv_relu_pool_forward(X4, WC, BC, CONV, {**POOL, "stride": 4})),
+    ("conv_bn_relu mode", "conv_bn_relu_forward", "mode", ValueError,
+     lambda: LU.conv_bn_relu_forward(X4, WC, BC, a(4), a(4), CONV, {"mode": "x"})),
+    ("affine_relu cache", "affine_relu_backward", "cache", TypeError, lambda: LU.affine_relu_backward(X2, BN_CACHE)),
+    # --- optim
+    ("sgd shape", "sgd", "dw", ValueError, lambda: optim.sgd(a(3), a(4))),
+    ("adam dtype", "adam", "dw", TypeError, lambda: optim.adam(a(3), np.ones(3, int))),
+    ("momentum lr", "sgd_momentum", "learning_rate", TypeError,
+     lambda: optim.sgd_momentum(a(3), a(3), {"learning_rate": "fast"})),
+    ("rmsprop config", "rmsprop", "config", TypeError, lambda: optim.rmsprop(a(3), a(3), [1])),
+    # --- models and Solver
+    ("fc dropout zero", "FullyConnectedNet", "dropout", ValueError,
+     lambda: FullyConnectedNet([5], input_dim=6, num_classes=3, dropout=0)),
+    ("fc normalization", "FullyConnectedNet", "normalization", ValueError,
+     lambda: FullyConnectedNet([5], input_dim=6, num_classes=3, normalization="groupnorm")),
+    ("fc X shape", "FullyConnectedNet", "X", ValueError,
+     lambda: FullyConnectedNet([5], input_dim=6, num_classes=3).loss(a(4, 7))),
+    ("two layer labels", "TwoLayerNet", "y", ValueError,
+     lambda: TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3).loss(X2, np.array([0, 1, 2, 3]))),
+    ("convnet X shape", "ThreeLayerConvNet", "X", ValueError,
+     lambda: ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3, hidden_dim=4).loss(a(2, 1, 8, 8))),
+    ("convnet filters", "ConvNet", "num_filters", (ValueError, TypeError),
+     lambda: ConvNet(input_dim=(3, 8, 8), num_filters=(-1,))),
+    ("solver kwarg", "Unrecognized", "bogus", ValueError,
+     lambda: Solver(TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3), DATA, bogus=1)),
+    ("solver update rule", "update_rule", "nadam", ValueError,
+     lambda: Solver(TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3), DATA, update_rule="nadam")),
+    ("solver batch size", "Solver", "batch_size", (ValueError, TypeError),
+     lambda: Solver(TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3), DATA, batch_size=0)),
+    ("solver data keys", "Solver", "X_val", (ValueError, KeyError, TypeError),
+     lambda: Solver(TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3), {"X_train": X2, "y_train": np.zeros(4)})),
+]
+
+
+def _snapshot(objects):
+    return [o.copy() for o in objects if isinstance(o, np.ndarray)]
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+@pytest.mark.parametrize("case,function,argument,error,call", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_by_name(case, function, argument, error, call, backend):
+    watched = [X2, W2, B2, X4, WC, BC]
+    before = _snapshot(watched)
+    with fastnn.options(backend=backend), pytest.raises(error) as info:
+        call()
+    assert not isinstance(info.value, AssertionError), info.value
+    assert "numba" not in type(info.value).__module__
+    message = str(info.value)
+    assert function in message and argument in message, f"{function!r}/{argument!r} not in: {message}"
+    for array, copy in zip(watched, before):
+        np.testing.assert_array_equal(array, copy)
+
+
+def test_the_matrix_has_at_least_sixty_cases():
+    assert len(CASES) >= 60
