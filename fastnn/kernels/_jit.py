@@ -88,7 +88,8 @@ def parallel_allowed(parallel=True):
 
 def variant(kernel_fn, parallel=True):
     """`kernel_fn` itself where a parallel kernel may run, else its serial build (compiled on first use)."""
-    if not kernel_fn.targetoptions.get("parallel") or parallel_allowed(parallel):
+    options = getattr(kernel_fn, "targetoptions", None)  # None under NUMBA_DISABLE_JIT=1: plain Python
+    if options is None or not options.get("parallel") or parallel_allowed(parallel):
         return kernel_fn
     key = id(kernel_fn)
     build = _serial_builds.get(key)
