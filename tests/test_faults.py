@@ -1,0 +1,134 @@
+"""Faults: an unusable numba cache, two processes filling one cache, a writer killed mid-checkpoint, a disk that
+fills up. Risky runs happen in subprocesses so a crash fails the test instead of killing pytest."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from fastnn.checkpoint import load_checkpoint, save_checkpoint
+
+FIRST_CONV = textwrap.dedent("""
+    import warnings, numpy as np, fastnn
+    from fastnn.layer_utils import conv_forward_fast, conv_backward_fast
+    warnings.simplefilter("always")
+    x = np.ones((1, 2, 5, 5)); w = np.ones((3, 2, 3, 3)); b = np.zeros(3)
+    with fastnn.options(backend="jit"):
+        out, cache = conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        conv_backward_fast(out, cache)
+    print("ok", float(out.sum()))
+""")
+
+
+def _python(code, timeout=300, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def test_unusable_cache_directory_still_runs(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")  # NUMBA_CACHE_DIR below a regular file cannot be created
+    result = _python(FIRST_CONV, FASTNN_CACHE="1", NUMBA_CACHE_DIR=str(blocker / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
+
+
+def test_a_cache_numba_refuses_is_one_warning_and_compiles_in_memory(monkeypatch):
+    # As root every directory is writable, so make numba's cache set-up fail the way it does for a user
+    # with no writable location: at decoration time, with RuntimeError.
+    from numba.core import caching
+
+    from fastnn.kernels import _jit
+
+    def refuse(self, py_func):
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(caching.CacheImpl, "__init__", refuse)
+    monkeypatch.setattr(_jit, "CACHE", True)
+    monkeypatch.setattr(_jit, "_cache_warned", False)
+    with pytest.warns(RuntimeWarning, match="FASTNN_CACHE=1 but numba cannot use its cache"):
+        @_jit.kernel
+        def double(x):
+            return 2 * x
+
+    assert double(21) == 42
+
+
+def test_missing_cache_directory_is_created(tmp_path):
+    cache = tmp_path / "new" / "cache"
+    result = _python(FIRST_CONV, FASTNN_CACHE="1", NUMBA_CACHE_DIR=str(cache))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(cache) for name in files)
+
+
+def test_two_processes_warming_one_cache_at_once(tmp_path):
+    env = {**os.environ, "FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_CONV], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    assert outputs[0][0] == outputs[1][0]
+    again = _python(FIRST_CONV, FASTNN_CACHE="1", NUMBA_CACHE_DIR=str(tmp_path / "cache"))  # reads the cache
+    assert again.returncode == 0 and again.stdout == outputs[0][0]
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from fastnn.checkpoint import save_checkpoint
+    path = sys.argv[1]
+    big = np.random.default_rng(0).standard_normal((2000, 2000))
+    i = 0
+    while True:
+        i += 1
+        save_checkpoint(path, {"params": {"W": big + i}, "epoch": i})
+        print(i, flush=True)
+""")
+
+
+def test_a_writer_killed_mid_checkpoint_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "1"  # one complete checkpoint exists
+        time.sleep(0.15)  # now it is somewhere inside a later write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = load_checkpoint(path)
+    assert state["epoch"] >= 1
+    np.testing.assert_array_equal(state["params"]["W"][0, :3],
+                                  np.random.default_rng(0).standard_normal((2000, 2000))[0, :3] + state["epoch"])
+
+
+def test_disk_full_leaves_no_partial_file_and_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {"params": {"W": np.ones(3)}, "epoch": 1})
+    real_savez = np.savez
+
+    def full_disk(file, *args, **kwargs):
+        real_savez(file, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, {"params": {"W": np.zeros(3)}, "epoch": 2})
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.npz"]
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_checkpoint_names_the_file(tmp_path, damage):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {"params": {"W": np.arange(1000.0)}, "epoch": 3})
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00junk" * 50, "empty": b""}[damage])
+    with pytest.raises(ValueError, match="ckpt.npz"):
+        load_checkpoint(path)
