@@ -7,6 +7,7 @@ pickle.load or np.load(allow_pickle=True).
 """
 
 import builtins
+import codecs
 import importlib.resources
 import os
 import pickle
@@ -39,6 +40,8 @@ _ARRAY_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
+    # protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, 'latin1'): a pure conversion
+    ("_codecs", "encode"): lambda: codecs.encode,
 }
 _CONTAINERS = ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float",
                "complex", "bool")
