@@ -47,14 +47,15 @@ def max_relative_error(actual, expected, floor=0.0):
     return float(diff.flat[flat] / scale), tuple(int(i) for i in where)
 
 
-def assert_close(actual, expected, dtype=None, direction="forward", rtol=None, what="result"):
-    """Assert `actual` matches `expected` within the tolerance table (or an explicit `rtol`)."""
+def assert_close(actual, expected, dtype=None, direction="forward", rtol=None, what="result", floor=0.0):
+    """Assert `actual` matches `expected` within the tolerance table (or an explicit `rtol`); errors are relative
+    to max(max|expected|, floor), so a gradient that is zero in exact arithmetic can be held to a given scale."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     if actual.shape != expected.shape:
         raise AssertionError(f"{what}: shape {actual.shape} != expected {expected.shape}")
     limit = rtol if rtol is not None else tolerance(dtype or actual.dtype, direction)
-    error, where = max_relative_error(actual, expected)
+    error, where = max_relative_error(actual, expected, floor=floor)
     if not error <= limit:
         raise AssertionError(
             f"{what}: max relative error {error:.3e} > {limit:.0e} at index {where}: "
