@@ -11,7 +11,8 @@
   the same Python function (prange runs as range), compiled only if it is ever asked for. The serial build runs
   where the parallel one is unsafe: numba's default 'workqueue' threading layer aborts the process when two
   Python threads launch parallel kernels at once, so calls from threads other than the main one run serially
-  unless a thread-safe layer (tbb, omp) is in use.
+  unless a thread-safe layer (tbb, omp) is in use; so do calls in a process forked after its parent had
+  started numba's threads.
 """
 
 import os
@@ -79,11 +80,29 @@ def threading_layer_is_thread_safe():
     return layer in ("tbb", "omp")
 
 
+_parallel_started = False  # this process has launched a parallel kernel (numba's thread pool exists)
+_pool_inherited_by_fork = False  # this process was forked from one that had: that pool does not work here
+
+
+def _after_fork_in_child():
+    global _pool_inherited_by_fork
+    if _parallel_started:
+        _pool_inherited_by_fork = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def parallel_allowed(parallel=True):
-    """Whether a parallel kernel may run here: asked for, enabled, and safe on this thread."""
-    if not (parallel and PARALLEL):
+    """Whether a parallel kernel may run here: asked for, enabled, safe on this thread, and not in a child
+    forked after the parent started numba's threads (the child's copy of the pool hangs: measured here)."""
+    global _parallel_started
+    if not (parallel and PARALLEL) or _pool_inherited_by_fork:
         return False
-    return threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe()
+    if threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe():
+        _parallel_started = True
+        return True
+    return False
 
 
 def variant(kernel_fn, parallel=True):
