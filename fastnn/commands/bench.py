@@ -11,12 +11,24 @@ def configure(parser):
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--e2e", action="store_true",
+                        help="end to end instead: a train step of ThreeLayerConvNet and a 5-layer FullyConnectedNet "
+                             "against the same model in PyTorch, at 1 and --threads threads")
 
 
 def run(args):
     from ..bench import format_report, write_json
     from ..bench import run as run_bench
 
+    if args.e2e:
+        from .. import bench_e2e
+
+        threads = sorted({1, max(args.threads, 2)})
+        report = bench_e2e.run(threads=threads, quick=args.quick, rounds=args.rounds)
+        print(bench_e2e.format_report(report))
+        if args.json:
+            write_json(report, args.json)
+        return 0
     report = run_bench(ops=args.ops, dtypes=args.dtypes, threads=args.threads, quick=args.quick, rounds=args.rounds)
     print(format_report(report))
     if args.json:

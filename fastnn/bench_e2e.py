@@ -1,0 +1,229 @@
+"""End-to-end train-step timing behind `fastnn bench --e2e`: the same architecture, initial weights and batches in
+fastnn and in PyTorch CPU, a forward, backward and Adam update per step, float32.
+
+The two are first checked to compute the same loss on the first step (dropout off, since the libraries draw
+different masks), then timed round-robin at each thread count. A per-layer-family breakdown of the fastnn step
+comes from timing every compiled layer call, and the epoch time of the `fastnn train` default is measured too.
+"""
+
+import time
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
+
+from . import optim, options
+from .bench import _thread_limits, _torch, measure
+
+FAMILIES = ("conv", "max_pool", "affine_bn_relu", "affine", "relu", "dropout", "batchnorm", "softmax")
+
+
+def _family(name):
+    return next((f for f in FAMILIES if name.startswith(f)), "other")
+
+
+@contextmanager
+def layer_timer(totals):
+    """Add the seconds spent in each compiled layer call to totals[family] while the block runs."""
+    from . import compiled
+
+    originals = {}
+    names = [n for n in dir(compiled) if "_forward" in n or "_backward" in n or n.endswith("_loss")]
+    for name in names:
+        fn = getattr(compiled, name)
+        family = _family(name)
+
+        def timed(*args, _fn=fn, _family=family):
+            start = time.perf_counter()
+            try:
+                return _fn(*args)
+            finally:
+                totals[_family] += time.perf_counter() - start
+
+        originals[name] = fn
+        setattr(compiled, name, timed)
+    try:
+        yield totals
+    finally:
+        for name, fn in originals.items():
+            setattr(compiled, name, fn)
+
+
+# ------------------------------------------------------------------------------------------------ the models
+
+
+def _threelayer(torch, quick):
+    from .classifiers.cnn import ThreeLayerConvNet
+
+    np.random.seed(0)
+    model = ThreeLayerConvNet(dtype=np.float32)  # the starter's defaults: 32 7x7 filters, hidden 100, 10 classes
+    p = model.params
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 7, padding=3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(32 * 16 * 16, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10),
+    )
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(p["W1"]))
+        net[0].bias.copy_(torch.from_numpy(p["b1"]))
+        net[4].weight.copy_(torch.from_numpy(p["W2"].T.copy()))
+        net[4].bias.copy_(torch.from_numpy(p["b2"]))
+        net[6].weight.copy_(torch.from_numpy(p["W3"].T.copy()))
+        net[6].bias.copy_(torch.from_numpy(p["b3"]))
+    return model, net, (16 if quick else 64, 3, 32, 32)
+
+
+def _fc5(torch, quick, keep=0.5):
+    from .classifiers.fc_net import FullyConnectedNet
+
+    np.random.seed(0)
+    hidden = [512] * 4
+    model = FullyConnectedNet(hidden, input_dim=3072, num_classes=10, dropout=keep, normalization="batchnorm",
+                              weight_scale="he", dtype=np.float32, seed=None)
+    layers, dims = [], [3072] + hidden
+    for i in range(4):
+        layers += [torch.nn.Linear(dims[i], dims[i + 1]), torch.nn.BatchNorm1d(dims[i + 1], eps=1e-5, momentum=0.1),
+                   torch.nn.ReLU()]
+        if keep < 1:
+            layers.append(torch.nn.Dropout(1 - keep))
+    layers.append(torch.nn.Linear(512, 10))
+    net = torch.nn.Sequential(*layers)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for i, linear in enumerate(linears, start=1):
+            linear.weight.copy_(torch.from_numpy(model.params[f"W{i}"].T.copy()))
+            linear.bias.copy_(torch.from_numpy(model.params[f"b{i}"]))
+    return model, net, (32 if quick else 256, 3072)
+
+
+MODELS = {"threelayer_convnet": _threelayer, "fc5_batchnorm_dropout": _fc5}
+
+
+def _batches(shape, count=4):
+    rng = np.random.default_rng(1)
+    return [(rng.standard_normal(shape).astype(np.float32), rng.integers(0, 10, shape[0])) for _ in range(count)]
+
+
+def _fastnn_step(model, configs):
+    def step(X, y):
+        loss, grads = model.loss(X, y)
+        for name, w in model.params.items():
+            model.params[name], configs[name] = optim.adam(w, grads[name], configs[name])
+        return loss
+
+    return step
+
+
+def _torch_step(torch, net):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    net.train()
+
+    def step(X, y):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(X), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def first_step_losses(name, quick=False):
+    """(fastnn loss, torch loss) of the first step from the same weights and batch, dropout off."""
+    torch = _torch()
+    build = MODELS[name]
+    model, net, shape = build(torch, quick, keep=1.0) if name.startswith("fc5") else build(torch, quick)
+    X, y = _batches(shape, 1)[0]
+    configs = {k: {"learning_rate": 1e-3} for k in model.params}
+    with options(backend="jit"):
+        ours = _fastnn_step(model, configs)(X, y)
+    theirs = _torch_step(torch, net)(torch.from_numpy(X), torch.from_numpy(y))
+    return float(ours), float(theirs)
+
+
+def time_model(name, threads, quick=False, rounds=None):
+    torch = _torch()
+    model, net, shape = MODELS[name](torch, quick)
+    batches = _batches(shape)
+    torch_batches = [(torch.from_numpy(X), torch.from_numpy(y)) for X, y in batches]
+    configs = {k: {"learning_rate": 1e-3} for k in model.params}
+    ours, theirs = _fastnn_step(model, configs), _torch_step(torch, net)
+    counter = {"ours": 0, "theirs": 0}
+
+    def run_ours():
+        with options(backend="jit"):
+            ours(*batches[counter["ours"] % len(batches)])
+        counter["ours"] += 1
+
+    def run_theirs():
+        theirs(*torch_batches[counter["theirs"] % len(torch_batches)])
+        counter["theirs"] += 1
+
+    with ExitStack() as stack:
+        _thread_limits(stack, threads)
+        samples = measure({"fastnn": run_ours, "torch": run_theirs}, rounds or (3 if quick else 9))
+        totals = defaultdict(float)
+        with layer_timer(totals):
+            start = time.perf_counter()
+            run_ours()
+            step_seconds = time.perf_counter() - start
+    breakdown = dict(totals)
+    breakdown["optimizer and python"] = step_seconds - sum(totals.values())
+    return {
+        "model": name, "threads": threads, "batch": shape,
+        "fastnn_ms": 1e3 * float(np.median(samples["fastnn"])), "torch_ms": 1e3 * float(np.median(samples["torch"])),
+        "fastnn_over_torch": float(np.median(np.divide(samples["fastnn"], samples["torch"]))),
+        "breakdown_ms": {k: 1e3 * v for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1])},
+    }
+
+
+def train_epoch_seconds(quick=False):
+    """Seconds of one epoch of the `fastnn train` default (ThreeLayerConvNet on the digits), kernels warm."""
+    from .commands.train import build_model, load_data
+    from .solver import Solver
+
+    data = load_data("digits")
+    num_classes = int(data["y_train"].max()) + 1
+    model = build_model("cnn", data["X_train"].shape[1:], num_classes)
+    with options(backend="jit"):
+        warm = Solver(model, data, update_rule="adam", num_epochs=1, batch_size=50, verbose=False, seed=0,
+                      num_train_samples=200)
+        warm._step()
+        solver = Solver(model, data, update_rule="adam", num_epochs=1, batch_size=50, verbose=False, seed=0,
+                        num_train_samples=None)
+        start = time.perf_counter()
+        solver.train()
+        return time.perf_counter() - start
+
+
+def run(threads=(1, 2), quick=False, rounds=None):
+    torch = _torch()
+    if torch is None:
+        return {"skipped": "PyTorch is not installed: `pip install torch` (CPU) to compare end to end"}
+    report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick)}
+    for name in MODELS:
+        ours, theirs = first_step_losses(name, quick)
+        if not abs(ours - theirs) <= 1e-4 * max(1.0, abs(theirs)):
+            raise AssertionError(f"{name}: first-step losses differ, fastnn {ours!r} vs torch {theirs!r}")
+        report["first_step_losses"][name] = (ours, theirs)
+    for name in MODELS:
+        for n in threads:
+            report["steps"].append(time_model(name, n, quick, rounds))
+    return report
+
+
+def format_report(report):
+    if "skipped" in report:
+        return report["skipped"]
+    lines = ["end to end, float32, one train step = forward + backward + Adam update (medians, ratio per round)"]
+    for name, (ours, theirs) in report["first_step_losses"].items():
+        lines.append(f"  first-step loss {name}: fastnn {ours:.6f}, torch {theirs:.6f} (dropout off)")
+    lines.append(f"{'model':<24} {'batch':<18} {'threads':>7} {'fastnn':>10} {'torch':>10} {'fastnn/torch':>13}")
+    for r in report["steps"]:
+        lines.append(f"{r['model']:<24} {str(tuple(r['batch'])):<18} {r['threads']:>7} {r['fastnn_ms']:>8.1f}ms "
+                     f"{r['torch_ms']:>8.1f}ms {r['fastnn_over_torch']:>13.3f}")
+    for r in report["steps"]:
+        if r["threads"] == 1:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items())
+            lines.append(f"where a 1-thread fastnn step of {r['model']} goes (ms): {parts}")
+    lines.append(f"`fastnn train` default: one epoch in {report['train_epoch_seconds']:.2f} s (kernels warm)")
+    return "\n".join(lines)
