@@ -182,11 +182,34 @@ def adam(w, dw, config=None):
     _check_state(fn, config, "v", w)
     beta1, beta2 = _hyper(fn, config, "beta1"), _hyper(fn, config, "beta2")
     t = check.integer(fn, "config['t']", config["t"], minimum=0) + 1
-    m = beta1 * config["m"] + (1 - beta1) * dw
-    v = beta2 * config["v"] + (1 - beta2) * dw * dw
-    m_hat = m / (1 - beta1**t)
-    v_hat = v / (1 - beta2**t)
     lr, eps = _hyper(fn, config, "learning_rate"), _hyper(fn, config, "epsilon")
-    next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    if _use_kernels():
+        next_w, m, v = _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t)
+    else:
+        m = beta1 * config["m"] + (1 - beta1) * dw
+        v = beta2 * config["v"] + (1 - beta2) * dw * dw
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
     config["t"], config["m"], config["v"] = t, m, v
     return next_w, config
+
+
+def _use_kernels():
+    from ._options import current
+
+    return current().backend in ("auto", "jit")
+
+
+def _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t):
+    """The same update in one pass (fastnn.kernels.optim.adam); new arrays, nothing written in place."""
+    from ._options import current
+    from .kernels import optim as K
+    from .kernels._jit import variant
+
+    m_in = np.ascontiguousarray(config["m"])
+    v_in = np.ascontiguousarray(config["v"])
+    next_w, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
+    variant(K.adam, current().parallel)(w.reshape(-1), dw.reshape(-1), m_in.reshape(-1), v_in.reshape(-1), beta1,
+                                        beta2, lr, eps, t, next_w.reshape(-1), m.reshape(-1), v.reshape(-1))
+    return next_w, m, v

@@ -209,3 +209,23 @@ def test_reductions_are_identical_run_to_run():
     for run in runs[1:]:
         for a, b in zip(run, runs[0]):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_matches_the_numpy_update(dtype):
+    from fastnn import optim
+
+    w, dw = randn(30, 7, dtype=dtype, seed=1), randn(30, 7, dtype=dtype, seed=2)
+    results = {}
+    for backend in ("reference", "jit"):
+        config = {"learning_rate": 1e-2}
+        with fastnn.options(backend=backend):
+            next_w = w
+            for _ in range(3):
+                next_w, config = optim.adam(next_w, dw, config)
+        results[backend] = (next_w, config)
+    (w_ref, c_ref), (w_jit, c_jit) = results["reference"], results["jit"]
+    assert w_jit.dtype == dtype and c_jit["m"].dtype == dtype and c_jit["t"] == c_ref["t"] == 3
+    assert_close(w_jit, w_ref, dtype=dtype)
+    assert_close(c_jit["v"], c_ref["v"], dtype=dtype)
+    np.testing.assert_array_equal(w, randn(30, 7, dtype=dtype, seed=1))  # inputs untouched
