@@ -2,6 +2,7 @@
 beside a user's own numba prange function: no abort, results equal to the serial run. Each scenario runs in a
 subprocess so that an abort fails the test instead of killing pytest."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -78,8 +79,14 @@ SCENARIOS = {
 }
 
 
+@pytest.fixture(scope="module")
+def shared_numba_cache(tmp_path_factory):
+    """One on-disk kernel cache for every scenario's processes: each compiles once, not once per process."""
+    return {**os.environ, "FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba-cache"))}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_kernels_run_concurrently_without_aborting(tmp_path, scenario):
+def test_kernels_run_concurrently_without_aborting(tmp_path, scenario, shared_numba_cache):
     script = tmp_path / f"{scenario}.py"
     body = textwrap.dedent(SCENARIOS[scenario])
     if scenario == "spawn":  # spawn workers import the script as a module: keep step() at module level
@@ -87,6 +94,6 @@ def test_kernels_run_concurrently_without_aborting(tmp_path, scenario):
     else:
         script.write_text(COMMON + body + 'print("ok")\n')
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+                            cwd=tmp_path, env=shared_numba_cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
