@@ -2,8 +2,8 @@
 
 CIFAR-10's python batches are pickles. fastnn reads every pickle with a restricted unpickler that admits only
 what the NumPy array reconstruction and builtin containers need; anything else (a pickle that would import a
-module or call a function) is refused with an UnsafePickleError naming the file. Nothing here calls
-pickle.load or np.load(allow_pickle=True).
+module or call a function) is refused with an UnsafePickleError naming the file. Nothing here uses the
+unrestricted pickle loader, and np.load always runs with pickles disallowed.
 """
 
 import builtins

@@ -37,26 +37,27 @@ _serial_lock = threading.Lock()
 _cache_warned = False
 
 
-def _options(parallel, fastmath):
+def _options(parallel, fast_sums):
     return dict(
         nogil=True,
         cache=CACHE,
         parallel=parallel,
-        fastmath=set(FASTMATH) if fastmath else False,
+        fastmath=set(FASTMATH) if fast_sums else False,
         error_model="numpy",
     )
 
 
-def kernel(function=None, *, parallel=False, fastmath=False):
-    """Decorate a kernel: `@kernel` (serial) or `@kernel(parallel=True)` (disjoint writes only)."""
+def kernel(function=None, *, parallel=False, fast_sums=False):
+    """Decorate a kernel: `@kernel` (serial) or `@kernel(parallel=True)` (disjoint writes only);
+    fast_sums=True compiles with FASTMATH, for kernels whose inner loop sums along a row."""
 
     def decorate(fn):
         try:
-            return numba.njit(**_options(parallel, fastmath))(fn)
+            return numba.njit(**_options(parallel, fast_sums))(fn)
         except (OSError, RuntimeError) as error:  # numba checks the cache directory at decoration time
             if not CACHE:
                 raise
-            options = _options(parallel, fastmath)
+            options = _options(parallel, fast_sums)
             options["cache"] = False
             global _cache_warned
             if not _cache_warned:

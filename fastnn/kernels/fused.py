@@ -65,7 +65,7 @@ def normalise_relu(a, mean, invstd, gamma, beta, xhat, out):
             out[i, d] = 0 if y <= 0 else y
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def bias_row_normalise_relu(a, b, gamma, beta, eps, xhat, out, mean, invstd):
     """Layernorm variant: a += b in place, then per-row statistics, xhat and out = relu(gamma * xhat + beta)."""
     N, D = a.shape
@@ -141,7 +141,7 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
         db[d] = s
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
     """da = the layernorm backward of dy = dout * (out > 0), per row; db[d] = sum over rows of da (float64)."""
     N, D = dout.shape

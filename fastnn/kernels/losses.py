@@ -7,7 +7,7 @@ from numba import prange
 from ._jit import kernel
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def softmax_loss(x, y, row_loss, dx):
     """row_loss[i] = -log softmax(x[i])[y[i]] (row-max shifted); dx = (softmax - onehot) / N."""
     N, C = x.shape
@@ -26,7 +26,7 @@ def softmax_loss(x, y, row_loss, dx):
         dx[i, y[i]] -= 1.0 / N
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def svm_loss(x, y, row_loss, dx):
     """row_loss[i] = sum over c != y[i] of max(0, x[i, c] - x[i, y[i]] + 1); dx the hinge gradient / N."""
     N, C = x.shape

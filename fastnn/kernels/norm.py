@@ -88,7 +88,7 @@ def batchnorm_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
                 dx[i, d] = k * dout[i, d]
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def row_normalise(x, gamma, beta, eps, xhat, out, mean, invstd):
     """Layernorm: per row statistics (two passes over the row, float64), then xhat and out per feature."""
     N, D = x.shape
@@ -110,7 +110,7 @@ def row_normalise(x, gamma, beta, eps, xhat, out, mean, invstd):
             out[i, d] = gamma[d] * h + beta[d]
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def row_normalise_dx(dout, xhat, gamma, invstd, dx):
     """Layernorm backward per row: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma."""
     N, D = dout.shape
@@ -127,7 +127,7 @@ def row_normalise_dx(dout, xhat, gamma, invstd, dx):
             dx[i, d] = invstd[i] * (dout[i, d] * gamma[d] - s - xhat[i, d] * q)
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def channel_moments(x, mean, var):
     """mean[c], var[c] (float64) of x (N, C, P) over (N, P): one channel per task."""
     N, C, P = x.shape
@@ -159,7 +159,7 @@ def channel_normalise(x, mean, invstd, gamma, beta, xhat, out):
             out[n, c, k] = gamma[c] * h + beta[c]
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def channel_sums(dout, xhat, dbeta, dgamma):
     """dbeta[c], dgamma[c]: sums over (N, P) of dout and dout * xhat, one channel per task."""
     N, C, P = dout.shape
@@ -191,7 +191,7 @@ def channel_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
                 dx[n, c, j] = k * dout[n, c, j]
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def group_normalise(x, G, gamma, beta, eps, xhat, out, mean, invstd):
     """Groupnorm forward, x (N, C, P): statistics per (n, group of C/G channels), one group per task."""
     N, C, P = x.shape
@@ -219,7 +219,7 @@ def group_normalise(x, G, gamma, beta, eps, xhat, out, mean, invstd):
                 out[n, c, k] = gamma[c] * h + beta[c]
 
 
-@kernel(parallel=True, fastmath=True)
+@kernel(parallel=True, fast_sums=True)
 def group_dx(dout, xhat, G, gamma, invstd, dx):
     """Groupnorm backward per (n, group): dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma."""
     N, C, P = dout.shape
