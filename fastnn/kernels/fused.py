@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS
+from .norm import CHUNKS, moments_from_sums, sum_chunks
 
 
 @kernel(parallel=True)
@@ -33,15 +33,9 @@ def add_bias_column_moments(a, b, mean, var):
                 shifted = np.float64(v) - shift[d]
                 s[d] += shifted
                 q[d] += shifted * shifted
-    for d in range(D):
-        s = 0.0
-        q = 0.0
-        for t in range(chunks):
-            s += partial[t, 0, d]
-            q += partial[t, 1, d]
-        m = s / N
-        mean[d] = shift[d] + m
-        var[d] = max(q / N - m * m, 0.0)
+    sum_chunks(partial, 0, mean)
+    sum_chunks(partial, 1, var)
+    moments_from_sums(shift, N, mean, var)
 
 
 @kernel(parallel=True)
@@ -104,14 +98,8 @@ def relu_column_sums(dout, out, xhat, dbeta, dgamma):
                 g = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0  # a select, not a branch: it vectorises
                 s[d] += g
                 q[d] += g * xhat[i, d]
-    for d in range(D):
-        s = 0.0
-        q = 0.0
-        for t in range(chunks):
-            s += partial[t, 0, d]
-            q += partial[t, 1, d]
-        dbeta[d] = s
-        dgamma[d] = q
+    sum_chunks(partial, 0, dbeta)
+    sum_chunks(partial, 1, dgamma)
 
 
 @kernel(parallel=True)
@@ -119,7 +107,7 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
     """da = the batchnorm backward of dy = dout * (out > 0); db[d] = sum over rows of da (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
-    partial = np.zeros((chunks, D))
+    partial = np.zeros((chunks, 1, D))
     scale = np.empty(D)  # d(out)/d(xhat) per feature, and the batch terms of the train formula
     shift = np.zeros(D)
     for d in range(D):
@@ -127,18 +115,14 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
         if train:
             shift[d] = scale[d] * dbeta[d] / N
     for t in prange(chunks):
-        acc = partial[t]
+        acc = partial[t, 0]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
                 dy = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0
                 v = scale[d] * (dy - xhat[i, d] * dgamma[d] / N) - shift[d] if train else scale[d] * dy
                 da[i, d] = v
                 acc[d] += v
-    for d in range(D):
-        s = 0.0
-        for t in range(chunks):
-            s += partial[t, d]
-        db[d] = s
+    sum_chunks(partial, 0, db)
 
 
 @kernel(parallel=True, fast_sums=True)
@@ -146,9 +130,9 @@ def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
     """da = the layernorm backward of dy = dout * (out > 0), per row; db[d] = sum over rows of da (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
-    partial = np.zeros((chunks, D))
+    partial = np.zeros((chunks, 1, D))
     for t in prange(chunks):
-        acc = partial[t]
+        acc = partial[t, 0]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             s = 0.0
             q = 0.0
@@ -164,8 +148,4 @@ def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
                 v = invstd[i] * (g - s - xhat[i, d] * q)
                 da[i, d] = v
                 acc[d] += v
-    for d in range(D):
-        s = 0.0
-        for t in range(chunks):
-            s += partial[t, d]
-        db[d] = s
+    sum_chunks(partial, 0, db)

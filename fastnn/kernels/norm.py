@@ -15,29 +15,45 @@ from ._jit import kernel
 CHUNKS = 16
 
 
+@kernel
+def sum_chunks(partial, k, out):
+    """out[d] = the sum over chunks t of partial[t, k, d], in chunk order: the same at any thread count."""
+    for d in range(out.shape[0]):
+        total = 0.0
+        for t in range(partial.shape[0]):
+            total += partial[t, k, d]
+        out[d] = total
+
+
+@kernel
+def moments_from_sums(shift, n, mean, var):
+    """mean and (biased) var from the sums of (x - shift) in mean and of its square in var, in place."""
+    for d in range(mean.shape[0]):
+        m = mean[d] / n
+        var[d] = max(var[d] / n - m * m, 0.0)
+        mean[d] = shift[d] + m
+
+
 @kernel(parallel=True)
 def column_moments(x, mean, var):
     """mean[d], var[d] (float64) of x (N, D) over its rows; biased variance, as np.var."""
     N, D = x.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, 2, D))
+    shift = np.empty(D)
+    for d in range(D):
+        shift[d] = x[0, d]
     for t in prange(chunks):
         s = partial[t, 0]
         q = partial[t, 1]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
-                v = np.float64(x[i, d]) - x[0, d]
+                v = x[i, d] - shift[d]
                 s[d] += v
                 q[d] += v * v
-    for d in range(D):
-        s = 0.0
-        q = 0.0
-        for t in range(chunks):
-            s += partial[t, 0, d]
-            q += partial[t, 1, d]
-        m = s / N
-        mean[d] = x[0, d] + m
-        var[d] = max(q / N - m * m, 0.0)
+    sum_chunks(partial, 0, mean)
+    sum_chunks(partial, 1, var)
+    moments_from_sums(shift, N, mean, var)
 
 
 @kernel(parallel=True)
@@ -54,14 +70,8 @@ def column_sums(dout, xhat, dbeta, dgamma):
                 g = np.float64(dout[i, d])
                 s[d] += g
                 q[d] += g * xhat[i, d]
-    for d in range(D):
-        s = 0.0
-        q = 0.0
-        for t in range(chunks):
-            s += partial[t, 0, d]
-            q += partial[t, 1, d]
-        dbeta[d] = s
-        dgamma[d] = q
+    sum_chunks(partial, 0, dbeta)
+    sum_chunks(partial, 1, dgamma)
 
 
 @kernel(parallel=True)
