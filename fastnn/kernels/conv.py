@@ -37,8 +37,12 @@ def _im2col_row(x, c, kh, kw, stride, pad, H_out, W_out, row):
             src = x[n, c, h]
             for j in range(lo):
                 row[base + j] = 0
-            if stride == 1:  # a contiguous run: a block copy
-                row[base + lo:base + hi] = src[lo + offset:hi + offset]
+            if stride == 1:  # a contiguous run; copied between views, so the loop index starts at 0 and it
+                # vectorises (slice assignment would compile numba's shape-error formatting: seconds, cold)
+                dst = row[base + lo:base + hi]
+                run = src[lo + offset:hi + offset]
+                for j in range(dst.shape[0]):
+                    dst[j] = run[j]
             else:
                 for j in range(lo, hi):
                     row[base + j] = src[j * stride + offset]
