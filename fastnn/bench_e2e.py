@@ -195,18 +195,27 @@ def train_epoch_seconds(quick=False):
         return time.perf_counter() - start
 
 
+def max_threads():
+    """Threads numba may use in this process (CPU affinity and NUMBA_NUM_THREADS bound it)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def run(threads=(1, 2), quick=False, rounds=None):
     torch = _torch()
     if torch is None:
         return {"skipped": "PyTorch is not installed: `pip install torch` (CPU) to compare end to end"}
-    report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick)}
+    usable = [n for n in threads if n <= max_threads()]
+    report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick),
+              "threads_skipped": [n for n in threads if n not in usable]}
     for name in MODELS:
         ours, theirs = first_step_losses(name, quick)
         if not abs(ours - theirs) <= 1e-4 * max(1.0, abs(theirs)):
             raise AssertionError(f"{name}: first-step losses differ, fastnn {ours!r} vs torch {theirs!r}")
         report["first_step_losses"][name] = (ours, theirs)
     for name in MODELS:
-        for n in threads:
+        for n in usable:
             report["steps"].append(time_model(name, n, quick, rounds))
     return report
 
@@ -225,5 +234,7 @@ def format_report(report):
         if r["threads"] == 1:
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items())
             lines.append(f"where a 1-thread fastnn step of {r['model']} goes (ms): {parts}")
+    for n in report.get("threads_skipped", []):
+        lines.append(f"{n} threads skipped: this process may use {max_threads()} (CPU affinity or NUMBA_NUM_THREADS)")
     lines.append(f"`fastnn train` default: one epoch in {report['train_epoch_seconds']:.2f} s (kernels warm)")
     return "\n".join(lines)

@@ -42,3 +42,25 @@ def test_report_formats_every_op_name():
     }
     text = format_report(report)
     assert "max pool 2x2/2" in text and "threadpoolctl not installed" in text
+
+
+def test_e2e_report_names_skipped_thread_counts():
+    from fastnn import bench_e2e
+
+    report = {
+        "first_step_losses": {"ThreeLayerConvNet": (2.302588, 2.302588)},
+        "steps": [{"model": "ThreeLayerConvNet", "batch": (64, 3, 32, 32), "threads": 1, "fastnn_ms": 60.0,
+                   "torch_ms": 40.0, "fastnn_over_torch": 1.5, "breakdown_ms": {"conv": 50.0}}],
+        "train_epoch_seconds": 1.5,
+        "threads_skipped": [2],
+    }
+    text = bench_e2e.format_report(report)
+    assert "2 threads skipped" in text and "1.500" in text and "conv 50.0" in text
+
+
+def test_e2e_without_torch_says_how_to_get_it(monkeypatch):
+    from fastnn import bench_e2e
+
+    monkeypatch.setattr(bench_e2e, "_torch", lambda: None)
+    report = bench_e2e.run()
+    assert "pip install torch" in bench_e2e.format_report(report)
