@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -33,8 +34,25 @@ THREAD_POOL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_kernels_called_from_eight_threads_do_not_abort():
-    result = subprocess.run([sys.executable, "-c", THREAD_POOL_SCRIPT], capture_output=True, text=True, timeout=600)
+def _omp_layer_available():
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("layer", [
+    None,  # fastnn's choice, workqueue: calls off the main thread run the serial kernels
+    pytest.param("omp", marks=pytest.mark.skipif(not _omp_layer_available(), reason="numba has no omp layer here")),
+])
+def test_kernels_called_from_eight_threads_do_not_abort(layer):
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if layer:
+        env["NUMBA_THREADING_LAYER"] = layer
+    result = subprocess.run([sys.executable, "-c", THREAD_POOL_SCRIPT], capture_output=True, text=True, timeout=600,
+                            env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
 
@@ -62,3 +80,27 @@ def test_warmup_rejects_unknown_families_and_dtypes():
         fastnn.warmup(ops=["attention"])
     with pytest.raises(ValueError, match="float32 or float64"):
         fastnn.warmup(dtypes=("int8",))
+
+
+LAYER_SCRIPT = textwrap.dedent("""
+    import numpy as np, numba
+    from fastnn.layers import relu_forward
+    import fastnn
+    with fastnn.options(backend="jit"):
+        relu_forward(np.ones(1000))
+    print(numba.threading_layer())
+""")
+
+
+@pytest.mark.parametrize("chosen", [None, "workqueue", "omp"])
+def test_threading_layer_is_workqueue_unless_the_user_chose_one(chosen):
+    if chosen == "omp" and not _omp_layer_available():
+        pytest.skip("numba has no omp layer here")
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if chosen:
+        env["NUMBA_THREADING_LAYER"] = chosen
+    result = subprocess.run([sys.executable, "-c", LAYER_SCRIPT], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == (chosen or "workqueue")
