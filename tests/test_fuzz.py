@@ -119,9 +119,10 @@ def _check_norm(case):
     assert_close(jit[0], ref[0], dtype=dtype, rtol=1e-3 if dtype == "float32" else None)
     for g, r in zip(jit[1:], ref[1:]):
         # float32 statistics of data offset by up to 50 x its spread lose ~3 digits to cancellation; with one or
-        # two samples per statistic dx is zero in exact arithmetic, so it is held to the scale of dout (~1)
+        # two samples per statistic dx is zero in exact arithmetic and both sides return rounding noise (up to
+        # 8e-6 in float32 with batchnorm N=2, offset 50), so gradients are held to a scale of at least 1e-2
         assert_close(g, r, dtype=dtype, direction="backward", rtol=2e-3 if dtype == "float32" else None,
-                     floor=1e-3)
+                     floor=1e-2 if dtype == "float32" else 1e-3)
 
 
 @QUICK
