@@ -4,7 +4,7 @@ bias add and db reduction folded in. Mirrors fastnn.reference.conv (im2col, col2
 Each parallel loop hands its task to a serial function (numba optimises a prange body poorly, measured 2-4x).
 """
 
-from numba import prange
+from numba import get_num_threads, prange
 
 from ._jit import kernel
 
@@ -60,36 +60,46 @@ def im2col(x, HH, WW, stride, pad, H_out, W_out, cols):
 
 
 @kernel
-def _col2im_plane(cols, n, c, HH, WW, stride, pad, H_out, W_out, plane):
-    H, W = plane.shape
-    plane[:, :] = 0
-    for kh in range(HH):
-        for kw in range(WW):
-            row = cols[(c * HH + kh) * WW + kw]
-            lo, hi = _valid_columns(kw, stride, pad, W, W_out)
-            offset = kw - pad
-            for i in range(H_out):
-                h = i * stride + kh - pad
-                if h < 0 or h >= H:
-                    continue
-                dst = plane[h]
-                base = (n * H_out + i) * W_out
-                if stride == 1:  # unit stride spelled out, so the compiler vectorises the sum
-                    for j in range(lo, hi):
-                        dst[j + offset] += row[base + j]
-                else:
-                    for j in range(lo, hi):
-                        dst[j * stride + offset] += row[base + j]
+def _col2im_row(row, n0, n1, kh, kw, stride, pad, H_out, W_out, dxc):
+    """Add row (one kernel offset kh, kw) of the column gradient into images n0..n1-1 of dxc (N, H, W)."""
+    H, W = dxc.shape[1], dxc.shape[2]
+    lo, hi = _valid_columns(kw, stride, pad, W, W_out)
+    offset = kw - pad
+    for n in range(n0, n1):
+        for i in range(H_out):
+            h = i * stride + kh - pad
+            if h < 0 or h >= H:
+                continue
+            dst = dxc[n, h]
+            src = row[(n * H_out + i) * W_out:(n * H_out + i + 1) * W_out]
+            if stride == 1:  # views from 0, so the sum vectorises
+                run = dst[lo + offset:hi + offset]
+                part = src[lo:hi]
+                for j in range(run.shape[0]):
+                    run[j] += part[j]
+            else:
+                for j in range(lo, hi):
+                    dst[j * stride + offset] += src[j]
 
 
 @kernel(parallel=True)
 def col2im(cols, HH, WW, stride, pad, H_out, W_out, dx):
     """Mirrors reference.conv.col2im: dx (N, C, H, W) = the sum of each column entry into the input position
-    it was gathered from. One (n, c) plane per task, so writes are disjoint."""
+    it was gathered from. A task is one channel c of a block of images, so writes are disjoint; it reads each of
+    its rows of cols in order (measured 0.5-0.8x the time of one task per (n, c) plane). Every dx entry sums its
+    terms in (kh, kw) order, so the block size, chosen from the thread count, does not change the result."""
     N, C = dx.shape[:2]
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
-        _col2im_plane(cols, n, c, HH, WW, stride, pad, H_out, W_out, dx[n, c])
+    blocks = min(N, max(1, (4 * get_num_threads() + C - 1) // C))
+    per_block = (N + blocks - 1) // blocks
+    for t in prange(C * blocks):
+        c, n0 = t // blocks, (t % blocks) * per_block
+        n1 = min(N, n0 + per_block)
+        dxc = dx[:, c]
+        for n in range(n0, n1):
+            dxc[n, :, :] = 0
+        for kh in range(HH):
+            for kw in range(WW):
+                _col2im_row(cols[(c * HH + kh) * WW + kw], n0, n1, kh, kw, stride, pad, H_out, W_out, dxc)
 
 
 @kernel
