@@ -8,8 +8,10 @@ Read once from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL), 
         ...
 """
 
+import contextvars
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
 BACKENDS = ("auto", "jit", "reference", "verify")
@@ -117,3 +119,23 @@ class options:
     def __repr__(self):
         s = self._settings
         return f"fastnn.options(backend={s.backend!r}, cache={s.cache}, parallel={s.parallel})"
+
+
+_input_gradient = contextvars.ContextVar("fastnn_input_gradient", default=True)
+
+
+def input_gradient_wanted():
+    """False inside `input_gradient(False)`: the backward need not compute dx."""
+    return _input_gradient.get()
+
+
+@contextmanager
+def input_gradient(wanted):
+    """`with input_gradient(False):` the GEMM-based backwards (affine, conv fast, the fused sandwiches) return
+    dx = None instead of computing it. The models use it for their first layer, whose dx (the gradient of the
+    input images) they discard; PyTorch likewise skips the gradient of data. dw, db are unchanged."""
+    token = _input_gradient.set(bool(wanted))
+    try:
+        yield
+    finally:
+        _input_gradient.reset(token)

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .. import init
+from .._options import input_gradient as _input_gradient
 from ..fast_layers import *
 from ..fast_layers import max_pool_backward_fast, max_pool_forward_fast
 from ..layer_utils import *
@@ -115,7 +116,8 @@ class ThreeLayerConvNet:
         grads = {}
         dout2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
         dout1, grads["W2"], grads["b2"] = affine_relu_backward(dout2, cache2)
-        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dout1, cache1)
+        with _input_gradient(False):  # dx of the images is discarded: not computed
+            _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dout1, cache1)
         for name in ("W1", "W2", "W3"):
             grads[name] += reg * p[name]
         return loss, grads
@@ -250,26 +252,28 @@ class ConvNet:
         grads = {}
         dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, scores_cache)
         for i in range(L - 1, self.num_conv_layers, -1):
-            if bn:
-                dout, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
-                    affine_bn_relu_backward(dout, caches[i - 1])
-                )
-            else:
-                dout, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dout, caches[i - 1])
+            with _input_gradient(i > 1):
+                if bn:
+                    dout, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
+                        affine_bn_relu_backward(dout, caches[i - 1])
+                    )
+                else:
+                    dout, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dout, caches[i - 1])
         for i in range(self.num_conv_layers, 0, -1):
             cache = caches[i - 1]
             pooled = self.pools[i - 1]
-            if bn:
-                if pooled:
-                    cache, pool_cache = cache
-                    dout = max_pool_backward_fast(dout, pool_cache)
-                dout, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
-                    conv_bn_relu_backward(dout, cache)
-                )
-            elif pooled:
-                dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_pool_backward(dout, cache)
-            else:
-                dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_backward(dout, cache)
+            if bn and pooled:
+                cache, pool_cache = cache
+                dout = max_pool_backward_fast(dout, pool_cache)
+            with _input_gradient(i > 1):  # the first layer's dx (of the images) is discarded: not computed
+                if bn:
+                    dout, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
+                        conv_bn_relu_backward(dout, cache)
+                    )
+                elif pooled:
+                    dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_pool_backward(dout, cache)
+                else:
+                    dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_backward(dout, cache)
         for name in weight_names:
             grads[name] += reg * p[name]
         return loss, grads

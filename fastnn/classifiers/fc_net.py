@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .. import init
+from .._options import input_gradient as _input_gradient
 from ..layer_utils import *
 from ..layer_utils import (
     affine_bn_relu_backward,
@@ -126,7 +127,8 @@ class TwoLayerNet:
         loss += _l2_penalty(self.params, ("W1", "W2"), reg)
         grads = {}
         dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
-        _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, hidden_cache)
+        with _input_gradient(False):  # dx of the input is discarded: not computed
+            _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, hidden_cache)
         grads["W1"] += reg * self.params["W1"]
         grads["W2"] += reg * self.params["W2"]
         return loss, grads
@@ -281,17 +283,19 @@ class FullyConnectedNet:
         loss += _l2_penalty(p, weight_names, reg)
 
         grads = {}
-        dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, scores_cache)
+        with _input_gradient(L > 1):  # the first layer's dx (of the input) is discarded: not computed
+            dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, scores_cache)
         for i in range(L - 1, 0, -1):
             if self.use_dropout:
                 dout = dropout_backward(dout, dropout_caches[i - 1])
             cache = hidden_caches[i - 1]
-            if self.normalization == "batchnorm":
-                dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_bn_relu_backward(dout, cache)
-            elif self.normalization == "layernorm":
-                dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_ln_relu_backward(dout, cache)
-            else:
-                dout, dW, db = affine_relu_backward(dout, cache)
+            with _input_gradient(i > 1):
+                if self.normalization == "batchnorm":
+                    dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_bn_relu_backward(dout, cache)
+                elif self.normalization == "layernorm":
+                    dout, dW, db, grads[f"gamma{i}"], grads[f"beta{i}"] = affine_ln_relu_backward(dout, cache)
+                else:
+                    dout, dW, db = affine_relu_backward(dout, cache)
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
         for name in weight_names:
             grads[name] += reg * p[name]

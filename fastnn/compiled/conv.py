@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from .._options import current
+from .._options import current, input_gradient_wanted
 from ..kernels import conv as K
 from ..kernels._jit import variant
 
@@ -72,6 +72,8 @@ def _backward(dout, x, w, conv_param, cols):
     db = np.empty(F, dtype=dout.dtype)
     _k(K.nchw_to_rows)(dout.reshape(N, F, -1), rows, db)
     dw = (rows @ cols.T).reshape(w.shape)
+    if not input_gradient_wanted():
+        return None, dw, db
     dcols = _buffer("dcols", cols.shape, dout.dtype)
     np.dot(w.reshape(F, -1).T, rows, out=dcols)
     dx = np.empty(x.shape, dtype=x.dtype)

@@ -5,7 +5,7 @@ The other sandwiches compose the public layers (fastnn.layer_utils) and need no 
 
 import numpy as np
 
-from .._options import current
+from .._options import current, input_gradient_wanted
 from ..kernels import fused as K
 from ..kernels._jit import variant
 from .norm import batch_statistics
@@ -35,7 +35,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
 
 def _affine_backward(da, db64, fc_cache):
     x, w, b = fc_cache
-    dx = (da @ w.T).reshape(x.shape)
+    dx = (da @ w.T).reshape(x.shape) if input_gradient_wanted() else None
     dw = x.reshape(x.shape[0], -1).T @ da
     return dx, dw, db64.astype(da.dtype)
 

@@ -1,5 +1,7 @@
 """Affine layer, pure NumPy."""
 
+from .._options import input_gradient_wanted
+
 __all__ = ["affine_forward", "affine_backward"]
 
 
@@ -16,7 +18,7 @@ def affine_forward(x, w, b):
 def affine_backward(dout, cache):
     """Inputs: dout (N, M), cache (x, w, b). Returns dx (shape of x), dw (D, M), db (M,)."""
     x, w, b = cache
-    dx = (dout @ w.T).reshape(x.shape)
+    dx = (dout @ w.T).reshape(x.shape) if input_gradient_wanted() else None
     dw = x.reshape(x.shape[0], -1).T @ dout
     db = dout.sum(axis=0)
     return dx, dw, db

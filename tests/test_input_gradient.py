@@ -1,0 +1,131 @@
+"""The models skip the gradient of their input (the first layer's dx, which they discard), and nothing else
+changes: the same loss and the same gradients, bit for bit, as computing it."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn._options import input_gradient, input_gradient_wanted
+from fastnn.classifiers import ConvNet, FullyConnectedNet, ThreeLayerConvNet, TwoLayerNet
+from fastnn.fast_layers import conv_backward_fast, conv_forward_fast
+from fastnn.layer_utils import affine_bn_relu_backward, affine_bn_relu_forward, affine_ln_relu_backward
+from fastnn.layer_utils import affine_ln_relu_forward
+from fastnn.layers import affine_backward, affine_forward
+
+BACKENDS = ["reference", "jit"]
+
+
+def _computing_dx_anyway(monkeypatch):
+    """Make every input_gradient(False) block compute dx all the same: the models' grads as if nothing skipped."""
+    import contextlib
+
+    import fastnn.classifiers.cnn as cnn
+    import fastnn.classifiers.fc_net as fc_net
+
+    for module in (cnn, fc_net):
+        monkeypatch.setattr(module, "_input_gradient", lambda wanted: contextlib.nullcontext())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_model", [
+    lambda: TwoLayerNet(input_dim=12, hidden_dim=7, num_classes=4, reg=0.1),
+    lambda: FullyConnectedNet([6, 5], input_dim=12, num_classes=4, reg=0.1, seed=0),
+    lambda: FullyConnectedNet([], input_dim=12, num_classes=4, reg=0.1, seed=0),
+    lambda: FullyConnectedNet([6, 5], input_dim=12, num_classes=4, normalization="batchnorm", seed=0),
+    lambda: FullyConnectedNet([6, 5], input_dim=12, num_classes=4, normalization="layernorm", seed=0),
+], ids=["two_layer", "fc", "fc_no_hidden", "fc_batchnorm", "fc_layernorm"])
+def test_fc_models_skip_only_the_input_gradient(backend, make_model, monkeypatch):
+    X = np.random.default_rng(0).standard_normal((5, 12))
+    y = np.array([0, 1, 2, 3, 1])
+    with fastnn.options(backend=backend):
+        np.random.seed(0)
+        loss, grads = make_model().loss(X, y)
+        _computing_dx_anyway(monkeypatch)
+        np.random.seed(0)
+        loss_full, grads_full = make_model().loss(X, y)
+    assert loss == loss_full
+    assert grads.keys() == grads_full.keys()
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], grads_full[k], err_msg=k)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_model", [
+    lambda: ThreeLayerConvNet(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4,
+                              reg=0.1, dtype=np.float64),
+    lambda: ConvNet(input_dim=(2, 8, 8), num_filters=(3, 4), hidden_dims=(5,), num_classes=4, reg=0.1,
+                    dtype=np.float64),
+    lambda: ConvNet(input_dim=(2, 8, 8), num_filters=(3,), hidden_dims=(5,), num_classes=4,
+                    normalization="batchnorm", dtype=np.float64),
+], ids=["three_layer", "convnet", "convnet_batchnorm"])
+def test_conv_models_skip_only_the_input_gradient(backend, make_model, monkeypatch):
+    X = np.random.default_rng(1).standard_normal((3, 2, 8, 8))
+    y = np.array([0, 3, 1])
+    with fastnn.options(backend=backend):
+        np.random.seed(0)
+        loss, grads = make_model().loss(X, y)
+        _computing_dx_anyway(monkeypatch)
+        np.random.seed(0)
+        loss_full, grads_full = make_model().loss(X, y)
+    assert loss == loss_full
+    for k in grads_full:
+        np.testing.assert_array_equal(grads[k], grads_full[k], err_msg=k)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["verify"])
+def test_layers_return_no_dx_inside_the_block_and_the_same_dw_db(backend):
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((4, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    xa, wa, ba = rng.standard_normal((4, 5)), rng.standard_normal((5, 6)), rng.standard_normal(6)
+    gamma, beta = rng.standard_normal(6), rng.standard_normal(6)
+    with fastnn.options(backend=backend):
+        out, cache = conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        full = conv_backward_fast(out, cache)
+        with input_gradient(False):
+            assert not input_gradient_wanted()
+            skipped = conv_backward_fast(out, cache)
+        assert input_gradient_wanted()
+        assert skipped[0] is None and full[0].shape == x.shape
+        for a, e in zip(skipped[1:], full[1:]):
+            np.testing.assert_array_equal(a, e)
+
+        a, cache = affine_forward(xa, wa, ba)
+        full = affine_backward(a, cache)
+        with input_gradient(False):
+            skipped = affine_backward(a, cache)
+        assert skipped[0] is None
+        for got, want in zip(skipped[1:], full[1:]):
+            np.testing.assert_array_equal(got, want)
+
+        for forward, backward, param in ((affine_bn_relu_forward, affine_bn_relu_backward, {"mode": "train"}),
+                                         (affine_ln_relu_forward, affine_ln_relu_backward, {})):
+            out, cache = forward(xa, wa, ba, gamma, beta, param)
+            full = backward(out, cache)
+            with input_gradient(False):
+                skipped = backward(out, cache)
+            assert skipped[0] is None
+            for got, want in zip(skipped[1:], full[1:]):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_the_block_restores_on_error():
+    with pytest.raises(RuntimeError):
+        with input_gradient(False):
+            raise RuntimeError("boom")
+    assert input_gradient_wanted()
+
+
+def test_the_first_conv_layer_computes_no_col2im(monkeypatch):
+    import fastnn.compiled.conv as compiled_conv
+
+    calls = []
+    real = compiled_conv.K.col2im
+    monkeypatch.setattr(compiled_conv.K, "col2im", lambda *args: calls.append(1) or real(*args))
+    X = np.random.default_rng(3).standard_normal((2, 2, 8, 8))
+    with fastnn.options(backend="jit"):
+        ThreeLayerConvNet(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4,
+                          dtype=np.float64).loss(X, np.array([0, 1]))
+        assert calls == []
+        ConvNet(input_dim=(2, 8, 8), num_filters=(3, 4), hidden_dims=(5,), num_classes=4,
+                dtype=np.float64).loss(X, np.array([0, 1]))
+        assert len(calls) == 1  # the second conv layer's dx is needed
