@@ -65,13 +65,21 @@ def _forward(x, w, b, conv_param):
     return out.reshape(N, F, H_out, W_out), cols
 
 
+def _weight_gradient(rows, cols):
+    """rows (F, M) @ cols.T (M, K). OpenBLAS (SkylakeX kernels, measured here) runs the float32 product faster
+    as (cols @ rows.T).T, 0.66-0.83x the time for the CS231n conv shapes, and the float64 one slower (1.1-1.2x)."""
+    if rows.dtype == np.float32:
+        return np.ascontiguousarray((cols @ rows.T).T)
+    return rows @ cols.T
+
+
 def _backward(dout, x, w, conv_param, cols):
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F = dout.shape[:2]
     rows = _buffer("rows", (F, N * H_out * W_out), dout.dtype)
     db = np.empty(F, dtype=dout.dtype)
     _k(K.nchw_to_rows)(dout.reshape(N, F, -1), rows, db)
-    dw = (rows @ cols.T).reshape(w.shape)
+    dw = _weight_gradient(rows, cols).reshape(w.shape)
     if not input_gradient_wanted():
         return None, dw, db
     dcols = _buffer("dcols", cols.shape, dout.dtype)
