@@ -47,11 +47,22 @@ def _geometry(x, w, conv_param):
     return stride, pad, H_out, W_out
 
 
+def _padded(name, a, pad):
+    """A per-thread scratch of a's shape plus `pad` on each side of every plane (a itself when pad is 0)."""
+    if pad == 0:
+        return a
+    N, C, H, W = a.shape
+    return _buffer(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
+
+
 def _columns(x, w, conv_param):
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     C, HH, WW = w.shape[1:]
     cols = np.empty((C * HH * WW, x.shape[0] * H_out * W_out), dtype=x.dtype)
-    _k(K.im2col)(x, HH, WW, stride, pad, H_out, W_out, cols)
+    xp = _padded("xpad", x, pad)
+    if pad:
+        _k(K.pad_planes)(x, pad, xp)
+    _k(K.im2col)(xp, HH, WW, stride, H_out, W_out, cols)
     return cols, H_out, W_out
 
 
@@ -85,7 +96,7 @@ def _backward(dout, x, w, conv_param, cols):
     dcols = _buffer("dcols", cols.shape, dout.dtype)
     np.dot(w.reshape(F, -1).T, rows, out=dcols)
     dx = np.empty(x.shape, dtype=x.dtype)
-    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, dx)
+    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padded("dxpad", dx, pad), dx)
     return dx, dw, db
 
 
