@@ -42,17 +42,21 @@ def _omp_layer_available():
     return True
 
 
+def _run_with_layer(script, layer):
+    """Run `script` in a fresh interpreter with NUMBA_THREADING_LAYER=layer (unset for None)."""
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if layer:
+        env["NUMBA_THREADING_LAYER"] = layer
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+
+
 @pytest.mark.parametrize("layer", [
     None,  # fastnn's choice, workqueue: calls off the main thread run the serial kernels
     pytest.param("omp", marks=pytest.mark.skipif(not _omp_layer_available(), reason="numba has no omp layer here")),
 ])
 def test_kernels_called_from_eight_threads_do_not_abort(layer):
-    env = dict(os.environ)
-    env.pop("NUMBA_THREADING_LAYER", None)
-    if layer:
-        env["NUMBA_THREADING_LAYER"] = layer
-    result = subprocess.run([sys.executable, "-c", THREAD_POOL_SCRIPT], capture_output=True, text=True, timeout=600,
-                            env=env)
+    result = _run_with_layer(THREAD_POOL_SCRIPT, layer)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
 
@@ -96,11 +100,6 @@ LAYER_SCRIPT = textwrap.dedent("""
 def test_threading_layer_is_workqueue_unless_the_user_chose_one(chosen):
     if chosen == "omp" and not _omp_layer_available():
         pytest.skip("numba has no omp layer here")
-    env = dict(os.environ)
-    env.pop("NUMBA_THREADING_LAYER", None)
-    if chosen:
-        env["NUMBA_THREADING_LAYER"] = chosen
-    result = subprocess.run([sys.executable, "-c", LAYER_SCRIPT], capture_output=True, text=True, timeout=300,
-                            env=env)
+    result = _run_with_layer(LAYER_SCRIPT, chosen)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == (chosen or "workqueue")

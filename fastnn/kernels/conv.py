@@ -19,14 +19,19 @@ def _zero_plane(plane):
 
 
 @kernel
-def _pad_plane(src, pad, dst):
-    H, W = src.shape
-    _zero_plane(dst)
+def _copy_window(src, sh, sw, dst, dh, dw, H, W):
+    """dst[dh:dh+H, dw:dw+W] = src[sh:sh+H, sw:sw+W], row by row between views (so it vectorises)."""
     for h in range(H):
-        run = dst[h + pad, pad:pad + W]
-        line = src[h]
+        a = src[sh + h, sw:sw + W]
+        b = dst[dh + h, dw:dw + W]
         for j in range(W):
-            run[j] = line[j]
+            b[j] = a[j]
+
+
+@kernel
+def _pad_plane(src, pad, dst):
+    _zero_plane(dst)
+    _copy_window(src, 0, 0, dst, pad, pad, src.shape[0], src.shape[1])
 
 
 @kernel
@@ -105,17 +110,7 @@ def col2im(cols, HH, WW, stride, pad, H_out, W_out, dxp, dx):
                 _col2im_row(cols[(c * HH + kh) * WW + kw], n0, n1, kh, kw, stride, H_out, W_out, dxp_c)
         if pad > 0:
             for n in range(n0, n1):
-                _crop_plane(dxp_c[n], pad, dx[n, c])
-
-
-@kernel
-def _crop_plane(src, pad, dst):
-    H, W = dst.shape
-    for h in range(H):
-        run = src[h + pad, pad:pad + W]
-        line = dst[h]
-        for j in range(W):
-            line[j] = run[j]
+                _copy_window(dxp_c[n], pad, pad, dx[n, c], 0, 0, H, W)
 
 
 @kernel
