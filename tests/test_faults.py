@@ -90,6 +90,15 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def test_every_kernel_can_be_written_to_the_cache(tmp_path):
+    """A kernel numba cannot cache (one calling numba.get_num_threads, say) would recompile in every process
+    with FASTNN_CACHE=1 and say so only in a NumbaWarning."""
+    code = "import warnings, fastnn\nwarnings.simplefilter('always')\nfastnn.warmup(dtypes=('float64',))\nprint('ok')"
+    result = _python(code, timeout=600, FASTNN_CACHE="1", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    assert "Cannot cache" not in result.stderr, result.stderr[-2000:]
+
+
 def test_a_writer_killed_mid_checkpoint_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "ckpt.npz"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)

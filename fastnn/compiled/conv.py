@@ -7,6 +7,7 @@ Scratch buffers that never leave a call (the GEMM result, the column gradient) a
 
 import threading
 
+import numba
 import numpy as np
 
 from .._options import current, input_gradient_wanted
@@ -96,7 +97,10 @@ def _backward(dout, x, w, conv_param, cols):
     dcols = _buffer("dcols", cols.shape, dout.dtype)
     np.dot(w.reshape(F, -1).T, rows, out=dcols)
     dx = np.empty(x.shape, dtype=x.dtype)
-    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padded("dxpad", dx, pad), dx)
+    # enough (channel, image block) tasks for 4 per thread; computed here, not in the kernel, because a kernel
+    # that calls numba.get_num_threads cannot be written to numba's disk cache
+    blocks = -(-4 * numba.get_num_threads() // x.shape[1])
+    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, blocks, _padded("dxpad", dx, pad), dx)
     return dx, dw, db
 
 

@@ -4,7 +4,7 @@ bias add and db reduction folded in. Mirrors fastnn.reference.conv (im2col, col2
 Each parallel loop hands its task to a serial function (numba optimises a prange body poorly, measured 2-4x).
 """
 
-from numba import get_num_threads, prange
+from numba import prange
 
 from ._jit import kernel
 
@@ -90,14 +90,14 @@ def _col2im_row(row, n0, n1, kh, kw, stride, H_out, W_out, dxp_c):
 
 
 @kernel(parallel=True)
-def col2im(cols, HH, WW, stride, pad, H_out, W_out, dxp, dx):
+def col2im(cols, HH, WW, stride, pad, H_out, W_out, blocks, dxp, dx):
     """Mirrors reference.conv.col2im: dx (N, C, H, W) = the sum of each column entry into the input position
     it was gathered from, accumulated in dxp (N, C, H + 2*pad, W + 2*pad; dx itself when pad is 0) and cropped.
     A task is one channel c of a block of images, so writes are disjoint; it reads each of its rows of cols in
-    order (0.5-0.8x the time of one task per plane). Every dx entry sums its terms in (kh, kw) order, so the
-    block size, chosen from the thread count, does not change the result."""
+    order (0.5-0.8x the time of one task per plane). `blocks` (image blocks per channel) is the caller's choice
+    from the thread count: every dx entry sums its terms in (kh, kw) order, so it does not change the result."""
     N, C, H, W = dx.shape
-    blocks = min(N, max(1, (4 * get_num_threads() + C - 1) // C))
+    blocks = min(N, max(1, blocks))
     per_block = (N + blocks - 1) // blocks
     for t in prange(C * blocks):
         c, n0 = t // blocks, (t % blocks) * per_block
