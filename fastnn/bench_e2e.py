@@ -206,9 +206,10 @@ def run(threads=(1, 2), quick=False, rounds=None):
     torch = _torch()
     if torch is None:
         return {"skipped": "PyTorch is not installed: `pip install torch` (CPU) to compare end to end"}
-    usable = [n for n in threads if n <= max_threads()]
+    limit = max_threads()
+    usable = [n for n in threads if n <= limit]
     report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick),
-              "threads_skipped": [n for n in threads if n not in usable]}
+              "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit}
     for name in MODELS:
         ours, theirs = first_step_losses(name, quick)
         if not abs(ours - theirs) <= 1e-4 * max(1.0, abs(theirs)):
@@ -235,6 +236,7 @@ def format_report(report):
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items())
             lines.append(f"where a 1-thread fastnn step of {r['model']} goes (ms): {parts}")
     for n in report.get("threads_skipped", []):
-        lines.append(f"{n} threads skipped: this process may use {max_threads()} (CPU affinity or NUMBA_NUM_THREADS)")
+        limit = report.get("max_threads") or max_threads()
+        lines.append(f"{n} threads skipped: this process may use {limit} (CPU affinity or NUMBA_NUM_THREADS)")
     lines.append(f"`fastnn train` default: one epoch in {report['train_epoch_seconds']:.2f} s (kernels warm)")
     return "\n".join(lines)

@@ -51,9 +51,12 @@ def _run_with_layer(script, layer):
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
 
 
+OMP = pytest.param("omp", marks=pytest.mark.skipif(not _omp_layer_available(), reason="numba has no omp layer here"))
+
+
 @pytest.mark.parametrize("layer", [
     None,  # fastnn's choice, workqueue: calls off the main thread run the serial kernels
-    pytest.param("omp", marks=pytest.mark.skipif(not _omp_layer_available(), reason="numba has no omp layer here")),
+    OMP,
 ])
 def test_kernels_called_from_eight_threads_do_not_abort(layer):
     result = _run_with_layer(THREAD_POOL_SCRIPT, layer)
@@ -96,10 +99,8 @@ LAYER_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("chosen", [None, "workqueue", "omp"])
+@pytest.mark.parametrize("chosen", [None, "workqueue", OMP])
 def test_threading_layer_is_workqueue_unless_the_user_chose_one(chosen):
-    if chosen == "omp" and not _omp_layer_available():
-        pytest.skip("numba has no omp layer here")
     result = _run_with_layer(LAYER_SCRIPT, chosen)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == (chosen or "workqueue")

@@ -2,7 +2,8 @@
 
 Same names, signatures and caches as fastnn.reference.conv. The forward GEMM is w (F, CKK) @ x_cols (CKK, N*P)
 — one large GEMM rather than one skinny GEMM per image — and a kernel moves its result to NCHW with the bias.
-Scratch buffers that never leave a call (the GEMM result, the column gradient) are reused per thread.
+Scratch buffers that never leave a call (the zero-padded input, the GEMM result, the column gradient, the padded
+input gradient) are reused per thread.
 """
 
 import threading
