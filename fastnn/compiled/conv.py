@@ -3,17 +3,16 @@
 Same names, signatures and caches as fastnn.reference.conv. The forward GEMM is w (F, CKK) @ x_cols (CKK, N*P)
 — one large GEMM rather than one skinny GEMM per image — and a kernel moves its result to NCHW with the bias.
 Scratch buffers that never leave a call (the zero-padded input, the GEMM result, the column gradient, the padded
-input gradient) are reused per thread.
+input gradient) are reused per thread, and so is the columns array once the caller has dropped the cache holding
+it (see _memory).
 """
 
-import threading
-
-import numba
 import numpy as np
 
 from .._options import current, input_gradient_wanted
 from ..kernels import conv as K
 from ..kernels._jit import variant
+from ._memory import recycled, scratch
 
 __all__ = [
     "conv_forward_naive", "conv_backward_naive",
@@ -21,21 +20,6 @@ __all__ = [
     "conv_forward_strides", "conv_backward_strides",
     "conv_forward_fast", "conv_backward_fast",
 ]
-
-_scratch = threading.local()
-
-
-def _buffer(name, shape, dtype):
-    """A per-thread scratch array of at least this size, reused across calls (never returned to the caller)."""
-    size = int(np.prod(shape))
-    key = (name, np.dtype(dtype).str)
-    store = getattr(_scratch, "buffers", None)
-    if store is None:
-        store = _scratch.buffers = {}
-    buf = store.get(key)
-    if buf is None or buf.size < size:
-        buf = store[key] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
 
 
 def _k(kernel_fn):
@@ -54,13 +38,13 @@ def _padded(name, a, pad):
     if pad == 0:
         return a
     N, C, H, W = a.shape
-    return _buffer(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
+    return scratch(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
 
 
 def _columns(x, w, conv_param):
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     C, HH, WW = w.shape[1:]
-    cols = np.empty((C * HH * WW, x.shape[0] * H_out * W_out), dtype=x.dtype)
+    cols = recycled((C * HH * WW, x.shape[0] * H_out * W_out), x.dtype)
     xp = _padded("xpad", x, pad)
     if pad:
         _k(K.pad_planes)(x, pad, xp)
@@ -71,7 +55,7 @@ def _columns(x, w, conv_param):
 def _forward(x, w, b, conv_param):
     cols, H_out, W_out = _columns(x, w, conv_param)
     F, N = w.shape[0], x.shape[0]
-    res = _buffer("res", (F, cols.shape[1]), x.dtype)
+    res = scratch("res", (F, cols.shape[1]), x.dtype)
     np.dot(w.reshape(F, -1), cols, out=res)
     out = np.empty((N, F, H_out * W_out), dtype=x.dtype)
     _k(K.bias_to_nchw)(res, b, N, out)
@@ -89,19 +73,16 @@ def _weight_gradient(rows, cols):
 def _backward(dout, x, w, conv_param, cols):
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F = dout.shape[:2]
-    rows = _buffer("rows", (F, N * H_out * W_out), dout.dtype)
+    rows = scratch("rows", (F, N * H_out * W_out), dout.dtype)
     db = np.empty(F, dtype=dout.dtype)
     _k(K.nchw_to_rows)(dout.reshape(N, F, -1), rows, db)
     dw = _weight_gradient(rows, cols).reshape(w.shape)
     if not input_gradient_wanted():
         return None, dw, db
-    dcols = _buffer("dcols", cols.shape, dout.dtype)
+    dcols = scratch("dcols", cols.shape, dout.dtype)
     np.dot(w.reshape(F, -1).T, rows, out=dcols)
     dx = np.empty(x.shape, dtype=x.dtype)
-    # enough (channel, image block) tasks for 4 per thread; computed here, not in the kernel, because a kernel
-    # that calls numba.get_num_threads cannot be written to numba's disk cache
-    blocks = -(-4 * numba.get_num_threads() // x.shape[1])
-    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, blocks, _padded("dxpad", dx, pad), dx)
+    _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padded("dxpad", dx, pad), dx)
     return dx, dw, db
 
 
