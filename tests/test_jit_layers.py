@@ -229,3 +229,36 @@ def test_adam_kernel_matches_the_numpy_update(dtype):
     assert_close(w_jit, w_ref, dtype=dtype)
     assert_close(c_jit["v"], c_ref["v"], dtype=dtype)
     np.testing.assert_array_equal(w, randn(30, 7, dtype=dtype, seed=1))  # inputs untouched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+def test_fused_backward_recomputes_exactly_the_forward_relu_mask(norm, dtype):
+    """The fused backward gates dout by gamma * xhat + beta > 0 recomputed from the cache; it must open exactly
+    where the forward output is positive, also where y lands on zero, an ulp from it, or is NaN."""
+    from fastnn.kernels import fused
+
+    g = np.random.default_rng(5)
+    N, D = 64, 48
+    a = g.standard_normal((N, D)).astype(dtype)
+    a[3, :] = np.nan
+    gamma = g.uniform(0.5, 2, D).astype(dtype)
+    mean, invstd = a[4:].mean(0).astype(dtype), (1 / a[4:].std(0)).astype(dtype)
+
+    def forward(beta):
+        xhat, out = np.empty_like(a), np.empty_like(a)
+        if norm == "batchnorm":
+            fused.normalise_relu(a, mean, invstd, gamma, beta, xhat, out)
+        else:
+            fused.bias_row_normalise_relu(a.copy(), np.zeros(D, dtype), gamma, beta, 1e-5, xhat, out,
+                                          np.empty(N, dtype), np.empty(N, dtype))
+        return xhat, out
+
+    xhat, _ = forward(np.zeros(D, dtype))  # xhat does not depend on beta
+    beta = -(gamma * xhat[7])  # row 7: y = 0 exactly from the stored xhat ...
+    beta[::3] = np.nextafter(beta[::3], dtype(np.inf))  # ... or an ulp above it
+    xhat, out = forward(beta)
+    dbeta, dgamma = np.empty(D), np.empty(D)
+    fused.relu_column_sums(np.ones_like(a), xhat, gamma, beta, dbeta, dgamma)
+    np.testing.assert_array_equal(dbeta, (out > 0).sum(axis=0))
+    assert 0 < (out[7] > 0).sum() < D  # the probe row really sits on the boundary

@@ -1,6 +1,7 @@
 """The fused sandwiches on the compiled path: affine-batchnorm-ReLU and affine-layernorm-ReLU, with the GEMMs in
 BLAS and the rest in fastnn.kernels.fused. Same signatures and caches as fastnn.reference.sandwich: the ReLU part
-of the cache holds the layer's output (same sign as the ReLU input, so either path's backward accepts it).
+of the cache holds the layer's output (same sign as the ReLU input, so either path's backward accepts it); the
+backward here recomputes the ReLU mask from the norm's xhat, gamma and beta instead of reading it.
 The other sandwiches compose the public layers (fastnn.layer_utils) and need no entry here."""
 
 import numpy as np
@@ -42,12 +43,12 @@ def _affine_backward(da, db64, fc_cache):
 
 def affine_bn_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_bn_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
-    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps, mode), relu_out = cache
+    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps, mode), _ = cache
     D = dout.shape[1]
     dbeta, dgamma = np.empty(D), np.empty(D)
-    _k(K.relu_column_sums)(dout, relu_out, xhat, dbeta, dgamma)
+    _k(K.relu_column_sums)(dout, xhat, gamma, beta, dbeta, dgamma)
     da, db = np.empty_like(dout), np.empty(D)
-    _k(K.batchnorm_relu_da)(dout, relu_out, xhat, gamma, invstd, dbeta, dgamma, mode == "train", da, db)
+    _k(K.batchnorm_relu_da)(dout, xhat, gamma, beta, invstd, dbeta, dgamma, mode == "train", da, db)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
 
 
@@ -64,10 +65,10 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
 
 def affine_ln_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_ln_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
-    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), relu_out = cache
+    fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), _ = cache
     D = dout.shape[1]
     dbeta, dgamma = np.empty(D), np.empty(D)
-    _k(K.relu_column_sums)(dout, relu_out, xhat, dbeta, dgamma)
+    _k(K.relu_column_sums)(dout, xhat, gamma, beta, dbeta, dgamma)
     da, db = np.empty_like(dout), np.empty(D)
-    _k(K.layernorm_relu_da)(dout, relu_out, xhat, gamma, invstd, da, db)
+    _k(K.layernorm_relu_da)(dout, xhat, gamma, beta, invstd, da, db)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))

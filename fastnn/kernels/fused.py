@@ -3,7 +3,8 @@ Mirror fastnn.reference.sandwich (affine_bn_relu_*, affine_ln_relu_*).
 
 Forward, batchnorm: [GEMM] -> one pass adding the bias in place and summing moments -> one pass writing xhat and
 out = relu(gamma * xhat + beta). Backward: one pass for the masked column sums (dbeta, dgamma) -> one pass for
-da and db -> [GEMMs]. The ReLU mask is read from the forward output (out > 0 exactly where its input > 0).
+da and db -> [GEMMs]. The ReLU mask is recomputed from xhat (gamma * xhat + beta > 0, the same float operations
+as the forward, so the same bits) rather than read from the output: two streams per pass instead of three.
 Reductions split rows into CHUNKS fixed chunks (as in norm.py), so results do not depend on the thread count.
 """
 
@@ -47,6 +48,20 @@ def add_bias(a, b):
             a[i, d] += b[d]
 
 
+@kernel
+def _scale_shift_relu(h, gamma, beta):
+    """relu(gamma * h + beta), NaN kept. Compiled without fast-math (no FMA contraction) wherever it is
+    inlined, so _relu_open recomputes the same y bit for bit."""
+    y = gamma * h + beta
+    return 0 if y <= 0 else y
+
+
+@kernel
+def _relu_open(h, gamma, beta):
+    """Whether _scale_shift_relu(h, gamma, beta) let the gradient through: gamma * h + beta > 0."""
+    return gamma * h + beta > 0
+
+
 @kernel(parallel=True)
 def normalise_relu(a, mean, invstd, gamma, beta, xhat, out):
     """xhat = (a - mean[d]) * invstd[d]; out = relu(gamma[d] * xhat + beta[d]), NaN kept."""
@@ -55,8 +70,7 @@ def normalise_relu(a, mean, invstd, gamma, beta, xhat, out):
         for d in range(D):
             h = (a[i, d] - mean[d]) * invstd[d]
             xhat[i, d] = h
-            y = gamma[d] * h + beta[d]
-            out[i, d] = 0 if y <= 0 else y
+            out[i, d] = _scale_shift_relu(xhat[i, d], gamma[d], beta[d])
 
 
 @kernel(parallel=True, fast_sums=True)
@@ -78,15 +92,13 @@ def bias_row_normalise_relu(a, b, gamma, beta, eps, xhat, out, mean, invstd):
         mean[i] = m
         invstd[i] = r
         for d in range(D):
-            h = (a[i, d] - m) * r
-            xhat[i, d] = h
-            y = gamma[d] * h + beta[d]
-            out[i, d] = 0 if y <= 0 else y
+            xhat[i, d] = (a[i, d] - m) * r
+            out[i, d] = _scale_shift_relu(xhat[i, d], gamma[d], beta[d])  # from the stored xhat, as backward
 
 
 @kernel(parallel=True)
-def relu_column_sums(dout, out, xhat, dbeta, dgamma):
-    """With dy = dout where out > 0 (else 0): dbeta[d] = sum of dy, dgamma[d] = sum of dy * xhat."""
+def relu_column_sums(dout, xhat, gamma, beta, dbeta, dgamma):
+    """With dy = dout where gamma * xhat + beta > 0 (else 0): dbeta[d] = sum of dy, dgamma[d] = sum of dy * xhat."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, 2, D))
@@ -95,16 +107,18 @@ def relu_column_sums(dout, out, xhat, dbeta, dgamma):
         q = partial[t, 1]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
-                g = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0  # a select, not a branch: it vectorises
+                h = xhat[i, d]
+                g = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0  # a select: it vectorises
                 s[d] += g
-                q[d] += g * xhat[i, d]
+                q[d] += g * h
     sum_chunks(partial, 0, dbeta)
     sum_chunks(partial, 1, dgamma)
 
 
 @kernel(parallel=True)
-def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, db):
-    """da = the batchnorm backward of dy = dout * (out > 0); db[d] = sum over rows of da (float64)."""
+def batchnorm_relu_da(dout, xhat, gamma, beta, invstd, dbeta, dgamma, train, da, db):
+    """da = the batchnorm backward of dy = dout * (gamma * xhat + beta > 0); db[d] = sum over rows of da
+    (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, 1, D))
@@ -118,16 +132,18 @@ def batchnorm_relu_da(dout, out, xhat, gamma, invstd, dbeta, dgamma, train, da, 
         acc = partial[t, 0]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             for d in range(D):
-                dy = np.float64(dout[i, d]) if out[i, d] > 0 else 0.0
-                v = scale[d] * (dy - xhat[i, d] * dgamma[d] / N) - shift[d] if train else scale[d] * dy
+                h = xhat[i, d]
+                dy = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0
+                v = scale[d] * (dy - h * dgamma[d] / N) - shift[d] if train else scale[d] * dy
                 da[i, d] = v
                 acc[d] += v
     sum_chunks(partial, 0, db)
 
 
 @kernel(parallel=True, fast_sums=True)
-def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
-    """da = the layernorm backward of dy = dout * (out > 0), per row; db[d] = sum over rows of da (float64)."""
+def layernorm_relu_da(dout, xhat, gamma, beta, invstd, da, db):
+    """da = the layernorm backward of dy = dout * (gamma * xhat + beta > 0), per row; db[d] = sum over rows of
+    da (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, 1, D))
@@ -137,15 +153,17 @@ def layernorm_relu_da(dout, out, xhat, gamma, invstd, da, db):
             s = 0.0
             q = 0.0
             for d in range(D):
-                if out[i, d] > 0:
+                h = xhat[i, d]
+                if _relu_open(h, gamma[d], beta[d]):
                     g = np.float64(dout[i, d]) * gamma[d]
                     s += g
-                    q += g * xhat[i, d]
+                    q += g * h
             s /= D
             q /= D
             for d in range(D):
-                g = np.float64(dout[i, d]) * gamma[d] if out[i, d] > 0 else 0.0
-                v = invstd[i] * (g - s - xhat[i, d] * q)
+                h = xhat[i, d]
+                g = np.float64(dout[i, d]) * gamma[d] if _relu_open(h, gamma[d], beta[d]) else 0.0
+                v = invstd[i] * (g - s - h * q)
                 da[i, d] = v
                 acc[d] += v
     sum_chunks(partial, 0, db)
