@@ -119,7 +119,7 @@ def bias_to_nchw(res, b, N, out):
         _shift_add(res[f, n * P:(n + 1) * P], b[f], out[n, f])
 
 
-@kernel
+@kernel(fast_sums=True)  # lets LLVM vectorise the float64 sum: 2-3x faster than one add after another
 def _copy_sum(src, dst):
     total = 0.0
     for k in range(src.size):
