@@ -123,8 +123,9 @@ def test_jit_accepts_every_layout(name):
             assert_close(g, g_ref, direction="backward", what=f"{name} {layout} dx")
 
 
-@pytest.mark.parametrize("name", ["batchnorm", "layernorm", "groupnorm", "conv_fast", "conv_naive_stride2",
-                                  "pool_fast", "pool_naive_overlap", "dropout", "affine_bn_relu", "affine_ln_relu"])
+@pytest.mark.parametrize("name", ["batchnorm", "batchnorm_alt", "batchnorm_test", "layernorm", "groupnorm",
+                                  "conv_fast", "conv_naive_stride2", "pool_fast", "pool_naive_overlap", "dropout",
+                                  "affine_bn_relu", "affine_bn_relu_test", "affine_ln_relu"])
 def test_forward_on_one_path_backward_on_the_other(name):
     forward, backward, build = CASES[name]
     args = build(np.float64)
@@ -141,7 +142,9 @@ def test_forward_on_one_path_backward_on_the_other(name):
     for grads in (from_jit_cache, from_ref_cache):
         grads = grads if isinstance(grads, tuple) else (grads,)
         expected_t = expected if isinstance(expected, tuple) else (expected,)
-        assert_close(grads[0], expected_t[0], direction="backward", what=f"{name} dx across paths")
+        for k, (got, want) in enumerate(zip(grads, expected_t)):
+            # floor: the affine db before batchnorm is zero in exact arithmetic (both paths give rounding noise)
+            assert_close(got, want, direction="backward", what=f"{name} gradient {k} across paths", floor=1.0)
 
 
 @pytest.mark.parametrize("name", ["batchnorm", "conv_fast", "pool_fast", "dropout", "affine_ln_relu",
