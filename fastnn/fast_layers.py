@@ -1,8 +1,10 @@
 """The cs231n.fast_layers API: `from fastnn.fast_layers import *` replaces `from cs231n.fast_layers import *`.
 
 No Cython build: every name runs on fastnn's compiled kernels or its NumPy reference (fastnn.options()).
-All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); all fast max pools share
-one implementation and cache ('argmax', (x, pool_param, argmax)). Differences from the starter, on purpose:
+All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); on the compiled path a
+3x3 stride-1 convolution runs as Winograd F(2x2, 3x3) and keeps WinogradTiles in place of x_cols (the reference
+backward rebuilds the columns from x). All fast max pools share one implementation and cache
+('argmax', (x, pool_param, argmax)). Differences from the starter, on purpose:
 - a geometry whose output size is not a whole number is a ValueError (conv_forward_strides floored it);
 - max_pool_backward_reshape routes a tied window's gradient to its first maximum, like every other path
   (the starter's split it equally among the tied elements);
@@ -13,6 +15,7 @@ import numpy as np
 
 from . import _checks as _check
 from ._dispatch import run as _run
+from ._winograd_tiles import WinogradTiles
 from .layers import *  # noqa: F401,F403
 from .layers import _conv_dout, _conv_inputs, _pool_inputs
 
@@ -23,7 +26,10 @@ def _conv_forward(fn, x, w, b, conv_param):
 
 def _conv_backward(fn, dout, cache):
     dout, cache = _conv_dout(fn, dout, cache, 5, "conv_forward_fast")
-    x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
+    if isinstance(cache[4], WinogradTiles):  # the compiled path's 3x3 stride-1 cache
+        x_cols = cache[4]
+    else:
+        x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
     if x_cols.dtype != dout.dtype:
         _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
     return _run("conv_backward_fast", dout, cache[:4] + (x_cols,))

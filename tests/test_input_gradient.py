@@ -99,17 +99,20 @@ def test_the_block_restores_on_error():
     assert input_gradient_wanted()
 
 
-def test_the_first_conv_layer_computes_no_col2im(monkeypatch):
+@pytest.mark.parametrize("filter_size", [3, 5])  # 3: the Winograd path (dinput_tiles); 5: im2col (col2im)
+def test_the_first_conv_layer_computes_no_input_gradient(monkeypatch, filter_size):
     import fastnn.compiled.conv as compiled_conv
+    import fastnn.compiled.winograd as compiled_winograd
 
     calls = []
-    real = compiled_conv.K.col2im
-    monkeypatch.setattr(compiled_conv.K, "col2im", lambda *args: calls.append(1) or real(*args))
+    for module, name in [(compiled_conv.K, "col2im"), (compiled_winograd.K, "dinput_tiles")]:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _real=real: calls.append(1) or _real(*args))
     X = np.random.default_rng(3).standard_normal((2, 2, 8, 8))
     with fastnn.options(backend="jit"):
-        ThreeLayerConvNet(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4,
+        ThreeLayerConvNet(input_dim=(2, 8, 8), num_filters=3, filter_size=filter_size, hidden_dim=5, num_classes=4,
                           dtype=np.float64).loss(X, np.array([0, 1]))
         assert calls == []
-        ConvNet(input_dim=(2, 8, 8), num_filters=(3, 4), hidden_dims=(5,), num_classes=4,
+        ConvNet(input_dim=(2, 8, 8), num_filters=(3, 4), filter_size=filter_size, hidden_dims=(5,), num_classes=4,
                 dtype=np.float64).loss(X, np.array([0, 1]))
         assert len(calls) == 1  # the second conv layer's dx is needed

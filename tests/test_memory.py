@@ -7,6 +7,7 @@ import pytest
 
 from fastnn import fast_layers, options
 from fastnn.compiled import _memory
+from fastnn.testing import assert_close
 
 BIG = (_memory.RECYCLE_MIN_BYTES // 8 + 1,)
 
@@ -56,18 +57,27 @@ def test_scratch_is_reused_and_shaped():
     assert a.shape == (3, 4) and b.shape == (2, 2) and np.shares_memory(a, b)
 
 
+def _kept_array(cache):
+    kept = cache[4]
+    return kept if isinstance(kept, np.ndarray) else kept.V  # x_cols, or the Winograd tiles
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_kept_convolution_cache_survives_later_calls(dtype):
-    """Two forwards with their caches alive, then backward on the first: the columns are not shared."""
+@pytest.mark.parametrize("filter_size", [3, 5])  # Winograd tiles, im2col columns
+def test_a_kept_convolution_cache_survives_later_calls(dtype, filter_size):
+    """Two forwards with their caches alive, then backward on the first: what they keep is not shared."""
     g = np.random.default_rng(0)
-    x1, x2 = (g.standard_normal((16, 16, 24, 24)).astype(dtype) for _ in range(2))
-    w = g.standard_normal((4, 16, 3, 3)).astype(dtype)
+    x1, x2 = (g.standard_normal((16, 16, 32, 32)).astype(dtype) for _ in range(2))
+    w = g.standard_normal((4, 16, filter_size, filter_size)).astype(dtype)
     b = g.standard_normal(4).astype(dtype)
-    param = {"stride": 1, "pad": 1}
+    param = {"stride": 1, "pad": filter_size // 2}
     with options(backend="jit"):
         out1, cache1 = fast_layers.conv_forward_fast(x1, w, b, param)
         out2, cache2 = fast_layers.conv_forward_fast(x2, w, b, param)
-        assert not np.shares_memory(cache1[4], cache2[4])
+        kept1, kept2 = _kept_array(cache1), _kept_array(cache2)
+        assert kept1.nbytes >= _memory.RECYCLE_MIN_BYTES  # large enough to be recycled
+        assert not np.shares_memory(kept1, kept2)
+        del kept1, kept2
         grads = fast_layers.conv_backward_fast(out1, cache1)
         del out2, cache2
         for _ in range(2):  # reuse of the second one's memory must not touch the first
@@ -77,4 +87,4 @@ def test_a_kept_convolution_cache_survives_later_calls(dtype):
         expected = fast_layers.conv_backward_fast(out1, fast_layers.conv_forward_fast(x1, w, b, param)[1])
     for got, same, want in zip(grads, again, expected):
         np.testing.assert_array_equal(got, same)
-        np.testing.assert_allclose(got, want, rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-3)
+        assert_close(got, want, dtype=dtype, direction="backward")

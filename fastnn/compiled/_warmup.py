@@ -24,8 +24,9 @@ def _run_family(family, dtype):
             out, cache = forward(r(2, 3))
             backward(out, cache)
     elif family == "conv":
-        out, cache = L.conv_forward_fast(r(1, 2, 4, 4), r(2, 2, 3, 3), r(2), {"stride": 1, "pad": 1})
-        L.conv_backward_fast(out, cache)
+        for w_shape, stride in (((2, 2, 3, 3), 1), ((2, 2, 2, 2), 2)):  # Winograd, then im2col
+            out, cache = L.conv_forward_fast(r(1, 2, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})
+            L.conv_backward_fast(out, cache)
     elif family == "pool":
         out, cache = L.max_pool_forward_fast(r(1, 2, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2})
         L.max_pool_backward_fast(out, cache)

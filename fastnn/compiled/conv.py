@@ -12,6 +12,7 @@ import numpy as np
 from .._options import current, input_gradient_wanted
 from ..kernels import conv as K
 from ..kernels._jit import variant
+from . import winograd
 from ._memory import recycled, scratch
 
 __all__ = [
@@ -53,6 +54,9 @@ def _columns(x, w, conv_param):
 
 
 def _forward(x, w, b, conv_param):
+    """out and what the backward needs: x_cols, or WinogradTiles for 3x3 stride-1 filters."""
+    if winograd.applies(w, conv_param):
+        return winograd.forward(x, w, b, conv_param["pad"])
     cols, H_out, W_out = _columns(x, w, conv_param)
     F, N = w.shape[0], x.shape[0]
     res = scratch("res", (F, cols.shape[1]), x.dtype)
@@ -71,6 +75,8 @@ def _weight_gradient(rows, cols):
 
 
 def _backward(dout, x, w, conv_param, cols):
+    if isinstance(cols, winograd.WinogradTiles):
+        return winograd.backward(dout, x, w, conv_param["pad"], cols)
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F = dout.shape[:2]
     rows = scratch("rows", (F, N * H_out * W_out), dout.dtype)
@@ -107,6 +113,9 @@ def conv_forward_naive(x, w, b, conv_param):
 def conv_backward_naive(dout, cache):
     """See fastnn.reference.conv.conv_backward_naive: rebuilds the columns the naive cache does not keep."""
     x, w, b, conv_param = cache
+    if winograd.applies(w, conv_param):
+        _, tiles = winograd.forward(x, w, b, conv_param["pad"])
+        return winograd.backward(dout, x, w, conv_param["pad"], tiles)
     cols, _, _ = _columns(x, w, conv_param)
     return _backward(dout, x, w, conv_param, cols)
 

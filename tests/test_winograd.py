@@ -1,0 +1,82 @@
+"""The compiled 3x3 stride-1 convolution (Winograd F(2x2, 3x3)) against the NumPy reference's direct one."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import fast_layers, layers
+from fastnn._winograd_tiles import WinogradTiles
+from fastnn.testing import assert_close, conv_inputs, randn
+
+# (N, C, H, W, F, pad): even and odd outputs in each direction, pad 0-3, a single tile, N=1, C=1, F=1
+GEOMETRIES = [
+    (2, 3, 8, 8, 4, 1),
+    (3, 2, 7, 5, 3, 1),
+    (2, 2, 6, 9, 2, 0),
+    (1, 2, 5, 5, 2, 2),
+    (2, 3, 4, 4, 2, 3),
+    (1, 1, 3, 3, 1, 0),
+    (4, 1, 10, 3, 1, 1),
+    (1, 5, 2, 2, 6, 1),
+]
+
+
+def _run(backend, forward, backward, x, w, b, pad, dout):
+    with fastnn.options(backend=backend):
+        out, cache = forward(x, w, b, {"stride": 1, "pad": pad})
+        return (out,) + backward(dout, cache), cache
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("name", ["fast", "naive"])
+def test_winograd_matches_the_direct_convolution(geometry, dtype, name):
+    N, C, H, W, F, pad = geometry
+    x, w, b = conv_inputs(N=N, C=C, H=H, W=W, F=F, dtype=np.float64)
+    dout = randn(N, F, H + 2 * pad - 2, W + 2 * pad - 2, seed=4)
+    forward, backward = getattr(layers, f"conv_forward_{name}"), getattr(layers, f"conv_backward_{name}")
+    expected, _ = _run("reference", forward, backward, x, w, b, pad, dout)
+    got, cache = _run("jit", forward, backward, *(a.astype(dtype) for a in (x, w, b)), pad, dout.astype(dtype))
+    if name == "fast":
+        assert isinstance(cache[4], WinogradTiles)
+    for what, g, e in zip(["out", "dx", "dw", "db"], got, expected):
+        assert g.dtype == dtype and g.shape == e.shape
+        assert_close(g, e, dtype=dtype, direction="forward" if what == "out" else "backward", what=what)
+
+
+def test_a_winograd_cache_feeds_the_reference_backward_and_back():
+    x, w, b = conv_inputs(N=2, C=3, H=6, W=5, F=2)
+    param = {"stride": 1, "pad": 1}
+    dout = randn(2, 2, 6, 5, seed=9)
+    with fastnn.options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, param)
+    with fastnn.options(backend="reference"):
+        from_tiles = fast_layers.conv_backward_fast(dout, cache)
+        expected = fast_layers.conv_backward_fast(dout, fast_layers.conv_forward_fast(x, w, b, param)[1])
+    for g, e in zip(from_tiles, expected):
+        assert_close(g, e, direction="backward")
+
+
+def test_the_winograd_backward_leaves_its_inputs_and_cache_alone():
+    x, w, b = conv_inputs(N=2, C=2, H=6, W=6, F=3)
+    param = {"stride": 1, "pad": 1}
+    dout = randn(2, 3, 6, 6, seed=2)
+    with fastnn.options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, param)
+        V = cache[4].V.copy()
+        snapshot = [a.copy() for a in (x, w, b, dout)]
+        first = fast_layers.conv_backward_fast(dout, cache)
+        second = fast_layers.conv_backward_fast(dout, cache)
+    np.testing.assert_array_equal(cache[4].V, V)
+    for a, s in zip((x, w, b, dout), snapshot):
+        np.testing.assert_array_equal(a, s)
+    for g1, g2 in zip(first, second):
+        np.testing.assert_array_equal(g1, g2)
+
+
+def test_a_dtype_mismatch_between_dout_and_a_winograd_cache_is_a_type_error():
+    x, w, b = conv_inputs(N=1, C=1, H=4, W=4, F=1, dtype=np.float32)
+    with fastnn.options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        with pytest.raises(TypeError, match="conv_backward_fast"):
+            fast_layers.conv_backward_fast(out.astype(np.float64), cache)
