@@ -3,7 +3,9 @@
 Each op runs forward + backward. Every path is warmed up first (the jit path compiles then); samples are taken
 round-robin (reference, jit, torch, reference, ...) so a drift of the machine's speed hits every path alike; the
 report gives medians, and ratios taken per round then their median. Achieved GFLOP/s (conv, affine) or GB/s (the
-rest) are set against peaks measured at start: a large GEMM and a large copy.
+rest) are set against peaks measured at start: a large GEMM and a large copy. A convolution's rate counts the
+direct convolution's multiply-adds, so a 3x3 one (Winograd: 2.25x fewer) can show a share above what its GEMMs
+reach.
 """
 
 import json

@@ -80,3 +80,23 @@ def test_a_dtype_mismatch_between_dout_and_a_winograd_cache_is_a_type_error():
         out, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
         with pytest.raises(TypeError, match="conv_backward_fast"):
             fast_layers.conv_backward_fast(out.astype(np.float64), cache)
+
+
+def test_a_nan_reaches_the_outputs_of_its_tiles_and_no_further():
+    """As the README says: NaN in, NaN out wherever the direct convolution has one, plus at most the other outputs
+    of the 2x2 output tiles whose 4x4 input tile holds it."""
+    x, w, b = conv_inputs(N=1, C=2, H=8, W=8, F=2)
+    x[0, 1, 3, 5] = np.nan
+    param = {"stride": 1, "pad": 1}
+    with fastnn.options(backend="reference"):
+        direct = np.isnan(fast_layers.conv_forward_fast(x, w, b, param)[0])
+    with fastnn.options(backend="jit"):
+        winograd = np.isnan(fast_layers.conv_forward_fast(x, w, b, param)[0])
+    allowed = np.zeros_like(direct)
+    h, v = 3 + 1, 5 + 1  # the NaN's place in the padded input
+    for i in range(4):
+        for j in range(4):
+            if 2 * i <= h < 2 * i + 4 and 2 * j <= v < 2 * j + 4:
+                allowed[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = True
+    assert direct.any() and np.all(winograd[direct])
+    assert not np.any(winograd & ~allowed)
