@@ -182,17 +182,22 @@ def _input_tile_row(xt_c, i, tiles_w, c, N, rows, V):
         _pairs(X, tiles_w, N, 1, 3, -1, V[4 * r + 3, c, t0:t0 + span])
 
 
+@kernel
+def _input_channel(x, c, pad, tiles_h, tiles_w, V):
+    N = x.shape[0]
+    xt_c = np.empty((2 * tiles_h + 2, (2 * tiles_w + 2) * N), dtype=V.dtype)
+    _to_rows_channel(x, c, pad, xt_c)
+    rows = np.empty((4, xt_c.shape[1]), dtype=V.dtype)
+    for i in range(tiles_h):
+        _input_tile_row(xt_c, i, tiles_w, c, N, rows, V)
+
+
 @kernel(parallel=True)
 def input_tiles(x, pad, tiles_h, tiles_w, V):
     """V (16, C, T) = B^T d B for every 4x4 tile d of x (N, C, H, W) zero-padded by pad (and beyond, to whole
     tiles). One channel per task, laid out images-innermost in an L2-sized scratch first."""
-    N, C = x.shape[:2]
-    for c in prange(C):
-        xt_c = np.empty((2 * tiles_h + 2, (2 * tiles_w + 2) * N), dtype=V.dtype)
-        _to_rows_channel(x, c, pad, xt_c)
-        rows = np.empty((4, xt_c.shape[1]), dtype=V.dtype)
-        for i in range(tiles_h):
-            _input_tile_row(xt_c, i, tiles_w, c, N, rows, V)
+    for c in prange(x.shape[1]):
+        _input_channel(x, c, pad, tiles_h, tiles_w, V)
 
 
 @kernel
@@ -210,18 +215,23 @@ def _output_tile_row(M, f, i, tiles_w, N, cols, rows, yt_f):
         _spread(rows[1], tiles_w, N, 1, False, yt_f[2 * i + a])
 
 
+@kernel
+def _output_filter(M, f, bias, tiles_h, tiles_w, out):
+    N = out.shape[0]
+    yt_f = np.empty((2 * tiles_h, 2 * tiles_w * N), dtype=out.dtype)
+    cols = np.empty((8, tiles_w * N), dtype=out.dtype)
+    rows = np.empty((2, tiles_w * N), dtype=out.dtype)
+    for i in range(tiles_h):
+        _output_tile_row(M, f, i, tiles_w, N, cols, rows, yt_f)
+    _from_rows_channel(yt_f, f, 0, bias, out)
+
+
 @kernel(parallel=True)
 def output_tiles(M, b, tiles_h, tiles_w, out):
     """out (N, F, H_out, W_out) = A^T m A + b[f] for every tile of M (16, F, T); odd edges are cropped.
     One filter per task, assembled images-innermost in an L2-sized scratch, then written out."""
-    N, F = out.shape[:2]
-    for f in prange(F):
-        yt_f = np.empty((2 * tiles_h, 2 * tiles_w * N), dtype=out.dtype)
-        cols = np.empty((8, tiles_w * N), dtype=out.dtype)
-        rows = np.empty((2, tiles_w * N), dtype=out.dtype)
-        for i in range(tiles_h):
-            _output_tile_row(M, f, i, tiles_w, N, cols, rows, yt_f)
-        _from_rows_channel(yt_f, f, 0, b[f], out)
+    for f in prange(out.shape[1]):
+        _output_filter(M, f, b[f], tiles_h, tiles_w, out)
 
 
 @kernel
@@ -245,18 +255,23 @@ def _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM):
                 d[n] = -q[n]
 
 
+@kernel
+def _dout_filter(dout, f, tiles_h, tiles_w, dM):
+    N = dout.shape[0]
+    dyt_f = np.empty((2 * tiles_h, 2 * tiles_w * N), dtype=dM.dtype)
+    _to_rows_channel(dout, f, 0, dyt_f)
+    rows = np.empty((4, dyt_f.shape[1]), dtype=dM.dtype)
+    for i in range(tiles_h):
+        _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM)
+    return _plane_sum(dyt_f)
+
+
 @kernel(parallel=True)
 def dout_tiles(dout, tiles_h, tiles_w, dM, db):
     """dM (16, F, T) = A dY A^T for every 2x2 tile dY of dout (N, F, H_out, W_out), zero beyond its edge;
     db[f] = the sum of dout[:, f] (float64). One filter per task."""
-    N, F = dout.shape[:2]
-    for f in prange(F):
-        dyt_f = np.empty((2 * tiles_h, 2 * tiles_w * N), dtype=dM.dtype)
-        _to_rows_channel(dout, f, 0, dyt_f)
-        db[f] = _plane_sum(dyt_f)
-        rows = np.empty((4, dyt_f.shape[1]), dtype=dM.dtype)
-        for i in range(tiles_h):
-            _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM)
+    for f in prange(dout.shape[1]):
+        db[f] = _dout_filter(dout, f, tiles_h, tiles_w, dM)
 
 
 @kernel
@@ -274,15 +289,20 @@ def _dinput_tile_row(dV, c, i, tiles_w, N, cols, rows, dxt_c):
             _spread(rows[s], tiles_w, N, s, True, dxt_c[2 * i + r])
 
 
+@kernel
+def _dinput_channel(dV, c, pad, tiles_h, tiles_w, dx):
+    N = dx.shape[0]
+    dxt_c = np.zeros((2 * tiles_h + 2, (2 * tiles_w + 2) * N), dtype=dx.dtype)
+    cols = np.empty((16, tiles_w * N), dtype=dx.dtype)
+    rows = np.empty((4, tiles_w * N), dtype=dx.dtype)
+    for i in range(tiles_h):
+        _dinput_tile_row(dV, c, i, tiles_w, N, cols, rows, dxt_c)
+    _from_rows_channel(dxt_c, c, pad, 0, dx)
+
+
 @kernel(parallel=True)
 def dinput_tiles(dV, pad, tiles_h, tiles_w, dx):
     """dx (N, C, H, W) = the sum of B dV B^T over every tile, cropped by pad. One channel per task (its tiles
     overlap, so they add up in one task), accumulated images-innermost in an L2-sized scratch."""
-    N, C = dx.shape[:2]
-    for c in prange(C):
-        dxt_c = np.zeros((2 * tiles_h + 2, (2 * tiles_w + 2) * N), dtype=dx.dtype)
-        cols = np.empty((16, tiles_w * N), dtype=dx.dtype)
-        rows = np.empty((4, tiles_w * N), dtype=dx.dtype)
-        for i in range(tiles_h):
-            _dinput_tile_row(dV, c, i, tiles_w, N, cols, rows, dxt_c)
-        _from_rows_channel(dxt_c, c, pad, 0, dx)
+    for c in prange(dx.shape[1]):
+        _dinput_channel(dV, c, pad, tiles_h, tiles_w, dx)
