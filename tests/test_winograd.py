@@ -8,6 +8,14 @@ from fastnn import fast_layers, layers
 from fastnn._winograd_tiles import WinogradTiles
 from fastnn.testing import assert_close, conv_inputs, randn
 
+@pytest.fixture(autouse=True)
+def _winograd_for_any_channel_count(monkeypatch):
+    """These tests use few channels; the compiled path takes Winograd from MIN_CHANNELS input channels on."""
+    from fastnn.compiled import winograd
+
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+
+
 # (N, C, H, W, F, pad): even and odd outputs in each direction, pad 0-3, a single tile, N=1, C=1, F=1
 GEOMETRIES = [
     (2, 3, 8, 8, 4, 1),
@@ -100,3 +108,31 @@ def test_a_nan_reaches_the_outputs_of_its_tiles_and_no_further():
                 allowed[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = True
     assert direct.any() and np.all(winograd[direct])
     assert not np.any(winograd & ~allowed)
+
+
+def test_the_winograd_kernels_run_from_many_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def step(seed):
+        x, w, b = conv_inputs(N=3, C=4, H=9, W=8, F=5, seed=seed)
+        out, cache = layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        assert isinstance(cache[4], WinogradTiles)
+        return (out,) + layers.conv_backward_fast(out, cache)
+
+    with fastnn.options(backend="jit"):
+        serial = [step(s) for s in range(12)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            threaded = list(pool.map(step, range(12)))
+    for one, other in zip(serial, threaded):
+        for a, b in zip(one, other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_few_input_channels_stay_on_im2col(monkeypatch):
+    from fastnn.compiled import winograd
+
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 8)
+    with fastnn.options(backend="jit"):
+        for C, expected in [(7, np.ndarray), (8, WinogradTiles)]:
+            x, w, b = conv_inputs(N=1, C=C, H=4, W=4, F=2)
+            assert isinstance(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][4], expected)

@@ -140,6 +140,7 @@ def variant(kernel_fn, parallel=True):
                 options = dict(kernel_fn.targetoptions)
                 options["parallel"] = False
                 options.pop("boundscheck", None)
+                options.pop("nopython", None)  # njit sets it; passing it again only warns
                 build = numba.njit(**options)(kernel_fn.py_func)
                 _serial_builds[key] = build
     return build
