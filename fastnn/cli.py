@@ -6,6 +6,7 @@ arguments) and `run(args) -> int` (the exit status). They are imported only when
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -31,13 +32,29 @@ def build_parser(argv):
     return parser
 
 
+TRAINING_COMMANDS = ("train", "tune")
+
+
+def _set_up_own_process():
+    """Process-wide settings the `fastnn` command may make because the process is its own (never on import,
+    nor when main() is called from a user's code): glibc keeps freed memory (fastnn/allocator.py), and the
+    compiled kernels go to numba's disk cache for the next run unless FASTNN_CACHE says otherwise."""
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
+    os.environ.setdefault("FASTNN_CACHE", "1")
+
+
 def main(argv=None):
+    own_process = argv is None  # the console script
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if own_process and args.command in TRAINING_COMMANDS:
+        _set_up_own_process()
     return _command_module(args.command).run(args)
 
 

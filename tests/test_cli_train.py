@@ -86,3 +86,26 @@ def test_bad_options_exit_with_a_message(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):
         main(["train", "--out", str(tmp_path / "never"), *argv])
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("own_process", [True, False])
+def test_only_the_console_command_sets_up_its_process(monkeypatch, tmp_path, own_process):
+    """`fastnn train` as a command keeps freed memory and caches kernels; main([...]) called from a user's
+    code leaves the user's process as it was."""
+    import fastnn.allocator
+    from fastnn import cli
+
+    calls = []
+    monkeypatch.setattr(fastnn.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setenv("FASTNN_CACHE", "unset")  # records the original state, restored after the test
+    monkeypatch.delenv("FASTNN_CACHE")
+    stub = type("Command", (), {"configure": staticmethod(lambda parser: None), "run": staticmethod(lambda args: 0)})
+    monkeypatch.setattr(cli, "_command_module", lambda name: stub)
+    argv = ["train"]
+    if own_process:
+        monkeypatch.setattr("sys.argv", ["fastnn"] + argv)
+        assert cli.main() == 0
+    else:
+        assert cli.main(argv) == 0
+    assert (calls == [1]) == own_process
+    assert (os.environ.get("FASTNN_CACHE") == "1") == own_process

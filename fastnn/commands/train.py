@@ -81,14 +81,10 @@ def _check_args(args):
 
 def run(args):
     import fastnn
-    from fastnn.allocator import keep_freed_memory
 
     from ..solver import Solver
 
     _check_args(args)
-    keep_freed_memory()  # this process is ours: no page faults on every step (fastnn/allocator.py)
-    # and its compiled kernels are kept in numba's disk cache for the next run, unless the user chose otherwise
-    os.environ.setdefault("FASTNN_CACHE", "1")
     if args.backend is not None:
         fastnn.options(backend=args.backend)
     os.makedirs(args.out, exist_ok=True)

@@ -8,7 +8,6 @@ Searches learning rate, regularisation and weight scale in log space and the hid
 with Adam. Prints the result table; writes results.json, results.csv, scatter.png and best.npz to --out.
 """
 
-import os
 import time
 
 
@@ -43,15 +42,11 @@ def _check_args(args):
 
 def run(args):
     import fastnn
-    from fastnn.allocator import keep_freed_memory
 
     from .. import tune
     from ..data_utils import load_digits
 
     _check_args(args)
-    keep_freed_memory()  # this process is ours: no page faults on every step (fastnn/allocator.py)
-    # and its compiled kernels are kept in numba's disk cache for the next run, unless the user chose otherwise
-    os.environ.setdefault("FASTNN_CACHE", "1")
     if args.backend is not None:
         fastnn.options(backend=args.backend)
     data = load_digits(seed=args.seed)
