@@ -52,7 +52,7 @@ def test_winograd_matches_the_direct_convolution(geometry, dtype, name):
         assert_close(g, e, dtype=dtype, direction="forward" if what == "out" else "backward", what=what)
 
 
-def test_a_winograd_cache_feeds_the_reference_backward_and_back():
+def test_a_winograd_cache_feeds_the_reference_backward():
     x, w, b = conv_inputs(N=2, C=3, H=6, W=5, F=2)
     param = {"stride": 1, "pad": 1}
     dout = randn(2, 2, 6, 5, seed=9)
