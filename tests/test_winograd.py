@@ -110,6 +110,7 @@ def test_a_nan_reaches_the_outputs_of_its_tiles_and_no_further():
     assert not np.any(winograd & ~allowed)
 
 
+@pytest.mark.filterwarnings("error")  # the serial builds made off the main thread compile without a warning
 def test_the_winograd_kernels_run_from_many_threads_at_once():
     from concurrent.futures import ThreadPoolExecutor
 
