@@ -137,3 +137,16 @@ def test_few_input_channels_stay_on_im2col(monkeypatch):
         for C, expected in [(7, np.ndarray), (8, WinogradTiles)]:
             x, w, b = conv_inputs(N=1, C=C, H=4, W=4, F=2)
             assert isinstance(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][4], expected)
+
+
+def test_every_layout_of_x_and_dout_is_accepted():
+    from fastnn.testing import layouts
+
+    x, w, b = conv_inputs(N=3, C=4, H=7, W=6, F=2)
+    dout = randn(3, 2, 7, 6, seed=3)
+    expected, _ = _run("reference", layers.conv_forward_fast, layers.conv_backward_fast, x, w, b, 1, dout)
+    for (name, x_layout), (_, dout_layout) in zip(layouts(x), layouts(dout)):
+        got, cache = _run("jit", layers.conv_forward_fast, layers.conv_backward_fast, x_layout, w, b, 1, dout_layout)
+        assert isinstance(cache[4], WinogradTiles)
+        for g, e in zip(got, expected):
+            assert_close(g, e, direction="backward", what=name)
