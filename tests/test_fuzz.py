@@ -28,6 +28,17 @@ def conv_case(draw):
 
 
 @st.composite
+def winograd_case(draw):
+    """conv_case's tuple for 3x3 stride-1 filters, the geometry the compiled path runs as Winograd."""
+    pad, H_out, W_out = draw(st.integers(0, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    if min(H_out, W_out) + 2 - 2 * pad < 1:
+        pad = 0
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    return (N, C, H_out + 2 - 2 * pad, W_out + 2 - 2 * pad, F, 3, 3, 1, pad,
+            draw(st.sampled_from(["float32", "float64"])), draw(st.booleans()))
+
+
+@st.composite
 def pool_case(draw):
     ph, pw, stride = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
     H_out, W_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -129,6 +140,18 @@ def _check_norm(case):
 @given(conv_case())
 def test_conv_geometry_fuzz(case):
     _check_conv(case)
+
+
+@QUICK
+@given(winograd_case())
+def test_winograd_geometry_fuzz(case):
+    from fastnn.compiled import winograd
+
+    saved, winograd.MIN_CHANNELS = winograd.MIN_CHANNELS, 1  # every channel count through the Winograd path
+    try:
+        _check_conv(case)
+    finally:
+        winograd.MIN_CHANNELS = saved
 
 
 @QUICK
