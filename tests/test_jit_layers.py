@@ -265,3 +265,20 @@ def test_fused_backward_recomputes_exactly_the_forward_relu_mask(norm, dtype):
     fused.relu_column_sums(np.ones_like(a), xhat, gamma, beta, dbeta, dgamma)
     np.testing.assert_array_equal(dbeta, (out > 0).sum(axis=0))
     assert 0 < (out[7] > 0).sum() < D  # the probe row really sits on the boundary
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype, mode):
+    """The compiled batchnorm caches xhat as None; its backward must equal, bit for bit, the backward given
+    xhat = (x - mean) * invstd stored (NumPy's float operations: the same ones, no fused multiply-add)."""
+    x, gamma, beta = norm_inputs((37, 23), dtype=dtype)
+    param = {"mode": mode, "running_mean": np.full(23, 0.3, dtype), "running_var": np.full(23, 1.7, dtype)}
+    dout = randn(37, 23, seed=8).astype(dtype)
+    with fastnn.options(backend="jit"):
+        out, cache = L.batchnorm_forward(x, gamma, beta, param)
+        assert cache[1] is None
+        stored = cache[:1] + ((x - cache[4]) * cache[5],) + cache[2:]
+        for backward in (L.batchnorm_backward, L.batchnorm_backward_alt):
+            for got, want in zip(backward(dout, cache), backward(dout, stored)):
+                np.testing.assert_array_equal(got, want)

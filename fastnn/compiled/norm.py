@@ -51,21 +51,31 @@ def batch_statistics(x2, bn_param, moments_kernel, n_features, moments=None):
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
-    """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, xhat, gamma, beta, mean, invstd, eps,
-    mode)."""
+    """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps,
+    mode): xhat is not stored, the backward recomputes it from x, mean and invstd."""
     mean, invstd, eps, mode = batch_statistics(x, bn_param, K.column_moments, x.shape[1])
-    xhat, out = np.empty_like(x), np.empty_like(x)
-    _k(K.normalise_rows)(x, mean, invstd, gamma, beta, xhat, out)
-    return out, (x, xhat, gamma, beta, mean, invstd, eps, mode)
+    out = np.empty_like(x)
+    _k(K.normalise_rows)(x, mean, invstd, gamma, beta, out)
+    return out, (x, None, gamma, beta, mean, invstd, eps, mode)
+
+
+def standardised(x, xhat, mean, invstd):
+    """(source, mean, scale) from which kernels recompute xhat = (source - mean) * scale: x with the cached
+    statistics where xhat was not stored, else the stored xhat (a reference-path cache, layernorm) with 0 and 1."""
+    if xhat is None:
+        return x, mean, invstd
+    D = xhat.shape[-1]
+    return xhat, np.zeros(D, dtype=xhat.dtype), np.ones(D, dtype=xhat.dtype)
 
 
 def batchnorm_backward(dout, cache):
     """See fastnn.reference.norm.batchnorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps, mode = cache
+    source = standardised(x, xhat, mean, invstd)
     dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _k(K.column_sums)(dout, xhat, dbeta, dgamma)
+    _k(K.column_sums)(dout, *source, dbeta, dgamma)
     dx = np.empty_like(dout)
-    _k(K.batchnorm_dx)(dout, xhat, gamma, invstd, dbeta, dgamma, mode == "train", dx)
+    _k(K.batchnorm_dx)(dout, *source, gamma, invstd, dbeta, dgamma, mode == "train", dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 
@@ -106,7 +116,7 @@ def layernorm_backward(dout, cache):
     """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps = cache
     dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _k(K.column_sums)(dout, xhat, dbeta, dgamma)
+    _k(K.column_sums)(dout, *standardised(x, xhat, mean, invstd), dbeta, dgamma)
     dx = np.empty_like(dout)
     _k(K.row_normalise_dx)(dout, xhat, gamma, invstd, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)

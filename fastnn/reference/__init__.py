@@ -11,7 +11,9 @@ other agree; the starter's layout wherever the CS231n starter fixes one):
     leaky_relu        (x, alpha)
     sigmoid, tanh     out
     batchnorm         (x, xhat, gamma, beta, mean, invstd, eps, mode)   mean, invstd (D,); in test mode the
-                                                                         running mean and 1/sqrt(running_var+eps)
+                                                                         running mean and 1/sqrt(running_var+eps);
+                                                                         xhat is None from the compiled path
+                                                                         (every backward recomputes it)
     spatial_batchnorm (x, xhat, gamma, beta, mean, invstd, eps, mode)   mean, invstd (C,)
     layernorm         (x, xhat, gamma, beta, mean, invstd, eps)         mean, invstd (N,)
     spatial_groupnorm (x, xhat, gamma, beta, mean, invstd, eps, G)      mean, invstd (N, G); gamma, beta as passed

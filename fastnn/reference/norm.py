@@ -53,8 +53,16 @@ def _batch_statistics_forward(x, gamma, beta, bn_param, axes, shape):
     return out, (x, xhat, gamma, beta, mean, invstd, eps, mode)
 
 
+def _cached_xhat(cache, shape):
+    """The cache's xhat, or (x - mean) * invstd where it is None (the compiled batchnorm does not store it; the
+    same float operations give the same values)."""
+    x, xhat, mean, invstd = cache[0], cache[1], cache[4], cache[5]
+    return xhat if xhat is not None else (x - mean.reshape(shape)) * invstd.reshape(shape)
+
+
 def _batch_statistics_backward(dout, cache, axes, shape):
-    x, xhat, gamma, beta, mean, invstd, eps, mode = cache
+    x, _, gamma, beta, mean, invstd, eps, mode = cache
+    xhat = _cached_xhat(cache, shape)
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * xhat).sum(axis=axes)
     dxhat = dout * gamma.reshape(shape)
@@ -86,9 +94,10 @@ def batchnorm_backward(dout, cache):
 
 def batchnorm_backward_alt(dout, cache):
     """The simplified closed form, written out for the batch axis; same cache and results as batchnorm_backward."""
-    x, xhat, gamma, beta, mean, invstd, eps, mode = cache
+    x, _, gamma, beta, mean, invstd, eps, mode = cache
     if mode != "train":
         return batchnorm_backward(dout, cache)
+    xhat = _cached_xhat(cache, (1, -1))
     N = dout.shape[0]
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
