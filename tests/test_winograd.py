@@ -8,6 +8,7 @@ from fastnn import fast_layers, layers
 from fastnn._winograd_tiles import WinogradTiles
 from fastnn.testing import assert_close, conv_inputs, randn
 
+
 @pytest.fixture(autouse=True)
 def _winograd_for_any_channel_count(monkeypatch):
     """These tests use few channels; the compiled path takes Winograd from MIN_CHANNELS input channels on."""
