@@ -113,8 +113,8 @@ def conv_forward_naive(x, w, b, conv_param):
 def conv_backward_naive(dout, cache):
     """See fastnn.reference.conv.conv_backward_naive: rebuilds the columns the naive cache does not keep."""
     x, w, b, conv_param = cache
-    if winograd.applies(w, conv_param):
-        _, tiles = winograd.forward(x, w, b, conv_param["pad"])
+    if winograd.applies(w, conv_param):  # the tiles only: no product, no output transform
+        tiles = winograd.tiles(x, w, conv_param["pad"])
         return winograd.backward(dout, x, w, conv_param["pad"], tiles)
     cols, _, _ = _columns(x, w, conv_param)
     return _backward(dout, x, w, conv_param, cols)

@@ -48,17 +48,23 @@ def _geometry(x, pad):
     return N, C, H_out, W_out, (H_out + 1) // 2, (W_out + 1) // 2
 
 
-def forward(x, w, b, pad):
-    """out (N, F, H + 2*pad - 2, W + 2*pad - 2) and the WinogradTiles for the backward."""
-    N, C, H_out, W_out, tiles_h, tiles_w = _geometry(x, pad)
+def tiles(x, w, pad):
+    """The WinogradTiles of x and w: what forward multiplies and backward needs (the naive cache rebuilds them)."""
+    N, C, _, _, tiles_h, tiles_w = _geometry(x, pad)
     V = recycled((16, C, N * tiles_h * tiles_w), x.dtype)
     _k(K.input_tiles)(x, pad, tiles_h, tiles_w, V)
-    U = _transform_filters(w)
-    M = scratch("wg_m", (16, w.shape[0], V.shape[2]), x.dtype)
-    np.matmul(U, V, out=M)
+    return WinogradTiles(V, _transform_filters(w), tiles_h, tiles_w)
+
+
+def forward(x, w, b, pad):
+    """out (N, F, H + 2*pad - 2, W + 2*pad - 2) and the WinogradTiles for the backward."""
+    N, _, H_out, W_out, _, _ = _geometry(x, pad)
+    t = tiles(x, w, pad)
+    M = scratch("wg_m", (16, w.shape[0], t.V.shape[2]), x.dtype)
+    np.matmul(t.U, t.V, out=M)
     out = np.empty((N, w.shape[0], H_out, W_out), dtype=x.dtype)
-    _k(K.output_tiles)(M, b, tiles_h, tiles_w, out)
-    return out, WinogradTiles(V, U, tiles_h, tiles_w)
+    _k(K.output_tiles)(M, b, t.tiles_h, t.tiles_w, out)
+    return out, t
 
 
 def backward(dout, x, w, pad, tiles):
