@@ -20,10 +20,10 @@ TRIM_THRESHOLD = 2**31 - 1  # the largest int mallopt takes: in effect, never gi
 def _glibc_mallopt():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # glibc only: other C libraries' mallopt takes other options
-        return libc.mallopt
-    except (OSError, AttributeError):
+    except OSError:
         return None
+    # glibc only: other C libraries' mallopt takes other options
+    return libc.mallopt if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 def keep_freed_memory():
