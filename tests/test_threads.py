@@ -104,3 +104,16 @@ def test_threading_layer_is_workqueue_unless_the_user_chose_one(chosen):
     result = _run_with_layer(LAYER_SCRIPT, chosen)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == (chosen or "workqueue")
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_one_thread_runs_the_serial_build_and_more_run_the_parallel_kernel():
+    from fastnn.kernels import norm
+    from fastnn.kernels._jit import variant
+
+    with fastnn.num_threads(1):
+        one = variant(norm.column_moments)
+    with fastnn.num_threads(2):
+        two = variant(norm.column_moments)
+    assert two is norm.column_moments
+    assert one is not two and not one.targetoptions.get("parallel")
