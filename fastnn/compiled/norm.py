@@ -22,40 +22,63 @@ def _k(kernel_fn):
 def batch_statistics(x2, bn_param, moments_kernel, n_features, moments=None):
     """(mean, invstd, eps, mode) in x's dtype, updating bn_param's running statistics as the reference does.
 
-    x2 is the input laid out for `moments_kernel` ((N, D) for column_moments, (N, C, P) for channel_moments);
-    a caller that computed the float64 (mean, var) already passes them as `moments`.
+    x2 is the input laid out for `moments_kernel` ((N, C, P) for channel_moments); a caller that computed the
+    float64 (mean, var) already passes them as `moments`.
     """
     mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
     dtype = x2.dtype
-    running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
-    running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
     if mode == "train":
         if moments is None:
             moments = np.empty(n_features), np.empty(n_features)
             _k(moments_kernel)(x2, *moments)
         mean64, var64 = moments
-        mean, var = mean64.astype(dtype), var64.astype(dtype)
+        mean = mean64.astype(dtype)
         invstd = (1 / np.sqrt(var64 + eps)).astype(dtype)
-        running_mean = momentum * running_mean + (1 - momentum) * mean
-        running_var = momentum * running_var + (1 - momentum) * var
+        update_running_statistics(bn_param, mean, var64.astype(dtype), dtype)
     elif mode == "test":
-        mean = running_mean.astype(dtype, copy=True)
-        invstd = (1 / np.sqrt(running_var + eps)).astype(dtype)
+        mean, invstd = test_statistics(bn_param, n_features, dtype)
     else:
         raise ValueError('Invalid forward batchnorm mode "%s"' % mode)
+    return mean, invstd, eps, mode
+
+
+def update_running_statistics(bn_param, mean, var, dtype):
+    """running = momentum * running + (1 - momentum) * batch, written back into bn_param in `dtype`."""
+    momentum = bn_param.get("momentum", 0.9)
+    n_features = mean.shape[0]
+    running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
+    running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
+    bn_param["running_mean"] = (momentum * running_mean + (1 - momentum) * mean).astype(dtype, copy=False)
+    bn_param["running_var"] = (momentum * running_var + (1 - momentum) * var).astype(dtype, copy=False)
+
+
+def test_statistics(bn_param, n_features, dtype):
+    """(mean, invstd) in `dtype` from bn_param's running statistics (zeros and eps alone where absent); writes the
+    running statistics back in `dtype`, as the reference does."""
+    eps = bn_param.get("eps", 1e-5)
+    running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
+    running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
+    mean = running_mean.astype(dtype, copy=True)
+    invstd = (1 / np.sqrt(running_var + eps)).astype(dtype)
     bn_param["running_mean"] = running_mean.astype(dtype, copy=False)
     bn_param["running_var"] = running_var.astype(dtype, copy=False)
-    return mean, invstd, eps, mode
+    return mean, invstd
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
     """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps,
     mode): xhat is not stored, the backward recomputes it from x, mean and invstd."""
-    mean, invstd, eps, mode = batch_statistics(x, bn_param, K.column_moments, x.shape[1])
+    mode, eps, D = bn_param["mode"], bn_param.get("eps", 1e-5), x.shape[1]
     out = np.empty_like(x)
-    _k(K.normalise_rows)(x, mean, invstd, gamma, beta, out)
+    if mode == "train":
+        mean64, var64 = np.empty(D), np.empty(D)
+        mean, invstd = np.empty(D, dtype=x.dtype), np.empty(D, dtype=x.dtype)
+        _k(K.batchnorm_train_forward)(x, gamma, beta, float(eps), mean64, var64, mean, invstd, out)
+        update_running_statistics(bn_param, mean, var64.astype(x.dtype), x.dtype)
+    else:
+        mean, invstd, eps, mode = batch_statistics(x, bn_param, None, D)
+        _k(K.normalise_rows)(x, mean, invstd, gamma, beta, out)
     return out, (x, None, gamma, beta, mean, invstd, eps, mode)
 
 
@@ -72,10 +95,8 @@ def batchnorm_backward(dout, cache):
     """See fastnn.reference.norm.batchnorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps, mode = cache
     source = standardised(x, xhat, mean, invstd)
-    dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _k(K.column_sums)(dout, *source, dbeta, dgamma)
-    dx = np.empty_like(dout)
-    _k(K.batchnorm_dx)(dout, *source, gamma, invstd, dbeta, dgamma, mode == "train", dx)
+    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
+    _k(K.batchnorm_backward)(dout, *source, gamma, invstd, mode == "train", dbeta, dgamma, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 

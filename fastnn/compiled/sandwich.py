@@ -1,7 +1,8 @@
 """The fused sandwiches on the compiled path: affine-batchnorm-ReLU and affine-layernorm-ReLU, with the GEMMs in
 BLAS and the rest in fastnn.kernels.fused. Same signatures and caches as fastnn.reference.sandwich: the ReLU part
 of the cache holds the layer's output (same sign as the ReLU input, so either path's backward accepts it); the
-backward here recomputes the ReLU mask from the norm's xhat, gamma and beta instead of reading it.
+backward here recomputes the ReLU mask from the norm's xhat, gamma and beta instead of reading it. The batchnorm
+sandwich stores no xhat (recomputed from a, mean and invstd, bit for bit), as the compiled batchnorm.
 The other sandwiches compose the public layers (fastnn.layer_utils) and need no entry here."""
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from .._options import current, input_gradient_wanted
 from ..kernels import fused as K
 from ..kernels._jit import variant
-from .norm import batch_statistics
+from .norm import batch_statistics, standardised, update_running_statistics
 
 __all__ = ["affine_bn_relu_forward", "affine_bn_relu_backward", "affine_ln_relu_forward", "affine_ln_relu_backward"]
 
@@ -19,19 +20,22 @@ def _k(kernel_fn):
 
 
 def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
-    """See fastnn.reference.sandwich.affine_bn_relu_forward. Returns out, cache (fc_cache, bn_cache, relu_cache)."""
+    """See fastnn.reference.sandwich.affine_bn_relu_forward. Returns out, cache (fc_cache, bn_cache, relu_cache);
+    the bn_cache holds no xhat (None), as the compiled batchnorm's."""
     a = x.reshape(x.shape[0], -1) @ w
+    D = a.shape[1]
+    out = np.empty_like(a)
     if bn_param["mode"] == "train":
-        mean64, var64 = np.empty(a.shape[1]), np.empty(a.shape[1])
-        _k(K.add_bias_column_moments)(a, b, mean64, var64)
-        moments = (mean64, var64)
+        eps, mode = bn_param.get("eps", 1e-5), "train"
+        mean64, var64 = np.empty(D), np.empty(D)
+        mean, invstd = np.empty(D, dtype=a.dtype), np.empty(D, dtype=a.dtype)
+        _k(K.bias_batchnorm_relu_train_forward)(a, b, gamma, beta, float(eps), mean64, var64, mean, invstd, out)
+        update_running_statistics(bn_param, mean, var64.astype(a.dtype), a.dtype)
     else:
         _k(K.add_bias)(a, b)
-        moments = None
-    mean, invstd, eps, mode = batch_statistics(a, bn_param, None, a.shape[1], moments)
-    xhat, out = np.empty_like(a), np.empty_like(a)
-    _k(K.normalise_relu)(a, mean, invstd, gamma, beta, xhat, out)
-    return out, ((x, w, b), (a, xhat, gamma, beta, mean, invstd, eps, mode), out)
+        mean, invstd, eps, mode = batch_statistics(a, bn_param, None, D)
+        _k(K.normalise_relu)(a, mean, invstd, gamma, beta, out)
+    return out, ((x, w, b), (a, None, gamma, beta, mean, invstd, eps, mode), out)
 
 
 def _affine_backward(da, db64, fc_cache):
@@ -45,10 +49,9 @@ def affine_bn_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_bn_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps, mode), _ = cache
     D = dout.shape[1]
-    dbeta, dgamma = np.empty(D), np.empty(D)
-    _k(K.relu_column_sums)(dout, xhat, gamma, beta, dbeta, dgamma)
-    da, db = np.empty_like(dout), np.empty(D)
-    _k(K.batchnorm_relu_da)(dout, xhat, gamma, beta, invstd, dbeta, dgamma, mode == "train", da, db)
+    dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
+    source = standardised(a, xhat, mean, invstd)
+    _k(K.batchnorm_relu_backward)(dout, *source, gamma, beta, invstd, mode == "train", dbeta, dgamma, da, db)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
 
 
@@ -68,7 +71,7 @@ def affine_ln_relu_backward(dout, cache):
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), _ = cache
     D = dout.shape[1]
     dbeta, dgamma = np.empty(D), np.empty(D)
-    _k(K.relu_column_sums)(dout, xhat, gamma, beta, dbeta, dgamma)
+    _k(K.relu_column_sums)(dout, *standardised(a, xhat, None, None), gamma, beta, dbeta, dgamma)
     da, db = np.empty_like(dout), np.empty(D)
     _k(K.layernorm_relu_da)(dout, xhat, gamma, beta, invstd, da, db)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))

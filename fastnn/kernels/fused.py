@@ -1,10 +1,11 @@
 """Fused affine-norm-ReLU kernels: everything around the GEMMs in as few passes over memory as possible.
 Mirror fastnn.reference.sandwich (affine_bn_relu_*, affine_ln_relu_*).
 
-Forward, batchnorm: [GEMM] -> one pass adding the bias in place and summing moments -> one pass writing xhat and
-out = relu(gamma * xhat + beta). Backward: one pass for the masked column sums (dbeta, dgamma) -> one pass for
-da and db -> [GEMMs]. The ReLU mask is recomputed from xhat (gamma * xhat + beta > 0, the same float operations
-as the forward, so the same bits) rather than read from the output: two streams per pass instead of three.
+Batchnorm, one kernel per direction. Forward: [GEMM] -> one pass adding the bias in place and summing moments ->
+one pass writing out = relu(gamma * xhat + beta); xhat = (a - mean) * invstd is not stored. Backward: one pass for
+the masked column sums (dbeta, dgamma) -> one pass for da and db -> [GEMMs]. The backward recomputes xhat from a and
+the ReLU mask from xhat, gamma, beta (gamma * xhat + beta > 0) with the forward's own float operations, so the
+same bits, and reads two arrays per pass instead of three.
 Reductions split rows into CHUNKS fixed chunks (as in norm.py), so results do not depend on the thread count.
 """
 
@@ -12,40 +13,19 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, moments_from_sums, sum_chunks
+from .norm import CHUNKS, batch_moments, sum_chunks
 
 
-@kernel(parallel=True)
-def add_bias_column_moments(a, b, mean, var):
-    """a += b (in place); mean[d], var[d] (float64, biased) of the result over its rows."""
-    N, D = a.shape
-    chunks = min(CHUNKS, N)
-    partial = np.zeros((chunks, 2, D))
-    shift = np.empty(D)  # the first row after the bias add, read before any task writes it
-    for d in range(D):
-        shift[d] = a[0, d] + b[d]
-    for t in prange(chunks):
-        s = partial[t, 0]
-        q = partial[t, 1]
-        for i in range(t * N // chunks, (t + 1) * N // chunks):
-            for d in range(D):
-                v = a[i, d] + b[d]
-                a[i, d] = v
-                shifted = np.float64(v) - shift[d]
-                s[d] += shifted
-                q[d] += shifted * shifted
-    sum_chunks(partial, 0, mean)
-    sum_chunks(partial, 1, var)
-    moments_from_sums(shift, N, mean, var)
-
-
-@kernel(parallel=True)
-def add_bias(a, b):
-    """a += b (in place), per row."""
-    N, D = a.shape
-    for i in prange(N):
-        for d in range(D):
-            a[i, d] += b[d]
+@kernel
+def bias_shifted_sums(a, b, lo, hi, shift, s, q):
+    """a += b (in place) over rows lo..hi-1, with s[d] += (a[i, d] - shift[d]) and q[d] += its square (float64)."""
+    for i in range(lo, hi):
+        for d in range(a.shape[1]):
+            v = a[i, d] + b[d]
+            a[i, d] = v
+            shifted = np.float64(v) - shift[d]
+            s[d] += shifted
+            q[d] += shifted * shifted
 
 
 @kernel
@@ -63,14 +43,39 @@ def _relu_open(h, gamma, beta):
 
 
 @kernel(parallel=True)
-def normalise_relu(a, mean, invstd, gamma, beta, xhat, out):
-    """xhat = (a - mean[d]) * invstd[d]; out = relu(gamma[d] * xhat + beta[d]), NaN kept."""
+def bias_batchnorm_relu_train_forward(a, b, gamma, beta, eps, mean64, var64, mean, invstd, out):
+    """a += b (in place); the column moments of the result (mean64, var64), mean and invstd in a's dtype (as
+    norm.batchnorm_train_forward); out = relu(gamma * xhat + beta), xhat = (a - mean) * invstd (not stored)."""
+    N, D = a.shape
+    chunks = min(CHUNKS, N)
+    partial = np.zeros((chunks, 2, D))
+    shift = np.empty(D)  # the first row after the bias add, read before any task writes it
+    for d in range(D):
+        shift[d] = a[0, d] + b[d]
+    for t in prange(chunks):
+        bias_shifted_sums(a, b, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
+    batch_moments(partial, shift, N, eps, mean64, var64, mean, invstd)
+    for i in prange(N):
+        for d in range(D):
+            out[i, d] = _scale_shift_relu((a[i, d] - mean[d]) * invstd[d], gamma[d], beta[d])
+
+
+@kernel(parallel=True)
+def add_bias(a, b):
+    """a += b (in place), per row."""
     N, D = a.shape
     for i in prange(N):
         for d in range(D):
-            h = (a[i, d] - mean[d]) * invstd[d]
-            xhat[i, d] = h
-            out[i, d] = _scale_shift_relu(xhat[i, d], gamma[d], beta[d])
+            a[i, d] += b[d]
+
+
+@kernel(parallel=True)
+def normalise_relu(a, mean, invstd, gamma, beta, out):
+    """out = relu(gamma[d] * xhat + beta[d]), xhat = (a - mean[d]) * invstd[d] (not stored), NaN kept."""
+    N, D = a.shape
+    for i in prange(N):
+        for d in range(D):
+            out[i, d] = _scale_shift_relu((a[i, d] - mean[d]) * invstd[d], gamma[d], beta[d])
 
 
 @kernel(parallel=True, fast_sums=True)
@@ -96,47 +101,67 @@ def bias_row_normalise_relu(a, b, gamma, beta, eps, xhat, out, mean, invstd):
             out[i, d] = _scale_shift_relu(xhat[i, d], gamma[d], beta[d])  # from the stored xhat, as backward
 
 
+@kernel
+def relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, s, q):
+    """Over rows lo..hi-1, with xhat = (x - mean[d]) * scale[d] and dy = dout where gamma * xhat + beta > 0
+    (else 0): s[d] += dy, q[d] += dy * xhat (float64)."""
+    for i in range(lo, hi):
+        for d in range(dout.shape[1]):
+            h = (x[i, d] - mean[d]) * scale[d]
+            g = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0  # a select: it vectorises
+            s[d] += g
+            q[d] += g * h
+
+
 @kernel(parallel=True)
-def relu_column_sums(dout, xhat, gamma, beta, dbeta, dgamma):
-    """With dy = dout where gamma * xhat + beta > 0 (else 0): dbeta[d] = sum of dy, dgamma[d] = sum of dy * xhat."""
+def relu_column_sums(dout, x, mean, scale, gamma, beta, dbeta, dgamma):
+    """dbeta[d] = sum of dy, dgamma[d] = sum of dy * xhat, as relu_gradient_sums over all rows. A stored xhat
+    comes in as x with mean 0 and scale 1 (exact)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
     partial = np.zeros((chunks, 2, D))
     for t in prange(chunks):
-        s = partial[t, 0]
-        q = partial[t, 1]
-        for i in range(t * N // chunks, (t + 1) * N // chunks):
-            for d in range(D):
-                h = xhat[i, d]
-                g = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0  # a select: it vectorises
-                s[d] += g
-                q[d] += g * h
+        lo, hi = t * N // chunks, (t + 1) * N // chunks
+        relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, partial[t, 0], partial[t, 1])
     sum_chunks(partial, 0, dbeta)
     sum_chunks(partial, 1, dgamma)
 
 
+@kernel
+def _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, train, lo, hi, da, acc):
+    """Rows lo..hi-1 of da = dy * k[d] - shift[d] - xhat * slope[d] (train) or dy * k[d] (test), with xhat and dy
+    as in relu_gradient_sums; acc[d] += da."""
+    for i in range(lo, hi):
+        for d in range(da.shape[1]):
+            h = (x[i, d] - mean[d]) * scale[d]
+            dy = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0
+            v = dy * k[d] - shift[d] - h * slope[d] if train else dy * k[d]
+            da[i, d] = v
+            acc[d] += v
+
+
 @kernel(parallel=True)
-def batchnorm_relu_da(dout, xhat, gamma, beta, invstd, dbeta, dgamma, train, da, db):
-    """da = the batchnorm backward of dy = dout * (gamma * xhat + beta > 0); db[d] = sum over rows of da
-    (float64)."""
+def batchnorm_relu_backward(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, dgamma, da, db):
+    """dbeta, dgamma as relu_column_sums; then da = the batchnorm backward of dy = dout * (gamma * xhat + beta > 0)
+    with xhat = (x - mean) * scale, and db[d] = sum over rows of da (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
-    partial = np.zeros((chunks, 1, D))
-    scale = np.empty(D)  # d(out)/d(xhat) per feature, and the batch terms of the train formula
-    shift = np.zeros(D)
-    for d in range(D):
-        scale[d] = np.float64(gamma[d]) * invstd[d]
-        if train:
-            shift[d] = scale[d] * dbeta[d] / N
+    partial = np.zeros((chunks, 2, D))
     for t in prange(chunks):
-        acc = partial[t, 0]
-        for i in range(t * N // chunks, (t + 1) * N // chunks):
-            for d in range(D):
-                h = xhat[i, d]
-                dy = np.float64(dout[i, d]) if _relu_open(h, gamma[d], beta[d]) else 0.0
-                v = scale[d] * (dy - h * dgamma[d] / N) - shift[d] if train else scale[d] * dy
-                da[i, d] = v
-                acc[d] += v
+        lo, hi = t * N // chunks, (t + 1) * N // chunks
+        relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, partial[t, 0], partial[t, 1])
+    sum_chunks(partial, 0, dbeta)
+    sum_chunks(partial, 1, dgamma)
+    k, shift, slope = np.empty(D), np.empty(D), np.empty(D)  # per feature, so no division per element
+    for d in range(D):
+        k[d] = np.float64(gamma[d]) * invstd[d]
+        shift[d] = k[d] * dbeta[d] / N
+        slope[d] = k[d] * dgamma[d] / N
+    partial[:, 0] = 0.0
+    for t in prange(chunks):
+        lo, hi = t * N // chunks, (t + 1) * N // chunks
+        _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, train, lo, hi, da,
+                                partial[t, 0])
     sum_chunks(partial, 0, db)
 
 
