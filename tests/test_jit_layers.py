@@ -3,6 +3,7 @@
 float32 results are compared with the float64 reference on the same inputs (TOLERANCES in fastnn.testing).
 """
 
+import numba
 import numpy as np
 import pytest
 
@@ -186,6 +187,51 @@ def test_nan_and_inf_propagate_through_relu_and_max_pool_as_in_numpy():
         pool_out, _ = L.max_pool_forward_fast(x, POOL)
     np.testing.assert_array_equal(relu_out, np.maximum(x, 0))
     np.testing.assert_array_equal(pool_out, x.reshape(1, 1, 2, 2, 2, 2).max(axis=(3, 5)))
+
+
+WIDE_CASES = {  # longer vectorised sums than CASES has (with remainders), for the builds' bit-for-bit test
+    "layernorm_wide": (L.layernorm_forward, L.layernorm_backward, lambda t: norm_inputs((5, 1001), dtype=t) + ({},)),
+    "groupnorm_wide": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward,
+                       lambda t: norm_inputs((3, 8, 7, 7), dtype=t) + (4, {})),
+    "spatial_batchnorm_wide": (L.spatial_batchnorm_forward, L.spatial_batchnorm_backward,
+                               lambda t: norm_inputs((4, 3, 9, 11), dtype=t) + ({"mode": "train"},)),
+    "batchnorm_wide": (L.batchnorm_forward, L.batchnorm_backward,
+                       lambda t: norm_inputs((77, 131), dtype=t) + ({"mode": "train"},)),
+    "conv_wide": (L.conv_forward_fast, L.conv_backward_fast,
+                  lambda t: conv_inputs(N=5, C=3, H=23, W=19, F=6, dtype=t) + (CONV1,)),
+    "conv_winograd_wide": (L.conv_forward_fast, L.conv_backward_fast,
+                           lambda t: conv_inputs(N=5, C=8, H=23, W=19, F=6, dtype=t) + (CONV1,)),
+    "pool_wide": (L.max_pool_forward_fast, L.max_pool_backward_fast, lambda t: (randn(3, 5, 22, 18, dtype=t), POOL)),
+    "dropout_wide": (L.dropout_forward, L.dropout_backward, lambda t: (randn(61, 257, dtype=t),
+                                                                       {"mode": "train", "p": 0.3, "seed": 9})),
+    "affine_bn_relu_wide": (L.affine_bn_relu_forward, L.affine_bn_relu_backward,
+                            lambda t: affine_inputs(N=67, D=(40,), M=129, dtype=t) + _gb(129, t)
+                            + ({"mode": "train"},)),
+}
+
+
+# fast-math sums over two nested loops (channel_moments, channel_sums, group_*): measured to differ by an ulp
+FAST_SUM_CASES = ("groupnorm", "spatial_batchnorm")
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("name", list(CASES) + list(WIDE_CASES))
+def test_serial_and_parallel_builds_agree(name):
+    """One thread runs every kernel's serial build, two its parallel build (conftest lets two threads pay). The
+    same source compiled twice gives the same bits (fixed reduction chunks, disjoint writes), except where a
+    fast-math sum may be vectorised differently in the two builds: there, within a few ulps."""
+    forward, backward, build = {**CASES, **WIDE_CASES}[name]
+    args = build(np.float64)
+    results = []
+    for threads in (1, 2):
+        with fastnn.num_threads(threads):
+            out, _, _, grads = _run("jit", forward, backward, _copy_args(args))
+        results.append((out,) + grads)
+    for serial, parallel in zip(*results):
+        if name.startswith(FAST_SUM_CASES):
+            np.testing.assert_allclose(serial, parallel, rtol=1e-14, atol=1e-14 * np.abs(serial).max())
+        else:
+            np.testing.assert_array_equal(serial, parallel)
 
 
 def test_dropout_mask_is_the_same_at_one_and_two_threads():

@@ -114,6 +114,17 @@ def test_one_thread_runs_the_serial_build_and_more_run_the_parallel_kernel():
     with fastnn.num_threads(1):
         one = variant(norm.normalise_rows)
     with fastnn.num_threads(2):
-        two = variant(norm.normalise_rows)
+        two = variant(norm.normalise_rows)  # the suite lets two threads run parallel builds (conftest)
     assert two is norm.normalise_rows
     assert one is not two and not one.targetoptions.get("parallel")
+
+
+def test_parallel_pays_from_two_threads_except_under_workqueue(monkeypatch):
+    from fastnn.kernels import _jit
+
+    monkeypatch.setattr(_jit, "WORKQUEUE_MIN_THREADS", 3)  # the default, which the suite's fixture lowers
+    for layer, two_pays in (("workqueue", False), ("omp", True), ("tbb", True)):
+        monkeypatch.setattr(numba, "threading_layer", lambda layer=layer: layer)
+        assert not _jit.parallel_pays(1)
+        assert _jit.parallel_pays(2) is two_pays
+        assert _jit.parallel_pays(3) and _jit.parallel_pays(8)

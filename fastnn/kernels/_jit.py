@@ -13,6 +13,8 @@
   Python threads launch parallel kernels at once, so calls from threads other than the main one run serially
   unless a thread-safe layer (tbb, omp) is in use; so do calls in a process forked after its parent had
   started numba's threads. fastnn asks for 'workqueue' unless the user chose a layer (see _prefer_workqueue).
+- The serial build also runs where a parallel loop cannot pay for itself (see `parallel_pays`): on one thread,
+  and on two under 'workqueue'.
 """
 
 import os
@@ -126,14 +128,37 @@ def parallel_allowed(parallel=True):
     return False
 
 
+WORKQUEUE_MIN_THREADS = 3
+
+
+def parallel_pays(threads):
+    """Whether a parallel loop on `threads` numba threads can beat the serial build.
+
+    Not on one thread: launching the loop costs ~30 us even then (measured here, against 0.3 us for a serial
+    call), a tenth of a 4 MB batchnorm pass. Not on two under 'workqueue': its launching thread sleeps while one
+    worker per thread runs a chunk, and on two cores the woken workers share the launching core until the
+    scheduler moves one, which takes milliseconds (measured here, 2 threads on 2 cores: 2.3 ms of arithmetic got
+    no speedup, 9 ms 1.05x, 36 ms 1.8x, against 1.9x at every size under 'omp'; every fastnn kernel call is
+    shorter, and a ThreeLayerConvNet / FullyConnectedNet train step took 0.94x / 0.88x the time with the serial
+    builds). From WORKQUEUE_MIN_THREADS threads on, the other chunks run while one waits.
+    """
+    if threads < 2:
+        return False
+    if threads >= WORKQUEUE_MIN_THREADS:
+        return True
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel loop has run yet: the configured layer is the one that will
+        return numba.config.THREADING_LAYER not in ("workqueue", "default")
+
+
 def variant(kernel_fn, parallel=True):
-    """`kernel_fn` itself where a parallel kernel may run on more than one thread, else its serial build
-    (compiled on first use). One thread gets the serial build because launching a parallel loop costs ~30 us
-    even then (numba's workqueue wakes its worker; measured here), a tenth of a 4 MB batchnorm pass."""
+    """`kernel_fn` itself where a parallel kernel may run and pays (parallel_allowed, parallel_pays), else its
+    serial build (compiled on first use)."""
     options = getattr(kernel_fn, "targetoptions", None)  # None under NUMBA_DISABLE_JIT=1: plain Python
     if options is None or not options.get("parallel"):
         return kernel_fn
-    if parallel_allowed(parallel) and numba.get_num_threads() > 1:
+    if parallel_allowed(parallel) and parallel_pays(numba.get_num_threads()):
         return kernel_fn
     key = id(kernel_fn)
     build = _serial_builds.get(key)
