@@ -1,4 +1,5 @@
-"""Datasets: the cs231n.data_utils loaders for CIFAR-10, the embedded 8x8 digits, and preprocessing helpers.
+"""Datasets: the cs231n.data_utils loaders for CIFAR-10, Tiny ImageNet, the ImageNet validation sample and pickled
+models (the last three in fastnn._imagenet), the embedded 8x8 digits, and preprocessing helpers.
 
 CIFAR-10's python batches are pickles. fastnn reads every pickle with a restricted unpickler that admits only
 what the NumPy array reconstruction and builtin containers need; anything else (a pickle that would import a
@@ -13,6 +14,8 @@ import os
 import pickle
 
 import numpy as np
+
+from ._imagenet import load_imagenet_val, load_models, load_tiny_imagenet  # noqa: F401 (re-exported)
 
 CIFAR10_ENV = "FASTNN_CIFAR10_DIR"
 CIFAR10_SUBDIR = os.path.join("datasets", "cifar-10-batches-py")

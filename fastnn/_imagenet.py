@@ -1,0 +1,221 @@
+"""The starter's ImageNet-side loaders for fastnn.data_utils: Tiny ImageNet, the 25 ImageNet validation images, and
+a directory of pickled models. Images are read with Pillow (`pip install fastnn[images]`); every pickle goes
+through data_utils' restricted unpickler, never the unrestricted one."""
+
+import os
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+
+IMAGENET_VAL_ENV = "FASTNN_IMAGENET_VAL"
+IMAGENET_VAL_FILE = os.path.join("datasets", "imagenet_val_25.npz")
+TINY_SIDE = 64
+
+
+def _read_image(filename, fn):
+    """(H, W, 3) uint8 pixels of an image file; grayscale images are repeated over the three channels."""
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError(f"{fn} reads images with Pillow: pip install 'fastnn[images]'") from error
+    try:
+        with Image.open(filename) as image:
+            pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    except OSError as error:
+        raise ValueError(f"{fn}: cannot read the image {filename!r} ({error})") from error
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return pixels
+
+
+def _tiny_block(filenames, directory, dtype, fn):
+    """(N, 3, 64, 64) array of `dtype` from the named image files in `directory`."""
+    block = np.empty((len(filenames), 3, TINY_SIDE, TINY_SIDE), dtype=dtype)
+    for i, name in enumerate(filenames):
+        pixels = _read_image(os.path.join(directory, name), fn)
+        if pixels.shape != (TINY_SIDE, TINY_SIDE, 3):
+            raise ValueError(f"{fn}: {os.path.join(directory, name)!r} is {pixels.shape[1]}x{pixels.shape[0]} "
+                             f"pixels; Tiny ImageNet images are {TINY_SIDE}x{TINY_SIDE}")
+        block[i] = pixels.transpose(2, 0, 1)
+    return block
+
+
+def _tab_lines(filename, fn, columns):
+    """The first `columns` tab-separated fields of every non-empty line of a text file."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{fn}: {filename!r} not found (is the path the extracted tiny-imagenet-200?)")
+    rows = []
+    with open(filename, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < columns:
+                raise ValueError(f"{fn}: {filename!r} line {number} has {len(fields)} tab-separated fields, "
+                                 f"expected at least {columns}")
+            rows.append([field.strip() for field in fields[:columns]])
+    return rows
+
+
+def _labels(wnids, wnid_to_label, source, fn):
+    unknown = sorted(set(wnids) - set(wnid_to_label))
+    if unknown:
+        raise ValueError(f"{fn}: {source!r} names classes missing from wnids.txt: {unknown[:5]}")
+    return np.array([wnid_to_label[w] for w in wnids], dtype=np.int64)
+
+
+def load_tiny_imagenet(path, dtype=np.float32, subtract_mean=True):
+    """Load Tiny ImageNet (or a dataset laid out like it) from the directory `path`.
+
+    Returns a dict with:
+    - class_names: list; class_names[i] is the list of names of class i (from words.txt)
+    - X_train: (N_tr, 3, 64, 64) training images of `dtype`; y_train: (N_tr,) int64 labels
+    - X_val, y_val: the validation images and labels (val/val_annotations.txt)
+    - X_test: (N_te, 3, 64, 64) test images in file-name order; y_test: their labels where
+      test/test_annotations.txt exists, else None
+    - mean_image: (3, 64, 64) mean training image, subtracted from every split when subtract_mean
+    """
+    fn = "load_tiny_imagenet"
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{fn}: dtype must be a floating type, got {dtype}")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{fn}: {os.fspath(path)!r} is not a directory (download tiny-imagenet-200.zip "
+                                "from http://cs231n.stanford.edu/tiny-imagenet-200.zip and extract it)")
+    wnids = [row[0] for row in _tab_lines(os.path.join(path, "wnids.txt"), fn, 1)]
+    wnid_to_label = {wnid: i for i, wnid in enumerate(wnids)}
+    words = {wnid: [w.strip() for w in names.split(",")]
+             for wnid, names in _tab_lines(os.path.join(path, "words.txt"), fn, 2)}
+    missing = [w for w in wnids if w not in words]
+    if missing:
+        raise ValueError(f"{fn}: words.txt has no names for {missing[:5]}")
+    class_names = [words[w] for w in wnids]
+
+    from tqdm.auto import tqdm
+
+    xs, ys = [], []
+    for wnid in tqdm(wnids, desc=f"{fn}: train", unit="class", disable=None):
+        boxes = os.path.join(path, "train", wnid, f"{wnid}_boxes.txt")
+        filenames = [row[0] for row in _tab_lines(boxes, fn, 1)]
+        xs.append(_tiny_block(filenames, os.path.join(path, "train", wnid, "images"), dtype, fn))
+        ys.append(np.full(len(filenames), wnid_to_label[wnid], dtype=np.int64))
+    X_train = np.concatenate(xs) if xs else np.empty((0, 3, TINY_SIDE, TINY_SIDE), dtype=dtype)
+    y_train = np.concatenate(ys) if ys else np.empty(0, dtype=np.int64)
+
+    annotations = os.path.join(path, "val", "val_annotations.txt")
+    val_rows = _tab_lines(annotations, fn, 2)
+    X_val = _tiny_block([r[0] for r in val_rows], os.path.join(path, "val", "images"), dtype, fn)
+    y_val = _labels([r[1] for r in val_rows], wnid_to_label, annotations, fn)
+
+    test_dir = os.path.join(path, "test", "images")
+    test_files = sorted(os.listdir(test_dir)) if os.path.isdir(test_dir) else []
+    X_test = _tiny_block(test_files, test_dir, dtype, fn)
+    y_test = None
+    test_annotations = os.path.join(path, "test", "test_annotations.txt")
+    if os.path.isfile(test_annotations):
+        file_to_wnid = dict(_tab_lines(test_annotations, fn, 2))
+        unlabelled = [f for f in test_files if f not in file_to_wnid]
+        if unlabelled:
+            raise ValueError(f"{fn}: {test_annotations!r} has no label for {unlabelled[:5]}")
+        y_test = _labels([file_to_wnid[f] for f in test_files], wnid_to_label, test_annotations, fn)
+
+    mean_image = X_train.mean(axis=0) if len(X_train) else np.zeros((3, TINY_SIDE, TINY_SIDE), dtype=dtype)
+    if subtract_mean:
+        for X in (X_train, X_val, X_test):
+            X -= mean_image
+    return {"class_names": class_names, "X_train": X_train, "y_train": y_train, "X_val": X_val, "y_val": y_val,
+            "X_test": X_test, "y_test": y_test, "mean_image": mean_image}
+
+
+def _pickled_member(archive, name, source):
+    """An object array (a pickle) stored in an .npz, read with the restricted unpickler."""
+    from .data_utils import ArrayOnlyUnpickler
+
+    with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read_header(f)
+        return ArrayOnlyUnpickler(f, f"{source} member {name}", encoding="latin1").load()
+
+
+def imagenet_val_candidates(path=None):
+    """Where load_imagenet_val looks, in order: `path`, $FASTNN_IMAGENET_VAL, cs231n/datasets/imagenet_val_25.npz
+    and datasets/imagenet_val_25.npz under the working directory."""
+    candidates = [] if path is None else [os.fspath(path)]
+    if os.environ.get(IMAGENET_VAL_ENV):
+        candidates.append(os.environ[IMAGENET_VAL_ENV])
+    return candidates + [os.path.join("cs231n", IMAGENET_VAL_FILE), IMAGENET_VAL_FILE]
+
+
+def load_imagenet_val(num=None, path=None):
+    """Load the 25 ImageNet validation images the starter ships as imagenet_val_25.npz.
+
+    Inputs:
+    - num: how many to return (all when None)
+    - path: the .npz file (fastnn addition); else the first of imagenet_val_candidates() that exists
+
+    Returns a tuple of:
+    - X: (num, 224, 224, 3) uint8 images
+    - y: (num,) int labels
+    - class_names: dict mapping an ImageNet label to its name
+    """
+    fn = "load_imagenet_val"
+    if num is not None and (isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0):
+        raise ValueError(f"{fn}: num must be None or an integer >= 0, got {num!r}")
+    candidates = imagenet_val_candidates(path)
+    found = next((c for c in (candidates[:1] if path is not None else candidates) if os.path.isfile(c)), None)
+    if found is None:
+        looked = ", ".join(repr(os.path.abspath(c)) for c in candidates)
+        raise FileNotFoundError(f"{fn}: imagenet_val_25.npz not found; looked in {looked}. Get it with the "
+                                f"starter's cs231n/datasets/get_imagenet_val.sh, then pass path= or set "
+                                f"{IMAGENET_VAL_ENV}.")
+    try:
+        with zipfile.ZipFile(found) as archive:
+            members = set(archive.namelist())
+            needed = {"X.npy", "y.npy", "label_map.npy"}
+            if not needed <= members:
+                raise ValueError(f"{fn}: {found!r} lacks {sorted(needed - members)}")
+            label_map = _pickled_member(archive, "label_map.npy", repr(found))
+        with np.load(found, allow_pickle=False) as npz:
+            X, y = npz["X"], npz["y"]
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{fn}: {found!r} is not an .npz archive ({error})") from error
+    class_names = label_map.item() if isinstance(label_map, np.ndarray) and label_map.shape == () else label_map
+    if not isinstance(class_names, dict):
+        raise ValueError(f"{fn}: {found!r} label_map is a {type(class_names).__name__}, expected a dict")
+    if num is not None:
+        X, y = X[:num], y[:num]
+    return X, y, class_names
+
+
+def load_models(models_dir):
+    """Load the models pickled in `models_dir` (each file a dict with key 'model').
+
+    Returns a dict mapping each file name to its unpickled 'model'. Files that are not pickles are skipped, as in
+    the starter; a pickle fastnn's restricted unpickler refuses (one that would import a class or call a
+    function) and a pickle without a 'model' are skipped with a warning naming the file.
+    """
+    fn = "load_models"
+    if not os.path.isdir(models_dir):
+        raise FileNotFoundError(f"{fn}: {os.fspath(models_dir)!r} is not a directory")
+    from .data_utils import UnsafePickleError, load_pickle
+
+    models = {}
+    for name in sorted(os.listdir(models_dir)):
+        filename = os.path.join(models_dir, name)
+        if not os.path.isfile(filename):
+            continue
+        try:
+            content = load_pickle(filename)
+        except UnsafePickleError as error:
+            warnings.warn(f"{fn}: skipped {filename!r}: {error}", RuntimeWarning, stacklevel=2)
+            continue
+        except pickle.UnpicklingError:
+            continue
+        if not isinstance(content, dict) or "model" not in content:
+            warnings.warn(f"{fn}: skipped {filename!r}: not a dict with a 'model' key", RuntimeWarning, stacklevel=2)
+            continue
+        models[name] = content["model"]
+    return models
