@@ -37,7 +37,7 @@ def batch_statistics(x2, bn_param, moments_kernel, n_features, moments=None):
         invstd = (1 / np.sqrt(var64 + eps)).astype(dtype)
         update_running_statistics(bn_param, mean, var64.astype(dtype), dtype)
     elif mode == "test":
-        mean, invstd = test_statistics(bn_param, n_features, dtype)
+        mean, invstd = running_statistics(bn_param, n_features, dtype)
     else:
         raise ValueError('Invalid forward batchnorm mode "%s"' % mode)
     return mean, invstd, eps, mode
@@ -53,7 +53,7 @@ def update_running_statistics(bn_param, mean, var, dtype):
     bn_param["running_var"] = (momentum * running_var + (1 - momentum) * var).astype(dtype, copy=False)
 
 
-def test_statistics(bn_param, n_features, dtype):
+def running_statistics(bn_param, n_features, dtype):
     """(mean, invstd) in `dtype` from bn_param's running statistics (zeros and eps alone where absent); writes the
     running statistics back in `dtype`, as the reference does."""
     eps = bn_param.get("eps", 1e-5)
