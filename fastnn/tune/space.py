@@ -1,0 +1,192 @@
+"""The search space: loguniform, uniform, randint and choice parameters, each sampling from a np.random.Generator
+it is given, and the helpers that check a space, draw configs from it, narrow a range around the best values and
+describe it as JSON; nothing here knows about trials, models or dask.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _checks as check
+
+
+def _bounds(fn, low, high, positive=False, integer=False):
+    for name, value in (("low", low), ("high", high)):
+        if integer:
+            check.integer(fn, name, value)
+        else:
+            check.number(fn, name, value)
+    if not low < high or (positive and not low > 0):
+        need = "0 < low < high" if positive else "low < high"
+        check.fail(fn, f"the range needs {need}, got low={low!r}, high={high!r}")
+    return (int(low), int(high)) if integer else (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """A float whose logarithm is uniform in [log(low), log(high)]: learning rates, regularisation strengths."""
+
+    low: float
+    high: float
+    log_scale = True
+
+    def __post_init__(self):
+        low, high = _bounds("loguniform", self.low, self.high, positive=True)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def sample(self, rng):
+        value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return min(max(value, self.low), self.high)  # exp(log(x)) may round one ulp outside
+
+    def narrowed(self, values, widen):
+        lo, hi = _widened(np.log(values), widen, math.log(self.low), math.log(self.high))
+        return LogUniform(math.exp(lo), math.exp(hi))
+
+    def describe(self):
+        return {"type": "loguniform", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A float uniform in [low, high]: dropout keep ratios, momentum."""
+
+    low: float
+    high: float
+    log_scale = False
+
+    def __post_init__(self):
+        low, high = _bounds("uniform", self.low, self.high)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def sample(self, rng):
+        return float(rng.uniform(self.low, self.high))
+
+    def narrowed(self, values, widen):
+        return Uniform(*_widened(np.asarray(values, dtype=float), widen, self.low, self.high))
+
+    def describe(self):
+        return {"type": "uniform", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class RandInt:
+    """An integer uniform in [low, high) (high excluded, as numpy's integers): hidden sizes, batch sizes."""
+
+    low: int
+    high: int
+    log_scale = False
+
+    def __post_init__(self):
+        low, high = _bounds("randint", self.low, self.high, integer=True)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def sample(self, rng):
+        return int(rng.integers(self.low, self.high))
+
+    def narrowed(self, values, widen):
+        # The top values as the half-open range [min, max + 1), widened and clipped like the float ranges.
+        lo, hi = _widened(np.array([min(values), max(values) + 1], dtype=float), widen, self.low, self.high)
+        return RandInt(math.floor(lo), math.ceil(hi))
+
+    def describe(self):
+        return {"type": "randint", "low": self.low, "high": self.high}
+
+
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+def _plain(value, fn):
+    """`value` as plain Python (numpy scalars unwrapped, tuples as lists), refusing what JSON cannot hold."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, fn) for v in value]
+    if not isinstance(value, _JSON_SCALARS):
+        check.fail(fn, f"options must be numbers, strings, None or lists of them (results are saved as JSON), "
+                       f"got {value!r} of type {type(value).__name__}", TypeError)
+    return value
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a list of options, each equally likely: update rules, normalisations, layer sizes."""
+
+    options: tuple
+    log_scale = False
+
+    def __post_init__(self):
+        if isinstance(self.options, (str, bytes)) or not isinstance(self.options, (list, tuple)):
+            check.fail("choice", f"options must be a list, got {self.options!r}", TypeError)
+        if len(self.options) == 0:
+            check.fail("choice", "options must not be empty")
+        object.__setattr__(self, "options", tuple(_plain(v, "choice") for v in self.options))
+
+    def sample(self, rng):
+        return self.options[int(rng.integers(len(self.options)))]
+
+    def narrowed(self, values, widen):
+        return self  # options have no order to narrow along; every one stays possible
+
+    def describe(self):
+        return {"type": "choice", "options": list(self.options)}
+
+
+def loguniform(low, high):
+    """A float whose log is uniform between log(low) and log(high); needs 0 < low < high."""
+    return LogUniform(low, high)
+
+
+def uniform(low, high):
+    """A float uniform between low and high; needs low < high."""
+    return Uniform(low, high)
+
+
+def randint(low, high):
+    """An integer uniform in [low, high), high excluded; needs integers low < high."""
+    return RandInt(low, high)
+
+
+def choice(options):
+    """One of `options` (a non-empty list of numbers, strings, None or lists of them), each equally likely."""
+    return Choice(options)
+
+
+PARAM_TYPES = (LogUniform, Uniform, RandInt, Choice)
+
+
+def _widened(values, widen, low, high):
+    """[min, max] of `values` padded by `widen` times its width on each side, clipped to [low, high].
+
+    A single value (zero width) is padded by `widen` times the whole range instead.
+    """
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = widen * ((hi - lo) if hi > lo else (high - low))
+    return max(lo - pad, low), min(hi + pad, high)
+
+
+def check_space(fn, space):
+    """A dict of parameter name -> loguniform/uniform/randint/choice."""
+    if not isinstance(space, dict):
+        check.fail(fn, f"space must be a dict of name -> loguniform/uniform/randint/choice, "
+                       f"got {type(space).__name__}", TypeError)
+    for name, param in space.items():
+        if not isinstance(name, str):
+            check.fail(fn, f"space keys must be strings, got {name!r}", TypeError)
+        if not isinstance(param, PARAM_TYPES):
+            check.fail(fn, f"space[{name!r}] must be made by loguniform, uniform, randint or choice, "
+                           f"got {param!r}", TypeError)
+    return dict(space)
+
+
+def sample_configs(space, n_trials, rng):
+    """`n_trials` configs (dicts of name -> value) drawn in order from the np.random.Generator `rng`."""
+    return [{name: param.sample(rng) for name, param in space.items()} for _ in range(n_trials)]
+
+
+def describe_space(space):
+    """The space as JSON-able dicts, e.g. {'learning_rate': {'type': 'loguniform', 'low': 1e-4, 'high': 0.1}}."""
+    return {name: param.describe() for name, param in space.items()}

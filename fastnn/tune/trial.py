@@ -1,0 +1,139 @@
+"""One trial, run inside a dask task: the Trial record, the per-trial seed, the split of a config into Solver
+arguments, the one-thread and seeded-RNG contexts, and run_trial, which builds, trains and scores one model and
+turns any error into a failed Trial; nothing here imports dask.
+"""
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._options import options
+
+# Config keys the Solver takes (everything else in a config is the model builder's).
+SOLVER_KEYS = ("update_rule", "lr_decay", "batch_size", "num_epochs")
+OPTIM_KEYS = ("learning_rate", "momentum", "beta1", "beta2", "decay_rate", "epsilon")
+# solver_kwargs a trial sets itself.
+TRIAL_OWNED_KEYS = ("seed", "verbose", "progress_bar", "checkpoint_name")
+
+
+@dataclass
+class Trial:
+    """The outcome of one trial.
+
+    - index: its position in the search (fixes its seed); round: 0 coarse, 1 fine
+    - config: the sampled hyperparameters; seed: the seed of its model init and Solver
+    - status: 'ok' or 'failed' (error then holds "ExceptionType: message")
+    - val_acc: the Solver's best validation accuracy (for a failed trial, the best before it failed, if any)
+    - final_loss: the last training loss; loss_history, train_acc_history, val_acc_history as in the Solver
+    - seconds: the trial's wall time on its worker
+    """
+
+    index: int
+    round: int
+    config: dict
+    seed: int
+    status: str
+    val_acc: float | None = None
+    final_loss: float | None = None
+    loss_history: list = field(default_factory=list)
+    train_acc_history: list = field(default_factory=list)
+    val_acc_history: list = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    def rank_key(self):
+        """Successful trials first, by best validation accuracy (highest first), ties by index."""
+        return (not self.ok, -(self.val_acc or 0.0), self.index)
+
+
+def trial_seed(search_seed, index):
+    """The seed of trial `index`: a function of the search seed and the index only (not of scheduling)."""
+    return int(np.random.SeedSequence([search_seed, index]).generate_state(1)[0])
+
+
+def solver_settings(solver_kwargs, config):
+    """The Solver keyword arguments of one trial: solver_kwargs with the config's Solver and optim keys on top."""
+    kwargs = dict(solver_kwargs)
+    kwargs["optim_config"] = dict(kwargs.get("optim_config", {}))
+    for key in SOLVER_KEYS:
+        if key in config:
+            kwargs[key] = config[key]
+    for key in OPTIM_KEYS:
+        if key in config:
+            kwargs["optim_config"][key] = config[key]
+    return kwargs
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Numba and BLAS (through threadpoolctl, when installed) at one thread inside the block, restored after.
+
+    One trial per core: a trial that also spread over every core would oversubscribe the machine.
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            blas = contextlib.nullcontext()
+        else:
+            blas = threadpool_limits(limits=1)
+        with blas:
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed):
+    """numpy's global RNG seeded with `seed` (model init and unseeded dropout draw from it), restored after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+# One trial at a time per process: numpy's global RNG, fastnn.options and the BLAS limit are process-wide.
+_TRIAL_LOCK = threading.Lock()
+
+
+def run_trial(build_model, data, config, index, round, seed, solver_kwargs, settings):
+    """Build, train and score one model; runs inside a dask task.
+
+    Returns a tuple of:
+    - trial: a Trial (status 'failed' with the error when building or training raised or diverged)
+    - best_params: the Solver's best params (None when the trial failed)
+    """
+    from ..solver import Solver
+
+    start = time.perf_counter()
+    solver, error = None, None
+    with _TRIAL_LOCK, single_threaded(), options(**settings), _seeded_global_rng(seed):
+        try:
+            model = build_model(dict(config), data)
+            solver = Solver(model, data, verbose=False, seed=seed, **solver_settings(solver_kwargs, config))
+            solver.train()
+        except Exception as exc:  # a failed trial is a result, never the end of the search
+            error = f"{type(exc).__name__}: {exc}"
+    trial = Trial(index=index, round=round, config=dict(config), seed=seed,
+                  status="ok" if error is None else "failed", error=error,
+                  seconds=time.perf_counter() - start)
+    if solver is not None:
+        trial.loss_history = [float(v) for v in solver.loss_history]
+        trial.train_acc_history = [float(v) for v in solver.train_acc_history]
+        trial.val_acc_history = [float(v) for v in solver.val_acc_history]
+        trial.final_loss = trial.loss_history[-1] if trial.loss_history else None
+        trial.val_acc = float(solver.best_val_acc) if solver.val_acc_history else None
+    return trial, (dict(solver.best_params) if error is None else None)
