@@ -135,12 +135,13 @@ def parallel_pays(threads):
     """Whether a parallel loop on `threads` numba threads can beat the serial build.
 
     Not on one thread: launching the loop costs ~30 us even then (measured here, against 0.3 us for a serial
-    call), a tenth of a 4 MB batchnorm pass. Not on two under 'workqueue': its launching thread sleeps while one
-    worker per thread runs a chunk, and on two cores the woken workers share the launching core until the
-    scheduler moves one, which takes milliseconds (measured here, 2 threads on 2 cores: 2.3 ms of arithmetic got
-    no speedup, 9 ms 1.05x, 36 ms 1.8x, against 1.9x at every size under 'omp'; every fastnn kernel call is
-    shorter, and a ThreeLayerConvNet / FullyConnectedNet train step took 0.94x / 0.88x the time with the serial
-    builds). From WORKQUEUE_MIN_THREADS threads on, the other chunks run while one waits.
+    call), a tenth of a 4 MB batchnorm pass. Not on two under 'workqueue' (2 threads on 2 cores, measured here):
+    a parallel loop of 2.3 ms of arithmetic ran no faster than the serial build, 9 ms 1.05x, 36 ms 1.8x, against
+    1.9x at every size under 'omp'. workqueue's launching thread sleeps while one worker per thread runs a chunk,
+    and the two woken workers apparently start on one core and spread only after milliseconds. The kernel calls
+    of the CS231n models and of `fastnn bench` take at most a few milliseconds, and a 2-thread ThreeLayerConvNet /
+    FullyConnectedNet train step took 0.94x / 0.88x the time with the serial builds. With WORKQUEUE_MIN_THREADS
+    threads or more, a worker left waiting for a core delays one chunk of several.
     """
     if threads < 2:
         return False
