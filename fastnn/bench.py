@@ -5,7 +5,7 @@ round-robin (reference, jit, torch, reference, ...) so a drift of the machine's 
 report gives medians, and ratios taken per round then their median. Achieved GFLOP/s (conv, affine) or GB/s (the
 rest) are set against peaks measured at start: a large GEMM and a large copy. A convolution's rate counts the
 direct convolution's multiply-adds, so a 3x3 one (Winograd: 2.25x fewer) can show a share above what its GEMMs
-reach.
+reach. A fused affine-BN-ReLU op also times its three bare GEMMs in the same rounds and reports jit/GEMMs per round.
 """
 
 import json
@@ -98,13 +98,13 @@ def _affine_bn_relu_op(N, D, H, bare_gemms=False):
         b, gamma, beta = np.zeros(H, dtype), np.ones(H, dtype), np.zeros(H, dtype)
         dout = g.standard_normal((n, H)).astype(dtype)
         flops = 3 * 2 * n * D * H
-        if bare_gemms:  # the floor the fused layer is measured against: its three GEMMs alone
 
-            def gemms():
-                x @ w
-                dout @ w.T
-                x.T @ dout
+        def gemms():  # the floor the fused layer is measured against: its three GEMMs alone
+            x @ w
+            dout @ w.T
+            x.T @ dout
 
+        if bare_gemms:
             return gemms, None, flops, "GFLOP/s"
 
         def step():
@@ -122,7 +122,7 @@ def _affine_bn_relu_op(N, D, H, bare_gemms=False):
                 out = torch.relu(torch.nn.functional.batch_norm(a, None, None, tg, tbeta, training=True))
                 out.backward(tdout)
 
-        return step, torch_step, flops, "GFLOP/s"
+        return step, torch_step, flops, "GFLOP/s", gemms
 
     return build
 
@@ -310,7 +310,7 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
 
 
 def _measure_op(op, dtype, quick, rounds, machine_peaks):
-    step, torch_step, work, unit = OPS[op](dtype.type, quick)
+    step, torch_step, work, unit, *floor = OPS[op](dtype.type, quick)  # floor: the bare GEMMs of a fused op
 
     def on(backend):
         def call():
@@ -322,6 +322,8 @@ def _measure_op(op, dtype, quick, rounds, machine_peaks):
     candidates = {"reference": on("reference"), "jit": on("jit")}
     if torch_step is not None:
         candidates["torch"] = torch_step
+    if floor:  # timed in the same rounds, so the fused layer's ratio to its GEMMs is taken per round
+        candidates["gemms"] = floor[0]
     samples = measure(candidates, rounds)
     medians = {name: float(np.median(s)) for name, s in samples.items()}
     row = {"op": op, "dtype": dtype.name, "unit": unit, "work": work}
@@ -329,6 +331,8 @@ def _measure_op(op, dtype, quick, rounds, machine_peaks):
     row["jit_over_reference"] = float(np.median(np.divide(samples["jit"], samples["reference"])))
     if "torch" in samples:
         row["jit_over_torch"] = float(np.median(np.divide(samples["jit"], samples["torch"])))
+    if "gemms" in samples:
+        row["jit_over_gemms"] = float(np.median(np.divide(samples["jit"], samples["gemms"])))
     scale = 1e9
     row["jit_rate"] = work / medians["jit"] / scale
     peak = machine_peaks[f"gemm_{dtype.name}_gflops"] if unit == "GFLOP/s" else machine_peaks["copy_gbs"]
@@ -356,15 +360,16 @@ def format_report(report):
                  f"{p['gemm_float64_gflops']:.1f} GFLOP/s, copy {p['copy_gbs']:.1f} GB/s; "
                  f"medians of {report['rounds']} round-robin rounds, forward + backward")
     header = (f"{'op':<40} {'dtype':<8} {'reference':>10} {'jit':>9} {'torch':>9} {'jit/torch':>9} "
-              f"{'jit/ref':>8} {'jit rate':>14} {'of peak':>8}")
+              f"{'jit/ref':>8} {'jit rate':>14} {'of peak':>8} {'jit/GEMMs':>9}")
     lines += ["", header, "-" * len(header)]
     for r in report["results"]:
         torch_ms = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
         vs_torch = f"{r['jit_over_torch']:.3f}" if "jit_over_torch" in r else "-"
+        vs_gemms = f"{r['jit_over_gemms']:.3f}" if "jit_over_gemms" in r else "-"
         lines.append(
             f"{OP_DESCRIPTIONS[r['op']]:<40} {r['dtype']:<8} {r['reference_ms']:>8.2f}ms {r['jit_ms']:>7.2f}ms "
             f"{torch_ms:>7}ms {vs_torch:>9} {r['jit_over_reference']:>8.3f} "
-            f"{r['jit_rate']:>7.1f} {r['unit']:<7}{r['fraction_of_peak']:>7.0%}"
+            f"{r['jit_rate']:>7.1f} {r['unit']:<7}{r['fraction_of_peak']:>7.0%} {vs_gemms:>9}"
         )
     return "\n".join(lines)
 

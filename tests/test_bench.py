@@ -24,6 +24,13 @@ def test_fastnn_bench_quick_writes_the_report(tmp_path):
         assert row[key] > 0
 
 
+def test_fused_op_is_set_against_its_bare_gemms_in_the_same_rounds():
+    report = run(ops=["affine_bn_relu_256"], dtypes=("float32",), quick=True, rounds=2)
+    (row,) = report["results"]
+    assert row["jit_over_gemms"] > 0 and row["jit_over_reference"] > 0
+    assert "jit/GEMMs" in format_report(report)
+
+
 def test_unknown_op_is_refused():
     with pytest.raises(ValueError, match="unknown ops"):
         run(ops=["attention"])
