@@ -355,3 +355,25 @@ def test_fused_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype
     scale = max(float(np.abs(e).max()) for e in expected)  # db is rounding noise in train mode: held to this scale
     for g, want in zip(got, expected):
         assert_close(g, want, dtype=dtype, direction="backward", floor=scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_backward_gates_nan_and_inf_in_dout_as_np_where(dtype):
+    """A NaN or Inf in dout where the ReLU is closed contributes 0 (the reference's np.where), one where it is
+    open spreads NaN through the column's sums: the compiled gate (a multiply with a NaN fix-up) must agree."""
+    x, w, b = affine_inputs(N=16, D=(6,), M=5, dtype=dtype)
+    gamma, beta = _gb(5, dtype)
+    results = {}
+    for backend in ("reference", "jit"):
+        with fastnn.options(backend=backend), np.errstate(invalid="ignore"):
+            out, cache = L.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
+            dout = randn(*out.shape, seed=6).astype(dtype)
+            closed = np.argwhere(out == 0)
+            opened = np.argwhere(out > 0)
+            dout[tuple(closed[0])], dout[tuple(closed[1])] = np.nan, -np.inf  # gated away
+            dout[tuple(opened[0])] = np.inf  # let through: column opened[0][1] turns non-finite
+            results[backend] = L.affine_bn_relu_backward(dout, cache)
+    for got, want in zip(results["jit"], results["reference"]):
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        assert np.isfinite(results["jit"][3]).sum() == 4  # dgamma: only the column with the open Inf is lost
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-4, atol=1e-6)
