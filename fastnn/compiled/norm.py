@@ -96,7 +96,8 @@ def batchnorm_backward(dout, cache):
     x, xhat, gamma, beta, mean, invstd, eps, mode = cache
     source = standardised(x, xhat, mean, invstd)
     dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
-    _k(K.batchnorm_backward)(dout, *source, gamma, invstd, mode == "train", dbeta, dgamma, dx)
+    _k(K.column_sums)(dout, *source, dbeta, dgamma)
+    _k(K.batchnorm_dx)(dout, *source, gamma, invstd, mode == "train", dbeta, dgamma, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 

@@ -51,7 +51,8 @@ def affine_bn_relu_backward(dout, cache):
     D = dout.shape[1]
     dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
     source = standardised(a, xhat, mean, invstd)
-    _k(K.batchnorm_relu_backward)(dout, *source, gamma, beta, invstd, mode == "train", dbeta, dgamma, da, db)
+    _k(K.relu_column_sums)(dout, *source, gamma, beta, dbeta, dgamma)
+    _k(K.batchnorm_relu_da)(dout, *source, gamma, beta, invstd, mode == "train", dbeta, dgamma, da, db)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
 
 

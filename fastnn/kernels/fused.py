@@ -1,9 +1,9 @@
 """Fused affine-norm-ReLU kernels: everything around the GEMMs in as few passes over memory as possible.
 Mirror fastnn.reference.sandwich (affine_bn_relu_*, affine_ln_relu_*).
 
-Batchnorm, one kernel per direction. Forward: [GEMM] -> one pass adding the bias in place and summing moments ->
-one pass writing out = relu(gamma * xhat + beta); xhat = (a - mean) * invstd is not stored. Backward: one pass for
-the masked column sums (dbeta, dgamma) -> one pass for da and db -> [GEMMs]. The backward recomputes xhat from a and
+Batchnorm. Forward, one kernel: [GEMM] -> one pass adding the bias in place and summing moments -> one pass
+writing out = relu(gamma * xhat + beta); xhat = (a - mean) * invstd is not stored. Backward: relu_column_sums
+(dbeta, dgamma) -> batchnorm_relu_da (da and db) -> [GEMMs]. The backward recomputes xhat from a and
 the ReLU mask from xhat, gamma, beta (gamma * xhat + beta > 0) with the forward's own float operations, so the
 same bits, and reads two arrays per pass instead of three.
 Reductions split rows into CHUNKS fixed chunks (as in norm.py), so results do not depend on the thread count.
@@ -152,23 +152,17 @@ def _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, 
 
 
 @kernel(parallel=True)
-def batchnorm_relu_backward(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, dgamma, da, db):
-    """dbeta, dgamma as relu_column_sums; then da = the batchnorm backward of dy = dout * (gamma * xhat + beta > 0)
+def batchnorm_relu_da(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, dgamma, da, db):
+    """From relu_column_sums' dbeta, dgamma: da = the batchnorm backward of dy = dout * (gamma * xhat + beta > 0)
     with xhat = (x - mean) * scale, and db[d] = sum over rows of da (float64)."""
     N, D = dout.shape
     chunks = min(CHUNKS, N)
-    partial = np.zeros((chunks, 2, D))
-    for t in prange(chunks):
-        lo, hi = t * N // chunks, (t + 1) * N // chunks
-        relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, partial[t, 0], partial[t, 1])
-    sum_chunks(partial, 0, dbeta)
-    sum_chunks(partial, 1, dgamma)
+    partial = np.zeros((chunks, 1, D))
     k, shift, slope = np.empty(D), np.empty(D), np.empty(D)  # per feature, so no division per element
     for d in range(D):
         k[d] = np.float64(gamma[d]) * invstd[d]
         shift[d] = k[d] * dbeta[d] / N
         slope[d] = k[d] * dgamma[d] / N
-    partial[:, 0] = 0.0
     for t in prange(chunks):
         lo, hi = t * N // chunks, (t + 1) * N // chunks
         _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, train, lo, hi, da,
