@@ -1,9 +1,10 @@
 """The cs231n.fast_layers API: `from fastnn.fast_layers import *` replaces `from cs231n.fast_layers import *`.
 
 No Cython build: every name runs on fastnn's compiled kernels or its NumPy reference (fastnn.options()).
-All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); on the compiled path a
-3x3 stride-1 convolution runs as Winograd F(2x2, 3x3) and keeps WinogradTiles in place of x_cols (the reference
-backward rebuilds the columns from x). All fast max pools share one implementation and cache
+All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); the compiled path keeps
+no columns there (ColumnsFromInput: its backward gathers them again a block of images at a time), and runs a
+3x3 stride-1 convolution as Winograd F(2x2, 3x3), keeping WinogradTiles. The reference backward rebuilds the
+columns from x in both cases. All fast max pools share one implementation and cache
 ('argmax', (x, pool_param, argmax)). Differences from the starter, on purpose:
 - a geometry whose output size is not a whole number is a ValueError (conv_forward_strides floored it);
 - max_pool_backward_reshape routes a tied window's gradient to its first maximum, like every other path
@@ -14,8 +15,8 @@ backward rebuilds the columns from x). All fast max pools share one implementati
 import numpy as np
 
 from . import _checks as _check
+from ._conv_cache import ColumnsFromInput, WinogradTiles
 from ._dispatch import run as _run
-from ._winograd_tiles import WinogradTiles
 from .layers import *  # noqa: F401,F403
 from .layers import _conv_dout, _conv_inputs, _pool_inputs
 
@@ -26,7 +27,7 @@ def _conv_forward(fn, x, w, b, conv_param):
 
 def _conv_backward(fn, dout, cache):
     dout, cache = _conv_dout(fn, dout, cache, 5, "conv_forward_fast")
-    if isinstance(cache[4], WinogradTiles):  # the compiled path's 3x3 stride-1 cache
+    if isinstance(cache[4], (ColumnsFromInput, WinogradTiles)):  # what the compiled path keeps
         x_cols = cache[4]
     else:
         x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
@@ -39,7 +40,8 @@ def conv_forward_fast(x, w, b, conv_param):
     """Convolution forward via im2col and one GEMM.
 
     Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param {'stride', 'pad'} (whole output size required).
-    Returns a tuple of: out (N, F, H', W'), cache (x, w, b, conv_param, x_cols) with x_cols (C*HH*WW, N*H'*W').
+    Returns a tuple of: out (N, F, H', W'), cache (x, w, b, conv_param, x_cols) with x_cols (C*HH*WW, N*H'*W')
+    on the reference path (the compiled path keeps ColumnsFromInput or WinogradTiles there).
     """
     return _conv_forward("conv_forward_fast", x, w, b, conv_param)
 

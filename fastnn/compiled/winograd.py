@@ -8,8 +8,8 @@ rounding (the transforms add and halve; measured relative error ~1e-7 in float32
 
 import numpy as np
 
+from .._conv_cache import WinogradTiles
 from .._options import current, input_gradient_wanted
-from .._winograd_tiles import WinogradTiles
 from ..kernels import winograd as K
 from ..kernels._jit import variant
 from ._memory import recycled, scratch

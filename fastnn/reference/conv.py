@@ -107,7 +107,7 @@ def conv_backward_fast(dout, cache):
     """Inputs: dout (N, F, H', W'), cache (x, w, b, conv_param, x_cols). Returns dx, dw, db."""
     x, w, b, conv_param, x_cols = cache
     stride, pad = conv_param["stride"], conv_param["pad"]
-    if not isinstance(x_cols, np.ndarray):  # the compiled path's Winograd tiles: rebuild the columns
+    if not isinstance(x_cols, np.ndarray):  # a compiled forward's ColumnsFromInput or WinogradTiles
         x_cols = im2col(x, w.shape[2], w.shape[3], stride, pad)
     F = w.shape[0]
     dout2 = dout.transpose(1, 0, 2, 3).reshape(F, -1)
