@@ -87,6 +87,11 @@ def max_pool_backward_fast(dout, cache):
 
 
 def _pool_backward(fn, dout, cache):
+    return _run("max_pool_backward_fast", *_pool_backward_args(fn, dout, cache))
+
+
+def _pool_backward_args(fn, dout, cache):
+    """(dout, cache) checked against each other, the cache's argmax made contiguous."""
     if not isinstance(cache, tuple) or len(cache) != 2:
         _check.fail(fn, "cache must be the ('argmax', ...) tuple returned by max_pool_forward_fast", TypeError)
     if cache[0] != "argmax":
@@ -98,7 +103,7 @@ def _pool_backward(fn, dout, cache):
     if not isinstance(argmax, np.ndarray) or argmax.shape != expected or argmax.dtype.kind != "u":
         _check.fail(fn, f"cache argmax must be an unsigned integer array of shape {expected}", TypeError)
     dout = _check.dout_like(fn, dout, expected, x.dtype)
-    return _run("max_pool_backward_fast", dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax))))
+    return dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax)))
 
 
 def max_pool_forward_reshape(x, pool_param):

@@ -8,7 +8,7 @@ sandwich with a norm returns (dx, dw, db, dgamma, dbeta).
 from . import _checks as _check
 from ._dispatch import run as _run
 from .fast_layers import *  # noqa: F401,F403
-from .fast_layers import conv_backward_fast, conv_forward_fast, max_pool_backward_fast, max_pool_forward_fast
+from .fast_layers import _pool_backward_args, conv_backward_fast, conv_forward_fast, max_pool_forward_fast
 from .layers import *  # noqa: F401,F403
 from .layers import (
     _bn_param,
@@ -157,6 +157,12 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
 
 def conv_relu_pool_backward(dout, cache):
     """Backward of conv_relu_pool_forward. Returns dx, dw, db."""
-    conv_cache, relu_cache, pool_cache = _cache("conv_relu_pool_backward", cache, 3, "conv_relu_pool_forward")
-    ds = max_pool_backward_fast(dout, pool_cache)
-    return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
+    fn = "conv_relu_pool_backward"
+    conv_cache, relu_cache, pool_cache = _cache(fn, cache, 3, "conv_relu_pool_forward")
+    dout, pool_cache = _pool_backward_args(fn, dout, pool_cache)
+    pooled = pool_cache[1][0]
+    relu_cache = _check.array(fn, "relu_cache (the ReLU input x)", relu_cache, ndim=4)
+    if relu_cache.shape != pooled.shape or relu_cache.dtype != pooled.dtype:
+        _check.fail(fn, f"relu_cache {relu_cache.shape} {relu_cache.dtype} does not match the pool's input "
+                        f"{pooled.shape} {pooled.dtype}")
+    return conv_backward_fast(_run("max_pool_relu_backward", dout, pool_cache, relu_cache), conv_cache)

@@ -30,6 +30,7 @@ _, RELU_CACHE = L.relu_forward(X2)
 _, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
 _, POOL_CACHE = FL.max_pool_forward_fast(X4, POOL)
 _, CONV_CACHE = FL.conv_forward_fast(X4, WC, BC, CONV)
+CRP_OUT, (CRP_CONV, CRP_RELU, CRP_POOL) = LU.conv_relu_pool_forward(X4, WC, BC, CONV, POOL)
 _, DROP_CACHE = L.dropout_forward(X2, {"mode": "train", "p": 0.5, "seed": 0})
 DATA = {"X_train": a(20, 6), "y_train": np.arange(20) % 3, "X_val": a(5, 6), "y_val": np.arange(5) % 3}
 
@@ -154,6 +155,10 @@ CASES = [
      lambda: LU.affine_ln_relu_forward(X2, W2, B2, a(3), a(3), {"eps": 0})),
     ("conv_relu_pool pool", "conv_relu_pool_forward", "stride", ValueError,
      lambda: LU.conv_relu_pool_forward(X4, WC, BC, CONV, {**POOL, "stride": 4})),
+    ("conv_relu_pool relu cache", "conv_relu_pool_backward", "relu_cache", ValueError,
+     lambda: LU.conv_relu_pool_backward(CRP_OUT, (CRP_CONV, CRP_RELU[:, :, :4], CRP_POOL))),
+    ("conv_relu_pool dout", "conv_relu_pool_backward", "dout", ValueError,
+     lambda: LU.conv_relu_pool_backward(CRP_OUT[:, :2], (CRP_CONV, CRP_RELU, CRP_POOL))),
     ("conv_bn_relu mode", "conv_bn_relu_forward", "mode", ValueError,
      lambda: LU.conv_bn_relu_forward(X4, WC, BC, a(4), a(4), CONV, {"mode": "x"})),
     ("affine_relu cache", "affine_relu_backward", "cache", TypeError, lambda: LU.affine_relu_backward(X2, BN_CACHE)),

@@ -9,6 +9,7 @@ import pytest
 
 import fastnn
 import fastnn.layer_utils as L
+from fastnn._dispatch import run as dispatch_run
 from fastnn.testing import affine_inputs, assert_close, conv_inputs, layouts, norm_inputs, randn, scores_and_labels
 
 CONV1 = {"stride": 1, "pad": 1}
@@ -47,6 +48,12 @@ CASES = {
     "conv_naive_stride2": (L.conv_forward_naive, L.conv_backward_naive,
                            lambda t: conv_inputs(N=2, C=3, H=9, W=7, F=2, HH=3, WW=3, dtype=t)
                            + ({"stride": 2, "pad": 2},)),
+    "conv_relu_pool": (L.conv_relu_pool_forward, L.conv_relu_pool_backward,
+                       lambda t: conv_inputs(N=2, C=2, H=6, W=8, F=3, HH=5, WW=5, dtype=t) + ({"stride": 1, "pad": 2},
+                                                                                        POOL)),
+    "conv_relu_pool_overlap": (L.conv_relu_pool_forward, L.conv_relu_pool_backward,
+                               lambda t: conv_inputs(N=2, C=2, H=7, W=7, F=3, HH=3, WW=3, dtype=t)
+                               + ({"stride": 1, "pad": 1}, {"pool_height": 3, "pool_width": 3, "stride": 2})),
     "pool_fast": (L.max_pool_forward_fast, L.max_pool_backward_fast, lambda t: (randn(2, 3, 6, 6, dtype=t), POOL)),
     "pool_naive_overlap": (L.max_pool_forward_naive, L.max_pool_backward_naive,
                            lambda t: (randn(2, 1, 7, 7, dtype=t), {"pool_height": 3, "pool_width": 3, "stride": 2})),
@@ -187,6 +194,28 @@ def test_nan_and_inf_propagate_through_relu_and_max_pool_as_in_numpy():
         pool_out, _ = L.max_pool_forward_fast(x, POOL)
     np.testing.assert_array_equal(relu_out, np.maximum(x, 0))
     np.testing.assert_array_equal(pool_out, x.reshape(1, 1, 2, 2, 2, 2).max(axis=(3, 5)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_relu_pool_backward_gates_nan_and_inf_as_np_where(dtype):
+    """The fused unpool-and-ReLU pass: a NaN or Inf in dout passes only where the ReLU input is > 0, and a NaN
+    ReLU input lets nothing through, exactly as relu_backward(max_pool_backward_fast(...)) on the reference."""
+    x, w, b = conv_inputs(N=1, C=2, H=4, W=4, F=2, dtype=dtype)
+    out, (_, a, pool_cache) = L.conv_relu_pool_forward(x, w, b, CONV1, POOL)
+    a = a.copy()
+    a[0, 0, 0, :2] = [np.nan, -1.0]
+    a[0, 0, 2, 2], a[0, 1, 0, 1], a[0, 1, 2, 2] = -0.5, 2.0, 3.0
+    argmax = pool_cache[1][2]
+    argmax[0, 0, 0, 0], argmax[0, 0, 1, 1] = 1, 0  # maxima at the -1 and the -0.5: shut
+    argmax[0, 1, 0, 0], argmax[0, 1, 1, 1] = 1, 0  # at the 2 and the 3: open
+    dout = randn(*out.shape, seed=3, dtype=dtype)
+    dout[0, 0, 0, 0], dout[0, 1, 1, 1], dout[0, 1, 0, 0], dout[0, 0, 1, 1] = np.inf, np.nan, -np.inf, np.nan
+    with fastnn.options(backend="jit"):
+        da = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
+    with fastnn.options(backend="reference"):
+        want = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
+    np.testing.assert_array_equal(da, want)  # NaN where NaN, and the same signed zeros and infinities
+    assert np.isnan(da).sum() == 1 and np.isneginf(da).sum() == 1 and not np.isposinf(da).any()
 
 
 WIDE_CASES = {  # longer vectorised sums than CASES has (with remainders), for the builds' bit-for-bit test

@@ -15,8 +15,9 @@ __all__ = [
 ]
 
 
-def _two_by_two(shape, ph, pw, stride):
+def tiles_two_by_two(shape, pool_param):
     """Whether the windows are 2x2 with stride 2 and tile the input exactly (the unrolled kernels' case)."""
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     return ph == pw == stride == 2 and shape[2] % 2 == 0 and shape[3] % 2 == 0
 
 
@@ -26,7 +27,7 @@ def _forward(x, pool_param):
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.min_scalar_type(ph * pw - 1))
     parallel = current().parallel
-    if _two_by_two(x.shape, ph, pw, stride):
+    if tiles_two_by_two(x.shape, pool_param):
         variant(K.max_pool_forward_2x2, parallel)(x, out, argmax)
     else:
         variant(K.max_pool_forward, parallel)(x, ph, pw, stride, out, argmax)
@@ -34,9 +35,9 @@ def _forward(x, pool_param):
 
 
 def _backward(dout, x, pool_param, argmax):
-    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    pw, stride = pool_param["pool_width"], pool_param["stride"]
     dx = np.empty(x.shape, dtype=x.dtype)
-    if _two_by_two(x.shape, ph, pw, stride):
+    if tiles_two_by_two(x.shape, pool_param):
         variant(K.max_pool_backward_2x2, current().parallel)(dout, argmax, dx)
     else:
         variant(K.max_pool_backward, current().parallel)(dout, argmax, pw, stride, dx)

@@ -124,3 +124,30 @@ def max_pool_backward_2x2(dout, argmax, dx):
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         _unpool_plane_2x2(dout[n, c], argmax[n, c], dx[n, c])
+
+
+@kernel
+def _unpool_relu_plane_2x2(dout, argmax, relu_input, plane):
+    H_out, W_out = dout.shape
+    for i in range(H_out):
+        g = dout[i]
+        where = argmax[i]
+        for r in range(2):
+            line = plane[2 * i + r]
+            opened = relu_input[2 * i + r]
+            for j in range(W_out):
+                k = where[j] - 2 * r
+                v = g[j]
+                # `&`, not `and`: both sides evaluated, so the relu input is not a load masked by the argmax
+                line[2 * j] = v if (k == 0) & (opened[2 * j] > 0) else 0.0
+                line[2 * j + 1] = v if (k == 1) & (opened[2 * j + 1] > 0) else 0.0
+
+
+@kernel(parallel=True)
+def max_pool_relu_backward_2x2(dout, argmax, relu_input, da):
+    """max_pool_backward_2x2 and then ReLU's backward in one pass: da = the unpooled gradient where relu_input
+    > 0, else 0 (np.where's answer, NaN included), with no unpooled array in between."""
+    N, C = dout.shape[:2]
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        _unpool_relu_plane_2x2(dout[n, c], argmax[n, c], relu_input[n, c], da[n, c])

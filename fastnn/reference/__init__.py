@@ -21,7 +21,9 @@ other agree; the starter's layout wherever the CS231n starter fixes one):
     conv naive        (x, w, b, conv_param)
     conv im2col/strides/fast
                       (x, w, b, conv_param, x_cols)                     x_cols (C*HH*WW, N*H'*W'), row
-                                                                         (c*HH + kh)*WW + kw, column (n*H' + i)*W' + j
+                                                                         (c*HH + kh)*WW + kw, column (n*H' + i)*W' + j;
+                                                                         from the compiled path ColumnsFromInput or
+                                                                         WinogradTiles (the backward rebuilds x_cols)
     max pool naive    (x, pool_param)
     max pool fast/reshape/im2col
                       ('argmax', (x, pool_param, argmax))               argmax (N, C, H', W'), dtype

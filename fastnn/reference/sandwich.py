@@ -19,7 +19,7 @@ __all__ = [
     "affine_ln_relu_forward", "affine_ln_relu_backward",
     "conv_relu_forward", "conv_relu_backward",
     "conv_bn_relu_forward", "conv_bn_relu_backward",
-    "conv_relu_pool_forward", "conv_relu_pool_backward",
+    "conv_relu_pool_forward", "conv_relu_pool_backward", "max_pool_relu_backward",
 ]
 
 
@@ -108,5 +108,9 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
 def conv_relu_pool_backward(dout, cache):
     """Returns dx, dw, db."""
     conv_cache, relu_cache, pool_cache = cache
-    ds = max_pool_backward_fast(dout, pool_cache)
-    return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
+    return conv_backward_fast(max_pool_relu_backward(dout, pool_cache, relu_cache), conv_cache)
+
+
+def max_pool_relu_backward(dout, pool_cache, relu_cache):
+    """The gradient of the ReLU's input in relu -> max pool (fast): dx = unpooled dout where the input > 0."""
+    return relu_backward(max_pool_backward_fast(dout, pool_cache), relu_cache)
