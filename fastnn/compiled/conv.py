@@ -4,7 +4,7 @@ Same names, signatures and caches as fastnn.reference.conv, except that the cach
 WinogradTiles, for 3x3 stride-1 filters) where the reference keeps x_cols. The columns of all N images (38 MB for
 the CS231n first layer) would go to memory and back three times per step; a block of images' columns (about
 BLOCK_BYTES) stays in cache from im2col to GEMM, and the backward gathers them again from x, which costs less
-than reading them back (0.70x the forward+backward time of whole-batch columns, conv (a), measured here). Each
+than reading them back (0.73-0.76x the forward+backward time of whole-batch columns for conv (a), measured here). Each
 block's forward GEMM is w (F, CKK) @ cols (CKK, n*P), one GEMM for the block rather than one skinny GEMM per
 image; a kernel moves its result to NCHW with the bias. Scratch buffers are reused per thread (see _memory).
 """
