@@ -1,8 +1,9 @@
 """The cs231n.layer_utils API: sandwich layers, plus affine_bn_relu and affine_ln_relu.
 
 affine_bn_relu and affine_ln_relu run as one fused layer on the compiled path, and conv_relu_pool's backward
-unpools and applies the ReLU gate in one pass; the others compose the public layers. Every sandwich validates its own arguments first, so an error names the sandwich. Backward of a
-sandwich with a norm returns (dx, dw, db, dgamma, dbeta).
+unpools and applies the ReLU gate in one pass; the others compose the public layers. Every sandwich validates
+its own arguments first, so an error names the sandwich. Backward of a sandwich with a norm returns
+(dx, dw, db, dgamma, dbeta).
 """
 
 from . import _checks as _check

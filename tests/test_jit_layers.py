@@ -214,8 +214,28 @@ def test_conv_relu_pool_backward_gates_nan_and_inf_as_np_where(dtype):
         da = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
     with fastnn.options(backend="reference"):
         want = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
-    np.testing.assert_array_equal(da, want)  # NaN where NaN, and the same signed zeros and infinities
+    np.testing.assert_array_equal(da, want)  # NaN where NaN, and the same infinities
+    np.testing.assert_array_equal(np.signbit(da), np.signbit(want))  # and the same signed zeros
     assert np.isnan(da).sum() == 1 and np.isneginf(da).sum() == 1 and not np.isposinf(da).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool", [POOL, {"pool_height": 3, "pool_width": 3, "stride": 2}], ids=["2x2", "3x3s2"])
+def test_max_pool_backward_routes_nan_inf_and_signed_zeros_as_the_reference(pool, dtype):
+    """Each window's gradient lands at its argmax as 0.0 + dout (np.add.at into zeros), nothing elsewhere: a NaN
+    or Inf gradient stays in its window, and a -0.0 one arrives as +0.0."""
+    x = randn(2, 3, 8, 8, dtype=dtype) if pool is POOL else randn(2, 3, 7, 7, dtype=dtype)
+    with fastnn.options(backend="reference"):
+        out, cache = L.max_pool_forward_fast(x, pool)
+    dout = randn(*out.shape, seed=9, dtype=dtype)
+    dout[0, 0, 0, :3] = [np.nan, np.inf, -0.0]
+    dout[0, 0, 1, 0], dout[1, 2, -1, -1] = -np.inf, -0.0
+    with fastnn.options(backend="jit"):
+        dx = L.max_pool_backward_fast(dout, cache)
+    with fastnn.options(backend="reference"):
+        want = L.max_pool_backward_fast(dout, cache)
+    np.testing.assert_array_equal(dx, want)
+    np.testing.assert_array_equal(np.signbit(dx), np.signbit(want))
 
 
 WIDE_CASES = {  # longer vectorised sums than CASES has (with remainders), for the builds' bit-for-bit test
