@@ -99,6 +99,34 @@ def test_every_kernel_can_be_written_to_the_cache(tmp_path):
     assert "Cannot cache" not in result.stderr, result.stderr[-2000:]
 
 
+SERIAL_BUILD_STATS = textwrap.dedent("""
+    import numpy as np, fastnn
+    from fastnn.kernels import conv
+    from fastnn.kernels._jit import variant
+    from fastnn.layer_utils import conv_forward_fast, conv_backward_fast
+    x = np.ones((1, 2, 5, 5)); w = np.ones((3, 2, 3, 3)); b = np.zeros(3)
+    with fastnn.options(backend="jit"):
+        out, cache = conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        conv_backward_fast(out, cache)
+    stats = variant(conv.im2col, True).stats
+    print(variant(conv.im2col, True) is not conv.im2col, len(stats.cache_hits), len(stats.cache_misses))
+""")
+
+
+def test_serial_builds_are_cached_apart_from_the_parallel_ones(tmp_path):
+    """On one numba thread the serial builds run; with FASTNN_CACHE=1 a second process loads them from the cache
+    (it compiled them again before), under their own names, so a parallel build never loads serial code."""
+    env = {"FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "1"}
+    first = _python(SERIAL_BUILD_STATS, **env)
+    second = _python(SERIAL_BUILD_STATS, **env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
+    assert first.stdout.split() == ["True", "0", "1"]  # compiled, and written to the cache
+    assert second.stdout.split() == ["True", "1", "0"]  # read back
+    names = [name for _, _, files in os.walk(tmp_path / "cache") for name in files if name.endswith(".nbi")]
+    assert any("im2col_serial-" in name for name in names)
+    assert not any(".im2col-" in name for name in names)  # the parallel build never ran
+
+
 def test_a_writer_killed_mid_checkpoint_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "ckpt.npz"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)

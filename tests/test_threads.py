@@ -89,6 +89,16 @@ def test_warmup_rejects_unknown_families_and_dtypes():
         fastnn.warmup(dtypes=("int8",))
 
 
+def test_warmup_compiles_the_fused_conv_relu_pool_backward():
+    from fastnn._options import current
+    from fastnn.kernels import pool
+    from fastnn.kernels._jit import variant
+
+    fastnn.warmup(dtypes=("float64",), ops=["fused"])
+    built = variant(pool.max_pool_relu_backward_2x2, current().parallel)
+    assert any(sig[0].dtype == numba.float64 for sig in built.signatures)
+
+
 LAYER_SCRIPT = textwrap.dedent("""
     import numpy as np, numba
     from fastnn.layers import relu_forward

@@ -50,6 +50,9 @@ def _run_family(family, dtype):
                                          (L.affine_ln_relu_forward, L.affine_ln_relu_backward, {})]:
             out, cache = forward(r(4, 3), r(3, 5), r(5), r(5), r(5), param)
             backward(out, cache)
+        out, cache = L.conv_relu_pool_forward(r(1, 2, 5, 5), r(2, 2, 2, 2), r(2), {"stride": 1, "pad": 0},
+                                              {"pool_height": 2, "pool_width": 2, "stride": 2})
+        L.conv_relu_pool_backward(out, cache)  # the one-pass unpool + ReLU gate
 
 
 def warmup(dtypes=("float32", "float64"), ops=None):

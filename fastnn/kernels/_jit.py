@@ -19,6 +19,7 @@
 
 import os
 import threading
+import types
 import warnings
 
 import numba
@@ -74,24 +75,27 @@ def kernel(function=None, *, parallel=False, fast_sums=False):
     fast_sums=True compiles with FASTMATH, for kernels whose inner loop sums along a row."""
 
     def decorate(fn):
-        try:
-            return numba.njit(**_options(parallel, fast_sums))(fn)
-        except (OSError, RuntimeError) as error:  # numba checks the cache directory at decoration time
-            if not CACHE:
-                raise
-            options = _options(parallel, fast_sums)
-            options["cache"] = False
-            global _cache_warned
-            if not _cache_warned:
-                _cache_warned = True
-                warnings.warn(
-                    f"fastnn: FASTNN_CACHE=1 but numba cannot use its cache ({error}); compiling in memory",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            return numba.njit(**options)(fn)
+        return _njit(fn, _options(parallel, fast_sums))
 
     return decorate(function) if function is not None else decorate
+
+
+def _njit(fn, options):
+    """numba.njit(**options)(fn); with caching on, a cache numba refuses is one warning and fn compiles in memory."""
+    try:
+        return numba.njit(**options)(fn)
+    except (OSError, RuntimeError) as error:  # numba checks the cache directory at decoration time
+        if not options.get("cache"):
+            raise
+        global _cache_warned
+        if not _cache_warned:
+            _cache_warned = True
+            warnings.warn(
+                f"fastnn: FASTNN_CACHE=1 but numba cannot use its cache ({error}); compiling in memory",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return numba.njit(**{**options, "cache": False})(fn)
 
 
 def threading_layer_is_thread_safe():
@@ -153,6 +157,16 @@ def parallel_pays(threads):
         return numba.config.THREADING_LAYER not in ("workqueue", "default")
 
 
+def _serial_copy(fn):
+    """fn under the name fn_serial. numba names a function's cache files and keys their entries by its name and
+    signature, not by its compile options: the serial build must not read or overwrite the parallel one's."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + "_serial"
+    copy.__module__, copy.__doc__ = fn.__module__, fn.__doc__
+    return copy
+
+
 def variant(kernel_fn, parallel=True):
     """`kernel_fn` itself where a parallel kernel may run and pays (parallel_allowed, parallel_pays), else its
     serial build (compiled on first use)."""
@@ -167,10 +181,9 @@ def variant(kernel_fn, parallel=True):
         with _serial_lock:
             build = _serial_builds.get(key)
             if build is None:
-                options = dict(kernel_fn.targetoptions)
-                options["parallel"] = False
+                options = dict(kernel_fn.targetoptions, parallel=False, cache=CACHE)
                 options.pop("boundscheck", None)
                 options.pop("nopython", None)  # njit sets it; passing it again only warns
-                build = numba.njit(**options)(kernel_fn.py_func)
+                build = _njit(_serial_copy(kernel_fn.py_func), options)
                 _serial_builds[key] = build
     return build
