@@ -162,8 +162,9 @@ def conv_relu_pool_backward(dout, cache):
     conv_cache, relu_cache, pool_cache = _cache(fn, cache, 3, "conv_relu_pool_forward")
     dout, pool_cache = _pool_backward_args(fn, dout, pool_cache)
     pooled = pool_cache[1][0]
-    relu_cache = _check.array(fn, "relu_cache (the ReLU input x)", relu_cache, ndim=4)
-    if relu_cache.shape != pooled.shape or relu_cache.dtype != pooled.dtype:
-        _check.fail(fn, f"relu_cache {relu_cache.shape} {relu_cache.dtype} does not match the pool's input "
-                        f"{pooled.shape} {pooled.dtype}")
+    relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=4)
+    if relu_cache.shape != pooled.shape:
+        _check.fail(fn, f"cache (ReLU part) has shape {relu_cache.shape}, the pool's input {pooled.shape}")
+    if relu_cache.dtype != pooled.dtype:
+        _check.fail(fn, f"cache (ReLU part) has dtype {relu_cache.dtype}, the pool's input {pooled.dtype}", TypeError)
     return conv_backward_fast(_run("max_pool_relu_backward", dout, pool_cache, relu_cache), conv_cache)

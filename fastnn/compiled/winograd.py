@@ -1,7 +1,7 @@
 """3x3, stride-1 convolution by Winograd F(2x2, 3x3) on the compiled path: tile transforms in
 fastnn.kernels.winograd, 16 GEMMs per direction in BLAS, the small filter transforms in NumPy.
 
-Its cache keeps WinogradTiles (the transformed input and filters) where the im2col path keeps x_cols; a NumPy
+Its cache keeps WinogradTiles (the transformed input and filters) where the reference keeps x_cols; a NumPy
 reference backward given such a cache rebuilds the columns from x. Results equal the direct convolution up to
 rounding (the transforms add and halve; measured relative error ~1e-7 in float32, ~1e-16 in float64).
 """

@@ -148,7 +148,7 @@ def _unpool_relu_plane_2x2(dout, argmax, relu_input, plane):
             line = plane[2 * i + r]
             opened = relu_input[2 * i + r]
             for j in range(W_out):
-                k = where[j] - 2 * r
+                k = np.int32(where[j]) - np.int32(2 * r)  # int32: a uint8 would wrap (without numba)
                 v = g[j] + 0.0  # a -0.0 gradient becomes the reference's +0.0
                 # `&`, not `and`: both sides evaluated, so the relu input is not a load masked by the argmax
                 line[2 * j] = v if (k == 0) & (opened[2 * j] > 0) else 0.0
