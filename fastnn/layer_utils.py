@@ -163,8 +163,6 @@ def conv_relu_pool_backward(dout, cache):
     dout, pool_cache = _pool_backward_args(fn, dout, pool_cache)
     pooled = pool_cache[1][0]
     relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=4)
-    if relu_cache.shape != pooled.shape:
-        _check.fail(fn, f"cache (ReLU part) has shape {relu_cache.shape}, the pool's input {pooled.shape}")
-    if relu_cache.dtype != pooled.dtype:
-        _check.fail(fn, f"cache (ReLU part) has dtype {relu_cache.dtype}, the pool's input {pooled.dtype}", TypeError)
+    _check.shape(fn, "cache (ReLU part)", relu_cache, pooled.shape)
+    _check.same_dtype(fn, {"cache (ReLU part)": relu_cache, "cache (pool part)": pooled})
     return conv_backward_fast(_run("max_pool_relu_backward", dout, pool_cache, relu_cache), conv_cache)

@@ -49,29 +49,21 @@ def _blocks(x, w, P):
 
 
 def _padded(name, a, pad):
-    """`a` with `pad` zeros around each plane, in a per-thread scratch (a itself when pad is 0)."""
+    """A per-thread scratch of a's shape plus `pad` on each side of every plane (a itself when pad is 0)."""
     if pad == 0:
         return a
     N, C, H, W = a.shape
-    ap = scratch(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
-    _k(K.pad_planes)(a, pad, ap)
-    return ap
-
-
-def _padding_of(dx, pad):
-    """Where col2im accumulates dx: a per-thread scratch with `pad` more on each side of every plane (dx itself
-    when pad is 0)."""
-    if pad == 0:
-        return dx
-    N, C, H, W = dx.shape
-    return scratch("dxpad", (N, C, H + 2 * pad, W + 2 * pad), dx.dtype)
+    return scratch(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
 
 
 def _block_columns(x_block, w, stride, pad, H_out, W_out):
     """The columns (C*HH*WW, n*P) of a block of images, in a per-thread scratch."""
     C, HH, WW = w.shape[1:]
     cols = scratch("cols", (C * HH * WW, x_block.shape[0] * H_out * W_out), x_block.dtype)
-    _k(K.im2col)(_padded("xpad", x_block, pad), HH, WW, stride, H_out, W_out, cols)
+    xp = _padded("xpad", x_block, pad)
+    if pad:
+        _k(K.pad_planes)(x_block, pad, xp)
+    _k(K.im2col)(xp, HH, WW, stride, H_out, W_out, cols)
     return cols
 
 
@@ -123,7 +115,7 @@ def _backward(dout, x, w, conv_param, cached):
             dcols = scratch("dcols", cols.shape, dout.dtype)
             np.dot(w2.T, rows, out=dcols)
             dx_block = dx[start:stop]
-            _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padding_of(dx_block, pad),
+            _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padded("dxpad", dx_block, pad),
                          dx_block)
     return dx, dw.reshape(w.shape), db.astype(dout.dtype)
 

@@ -19,20 +19,17 @@ def _k(kernel_fn):
     return variant(kernel_fn, current().parallel)
 
 
-def batch_statistics(x2, bn_param, moments_kernel, n_features, moments=None):
+def batch_statistics(x2, bn_param, moments_kernel, n_features):
     """(mean, invstd, eps, mode) in x's dtype, updating bn_param's running statistics as the reference does.
 
-    x2 is the input laid out for `moments_kernel` ((N, C, P) for channel_moments); a caller that computed the
-    float64 (mean, var) already passes them as `moments`.
+    x2 is the input laid out for `moments_kernel` ((N, C, P) for channel_moments); test mode reads no moments.
     """
     mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
     dtype = x2.dtype
     if mode == "train":
-        if moments is None:
-            moments = np.empty(n_features), np.empty(n_features)
-            _k(moments_kernel)(x2, *moments)
-        mean64, var64 = moments
+        mean64, var64 = np.empty(n_features), np.empty(n_features)
+        _k(moments_kernel)(x2, mean64, var64)
         mean = mean64.astype(dtype)
         invstd = (1 / np.sqrt(var64 + eps)).astype(dtype)
         update_running_statistics(bn_param, mean, var64.astype(dtype), dtype)

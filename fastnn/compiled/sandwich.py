@@ -92,5 +92,5 @@ def max_pool_relu_backward(dout, pool_cache, relu_cache):
     if not tiles_two_by_two(x.shape, pool_param):
         return relu_backward(max_pool_backward_fast(dout, pool_cache), relu_cache)
     da = np.empty(x.shape, dtype=x.dtype)
-    _k(P.max_pool_relu_backward_2x2)(dout, argmax, np.ascontiguousarray(relu_cache), da)
+    _k(P.max_pool_relu_backward_2x2)(dout, argmax, relu_cache, da)
     return da
