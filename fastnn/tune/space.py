@@ -23,18 +23,31 @@ def _bounds(fn, low, high, positive=False, integer=False):
     return (int(low), int(high)) if integer else (float(low), float(high))
 
 
+class _Range:
+    """A [low, high] parameter: its bounds checked by _bounds (with `bounds`' options) when it is made, and
+    described as JSON under `kind`."""
+
+    kind = ""
+    bounds = {}
+
+    def __post_init__(self):
+        low, high = _bounds(self.kind, self.low, self.high, **self.bounds)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def describe(self):
+        return {"type": self.kind, "low": self.low, "high": self.high}
+
+
 @dataclass(frozen=True)
-class LogUniform:
+class LogUniform(_Range):
     """A float whose logarithm is uniform in [log(low), log(high)]: learning rates, regularisation strengths."""
 
     low: float
     high: float
     log_scale = True
-
-    def __post_init__(self):
-        low, high = _bounds("loguniform", self.low, self.high, positive=True)
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
+    kind = "loguniform"
+    bounds = {"positive": True}
 
     def sample(self, rng):
         value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
@@ -44,22 +57,15 @@ class LogUniform:
         lo, hi = _widened(np.log(values), widen, math.log(self.low), math.log(self.high))
         return LogUniform(math.exp(lo), math.exp(hi))
 
-    def describe(self):
-        return {"type": "loguniform", "low": self.low, "high": self.high}
-
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Range):
     """A float uniform in [low, high]: dropout keep ratios, momentum."""
 
     low: float
     high: float
     log_scale = False
-
-    def __post_init__(self):
-        low, high = _bounds("uniform", self.low, self.high)
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
+    kind = "uniform"
 
     def sample(self, rng):
         return float(rng.uniform(self.low, self.high))
@@ -67,22 +73,16 @@ class Uniform:
     def narrowed(self, values, widen):
         return Uniform(*_widened(np.asarray(values, dtype=float), widen, self.low, self.high))
 
-    def describe(self):
-        return {"type": "uniform", "low": self.low, "high": self.high}
-
 
 @dataclass(frozen=True)
-class RandInt:
+class RandInt(_Range):
     """An integer uniform in [low, high) (high excluded, as numpy's integers): hidden sizes, batch sizes."""
 
     low: int
     high: int
     log_scale = False
-
-    def __post_init__(self):
-        low, high = _bounds("randint", self.low, self.high, integer=True)
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
+    kind = "randint"
+    bounds = {"integer": True}
 
     def sample(self, rng):
         return int(rng.integers(self.low, self.high))
@@ -91,9 +91,6 @@ class RandInt:
         # The top values as the half-open range [min, max + 1), widened and clipped like the float ranges.
         lo, hi = _widened(np.array([min(values), max(values) + 1], dtype=float), widen, self.low, self.high)
         return RandInt(math.floor(lo), math.ceil(hi))
-
-    def describe(self):
-        return {"type": "randint", "low": self.low, "high": self.high}
 
 
 _JSON_SCALARS = (type(None), bool, int, float, str)
