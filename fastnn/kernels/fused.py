@@ -17,15 +17,34 @@ from .norm import CHUNKS, batch_moments, sum_chunks
 
 
 @kernel
+def _biased_shifted(row, b, shift, d):
+    """row[d] += b[d] (in place); returns the result, and less shift[d] in float64."""
+    v = row[d] + b[d]
+    row[d] = v
+    return np.float64(v) - shift[d]
+
+
+@kernel
 def bias_shifted_sums(a, b, lo, hi, shift, s, q):
-    """a += b (in place) over rows lo..hi-1, with s[d] += (a[i, d] - shift[d]) and q[d] += its square (float64)."""
-    for i in range(lo, hi):
+    """a += b (in place) over rows lo..hi-1, with s[d] += (a[i, d] - shift[d]) and q[d] += its square (float64).
+    Four rows at a time, as norm.shifted_sums (0.5-0.6x the time of one row at a time, measured here)."""
+    i = lo
+    while i + 4 <= hi:
+        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
         for d in range(a.shape[1]):
-            v = a[i, d] + b[d]
-            a[i, d] = v
-            shifted = np.float64(v) - shift[d]
-            s[d] += shifted
-            q[d] += shifted * shifted
+            v0 = _biased_shifted(a0, b, shift, d)
+            v1 = _biased_shifted(a1, b, shift, d)
+            v2 = _biased_shifted(a2, b, shift, d)
+            v3 = _biased_shifted(a3, b, shift, d)
+            s[d] += (v0 + v1) + (v2 + v3)
+            q[d] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+        i += 4
+    for r in range(i, hi):  # the last rows, one at a time
+        row = a[r]
+        for d in range(a.shape[1]):
+            v = _biased_shifted(row, b, shift, d)
+            s[d] += v
+            q[d] += v * v
 
 
 @kernel
@@ -113,15 +132,34 @@ def bias_row_normalise_relu(a, b, gamma, beta, eps, xhat, out, mean, invstd):
 
 
 @kernel
+def _relu_gradient(dout, x, mean, scale, gamma, beta, d):
+    """(dy, xhat) at feature d of one row: xhat = (x[d] - mean[d]) * scale[d], dy = dout[d] (float64) where
+    gamma * xhat + beta > 0, else 0."""
+    h = (x[d] - mean[d]) * scale[d]
+    return _gated(dout[d], _relu_open(h, gamma[d], beta[d])), h
+
+
+@kernel
 def relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, s, q):
-    """Over rows lo..hi-1, with xhat = (x - mean[d]) * scale[d] and dy = dout where gamma * xhat + beta > 0
-    (else 0): s[d] += dy, q[d] += dy * xhat (float64)."""
-    for i in range(lo, hi):
+    """Over rows lo..hi-1, with dy and xhat as _relu_gradient: s[d] += dy, q[d] += dy * xhat (float64). Four rows
+    at a time, as norm.gradient_sums."""
+    i = lo
+    while i + 4 <= hi:
+        g0, g1, g2, g3 = dout[i], dout[i + 1], dout[i + 2], dout[i + 3]
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
         for d in range(dout.shape[1]):
-            h = (x[i, d] - mean[d]) * scale[d]
-            g = _gated(dout[i, d], _relu_open(h, gamma[d], beta[d]))
-            s[d] += g
-            q[d] += g * h
+            y0, h0 = _relu_gradient(g0, x0, mean, scale, gamma, beta, d)
+            y1, h1 = _relu_gradient(g1, x1, mean, scale, gamma, beta, d)
+            y2, h2 = _relu_gradient(g2, x2, mean, scale, gamma, beta, d)
+            y3, h3 = _relu_gradient(g3, x3, mean, scale, gamma, beta, d)
+            s[d] += (y0 + y1) + (y2 + y3)
+            q[d] += (y0 * h0 + y1 * h1) + (y2 * h2 + y3 * h3)
+        i += 4
+    for r in range(i, hi):
+        for d in range(dout.shape[1]):
+            y, h = _relu_gradient(dout[r], x[r], mean, scale, gamma, beta, d)
+            s[d] += y
+            q[d] += y * h
 
 
 @kernel(parallel=True)
@@ -141,11 +179,10 @@ def relu_column_sums(dout, x, mean, scale, gamma, beta, dbeta, dgamma):
 @kernel
 def _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, train, lo, hi, da, acc):
     """Rows lo..hi-1 of da = dy * k[d] - shift[d] - xhat * slope[d] (train) or dy * k[d] (test), with xhat and dy
-    as in relu_gradient_sums; acc[d] += da."""
+    as in _relu_gradient. One row at a time: four ran 1.1-1.3x slower here; acc[d] += da."""
     for i in range(lo, hi):
         for d in range(da.shape[1]):
-            h = (x[i, d] - mean[d]) * scale[d]
-            dy = _gated(dout[i, d], _relu_open(h, gamma[d], beta[d]))
+            dy, h = _relu_gradient(dout[i], x[i], mean, scale, gamma, beta, d)
             v = dy * k[d] - shift[d] - h * slope[d] if train else dy * k[d]
             da[i, d] = v
             acc[d] += v
