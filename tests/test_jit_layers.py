@@ -297,6 +297,24 @@ def test_dropout_mask_is_the_same_at_one_and_two_threads():
     np.testing.assert_array_equal(one, reference)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_passes_special_values_as_the_reference(dtype):
+    """Kept: x / p, NaN, Inf and -0.0 included; dropped: +0.0 whatever x was. Forward and backward, bit for bit."""
+    x = randn(8, 33, dtype=dtype)
+    x[0, :6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, -1.0]
+    x[1:3] = -0.0
+    x[3, ::2] = np.nan
+    param = {"mode": "train", "p": 0.5, "seed": 3}
+    results = {}
+    for backend in ("jit", "reference"):
+        with fastnn.options(backend=backend):
+            out, cache = L.dropout_forward(x, param)
+            results[backend] = out, L.dropout_backward(x, cache)
+    for got, want in zip(results["jit"], results["reference"]):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))
+
+
 def test_reductions_are_identical_run_to_run():
     x, gamma, beta = norm_inputs((300, 40))
     with fastnn.options(backend="jit"):
