@@ -6,7 +6,7 @@ Each parallel loop hands its task to a serial function (numba optimises a prange
 
 from numba import prange
 
-from ._jit import kernel
+from ._jit import i64, kernel
 
 
 @kernel
@@ -36,7 +36,7 @@ def pad_planes(x, pad, xp):
     for nc in range(N * C):
         n, c = nc // C, nc % C
         _zero_plane(xp[n, c])
-        _copy_window(x[n, c], 0, 0, xp[n, c], pad, pad, H, W)
+        _copy_window(x[n, c], i64(0), i64(0), xp[n, c], pad, pad, H, W)
 
 
 @kernel
@@ -100,7 +100,7 @@ def col2im(cols, HH, WW, stride, pad, H_out, W_out, dxp, dx):
             for kw in range(WW):
                 _col2im_plane(cols[(c * HH + kh) * WW + kw, n * P:(n + 1) * P], kh, kw, stride, H_out, W_out, plane)
         if pad > 0:
-            _copy_window(plane, pad, pad, dx[n, c], 0, 0, H, W)
+            _copy_window(plane, pad, pad, dx[n, c], i64(0), i64(0), H, W)
 
 
 @kernel

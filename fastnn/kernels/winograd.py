@@ -13,7 +13,7 @@ The backward kernels are the exact adjoints: dM = A dY A^T, dx += B dV B^T (over
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import i64, kernel
 
 
 @kernel
@@ -176,10 +176,10 @@ def _input_tile_row(xt_c, i, tiles_w, c, N, rows, V):
     t0, span = i * tiles_w * N, tiles_w * N
     for r in range(4):  # then d B along each row: columns 0 - 2, 1 + 2, 2 - 1, 1 - 3 of every tile
         X = rows[r]
-        _pairs(X, tiles_w, N, 0, 2, -1, V[4 * r, c, t0:t0 + span])
-        _pairs(X, tiles_w, N, 1, 2, 1, V[4 * r + 1, c, t0:t0 + span])
-        _pairs(X, tiles_w, N, 2, 1, -1, V[4 * r + 2, c, t0:t0 + span])
-        _pairs(X, tiles_w, N, 1, 3, -1, V[4 * r + 3, c, t0:t0 + span])
+        _pairs(X, tiles_w, N, i64(0), i64(2), i64(-1), V[4 * r, c, t0:t0 + span])
+        _pairs(X, tiles_w, N, i64(1), i64(2), i64(1), V[4 * r + 1, c, t0:t0 + span])
+        _pairs(X, tiles_w, N, i64(2), i64(1), i64(-1), V[4 * r + 2, c, t0:t0 + span])
+        _pairs(X, tiles_w, N, i64(1), i64(3), i64(-1), V[4 * r + 3, c, t0:t0 + span])
 
 
 @kernel
@@ -197,7 +197,7 @@ def input_tiles(x, pad, tiles_h, tiles_w, V):
     """V (16, C, T) = B^T d B for every 4x4 tile d of x (N, C, H, W) zero-padded by pad (and beyond, to whole
     tiles). One channel per task, laid out images-innermost in an L2-sized scratch first."""
     for c in prange(x.shape[1]):
-        _input_channel(x, c, pad, tiles_h, tiles_w, V)
+        _input_channel(x, i64(c), pad, tiles_h, tiles_w, V)
 
 
 @kernel
@@ -211,8 +211,8 @@ def _output_tile_row(M, f, i, tiles_w, N, cols, rows, yt_f):
             M[12 + b, f, t0:t0 + span], cols[b], cols[4 + b])
     for a in range(2):  # then (A^T m) A along each of its two rows
         _at(cols[4 * a], cols[4 * a + 1], cols[4 * a + 2], cols[4 * a + 3], rows[0], rows[1])
-        _spread(rows[0], tiles_w, N, 0, False, yt_f[2 * i + a])
-        _spread(rows[1], tiles_w, N, 1, False, yt_f[2 * i + a])
+        _spread(rows[0], tiles_w, N, i64(0), False, yt_f[2 * i + a])
+        _spread(rows[1], tiles_w, N, i64(1), False, yt_f[2 * i + a])
 
 
 @kernel
@@ -223,7 +223,7 @@ def _output_filter(M, f, bias, tiles_h, tiles_w, out):
     rows = np.empty((2, tiles_w * N), dtype=out.dtype)
     for i in range(tiles_h):
         _output_tile_row(M, f, i, tiles_w, N, cols, rows, yt_f)
-    _from_rows_channel(yt_f, f, 0, bias, out)
+    _from_rows_channel(yt_f, f, i64(0), bias, out)
 
 
 @kernel(parallel=True)
@@ -231,7 +231,7 @@ def output_tiles(M, b, tiles_h, tiles_w, out):
     """out (N, F, H_out, W_out) = A^T m A + b[f] for every tile of M (16, F, T); odd edges are cropped.
     One filter per task, assembled images-innermost in an L2-sized scratch, then written out."""
     for f in prange(out.shape[1]):
-        _output_filter(M, f, b[f], tiles_h, tiles_w, out)
+        _output_filter(M, i64(f), b[f], tiles_h, tiles_w, out)
 
 
 @kernel
@@ -243,8 +243,8 @@ def _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM):
         X = rows[r]
         o0, o1, o2, o3 = (dM[4 * r, f, t0:t0 + span], dM[4 * r + 1, f, t0:t0 + span],
                           dM[4 * r + 2, f, t0:t0 + span], dM[4 * r + 3, f, t0:t0 + span])
-        _pairs(X, tiles_w, N, 0, 1, 1, o1)
-        _pairs(X, tiles_w, N, 0, 1, -1, o2)
+        _pairs(X, tiles_w, N, i64(0), i64(1), i64(1), o1)
+        _pairs(X, tiles_w, N, i64(0), i64(1), i64(-1), o2)
         for j in range(tiles_w):
             p = X[2 * j * N:(2 * j + 1) * N]
             q = X[(2 * j + 1) * N:(2 * j + 2) * N]
@@ -259,7 +259,7 @@ def _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM):
 def _dout_filter(dout, f, tiles_h, tiles_w, dM):
     N = dout.shape[0]
     dyt_f = np.empty((2 * tiles_h, 2 * tiles_w * N), dtype=dM.dtype)
-    _to_rows_channel(dout, f, 0, dyt_f)
+    _to_rows_channel(dout, f, i64(0), dyt_f)
     rows = np.empty((4, dyt_f.shape[1]), dtype=dM.dtype)
     for i in range(tiles_h):
         _dout_tile_row(dyt_f, f, i, tiles_w, N, rows, dM)
@@ -271,7 +271,7 @@ def dout_tiles(dout, tiles_h, tiles_w, dM, db):
     """dM (16, F, T) = A dY A^T for every 2x2 tile dY of dout (N, F, H_out, W_out), zero beyond its edge;
     db[f] = the sum of dout[:, f] (float64). One filter per task."""
     for f in prange(dout.shape[1]):
-        db[f] = _dout_filter(dout, f, tiles_h, tiles_w, dM)
+        db[f] = _dout_filter(dout, i64(f), tiles_h, tiles_w, dM)
 
 
 @kernel
@@ -297,7 +297,7 @@ def _dinput_channel(dV, c, pad, tiles_h, tiles_w, dx):
     rows = np.empty((4, tiles_w * N), dtype=dx.dtype)
     for i in range(tiles_h):
         _dinput_tile_row(dV, c, i, tiles_w, N, cols, rows, dxt_c)
-    _from_rows_channel(dxt_c, c, pad, 0, dx)
+    _from_rows_channel(dxt_c, c, pad, dx.dtype.type(0), dx)
 
 
 @kernel(parallel=True)
@@ -305,4 +305,4 @@ def dinput_tiles(dV, pad, tiles_h, tiles_w, dx):
     """dx (N, C, H, W) = the sum of B dV B^T over every tile, cropped by pad. One channel per task (its tiles
     overlap, so they add up in one task), accumulated images-innermost in an L2-sized scratch."""
     for c in prange(dx.shape[1]):
-        _dinput_channel(dV, c, pad, tiles_h, tiles_w, dx)
+        _dinput_channel(dV, i64(c), pad, tiles_h, tiles_w, dx)
