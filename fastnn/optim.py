@@ -211,5 +211,6 @@ def _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t):
     v_in = np.ascontiguousarray(config["v"])
     next_w, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
     variant(K.adam, current().parallel)(w.reshape(-1), dw.reshape(-1), m_in.reshape(-1), v_in.reshape(-1), beta1,
-                                        beta2, lr, eps, t, next_w.reshape(-1), m.reshape(-1), v.reshape(-1))
+                                        beta2, lr, eps, 1 - beta1**t, 1 - beta2**t, next_w.reshape(-1),
+                                        m.reshape(-1), v.reshape(-1))
     return next_w, m, v
