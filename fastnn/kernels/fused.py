@@ -12,7 +12,7 @@ Reductions split rows into CHUNKS fixed chunks (as in norm.py), so results do no
 import numpy as np
 from numba import prange
 
-from ._jit import i64, kernel
+from ._jit import kernel
 from .norm import CHUNKS, batch_moments, sum_chunks
 
 
@@ -173,8 +173,8 @@ def relu_column_sums(dout, x, mean, scale, gamma, beta, dbeta, dgamma):
     for t in prange(chunks):
         lo, hi = t * N // chunks, (t + 1) * N // chunks
         relu_gradient_sums(dout, x, mean, scale, gamma, beta, lo, hi, partial[t, 0], partial[t, 1])
-    sum_chunks(partial, i64(0), dbeta)
-    sum_chunks(partial, i64(1), dgamma)
+    sum_chunks(partial[:, 0], dbeta)
+    sum_chunks(partial[:, 1], dgamma)
 
 
 @kernel
@@ -205,7 +205,7 @@ def batchnorm_relu_da(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, d
         lo, hi = t * N // chunks, (t + 1) * N // chunks
         _batchnorm_relu_da_rows(dout, x, mean, scale, gamma, beta, k, shift, slope, train, lo, hi, da,
                                 partial[t, 0])
-    sum_chunks(partial, i64(0), db)
+    sum_chunks(partial[:, 0], db)
 
 
 @kernel(parallel=True, fast_sums=True)
@@ -234,4 +234,4 @@ def layernorm_relu_da(dout, xhat, gamma, beta, invstd, da, db):
                 v = invstd[i] * (g - s - h * q)
                 da[i, d] = v
                 acc[d] += v
-    sum_chunks(partial, i64(0), db)
+    sum_chunks(partial[:, 0], db)

@@ -15,18 +15,18 @@ row statistics) and passes it to column_sums with mean 0 and scale 1, which is e
 import numpy as np
 from numba import prange
 
-from ._jit import i64, kernel
+from ._jit import kernel
 
 CHUNKS = 16
 
 
 @kernel
-def sum_chunks(partial, k, out):
-    """out[d] = the sum over chunks t of partial[t, k, d], in chunk order: the same at any thread count."""
+def sum_chunks(parts, out):
+    """out[d] = the sum over chunks t of parts[t, d], in chunk order: the same at any thread count."""
     for d in range(out.shape[0]):
         total = 0.0
-        for t in range(partial.shape[0]):
-            total += partial[t, k, d]
+        for t in range(parts.shape[0]):
+            total += parts[t, d]
         out[d] = total
 
 
@@ -68,8 +68,8 @@ def shifted_sums(x, lo, hi, shift, s, q):
 def batch_moments(partial, shift, n, eps, mean64, var64, mean, invstd):
     """From the per-chunk shifted sums: mean64, var64 (float64, biased), and mean and invstd =
     1 / sqrt(var + eps) rounded to their arrays' dtype (the reference's float operations)."""
-    sum_chunks(partial, i64(0), mean64)
-    sum_chunks(partial, i64(1), var64)
+    sum_chunks(partial[:, 0], mean64)
+    sum_chunks(partial[:, 1], var64)
     moments_from_sums(shift, n, mean64, var64)
     for d in range(mean64.shape[0]):
         mean[d] = mean64[d]
@@ -141,8 +141,8 @@ def column_sums(dout, x, mean, scale, dbeta, dgamma):
     partial = np.zeros((chunks, 2, D))
     for t in prange(chunks):
         gradient_sums(dout, x, mean, scale, t * N // chunks, (t + 1) * N // chunks, partial[t, 0], partial[t, 1])
-    sum_chunks(partial, i64(0), dbeta)
-    sum_chunks(partial, i64(1), dgamma)
+    sum_chunks(partial[:, 0], dbeta)
+    sum_chunks(partial[:, 1], dgamma)
 
 
 @kernel(parallel=True)
