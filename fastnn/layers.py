@@ -150,7 +150,13 @@ def _eps_param(fn, name, param):
 def _norm_cache(fn, cache, length, forward, ndim):
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
-    if cache[1] is None and fn.startswith("batchnorm"):  # the compiled batchnorm does not store xhat
+    if cache[1] is None and fn.startswith(("batchnorm", "layernorm")):  # compiled: no xhat, the backward
+        stats = x.shape[1] if fn.startswith("batchnorm") else x.shape[0]  # recomputes it from mean and invstd
+        for name, v in (("mean", cache[4]), ("invstd", cache[5])):
+            v = _check.array(fn, f"cache {name}", v, ndim=1)
+            if v.shape != (stats,) or v.dtype != x.dtype:
+                _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x "
+                                f"{x.shape} {x.dtype}", TypeError)
         return cache
     xhat = _check.array(fn, "cache xhat", cache[1], ndim=ndim)
     if xhat.shape != x.shape or xhat.dtype != x.dtype:
@@ -215,7 +221,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """Layer normalisation: per-sample statistics over the D features, identical in train and test.
 
     Inputs: x (N, D); gamma, beta (D,); ln_param: optional 'eps' (1e-5); other keys are ignored.
-    Returns a tuple of: out (N, D), cache (x, xhat, gamma, beta, mean, invstd, eps).
+    Returns a tuple of: out (N, D), cache (x, xhat, gamma, beta, mean, invstd, eps); xhat is None from the
+    compiled kernels (the backward recomputes it).
     """
     fn = "layernorm_forward"
     x, gamma, beta = _norm_inputs(fn, x, gamma, beta, 2, lambda x: x.shape[1])

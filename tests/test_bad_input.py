@@ -28,6 +28,7 @@ CONV, POOL = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "strid
 _, AFFINE_CACHE = L.affine_forward(X2, W2, B2)
 _, RELU_CACHE = L.relu_forward(X2)
 _, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
+_, LN_CACHE = L.layernorm_forward(X2, np.ones(6), np.zeros(6), {})
 _, POOL_CACHE = FL.max_pool_forward_fast(X4, POOL)
 _, CONV_CACHE = FL.conv_forward_fast(X4, WC, BC, CONV)
 CRP_OUT, (CRP_CONV, CRP_RELU, CRP_POOL) = LU.conv_relu_pool_forward(X4, WC, BC, CONV, POOL)
@@ -84,6 +85,13 @@ CASES = [
     ("ln param not dict", "layernorm_forward", "ln_param", TypeError,
      lambda: L.layernorm_forward(X2, a(6), a(6), None)),
     ("ln gamma shape", "layernorm_forward", "gamma", ValueError, lambda: L.layernorm_forward(X2, a(4), a(6), {})),
+    # a cache without xhat (the compiled path's) is read through its mean and invstd: their shapes are checked
+    ("bn cache mean shape", "batchnorm_backward", "mean", TypeError,
+     lambda: L.batchnorm_backward(X2, (X2, None) + BN_CACHE[2:4] + (a(5),) + BN_CACHE[5:])),
+    ("ln cache invstd shape", "layernorm_backward", "invstd", TypeError,
+     lambda: L.layernorm_backward(X2, (X2, None) + LN_CACHE[2:5] + (a(6),) + LN_CACHE[6:])),
+    ("ln cache invstd dtype", "layernorm_backward", "invstd", TypeError,
+     lambda: L.layernorm_backward(X2, (X2, None) + LN_CACHE[2:5] + (a(4, dtype=F32),) + LN_CACHE[6:])),
     ("gn G not dividing", "spatial_groupnorm_forward", "G", ValueError,
      lambda: L.spatial_groupnorm_forward(X4, G3, BT3, 2, {})),
     ("gn G zero", "spatial_groupnorm_forward", "G", ValueError,

@@ -400,6 +400,28 @@ def test_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype, mode
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layernorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype):
+    """The compiled layernorm caches xhat as None (per-row mean and invstd in x's dtype); its backward must equal,
+    bit for bit, the backward given xhat = (x - mean) * invstd stored, and so must the reference's."""
+    x, gamma, beta = norm_inputs((37, 23), dtype=dtype)
+    x = x + 5  # a mean large against the spread
+    dout = randn(37, 23, seed=8).astype(dtype)
+    with fastnn.options(backend="jit"):
+        out, cache = L.layernorm_forward(x, gamma, beta, {})
+        assert cache[1] is None and cache[4].shape == cache[5].shape == (37,)
+        xhat = (x - cache[4][:, None]) * cache[5][:, None]
+        stored = cache[:1] + (xhat,) + cache[2:]
+        got = L.layernorm_backward(dout, cache)
+        for g, want in zip(got, L.layernorm_backward(dout, stored)):
+            np.testing.assert_array_equal(g, want)
+    ulp = np.finfo(dtype).eps * np.abs(out).max()  # the forward may fuse gamma * xhat + beta into one FMA
+    np.testing.assert_allclose(out, gamma * xhat + beta, rtol=0, atol=2 * ulp)
+    with fastnn.options(backend="reference"):
+        for g, want in zip(L.layernorm_backward(dout, cache), L.layernorm_backward(dout, stored)):
+            np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["train", "test"])
 def test_fused_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype, mode):
     """The compiled affine-BN-ReLU caches xhat as None: its backward must equal, bit for bit, the backward given

@@ -123,21 +123,24 @@ def spatial_batchnorm_backward(dout, cache):
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
-    """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, xhat, gamma, beta, mean, invstd, eps)."""
+    """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps):
+    xhat is not stored, the backward recomputes it from x, mean and invstd (as the compiled batchnorm)."""
     eps = ln_param.get("eps", 1e-5)
-    xhat, out = np.empty_like(x), np.empty_like(x)
+    out = np.empty_like(x)
     mean, invstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    _k(K.row_normalise)(x, gamma, beta, eps, xhat, out, mean, invstd)
-    return out, (x, xhat, gamma, beta, mean, invstd, eps)
+    _k(K.row_normalise)(x, gamma, beta, eps, out, mean, invstd)
+    return out, (x, None, gamma, beta, mean, invstd, eps)
 
 
 def layernorm_backward(dout, cache):
     """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps = cache
-    dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _k(K.column_sums)(dout, *standardised(x, xhat, mean, invstd), dbeta, dgamma)
-    dx = np.empty_like(dout)
-    _k(K.row_normalise_dx)(dout, xhat, gamma, invstd, dx)
+    if xhat is None:
+        source = x, mean, invstd
+    else:  # a reference-path cache: its xhat, with shift 0 and scale 1 per row
+        source = xhat, np.zeros(len(mean), dtype=xhat.dtype), np.ones(len(mean), dtype=xhat.dtype)
+    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
+    _k(K.row_normalise_backward)(dout, *source, gamma, invstd, dx, dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 

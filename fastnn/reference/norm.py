@@ -54,8 +54,8 @@ def _batch_statistics_forward(x, gamma, beta, bn_param, axes, shape):
 
 
 def _cached_xhat(cache, shape):
-    """The cache's xhat, or (x - mean) * invstd where it is None (the compiled batchnorm does not store it; the
-    same float operations give the same values)."""
+    """The cache's xhat, or (x - mean) * invstd where it is None (the compiled batchnorm and layernorm do not store
+    it; the same float operations give the same values)."""
     x, xhat, mean, invstd = cache[0], cache[1], cache[4], cache[5]
     return xhat if xhat is not None else (x - mean.reshape(shape)) * invstd.reshape(shape)
 
@@ -133,7 +133,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
 
 def layernorm_backward(dout, cache):
     """Inputs: dout (N, D), cache. Returns dx (N, D), dgamma (D,), dbeta (D,)."""
-    x, xhat, gamma, beta, mean, invstd, eps = cache
+    x, _, gamma, beta, mean, invstd, eps = cache
+    xhat = _cached_xhat(cache, (-1, 1))
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
     dx = _normalise_backward(dout * gamma, xhat, invstd[:, None], (1,))
