@@ -15,6 +15,9 @@ from .layers import (
     _bn_param,
     _conv_inputs,
     _eps_param,
+    _norm_cache,
+    _per_feature,
+    _per_row,
     affine_backward,
     affine_forward,
     relu_backward,
@@ -64,11 +67,15 @@ def _affine_norm_inputs(fn, x, w, b, gamma, beta):
     return x, w, b, gamma, beta
 
 
-def _affine_norm_cache(fn, cache, forward, norm_length):
+def _affine_norm_cache(fn, cache, forward, norm_length, statistics):
     fc_cache, norm_cache, relu_cache = _cache(fn, cache, 3, forward)
     x, w, b = _check.cache_tuple(fn, fc_cache, 3, forward + " (its affine cache)")
-    _check.cache_tuple(fn, norm_cache, norm_length, forward + " (its norm cache)")
+    norm_cache = _norm_cache(fn, norm_cache, norm_length, forward + " (its norm cache)", 2, statistics,
+                             xhat_optional=True)
     relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=2)
+    if norm_cache[0].shape != relu_cache.shape:
+        _check.fail(fn, f"cache is not from {forward}: its norm input {norm_cache[0].shape} and output "
+                        f"{relu_cache.shape} differ", TypeError)
     return (x, w, b), norm_cache, relu_cache
 
 
@@ -86,7 +93,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
 def affine_bn_relu_backward(dout, cache):
     """Backward of affine_bn_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
     fn = "affine_bn_relu_backward"
-    cache = _affine_norm_cache(fn, cache, "affine_bn_relu_forward", 8)
+    cache = _affine_norm_cache(fn, cache, "affine_bn_relu_forward", 8, _per_feature)
     dout = _check.dout_like(fn, dout, cache[2].shape, cache[2].dtype)
     return _run(fn, dout, cache)
 
@@ -105,7 +112,7 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
 def affine_ln_relu_backward(dout, cache):
     """Backward of affine_ln_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
     fn = "affine_ln_relu_backward"
-    cache = _affine_norm_cache(fn, cache, "affine_ln_relu_forward", 7)
+    cache = _affine_norm_cache(fn, cache, "affine_ln_relu_forward", 7, _per_row)
     dout = _check.dout_like(fn, dout, cache[2].shape, cache[2].dtype)
     return _run(fn, dout, cache)
 

@@ -147,20 +147,35 @@ def _eps_param(fn, name, param):
     return param
 
 
-def _norm_cache(fn, cache, length, forward, ndim):
+def _per_feature(x, cache):  # the shape of a norm cache's mean and invstd: batchnorm (D,), spatial (C,)
+    return (x.shape[1],)
+
+
+def _per_row(x, cache):  # layernorm (N,)
+    return (x.shape[0],)
+
+
+def _per_group(x, cache):  # groupnorm (N, G)
+    return (x.shape[0], cache[7])
+
+
+def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=False):
+    """A norm cache as its forward returned it: x, an xhat like x (or None where xhat_optional: the compiled
+    batchnorm and layernorm do not store it, the backward recomputes it from mean and invstd), and mean and
+    invstd of x's dtype in the shape statistics(x, cache) gives. The kernels index them by x's shape, so a
+    mismatch is refused here."""
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
-    if cache[1] is None and fn.startswith(("batchnorm", "layernorm")):  # compiled: no xhat, the backward
-        stats = x.shape[1] if fn.startswith("batchnorm") else x.shape[0]  # recomputes it from mean and invstd
-        for name, v in (("mean", cache[4]), ("invstd", cache[5])):
-            v = _check.array(fn, f"cache {name}", v, ndim=1)
-            if v.shape != (stats,) or v.dtype != x.dtype:
-                _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x "
-                                f"{x.shape} {x.dtype}", TypeError)
-        return cache
-    xhat = _check.array(fn, "cache xhat", cache[1], ndim=ndim)
-    if xhat.shape != x.shape or xhat.dtype != x.dtype:
-        _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
+    if cache[1] is not None or not xhat_optional:
+        xhat = _check.array(fn, "cache xhat", cache[1], ndim=ndim)
+        if xhat.shape != x.shape or xhat.dtype != x.dtype:
+            _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
+    expected = statistics(x, cache)
+    for name, v in (("mean", cache[4]), ("invstd", cache[5])):
+        v = _check.array(fn, f"cache {name}", v)
+        if v.shape != expected or v.dtype != x.dtype:
+            _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
+                            f"{x.dtype}", TypeError)
     return cache
 
 
@@ -185,7 +200,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 def batchnorm_backward(dout, cache):
     """Batch normalisation backward. Returns dx (N, D), dgamma (D,), dbeta (D,)."""
     fn = "batchnorm_backward"
-    cache = _norm_cache(fn, cache, 8, "batchnorm_forward", 2)
+    cache = _norm_cache(fn, cache, 8, "batchnorm_forward", 2, _per_feature, xhat_optional=True)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 
@@ -193,7 +208,7 @@ def batchnorm_backward(dout, cache):
 def batchnorm_backward_alt(dout, cache):
     """Batch normalisation backward, simplified closed form. Same cache and results as batchnorm_backward."""
     fn = "batchnorm_backward_alt"
-    cache = _norm_cache(fn, cache, 8, "batchnorm_forward", 2)
+    cache = _norm_cache(fn, cache, 8, "batchnorm_forward", 2, _per_feature, xhat_optional=True)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 
@@ -212,7 +227,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
 def spatial_batchnorm_backward(dout, cache):
     """Spatial batch normalisation backward. Returns dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
     fn = "spatial_batchnorm_backward"
-    cache = _norm_cache(fn, cache, 8, "spatial_batchnorm_forward", 4)
+    cache = _norm_cache(fn, cache, 8, "spatial_batchnorm_forward", 4, _per_feature)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 
@@ -232,7 +247,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
 def layernorm_backward(dout, cache):
     """Layer normalisation backward. Returns dx (N, D), dgamma (D,), dbeta (D,)."""
     fn = "layernorm_backward"
-    cache = _norm_cache(fn, cache, 7, "layernorm_forward", 2)
+    cache = _norm_cache(fn, cache, 7, "layernorm_forward", 2, _per_row, xhat_optional=True)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 
@@ -259,7 +274,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 def spatial_groupnorm_backward(dout, cache):
     """Spatial group normalisation backward. Returns dx (N, C, H, W), dgamma and dbeta in gamma's shape."""
     fn = "spatial_groupnorm_backward"
-    cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4)
+    cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4, _per_group)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 

@@ -29,6 +29,7 @@ _, AFFINE_CACHE = L.affine_forward(X2, W2, B2)
 _, RELU_CACHE = L.relu_forward(X2)
 _, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
 _, LN_CACHE = L.layernorm_forward(X2, np.ones(6), np.zeros(6), {})
+_, (LNR_FC, LNR_NORM, LNR_OUT) = LU.affine_ln_relu_forward(X2, W2, B2, G3, BT3, {})
 _, POOL_CACHE = FL.max_pool_forward_fast(X4, POOL)
 _, CONV_CACHE = FL.conv_forward_fast(X4, WC, BC, CONV)
 CRP_OUT, (CRP_CONV, CRP_RELU, CRP_POOL) = LU.conv_relu_pool_forward(X4, WC, BC, CONV, POOL)
@@ -161,6 +162,10 @@ CASES = [
      lambda: LU.affine_bn_relu_forward(X2, W2, B2, a(4), a(3), {"mode": "train"})),
     ("affine_ln_relu eps", "affine_ln_relu_forward", "eps", ValueError,
      lambda: LU.affine_ln_relu_forward(X2, W2, B2, a(3), a(3), {"eps": 0})),
+    ("affine_ln_relu cache mean", "affine_ln_relu_backward", "mean", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), (LNR_FC, LNR_NORM[:4] + (a(3),) + LNR_NORM[5:], LNR_OUT))),
+    ("affine_ln_relu cache a", "affine_ln_relu_backward", "norm input", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), (LNR_FC, (a(4, 2),) + LNR_NORM[1:], LNR_OUT))),
     ("conv_relu_pool pool", "conv_relu_pool_forward", "stride", ValueError,
      lambda: LU.conv_relu_pool_forward(X4, WC, BC, CONV, {**POOL, "stride": 4})),
     ("conv_relu_pool relu cache", "conv_relu_pool_backward", "ReLU part", ValueError,

@@ -371,8 +371,8 @@ def test_fused_backward_recomputes_exactly_the_forward_relu_mask(norm, mode, dty
     with fastnn.options(backend="jit"):
         _, (_, norm_cache, _) = forward(zeros)  # xhat does not depend on beta
         a, xhat, mean, invstd = norm_cache[0], norm_cache[1], norm_cache[4], norm_cache[5]
-        if xhat is None:
-            xhat = (a - mean) * invstd  # NumPy's float operations: the kernels' own
+        if xhat is None:  # NumPy's float operations: the kernels' own (statistics per row for layernorm)
+            xhat = (a - mean) * invstd if norm == "batchnorm" else (a - mean[:, None]) * invstd[:, None]
         beta = -(gamma * xhat[7])  # row 7: y = 0 exactly ...
         beta[::3] = np.nextafter(beta[::3], dtype(np.inf))  # ... or an ulp above it
         out, cache = forward(beta)
@@ -442,6 +442,29 @@ def test_fused_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype
     with fastnn.options(backend="reference"):
         expected = L.affine_bn_relu_backward(dout, cache)
     scale = max(float(np.abs(e).max()) for e in expected)  # db is rounding noise in train mode: held to this scale
+    for g, want in zip(got, expected):
+        assert_close(g, want, dtype=dtype, direction="backward", floor=scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_layernorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype):
+    """The compiled affine-LN-ReLU caches xhat as None: its backward must equal, bit for bit, the backward given
+    xhat = (a - mean) * invstd (per row) stored, and the reference backward must accept the cache."""
+    x, w, b = affine_inputs(N=31, D=(4, 5), M=17, dtype=dtype)
+    gamma, beta = _gb(17, dtype)
+    dout = randn(31, 17, seed=8).astype(dtype)
+    with fastnn.options(backend="jit"):
+        out, cache = L.affine_ln_relu_forward(x, w, b, gamma, beta, {})
+        fc_cache, ln_cache, relu_cache = cache
+        assert ln_cache[1] is None
+        a, mean, invstd = ln_cache[0], ln_cache[4], ln_cache[5]
+        stored = (fc_cache, ln_cache[:1] + ((a - mean[:, None]) * invstd[:, None],) + ln_cache[2:], relu_cache)
+        got = L.affine_ln_relu_backward(dout, cache)
+        for g, want in zip(got, L.affine_ln_relu_backward(dout, stored)):
+            np.testing.assert_array_equal(g, want)
+    with fastnn.options(backend="reference"):
+        expected = L.affine_ln_relu_backward(dout, cache)
+    scale = max(float(np.abs(e).max()) for e in expected)
     for g, want in zip(got, expected):
         assert_close(g, want, dtype=dtype, direction="backward", floor=scale)
 

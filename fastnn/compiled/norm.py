@@ -88,6 +88,13 @@ def standardised(x, xhat, mean, invstd):
     return xhat, np.zeros(D, dtype=xhat.dtype), np.ones(D, dtype=xhat.dtype)
 
 
+def row_standardised(x, xhat, mean, invstd):
+    """As standardised, for per-row statistics (layernorm): shift and scale have one entry per row."""
+    if xhat is None:
+        return x, mean, invstd
+    return xhat, np.zeros(len(mean), dtype=xhat.dtype), np.ones(len(mean), dtype=xhat.dtype)
+
+
 def batchnorm_backward(dout, cache):
     """See fastnn.reference.norm.batchnorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps, mode = cache
@@ -135,12 +142,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
 def layernorm_backward(dout, cache):
     """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps = cache
-    if xhat is None:
-        source = x, mean, invstd
-    else:  # a reference-path cache: its xhat, with shift 0 and scale 1 per row
-        source = xhat, np.zeros(len(mean), dtype=xhat.dtype), np.ones(len(mean), dtype=xhat.dtype)
     dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
-    _k(K.row_normalise_backward)(dout, *source, gamma, invstd, dx, dbeta, dgamma)
+    _k(K.row_normalise_backward)(dout, *row_standardised(x, xhat, mean, invstd), gamma, invstd, dx, dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 

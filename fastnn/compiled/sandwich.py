@@ -13,7 +13,7 @@ from ..kernels import fused as K
 from ..kernels import pool as P
 from ..kernels._jit import variant
 from .activations import relu_backward
-from .norm import batch_statistics, standardised, update_running_statistics
+from .norm import batch_statistics, row_standardised, standardised, update_running_statistics
 from .pool import max_pool_backward_fast, tiles_two_by_two
 
 __all__ = [
@@ -64,24 +64,24 @@ def affine_bn_relu_backward(dout, cache):
 
 
 def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
-    """See fastnn.reference.sandwich.affine_ln_relu_forward. Returns out, cache (fc_cache, ln_cache, relu_cache)."""
+    """See fastnn.reference.sandwich.affine_ln_relu_forward. Returns out, cache (fc_cache, ln_cache, relu_cache);
+    the ln_cache holds no xhat (None), as the compiled layernorm's."""
     eps = ln_param.get("eps", 1e-5)
     a = x.reshape(x.shape[0], -1) @ w
     N = a.shape[0]
-    xhat, out = np.empty_like(a), np.empty_like(a)
+    out = np.empty_like(a)
     mean, invstd = np.empty(N, dtype=a.dtype), np.empty(N, dtype=a.dtype)
-    _k(K.bias_row_normalise_relu)(a, b, gamma, beta, eps, xhat, out, mean, invstd)
-    return out, ((x, w, b), (a, xhat, gamma, beta, mean, invstd, eps), out)
+    _k(K.bias_row_normalise_relu)(a, b, gamma, beta, eps, out, mean, invstd)
+    return out, ((x, w, b), (a, None, gamma, beta, mean, invstd, eps), out)
 
 
 def affine_ln_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_ln_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), _ = cache
     D = dout.shape[1]
-    dbeta, dgamma = np.empty(D), np.empty(D)
-    _k(K.relu_column_sums)(dout, *standardised(a, xhat, None, None), gamma, beta, dbeta, dgamma)
-    da, db = np.empty_like(dout), np.empty(D)
-    _k(K.layernorm_relu_da)(dout, xhat, gamma, beta, invstd, da, db)
+    dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
+    _k(K.layernorm_relu_backward)(dout, *row_standardised(a, xhat, mean, invstd), gamma, beta, invstd, da, db,
+                                  dbeta, dgamma)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
 
 
