@@ -161,15 +161,20 @@ def _per_group(x, cache):  # groupnorm (N, G)
 
 def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=False):
     """A norm cache as its forward returned it: x, an xhat like x (or None where xhat_optional: the compiled
-    batchnorm and layernorm do not store it, the backward recomputes it from mean and invstd), and mean and
-    invstd of x's dtype in the shape statistics(x, cache) gives. The kernels index them by x's shape, so a
-    mismatch is refused here."""
+    batchnorm and layernorm do not store it, the backward recomputes it from mean and invstd), gamma and beta of
+    one value per feature or channel (x.shape[1]), and mean and invstd in the shape statistics(x, cache) gives,
+    all of x's dtype. The kernels index them by x's shape, so a mismatch is refused here."""
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
     if cache[1] is not None or not xhat_optional:
         xhat = _check.array(fn, "cache xhat", cache[1], ndim=ndim)
         if xhat.shape != x.shape or xhat.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
+    for name, v in (("gamma", cache[2]), ("beta", cache[3])):
+        v = _check.array(fn, f"cache {name}", v)
+        if v.size != x.shape[1] or v.dtype != x.dtype:
+            _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
+                            f"{x.dtype}", TypeError)
     expected = statistics(x, cache)
     for name, v in (("mean", cache[4]), ("invstd", cache[5])):
         v = _check.array(fn, f"cache {name}", v)

@@ -29,7 +29,9 @@ _, AFFINE_CACHE = L.affine_forward(X2, W2, B2)
 _, RELU_CACHE = L.relu_forward(X2)
 _, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
 _, LN_CACHE = L.layernorm_forward(X2, np.ones(6), np.zeros(6), {})
-_, (LNR_FC, LNR_NORM, LNR_OUT) = LU.affine_ln_relu_forward(X2, W2, B2, G3, BT3, {})
+_, GN_CACHE = L.spatial_groupnorm_forward(X4, G3, BT3, 3, {})
+with fastnn.options(backend="jit"):  # the compiled path's cache, without xhat, whatever FASTNN_BACKEND says
+    _, (LNR_FC, LNR_NORM, LNR_OUT) = LU.affine_ln_relu_forward(X2, W2, B2, G3, BT3, {})
 _, POOL_CACHE = FL.max_pool_forward_fast(X4, POOL)
 _, CONV_CACHE = FL.conv_forward_fast(X4, WC, BC, CONV)
 CRP_OUT, (CRP_CONV, CRP_RELU, CRP_POOL) = LU.conv_relu_pool_forward(X4, WC, BC, CONV, POOL)
@@ -91,6 +93,10 @@ CASES = [
      lambda: L.batchnorm_backward(X2, (X2, None) + BN_CACHE[2:4] + (a(5),) + BN_CACHE[5:])),
     ("ln cache invstd shape", "layernorm_backward", "invstd", TypeError,
      lambda: L.layernorm_backward(X2, (X2, None) + LN_CACHE[2:5] + (a(6),) + LN_CACHE[6:])),
+    ("ln cache gamma shape", "layernorm_backward", "gamma", TypeError,
+     lambda: L.layernorm_backward(X2, LN_CACHE[:2] + (a(5),) + LN_CACHE[3:])),
+    ("gn cache beta shape", "spatial_groupnorm_backward", "beta", TypeError,
+     lambda: L.spatial_groupnorm_backward(X4, GN_CACHE[:3] + (a(2),) + GN_CACHE[4:])),
     ("ln cache invstd dtype", "layernorm_backward", "invstd", TypeError,
      lambda: L.layernorm_backward(X2, (X2, None) + LN_CACHE[2:5] + (a(4, dtype=F32),) + LN_CACHE[6:])),
     ("gn G not dividing", "spatial_groupnorm_forward", "G", ValueError,
@@ -164,8 +170,10 @@ CASES = [
      lambda: LU.affine_ln_relu_forward(X2, W2, B2, a(3), a(3), {"eps": 0})),
     ("affine_ln_relu cache mean", "affine_ln_relu_backward", "mean", TypeError,
      lambda: LU.affine_ln_relu_backward(a(4, 3), (LNR_FC, LNR_NORM[:4] + (a(3),) + LNR_NORM[5:], LNR_OUT))),
+    ("affine_ln_relu cache gamma", "affine_ln_relu_backward", "gamma", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), (LNR_FC, LNR_NORM[:2] + (a(2),) + LNR_NORM[3:], LNR_OUT))),
     ("affine_ln_relu cache a", "affine_ln_relu_backward", "norm input", TypeError,
-     lambda: LU.affine_ln_relu_backward(a(4, 3), (LNR_FC, (a(4, 2),) + LNR_NORM[1:], LNR_OUT))),
+     lambda: LU.affine_ln_relu_backward(a(5, 3), (LNR_FC, LNR_NORM, a(5, 3)))),
     ("conv_relu_pool pool", "conv_relu_pool_forward", "stride", ValueError,
      lambda: LU.conv_relu_pool_forward(X4, WC, BC, CONV, {**POOL, "stride": 4})),
     ("conv_relu_pool relu cache", "conv_relu_pool_backward", "ReLU part", ValueError,

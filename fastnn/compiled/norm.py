@@ -81,7 +81,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def standardised(x, xhat, mean, invstd):
     """(source, mean, scale) from which kernels recompute xhat = (source - mean) * scale: x with the cached
-    statistics where xhat was not stored, else the stored xhat (a reference-path cache, layernorm) with 0 and 1."""
+    statistics where xhat was not stored, else the stored xhat (a reference-path cache) with 0 and 1 per feature;
+    row_standardised is the per-row (layernorm) form."""
     if xhat is None:
         return x, mean, invstd
     D = xhat.shape[-1]

@@ -1,8 +1,8 @@
 """The fused sandwiches on the compiled path: affine-batchnorm-ReLU and affine-layernorm-ReLU, with the GEMMs in
 BLAS and the rest in fastnn.kernels.fused. Same signatures and caches as fastnn.reference.sandwich: the ReLU part
 of the cache holds the layer's output (same sign as the ReLU input, so either path's backward accepts it); the
-backward here recomputes the ReLU mask from the norm's xhat, gamma and beta instead of reading it. The batchnorm
-sandwich stores no xhat (recomputed from a, mean and invstd, bit for bit), as the compiled batchnorm.
+backward here recomputes the ReLU mask from the norm's xhat, gamma and beta instead of reading it. Neither
+sandwich stores xhat (recomputed from a, mean and invstd, bit for bit), as the compiled batchnorm and layernorm.
 conv-ReLU-pool's backward unpools and gates by the ReLU in one pass (max_pool_relu_backward) where the pool is
 2x2 with stride 2. The other sandwiches compose the public layers (fastnn.layer_utils) and need no entry here."""
 

@@ -355,4 +355,3 @@ def group_dx(dout, xhat, G, gamma, invstd, dx):
         for c in range(grp * Cg, (grp + 1) * Cg):
             for k in range(P):
                 dx[n, c, k] = r * (dout[n, c, k] * gamma[c] - s - xhat[n, c, k] * q)
-

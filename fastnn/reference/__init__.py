@@ -15,7 +15,8 @@ other agree; the starter's layout wherever the CS231n starter fixes one):
                                                                          xhat is None from the compiled path
                                                                          (every backward recomputes it)
     spatial_batchnorm (x, xhat, gamma, beta, mean, invstd, eps, mode)   mean, invstd (C,)
-    layernorm         (x, xhat, gamma, beta, mean, invstd, eps)         mean, invstd (N,)
+    layernorm         (x, xhat, gamma, beta, mean, invstd, eps)         mean, invstd (N,); xhat is None from the
+                                                                         compiled path, as batchnorm's
     spatial_groupnorm (x, xhat, gamma, beta, mean, invstd, eps, G)      mean, invstd (N, G); gamma, beta as passed
     dropout           (dropout_param, mask)                             mask: bool keep-mask, None in test mode
     conv naive        (x, w, b, conv_param)
