@@ -161,9 +161,10 @@ def _per_group(x, cache):  # groupnorm (N, G)
 
 def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=False):
     """A norm cache as its forward returned it: x, an xhat like x (or None where xhat_optional: the compiled
-    batchnorm and layernorm do not store it, the backward recomputes it from mean and invstd), gamma and beta of
-    one value per feature or channel (x.shape[1]), and mean and invstd in the shape statistics(x, cache) gives,
-    all of x's dtype. The kernels index them by x's shape, so a mismatch is refused here."""
+    batchnorm, layernorm and groupnorm do not store it, the backward recomputes it from mean and invstd), gamma
+    and beta of one value per feature or channel (x.shape[1]), and mean and invstd in the shape
+    statistics(x, cache) gives, all of x's dtype. The kernels index them by x's shape, so a mismatch is refused
+    here."""
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
     if cache[1] is not None or not xhat_optional:
@@ -261,7 +262,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """Spatial group normalisation: statistics per (sample, group of C/G channels) over (C/G, H, W).
 
     Inputs: x (N, C, H, W); gamma, beta (C,) or (1, C, 1, 1); G a positive divisor of C; gn_param: optional 'eps'.
-    Returns a tuple of: out (N, C, H, W), cache (x, xhat, gamma, beta, mean, invstd, eps, G).
+    Returns a tuple of: out (N, C, H, W), cache (x, xhat, gamma, beta, mean, invstd, eps, G); xhat is None from
+    the compiled kernels (the backward recomputes it).
     """
     fn = "spatial_groupnorm_forward"
     x, gamma, beta = _check.floats(fn, x=(x, 4), gamma=gamma, beta=beta)
@@ -279,7 +281,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 def spatial_groupnorm_backward(dout, cache):
     """Spatial group normalisation backward. Returns dx (N, C, H, W), dgamma and dbeta in gamma's shape."""
     fn = "spatial_groupnorm_backward"
-    cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4, _per_group)
+    cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4, _per_group, xhat_optional=True)
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 

@@ -422,6 +422,27 @@ def test_layernorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_groupnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype):
+    """As layernorm's: the compiled groupnorm caches xhat as None (mean, invstd (N, G) in x's dtype); its backward
+    and the reference's must equal, bit for bit, the backward given xhat stored."""
+    N, C, H, W, G = 3, 6, 5, 4, 2
+    x = (randn(N, C, H, W, seed=3) + 5).astype(dtype)
+    gamma, beta = randn(1, C, 1, 1, seed=4).astype(dtype), randn(1, C, 1, 1, seed=5).astype(dtype)
+    dout = randn(N, C, H, W, seed=8).astype(dtype)
+    with fastnn.options(backend="jit"):
+        out, cache = L.spatial_groupnorm_forward(x, gamma, beta, G, {})
+        assert cache[1] is None and cache[4].shape == cache[5].shape == (N, G)
+        grouped = x.reshape(N, G, -1)
+        xhat = ((grouped - cache[4][:, :, None]) * cache[5][:, :, None]).reshape(x.shape)
+        stored = cache[:1] + (xhat,) + cache[2:]
+        for g, want in zip(L.spatial_groupnorm_backward(dout, cache), L.spatial_groupnorm_backward(dout, stored)):
+            np.testing.assert_array_equal(g, want)
+    with fastnn.options(backend="reference"):
+        for g, want in zip(L.spatial_groupnorm_backward(dout, cache), L.spatial_groupnorm_backward(dout, stored)):
+            np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["train", "test"])
 def test_fused_batchnorm_recomputes_the_xhat_it_does_not_store_bit_for_bit(dtype, mode):
     """The compiled affine-BN-ReLU caches xhat as None: its backward must equal, bit for bit, the backward given

@@ -90,10 +90,11 @@ def standardised(x, xhat, mean, invstd):
 
 
 def row_standardised(x, xhat, mean, invstd):
-    """As standardised, for per-row statistics (layernorm): shift and scale have one entry per row."""
+    """As standardised, for statistics per row (layernorm, (N,)) or per sample and group (groupnorm, (N, G)):
+    shift and scale take mean's shape."""
     if xhat is None:
         return x, mean, invstd
-    return xhat, np.zeros(len(mean), dtype=xhat.dtype), np.ones(len(mean), dtype=xhat.dtype)
+    return xhat, np.zeros(mean.shape, dtype=xhat.dtype), np.ones(mean.shape, dtype=xhat.dtype)
 
 
 def batchnorm_backward(dout, cache):
@@ -149,24 +150,24 @@ def layernorm_backward(dout, cache):
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
-    """See fastnn.reference.norm.spatial_groupnorm_forward."""
+    """See fastnn.reference.norm.spatial_groupnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd,
+    eps, G): xhat is not stored, as layernorm's."""
     eps = gn_param.get("eps", 1e-5)
     N, C = x.shape[:2]
     x3 = x.reshape(N, C, -1)
-    xhat, out = np.empty_like(x), np.empty_like(x)
+    out = np.empty_like(x)
     mean, invstd = np.empty((N, G), dtype=x.dtype), np.empty((N, G), dtype=x.dtype)
-    _k(K.group_normalise)(x3, G, gamma.reshape(C), beta.reshape(C), eps, xhat.reshape(x3.shape),
-                          out.reshape(x3.shape), mean, invstd)
-    return out, (x, xhat, gamma, beta, mean, invstd, eps, G)
+    _k(K.group_normalise)(x3, G, gamma.reshape(C), beta.reshape(C), eps, out.reshape(x3.shape), mean, invstd)
+    return out, (x, None, gamma, beta, mean, invstd, eps, G)
 
 
 def spatial_groupnorm_backward(dout, cache):
     """See fastnn.reference.norm.spatial_groupnorm_backward. Returns dx, dgamma and dbeta in gamma's shape."""
     x, xhat, gamma, beta, mean, invstd, eps, G = cache
     N, C = x.shape[:2]
-    d3, h3 = dout.reshape(N, C, -1), xhat.reshape(N, C, -1)
-    dbeta, dgamma = np.empty(C), np.empty(C)
-    _k(K.channel_sums)(d3, h3, dbeta, dgamma)
-    dx = np.empty_like(dout)
-    _k(K.group_dx)(d3, h3, G, gamma.reshape(C), invstd, dx.reshape(d3.shape))
+    source = row_standardised(x, xhat, mean, invstd)
+    source = (source[0].reshape(N, C, -1),) + source[1:]
+    dbeta, dgamma, dx = np.empty(C), np.empty(C), np.empty_like(dout)
+    _k(K.group_backward)(dout.reshape(N, C, -1), source[0], G, *source[1:], gamma.reshape(C), invstd,
+                         dx.reshape(N, C, -1), dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype).reshape(gamma.shape), dbeta.astype(dout.dtype).reshape(beta.shape)

@@ -12,7 +12,8 @@ backward, measured in one process between cache-evicting steps). Layernorm does 
 statistics are rounded to x's dtype, xhat = (x - mean) * invstd is computed in that dtype by a helper compiled
 without fast-math (so no reassociation changes it), and the backward is one pass over dout and x that gives dx
 from per-row sums and adds dbeta, dgamma into per-chunk column sums (0.71-0.74x the time of forward + backward
-with a stored xhat and a separate column-sum pass, measured in one process).
+with a stored xhat and a separate column-sum pass, measured in one process). Groupnorm is built the same way,
+with per-(sample, channel) partial sums (0.70-0.73x the time of forward + backward, (64, 32, 16, 16), G = 4).
 """
 
 import numpy as np
@@ -306,8 +307,10 @@ def channel_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
 
 
 @kernel(parallel=True, fast_sums=True)
-def group_normalise(x, G, gamma, beta, eps, xhat, out, mean, invstd):
-    """Groupnorm forward, x (N, C, P): statistics per (n, group of C/G channels), one group per task."""
+def group_normalise(x, G, gamma, beta, eps, out, mean, invstd):
+    """Groupnorm forward, x (N, C, P): statistics per (n, group of C/G channels), one group per task, rounded to
+    x's dtype into mean and invstd (N, G); out = gamma * xhat + beta with xhat = _xhat(x, mean, invstd) (not
+    stored, as layernorm's)."""
     N, C, P = x.shape
     Cg = C // G
     for ng in prange(N * G):
@@ -323,35 +326,47 @@ def group_normalise(x, G, gamma, beta, eps, xhat, out, mean, invstd):
             for k in range(P):
                 v = x[n, c, k] - m
                 q += v * v
-        r = 1.0 / np.sqrt(q / (Cg * P) + eps)
         mean[n, g] = m
-        invstd[n, g] = r
+        invstd[n, g] = 1.0 / np.sqrt(q / (Cg * P) + eps)
+        m, r = mean[n, g], invstd[n, g]
         for c in range(g * Cg, (g + 1) * Cg):
             for k in range(P):
-                h = (x[n, c, k] - m) * r
-                xhat[n, c, k] = h
-                out[n, c, k] = gamma[c] * h + beta[c]
+                out[n, c, k] = gamma[c] * _xhat(x[n, c, k], m, r) + beta[c]
 
 
 @kernel(parallel=True, fast_sums=True)
-def group_dx(dout, xhat, G, gamma, invstd, dx):
-    """Groupnorm backward per (n, group): dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma."""
+def group_backward(dout, x, G, shift, scale, gamma, invstd, dx, dbeta, dgamma):
+    """Groupnorm backward in one pass over dout and x, one (n, group) per task: xhat = _xhat(x, shift[n, g],
+    scale[n, g]); dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma over the group; per
+    (n, c) the sums of dout and dout * xhat, then dbeta[c] and dgamma[c] add them over n in order (the same at
+    any thread count). A stored xhat comes in as x with shift 0 and scale 1."""
     N, C, P = dout.shape
     Cg = C // G
     M = Cg * P
+    partial = np.empty((2, N, C))
     for ng in prange(N * G):
         n = ng // G
         grp = ng % G
+        m, w = shift[n, grp], scale[n, grp]
         s = 0.0
         q = 0.0
         for c in range(grp * Cg, (grp + 1) * Cg):
+            channel_dout = 0.0
+            channel_dout_xhat = 0.0
             for k in range(P):
-                g = np.float64(dout[n, c, k]) * gamma[c]
-                s += g
-                q += g * xhat[n, c, k]
+                h = _xhat(x[n, c, k], m, w)
+                g = np.float64(dout[n, c, k])
+                channel_dout += g
+                channel_dout_xhat += g * h
+            partial[0, n, c] = channel_dout
+            partial[1, n, c] = channel_dout_xhat
+            s += channel_dout * gamma[c]
+            q += channel_dout_xhat * gamma[c]
         s /= M
         q /= M
         r = invstd[n, grp]
         for c in range(grp * Cg, (grp + 1) * Cg):
             for k in range(P):
-                dx[n, c, k] = r * (dout[n, c, k] * gamma[c] - s - xhat[n, c, k] * q)
+                dx[n, c, k] = _row_dx(dout[n, c, k], gamma[c], _xhat(x[n, c, k], m, w), r, s, q)
+    sum_chunks(partial[0], dbeta)
+    sum_chunks(partial[1], dgamma)

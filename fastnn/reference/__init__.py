@@ -17,7 +17,8 @@ other agree; the starter's layout wherever the CS231n starter fixes one):
     spatial_batchnorm (x, xhat, gamma, beta, mean, invstd, eps, mode)   mean, invstd (C,)
     layernorm         (x, xhat, gamma, beta, mean, invstd, eps)         mean, invstd (N,); xhat is None from the
                                                                          compiled path, as batchnorm's
-    spatial_groupnorm (x, xhat, gamma, beta, mean, invstd, eps, G)      mean, invstd (N, G); gamma, beta as passed
+    spatial_groupnorm (x, xhat, gamma, beta, mean, invstd, eps, G)      mean, invstd (N, G); gamma, beta as passed;
+                                                                         xhat None from the compiled path
     dropout           (dropout_param, mask)                             mask: bool keep-mask, None in test mode
     conv naive        (x, w, b, conv_param)
     conv im2col/strides/fast
