@@ -80,18 +80,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 
 def standardised(x, xhat, mean, invstd):
-    """(source, mean, scale) from which kernels recompute xhat = (source - mean) * scale: x with the cached
-    statistics where xhat was not stored, else the stored xhat (a reference-path cache) with 0 and 1 per feature;
-    row_standardised is the per-row (layernorm) form."""
-    if xhat is None:
-        return x, mean, invstd
-    D = xhat.shape[-1]
-    return xhat, np.zeros(D, dtype=xhat.dtype), np.ones(D, dtype=xhat.dtype)
-
-
-def row_standardised(x, xhat, mean, invstd):
-    """As standardised, for statistics per row (layernorm, (N,)) or per sample and group (groupnorm, (N, G)):
-    shift and scale take mean's shape."""
+    """(source, shift, scale) from which kernels recompute xhat = (source - shift) * scale: x with the cached
+    statistics where xhat was not stored, else the stored xhat (a reference-path cache) with 0 and 1 in the
+    statistics' shape (per feature for batchnorm, per row for layernorm, per sample and group for groupnorm)."""
     if xhat is None:
         return x, mean, invstd
     return xhat, np.zeros(mean.shape, dtype=xhat.dtype), np.ones(mean.shape, dtype=xhat.dtype)
@@ -145,7 +136,7 @@ def layernorm_backward(dout, cache):
     """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps = cache
     dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
-    _k(K.row_normalise_backward)(dout, *row_standardised(x, xhat, mean, invstd), gamma, invstd, dx, dbeta, dgamma)
+    _k(K.row_normalise_backward)(dout, *standardised(x, xhat, mean, invstd), gamma, invstd, dx, dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
 
@@ -165,9 +156,8 @@ def spatial_groupnorm_backward(dout, cache):
     """See fastnn.reference.norm.spatial_groupnorm_backward. Returns dx, dgamma and dbeta in gamma's shape."""
     x, xhat, gamma, beta, mean, invstd, eps, G = cache
     N, C = x.shape[:2]
-    source = row_standardised(x, xhat, mean, invstd)
-    source = (source[0].reshape(N, C, -1),) + source[1:]
+    source, shift, scale = standardised(x, xhat, mean, invstd)
     dbeta, dgamma, dx = np.empty(C), np.empty(C), np.empty_like(dout)
-    _k(K.group_backward)(dout.reshape(N, C, -1), source[0], G, *source[1:], gamma.reshape(C), invstd,
+    _k(K.group_backward)(dout.reshape(N, C, -1), source.reshape(N, C, -1), G, shift, scale, gamma.reshape(C), invstd,
                          dx.reshape(N, C, -1), dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype).reshape(gamma.shape), dbeta.astype(dout.dtype).reshape(beta.shape)

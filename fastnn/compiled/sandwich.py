@@ -13,7 +13,7 @@ from ..kernels import fused as K
 from ..kernels import pool as P
 from ..kernels._jit import variant
 from .activations import relu_backward
-from .norm import batch_statistics, row_standardised, standardised, update_running_statistics
+from .norm import batch_statistics, standardised, update_running_statistics
 from .pool import max_pool_backward_fast, tiles_two_by_two
 
 __all__ = [
@@ -80,7 +80,7 @@ def affine_ln_relu_backward(dout, cache):
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), _ = cache
     D = dout.shape[1]
     dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
-    _k(K.layernorm_relu_backward)(dout, *row_standardised(a, xhat, mean, invstd), gamma, beta, invstd, da, db,
+    _k(K.layernorm_relu_backward)(dout, *standardised(a, xhat, mean, invstd), gamma, beta, invstd, da, db,
                                   dbeta, dgamma)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
 

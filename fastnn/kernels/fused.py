@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, _xhat, batch_moments, sum_chunks
+from .norm import CHUNKS, _row_dx, _xhat, batch_moments, sum_chunks
 
 
 @kernel
@@ -219,12 +219,6 @@ def batchnorm_relu_da(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, d
     sum_chunks(partial[:, 0], db)
 
 
-@kernel
-def _layernorm_da(dy, gamma, xhat, invstd, s, q):
-    """invstd * (dy * gamma - s - xhat * q); without fast-math, as norm._xhat."""
-    return invstd * (dy * gamma - s - xhat * q)
-
-
 @kernel(parallel=True, fast_sums=True)
 def layernorm_relu_backward(dout, a, shift, scale, gamma, beta, invstd, da, db, dbeta, dgamma):
     """In one pass over dout and a: dy = dout * (gamma * xhat + beta > 0) with xhat = (a - shift[i]) * scale[i];
@@ -252,7 +246,7 @@ def layernorm_relu_backward(dout, a, shift, scale, gamma, beta, invstd, da, db, 
             for d in range(D):
                 h = _xhat(a[i, d], m, c)
                 dy = _gated(dout[i, d], _relu_open(h, gamma[d], beta[d]))
-                v = _layernorm_da(dy, gamma[d], h, invstd[i], s, q)
+                v = _row_dx(dy, gamma[d], h, invstd[i], s, q)
                 da[i, d] = v
                 column_da[d] += v
     sum_chunks(partial[:, 0], dbeta)
