@@ -220,6 +220,26 @@ def test_conv_relu_pool_backward_gates_nan_and_inf_as_np_where(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_relu_pool_backward_is_bit_for_bit_the_reference_on_random_signs(dtype):
+    """The fused pass reads the ReLU input at each window's argmax: over relu inputs of random sign and random
+    argmaxes, with -0.0, Inf and NaN gradients, it equals relu_backward(max_pool_backward_fast(...)) exactly."""
+    a = randn(3, 4, 8, 10, seed=5, dtype=dtype)
+    a[0, 0, 0, 0], a[1, 2, 3, 4] = np.nan, -0.0
+    with fastnn.options(backend="reference"):
+        _, pool_cache = L.max_pool_forward_fast(np.maximum(a, 0), POOL)
+        pool_cache[1][2][...] = np.random.default_rng(6).integers(0, 4, pool_cache[1][2].shape)
+    dout = randn(3, 4, 4, 5, seed=7, dtype=dtype)
+    dout.reshape(-1)[::7] = -0.0
+    dout[0, 1, 0, :3] = [np.nan, np.inf, -np.inf]
+    with fastnn.options(backend="jit"):
+        da = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
+    with fastnn.options(backend="reference"):
+        want = dispatch_run("max_pool_relu_backward", dout, pool_cache, a)
+    np.testing.assert_array_equal(da, want)
+    np.testing.assert_array_equal(np.signbit(da), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pool", [POOL, {"pool_height": 3, "pool_width": 3, "stride": 2}], ids=["2x2", "3x3s2"])
 def test_max_pool_backward_routes_nan_inf_and_signed_zeros_as_the_reference(pool, dtype):
     """Each window's gradient lands at its argmax as 0.0 + dout (np.add.at into zeros), nothing elsewhere: a NaN
