@@ -292,16 +292,31 @@ def _thread_limits(stack, threads):
         stack.callback(torch.set_num_threads, previous)
 
 
-def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None):
-    """Measure `ops` (names of OPS) for `dtypes`; returns the report as a dict (see format_report)."""
+def malloc_setting(keep_freed=False):
+    """Apply fastnn.allocator.keep_freed_memory() if keep_freed (process-wide, for good) and describe the
+    allocator every path of the report then runs under."""
+    if not keep_freed:
+        return "C library default: freed arrays of a few MB may go back to the OS and fault again (--keep-freed-memory)"
+    from .allocator import keep_freed_memory
+
+    if keep_freed_memory():
+        return "keep_freed_memory() applied, as `fastnn train` does: no path's step faults on memory freed before"
+    return "C library default: keep_freed_memory() changes nothing here (not glibc)"
+
+
+def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None, keep_freed=False):
+    """Measure `ops` (names of OPS) for `dtypes`; returns the report as a dict (see format_report).
+    keep_freed: apply fastnn.allocator.keep_freed_memory() first (to the whole process, for good)."""
     ops = list(OPS) if not ops else list(ops)
     unknown = sorted(set(ops) - set(OPS))
     if unknown:
         raise ValueError(f"fastnn bench: unknown ops {unknown}; choose from {list(OPS)}")
     rounds = rounds or (3 if quick else 9)
+    malloc = malloc_setting(keep_freed)
     with ExitStack() as stack:
         _thread_limits(stack, threads)
-        report = {"environment": environment(threads), "peaks": peaks(quick), "rounds": rounds, "results": []}
+        report = {"environment": dict(environment(threads), malloc=malloc), "peaks": peaks(quick), "rounds": rounds,
+                  "results": []}
         for dtype_name in dtypes:
             dtype = np.dtype(dtype_name)
             for op in ops:
@@ -347,6 +362,7 @@ def format_report(report):
         f"numpy {env['numpy']}, numba {env.get('numba', '?')}, torch {env['torch']}",
         f"threads: {env['threads']} (numba {env.get('numba_threads', '?')}, torch {env.get('torch_threads', '-')}); "
         f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
+        f"malloc: {env.get('malloc', 'not recorded')}",
     ]
     blas = env["blas"]
     if isinstance(blas, str):

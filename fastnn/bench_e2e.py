@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 
 from . import optim, options
-from .bench import _thread_limits, _torch, measure
+from .bench import _thread_limits, _torch, malloc_setting, measure
 
 FAMILIES = ("conv", "max_pool", "affine_bn_relu", "affine", "relu", "dropout", "batchnorm", "softmax")
 
@@ -202,14 +202,16 @@ def max_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
-def run(threads=(1, 2), quick=False, rounds=None):
+def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
+    """keep_freed: apply fastnn.allocator.keep_freed_memory() first (see fastnn.bench.malloc_setting)."""
     torch = _torch()
     if torch is None:
         return {"skipped": "PyTorch is not installed: `pip install torch` (CPU) to compare end to end"}
     limit = max_threads()
     usable = [n for n in threads if n <= limit]
+    malloc = malloc_setting(keep_freed)
     report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick),
-              "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit}
+              "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit, "malloc": malloc}
     for name in MODELS:
         ours, theirs = first_step_losses(name, quick)
         if not abs(ours - theirs) <= 1e-4 * max(1.0, abs(theirs)):
@@ -224,7 +226,8 @@ def run(threads=(1, 2), quick=False, rounds=None):
 def format_report(report):
     if "skipped" in report:
         return report["skipped"]
-    lines = ["end to end, float32, one train step = forward + backward + Adam update (medians, ratio per round)"]
+    lines = ["end to end, float32, one train step = forward + backward + Adam update (medians, ratio per round)",
+             f"malloc: {report.get('malloc', 'not recorded')}"]
     for name, (ours, theirs) in report["first_step_losses"].items():
         lines.append(f"  first-step loss {name}: fastnn {ours:.6f}, torch {theirs:.6f} (dropout off)")
     lines.append(f"{'model':<24} {'batch':<18} {'threads':>7} {'fastnn':>10} {'torch':>10} {'fastnn/torch':>13}")

@@ -16,12 +16,28 @@ def test_fastnn_bench_quick_writes_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "BLAS:" in result.stdout and "peaks measured now" in result.stdout
+    assert "malloc: C library default" in result.stdout
     report = json.loads(path.read_text())
     assert report["environment"]["threads"] == 1
     (row,) = report["results"]
     assert row["op"] == "pool" and row["dtype"] == "float32" and row["unit"] == "GB/s"
     for key in ("reference_ms", "jit_ms", "jit_over_reference", "jit_rate", "fraction_of_peak"):
         assert row[key] > 0
+
+
+def test_keep_freed_memory_is_applied_and_reported(tmp_path):
+    path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnn", "bench", "--quick", "--ops", "batchnorm", "--dtypes", "float32",
+         "--rounds", "2", "--keep-freed-memory", "--json", str(path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    malloc = json.loads(path.read_text())["environment"]["malloc"]
+    assert f"malloc: {malloc}" in result.stdout
+    from fastnn.allocator import _glibc_mallopt
+
+    assert malloc.startswith("keep_freed_memory() applied" if _glibc_mallopt() else "C library default")
 
 
 def test_fused_op_is_set_against_its_bare_gemms_in_the_same_rounds():

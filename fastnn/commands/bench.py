@@ -11,6 +11,9 @@ def configure(parser):
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="first apply fastnn.allocator.keep_freed_memory(), as `fastnn train` does, so no path "
+                             "(reference, jit, torch) page-faults on arrays the step before freed")
     parser.add_argument("--e2e", action="store_true",
                         help="end to end instead: a train step of ThreeLayerConvNet and a 5-layer FullyConnectedNet "
                              "against the same model in PyTorch, at 1 and --threads threads")
@@ -24,12 +27,14 @@ def run(args):
         from .. import bench_e2e
 
         threads = sorted({1, max(args.threads, 2)})
-        report = bench_e2e.run(threads=threads, quick=args.quick, rounds=args.rounds)
+        report = bench_e2e.run(threads=threads, quick=args.quick, rounds=args.rounds,
+                               keep_freed=args.keep_freed_memory)
         print(bench_e2e.format_report(report))
         if args.json:
             write_json(report, args.json)
         return 0
-    report = run_bench(ops=args.ops, dtypes=args.dtypes, threads=args.threads, quick=args.quick, rounds=args.rounds)
+    report = run_bench(ops=args.ops, dtypes=args.dtypes, threads=args.threads, quick=args.quick, rounds=args.rounds,
+                       keep_freed=args.keep_freed_memory)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
