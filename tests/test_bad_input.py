@@ -155,6 +155,9 @@ CASES = [
      lambda: FL.max_pool_backward_fast(a(2, 3, 4, 4), ("reshape", POOL_CACHE[1]))),
     ("pool dout shape", "max_pool_backward_fast", "dout", ValueError,
      lambda: FL.max_pool_backward_fast(a(2, 3, 5, 4), POOL_CACHE)),
+    ("pool argmax out of its window", "max_pool_backward_fast", "argmax", ValueError,
+     lambda: FL.max_pool_backward_fast(a(2, 3, 4, 4), ("argmax", POOL_CACHE[1][:2] + (
+         np.full_like(POOL_CACHE[1][2], 4),)))),
     # --- losses
     ("labels float", "softmax_loss", "y", TypeError, lambda: L.softmax_loss(X2, np.zeros(4))),
     ("labels nan", "svm_loss", "y", TypeError, lambda: L.svm_loss(X2, np.array([0, 1, np.nan, 2]))),
@@ -180,6 +183,9 @@ CASES = [
      lambda: LU.conv_relu_pool_backward(CRP_OUT, (CRP_CONV, CRP_RELU[:, :, :4], CRP_POOL))),
     ("conv_relu_pool relu dtype", "conv_relu_pool_backward", "ReLU part", TypeError,
      lambda: LU.conv_relu_pool_backward(CRP_OUT, (CRP_CONV, CRP_RELU.astype(F32), CRP_POOL))),
+    ("conv_relu_pool argmax out of its window", "conv_relu_pool_backward", "argmax", ValueError,
+     lambda: LU.conv_relu_pool_backward(CRP_OUT, (CRP_CONV, CRP_RELU, ("argmax", CRP_POOL[1][:2] + (
+         np.full_like(CRP_POOL[1][2], 7),))))),
     ("conv_relu_pool dout", "conv_relu_pool_backward", "dout", ValueError,
      lambda: LU.conv_relu_pool_backward(CRP_OUT[:, :2], (CRP_CONV, CRP_RELU, CRP_POOL))),
     ("conv_bn_relu mode", "conv_bn_relu_forward", "mode", ValueError,

@@ -221,8 +221,9 @@ def test_conv_relu_pool_backward_gates_nan_and_inf_as_np_where(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_relu_pool_backward_is_bit_for_bit_the_reference_on_random_signs(dtype):
-    """The fused pass reads the ReLU input at each window's argmax: over relu inputs of random sign and random
-    argmaxes, with -0.0, Inf and NaN gradients, it equals relu_backward(max_pool_backward_fast(...)) exactly."""
+    """The fused pass (each plane unpooled, then gated by relu_input > 0): over relu inputs of random sign and
+    random argmaxes, with -0.0, Inf and NaN gradients, it equals relu_backward(max_pool_backward_fast(...))
+    exactly."""
     a = randn(3, 4, 8, 10, seed=5, dtype=dtype)
     a[0, 0, 0, 0], a[1, 2, 3, 4] = np.nan, -0.0
     with fastnn.options(backend="reference"):
