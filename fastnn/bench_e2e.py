@@ -15,6 +15,7 @@ import numpy as np
 from . import optim, options
 from .bench import _thread_limits, _torch, malloc_setting, measure
 
+BREAKDOWN_STEPS = 5  # timed layer by layer after the round-robin samples; the median one is reported
 FAMILIES = ("conv", "max_pool", "affine_bn_relu", "affine", "relu", "dropout", "batchnorm", "softmax")
 
 
@@ -140,6 +141,13 @@ def first_step_losses(name, quick=False):
     return float(ours), float(theirs)
 
 
+def median_step(timed):
+    """From (seconds, {family: seconds}) per step: the median step's own breakdown, plus "optimizer and python",
+    the rest of that step, so the parts add up to one step (a single timed step was often an outlier)."""
+    seconds, families = sorted(timed, key=lambda step: step[0])[len(timed) // 2]
+    return dict(families, **{"optimizer and python": seconds - sum(families.values())})
+
+
 def time_model(name, threads, quick=False, rounds=None):
     torch = _torch()
     model, net, shape = MODELS[name](torch, quick)
@@ -161,13 +169,14 @@ def time_model(name, threads, quick=False, rounds=None):
     with ExitStack() as stack:
         _thread_limits(stack, threads)
         samples = measure({"fastnn": run_ours, "torch": run_theirs}, rounds or (3 if quick else 9))
-        totals = defaultdict(float)
-        with layer_timer(totals):
-            start = time.perf_counter()
-            run_ours()
-            step_seconds = time.perf_counter() - start
-    breakdown = dict(totals)
-    breakdown["optimizer and python"] = step_seconds - sum(totals.values())
+        timed = []
+        for _ in range(BREAKDOWN_STEPS):
+            totals = defaultdict(float)
+            with layer_timer(totals):
+                start = time.perf_counter()
+                run_ours()
+                timed.append((time.perf_counter() - start, dict(totals)))
+    breakdown = median_step(timed)
     return {
         "model": name, "threads": threads, "batch": shape,
         "fastnn_ms": 1e3 * float(np.median(samples["fastnn"])), "torch_ms": 1e3 * float(np.median(samples["torch"])),

@@ -81,6 +81,13 @@ def test_e2e_report_names_skipped_thread_counts():
     assert "2 threads skipped" in text and "1.500" in text and "conv 50.0" in text
 
 
+def test_e2e_breakdown_is_the_median_steps_own():
+    from fastnn.bench_e2e import median_step
+
+    timed = [(3.0, {"conv": 1.0}), (1.0, {"conv": 0.5}), (2.0, {"conv": 1.5, "relu": 0.25})]
+    assert median_step(timed) == {"conv": 1.5, "relu": 0.25, "optimizer and python": 0.25}
+
+
 def test_e2e_without_torch_says_how_to_get_it(monkeypatch):
     from fastnn import bench_e2e
 
