@@ -158,3 +158,23 @@ def test_state_of_the_wrong_shape_is_refused():
         optim.adam(np.zeros(2), np.zeros(2), {"m": np.zeros(3)})
     with pytest.raises(TypeError, match=r"sgd_momentum: config\['velocity'\] has dtype float32"):
         optim.sgd_momentum(np.zeros(2), np.zeros(2), {"velocity": np.zeros(2, np.float32)})
+
+
+@pytest.mark.parametrize("rule, keys", [("sgd_momentum", ["velocity"]), ("nesterov", ["velocity"]),
+                                        ("adagrad", ["cache"]), ("rmsprop", ["cache"]), ("adam", ["m", "v"])])
+def test_existing_state_is_used_without_allocating_a_fresh_default(rule, keys, monkeypatch):
+    """The rule's state defaults to zeros only when missing: a given state is not shadowed by zeros made anyway
+    (every step of a training loop would otherwise allocate and zero arrays of every weight's size)."""
+    w, dw, state = notebook_inputs()
+    config = {key: state.copy() for key in keys}
+    expected, _ = getattr(optim, rule)(w.copy(), dw, {key: state.copy() for key in keys})
+
+    def no_zeros(*args, **kwargs):
+        raise AssertionError("zeros_like called although the state exists")
+
+    monkeypatch.setattr(optim.np, "zeros_like", no_zeros)
+    next_w, config = getattr(optim, rule)(w.copy(), dw, config)
+    np.testing.assert_array_equal(next_w, expected)
+    monkeypatch.undo()
+    fresh_w, fresh = getattr(optim, rule)(w.copy(), dw, {})
+    assert all(np.array_equal(fresh[key].shape, w.shape) for key in keys)
