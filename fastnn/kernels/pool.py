@@ -128,7 +128,7 @@ def _unpool_plane_2x2(dout, argmax, plane):
 @kernel(parallel=True)
 def max_pool_backward_2x2(dout, argmax, dx):
     """The 2x2, stride-2 tiling case of max_pool_backward, a window row at a time (no zeroing pass over dx first):
-    0.35-0.55x the time of choosing each entry by compares on (64, 32, 32, 32), 0.14-0.18x on (64, 64, 16, 16),
+    0.40-0.60x the time of choosing each entry by compares on (64, 32, 32, 32), 0.14-0.18x on (64, 64, 16, 16),
     float32 and float64 (A/B in one process, measured here)."""
     N, C = dout.shape[:2]
     for nc in prange(N * C):
@@ -139,9 +139,9 @@ def max_pool_backward_2x2(dout, argmax, dx):
 @kernel
 def _unpool_relu_plane_2x2(dout, argmax, relu_input, plane):
     """_unpool_plane_2x2, then, while the plane is in cache, ReLU's backward over it: kept where relu_input > 0,
-    else 0.0 (np.where's answer, NaN included). 0.25-0.4x the time of gating each entry by a select as it was
+    else 0.0 (np.where's answer, NaN included). 0.2-0.4x the time of gating each entry by a select as it was
     written (float32; 0.3-0.6x float64), and 0.6-0.8x the time of gating each window by the relu input at its
-    argmax (float32; float64 the same within noise), A/B in one process, measured here."""
+    argmax (float32; 0.8-1.2x in float64), A/B in one process, measured here."""
     _unpool_plane_2x2(dout, argmax, plane)
     for h in range(plane.shape[0]):
         line, opened = plane[h], relu_input[h]
