@@ -296,12 +296,14 @@ def malloc_setting(keep_freed=False):
     """Apply fastnn.allocator.keep_freed_memory() if keep_freed (process-wide, for good) and describe the
     allocator every path of the report then runs under."""
     if not keep_freed:
-        return "C library default: freed arrays of a few MB may go back to the OS and fault again (--keep-freed-memory)"
+        return ("not changed by this report (keep_freed_memory() not applied): freed arrays of a few MB may go back "
+                "to the OS and fault again")
     from .allocator import keep_freed_memory
 
     if keep_freed_memory():
-        return "keep_freed_memory() applied, as `fastnn train` does: no path's step faults on memory freed before"
-    return "C library default: keep_freed_memory() changes nothing here (not glibc)"
+        return ("keep_freed_memory() applied, as `fastnn train` does: freed arrays up to 32 MB stay in the heap "
+                "for every path, larger ones still go back to the OS")
+    return "not changed: keep_freed_memory() returned False (not glibc, or mallopt refused)"
 
 
 def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None, keep_freed=False):

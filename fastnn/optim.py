@@ -7,7 +7,7 @@ Each rule has the interface
         - w: an array of the current weights
         - dw: an array of the same shape and dtype: the gradient of the loss with respect to w
         - config: a dict of hyperparameters (learning rate, momentum, ...) and of the rule's state (velocity,
-          moving averages, step count). Missing entries are filled in with `config.setdefault`, so the dict
+          moving averages, step count). Missing entries are filled in (defaults, zeros for the state), so the dict
           passed in is updated and returned.
 
         Returns a tuple of:

@@ -12,8 +12,9 @@ def configure(parser):
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="first apply fastnn.allocator.keep_freed_memory(), as `fastnn train` does, so no path "
-                             "(reference, jit, torch) page-faults on arrays the step before freed")
+                        help="first apply fastnn.allocator.keep_freed_memory(), as `fastnn train` does: freed arrays "
+                             "up to 32 MB then stay in the heap for every path (reference, jit, torch) instead of "
+                             "page-faulting again")
     parser.add_argument("--e2e", action="store_true",
                         help="end to end instead: a train step of ThreeLayerConvNet and a 5-layer FullyConnectedNet "
                              "against the same model in PyTorch, at 1 and --threads threads")
