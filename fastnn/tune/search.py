@@ -74,6 +74,9 @@ def _pickled_builder(fn, build_model):
 def _run_pickled_trial(pickled_builder, *args):
     import cloudpickle
 
+    # The bytes are _pickled_builder's, made in this search's own process from the caller's function and passed to
+    # its workers through dask (which unpickles every task payload anyway); never a file. A restricted unpickler
+    # cannot rebuild a function, which is the point of sending it.
     return run_trial(cloudpickle.loads(pickled_builder), *args)
 
 
