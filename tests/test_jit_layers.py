@@ -261,6 +261,29 @@ def test_max_pool_backward_routes_nan_inf_and_signed_zeros_as_the_reference(pool
     np.testing.assert_array_equal(np.signbit(dx), np.signbit(want))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 2, 6, 34), (2, 3, 32, 32), (1, 1, 2, 2)], ids=["wide", "square", "one"])
+def test_max_pool_2x2_forward_is_bit_for_bit_the_reference_on_ties_nan_inf_and_zeros(shape, dtype):
+    """The 2x2 kernel picks each window's maximum in two vectorised passes (rows, then column pairs). Over inputs
+    drawn from ties, -0.0/+0.0, +-Inf and NaNs with distinct payloads, in every layout, its out (bits, so the NaN
+    payload) and argmax equal the reference's np.argmax: the first maximum, the first NaN."""
+    rng = np.random.default_rng(21)
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    nan_quiet = np.array(np.nan, dtype).view(uint)
+    values = np.array([1.0, 1.0, 2.0, 0.0, -0.0, np.inf, -np.inf, -1.0], dtype)
+    for trial in range(6):
+        x = values[rng.integers(0, len(values), shape)]
+        payloads = (nan_quiet | rng.integers(1, 64, shape).astype(uint)).view(dtype)
+        x = np.where(rng.random(shape) < (0.0, 0.1, 0.4)[trial % 3], payloads, x)
+        for name, arg in layouts(x):
+            with fastnn.options(backend="jit"):
+                out, (_, (_, _, argmax)) = L.max_pool_forward_fast(arg, POOL)
+            with fastnn.options(backend="reference"):
+                want, (_, (_, _, want_argmax)) = L.max_pool_forward_fast(arg, POOL)
+            np.testing.assert_array_equal(argmax, want_argmax, err_msg=name)
+            np.testing.assert_array_equal(out.view(uint), want.view(uint), err_msg=name)
+
+
 WIDE_CASES = {  # longer vectorised sums than CASES has (with remainders), for the builds' bit-for-bit test
     "layernorm_wide": (L.layernorm_forward, L.layernorm_backward, lambda t: norm_inputs((5, 1001), dtype=t) + ({},)),
     "groupnorm_wide": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward,

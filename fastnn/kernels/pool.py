@@ -1,5 +1,5 @@
 """Max-pool kernels. Mirror fastnn.reference.pool (max_pool_forward_fast, max_pool_backward_fast): no im2col
-buffer, one (n, c) plane per task, the first maximum of each window (np.argmax rules: the first NaN wins).
+buffer, one (n, c) plane per task (a block of planes for the 2x2 forward), the first maximum of each window (np.argmax rules: the first NaN wins).
 
 Each parallel loop hands its task to a serial function: numba optimises a prange body poorly (measured 3-5x
 slower here), a plain function called from it well.
@@ -48,39 +48,54 @@ def max_pool_forward(x, ph, pw, stride, out, argmax):
 
 
 @kernel
-def _pool_plane_2x2(plane, out, argmax):
-    H_out, W_out = out.shape
-    for i in range(H_out):
-        for j in range(W_out):
-            a = plane[2 * i, 2 * j]
-            b = plane[2 * i, 2 * j + 1]
-            c = plane[2 * i + 1, 2 * j]
-            d = plane[2 * i + 1, 2 * j + 1]
-            m = a
-            k = 0
-            if b > m:
-                m = b
-                k = 1
-            if c > m:
-                m = c
-                k = 2
-            if d > m:
-                m = d
-                k = 3
-            if m == m and (a != a or b != b or c != c or d != d):  # rare: a NaN, the first one wins
-                k = 0 if a != a else (1 if b != b else (2 if c != c else 3))
-                m = a if k == 0 else (b if k == 1 else (c if k == 2 else d))
-            out[i, j] = m
-            argmax[i, j] = k
+def _pool_plane_2x2(plane, out, argmax, rows, row_of):
+    """out, argmax: the plane's windows, flat. rows, row_of: scratch of H/2 * W entries.
+
+    Two passes that LLVM vectorises: the larger of each column's two entries with the row it came from, then the larger of each column pair.
+    Ties go to the smaller position and a NaN beats a number, so the winner is np.argmax's first maximum.
+    The former kernel, one window at a time with compares, ran scalar: this one takes 0.47-0.62x its time in
+    float32 and 0.73-1.09x in float64, which the memory bounds (A/B in one process, two shapes, machine B).
+    """
+    H, W = plane.shape
+    for i in range(H // 2):
+        top = plane[2 * i]
+        bottom = plane[2 * i + 1]
+        base = i * W
+        for j in range(W):
+            a = top[j]
+            b = bottom[j]
+            lower = (b > a) | ((b != b) & (a == a))
+            rows[base + j] = b if lower else a
+            row_of[base + j] = lower
+    for t in range(out.shape[0]):
+        a = rows[2 * t]
+        b = rows[2 * t + 1]
+        row_a = row_of[2 * t]
+        row_b = row_of[2 * t + 1]
+        a_nan = a != a
+        b_nan = b != b
+        tie = (b == a) | (b_nan & a_nan)
+        right = (b > a) | (b_nan & ~a_nan) | (tie & (row_b < row_a))
+        out[t] = b if right else a
+        argmax[t] = 2 * (row_b if right else row_a) + right
+
+
+TASKS_2X2 = 64  # planes are handed out in this many blocks, each allocating its scratch once
 
 
 @kernel(parallel=True)
 def max_pool_forward_2x2(x, out, argmax):
-    """The 2x2, stride-2 case of max_pool_forward, unrolled (NaN handled off the fast path)."""
-    N, C = out.shape[:2]
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
-        _pool_plane_2x2(x[n, c], out[n, c], argmax[n, c])
+    """The 2x2, stride-2 case of max_pool_forward, for even H and W; out and argmax C-contiguous."""
+    N, C, H, W = x.shape
+    planes = N * C
+    out_flat = out.reshape(planes, out.shape[2] * out.shape[3])
+    argmax_flat = argmax.reshape(planes, out.shape[2] * out.shape[3])
+    tasks = min(planes, TASKS_2X2)
+    for task in prange(tasks):
+        rows = np.empty((H // 2) * W, x.dtype)
+        row_of = np.empty((H // 2) * W, np.uint8)
+        for nc in range(task * planes // tasks, (task + 1) * planes // tasks):
+            _pool_plane_2x2(x[nc // C, nc % C], out_flat[nc], argmax_flat[nc], rows, row_of)
 
 
 @kernel
