@@ -1,5 +1,6 @@
 """Max-pool kernels. Mirror fastnn.reference.pool (max_pool_forward_fast, max_pool_backward_fast): no im2col
-buffer, one (n, c) plane per task (a block of planes for the 2x2 forward), the first maximum of each window (np.argmax rules: the first NaN wins).
+buffer, one (n, c) plane per task (a block of planes for the 2x2 forward), the first maximum of each window
+(np.argmax rules: the first NaN wins).
 
 Each parallel loop hands its task to a serial function: numba optimises a prange body poorly (measured 3-5x
 slower here), a plain function called from it well.
@@ -51,10 +52,11 @@ def max_pool_forward(x, ph, pw, stride, out, argmax):
 def _pool_plane_2x2(plane, out, argmax, rows, row_of):
     """out, argmax: the plane's windows, flat. rows, row_of: scratch of H/2 * W entries.
 
-    Two passes that LLVM vectorises: the larger of each column's two entries with the row it came from, then the larger of each column pair.
-    Ties go to the smaller position and a NaN beats a number, so the winner is np.argmax's first maximum.
-    The former kernel, one window at a time with compares, ran scalar: this one takes 0.47-0.62x its time in
-    float32 and 0.73-1.09x in float64, which the memory bounds (A/B in one process, two shapes, machine B).
+    Two passes that LLVM vectorises: the larger of each column's two entries, with the row it came from; then the
+    larger of each column pair. Ties go to the smaller position and a NaN beats a number, so the winner is
+    np.argmax's first maximum. The former kernel, one window at a time with compares, ran scalar: this one takes
+    0.47-0.62x its time in float32 and 0.73-1.09x in float64, which the memory bounds (A/B in one process, two
+    shapes, machine B).
     """
     H, W = plane.shape
     for i in range(H // 2):
