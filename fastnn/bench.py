@@ -1,11 +1,13 @@
 """The side-by-side speed report behind `fastnn bench`: NumPy reference, fastnn jit and PyTorch CPU in one process.
 
 Each op runs forward + backward. Every path is warmed up first (the jit path compiles then); samples are taken
-round-robin (reference, jit, torch, reference, ...) so a drift of the machine's speed hits every path alike; the
-report gives medians, and ratios taken per round then their median. Achieved GFLOP/s (conv, affine) or GB/s (the
-rest) are set against peaks measured at start: a large GEMM and a large copy. A convolution's rate counts the
-direct convolution's multiply-adds, so a 3x3 one (Winograd: 2.25x fewer) can show a share above what its GEMMs
-reach. A fused affine-BN-ReLU op also times its three bare GEMMs in the same rounds and reports jit/GEMMs per round.
+round-robin so a drift of the machine's speed hits every path alike, each round starting one path later
+(reference, jit, torch; then jit, torch, reference; ...) so that no path always runs right after the same other
+one, whose freed memory and evicted cache it would inherit. The report gives medians, and ratios taken per round
+then their median. Achieved GFLOP/s (conv, affine) or GB/s (the rest) are set against peaks measured at start: a
+large GEMM and a large copy. A convolution's rate counts the direct convolution's multiply-adds, so a 3x3 one
+(Winograd: 2.25x fewer) can show a share above what its GEMMs reach. A fused affine-BN-ReLU op also times its
+three bare GEMMs in the same rounds and reports jit/GEMMs per round.
 """
 
 import json
@@ -214,14 +216,17 @@ def _time_once(fn):
 
 
 def measure(candidates, rounds):
-    """Round-robin samples of every candidate; returns {name: [seconds per round]}."""
+    """Round-robin samples of every candidate, round r starting at the r-th (rotating); returns
+    {name: [seconds per round]}."""
     for fn in candidates.values():  # warm-up: compiles the jit path, touches the memory
         fn()
         fn()
-    samples = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            samples[name].append(_time_once(fn))
+    names = list(candidates)
+    samples = {name: [] for name in names}
+    for r in range(rounds):
+        start = r % len(names)
+        for name in names[start:] + names[:start]:
+            samples[name].append(_time_once(candidates[name]))
     return samples
 
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from fastnn.bench import OPS, format_report, run
+from fastnn.bench import OPS, format_report, measure, run
 
 
 def test_fastnn_bench_quick_writes_the_report(tmp_path):
@@ -45,6 +45,16 @@ def test_fused_op_is_set_against_its_bare_gemms_in_the_same_rounds():
     (row,) = report["results"]
     assert row["jit_over_gemms"] > 0 and row["jit_over_reference"] > 0
     assert "jit/GEMMs" in format_report(report)
+
+
+def test_rounds_rotate_which_path_runs_first():
+    """Each round starts one path later, so no path always follows the same other one (whose freed memory and
+    evicted cache it would inherit)."""
+    calls = []
+    candidates = {name: (lambda name=name: calls.append(name)) for name in ("reference", "jit", "torch")}
+    samples = measure(candidates, rounds=3)
+    assert calls[6:] == ["reference", "jit", "torch", "jit", "torch", "reference", "torch", "reference", "jit"]
+    assert all(len(times) == 3 for times in samples.values())
 
 
 def test_unknown_op_is_refused():
