@@ -91,7 +91,7 @@ def _pool_backward(fn, dout, cache):
 
 
 def _pool_backward_args(fn, dout, cache):
-    """(dout, cache) checked against each other, the cache's argmax made contiguous."""
+    """(dout, cache) checked against each other, the cache's argmax made contiguous and native-endian."""
     if not isinstance(cache, tuple) or len(cache) != 2:
         _check.fail(fn, "cache must be the ('argmax', ...) tuple returned by max_pool_forward_fast", TypeError)
     if cache[0] != "argmax":
@@ -105,7 +105,8 @@ def _pool_backward_args(fn, dout, cache):
     if argmax.size and int(argmax.max()) >= ph * pw:  # the kernels store at the address it gives, unchecked
         _check.fail(fn, f"cache argmax holds {int(argmax.max())}: a {ph}x{pw} window has positions 0..{ph * pw - 1}")
     dout = _check.dout_like(fn, dout, expected, x.dtype)
-    return dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax)))
+    native = argmax.dtype.newbyteorder("=")  # a cache loaded from another machine's file may be byte-swapped
+    return dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax, dtype=native)))
 
 
 def max_pool_forward_reshape(x, pool_param):

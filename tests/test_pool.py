@@ -103,3 +103,27 @@ def test_pool_keeps_dtype(dtype):
                               (max_pool_forward_fast, max_pool_backward_fast)]:
         out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
         assert out.dtype == dtype and backward(out, cache).dtype == dtype
+
+
+@pytest.mark.parametrize("backend", ["jit", "reference"])
+@pytest.mark.parametrize("pool", [{"pool_height": 2, "pool_width": 2, "stride": 2},
+                                  {"pool_height": 3, "pool_width": 3, "stride": 2}], ids=["2x2", "3x3s2"])
+def test_a_byte_swapped_argmax_cache_gives_the_same_gradient(pool, backend):
+    """A cache read back from a big-endian machine's file holds a byte-swapped argmax: same dx, no numba error."""
+    import fastnn
+    from fastnn.layer_utils import conv_relu_pool_backward, conv_relu_pool_forward
+
+    x = randn(2, 3, 7, 7) if pool["pool_height"] == 3 else randn(2, 3, 8, 8)
+    with fastnn.options(backend=backend):
+        out, (method, (x_cached, param, argmax)) = max_pool_forward_fast(x, pool)
+        swapped = ("argmax", (x_cached, param, argmax.astype(np.dtype("uint16").newbyteorder(">"))))
+        dout = randn(*out.shape, seed=3)
+        np.testing.assert_array_equal(max_pool_backward_fast(dout, swapped),
+                                      max_pool_backward_fast(dout, (method, (x_cached, param, argmax))))
+        w, b = randn(4, 3, 3, 3, seed=4), randn(4, seed=5)
+        out, (conv_cache, relu_cache, (m, (a, p, am))) = conv_relu_pool_forward(x, w, b, {"stride": 1, "pad": 1}, pool)
+        dout = randn(*out.shape, seed=6)
+        want = conv_relu_pool_backward(dout, (conv_cache, relu_cache, (m, (a, p, am))))
+        got = conv_relu_pool_backward(dout, (conv_cache, relu_cache, (m, (a, p, am.astype(">u2")))))
+        for g, e in zip(got, want):
+            np.testing.assert_array_equal(g, e)
