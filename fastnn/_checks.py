@@ -30,7 +30,7 @@ def array(fn, name, x, ndim=None, min_ndim=None):
         # numba compiles read-only arrays as a separate type: one copy here spares every kernel a second
         # compilation; the layer never writes to its inputs either way
         return np.array(x, order="C")
-    return np.ascontiguousarray(x)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # ascontiguousarray makes a 0-d array 1-D
 
 
 def floats(fn, **arrays):
@@ -85,6 +85,15 @@ def number(fn, name, value, low=None, high=None, low_open=False):
     if high is not None and value > high:
         fail(fn, f"{name} must be <= {high}, got {value}")
     return value
+
+
+def plain(d, **checked):
+    """The param dict d with its checked entries replaced by the Python ints and floats the checks returned: a
+    new dict when any differs in type, else d itself. Backends then never compute with a numpy scalar, whose own
+    small type an arithmetic result keeps (NumPy 2): np.uint8(200) as pad wrapped H + 2 * pad around."""
+    if all(type(d[key]) is type(value) for key, value in checked.items() if key in d):
+        return d
+    return {**d, **{key: value for key, value in checked.items() if key in d}}
 
 
 def param_dict(fn, name, d, required=()):

@@ -22,7 +22,7 @@ from .layers import _conv_dout, _conv_inputs, _pool_inputs
 
 
 def _conv_forward(fn, x, w, b, conv_param):
-    return _run("conv_forward_fast", *_conv_inputs(fn, x, w, b, conv_param), conv_param)
+    return _run("conv_forward_fast", *_conv_inputs(fn, x, w, b, conv_param))
 
 
 def _conv_backward(fn, dout, cache):
@@ -78,7 +78,7 @@ def max_pool_forward_fast(x, pool_param):
     Returns a tuple of: out (N, C, H', W'), cache ('argmax', (x, pool_param, argmax)).
     """
     fn = "max_pool_forward_fast"
-    return _run(fn, _pool_inputs(fn, x, pool_param), pool_param)
+    return _run(fn, *_pool_inputs(fn, x, pool_param))
 
 
 def max_pool_backward_fast(dout, cache):
@@ -97,7 +97,7 @@ def _pool_backward_args(fn, dout, cache):
     if cache[0] != "argmax":
         _check.fail(fn, f"Unrecognized method {cache[0]!r} in the cache (expected 'argmax')")
     x, pool_param, argmax = _check.cache_tuple(fn, cache[1], 3, "max_pool_forward_fast")
-    x = _pool_inputs(fn, x, pool_param)
+    x, pool_param = _pool_inputs(fn, x, pool_param)
     ph, pw, _, H_out, W_out = _check.pool_param(fn, pool_param, x.shape)
     expected = x.shape[:2] + (H_out, W_out)
     if not isinstance(argmax, np.ndarray) or argmax.shape != expected or argmax.dtype.kind != "u":
@@ -112,7 +112,7 @@ def _pool_backward_args(fn, dout, cache):
 def max_pool_forward_reshape(x, pool_param):
     """Max pooling for square, non-overlapping windows that tile the input (pool_height == pool_width == stride)."""
     fn = "max_pool_forward_reshape"
-    x = _pool_inputs(fn, x, pool_param)
+    x, pool_param = _pool_inputs(fn, x, pool_param)
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     if not (ph == pw == stride and x.shape[2] % ph == 0 and x.shape[3] % pw == 0):
         _check.fail(fn, f"needs pool_height == pool_width == stride tiling x {x.shape}, got {ph}x{pw} stride {stride}")
@@ -127,7 +127,7 @@ def max_pool_backward_reshape(dout, cache):
 def max_pool_forward_im2col(x, pool_param):
     """Max pooling forward for every geometry (same implementation as max_pool_forward_fast)."""
     fn = "max_pool_forward_im2col"
-    return _run("max_pool_forward_fast", _pool_inputs(fn, x, pool_param), pool_param)
+    return _run("max_pool_forward_fast", *_pool_inputs(fn, x, pool_param))
 
 
 def max_pool_backward_im2col(dout, cache):

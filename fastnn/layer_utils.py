@@ -119,7 +119,7 @@ def affine_ln_relu_backward(dout, cache):
 
 def conv_relu_forward(x, w, b, conv_param):
     """conv (fast) -> ReLU. Returns out, cache (conv_cache, relu_cache)."""
-    _conv_inputs("conv_relu_forward", x, w, b, conv_param)
+    x, w, b, conv_param = _conv_inputs("conv_relu_forward", x, w, b, conv_param)
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     out, relu_cache = relu_forward(a)
     return out, (conv_cache, relu_cache)
@@ -134,7 +134,7 @@ def conv_relu_backward(dout, cache):
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
     """conv (fast) -> spatial batchnorm -> ReLU. Returns out, cache (conv_cache, bn_cache, relu_cache)."""
     fn = "conv_bn_relu_forward"
-    x, w, b = _conv_inputs(fn, x, w, b, conv_param)
+    x, w, b, conv_param = _conv_inputs(fn, x, w, b, conv_param)
     gamma, beta = _gamma_beta(fn, x, gamma, beta, w)
     _bn_param(fn, bn_param, x, w.shape[0])
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
@@ -154,7 +154,7 @@ def conv_bn_relu_backward(dout, cache):
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     """conv (fast) -> ReLU -> max pool (fast). Returns out, cache (conv_cache, relu_cache, pool_cache)."""
     fn = "conv_relu_pool_forward"
-    x, w, b = _conv_inputs(fn, x, w, b, conv_param)
+    x, w, b, conv_param = _conv_inputs(fn, x, w, b, conv_param)
     _, _, H_out, W_out = _check.conv_param(fn, conv_param, x.shape, w.shape)
     _check.pool_param(fn, pool_param, (x.shape[0], w.shape[0], H_out, W_out))
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)

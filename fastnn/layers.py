@@ -294,9 +294,10 @@ def _dropout_param(fn, dropout_param):
     _check.mode(fn, "dropout_param", dropout_param["mode"])
     p = _check.number(fn, "dropout_param['p'] (the keep probability)", dropout_param["p"], low=0.0, high=1.0,
                      low_open=True)
-    if dropout_param.get("seed") is not None:
-        _check.integer(fn, "dropout_param['seed']", dropout_param["seed"])
-    return p
+    seed = dropout_param.get("seed")
+    if seed is not None:
+        seed = _check.integer(fn, "dropout_param['seed']", seed)
+    return _check.plain(dropout_param, p=p, seed=seed)
 
 
 def dropout_forward(x, dropout_param):
@@ -311,15 +312,14 @@ def dropout_forward(x, dropout_param):
     """
     fn = "dropout_forward"
     x = _check.array(fn, "x", x, min_ndim=1)
-    _dropout_param(fn, dropout_param)
-    return _run(fn, x, dropout_param)
+    return _run(fn, x, _dropout_param(fn, dropout_param))
 
 
 def dropout_backward(dout, cache):
     """Inverted dropout backward. Returns dx (dout / p where kept in train mode, dout in test mode)."""
     fn = "dropout_backward"
     dropout_param, mask = _check.cache_tuple(fn, cache, 2, "dropout_forward")
-    _dropout_param(fn, dropout_param)
+    dropout_param = _dropout_param(fn, dropout_param)
     dout = _check.array(fn, "dout", dout, min_ndim=1)
     if dropout_param["mode"] == "train":
         if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
@@ -337,16 +337,16 @@ def _conv_inputs(fn, x, w, b, conv_param):
     _check.batch(fn, "x", x)
     if b.shape != (w.shape[0],):
         _check.fail(fn, f"b must have shape ({w.shape[0]},) to match w {w.shape}, got {b.shape}")
-    _check.conv_param(fn, conv_param, x.shape, w.shape)
-    return x, w, b
+    stride, pad, _, _ = _check.conv_param(fn, conv_param, x.shape, w.shape)
+    return x, w, b, _check.plain(conv_param, stride=stride, pad=pad)
 
 
 def _conv_dout(fn, dout, cache, length, forward):
     cache = _check.cache_tuple(fn, cache, length, forward)
-    x, w, b = _conv_inputs(fn, cache[0], cache[1], cache[2], cache[3])
-    _, _, H_out, W_out = _check.conv_param(fn, cache[3], x.shape, w.shape)
+    x, w, b, conv_param = _conv_inputs(fn, cache[0], cache[1], cache[2], cache[3])
+    _, _, H_out, W_out = _check.conv_param(fn, conv_param, x.shape, w.shape)
     dout = _check.dout_like(fn, dout, (x.shape[0], w.shape[0], H_out, W_out), x.dtype)
-    return dout, (x, w, b) + tuple(cache[3:])
+    return dout, (x, w, b, conv_param) + tuple(cache[4:])
 
 
 def conv_forward_naive(x, w, b, conv_param):
@@ -360,7 +360,7 @@ def conv_forward_naive(x, w, b, conv_param):
     Returns a tuple of: out (N, F, H', W'), cache (x, w, b, conv_param).
     """
     fn = "conv_forward_naive"
-    return _run(fn, *_conv_inputs(fn, x, w, b, conv_param), conv_param)
+    return _run(fn, *_conv_inputs(fn, x, w, b, conv_param))
 
 
 def conv_backward_naive(dout, cache):
@@ -373,8 +373,8 @@ def conv_backward_naive(dout, cache):
 def _pool_inputs(fn, x, pool_param):
     x = _check.array(fn, "x", x, ndim=4)
     _check.batch(fn, "x", x)
-    _check.pool_param(fn, pool_param, x.shape)
-    return x
+    ph, pw, stride, _, _ = _check.pool_param(fn, pool_param, x.shape)
+    return x, _check.plain(pool_param, pool_height=ph, pool_width=pw, stride=stride)
 
 
 def max_pool_forward_naive(x, pool_param):
@@ -385,14 +385,14 @@ def max_pool_forward_naive(x, pool_param):
     Returns a tuple of: out (N, C, H', W'), cache (x, pool_param).
     """
     fn = "max_pool_forward_naive"
-    return _run(fn, _pool_inputs(fn, x, pool_param), pool_param)
+    return _run(fn, *_pool_inputs(fn, x, pool_param))
 
 
 def max_pool_backward_naive(dout, cache):
     """Max pooling backward: each window's gradient goes to its first maximum; overlapping windows accumulate."""
     fn = "max_pool_backward_naive"
     x, pool_param = _check.cache_tuple(fn, cache, 2, "max_pool_forward_naive")
-    x = _pool_inputs(fn, x, pool_param)
+    x, pool_param = _pool_inputs(fn, x, pool_param)
     _, _, _, H_out, W_out = _check.pool_param(fn, pool_param, x.shape)
     dout = _check.dout_like(fn, dout, x.shape[:2] + (H_out, W_out), x.dtype)
     return _run(fn, dout, (x, pool_param))

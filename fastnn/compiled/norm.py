@@ -25,7 +25,7 @@ def batch_statistics(x2, bn_param, moments_kernel, n_features):
     x2 is the input laid out for `moments_kernel` ((N, C, P) for channel_moments); test mode reads no moments.
     """
     mode = bn_param["mode"]
-    eps = bn_param.get("eps", 1e-5)
+    eps = float(bn_param.get("eps", 1e-5))
     dtype = x2.dtype
     if mode == "train":
         mean64, var64 = np.empty(n_features), np.empty(n_features)
@@ -42,7 +42,7 @@ def batch_statistics(x2, bn_param, moments_kernel, n_features):
 
 def update_running_statistics(bn_param, mean, var, dtype):
     """running = momentum * running + (1 - momentum) * batch, written back into bn_param in `dtype`."""
-    momentum = bn_param.get("momentum", 0.9)
+    momentum = float(bn_param.get("momentum", 0.9))
     n_features = mean.shape[0]
     running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
     running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
@@ -53,7 +53,7 @@ def update_running_statistics(bn_param, mean, var, dtype):
 def running_statistics(bn_param, n_features, dtype):
     """(mean, invstd) in `dtype` from bn_param's running statistics (zeros and eps alone where absent); writes the
     running statistics back in `dtype`, as the reference does."""
-    eps = bn_param.get("eps", 1e-5)
+    eps = float(bn_param.get("eps", 1e-5))
     running_mean = bn_param.get("running_mean", np.zeros(n_features, dtype=dtype))
     running_var = bn_param.get("running_var", np.zeros(n_features, dtype=dtype))
     mean = running_mean.astype(dtype, copy=True)
@@ -66,7 +66,7 @@ def running_statistics(bn_param, n_features, dtype):
 def batchnorm_forward(x, gamma, beta, bn_param):
     """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps,
     mode): xhat is not stored, the backward recomputes it from x, mean and invstd."""
-    mode, eps, D = bn_param["mode"], bn_param.get("eps", 1e-5), x.shape[1]
+    mode, eps, D = bn_param["mode"], float(bn_param.get("eps", 1e-5)), x.shape[1]
     out = np.empty_like(x)
     if mode == "train":
         mean64, var64 = np.empty(D), np.empty(D)
@@ -125,7 +125,7 @@ def spatial_batchnorm_backward(dout, cache):
 def layernorm_forward(x, gamma, beta, ln_param):
     """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps):
     xhat is not stored, the backward recomputes it from x, mean and invstd (as the compiled batchnorm)."""
-    eps = ln_param.get("eps", 1e-5)
+    eps = float(ln_param.get("eps", 1e-5))
     out = np.empty_like(x)
     mean, invstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     _k(K.row_normalise)(x, gamma, beta, eps, out, mean, invstd)
@@ -143,7 +143,7 @@ def layernorm_backward(dout, cache):
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """See fastnn.reference.norm.spatial_groupnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd,
     eps, G): xhat is not stored, as layernorm's."""
-    eps = gn_param.get("eps", 1e-5)
+    eps = float(gn_param.get("eps", 1e-5))
     N, C = x.shape[:2]
     x3 = x.reshape(N, C, -1)
     out = np.empty_like(x)

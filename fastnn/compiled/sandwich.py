@@ -33,7 +33,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     D = a.shape[1]
     out = np.empty_like(a)
     if bn_param["mode"] == "train":
-        eps, mode = bn_param.get("eps", 1e-5), "train"
+        eps, mode = float(bn_param.get("eps", 1e-5)), "train"
         mean64, var64 = np.empty(D), np.empty(D)
         mean, invstd = np.empty(D, dtype=a.dtype), np.empty(D, dtype=a.dtype)
         _k(K.bias_batchnorm_relu_train_forward)(a, b, gamma, beta, float(eps), mean64, var64, mean, invstd, out)
@@ -66,7 +66,7 @@ def affine_bn_relu_backward(dout, cache):
 def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
     """See fastnn.reference.sandwich.affine_ln_relu_forward. Returns out, cache (fc_cache, ln_cache, relu_cache);
     the ln_cache holds no xhat (None), as the compiled layernorm's."""
-    eps = ln_param.get("eps", 1e-5)
+    eps = float(ln_param.get("eps", 1e-5))
     a = x.reshape(x.shape[0], -1) @ w
     N = a.shape[0]
     out = np.empty_like(a)

@@ -40,6 +40,8 @@ def svm_loss(x, y, row_loss, dx):
                 positive += 1
                 dx[i, c] = 1.0 / N
             else:
+                if c != y[i] and margin != margin:  # a NaN score makes the loss NaN, as np.maximum's
+                    total += margin
                 dx[i, c] = 0
         dx[i, y[i]] = -positive / N
         row_loss[i] = total

@@ -1,0 +1,114 @@
+"""numpy scalars in param dicts behave as the Python numbers they equal, on both backends.
+
+NumPy 2 keeps a numpy scalar's own type through arithmetic: np.uint8(200) as pad made H + 2 * pad wrap around
+(a wrong output shape, then writes outside the Winograd buffers), np.int16 overflowed a block size, np.float16
+reached numba. The layers pass the checked Python values on instead.
+"""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.layer_utils as L
+from fastnn import optim
+from fastnn.testing import randn
+
+BACKENDS = ["jit", "reference"]
+INTS = [np.int8, np.uint8, np.int16, np.uint16, np.int64, np.uint64]
+
+
+def _same(got, want):
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("C", [3, 8], ids=["im2col", "winograd"])
+def test_numpy_integer_stride_and_pad_act_as_python_ints(C, backend):
+    x, w, b = randn(2, C, 6, 6), randn(4, C, 3, 3, seed=1), randn(4, seed=2)
+    with fastnn.options(backend=backend):
+        want, want_cache = L.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        dout = randn(*want.shape, seed=3)
+        for t in INTS:
+            out, cache = L.conv_forward_fast(x, w, b, {"stride": t(1), "pad": t(1)})
+            np.testing.assert_array_equal(out, want)
+            _same(L.conv_backward_fast(dout, cache), L.conv_backward_fast(dout, want_cache))
+        out, _ = L.conv_forward_fast(x, w, b, {"stride": np.uint64(1), "pad": np.int64(1)})  # uint64 + int64
+        np.testing.assert_array_equal(out, want)
+        out, _ = L.conv_forward_fast(x, w, b, {"stride": 1, "pad": np.uint8(200)})  # 6 + 400 - 2 wraps in uint8
+        assert out.shape == (2, 4, 404, 404)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_numpy_integer_pool_sizes_act_as_python_ints(backend):
+    x = randn(2, 3, 12, 12)
+    with fastnn.options(backend=backend):
+        for param in ({"pool_height": 12, "pool_width": 12, "stride": 1}, {"pool_height": 2, "pool_width": 2,
+                                                                            "stride": 2}):
+            want, want_cache = L.max_pool_forward_fast(x, param)
+            dout = randn(*want.shape, seed=4)
+            for t in INTS:
+                out, cache = L.max_pool_forward_fast(x, {k: t(v) for k, v in param.items()})
+                np.testing.assert_array_equal(out, want)
+                np.testing.assert_array_equal(L.max_pool_backward_fast(dout, cache),
+                                              L.max_pool_backward_fast(dout, want_cache))
+            out, cache = L.max_pool_forward_naive(x, {k: np.int8(v) for k, v in param.items()})
+            np.testing.assert_array_equal(out, want)
+            np.testing.assert_array_equal(L.max_pool_backward_naive(dout, cache),
+                                          L.max_pool_backward_fast(dout, want_cache))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_numpy_float_keep_probability_and_integer_seed(backend):
+    x = randn(4, 6)
+    with fastnn.options(backend=backend):
+        want, want_cache = L.dropout_forward(x, {"p": 0.5, "mode": "train", "seed": 3})
+        for p in (np.float16(0.5), np.float32(0.5), np.float64(0.5)):
+            out, cache = L.dropout_forward(x, {"p": p, "mode": "train", "seed": np.uint16(3)})
+            np.testing.assert_array_equal(out, want)
+            np.testing.assert_array_equal(L.dropout_backward(x, cache), L.dropout_backward(x, want_cache))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eps", [np.float16(1e-3), np.float64(1e-3), Fraction(1, 1000)], ids=str)
+def test_numpy_or_fraction_eps_and_momentum_act_as_python_floats(eps, backend):
+    x, g, b = randn(4, 6), 1 + 0.1 * randn(6, seed=5), randn(6, seed=6)
+    x4 = randn(2, 4, 3, 3)
+    with fastnn.options(backend=backend):
+        cases = [
+            (lambda e: L.layernorm_forward(x, g, b, {"eps": e})[0]),
+            (lambda e: L.spatial_groupnorm_forward(x4, np.ones(4), np.zeros(4), 2, {"eps": e})[0]),
+            (lambda e: L.affine_ln_relu_forward(x, np.eye(6), np.zeros(6), g, b, {"eps": e})[0]),
+            (lambda e: L.affine_bn_relu_forward(x, np.eye(6), np.zeros(6), g, b, {"mode": "train", "eps": e})[0]),
+        ]
+        for case in cases:
+            np.testing.assert_array_equal(case(eps), case(float(eps)))
+        params = [{"mode": "train", "eps": e, "momentum": m} for e, m in ((eps, Fraction(9, 10)), (float(eps), 0.9))]
+        outs = [L.batchnorm_forward(x, g, b, param)[0] for param in params]
+        np.testing.assert_array_equal(outs[0], outs[1])
+        for key in ("running_mean", "running_var"):
+            assert params[0][key].dtype == x.dtype
+            np.testing.assert_array_equal(params[0][key], params[1][key])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_svm_loss_of_a_nan_score_is_nan(backend):
+    """A diverging run must not look healthy: a NaN score makes the loss NaN on both paths, as np.maximum."""
+    scores, y = np.array([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0]]), np.array([1, 0])
+    with fastnn.options(backend=backend):
+        loss, dx = L.svm_loss(scores, y)
+    with fastnn.options(backend="reference"):
+        _, want = L.svm_loss(scores, y)
+    assert np.isnan(loss)
+    np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_d_arrays_keep_their_shape(backend):
+    with fastnn.options(backend=backend):
+        with pytest.raises(ValueError, match="affine_forward: x must have a non-empty batch dimension"):
+            L.affine_forward(np.array(2.0), np.ones((1, 5)), np.zeros(5))
+        next_w, _ = optim.sgd(np.array(1.0), np.array(0.5), {"learning_rate": 0.1})
+    assert next_w.shape == () and next_w == 0.95
