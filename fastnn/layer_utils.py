@@ -2,7 +2,8 @@
 
 affine_bn_relu and affine_ln_relu run as one fused layer on the compiled path, and conv_relu_pool's backward
 unpools and applies the ReLU gate in one pass; the others compose the public layers. Every sandwich validates
-its own arguments first, so an error names the sandwich. Backward of a sandwich with a norm returns
+its own arguments and dout first, so an error in them names the sandwich; a part of a cache that does not fit
+its layer is reported by that layer. Backward of a sandwich with a norm returns
 (dx, dw, db, dgamma, dbeta).
 """
 
@@ -33,6 +34,7 @@ def _cache(fn, cache, length, forward):
 
 def affine_relu_forward(x, w, b):
     """affine -> ReLU. Returns out (N, M), cache (fc_cache, relu_cache)."""
+    x, w, b = _affine_inputs("affine_relu_forward", x, w, b)
     a, fc_cache = affine_forward(x, w, b)
     out, relu_cache = relu_forward(a)
     return out, (fc_cache, relu_cache)
@@ -40,8 +42,15 @@ def affine_relu_forward(x, w, b):
 
 def affine_relu_backward(dout, cache):
     """Backward of affine_relu_forward. Returns dx, dw, db."""
-    fc_cache, relu_cache = _cache("affine_relu_backward", cache, 2, "affine_relu_forward")
-    return affine_backward(relu_backward(dout, relu_cache), fc_cache)
+    fn = "affine_relu_backward"
+    fc_cache, relu_cache = _cache(fn, cache, 2, "affine_relu_forward")
+    return affine_backward(relu_backward(_relu_dout(fn, dout, relu_cache, 2), relu_cache), fc_cache)
+
+
+def _relu_dout(fn, dout, relu_cache, ndim):
+    """dout checked against the sandwich's ReLU cache (its input), so that a wrong dout names the sandwich."""
+    relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=ndim)
+    return _check.dout_like(fn, dout, relu_cache.shape, relu_cache.dtype)
 
 
 def _gamma_beta(fn, x, gamma, beta, w):
@@ -55,7 +64,7 @@ def _gamma_beta(fn, x, gamma, beta, w):
     return gamma, beta
 
 
-def _affine_norm_inputs(fn, x, w, b, gamma, beta):
+def _affine_inputs(fn, x, w, b):
     x, w, b = _check.floats(fn, x=x, w=(w, 2), b=(b, 1))
     _check.batch(fn, "x", x)
     D = x[0].size
@@ -63,6 +72,11 @@ def _affine_norm_inputs(fn, x, w, b, gamma, beta):
         _check.fail(fn, f"x of shape {x.shape} flattens to {D} features but w has shape {w.shape}")
     if b.shape != (w.shape[1],):
         _check.fail(fn, f"b must have shape ({w.shape[1]},) to match w {w.shape}, got {b.shape}")
+    return x, w, b
+
+
+def _affine_norm_inputs(fn, x, w, b, gamma, beta):
+    x, w, b = _affine_inputs(fn, x, w, b)
     gamma, beta = _gamma_beta(fn, x, gamma, beta, w)
     return x, w, b, gamma, beta
 
@@ -127,8 +141,9 @@ def conv_relu_forward(x, w, b, conv_param):
 
 def conv_relu_backward(dout, cache):
     """Backward of conv_relu_forward. Returns dx, dw, db."""
-    conv_cache, relu_cache = _cache("conv_relu_backward", cache, 2, "conv_relu_forward")
-    return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+    fn = "conv_relu_backward"
+    conv_cache, relu_cache = _cache(fn, cache, 2, "conv_relu_forward")
+    return conv_backward_fast(relu_backward(_relu_dout(fn, dout, relu_cache, 4), relu_cache), conv_cache)
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
@@ -145,7 +160,9 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
 
 def conv_bn_relu_backward(dout, cache):
     """Backward of conv_bn_relu_forward. Returns dx, dw, db, dgamma, dbeta."""
-    conv_cache, bn_cache, relu_cache = _cache("conv_bn_relu_backward", cache, 3, "conv_bn_relu_forward")
+    fn = "conv_bn_relu_backward"
+    conv_cache, bn_cache, relu_cache = _cache(fn, cache, 3, "conv_bn_relu_forward")
+    dout = _relu_dout(fn, dout, relu_cache, 4)
     dy, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
     dx, dw, db = conv_backward_fast(dy, conv_cache)
     return dx, dw, db, dgamma, dbeta

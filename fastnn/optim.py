@@ -14,8 +14,9 @@ Each rule has the interface
         - next_w: the weights after the update
         - config: the config dict to pass to the next call of this rule
 
-`sgd` updates w in place, as the starter's does; the other rules return a new array. The Solver looks rules up
-by name in this module (`update_rule='adam'`); UPDATE_RULES lists those names.
+`sgd` updates w in place, as the starter's does, whatever its memory layout (a read-only w gets a new array);
+the other rules return a new array. The Solver looks rules up by name in this module (`update_rule='adam'`);
+UPDATE_RULES lists those names.
 """
 
 import numpy as np
@@ -57,15 +58,17 @@ def _state(fn, config, key, w):
 
 
 def sgd(w, dw, config=None):
-    """Vanilla stochastic gradient descent, in place: w -= learning_rate * dw.
+    """Vanilla stochastic gradient descent, in place: w -= learning_rate * dw (a read-only w gets a new array).
 
     config format:
     - learning_rate: scalar learning rate (default 1e-2)
     """
-    w, dw, config = _checked("sgd", w, dw, config)
+    checked, dw, config = _checked("sgd", w, dw, config)
     config.setdefault("learning_rate", 1e-2)
-    w -= _hyper("sgd", config, "learning_rate") * dw
-    return w, config
+    if w.flags.writeable:
+        checked = w  # the caller's own array, also when the checks made a C-contiguous copy of it
+    checked -= _hyper("sgd", config, "learning_rate") * dw
+    return checked, config
 
 
 def sgd_momentum(w, dw, config=None):

@@ -28,6 +28,21 @@ def test_sgd_updates_in_place_with_default_learning_rate():
     assert config == {"learning_rate": 1e-2}
 
 
+def test_sgd_updates_any_layout_in_place_and_a_read_only_w_by_copy():
+    base = np.arange(24, dtype=np.float64).reshape(4, 6)
+    dw = np.ones((4, 3))
+    for w in (np.asfortranarray(base[:, :3]), base.copy()[:, ::2]):
+        expected = w - 0.5 * dw
+        next_w, _ = optim.sgd(w, dw, {"learning_rate": 0.5})
+        assert next_w is w
+        np.testing.assert_array_equal(w, expected)
+    frozen = base[:, :3].copy()
+    frozen.setflags(write=False)
+    next_w, _ = optim.sgd(frozen, dw, {"learning_rate": 0.5})
+    np.testing.assert_array_equal(next_w, base[:, :3] - 0.5)
+    np.testing.assert_array_equal(frozen, base[:, :3])
+
+
 def test_sgd_momentum_matches_the_notebook():
     w, dw, v = notebook_inputs()
     config = {"learning_rate": 1e-3, "velocity": v}

@@ -84,6 +84,10 @@ class ThreeLayerConvNet:
         if min(H_conv, W_conv) < 2:
             raise ValueError(f"{fn}: input_dim {self.input_dim} is too small for filter_size {filter_size} and a "
                              "2x2 pool")
+        if H_conv % 2 or W_conv % 2:  # else only loss() would find out
+            raise ValueError(f"{fn}: input_dim {self.input_dim} with filter_size {filter_size} gives a conv output "
+                             f"of {H_conv}x{W_conv}, which the 2x2 stride-2 pool cannot tile: it needs an even "
+                             "height and width (an odd filter_size keeps H and W)")
         pooled = num_filters * _pool_output_size(H_conv) * _pool_output_size(W_conv)
 
         self.params = {}
