@@ -30,7 +30,7 @@ def array(fn, name, x, ndim=None, min_ndim=None):
         # numba compiles read-only arrays as a separate type: one copy here spares every kernel a second
         # compilation; the layer never writes to its inputs either way
         return np.array(x, order="C")
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # ascontiguousarray makes a 0-d array 1-D
+    return np.asarray(x, order="C")  # a plain ndarray (not a matrix or masked array); 0-d stays 0-d
 
 
 def floats(fn, **arrays):

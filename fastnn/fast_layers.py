@@ -105,7 +105,7 @@ def _pool_backward_args(fn, dout, cache):
     if argmax.size and int(argmax.max()) >= ph * pw:  # the kernels store at the address it gives, unchecked
         _check.fail(fn, f"cache argmax holds {int(argmax.max())}: a {ph}x{pw} window has positions 0..{ph * pw - 1}")
     dout = _check.dout_like(fn, dout, expected, x.dtype)
-    native = argmax.dtype.newbyteorder("=")  # a cache loaded from another machine's file may be byte-swapped
+    native = argmax.dtype.newbyteorder("=")  # numba compiles native byte order only
     return dout, ("argmax", (x, pool_param, np.ascontiguousarray(argmax, dtype=native)))
 
 

@@ -43,6 +43,7 @@ def affine_backward(dout, cache):
     fn = "affine_backward"
     x, w, b = _check.cache_tuple(fn, cache, 3, "affine_forward")
     x, w, b = _check.floats(fn, x=x, w=(w, 2), b=(b, 1))
+    _check.batch(fn, "cache x", x)
     dout = _check.dout_like(fn, dout, (x.shape[0], w.shape[1]), x.dtype)
     return _run(fn, dout, (x, w, b))
 
@@ -173,7 +174,7 @@ def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=Fals
             _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
     for name, v in (("gamma", cache[2]), ("beta", cache[3])):
         v = _check.array(fn, f"cache {name}", v)
-        if v.size != x.shape[1] or v.dtype != x.dtype:
+        if v.ndim == 0 or v.size != x.shape[1] or v.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
                             f"{x.dtype}", TypeError)
     expected = statistics(x, cache)

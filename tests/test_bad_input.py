@@ -28,6 +28,7 @@ CONV, POOL = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "strid
 _, AFFINE_CACHE = L.affine_forward(X2, W2, B2)
 _, RELU_CACHE = L.relu_forward(X2)
 _, BN_CACHE = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
+_, BN1_CACHE = L.batchnorm_forward(a(4, 1), np.ones(1), np.zeros(1), {"mode": "train"})  # one feature
 _, LN_CACHE = L.layernorm_forward(X2, np.ones(6), np.zeros(6), {})
 _, GN_CACHE = L.spatial_groupnorm_forward(X4, G3, BT3, 3, {})
 with fastnn.options(backend="jit"):  # the compiled path's cache, without xhat, whatever FASTNN_BACKEND says
@@ -56,6 +57,10 @@ CASES = [
     ("affine dout dtype", "affine_backward", "dout", TypeError,
      lambda: L.affine_backward(a(4, 3, dtype=F32), AFFINE_CACHE)),
     ("affine foreign cache", "affine_backward", "cache", TypeError, lambda: L.affine_backward(a(4, 3), BN_CACHE)),
+    ("affine 0-d cache x", "affine_backward", "cache x", ValueError,
+     lambda: L.affine_backward(a(1, 3), (np.array(1.0), a(1, 3), a(3)))),
+    ("batchnorm 0-d cache gamma", "batchnorm_backward", "gamma", TypeError,
+     lambda: L.batchnorm_backward(a(4, 1), BN1_CACHE[:2] + (np.array(1.0),) + BN1_CACHE[3:])),
     ("relu int", "relu_forward", "x", TypeError, lambda: L.relu_forward(np.ones(3, int))),
     ("relu 0-d", "relu_forward", "x", ValueError, lambda: L.relu_forward(np.array(2.0))),
     ("relu dout shape", "relu_backward", "dout", ValueError, lambda: L.relu_backward(a(6, 4), RELU_CACHE)),

@@ -262,7 +262,8 @@ def test_max_pool_backward_routes_nan_inf_and_signed_zeros_as_the_reference(pool
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 2, 6, 34), (2, 3, 32, 32), (1, 1, 2, 2)], ids=["wide", "square", "one"])
+@pytest.mark.parametrize("shape", [(3, 2, 6, 34), (2, 3, 32, 32), (1, 1, 2, 2), (5, 26, 4, 2)],
+                         ids=["wide", "square", "one", "130 planes"])
 def test_max_pool_2x2_forward_is_bit_for_bit_the_reference_on_ties_nan_inf_and_zeros(shape, dtype):
     """The 2x2 kernel picks each window's maximum in two vectorised passes (rows, then column pairs). Over inputs
     drawn from ties, -0.0/+0.0, +-Inf and NaNs with distinct payloads, in every layout, its out (bits, so the NaN

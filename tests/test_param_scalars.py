@@ -112,3 +112,17 @@ def test_zero_d_arrays_keep_their_shape(backend):
             L.affine_forward(np.array(2.0), np.ones((1, 5)), np.zeros(5))
         next_w, _ = optim.sgd(np.array(1.0), np.array(0.5), {"learning_rate": 0.1})
     assert next_w.shape == () and next_w == 0.95
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_array_subclasses_run_as_plain_arrays(backend):
+    """A matrix or masked array is taken as its plain ndarray data on both paths (numba refuses subclasses)."""
+    scores = np.ma.MaskedArray(np.arange(12.0).reshape(3, 4), mask=np.eye(3, 4, dtype=bool))
+    with fastnn.options(backend=backend):
+        loss, _ = L.softmax_loss(scores, np.array([0, 1, 2]))
+        out, _ = L.relu_forward(np.matrix([[1.0, -1.0], [2.0, 0.5]]))
+    with fastnn.options(backend="reference"):
+        want, _ = L.softmax_loss(np.arange(12.0).reshape(3, 4), np.array([0, 1, 2]))
+    assert loss == want
+    assert type(out) is np.ndarray
+    np.testing.assert_array_equal(out, [[1.0, 0.0], [2.0, 0.5]])

@@ -109,7 +109,8 @@ def test_pool_keeps_dtype(dtype):
 @pytest.mark.parametrize("pool", [{"pool_height": 2, "pool_width": 2, "stride": 2},
                                   {"pool_height": 3, "pool_width": 3, "stride": 2}], ids=["2x2", "3x3s2"])
 def test_a_byte_swapped_argmax_cache_gives_the_same_gradient(pool, backend):
-    """A cache read back from a big-endian machine's file holds a byte-swapped argmax: same dx, no numba error."""
+    """A cache whose argmax was byte-swapped (converted or read back on its own) gives the same dx, no numba
+    error. (A big-endian float x is refused by name, as everywhere.)"""
     import fastnn
     from fastnn.layer_utils import conv_relu_pool_backward, conv_relu_pool_forward
 
