@@ -114,6 +114,7 @@ def test_zero_d_arrays_keep_their_shape(backend):
     assert next_w.shape == () and next_w == 0.95
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_array_subclasses_run_as_plain_arrays(backend):
     """A matrix or masked array is taken as its plain ndarray data on both paths (numba refuses subclasses)."""
