@@ -54,9 +54,9 @@ def _pool_plane_2x2(plane, out, argmax, rows, row_of):
 
     Two passes that LLVM vectorises: the larger of each column's two entries, with the row it came from; then the
     larger of each column pair. Ties go to the smaller position and a NaN beats a number, so the winner is
-    np.argmax's first maximum. The former kernel, one window at a time with compares, ran scalar: this one takes
-    0.47-0.62x its time in float32 and 0.73-1.09x in float64, which the memory bounds (A/B in one process, two
-    shapes, machine B).
+    np.argmax's first maximum. The former kernel took one window at a time through a chain of scalar compares:
+    this one takes 0.47-0.62x its time in float32 and 0.73-1.09x in float64, which the memory bounds (A/B in one
+    process, two shapes, machine B).
     """
     H, W = plane.shape
     for i in range(H // 2):
