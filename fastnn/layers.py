@@ -143,9 +143,11 @@ def _bn_param(fn, bn_param, x, n):
 
 
 def _eps_param(fn, name, param):
+    """ln_param / gn_param with its eps as the Python float the check returned (see _check.plain). bn_param cannot
+    be copied (the layer writes its running statistics into it), so the batchnorm paths read eps with float()."""
     _check.param_dict(fn, name, param)
-    _check.number(fn, f"{name}['eps']", param.get("eps", 1e-5), low=0.0, low_open=True)
-    return param
+    eps = _check.number(fn, f"{name}['eps']", param.get("eps", 1e-5), low=0.0, low_open=True)
+    return _check.plain(param, eps=eps)
 
 
 def _per_feature(x, cache):  # the shape of a norm cache's mean and invstd: batchnorm (D,), spatial (C,)

@@ -71,7 +71,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     if mode == "train":
         mean64, var64 = np.empty(D), np.empty(D)
         mean, invstd = np.empty(D, dtype=x.dtype), np.empty(D, dtype=x.dtype)
-        _k(K.batchnorm_train_forward)(x, gamma, beta, float(eps), mean64, var64, mean, invstd, out)
+        _k(K.batchnorm_train_forward)(x, gamma, beta, eps, mean64, var64, mean, invstd, out)
         update_running_statistics(bn_param, mean, var64.astype(x.dtype), x.dtype)
     else:
         mean, invstd, eps, mode = batch_statistics(x, bn_param, None, D)
@@ -125,7 +125,7 @@ def spatial_batchnorm_backward(dout, cache):
 def layernorm_forward(x, gamma, beta, ln_param):
     """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps):
     xhat is not stored, the backward recomputes it from x, mean and invstd (as the compiled batchnorm)."""
-    eps = float(ln_param.get("eps", 1e-5))
+    eps = ln_param.get("eps", 1e-5)
     out = np.empty_like(x)
     mean, invstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     _k(K.row_normalise)(x, gamma, beta, eps, out, mean, invstd)
@@ -143,7 +143,7 @@ def layernorm_backward(dout, cache):
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """See fastnn.reference.norm.spatial_groupnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd,
     eps, G): xhat is not stored, as layernorm's."""
-    eps = float(gn_param.get("eps", 1e-5))
+    eps = gn_param.get("eps", 1e-5)
     N, C = x.shape[:2]
     x3 = x.reshape(N, C, -1)
     out = np.empty_like(x)

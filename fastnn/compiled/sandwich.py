@@ -36,7 +36,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
         eps, mode = float(bn_param.get("eps", 1e-5)), "train"
         mean64, var64 = np.empty(D), np.empty(D)
         mean, invstd = np.empty(D, dtype=a.dtype), np.empty(D, dtype=a.dtype)
-        _k(K.bias_batchnorm_relu_train_forward)(a, b, gamma, beta, float(eps), mean64, var64, mean, invstd, out)
+        _k(K.bias_batchnorm_relu_train_forward)(a, b, gamma, beta, eps, mean64, var64, mean, invstd, out)
         update_running_statistics(bn_param, mean, var64.astype(a.dtype), a.dtype)
     else:
         _k(K.add_bias)(a, b)
@@ -66,7 +66,7 @@ def affine_bn_relu_backward(dout, cache):
 def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
     """See fastnn.reference.sandwich.affine_ln_relu_forward. Returns out, cache (fc_cache, ln_cache, relu_cache);
     the ln_cache holds no xhat (None), as the compiled layernorm's."""
-    eps = float(ln_param.get("eps", 1e-5))
+    eps = ln_param.get("eps", 1e-5)
     a = x.reshape(x.shape[0], -1) @ w
     N = a.shape[0]
     out = np.empty_like(a)

@@ -125,7 +125,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     Inputs: x (N, D); gamma, beta (D,); ln_param: optional 'eps' (1e-5), other keys ignored.
     Returns a tuple of: out (N, D), cache (x, xhat, gamma, beta, mean, invstd, eps); mean, invstd (N,).
     """
-    eps = float(ln_param.get("eps", 1e-5))
+    eps = ln_param.get("eps", 1e-5)
     xhat, mean, _, invstd = _normalise(x, (1,), eps)
     out = gamma * xhat + beta
     return out, (x, xhat, gamma, beta, mean.reshape(-1), invstd.reshape(-1), eps)
@@ -148,7 +148,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     gn_param: optional 'eps' (1e-5).
     Returns a tuple of: out (N, C, H, W), cache (x, xhat, gamma, beta, mean, invstd, eps, G); mean, invstd (N, G).
     """
-    eps = float(gn_param.get("eps", 1e-5))
+    eps = gn_param.get("eps", 1e-5)
     N, C, H, W = x.shape
     grouped = x.reshape(N, G, -1)
     xhat, mean, _, invstd = _normalise(grouped, (2,), eps)
