@@ -398,7 +398,7 @@ def format_report(report):
 
 
 def write_json(report, path):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    from ._files import atomic_open
+
+    with atomic_open(path, "w", fn="fastnn bench", name="--json") as f:
         json.dump(report, f, indent=2)
-    os.replace(tmp, path)

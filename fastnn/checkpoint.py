@@ -12,10 +12,11 @@ writes `<name>_epoch_<e>.npz` holding the model's params (not the model object) 
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ._files import atomic_open, check_writable_path
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
@@ -83,40 +84,15 @@ def save_checkpoint(path, state):
     Returns the path written. On any error the temporary file is removed and a file already at `path` is left
     as it was.
     """
-    path = os.fspath(path)
+    path = check_writable_path("save_checkpoint", "path", path)
     if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
         raise TypeError("save_checkpoint: state must be a dict with a 'params' dict of arrays")
     arrays = {}
     header = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays, "state")}
     arrays[HEADER_KEY] = np.array(json.dumps(header, allow_nan=True))
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
+    with atomic_open(path, "wb", fn="save_checkpoint") as f:
+        np.savez(f, **arrays)
     return path
-
-
-def _fsync_directory(directory):
-    """Make the rename itself durable where the platform allows it (POSIX); elsewhere this is a no-op."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path):
@@ -158,12 +134,21 @@ def model_state(model):
 
 
 def restore_model_state(model, state, source="checkpoint"):
-    """Put model_state(model) output back into `model` (its bn_params dicts are updated in place)."""
-    saved = (state or {}).get("bn_params", [])
+    """Put model_state(model) output back into `model` (its bn_params dicts are updated in place), after checking
+    all of it: a saved array must have the shape and dtype of the model's array it replaces."""
+    saved = (state or {}).get("bn_params", []) if isinstance(state, dict) else state
     current = getattr(model, "bn_params", None) or []
-    if len(saved) != len(current):
-        raise ValueError(
-            f"Solver.resume: {source} holds {len(saved)} batchnorm parameter dicts but the model has {len(current)}"
-        )
+    if not isinstance(saved, list) or len(saved) != len(current) or not all(isinstance(p, dict) for p in saved):
+        count = len(saved) if isinstance(saved, list) else type(saved).__name__
+        raise ValueError(f"Solver.resume: {source} holds {count} batchnorm parameter dicts but the model has "
+                         f"{len(current)}")
+    for i, (mine, theirs) in enumerate(zip(current, saved)):
+        for key, value in theirs.items():
+            ours = mine.get(key)
+            if isinstance(ours, np.ndarray) and (not isinstance(value, np.ndarray) or value.shape != ours.shape
+                                                 or value.dtype != ours.dtype):
+                raise ValueError(f"Solver.resume: {source} holds bn_params[{i}][{key!r}] as "
+                                 f"{getattr(value, 'shape', type(value).__name__)} "
+                                 f"{getattr(value, 'dtype', '')}; the model's is {ours.shape} {ours.dtype}")
     for mine, theirs in zip(current, saved):
         mine.update(theirs)

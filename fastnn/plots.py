@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ._files import atomic_open
+
 
 def available():
     """True if matplotlib can be imported."""
@@ -32,7 +34,8 @@ def _save(figure, path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_open(path, "wb", fn="fastnn.plots") as f:
+        figure.savefig(f, format=os.path.splitext(path)[1][1:] or "png")
     return path
 
 

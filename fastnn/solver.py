@@ -11,11 +11,17 @@ never left empty, checkpoints as `.npz` (fastnn.checkpoint; the starter pickled 
 """
 
 import numbers
+import os
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
 from . import checkpoint, optim
+from ._files import check_writable_path
+
+# What resume needs besides checkpoint.SOLVER_KEYS (the starter's keys); checkpoint_state writes them all.
+RESUME_KEYS = ("iteration", "best_val_acc", "best_params", "optim_configs", "seed", "rng_state", "global_rng_state")
 
 
 class Solver:
@@ -83,32 +89,33 @@ class Solver:
             raise ValueError(f"Solver: data is missing {missing}; got keys {sorted(data)}")
         for split in ("train", "val"):
             X, y = data[f"X_{split}"], data[f"y_{split}"]
-            if not (hasattr(X, "shape") and hasattr(y, "shape")) or len(X) != len(y) or len(X) == 0:
+            if (not (isinstance(X, np.ndarray) and isinstance(y, np.ndarray)) or X.ndim == 0 or y.ndim == 0
+                    or len(X) != len(y) or len(X) == 0):
                 shapes = (getattr(X, "shape", type(X).__name__), getattr(y, "shape", type(y).__name__))
                 raise ValueError(f"Solver: X_{split} and y_{split} must be non-empty arrays of equal length, "
                                  f"got shapes {shapes[0]} and {shapes[1]}")
+            _check_labels("Solver", f"y_{split}", y, len(X))
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
 
-    def _check_settings(self):
-        def positive_int(name, allow_none=False, minimum=1):
-            value = getattr(self, name)
-            if allow_none and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-                raise ValueError(f"Solver: {name} must be an integer >= {minimum}, got {value!r}")
-
-        positive_int("batch_size")
-        positive_int("num_epochs", minimum=0)
-        positive_int("print_every")
-        positive_int("num_train_samples", allow_none=True)
-        positive_int("num_val_samples", allow_none=True)
-        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real) or not self.lr_decay > 0:
-            raise ValueError(f"Solver: lr_decay must be a number > 0, got {self.lr_decay!r}")
-        if not isinstance(self.optim_config, dict):
-            raise TypeError(f"Solver: optim_config must be a dict, got {type(self.optim_config).__name__}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
-            raise TypeError(f"Solver: seed must be an int or None, got {self.seed!r}")
+    def _check_settings(self, settings=None, fn="Solver"):
+        """Check the settings on `settings` (default self: the constructor's), an object with their attributes."""
+        s = self if settings is None else settings
+        for name, allow_none, minimum in (("batch_size", False, 1), ("num_epochs", False, 0), ("print_every", False, 1),
+                                          ("num_train_samples", True, 1), ("num_val_samples", True, 1)):
+            _check_count(fn, name, getattr(s, name), allow_none, minimum)
+        if (isinstance(s.lr_decay, bool) or not isinstance(s.lr_decay, numbers.Real)
+                or not 0 < s.lr_decay < float("inf")):
+            raise ValueError(f"{fn}: lr_decay must be a finite number > 0, got {s.lr_decay!r}")
+        if not isinstance(s.optim_config, dict):
+            raise TypeError(f"{fn}: optim_config must be a dict, got {type(s.optim_config).__name__}")
+        if s.seed is not None and (isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral)):
+            raise TypeError(f"{fn}: seed must be an int or None, got {s.seed!r}")
+        if s.checkpoint_name is not None:  # found now, not after the first epoch's work
+            if not isinstance(s.checkpoint_name, (str, os.PathLike)):
+                raise TypeError(f"{fn}: checkpoint_name must be a str or os.PathLike, got "
+                                f"{type(s.checkpoint_name).__name__}")
+            check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz")
 
     @staticmethod
     def _resolve_update_rule(rule):
@@ -193,6 +200,14 @@ class Solver:
         Returns:
         - acc: scalar giving the fraction of instances that were correctly classified by the model
         """
+        fn = "Solver.check_accuracy"
+        if not isinstance(X, np.ndarray) or X.ndim < 1 or len(X) == 0:
+            raise TypeError(f"{fn}: X must be a non-empty numpy.ndarray (N, ...), got "
+                            f"{getattr(X, 'shape', type(X).__name__)}")
+        _check_labels(fn, "y", y, len(X))
+        top_label = y.max()
+        _check_count(fn, "num_samples", num_samples, allow_none=True)
+        _check_count(fn, "batch_size", batch_size)
         N = X.shape[0]
         if num_samples is not None and N > num_samples:
             mask = self._choice(N, num_samples)
@@ -210,6 +225,9 @@ class Solver:
             scores = self.model.loss(X[start:end])
             y_pred.append(np.argmax(scores, axis=1))
         y_pred = np.hstack(y_pred)
+        if top_label >= scores.shape[1]:
+            raise ValueError(f"{fn}: y must lie in [0, {scores.shape[1]}) for the model's {scores.shape[1]} "
+                             f"classes, got values up to {top_label}")
         return float(np.mean(y_pred == y))
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -224,6 +242,8 @@ class Solver:
         iterations_per_epoch = max(num_train // self.batch_size, 1)
         num_iterations = self.num_epochs * iterations_per_epoch
         start = len(self.loss_history)
+        if self.model.params is self.best_params:  # after an earlier train(): updates must not reach the best
+            self.model.params = {k: v.copy() for k, v in self.best_params.items()}
 
         with self._progress(num_iterations, start) as bar:
             for t in range(start, num_iterations):
@@ -242,9 +262,7 @@ class Solver:
                 epoch_end = (t + 1) % iterations_per_epoch == 0
                 if epoch_end:
                     self.epoch += 1
-                    for k in self.optim_configs:
-                        if k not in self._frozen_names:  # a frozen param's rule never ran to set its rate
-                            self.optim_configs[k]["learning_rate"] *= self.lr_decay
+                    self._decay_learning_rates()
 
                 first_it = t == 0
                 last_it = t == num_iterations - 1
@@ -270,10 +288,21 @@ class Solver:
         # At the end of training swap the best params into the model
         self._keep_best_params()
 
+    def _decay_learning_rates(self):
+        for k, config in self.optim_configs.items():
+            if k in self._frozen_names:  # a frozen param's rule never ran to set its rate
+                continue
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+            elif self.lr_decay != 1:
+                name = getattr(self.update_rule, "__name__", repr(self.update_rule))
+                raise ValueError(f"Solver: lr_decay={self.lr_decay} needs a learning rate to decay, but the update "
+                                 f"rule {name} left no 'learning_rate' in the config of {k!r}")
+
     def _keep_best_params(self):
         if not self.best_params:
             self.best_params = {k: v.copy() for k, v in self.model.params.items()}
-        self.model.params = self.best_params
+        self.model.params = self.best_params  # the starter's swap: the same dict (train() detaches it again)
 
     def _progress(self, total, initial):
         show = self.verbose if self.progress_bar is None else self.progress_bar
@@ -323,29 +352,47 @@ class Solver:
         checkpoint.save_checkpoint(filename, self.checkpoint_state(iteration))
 
     def restore(self, path):
-        """Load the state of a run from a checkpoint written by this class (see resume)."""
+        """Load the state of a run from a checkpoint written by this class (see resume).
+
+        Everything is checked before anything is set: a checkpoint that does not fit the model, or holds a bad
+        setting, history or RNG state, raises ValueError naming it and leaves the Solver and model as they were.
+        """
+        fn = "Solver.resume"
         state = checkpoint.load_checkpoint(path)
-        missing = [k for k in checkpoint.SOLVER_KEYS + ("iteration", "optim_configs") if k not in state]
+        where = f"{fn}: {os.fspath(path)!r}"
+        missing = [k for k in checkpoint.SOLVER_KEYS + RESUME_KEYS if k not in state]
         if missing:
-            raise ValueError(f"Solver.resume: {path!r} is not a Solver checkpoint (missing {missing})")
-        params = state["params"]
-        mine = self.model.params
-        if set(params) != set(mine) or any(params[k].shape != np.shape(mine[k]) for k in mine):
-            saved = {k: v.shape for k, v in params.items()}
-            raise ValueError(f"Solver.resume: {path!r} holds params {saved}, which do not fit the model's "
-                             f"{ {k: np.shape(v) for k, v in mine.items()} }")
-        name = getattr(self.update_rule, "__name__", None)
-        if state["update_rule"] != name:
-            self.update_rule = self._resolve_update_rule(state["update_rule"])
-        for key in ("lr_decay", "optim_config", "batch_size", "num_train_samples", "num_val_samples", "epoch",
-                    "loss_history", "train_acc_history", "val_acc_history", "best_val_acc", "optim_configs"):
-            setattr(self, key, state[key])
-        self.model.params = dict(params)
-        self.best_params = dict(state["best_params"])
+            raise ValueError(f"{where} is not a Solver checkpoint (missing {missing})")
+        params = _fitting_params(where, "params", state["params"], self.model.params)
+        best_params = state["best_params"]
+        if best_params != {}:  # empty until an accuracy check beats 0
+            best_params = _fitting_params(where, "best_params", best_params, self.model.params)
+        update_rule = self.update_rule
+        if state["update_rule"] != getattr(update_rule, "__name__", None):
+            update_rule = self._resolve_update_rule(state["update_rule"])
+        restored = {k: state[k] for k in ("lr_decay", "optim_config", "batch_size", "num_train_samples",
+                                          "num_val_samples", "epoch", "loss_history", "train_acc_history",
+                                          "val_acc_history", "best_val_acc", "optim_configs")}
+        settings = {k: getattr(self, k) for k in ("num_epochs", "print_every", "seed", "checkpoint_name")}
+        try:
+            self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
+            _check_progress(restored)
+            _check_optim_configs(restored["optim_configs"], params)
+            rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
+            global_rng_state = tuple(state["global_rng_state"])
+            np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
         checkpoint.restore_model_state(self.model, state.get("model_state"), source=repr(path))
+        # Nothing below can fail.
+        self.update_rule = update_rule
+        for key, value in restored.items():
+            setattr(self, key, value)
+        self.model.params = params
+        self.best_params = best_params
         self.seed = state["seed"]
-        self.rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
-        np.random.set_state(tuple(state["global_rng_state"]))
+        self.rng = rng
+        np.random.set_state(global_rng_state)
         return self
 
     def resume(self, path):
@@ -359,6 +406,69 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _check_count(fn, name, value, allow_none=False, minimum=1):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+
+
+def _check_labels(fn, name, y, n):
+    """Integer class labels of shape (n,), none negative (the model knows the number of classes)."""
+    if not isinstance(y, np.ndarray) or y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray of integer class labels, got "
+                        f"{getattr(y, 'dtype', type(y).__name__)}")
+    if y.shape != (n,):
+        raise ValueError(f"{fn}: {name} must have shape ({n},) to match X, got {y.shape}")
+    if n and y.min() < 0:
+        raise ValueError(f"{fn}: {name} must hold class labels >= 0, got {y.min()}")
+
+
+def _fitting_params(where, key, saved, mine):
+    """The checkpoint's params if their names, shapes and dtypes are the model's (as a new dict)."""
+    if not isinstance(saved, dict) or set(saved) != set(mine) or any(
+            not isinstance(saved[k], np.ndarray) or saved[k].shape != np.shape(mine[k]) for k in mine):
+        shapes = ({k: getattr(v, "shape", type(v).__name__) for k, v in saved.items()} if isinstance(saved, dict)
+                  else type(saved).__name__)
+        raise ValueError(f"{where} holds {key} {shapes}, which do not fit the model's "
+                         f"{ {k: np.shape(v) for k, v in mine.items()} }")
+    wrong = {k: (str(saved[k].dtype), str(np.asarray(mine[k]).dtype)) for k in mine
+             if saved[k].dtype != np.asarray(mine[k]).dtype}
+    if wrong:
+        raise ValueError(f"{where} holds {key} of other dtypes than the model's (saved, model): {wrong}")
+    return dict(saved)
+
+
+def _check_progress(restored):
+    """The epoch, histories and best accuracy a checkpoint holds: counts, lists of numbers and a number."""
+    epoch = restored["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+    for key in ("loss_history", "train_acc_history", "val_acc_history"):
+        values = restored[key]
+        if not isinstance(values, list) or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"{key} must be a list of numbers")
+    if isinstance(restored["best_val_acc"], bool) or not isinstance(restored["best_val_acc"], numbers.Real):
+        raise TypeError(f"best_val_acc must be a number, got {restored['best_val_acc']!r}")
+
+
+def _check_optim_configs(configs, params):
+    """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param."""
+    if not isinstance(configs, dict) or set(configs) != set(params):
+        raise ValueError(f"optim_configs must hold one dict per param {sorted(params)}, got "
+                         f"{sorted(configs) if isinstance(configs, dict) else type(configs).__name__}")
+    for name, config in configs.items():
+        if not isinstance(config, dict):
+            raise TypeError(f"optim_configs[{name!r}] must be a dict, got {type(config).__name__}")
+        for key, value in config.items():
+            if isinstance(value, np.ndarray) and (value.shape != params[name].shape
+                                                  or value.dtype != params[name].dtype):
+                raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
+                                 f"; the param has {params[name].shape} and {params[name].dtype}")
 
 
 def _generator_from_state(state):

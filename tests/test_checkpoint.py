@@ -190,3 +190,81 @@ def test_resume_into_a_model_of_other_shapes_is_refused(tmp_path):
     solver = Solver(TwoLayerSoftmax(H=5), blobs(), verbose=False)
     with pytest.raises(ValueError, match=r"Solver.resume: .*run_epoch_1.npz.* do not fit the model"):
         solver.resume(name + "_epoch_1.npz")
+
+
+def _tamper(state, key, change):
+    if key == "params.W1":
+        state["params"]["W1"] = state["params"]["W1"].astype(np.float32)
+    elif key == "optim_configs.W1.m":
+        state["optim_configs"]["W1"]["m"] = np.zeros(3)
+    elif key == "bn_params.running_mean":
+        state["model_state"]["bn_params"][0]["running_mean"] = np.zeros(2)
+    elif key == "rng_state":
+        state["rng_state"]["bit_generator"] = "Nope"
+    else:
+        state[key] = change
+    return state
+
+
+@pytest.mark.parametrize(
+    "key, change, message",
+    [
+        ("params.W1", None, r"holds params of other dtypes than the model's .*'W1': \('float32', 'float64'\)"),
+        ("optim_configs.W1.m", None, r"optim_configs\['W1'\]\['m'\] has shape \(3,\)"),
+        ("bn_params.running_mean", None, r"bn_params\[0\]\['running_mean'\] as \(2,\) float64; the model's is \(8,\)"),
+        ("rng_state", None, r"cannot continue from: module 'numpy.random' has no attribute 'Nope'"),
+        ("global_rng_state", ["MT19937", 1, 2], r"cannot continue from"),
+        ("epoch", "x", r"epoch must be an integer >= 0, got 'x'"),
+        ("batch_size", 0, r"batch_size must be an integer >= 1, got 0"),
+        ("loss_history", [1.0, "x"], r"loss_history must be a list of numbers"),
+        ("optim_configs", {"W1": {}}, r"optim_configs must hold one dict per param"),
+    ],
+)
+def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, key, change, message):
+    """Each of these once restored part of the state (params, histories) before failing, or restored 'OK' and
+    broke in train() with an error far from its cause."""
+    name = str(tmp_path / "run")
+    Solver(TwoLayerSoftmax(), blobs(), update_rule="adam", num_epochs=1, batch_size=30, verbose=False, seed=1,
+           checkpoint_name=name).train()
+    bad = str(tmp_path / "bad.npz")
+    save_checkpoint(bad, _tamper(load_checkpoint(name + "_epoch_1.npz"), key, change))
+
+    model = TwoLayerSoftmax(seed=5)
+    model.loss(blobs()["X_train"])  # a running_mean of the model's own
+    solver = Solver(model, blobs(), num_epochs=3, verbose=False)
+    before = {k: v.copy() for k, v in model.params.items()}
+    running_mean = model.bn_params[0]["running_mean"].copy()
+    global_state = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError, match=r"Solver.resume: .*bad.npz.* " + message):
+        solver.resume(bad)
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
+    np.testing.assert_array_equal(model.bn_params[0]["running_mean"], running_mean)
+    np.testing.assert_array_equal(np.random.get_state()[1], global_state)
+    assert solver.loss_history == [] and solver.epoch == 0 and solver.batch_size == 100
+    assert solver.update_rule.__name__ == "sgd" and solver.optim_configs["W1"] == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "umask"), reason="POSIX file modes")
+def test_a_new_checkpoint_gets_the_mode_open_would_give_it(tmp_path):
+    """mkstemp makes the temporary file 0o600, which the rename kept: a checkpoint others could not read."""
+    mask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "a.npz", {"params": {"W": np.zeros(2)}})
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.chmod(path, 0o640)  # an existing file keeps its own mode
+        save_checkpoint(path, {"params": {"W": np.ones(2)}})
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(mask)
+
+
+def test_a_path_that_is_a_directory_or_in_no_directory_is_named(tmp_path):
+    state = {"params": {"W": np.zeros(2)}}
+    with pytest.raises(ValueError, match=r"save_checkpoint: path .* names a directory, not a file"):
+        save_checkpoint(str(tmp_path) + "/", state)
+    with pytest.raises(ValueError, match=r"save_checkpoint: path .* names a directory"):
+        save_checkpoint(tmp_path, state)
+    with pytest.raises(FileNotFoundError, match=r"save_checkpoint: the directory of path .*missing.* does not exist"):
+        save_checkpoint(tmp_path / "missing" / "a.npz", state)
+    assert os.listdir(tmp_path) == []

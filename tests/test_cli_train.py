@@ -80,6 +80,8 @@ def test_cifar10_data_option_reaches_the_loader(tmp_path, monkeypatch, capsys):
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--update-rule", "lbfgs"], "--update-rule must be one of sgd, sgd_momentum"),
         (["--data-dir", "somewhere"], "--data-dir is only used with --data cifar10"),
+        (["--lr-decay", "0"], "--lr-decay must be a positive number, got 0.0"),
+        (["--reg", "-1"], "--reg must be a number >= 0, got -1.0"),
     ],
 )
 def test_bad_options_exit_with_a_message(argv, message, tmp_path):
@@ -109,3 +111,56 @@ def test_only_the_console_command_sets_up_its_process(monkeypatch, tmp_path, own
         assert cli.main(argv) == 0
     assert (calls == [1]) == own_process
     assert (os.environ.get("FASTNN_CACHE") == "1") == own_process
+
+
+FAST = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--quiet"]
+
+
+def test_a_run_never_writes_over_an_earlier_one(tmp_path, monkeypatch, capsys):
+    """The second of two runs into one --out once replaced the first's summary and plots and left its later
+    checkpoints beside its own: a directory mixing two runs."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert main(FAST) == 0 and main(FAST) == 0  # without --out: ./fastnn-out, then ./fastnn-out-2
+    assert (tmp_path / "fastnn-out" / "summary.json").exists() and (tmp_path / "fastnn-out-2" / "summary.json").exists()
+
+    out = tmp_path / "fastnn-out"
+    (out / "checkpoint_epoch_7.npz").write_bytes(b"an earlier, longer run")
+    first = (out / "summary.json").read_text()
+    with pytest.raises(SystemExit, match=r"--out '.*fastnn-out' holds an earlier run \(checkpoint_epoch_0.npz, "
+                                         r".*\); choose another --out or pass --overwrite"):
+        main(FAST + ["--out", str(out)])
+    assert (out / "summary.json").read_text() == first and (out / "checkpoint_epoch_7.npz").exists()
+
+    assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "4"]) == 0
+    assert sorted(os.listdir(out)) == ["checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["seed"] == 4
+    capsys.readouterr()
+
+
+def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match=r"fastnn train: --out '.*a_file' is a file, not a directory"):
+        main(FAST + ["--out", str(a_file)])
+    with pytest.raises(SystemExit, match=r"fastnn train: Solver: freeze"):
+        main(FAST + ["--out", str(tmp_path / "o1"), "--freeze", "bogus"])
+    with pytest.raises(SystemExit, match=r"fastnn train: .*nowhere.npz"):
+        main(FAST + ["--out", str(tmp_path / "o2"), "--init-from", str(tmp_path / "nowhere.npz")])
+    assert a_file.read_text() == "mine"
+
+
+def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A process killed inside json.dump once left a half-written summary.json."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+
+    def dying_dump(obj, f, **kwargs):
+        f.write('{"fastnn_version": ')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", dying_dump)
+    with pytest.raises(KeyboardInterrupt):
+        main(FAST + ["--out", str(out)])
+    assert sorted(os.listdir(out)) == ["checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]

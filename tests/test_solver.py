@@ -141,9 +141,13 @@ def test_check_accuracy_in_batches_and_on_a_subsample():
         ({"update_rule": "sgd_nesterov"}, ValueError, r'Invalid update_rule "sgd_nesterov"'),
         ({"batch_size": 0}, ValueError, r"Solver: batch_size must be an integer >= 1, got 0"),
         ({"num_epochs": 2.5}, ValueError, r"Solver: num_epochs must be an integer"),
-        ({"lr_decay": -1}, ValueError, r"Solver: lr_decay must be a number > 0"),
+        ({"lr_decay": -1}, ValueError, r"Solver: lr_decay must be a finite number > 0"),
         ({"optim_config": None}, TypeError, r"Solver: optim_config must be a dict"),
         ({"seed": "zero"}, TypeError, r"Solver: seed must be an int or None"),
+        ({"lr_decay": float("inf")}, ValueError, r"Solver: lr_decay must be a finite number > 0, got inf"),
+        ({"checkpoint_name": "/nonexistent-dir/run"}, FileNotFoundError,
+         r"Solver: the directory of checkpoint_name '/nonexistent-dir/run_epoch_0.npz' does not exist"),
+        ({"checkpoint_name": 3}, TypeError, r"Solver: checkpoint_name must be a str or os.PathLike, got int"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -157,6 +161,72 @@ def test_bad_data():
         Solver(LinearSoftmax(), {k: v for k, v in data.items() if k != "y_val"})
     with pytest.raises(ValueError, match=r"Solver: X_train and y_train must be non-empty arrays of equal length"):
         Solver(LinearSoftmax(), dict(data, y_train=data["y_train"][:5]))
+
+
+@pytest.mark.parametrize(
+    "key, value, error, message",
+    [
+        ("y_val", lambda y: y[:, None], ValueError, r"Solver: y_val must have shape \(30,\) to match X, got \(30, 1\)"),
+        ("y_train", lambda y: y.astype(float), TypeError, r"Solver: y_train must be a numpy.ndarray of integer class"),
+        ("y_val", lambda y: y - 1, ValueError, r"Solver: y_val must hold class labels >= 0, got -1"),
+        ("X_val", lambda X: np.float64(1.0), ValueError, r"Solver: X_val and y_val must be non-empty arrays"),
+    ],
+)
+def test_bad_labels_are_refused_before_training(key, value, error, message):
+    """A (N, 1) y_val once broadcast against the (N,) predictions into an (N, N) comparison: a wrong accuracy."""
+    data = blobs()
+    with pytest.raises(error, match=message):
+        Solver(LinearSoftmax(), dict(data, **{key: value(data[key])}), verbose=False)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda s, X, y: s.check_accuracy(X, y[:, None]), ValueError, r"y must have shape \(30,\) to match X"),
+        (lambda s, X, y: s.check_accuracy(X, y[:1]), ValueError, r"y must have shape \(30,\)"),
+        (lambda s, X, y: s.check_accuracy(X, y + 100), ValueError, r"y must lie in \[0, 3\) for the model's 3"),
+        (lambda s, X, y: s.check_accuracy(X, y.astype(str)), TypeError, r"y must be a numpy.ndarray of integer"),
+        (lambda s, X, y: s.check_accuracy(X.tolist(), y), TypeError, r"X must be a non-empty numpy.ndarray"),
+        (lambda s, X, y: s.check_accuracy(X, y, num_samples=0), ValueError, r"num_samples must be an integer >= 1"),
+        (lambda s, X, y: s.check_accuracy(X, y, batch_size=0), ValueError, r"batch_size must be an integer >= 1"),
+        (lambda s, X, y: s.check_accuracy(X, y, batch_size=2.5), ValueError, r"batch_size must be an integer"),
+    ],
+)
+def test_check_accuracy_refuses_bad_arguments(call, error, message):
+    data = blobs()
+    solver = Solver(LinearSoftmax(), data, verbose=False)
+    with pytest.raises(error, match="Solver.check_accuracy: " + message):
+        call(solver, data["X_val"], data["y_val"])
+
+
+def test_a_second_train_call_leaves_the_best_params_of_the_first_alone():
+    """train() ends with model.params = best_params (the same dict, as in the starter); a second train() then
+    updated that dict, so best_params no longer held the weights that scored best_val_acc."""
+    model, data = LinearSoftmax(), blobs()
+    solver = Solver(model, data, update_rule="sgd", optim_config={"learning_rate": 0.5}, num_epochs=2,
+                    batch_size=10, verbose=False, seed=0)
+    solver.train()
+    assert model.params is solver.best_params
+    first_best = {k: v.copy() for k, v in solver.best_params.items()}
+    solver.best_val_acc = 2.0  # no later check beats it, so best_params must stay the first run's
+    solver.num_epochs = 4
+    solver.train()
+    assert len(solver.loss_history) == 4 * 6
+    for k in first_best:
+        np.testing.assert_array_equal(solver.best_params[k], first_best[k])
+    assert model.params is solver.best_params
+
+
+def test_lr_decay_with_a_rule_that_keeps_no_learning_rate_names_the_rule():
+    def plain_step(w, dw, config=None):
+        return w - 1e-3 * dw, config if config is not None else {}
+
+    solver = Solver(LinearSoftmax(), blobs(), update_rule=plain_step, lr_decay=0.9, num_epochs=1, batch_size=30,
+                    verbose=False)
+    with pytest.raises(ValueError, match=r"Solver: lr_decay=0.9 needs a learning rate to decay, but the update "
+                                         r"rule plain_step left no 'learning_rate'"):
+        solver.train()
+    Solver(LinearSoftmax(), blobs(), update_rule=plain_step, num_epochs=1, batch_size=30, verbose=False).train()
 
 
 def test_divergence_raises_naming_the_iteration_and_keeps_the_best_params():

@@ -5,7 +5,8 @@
     fastnn train --data cifar10 --data-dir ~/data/cifar-10-batches-py
 
 Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
-final train/val/test accuracy.
+final train/val/test accuracy. A run never writes over an earlier run's files: without --out it picks the first of
+./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some is refused unless --overwrite.
 """
 
 import json
@@ -14,8 +15,12 @@ import time
 
 import numpy as np
 
+from .._files import atomic_open
+
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
+DEFAULT_OUT = "fastnn-out"
+OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png")  # and the checkpoints
 
 
 def configure(parser):
@@ -32,7 +37,11 @@ def configure(parser):
                         help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
     parser.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: the embedded digits)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python batches directory (with --data cifar10)")
-    parser.add_argument("--out", default="fastnn-out", help="output directory (default ./fastnn-out)")
+    parser.add_argument("--out", default=None,
+                        help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
+                             "holds an earlier run)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --out hold an earlier run: its checkpoints, plots and summary are removed first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--init-from", metavar="CKPT", default=None,
                         help="start from a checkpoint's params where names and shapes match (fine-tuning)")
@@ -77,6 +86,36 @@ def _check_args(args):
                          f"got {args.update_rule!r}")
     if args.data_dir is not None and args.data != "cifar10":
         raise SystemExit("fastnn train: --data-dir is only used with --data cifar10")
+    if not (args.lr_decay > 0 and np.isfinite(args.lr_decay)):
+        raise SystemExit(f"fastnn train: --lr-decay must be a positive number, got {args.lr_decay}")
+    if not (args.reg >= 0 and np.isfinite(args.reg)):
+        raise SystemExit(f"fastnn train: --reg must be a number >= 0, got {args.reg}")
+
+
+def earlier_run(directory):
+    """The files of an earlier run in `directory` (none when it does not exist)."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(name for name in os.listdir(directory)
+                  if name in OUTPUTS or (name.startswith("checkpoint_epoch_") and name.endswith(".npz")))
+
+
+def output_directory(out, overwrite):
+    """(directory, earlier): the directory this run writes to and the earlier run's files in it, which the
+    caller removes once training is about to start. Without overwrite an earlier run is refused, so a directory
+    never mixes two runs. Nothing is created or removed here."""
+    if out is None:
+        out, n = DEFAULT_OUT, 2
+        while earlier_run(out):
+            out, n = f"{DEFAULT_OUT}-{n}", n + 1
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SystemExit(f"fastnn train: --out {out!r} is a file, not a directory")
+    earlier = earlier_run(out)
+    if earlier and not overwrite:
+        shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise SystemExit(f"fastnn train: --out {out!r} holds an earlier run ({shown}); choose another --out or "
+                         "pass --overwrite to replace it")
+    return out, earlier
 
 
 def run(args):
@@ -87,20 +126,26 @@ def run(args):
     _check_args(args)
     if args.backend is not None:
         fastnn.options(backend=args.backend)
-    os.makedirs(args.out, exist_ok=True)
+    args.out, earlier = output_directory(args.out, args.overwrite)
     data = load_data(args.data, args.data_dir, seed=args.seed)
     num_classes = int(max(data["y_train"].max(), data["y_val"].max(), data["y_test"].max())) + 1
 
     np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
     model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
-    if args.init_from:
-        from ..transfer import load_params
+    os.makedirs(args.out, exist_ok=True)
+    try:  # a bad --init-from or --freeze is the user's error: a message, not a traceback
+        if args.init_from:
+            from ..transfer import load_params
 
-        print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
-    solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
-                    lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
-                    print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
-                    checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
+            print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
+        solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
+                        lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
+                        print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
+                        checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise SystemExit(f"fastnn train: {error}") from error
+    for name in earlier:  # --overwrite: the earlier run goes only now that this one is set to start
+        os.remove(os.path.join(args.out, name))
     start = time.perf_counter()
     solver.train()
     seconds = time.perf_counter() - start
@@ -128,7 +173,7 @@ def run(args):
         "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
         "plots": plots,
     }
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
+    with atomic_open(os.path.join(args.out, "summary.json"), "w", fn="fastnn train") as f:
         json.dump(summary, f, indent=2)
     print(f"{summary['model']} on {args.data}: {args.epochs} epochs in {seconds:.1f} s "
           f"(backend {summary['backend']})")

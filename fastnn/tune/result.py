@@ -7,26 +7,17 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 
 from .. import _checks as check
+from .._files import atomic_open
 from .space import describe_space
 
 
-def _atomic_write_text(path, text):
-    """Write `text` to `path` through a temporary file in the same directory and a rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+def _write_text(fn, path, text):
+    """Write `text` to `path` atomically (fastnn._files.atomic_open); returns the path."""
+    with atomic_open(path, "w", fn=fn, encoding="utf-8", newline="") as f:
+        f.write(text)
     return path
 
 
@@ -92,7 +83,7 @@ class SearchResult:
 
     def to_json(self, path):
         """Write to_dict() as JSON (atomically); returns the path."""
-        return _atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return _write_text("SearchResult.to_json", path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     def to_csv(self, path):
         """One row per trial, best first: rank, index, round, seed, status, val_acc, final_loss, seconds, one
@@ -106,7 +97,7 @@ class SearchResult:
             values = [json.dumps(v) if isinstance(v, list) else v for v in (t.config.get(n, "") for n in names)]
             writer.writerow([rank, t.index, t.round, t.seed, t.status, t.val_acc, t.final_loss, f"{t.seconds:.3f}"]
                             + values + [t.error or ""])
-        return _atomic_write_text(path, out.getvalue())
+        return _write_text("SearchResult.to_csv", path, out.getvalue())
 
     def plot(self, path):
         """A PNG scatter of best validation accuracy against each log-scale parameter (log x axis), the
@@ -139,7 +130,8 @@ class SearchResult:
                 ax.legend(loc="best", fontsize="small")
         n_failed = len(self.trials) - len(ok)
         fig.suptitle(f"{len(ok)} trials" + (f" ({n_failed} failed, not shown)" if n_failed else ""))
-        fig.savefig(os.fspath(path), format="png", dpi=100)
+        with atomic_open(path, "wb", fn="SearchResult.plot") as f:
+            fig.savefig(f, format="png", dpi=100)
         return path
 
     def save_best(self, path):

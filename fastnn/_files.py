@@ -1,0 +1,77 @@
+"""Writing a user's file so that it is never half-written: a temporary file in the same directory, flushed,
+fsynced, then renamed over the target. A crash, a full disk or Ctrl-C leaves the previous file or the new one."""
+
+import os
+import tempfile
+from contextlib import contextmanager
+
+
+def check_writable_path(fn, name, path):
+    """The path as a str, refused with a ValueError naming `fn` and `name` when it names a directory or its
+    directory does not exist."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: {name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise ValueError(f"{fn}: {name} {path!r} names a directory, not a file")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{fn}: the directory of {name} {path!r} does not exist: {directory!r}")
+    return path
+
+
+def _new_file_mode(path):
+    """The mode a plain open() would give the file: the existing file's, else 0o666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    try:  # Linux reports the umask without changing it (os.umask would, for every thread, for a moment)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
+    """Open a temporary file for writing; when the block ends without error it replaces `path`.
+
+    On any error (or KeyboardInterrupt) the temporary file is removed and a file already at `path` is left as it
+    was. The new file gets the mode open() would have given it (mkstemp's own is 0o600).
+    """
+    path = check_writable_path(fn, name, path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _new_file_mode(path))
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable where the platform allows it (POSIX); elsewhere this is a no-op."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
