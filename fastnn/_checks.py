@@ -74,7 +74,7 @@ def integer(fn, name, value, minimum=None):
     return value
 
 
-def number(fn, name, value, low=None, high=None, low_open=False):
+def number(fn, name, value, low=None, high=None, low_open=False, high_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
     value = float(value)
@@ -82,8 +82,8 @@ def number(fn, name, value, low=None, high=None, low_open=False):
         fail(fn, f"{name} must be finite, got {value}")
     if low is not None and (value <= low if low_open else value < low):
         fail(fn, f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        fail(fn, f"{name} must be <= {high}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        fail(fn, f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
     return value
 
 

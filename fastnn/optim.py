@@ -36,10 +36,24 @@ def _checked(fn, w, dw, config):
     return w, dw, config
 
 
+# (low, high, low_open, high_open) of each hyperparameter: outside it an update gives NaN (beta1 = 1 divides by
+# 1 - beta1**t = 0) or is no descent (a negative rate, beta1 = 1.5). epsilon = 0 stays allowed (worked examples
+# use it), though it gives NaN wherever a gradient and its running average are both 0.
+RANGES = {
+    "learning_rate": (0.0, None, False, False),
+    "momentum": (0.0, 1.0, False, False),
+    "decay_rate": (0.0, 1.0, False, False),
+    "beta1": (0.0, 1.0, False, True),
+    "beta2": (0.0, 1.0, False, True),
+    "epsilon": (0.0, None, False, False),
+}
+
+
 def _hyper(fn, config, key):
     # A Python float keeps float32 weights float32; an np.float64 learning rate (as from a random search with
     # 10 ** np.random.uniform(...)) would promote them to float64 under NumPy 2's casting rules.
-    return check.number(fn, f"config['{key}']", config[key])
+    low, high, low_open, high_open = RANGES[key]
+    return check.number(fn, f"config['{key}']", config[key], low, high, low_open, high_open)
 
 
 def _state(fn, config, key, w):

@@ -168,6 +168,25 @@ def test_bad_arguments_raise_clear_errors(rule):
         update(w, np.zeros((2, 3)), config={"learning_rate": "fast"})
 
 
+@pytest.mark.parametrize(
+    "rule, key, value, message",
+    [
+        ("adam", "beta1", 1.0, r"must be < 1.0, got 1.0"),
+        ("adam", "beta2", 1.0, r"must be < 1.0, got 1.0"),
+        ("adam", "beta1", 1.5, r"must be < 1.0, got 1.5"),
+        ("adam", "beta2", -0.1, r"must be >= 0.0, got -0.1"),
+        ("rmsprop", "decay_rate", 2.0, r"must be <= 1.0, got 2.0"),
+        ("sgd_momentum", "momentum", -0.5, r"must be >= 0.0, got -0.5"),
+        ("sgd", "learning_rate", -1e-3, r"must be >= 0.0, got -0.001"),
+        ("adagrad", "epsilon", -1e-8, r"must be >= 0.0, got -1e-08"),
+    ],
+)
+def test_hyperparameters_outside_their_range_are_refused(rule, key, value, message):
+    """beta1 = 1 or beta2 = 1 (1 - beta**t = 0) and decay_rate = 2 once gave NaN weights without a word."""
+    with pytest.raises(ValueError, match=rf"{rule}: config\['{key}'\] " + message):
+        getattr(optim, rule)(np.ones(3), np.ones(3), {key: value})
+
+
 def test_state_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"adam: config\['m'\] must be an array of w's shape \(2,\)"):
         optim.adam(np.zeros(2), np.zeros(2), {"m": np.zeros(3)})
