@@ -119,7 +119,21 @@ def load_checkpoint(path):
             raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
         return _decode(header["state"], arrays)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        if _is_pickle(path):  # numpy's own message would advise loading it unsafely
+            raise ValueError(f"load_checkpoint: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
+                             "a fastnn checkpoint (.npz); fastnn never unpickles a checkpoint, since that can "
+                             "run any code") from error
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
+
+
+def _is_pickle(path):
+    """Whether the file starts as a pickle of protocol 2 or later does (b'\\x80' and the protocol number)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 # ----------------------------------------------------------------------------------------------------------

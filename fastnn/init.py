@@ -26,6 +26,17 @@ def check_weight_scale(fn, weight_scale):
     return float(weight_scale)
 
 
+def cast_params(fn, params, dtype, weight_scale):
+    """Each param cast to dtype in place of the dict; weights too large for dtype (weight_scale=1e300 in float32
+    casts to inf, so every loss is NaN) are refused naming weight_scale."""
+    for k, v in params.items():
+        with np.errstate(over="ignore"):
+            params[k] = v.astype(dtype)
+        if not np.all(np.isfinite(params[k])):
+            raise ValueError(f"{fn}: weight_scale {weight_scale!r} gives {k} weights that overflow "
+                             f"{np.dtype(dtype).name}")
+
+
 def std_for(weight_scale, fan_in):
     """The standard deviation of the gaussian for a layer with `fan_in` inputs."""
     if weight_scale == "xavier":

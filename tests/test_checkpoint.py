@@ -139,6 +139,17 @@ def test_truncated_corrupted_and_foreign_files_raise_value_error_naming_the_file
         load_checkpoint(tmp_path / "missing.npz")
 
 
+def test_a_starter_pickle_is_named_as_one_without_advice_to_unpickle_it(tmp_path):
+    import pickle
+
+    starter = tmp_path / "model_epoch_3.pkl"
+    starter.write_bytes(pickle.dumps({"model": {"W1": np.zeros(2)}, "epoch": 3}))
+    with pytest.raises(ValueError, match=r"load_checkpoint: .*model_epoch_3.pkl.* is a pickle \(such as the "
+                                         r"starter's .pkl checkpoints\), not a fastnn checkpoint") as raised:
+        load_checkpoint(starter)
+    assert "allow_pickle" not in str(raised.value)
+
+
 def test_solver_writes_npz_per_epoch_with_the_starter_keys(tmp_path):
     name = str(tmp_path / "run")
     solver = Solver(TwoLayerSoftmax(), blobs(), update_rule="adam", num_epochs=2, batch_size=20, verbose=False,

@@ -160,11 +160,23 @@ def test_fully_connected_net_year_spellings():
         ({"weight_scale": "lecun"}, ValueError, r"weight_scale must be a number or one of \('xavier', 'he'\)"),
         ({"reg": -1}, ValueError, r"reg must be a finite number >= 0"),
         ({"dtype": np.int32}, TypeError, r"dtype must be float32 or float64"),
+        ({"dtype": None}, TypeError, r"dtype must be float32 or float64, got None"),
+        ({"weight_scale": 1e300, "dtype": np.float32}, ValueError,
+         r"FullyConnectedNet: weight_scale 1e\+300 gives W1 weights that overflow float32"),
     ],
 )
 def test_fully_connected_net_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         FullyConnectedNet([5], input_dim=4, **kwargs)
+
+
+def test_hidden_dims_none_and_convnet_overflow_are_named():
+    with pytest.raises(TypeError, match=r"FullyConnectedNet: hidden_dims must be an integer or a list of integers, "
+                                        r"got None"):
+        FullyConnectedNet(None, input_dim=4)
+    with pytest.raises(ValueError, match=r"ThreeLayerConvNet: weight_scale 1e\+300 gives W1 weights that overflow"):
+        ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=2, filter_size=3, hidden_dim=4, weight_scale=1e300,
+                          dtype=np.float32)
 
 
 def test_models_name_the_shape_of_a_wrong_input():

@@ -170,6 +170,8 @@ def test_bad_data():
         ("y_train", lambda y: y.astype(float), TypeError, r"Solver: y_train must be a numpy.ndarray of integer class"),
         ("y_val", lambda y: y - 1, ValueError, r"Solver: y_val must hold class labels >= 0, got -1"),
         ("X_val", lambda X: np.float64(1.0), ValueError, r"Solver: X_val and y_val must be non-empty arrays"),
+        ("X_train", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 9, np.nan, X), ValueError,
+         r"Solver: X_train holds 1 NaN or infinite values, the first at index \(2, 1\)"),
     ],
 )
 def test_bad_labels_are_refused_before_training(key, value, error, message):

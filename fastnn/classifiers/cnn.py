@@ -97,8 +97,7 @@ class ThreeLayerConvNet:
         self.params["b2"] = np.zeros(hidden_dim)
         self.params["W3"] = init.weights((hidden_dim, num_classes), scale)
         self.params["b3"] = np.zeros(num_classes)
-        for k, v in self.params.items():
-            self.params[k] = v.astype(dtype)
+        init.cast_params(fn, self.params, dtype, weight_scale)
 
     def loss(self, X, y=None):
         """Evaluate loss and gradient for the three-layer convolutional network.
@@ -204,8 +203,7 @@ class ConvNet:
                 self.params[f"beta{layer}"] = np.zeros(dims[i + 1])
 
         self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)] if normalization else []
-        for k, v in self.params.items():
-            self.params[k] = v.astype(dtype)
+        init.cast_params(fn, self.params, dtype, weight_scale)
 
     def loss(self, X, y=None):
         """Evaluate loss and gradient of the network.

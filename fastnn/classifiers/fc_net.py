@@ -62,6 +62,8 @@ def _check_reg(fn, reg):
 
 
 def _check_dims(fn, name, dims):
+    if not isinstance(dims, (numbers.Integral, list, tuple, range, np.ndarray)):
+        raise TypeError(f"{fn}: {name} must be an integer or a list of integers, got {dims!r}")
     dims = [dims] if isinstance(dims, numbers.Integral) else list(dims)
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
         raise ValueError(f"{fn}: {name} must be positive integers, got {dims!r}")
@@ -69,6 +71,8 @@ def _check_dims(fn, name, dims):
 
 
 def _check_float_dtype(fn, dtype):
+    if dtype is None:  # np.dtype(None) is float64: a silent default where the caller meant to choose
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got None")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
@@ -199,8 +203,7 @@ class FullyConnectedNet:
         if normalization == "layernorm":
             self.bn_params = [{} for _ in range(self.num_layers - 1)]
 
-        for k, v in self.params.items():
-            self.params[k] = v.astype(dtype)
+        init.cast_params(fn, self.params, dtype, weight_scale)
 
     @staticmethod
     def _keep_ratio(fn, dropout, dropout_keep_ratio):
