@@ -6,6 +6,7 @@ import os
 import pickle
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -129,15 +130,32 @@ def load_tiny_imagenet(path, dtype=np.float32, subtract_mean=True):
             "X_test": X_test, "y_test": y_test, "mean_image": mean_image}
 
 
-def _pickled_member(archive, name, source):
+def _pickled_member(archive, name, source, fn):
     """An object array (a pickle) stored in an .npz, read with the restricted unpickler."""
-    from .data_utils import ArrayOnlyUnpickler
+    from .data_utils import _restricted_load
 
+    where = f"{fn}: {source} member {name}"
     with archive.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        read_header(f)
-        return ArrayOnlyUnpickler(f, f"{source} member {name}", encoding="latin1").load()
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+        except ValueError as error:
+            raise ValueError(f"{where} is not a .npy array ({error})") from error
+        if dtype != np.dtype(object):
+            raise ValueError(f"{where} holds a {dtype} array of shape {shape}; expected a pickled dict (an object "
+                             "array, as np.savez stores one)")
+        return _restricted_load(f, where)
+
+
+def _plain_member(npz, key, source, fn):
+    """An array of the .npz read without pickles."""
+    try:
+        return npz[key]
+    except (ValueError, OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"{fn}: {source} member {key}.npy cannot be read as a plain array ({error}); X and y "
+                         "must be numeric arrays") from error
 
 
 def imagenet_val_candidates(path=None):
@@ -177,9 +195,9 @@ def load_imagenet_val(num=None, path=None):
             needed = {"X.npy", "y.npy", "label_map.npy"}
             if not needed <= members:
                 raise ValueError(f"{fn}: {found!r} lacks {sorted(needed - members)}")
-            label_map = _pickled_member(archive, "label_map.npy", repr(found))
+            label_map = _pickled_member(archive, "label_map.npy", repr(found), fn)
         with np.load(found, allow_pickle=False) as npz:
-            X, y = npz["X"], npz["y"]
+            X, y = _plain_member(npz, "X", repr(found), fn), _plain_member(npz, "y", repr(found), fn)
     except zipfile.BadZipFile as error:
         raise ValueError(f"{fn}: {found!r} is not an .npz archive ({error})") from error
     class_names = label_map.item() if isinstance(label_map, np.ndarray) and label_map.shape == () else label_map

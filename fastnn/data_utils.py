@@ -2,9 +2,10 @@
 models (the last three in fastnn._imagenet), the embedded 8x8 digits, and preprocessing helpers.
 
 CIFAR-10's python batches are pickles. fastnn reads every pickle with a restricted unpickler that admits only
-what the NumPy array reconstruction and builtin containers need; anything else (a pickle that would import a
-module or call a function) is refused with an UnsafePickleError naming the file. Nothing here uses the
-unrestricted pickle loader, and np.load always runs with pickles disallowed.
+what NumPy arrays, NumPy scalars and builtin containers need (and builds no object-dtype array or scalar from raw
+bytes); anything else (a pickle that would import a module or call a function) is refused with an
+UnsafePickleError naming the file; a malformed one is a pickle.UnpicklingError naming the file. Nothing here
+uses the unrestricted pickle loader, and np.load always runs with pickles disallowed.
 """
 
 import builtins
@@ -27,31 +28,80 @@ CIFAR10_IMAGE_SIZE = 3 * 32 * 32
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global that fastnn's restricted unpickler does not admit."""
+    """A pickle asked for a global that fastnn's restricted unpickler does not admit, or for a NumPy array or
+    scalar of an object dtype built from raw bytes."""
 
 
-def _numpy_reconstruct():
+def _numpy_global(module, name):
+    """numpy._core.<module>.<name>, or numpy.core.<module>.<name> on NumPy < 2."""
     try:
-        from numpy._core.multiarray import _reconstruct
+        return getattr(importlib.import_module(f"numpy._core.{module}"), name)
     except ImportError:  # NumPy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+        return getattr(importlib.import_module(f"numpy.core.{module}"), name)
 
 
+def _numpy_reconstruct(source):
+    return _numpy_global("multiarray", "_reconstruct")
+
+
+def _plain_dtype(source, what, dtype):
+    """The dtype a NumPy reconstructor was given, which must be a dtype without Python objects: bytes turned
+    into object pointers would be memory, not data."""
+    if not isinstance(dtype, np.dtype):
+        raise UnsafePickleError(f"{source}: refusing {what} with a dtype of type {type(dtype).__name__}")
+    if dtype.hasobject:
+        raise UnsafePickleError(f"{source}: refusing {what} of dtype {dtype}, which holds Python objects")
+    return dtype
+
+
+def _numpy_scalar(source):
+    """numpy's scalar(dtype, bytes), which every pickled np.float64 / np.int64 names; object dtypes refused."""
+    scalar = _numpy_global("multiarray", "scalar")
+
+    def checked_scalar(dtype, *args):
+        return scalar(_plain_dtype(source, "a NumPy scalar", dtype), *args)
+
+    return checked_scalar
+
+
+def _numpy_frombuffer(source):
+    """numpy's _frombuffer(buf, dtype, shape, order[, axis_order]), which arrays pickled at protocol 5 (Python
+    3.14's default) name; the buffer must be bytes and the dtype free of objects."""
+    frombuffer = _numpy_global("numeric", "_frombuffer")
+
+    def checked_frombuffer(buf, dtype, *args):
+        if not isinstance(buf, (bytes, bytearray)):
+            raise UnsafePickleError(f"{source}: refusing a NumPy array buffer of type {type(buf).__name__}")
+        return frombuffer(buf, _plain_dtype(source, "a NumPy array buffer", dtype), *args)
+
+    return checked_frombuffer
+
+
+# (module, name) -> factory(source) of what find_class returns. numpy._core is NumPy 2's name for numpy.core;
+# pickles written under either name load with either NumPy.
 _ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy", "ndarray"): lambda source: np.ndarray,
+    ("numpy", "dtype"): lambda source: np.dtype,
     # protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, 'latin1'): a pure conversion
-    ("_codecs", "encode"): lambda: codecs.encode,
+    ("_codecs", "encode"): lambda source: codecs.encode,
 }
 _CONTAINERS = ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float",
                "complex", "bool")
+# What a malformed or hostile pickle can raise while loading: a huge declared length is a MemoryError or an
+# OverflowError, deep nesting a RecursionError (a RuntimeError), a bad memo reference a KeyError.
+_MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError,
+              OverflowError, RuntimeError)
 
 
 class ArrayOnlyUnpickler(pickle.Unpickler):
-    """An Unpickler that reconstructs NumPy arrays and builtin containers and refuses every other global."""
+    """An Unpickler that reconstructs NumPy arrays and scalars and builtin containers and refuses every other
+    global (and NumPy reconstructions of object dtypes from raw bytes)."""
 
     def __init__(self, file, source, **kwargs):
         super().__init__(file, **kwargs)
@@ -59,7 +109,7 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) in _ARRAY_GLOBALS:
-            return _ARRAY_GLOBALS[(module, name)]()
+            return _ARRAY_GLOBALS[(module, name)](self.source)
         if module in ("builtins", "__builtin__") and name in _CONTAINERS:
             return getattr(builtins, name)
         raise UnsafePickleError(
@@ -68,18 +118,24 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
         )
 
 
+def _restricted_load(f, source):
+    """Unpickle the open binary file f with ArrayOnlyUnpickler; a malformed pickle is an UnpicklingError and a
+    refused one an UnsafePickleError, both naming `source`."""
+    try:
+        return ArrayOnlyUnpickler(f, source, encoding="latin1").load()
+    except UnsafePickleError:
+        raise
+    except _MALFORMED as error:
+        raise pickle.UnpicklingError(
+            f"{source}: not a readable pickle of arrays ({type(error).__name__}: {error})") from error
+
+
 def load_pickle(f):
     """Unpickle `f` (an open binary file or a path) with the restricted unpickler, latin1 for Python 2 strings."""
     if isinstance(f, (str, os.PathLike)):
         with open(f, "rb") as opened:
             return load_pickle(opened)
-    source = repr(getattr(f, "name", "<pickle>"))
-    try:
-        return ArrayOnlyUnpickler(f, source, encoding="latin1").load()
-    except UnsafePickleError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise pickle.UnpicklingError(f"{source}: not a readable pickle of arrays ({error})") from error
+    return _restricted_load(f, repr(getattr(f, "name", "<pickle>")))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,16 +221,23 @@ def get_CIFAR10_data(num_training=49000, num_validation=1000, num_test=1000, sub
 
     Returns a dict with X_train, y_train, X_val, y_val, X_test, y_test (X as (N, 3, 32, 32) float64).
     """
-    for name, value, limit in (("num_training", num_training, None), ("num_validation", num_validation, None),
-                               ("num_test", num_test, 10000)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"get_CIFAR10_data: {name} must be an integer >= 0, got {value!r}")
+    # num_training >= 1: the mean of no training images is NaN, and subtract_mean would spread it to every split
+    for name, value, low, limit in (("num_training", num_training, 1, None),
+                                    ("num_validation", num_validation, 0, None), ("num_test", num_test, 0, 10000)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"get_CIFAR10_data: {name} must be an integer >= {low}, got {value!r}")
         if limit is not None and value > limit:
             raise ValueError(f"get_CIFAR10_data: {name} must be <= {limit}, got {value}")
     if num_training + num_validation > 50000:
         raise ValueError(f"get_CIFAR10_data: num_training + num_validation = {num_training + num_validation} "
                          "exceeds the 50000 training images")
-    X_train, y_train, X_test, y_test = load_CIFAR10(find_cifar10_dir(cifar10_dir))
+    root = find_cifar10_dir(cifar10_dir)
+    X_train, y_train, X_test, y_test = load_CIFAR10(root)
+    # a directory laid out like CIFAR-10 may hold fewer images than the official 50000 + 10000
+    if num_training + num_validation > len(X_train) or num_test > len(X_test):
+        raise ValueError(f"get_CIFAR10_data: asked for num_training + num_validation = "
+                         f"{num_training + num_validation} and num_test = {num_test} images, but {root!r} holds "
+                         f"{len(X_train)} training and {len(X_test)} test images")
 
     mask = list(range(num_training, num_training + num_validation))
     X_val = X_train[mask]
@@ -250,14 +313,37 @@ def load_digits(num_validation=300, num_test=297, subtract_mean=True, seed=0, dt
 # Preprocessing: statistics come from X_train and are applied to every X_* of the dict. Inputs are not modified.
 
 
-def _image_splits(data, fn):
+def _image_splits(data, fn, ndim=None):
+    """The X_* keys of data, once every X_* is a numeric ndarray whose shape past the first axis is X_train's and
+    X_train has at least one row (the statistics of no rows are NaN)."""
     if not isinstance(data, dict) or "X_train" not in data:
         raise ValueError(f"{fn}: data must be a dict holding X_train (and optionally X_val, X_test)")
-    return [k for k in data if k.startswith("X_")]
+    keys = [k for k in data if isinstance(k, str) and k.startswith("X_")]
+    for k in keys:
+        X = data[k]
+        if not isinstance(X, np.ndarray):
+            raise TypeError(f"{fn}: data[{k!r}] must be a numpy.ndarray, got {type(X).__name__}")
+        if X.dtype.kind not in "iuf":
+            raise TypeError(f"{fn}: data[{k!r}] must hold integers or floats, got dtype {X.dtype} with shape "
+                            f"{X.shape}")
+    train = data["X_train"]
+    if ndim is not None and train.ndim != ndim:
+        raise ValueError(f"{fn}: X_train must be (N, C, H, W), got shape {train.shape}")
+    if train.ndim == 0 or train.shape[0] < 1:
+        raise ValueError(f"{fn}: X_train must have at least one row to take statistics from, got shape "
+                         f"{train.shape}")
+    for k in keys:
+        if data[k].shape[1:] != train.shape[1:]:
+            expected = "(" + ", ".join(["N", *map(str, train.shape[1:])]) + ("," if train.ndim == 1 else "") + ")"
+            raise ValueError(f"{fn}: data[{k!r}] has shape {data[k].shape}, but every X_* must be {expected} "
+                             f"like X_train {train.shape}")
+    return keys
 
 
 def subtract_mean_image(data):
-    """A copy of `data` with the mean training image subtracted from every X_* and stored as 'mean_image'."""
+    """A copy of `data` with the mean training image subtracted from every X_* and stored as 'mean_image'.
+
+    Every X_* must be a numeric ndarray of shape (N, *X_train.shape[1:]), X_train with N >= 1."""
     splits = _image_splits(data, "subtract_mean_image")
     mean_image = np.mean(data["X_train"], axis=0)
     out = dict(data)
@@ -270,12 +356,11 @@ def subtract_mean_image(data):
 def standardize_channels(data, eps=1e-8):
     """A copy of `data` with every X_* (N, C, H, W) standardised per channel by the training mean and std.
 
-    The statistics are stored as 'channel_mean' and 'channel_std', each of shape (1, C, 1, 1).
+    The statistics are stored as 'channel_mean' and 'channel_std', each of shape (1, C, 1, 1). Every X_* must be
+    a numeric ndarray of X_train's (C, H, W), X_train with N >= 1.
     """
-    splits = _image_splits(data, "standardize_channels")
+    splits = _image_splits(data, "standardize_channels", ndim=4)
     X = data["X_train"]
-    if np.ndim(X) != 4:
-        raise ValueError(f"standardize_channels: X_train must be (N, C, H, W), got shape {np.shape(X)}")
     mean = X.mean(axis=(0, 2, 3), keepdims=True)
     std = X.std(axis=(0, 2, 3), keepdims=True)
     out = dict(data)

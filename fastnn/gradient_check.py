@@ -1,13 +1,24 @@
 """Numeric gradients with the cs231n.gradient_check names and behaviour, plus error helpers.
 
 Like the starter, the numeric-gradient functions perturb `x` IN PLACE and restore it (callers pass
-`lambda _: model.loss(X, y)[0]` and rely on f reading the same array).
+`lambda _: model.loss(X, y)[0]` and rely on f reading the same array). x is restored even when f raises.
+
+What they accept (anything else is a TypeError or ValueError naming the function, the argument and the shapes):
+- x (and every blob's .vals): a writeable numpy.ndarray of float32 or float64. An integer or bool array would
+  truncate x +- h (a garbage gradient), a list or a read-only array cannot be perturbed in place, and float16
+  is refused because its resolution (~1e-3 near 1) swallows any useful step: use float64 for numeric
+  gradients, float32 only for a rough check.
+- h: a finite real number > 0. A step that rounds away entirely at some entry (float32 x of 1e4 with
+  h=1e-5) is a ValueError naming the entry, rather than a gradient of 0.
+- df / output.diffs: the shape f's output has; f's output is not broadcast against it.
 """
 
+from collections.abc import Sequence
 from random import randrange
 
 import numpy as np
 
+from . import _checks
 from .testing import max_relative_error
 
 __all__ = [
@@ -19,26 +30,103 @@ __all__ = [
 def rel_error(x, y):
     """The notebooks' relative error: max(|x - y| / max(1e-8, |x| + |y|)), elementwise."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape and x.ndim and y.ndim:  # a scalar against an array is fine; (3,) vs (3, 1) is not
+        raise ValueError(f"rel_error: x and y must have the same shape, got {x.shape} and {y.shape}")
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _perturbable(fn, name, x):
+    """x itself (never a copy: it is perturbed in place), once it is a writeable float32/float64 ndarray."""
+    if not isinstance(x, np.ndarray):
+        _checks.fail(fn, f"{name} must be a writeable numpy.ndarray of float32 or float64 (it is perturbed in "
+                         f"place), got {type(x).__name__}", TypeError)
+    if x.dtype not in _checks.FLOAT_DTYPES:
+        _checks.fail(fn, f"{name} must be float32 or float64 (use float64 for numeric gradients), got dtype "
+                         f"{x.dtype} with shape {x.shape}", TypeError)
+    if not x.flags.writeable:
+        _checks.fail(fn, f"{name} must be writeable (it is perturbed in place and restored), got a read-only "
+                         f"array of shape {x.shape}")
+    return x
+
+
+def _step(fn, h):
+    return _checks.number(fn, "h", h, low=0, low_open=True)
+
+
+def _callable(fn, name, f):
+    if not callable(f):
+        _checks.fail(fn, f"{name} must be callable, got {type(f).__name__}", TypeError)
+
+
+def _numeric(fn, name, a):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        _checks.fail(fn, f"{name} must hold real numbers, got dtype {a.dtype} with shape {a.shape}", TypeError)
+    return a
+
+
+def _set(fn, name, x, ix, value, old, h):
+    """x[ix] = value, refusing a step that x's dtype rounds back to the old value."""
+    x[ix] = value
+    if x[ix] == old:
+        _checks.fail(fn, f"the step h={h} vanishes at {name}[{', '.join(map(str, ix))}] = {old}: {old} +- {h} "
+                         f"rounds back to {old} in {x.dtype}; use a larger h or a float64 {name}")
+
+
+def _both_sides(fn, name, x, ix, h, evaluate):
+    """(evaluate() with x[ix] + h, evaluate() with x[ix] - h); x[ix] is restored even when evaluate raises."""
+    old = x[ix]
+    try:
+        _set(fn, name, x, ix, old + h, old, h)
+        pos = evaluate()
+        _set(fn, name, x, ix, old - h, old, h)
+        neg = evaluate()
+    finally:
+        x[ix] = old
+    return pos, neg
+
+
+def _scalar(fn, value):
+    """f's value, unchanged (a float32 loss stays float32); f must return a single real number."""
+    if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "biuf":
+        _checks.fail(fn, f"f must return a single real number, got {type(value).__name__} with shape "
+                         f"{np.shape(value)}")
+    return value
+
+
+def _output(fn, what, value, diff_name, diff):
+    """A copy of f's array output, which must have the shape of the upstream gradient it is weighted by."""
+    value = np.array(value)
+    if value.shape != diff.shape:
+        _checks.fail(fn, f"{what} has shape {value.shape} but {diff_name} has shape {diff.shape}; they must "
+                         "match (no broadcasting)")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The starter's functions
 
 
 def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     """Centred-difference gradient of the scalar function f at x (x is perturbed in place, then restored).
 
-    Inputs: f, a function of one argument returning a number; x, the array to differentiate at;
-    verbose prints (index, gradient) per entry; h the step.
+    Inputs: f, a function of one argument returning a number; x, the writeable float32/float64 array to
+    differentiate at; verbose prints (index, gradient) per entry; h the step (> 0).
     Returns grad, an array of x's shape.
     """
+    fn = "eval_numerical_gradient"
+    _callable(fn, "f", f)
+    x = _perturbable(fn, "x", x)
+    h = _step(fn, h)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        fxph = f(x)
-        x[ix] = old - h
-        fxmh = f(x)
-        x[ix] = old
+        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)))
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -47,63 +135,98 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
 
 
 def eval_numerical_gradient_array(f, x, df, h=1e-5):
-    """Numeric gradient of sum(f(x) * df) with respect to x, for a function f returning an array."""
+    """Numeric gradient of sum(f(x) * df) with respect to x, for a function f returning an array of df's shape."""
+    fn = "eval_numerical_gradient_array"
+    _callable(fn, "f", f)
+    x = _perturbable(fn, "x", x)
+    df = _numeric(fn, "df", df)
+    h = _step(fn, h)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        pos = f(x).copy()
-        x[ix] = old - h
-        neg = f(x).copy()
-        x[ix] = old
+        pos, neg = _both_sides(fn, "x", x, ix, h, lambda: _output(fn, "f(x)", f(x), "df", df))
         grad[ix] = np.sum((pos - neg) * df) / (2 * h)
         it.iternext()
     return grad
 
 
-def eval_numerical_gradient_blobs(f, inputs, output, h=1e-5):
-    """Numeric gradients for blobs (objects with .vals and .diffs): f(*inputs, output) writes output.vals.
+def _blob_arrays(fn, name, blob):
+    for attr in ("vals", "diffs"):
+        if not hasattr(blob, attr):
+            _checks.fail(fn, f"{name} must have .vals and .diffs, got {type(blob).__name__} without .{attr}",
+                         TypeError)
+    return blob.vals, _numeric(fn, f"{name}.diffs", blob.diffs)
 
-    Returns a list with the gradient of sum(output.vals * output.diffs) for each input blob.
-    """
+
+def _gradient_blobs(fn, f, inputs, output, h):
+    _callable(fn, "f", f)
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        _checks.fail(fn, f"inputs must be a tuple or list of blobs, got {type(inputs).__name__}", TypeError)
+    inputs = tuple(inputs)
+    for i, blob in enumerate(inputs):
+        vals, diffs = _blob_arrays(fn, f"inputs[{i}]", blob)
+        _perturbable(fn, f"inputs[{i}].vals", vals)
+        if diffs.shape != vals.shape:
+            _checks.fail(fn, f"inputs[{i}].diffs has shape {diffs.shape} but inputs[{i}].vals has shape "
+                             f"{vals.shape}; they must match")
+    _, out_diffs = _blob_arrays(fn, "output", output)
+    h = _step(fn, h)
+    def run():  # f writes output.vals; a copy of them, checked against output.diffs
+        f(*(inputs + (output,)))
+        return _output(fn, "output.vals", output.vals, "output.diffs", out_diffs)
+
     numeric_diffs = []
-    for input_blob in inputs:
-        diff = np.zeros_like(input_blob.diffs)
-        it = np.nditer(input_blob.vals, flags=["multi_index"], op_flags=["readwrite"])
+    for i, input_blob in enumerate(inputs):
+        vals = input_blob.vals
+        name = f"inputs[{i}].vals"
+        diff = np.zeros_like(vals)  # the starter's zeros_like(diffs): the same once diffs has vals' shape and dtype
+        it = np.nditer(vals, flags=["multi_index"], op_flags=["readwrite"])
         while not it.finished:
             idx = it.multi_index
-            orig = input_blob.vals[idx]
-            input_blob.vals[idx] = orig + h
-            f(*(inputs + (output,)))
-            pos = np.copy(output.vals)
-            input_blob.vals[idx] = orig - h
-            f(*(inputs + (output,)))
-            neg = np.copy(output.vals)
-            input_blob.vals[idx] = orig
-            diff[idx] = np.sum((pos - neg) * output.diffs) / (2.0 * h)
+            pos, neg = _both_sides(fn, name, vals, idx, h, run)
+            diff[idx] = np.sum((pos - neg) * out_diffs) / (2.0 * h)
             it.iternext()
         numeric_diffs.append(diff)
     return numeric_diffs
 
 
+def eval_numerical_gradient_blobs(f, inputs, output, h=1e-5):
+    """Numeric gradients for blobs (objects with .vals and .diffs): f(*inputs, output) writes output.vals.
+
+    inputs is a tuple or list of blobs whose .vals are writeable float32/float64 arrays (perturbed in place and
+    restored). Returns a list with the gradient of sum(output.vals * output.diffs) for each input blob.
+    """
+    return _gradient_blobs("eval_numerical_gradient_blobs", f, inputs, output, h)
+
+
 def eval_numerical_gradient_net(net, inputs, output, h=1e-5):
     """eval_numerical_gradient_blobs for a net with a forward() method."""
-    return eval_numerical_gradient_blobs(lambda *args: net.forward(), inputs, output, h=h)
+    fn = "eval_numerical_gradient_net"
+    if not callable(getattr(net, "forward", None)):
+        _checks.fail(fn, f"net must have a forward() method, got {type(net).__name__}", TypeError)
+    return _gradient_blobs(fn, lambda *args: net.forward(), inputs, output, h)
 
 
 def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     """Compare numeric and analytic gradients at `num_checks` random entries (Python's random module), printing
-    'numerical: %f analytic: %f, relative error: %e' for each. Returns None, as the starter does."""
+    'numerical: %f analytic: %f, relative error: %e' for each. Returns None, as the starter does.
+
+    x must be a non-empty writeable float32/float64 array (perturbed in place and restored); analytic_grad must
+    have x's shape."""
+    fn = "grad_check_sparse"
+    _callable(fn, "f", f)
+    x = _perturbable(fn, "x", x)
+    analytic_grad = _numeric(fn, "analytic_grad", analytic_grad)
+    if analytic_grad.shape != x.shape:
+        _checks.fail(fn, f"analytic_grad must have x's shape {x.shape}, got {analytic_grad.shape}")
+    if x.size == 0:
+        _checks.fail(fn, f"x is empty (shape {x.shape}): there is no entry to check")
+    num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=0)
+    h = _step(fn, h)
     for _ in range(num_checks):
         ix = tuple(randrange(m) for m in x.shape)
-        oldval = x[ix]
-        x[ix] = oldval + h
-        fxph = f(x)
-        x[ix] = oldval - h
-        fxmh = f(x)
-        x[ix] = oldval
+        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)))
         grad_numerical = (fxph - fxmh) / (2 * h)
         grad_analytic = analytic_grad[ix]
         rel = abs(grad_numerical - grad_analytic) / (abs(grad_numerical) + abs(grad_analytic) + 1e-300)

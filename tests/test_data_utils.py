@@ -188,3 +188,35 @@ def test_subtract_mean_image_and_standardize_channels_use_training_statistics_wi
         np.testing.assert_array_equal(data[k], before[k])
     with pytest.raises(ValueError, match=r"standardize_channels: X_train must be \(N, C, H, W\)"):
         data_utils.standardize_channels({"X_train": np.zeros((3, 4))})
+
+
+def test_get_cifar10_data_refuses_counts_it_cannot_serve(tmp_path):
+    """num_training=0 once gave all-NaN X_val and X_test (the mean of no images), with a RuntimeWarning only."""
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_dir(root, n=4)
+    with pytest.raises(ValueError, match=r"get_CIFAR10_data: num_training must be an integer >= 1, got 0"):
+        data_utils.get_CIFAR10_data(num_training=0, num_validation=5, num_test=3, cifar10_dir=root)
+    with pytest.raises(ValueError, match=r"get_CIFAR10_data: asked for num_training \+ num_validation = 25 .* "
+                                         r"holds 20 training and 4 test images"):
+        data_utils.get_CIFAR10_data(num_training=20, num_validation=5, num_test=3, cifar10_dir=root)
+
+
+@pytest.mark.parametrize(
+    "fn, data, error, message",
+    [
+        ("subtract_mean_image", {"X_train": np.zeros((4, 6)), "X_val": np.zeros((2, 1))}, ValueError,
+         r"data\['X_val'\] has shape \(2, 1\), but every X_\* must be \(N, 6\) like X_train \(4, 6\)"),
+        ("standardize_channels", {"X_train": np.zeros((4, 3, 2, 2)), "X_val": np.zeros((2, 1, 2, 2))}, ValueError,
+         r"data\['X_val'\] has shape \(2, 1, 2, 2\), but every X_\* must be \(N, 3, 2, 2\)"),
+        ("subtract_mean_image", {"X_train": np.zeros((4, 6)), "X_test": [[0.0] * 6]}, TypeError,
+         r"data\['X_test'\] must be a numpy.ndarray, got list"),
+        ("subtract_mean_image", {"X_train": np.zeros((4, 6), dtype=object)}, TypeError,
+         r"data\['X_train'\] must hold integers or floats, got dtype object"),
+        ("subtract_mean_image", {"X_train": np.zeros((0, 6))}, ValueError,
+         r"X_train must have at least one row to take statistics from"),
+    ],
+)
+def test_preprocessing_checks_every_split_against_x_train(fn, data, error, message):
+    """A (2, 1) X_val once came back (2, 6), broadcast against the (6,) mean image."""
+    with pytest.raises(error, match=rf"{fn}: " + message):
+        getattr(data_utils, fn)(data)

@@ -162,3 +162,18 @@ def test_load_models_loads_model_pickles_and_skips_the_rest(tmp_path):
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(FileNotFoundError, match="load_models"):
         load_models(tmp_path / "missing")
+
+
+def test_load_imagenet_val_names_the_member_that_is_not_what_it_should_be(tmp_path):
+    g = np.random.default_rng(1)
+    numeric_map = tmp_path / "numeric_map.npz"
+    np.savez(numeric_map, X=g.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8), y=np.array([1, 2]),
+             label_map=np.arange(3))
+    with pytest.raises(ValueError, match=r"load_imagenet_val: .*numeric_map.npz.* member label_map.npy holds a "
+                                         r"int64 array of shape \(3,\); expected a pickled dict"):
+        load_imagenet_val(path=numeric_map)
+    object_x = tmp_path / "object_x.npz"
+    np.savez(object_x, X=np.array([{"a": 1}, None], dtype=object), y=np.array([1, 2]), label_map={1: "goldfish"})
+    with pytest.raises(ValueError, match=r"load_imagenet_val: .*object_x.npz.* member X.npy cannot be read as a "
+                                         r"plain array"):
+        load_imagenet_val(path=object_x)

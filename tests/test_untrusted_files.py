@@ -97,3 +97,42 @@ def test_no_module_unpickles_without_the_restricted_unpickler():
                                                           and keyword.value.value is False):
                     offenders.append(f"{source.name}:{node.lineno} allow_pickle")
     assert offenders == []
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_numpy_scalars_and_protocol_5_arrays_load(protocol):
+    """numpy's scalar() (any np.float64 in a pickle) and _frombuffer (arrays at protocol 5, Python 3.14's
+    default) were refused as unsafe, so such a file was skipped."""
+    data = {"W": np.arange(6, dtype=np.float32).reshape(2, 3), "lr": np.float64(1.5), "epoch": np.int64(3)}
+    loaded = load_pickle(io.BytesIO(pickle.dumps(data, protocol=protocol)))
+    np.testing.assert_array_equal(loaded["W"], data["W"])
+    assert loaded["W"].dtype == np.float32 and loaded["lr"] == 1.5 and loaded["epoch"] == 3
+
+
+def test_object_dtypes_built_from_raw_bytes_are_refused():
+    """Bytes read as object pointers would be memory, not data: scalar() and _frombuffer() with an object
+    dtype are refused whatever the protocol."""
+    from numpy._core.multiarray import scalar
+    from numpy._core.numeric import _frombuffer
+
+    class Forged:
+        def __init__(self, call):
+            self.call = call
+
+        def __reduce__(self):
+            return self.call
+
+    for forged in (Forged((scalar, (np.dtype(object), b"\x00" * 8))),
+                   Forged((_frombuffer, (b"\x00" * 8, np.dtype(object), (1,), "C")))):
+        with pytest.raises(UnsafePickleError, match="holds Python objects"):
+            load_pickle(io.BytesIO(pickle.dumps(forged, protocol=4)))
+
+
+@pytest.mark.parametrize("payload", [b"\x80\x04\x8d" + (2**62).to_bytes(8, "little"),  # a 4 EiB bytes object
+                                     b"\x80\x04" + b"(" * 100000])  # nesting deeper than the recursion limit
+def test_a_malformed_pickle_is_an_unpickling_error_naming_the_file(tmp_path, payload):
+    """A huge declared length was a MemoryError, which load_models did not catch: one bad file stopped it."""
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(payload)
+    with pytest.raises(pickle.UnpicklingError, match=r"'.*bad.pkl': not a readable pickle of arrays"):
+        load_pickle(str(path))
