@@ -11,8 +11,11 @@ uses the unrestricted pickle loader, and np.load always runs with pickles disall
 import builtins
 import codecs
 import importlib.resources
+import numbers
 import os
 import pickle
+import struct
+import sys
 
 import numpy as np
 
@@ -28,8 +31,8 @@ CIFAR10_IMAGE_SIZE = 3 * 32 * 32
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global that fastnn's restricted unpickler does not admit, or for a NumPy array or
-    scalar of an object dtype built from raw bytes."""
+    """A pickle asked for something fastnn's restricted unpickler does not admit: a global outside its list, a NumPy
+    array or scalar of an object dtype built from raw bytes, or a NumPy reconstruction no NumPy pickle contains."""
 
 
 def _numpy_global(module, name):
@@ -40,8 +43,45 @@ def _numpy_global(module, name):
         return getattr(importlib.import_module(f"numpy.core.{module}"), name)
 
 
+class _NdarrayType:
+    """What a pickle's numpy.ndarray global stands for: only the first argument of _reconstruct. The class itself
+    is never handed out: np.ndarray((1,), object, buffer) called from a pickle is an array of forged pointers."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, *args):
+        raise UnsafePickleError(f"{self.source}: refusing to call numpy.ndarray; NumPy pickles name it only as "
+                                "the first argument of _reconstruct")
+
+
 def _numpy_reconstruct(source):
-    return _numpy_global("multiarray", "_reconstruct")
+    """numpy's _reconstruct, as every NumPy pickle calls it: _reconstruct(numpy.ndarray, (0,), b'b'). BUILD then
+    gives the empty array its shape, dtype and data (ndarray.__setstate__)."""
+    reconstruct = _numpy_global("multiarray", "_reconstruct")
+
+    def checked_reconstruct(subtype, shape, dtype):
+        if (type(subtype) is not _NdarrayType or type(shape) is not tuple or shape != (0,)
+                or type(dtype) not in (bytes, str) or dtype not in (b"b", "b")):
+            raise UnsafePickleError(f"{source}: refusing numpy _reconstruct with arguments of types "
+                                    f"{type(subtype).__name__}, {type(shape).__name__}, {type(dtype).__name__}; "
+                                    "NumPy pickles an array as _reconstruct(numpy.ndarray, (0,), b'b')")
+        return reconstruct(np.ndarray, (0,), b"b")
+
+    return checked_reconstruct
+
+
+def _numpy_dtype(source):
+    """np.dtype(obj, align, copy) as NumPy pickles a dtype: obj a type string such as 'f8', 'V12' or 'M8'. Always a
+    new dtype object: NumPy's shared builtin dtypes are never handed to a pickle."""
+
+    def checked_dtype(obj, align=False, copy=True):
+        if type(obj) is not str:
+            raise UnsafePickleError(f"{source}: refusing numpy.dtype of a {type(obj).__name__}; NumPy pickles a "
+                                    "dtype from a type string such as 'f8'")
+        return np.dtype(obj, align=bool(align), copy=True)
+
+    return checked_dtype
 
 
 def _plain_dtype(source, what, dtype):
@@ -77,6 +117,39 @@ def _numpy_frombuffer(source):
     return checked_frombuffer
 
 
+def _latin1_encode(source):
+    """codecs.encode(str, 'latin1'), the way protocol-2 pickles written by Python 3 spell bytes."""
+
+    def checked_encode(obj, encoding="utf-8", errors="strict"):
+        if type(obj) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise UnsafePickleError(f"{source}: refusing _codecs.encode other than of a str to latin1")
+        return codecs.encode(obj, "latin1")
+
+    return checked_encode
+
+
+def _builtin(name):
+    kind = getattr(builtins, name)
+    return lambda source: kind
+
+
+def _buffer_type(name):
+    """bytes or bytearray from their contents; bytearray(10**11) (a buffer by size, zero-filled) is refused: a
+    twenty-byte pickle could otherwise ask for any amount of memory."""
+    kind = getattr(builtins, name)
+
+    def factory(source):
+        def checked(*args):
+            if args and isinstance(args[0], numbers.Integral):
+                raise UnsafePickleError(f"{source}: refusing {name} of a size (an integer); a pickle of data "
+                                        "never asks for a buffer by size")
+            return kind(*args)
+
+        return checked
+
+    return factory
+
+
 # (module, name) -> factory(source) of what find_class returns. numpy._core is NumPy 2's name for numpy.core;
 # pickles written under either name load with either NumPy.
 _ARRAY_GLOBALS = {
@@ -86,36 +159,144 @@ _ARRAY_GLOBALS = {
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
-    ("numpy", "ndarray"): lambda source: np.ndarray,
-    ("numpy", "dtype"): lambda source: np.dtype,
-    # protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, 'latin1'): a pure conversion
-    ("_codecs", "encode"): lambda source: codecs.encode,
+    ("numpy", "ndarray"): _NdarrayType,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("_codecs", "encode"): _latin1_encode,
 }
-_CONTAINERS = ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float",
-               "complex", "bool")
+_CONTAINERS = ("dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "complex", "bool")
+for _module in ("builtins", "__builtin__"):  # __builtin__ in Python 2 pickles (the official CIFAR-10 batches)
+    for _name in _CONTAINERS:
+        _ARRAY_GLOBALS[(_module, _name)] = _builtin(_name)
+    for _name in ("bytes", "bytearray"):
+        _ARRAY_GLOBALS[(_module, _name)] = _buffer_type(_name)
 # What a malformed or hostile pickle can raise while loading: a huge declared length is a MemoryError or an
-# OverflowError, deep nesting a RecursionError (a RuntimeError), a bad memo reference a KeyError.
+# OverflowError, a cut length field a struct.error, a bad memo reference a KeyError, and garbage arguments to
+# NumPy's C reconstructors a RuntimeError or SystemError ("bad argument to internal function"), all found by
+# fuzzing mutated array pickles.
 _MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError,
-              OverflowError, RuntimeError)
+              OverflowError, RuntimeError, SystemError, struct.error)
 
 
-class ArrayOnlyUnpickler(pickle.Unpickler):
+def _same(a, b):
+    """a and b are equal and of the same types throughout (a dtype never equals the string 'f8' here)."""
+    if isinstance(a, np.dtype) or isinstance(b, np.dtype):
+        return isinstance(a, np.dtype) and type(a) is type(b) and a == b
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if type(a) in (str, bytes, int, bool, type(None)):
+        return a == b
+    return a is b  # the np.dtype class in a __reduce__ tuple
+
+
+def _dtype_from_state(fresh, state):
+    """The dtype that NumPy's public constructors build from the description in a dtype pickle's state
+    (version, byte order, subarray, names, fields, itemsize, alignment, flags[, metadata]); `fresh` is the dtype
+    the pickle made from its type string, before the state."""
+    endian, subarray, names, fields, itemsize, _, flags = state[1:8]
+    if subarray is not None:
+        base, shape = subarray
+        return np.dtype((base, shape))
+    if names is not None:
+        entries = [fields[name] for name in names]
+        spec = {"names": list(names), "formats": [e[0] for e in entries], "offsets": [e[1] for e in entries],
+                "itemsize": itemsize}
+        if any(len(e) > 2 for e in entries):
+            spec["titles"] = [e[2] if len(e) > 2 else None for e in entries]
+        return np.dtype(spec, align=bool(flags & 0x80))  # NPY_ALIGNED_STRUCT
+    if len(state) > 8 and fresh.kind in "mM":  # datetime64 / timedelta64: (None, (unit, count, 1, 1))
+        unit, count = state[8][1][:2]
+        unit = unit.decode("latin1") if type(unit) is bytes else unit
+        fresh = np.dtype(f"{fresh.char}8[{int(count)}{unit}]")
+    native = "<" if sys.byteorder == "little" else ">"
+    return fresh.newbyteorder(endian) if endian in ("<", ">") and endian != native else fresh
+
+
+class _Memo(dict):
+    """The unpickler's memo, which also knows under which keys each dtype is stored."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtype_keys = {}
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if isinstance(value, np.dtype):
+            self.dtype_keys.setdefault(id(value), []).append(key)
+
+
+class ArrayOnlyUnpickler(pickle._Unpickler):
     """An Unpickler that reconstructs NumPy arrays and scalars and builtin containers and refuses every other
-    global (and NumPy reconstructions of object dtypes from raw bytes)."""
+    global, NumPy reconstructions of object dtypes from raw bytes, and any state (BUILD) but the one NumPy's own
+    pickles give a fresh array or dtype.
+
+    It is the pure-Python unpickler, so that BUILD can be checked: a dtype's __setstate__ trusts its state, and a
+    forged one (an object dtype with its flags cleared, then raw bytes as array data) made an array of arbitrary
+    pointers; other forged states crashed the interpreter. No dtype's state is ever set here: BUILD on a dtype
+    puts in its place (on the stack and in the memo) the dtype NumPy's public constructors build from that state,
+    once that dtype pickles to exactly the same state. A dtype used before its BUILD keeps the plain type it was
+    made with, so no array's dtype changes under it.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, source, **kwargs):
         super().__init__(file, **kwargs)
         self.source = source
+        self.memo = _Memo()
 
     def find_class(self, module, name):
         if (module, name) in _ARRAY_GLOBALS:
             return _ARRAY_GLOBALS[(module, name)](self.source)
-        if module in ("builtins", "__builtin__") and name in _CONTAINERS:
-            return getattr(builtins, name)
         raise UnsafePickleError(
             f"{self.source}: refusing to unpickle the global {module}.{name}; fastnn reads only pickles of NumPy "
             "arrays and builtin containers (such as the CIFAR-10 python batches)"
         )
+
+    def load_build(self):
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.dtype):
+            built = self._dtype_for_state(inst, state)
+            self.stack.pop()
+            self.stack[-1] = built
+            for key in self.memo.dtype_keys.pop(id(inst), ()):
+                if self.memo.get(key) is inst:
+                    self.memo[key] = built
+            return
+        if type(inst) is not np.ndarray or inst.shape != (0,) or inst.dtype != np.int8 or not inst.flags.owndata:
+            raise UnsafePickleError(f"{self.source}: refusing to set the state of a {type(inst).__name__} that "
+                                    "does not come fresh from numpy's _reconstruct")
+        pickle._Unpickler.load_build(self)  # ndarray.__setstate__: shape, dtype (never altered) and data
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _dtype_for_state(self, inst, state):
+        """The dtype NumPy's public constructors build from a dtype pickle's state, which must pickle to exactly
+        (np.dtype, (inst's type string, False, True), state)."""
+        try:
+            built = _dtype_from_state(inst, state) if type(state) is tuple and len(state) in (8, 9) else None
+            ok = built is not None and _same(built.__reduce__(), (np.dtype, inst.__reduce__()[1], state))
+        except Exception:  # any description NumPy's constructors cannot build is refused below
+            ok = False
+        if not ok:
+            raise UnsafePickleError(f"{self.source}: refusing a NumPy dtype state that NumPy's own pickles never "
+                                    f"hold (dtype {inst}, state of type {type(state).__name__})")
+        return built
+
+    def load_bytearray8(self):
+        # the pure-Python unpickler zero-fills bytearray(declared length) before reading: read first instead
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > sys.maxsize:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 exceeds system's maximum size of {sys.maxsize} bytes")
+        data = self.read(size)
+        if len(data) != size:
+            raise pickle.UnpicklingError("pickle data was truncated")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
 
 
 def _restricted_load(f, source):

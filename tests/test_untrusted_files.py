@@ -136,3 +136,103 @@ def test_a_malformed_pickle_is_an_unpickling_error_naming_the_file(tmp_path, pay
     path.write_bytes(payload)
     with pytest.raises(pickle.UnpicklingError, match=r"'.*bad.pkl': not a readable pickle of arrays"):
         load_pickle(str(path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Forged NumPy reconstructions: pickles that use only the admitted globals, in ways no NumPy pickle does. Each
+# once gave an object array whose elements were pointers read from the file (here NULL, which NumPy reads as
+# None, so that the old code fails the test instead of crashing), a dtype with an itemsize of -1, or allocated
+# whatever the file asked for.
+
+def _global(module, name):
+    return f"c{module}\n{name}\n".encode()
+
+
+def _pushes(obj):
+    """Protocol-2 opcodes that push obj, without memo entries (so that they can be spliced into a pickle)."""
+    f = io.BytesIO()
+    pickler = pickle._Pickler(f, protocol=2)
+    pickler.fast = True  # no PUT opcodes
+    pickler.dump(obj)
+    return f.getvalue()[2:-1]  # without PROTO and STOP
+
+
+_NULL_POINTER = b"C\x08" + bytes(8)  # SHORT_BINBYTES of 8 zero bytes
+_RECONSTRUCT = (_global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+                + _pushes((0,)) + _pushes(b"b") + b"\x87R")  # _reconstruct(ndarray, (0,), b'b')
+
+
+def _array_with(dtype_opcodes, data=_NULL_POINTER):
+    """_reconstruct, then BUILD with the state (1, (1,), <dtype>, False, data)."""
+    return _RECONSTRUCT + b"(" + _pushes(1) + _pushes((1,)) + dtype_opcodes + b"\x89" + data + b"tb"
+
+
+def _dtype_with_state(type_string, state):
+    return _global("numpy", "dtype") + _pushes((type_string, False, True)) + b"R" + _pushes(state) + b"b"
+
+
+FORGED = {
+    "numpy.ndarray called with an object dtype and a buffer":
+        _global("numpy", "ndarray") + b"(" + _pushes((1,)) + _pushes(np.dtype(object)) + _NULL_POINTER + b"tR",
+    "an object dtype whose state clears its flags, then raw bytes as its data":
+        _array_with(_dtype_with_state("O8", (3, "|", None, None, None, -1, -1, 0))),
+    "a void dtype of itemsize -1": _dtype_with_state("V8", (3, "|", None, None, None, -1, -1, 0)),
+    "a datetime dtype without its unit": _dtype_with_state("M8", (3, "<", None, None, None, -1, -1, 0)),
+    "a dtype described by a dict": _global("numpy", "dtype") + _pushes(({"names": ["a"], "formats": ["O"]},)) + b"R",
+    "_reconstruct of a large shape": (_global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+                                      + _pushes((10**12,)) + _pushes(b"b") + b"\x87R"),
+    "the state of a numpy scalar": _pushes(np.float64(1.0)) + _pushes((np.dtype("O"), 0)) + b"b",
+    "a bytearray by size": _global("builtins", "bytearray") + _pushes((2**40,)) + b"R",
+    "_codecs.encode to another codec": _global("_codecs", "encode") + _pushes(("x", "zlib")) + b"R",
+}
+
+
+@pytest.mark.parametrize("name", list(FORGED))
+def test_forged_numpy_reconstructions_are_refused(tmp_path, name):
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(b"\x80\x02" + FORGED[name] + b".")
+    with pytest.raises(UnsafePickleError, match=r"forged.pkl.*refusing"):
+        load_pickle(str(path))
+
+
+def test_a_dtype_used_before_its_state_does_not_change_under_the_array():
+    """A void dtype given to an array, then the state of a structured dtype with an object field: the array's
+    raw bytes became object pointers. Now the state builds a new dtype; the array keeps the plain void one."""
+    forged = (b"\x80\x02" + _global("numpy", "dtype") + _pushes(("V8", False, True)) + b"Rq\x000"  # memo 0, pop
+              + _array_with(b"h\x00") + b"h\x00"                   # the array of dtype V8, then the dtype again
+              + _pushes(np.dtype([("a", "O")]).__reduce__()[2]) + b"b\x86.")  # its state; (array, dtype)
+    array, dtype = load_pickle(io.BytesIO(forged))
+    assert array.dtype == np.dtype("V8") and not array.dtype.hasobject
+    assert dtype == np.dtype([("a", "O")])
+
+
+ROUND_TRIP_DTYPES = ["f4", ">f8", "<i2", ">u4", "?", "c16", "U3", ">U2", "S5", "V8", "M8[10s]", ">m8[D]", "i4,f8",
+                     [("a", ">i4"), ("b", "f8", (2,))], ("f4", (2, 3)),
+                     {"names": ["a"], "formats": ["f8"], "titles": ["T"]}, [("n", [("x", "u1"), ("y", ">f4")])]]
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 3, 4, 5])
+@pytest.mark.parametrize("spec", ROUND_TRIP_DTYPES, ids=str)
+def test_arrays_scalars_and_dtypes_that_numpy_pickles_load_unchanged(protocol, spec):
+    dtype = np.dtype(spec)
+    objects = [np.zeros((2, 2), dtype, order="F"), np.zeros((), dtype), np.zeros(0, dtype), np.zeros(1, dtype)[0],
+               dtype, np.dtype(spec, align=True), np.ones(3, np.dtype(spec, align=True))]
+    for obj in objects:
+        raw = pickle.dumps(obj, protocol=protocol)
+        loaded, expected = load_pickle(io.BytesIO(raw)), pickle.loads(raw)
+        assert type(loaded) is type(expected)
+        if isinstance(expected, np.dtype):
+            assert loaded == expected and loaded.__reduce__() == expected.__reduce__()
+        else:
+            assert loaded.dtype == expected.dtype and loaded.tobytes() == expected.tobytes()
+            assert np.shape(loaded) == np.shape(expected)
+
+
+def test_object_arrays_of_containers_still_load():
+    """label_map in imagenet_val_25.npz is a 0-d object array holding a dict."""
+    for protocol in (2, 4, 5):
+        loaded = load_pickle(io.BytesIO(pickle.dumps(
+            [np.array({1: "goldfish"}, dtype=object), np.array([[1, "a"], [None, (2,)]], dtype=object)],
+            protocol=protocol)))
+        assert loaded[0].item() == {1: "goldfish"}
+        assert loaded[1].tolist() == [[1, "a"], [None, (2,)]]
