@@ -207,9 +207,10 @@ class Solver:
         - acc: scalar giving the fraction of instances that were correctly classified by the model
         """
         fn = "Solver.check_accuracy"
-        if not isinstance(X, np.ndarray) or X.ndim < 1 or len(X) == 0:
-            raise TypeError(f"{fn}: X must be a non-empty numpy.ndarray (N, ...), got "
-                            f"{getattr(X, 'shape', type(X).__name__)}")
+        if not isinstance(X, np.ndarray):
+            raise TypeError(f"{fn}: X must be a numpy.ndarray (N, ...), got {type(X).__name__}")
+        if X.ndim < 1 or len(X) == 0:
+            raise ValueError(f"{fn}: X must hold at least one row (N, ...), got shape {X.shape}")
         _check_labels(fn, "y", y, len(X))
         top_label = y.max()
         _check_count(fn, "num_samples", num_samples, allow_none=True)

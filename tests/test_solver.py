@@ -188,7 +188,9 @@ def test_bad_labels_are_refused_before_training(key, value, error, message):
         (lambda s, X, y: s.check_accuracy(X, y[:1]), ValueError, r"y must have shape \(30,\)"),
         (lambda s, X, y: s.check_accuracy(X, y + 100), ValueError, r"y must lie in \[0, 3\) for the model's 3"),
         (lambda s, X, y: s.check_accuracy(X, y.astype(str)), TypeError, r"y must be a numpy.ndarray of integer"),
-        (lambda s, X, y: s.check_accuracy(X.tolist(), y), TypeError, r"X must be a non-empty numpy.ndarray"),
+        (lambda s, X, y: s.check_accuracy(X.tolist(), y), TypeError, r"X must be a numpy.ndarray \(N, ...\), got "
+                                                                 r"list"),
+        (lambda s, X, y: s.check_accuracy(X[:0], y[:0]), ValueError, r"X must hold at least one row"),
         (lambda s, X, y: s.check_accuracy(X, y, num_samples=0), ValueError, r"num_samples must be an integer >= 1"),
         (lambda s, X, y: s.check_accuracy(X, y, batch_size=0), ValueError, r"batch_size must be an integer >= 1"),
         (lambda s, X, y: s.check_accuracy(X, y, batch_size=2.5), ValueError, r"batch_size must be an integer"),
