@@ -99,7 +99,13 @@ def _numpy_scalar(source):
     scalar = _numpy_global("multiarray", "scalar")
 
     def checked_scalar(dtype, *args):
-        return scalar(_plain_dtype(source, "a NumPy scalar", dtype), *args)
+        dtype = _plain_dtype(source, "a NumPy scalar", dtype)
+        # scalar(dtype) without data gives a zero-size dtype an itemsize of 1 in place (an array made with that
+        # dtype then reads past its buffer) and allocates itemsize bytes; NumPy pickles always pass the data
+        if len(args) != 1 or type(args[0]) not in (bytes, str) or len(args[0]) != dtype.itemsize:
+            raise UnsafePickleError(f"{source}: refusing a NumPy scalar of dtype {dtype} without exactly its "
+                                    f"{dtype.itemsize} bytes of data")
+        return scalar(dtype, *args)
 
     return checked_scalar
 
@@ -174,7 +180,7 @@ for _module in ("builtins", "__builtin__"):  # __builtin__ in Python 2 pickles (
 # NumPy's C reconstructors a RuntimeError or SystemError ("bad argument to internal function"), all found by
 # fuzzing mutated array pickles.
 _MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError,
-              OverflowError, RuntimeError, SystemError, struct.error)
+              OverflowError, RuntimeError, SystemError, BufferError, struct.error)
 
 
 def _same(a, b):
@@ -238,7 +244,7 @@ class ArrayOnlyUnpickler(pickle._Unpickler):
     pointers; other forged states crashed the interpreter. No dtype's state is ever set here: BUILD on a dtype
     puts in its place (on the stack and in the memo) the dtype NumPy's public constructors build from that state,
     once that dtype pickles to exactly the same state. A dtype used before its BUILD keeps the plain type it was
-    made with, so no array's dtype changes under it.
+    made with, so no array's dtype changes under it (nor does scalar() get the chance: it must be given its data).
     """
 
     dispatch = dict(pickle._Unpickler.dispatch)

@@ -184,6 +184,12 @@ FORGED = {
     "the state of a numpy scalar": _pushes(np.float64(1.0)) + _pushes((np.dtype("O"), 0)) + b"b",
     "a bytearray by size": _global("builtins", "bytearray") + _pushes((2**40,)) + b"R",
     "_codecs.encode to another codec": _global("_codecs", "encode") + _pushes(("x", "zlib")) + b"R",
+    # scalar(dtype) without data: gives a zero-size dtype an itemsize of 1 in place (an array made with it then
+    # read the heap past its buffer), or allocates whatever itemsize the file names (found by a reviewing helper)
+    "a numpy scalar without its data (zero-size dtype)":
+        _global("numpy._core.multiarray", "scalar") + b"(" + _pushes(np.dtype("V0")) + b"tR",
+    "a numpy scalar without its data (300 MB dtype)":
+        _global("numpy._core.multiarray", "scalar") + b"(" + _pushes(np.dtype("V300000000")) + b"tR",
 }
 
 
@@ -236,3 +242,14 @@ def test_object_arrays_of_containers_still_load():
             protocol=protocol)))
         assert loaded[0].item() == {1: "goldfish"}
         assert loaded[1].tolist() == [[1, "a"], [None, (2,)]]
+
+
+def test_a_bytearray_resized_under_an_array_is_a_malformed_pickle():
+    """APPENDS on a bytearray that an array from _frombuffer exports raised a bare BufferError, which stopped
+    load_models instead of making it skip the file."""
+    bytearray_ = _global("builtins", "bytearray") + b"(" + _pushes(b"12345678") + b"tRq\x000"
+    array = (_global("numpy._core.numeric", "_frombuffer") + b"(h\x00" + _global("numpy", "dtype")
+             + _pushes(("u1", False, True)) + b"R" + _pushes((8,)) + _pushes("C") + b"tRq\x010")
+    grow = b"h\x00(" + b"K\x01" * 1000 + b"e0"
+    with pytest.raises(pickle.UnpicklingError, match="BufferError"):
+        load_pickle(io.BytesIO(b"\x80\x02" + bytearray_ + array + grow + b"h\x01h\x00\x86."))
