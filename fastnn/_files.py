@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 
 def check_writable_path(fn, name, path):
-    """The path as a str, refused with a ValueError naming `fn` and `name` when it names a directory or its
-    directory does not exist."""
+    """The path as a str; a ValueError naming `fn` and `name` when it names a directory, a FileNotFoundError when
+    its directory does not exist."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: {name} must be a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
@@ -43,15 +43,22 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
     """Open a temporary file for writing; when the block ends without error it replaces `path`.
 
     On any error (or KeyboardInterrupt) the temporary file is removed and a file already at `path` is left as it
-    was. The new file gets the mode open() would have given it (mkstemp's own is 0o600).
+    was. The new file gets the mode open() would have given it (mkstemp's own is 0o600); a symlink at `path` is
+    followed, so its target is replaced and the link kept, as open() would.
     """
-    path = check_writable_path(fn, name, path)
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(check_writable_path(fn, name, path))  # through a symlink, as open() writes
+    directory = os.path.dirname(path)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _new_file_mode(path))
-        with os.fdopen(fd, mode, **open_kwargs) as f:
+        f = os.fdopen(fd, mode, **open_kwargs)
+    except BaseException:
+        os.close(fd)
+        os.remove(temporary)
+        raise
+    try:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

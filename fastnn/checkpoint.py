@@ -150,15 +150,18 @@ def model_state(model):
 def restore_model_state(model, state, source="checkpoint"):
     """Put model_state(model) output back into `model` (its bn_params dicts are updated in place), after checking
     all of it: a saved array must have the shape and dtype of the model's array it replaces."""
-    saved = (state or {}).get("bn_params", []) if isinstance(state, dict) else state
+    saved = (state or {}).get("bn_params", []) if isinstance(state, dict) or state is None else state
     current = getattr(model, "bn_params", None) or []
     if not isinstance(saved, list) or len(saved) != len(current) or not all(isinstance(p, dict) for p in saved):
         count = len(saved) if isinstance(saved, list) else type(saved).__name__
         raise ValueError(f"Solver.resume: {source} holds {count} batchnorm parameter dicts but the model has "
                          f"{len(current)}")
+    params = getattr(model, "params", {})
     for i, (mine, theirs) in enumerate(zip(current, saved)):
         for key, value in theirs.items():
             ours = mine.get(key)
+            if ours is None and key in ("running_mean", "running_var") and f"gamma{i + 1}" in params:
+                ours = params[f"gamma{i + 1}"]  # a fresh model has no statistics yet: they take gamma's form
             if isinstance(ours, np.ndarray) and (not isinstance(value, np.ndarray) or value.shape != ours.shape
                                                  or value.dtype != ours.dtype):
                 raise ValueError(f"Solver.resume: {source} holds bn_params[{i}][{key!r}] as "

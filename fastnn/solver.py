@@ -380,7 +380,8 @@ class Solver:
         restored = {k: state[k] for k in ("lr_decay", "optim_config", "batch_size", "num_train_samples",
                                           "num_val_samples", "epoch", "loss_history", "train_acc_history",
                                           "val_acc_history", "best_val_acc", "optim_configs")}
-        settings = {k: getattr(self, k) for k in ("num_epochs", "print_every", "seed", "checkpoint_name")}
+        settings = {k: getattr(self, k) for k in ("num_epochs", "print_every", "checkpoint_name")}
+        settings["seed"] = state["seed"]
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored)
@@ -390,7 +391,7 @@ class Solver:
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
-        checkpoint.restore_model_state(self.model, state.get("model_state"), source=repr(path))
+        checkpoint.restore_model_state(self.model, state.get("model_state"), source=repr(os.fspath(path)))
         # Nothing below can fail.
         self.update_rule = update_rule
         for key, value in restored.items():

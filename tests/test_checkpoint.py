@@ -229,6 +229,7 @@ def _tamper(state, key, change):
         ("batch_size", 0, r"batch_size must be an integer >= 1, got 0"),
         ("loss_history", [1.0, "x"], r"loss_history must be a list of numbers"),
         ("optim_configs", {"W1": {}}, r"optim_configs must hold one dict per param"),
+        ("seed", "zero", r"seed must be an int or None, got 'zero'"),
     ],
 )
 def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, key, change, message):
@@ -279,3 +280,41 @@ def test_a_path_that_is_a_directory_or_in_no_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"save_checkpoint: the directory of path .*missing.* does not exist"):
         save_checkpoint(tmp_path / "missing" / "a.npz", state)
     assert os.listdir(tmp_path) == []
+
+
+def test_batchnorm_statistics_are_checked_against_a_fresh_models_gamma(tmp_path):
+    """A model built just now has no running_mean to compare with: a (3,) float32 one was accepted, and the run
+    failed in the next forward pass, far from its cause."""
+    from fastnn.classifiers import FullyConnectedNet
+
+    rng = np.random.default_rng(0)
+    data = {"X_train": rng.standard_normal((40, 6)), "y_train": rng.integers(0, 3, 40),
+            "X_val": rng.standard_normal((10, 6)), "y_val": rng.integers(0, 3, 10)}
+    make = lambda: FullyConnectedNet([5], input_dim=6, num_classes=3, normalization="batchnorm")  # noqa: E731
+    name = str(tmp_path / "run")
+    Solver(make(), data, num_epochs=1, batch_size=20, verbose=False, checkpoint_name=name).train()
+    state = load_checkpoint(name + "_epoch_1.npz")
+    state["model_state"]["bn_params"][0]["running_mean"] = np.zeros(3, np.float32)
+    save_checkpoint(tmp_path / "bad.npz", state)
+    fresh = make()
+    with pytest.raises(ValueError, match=r"bn_params\[0\]\['running_mean'\] as \(3,\) float32; the model's is "
+                                         r"\(5,\) float32"):
+        Solver(fresh, data, verbose=False).resume(tmp_path / "bad.npz")
+    assert "running_mean" not in fresh.bn_params[0]
+
+
+def test_a_checkpoint_without_model_state_fits_a_model_without_batchnorm():
+    model = TwoLayerSoftmax()
+    model.bn_params = []
+    checkpoint.restore_model_state(model, None)
+
+
+def test_writing_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "ck.npz"
+    save_checkpoint(target, {"params": {"W": np.zeros(2)}})
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    save_checkpoint(link, {"params": {"W": np.ones(2)}})
+    assert link.is_symlink()
+    np.testing.assert_array_equal(load_checkpoint(target)["params"]["W"], np.ones(2))

@@ -127,14 +127,32 @@ def test_a_run_never_writes_over_an_earlier_one(tmp_path, monkeypatch, capsys):
     out = tmp_path / "fastnn-out"
     (out / "checkpoint_epoch_7.npz").write_bytes(b"an earlier, longer run")
     first = (out / "summary.json").read_text()
-    with pytest.raises(SystemExit, match=r"--out '.*fastnn-out' holds an earlier run \(checkpoint_epoch_0.npz, "
-                                         r".*\); choose another --out or pass --overwrite"):
+    with pytest.raises(SystemExit, match=r"--out '.*fastnn-out' holds an earlier run \(.fastnn-train, "
+                                         r"checkpoint_epoch_0.npz, .*\); choose another --out or pass --overwrite"):
         main(FAST + ["--out", str(out)])
     assert (out / "summary.json").read_text() == first and (out / "checkpoint_epoch_7.npz").exists()
 
     assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "4"]) == 0
-    assert sorted(os.listdir(out)) == ["checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "summary.json"]
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
+                                       "summary.json"]
     assert json.loads((out / "summary.json").read_text())["seed"] == 4
+    capsys.readouterr()
+
+
+def test_a_run_that_has_written_nothing_yet_still_holds_its_directory(tmp_path, monkeypatch, capsys):
+    """Two runs started together both found ./fastnn-out free (the first had written nothing yet) and the second
+    wrote over the first: a run now claims its directory with a file created exclusively."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fastnn-out").mkdir()
+    (tmp_path / "fastnn-out" / ".fastnn-train").write_text("another run, still loading its data")
+    assert main(FAST) == 0
+    assert os.listdir(tmp_path / "fastnn-out") == [".fastnn-train"]
+    assert (tmp_path / "fastnn-out-2" / "summary.json").exists()
+    with pytest.raises(SystemExit, match=r"--out '.*fastnn-out' holds an earlier run \(.fastnn-train\)"):
+        main(FAST + ["--out", str(tmp_path / "fastnn-out")])
+    with pytest.raises(SystemExit, match=r"--overwrite needs --out"):
+        main(FAST + ["--overwrite"])
     capsys.readouterr()
 
 
@@ -146,6 +164,7 @@ def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypa
         main(FAST + ["--out", str(a_file)])
     with pytest.raises(SystemExit, match=r"fastnn train: Solver: freeze"):
         main(FAST + ["--out", str(tmp_path / "o1"), "--freeze", "bogus"])
+    assert not (tmp_path / "o1").exists()  # a run that did not start leaves no claim behind
     with pytest.raises(SystemExit, match=r"fastnn train: .*nowhere.npz"):
         main(FAST + ["--out", str(tmp_path / "o2"), "--init-from", str(tmp_path / "nowhere.npz")])
     assert a_file.read_text() == "mine"
@@ -163,4 +182,4 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(json, "dump", dying_dump)
     with pytest.raises(KeyboardInterrupt):
         main(FAST + ["--out", str(out)])
-    assert sorted(os.listdir(out)) == ["checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]

@@ -21,6 +21,7 @@ MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
 DEFAULT_OUT = "fastnn-out"
 OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png")  # and the checkpoints
+CLAIM = ".fastnn-train"  # created exclusively when a run takes its directory
 
 
 def configure(parser):
@@ -93,21 +94,35 @@ def _check_args(args):
 
 
 def earlier_run(directory):
-    """The files of an earlier run in `directory` (none when it does not exist)."""
+    """The files of an earlier (or running) run in `directory` (none when it does not exist)."""
     if not os.path.isdir(directory):
         return []
-    return sorted(name for name in os.listdir(directory)
-                  if name in OUTPUTS or (name.startswith("checkpoint_epoch_") and name.endswith(".npz")))
+    return sorted(name for name in os.listdir(directory) if name in OUTPUTS or name == CLAIM
+                  or (name.startswith("checkpoint_epoch_") and name.endswith(".npz")))
+
+
+def _claim(directory):
+    """Create `directory` if needed and claim it with CLAIM, created exclusively: False when another run holds
+    it (two runs started together both saw it free, and the second once wrote over the first)."""
+    os.makedirs(directory, exist_ok=True)
+    try:
+        fd = os.open(os.path.join(directory, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"fastnn train, process {os.getpid()}\n")
+    return True
 
 
 def output_directory(out, overwrite):
-    """(directory, earlier): the directory this run writes to and the earlier run's files in it, which the
-    caller removes once training is about to start. Without overwrite an earlier run is refused, so a directory
-    never mixes two runs. Nothing is created or removed here."""
+    """(directory, earlier): the directory this run writes to, claimed for it, and the earlier run's files in
+    it, which the caller removes once training is about to start (--overwrite; without it an earlier run is
+    refused), so a directory never mixes two runs."""
     if out is None:
         out, n = DEFAULT_OUT, 2
-        while earlier_run(out):
+        while earlier_run(out) or not _claim(out):
             out, n = f"{DEFAULT_OUT}-{n}", n + 1
+        return out, []
     if os.path.exists(out) and not os.path.isdir(out):
         raise SystemExit(f"fastnn train: --out {out!r} is a file, not a directory")
     earlier = earlier_run(out)
@@ -115,7 +130,18 @@ def output_directory(out, overwrite):
         shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
         raise SystemExit(f"fastnn train: --out {out!r} holds an earlier run ({shown}); choose another --out or "
                          "pass --overwrite to replace it")
-    return out, earlier
+    if CLAIM in earlier:
+        os.remove(os.path.join(out, CLAIM))
+    if not _claim(out):
+        raise SystemExit(f"fastnn train: another run claimed --out {out!r} just now; choose another --out")
+    return out, [name for name in earlier if name != CLAIM]
+
+
+def _release(directory):
+    """Undo _claim after a run that did not start: the claim goes, and the directory if nothing else is in it."""
+    os.remove(os.path.join(directory, CLAIM))
+    if not os.listdir(directory):
+        os.rmdir(directory)
 
 
 def run(args):
@@ -126,24 +152,14 @@ def run(args):
     _check_args(args)
     if args.backend is not None:
         fastnn.options(backend=args.backend)
+    if args.overwrite and args.out is None:
+        raise SystemExit("fastnn train: --overwrite needs --out (without it a run takes a new directory)")
     args.out, earlier = output_directory(args.out, args.overwrite)
-    data = load_data(args.data, args.data_dir, seed=args.seed)
-    num_classes = int(max(data["y_train"].max(), data["y_val"].max(), data["y_test"].max())) + 1
-
-    np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
-    model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
-    os.makedirs(args.out, exist_ok=True)
-    try:  # a bad --init-from or --freeze is the user's error: a message, not a traceback
-        if args.init_from:
-            from ..transfer import load_params
-
-            print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
-        solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
-                        lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
-                        print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
-                        checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        raise SystemExit(f"fastnn train: {error}") from error
+    try:
+        solver, model, data = _set_up(args, Solver)
+    except BaseException:
+        _release(args.out)
+        raise
     for name in earlier:  # --overwrite: the earlier run goes only now that this one is set to start
         os.remove(os.path.join(args.out, name))
     start = time.perf_counter()
@@ -180,6 +196,26 @@ def run(args):
     print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
     print(f"outputs in {os.path.abspath(args.out)}")
     return 0
+
+
+def _set_up(args, Solver):
+    """(solver, model, data) for the run; a bad --init-from or --freeze is the user's error: a message."""
+    data = load_data(args.data, args.data_dir, seed=args.seed)
+    num_classes = int(max(data["y_train"].max(), data["y_val"].max(), data["y_test"].max())) + 1
+    np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
+    model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
+    try:
+        if args.init_from:
+            from ..transfer import load_params
+
+            print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
+        solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
+                        lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
+                        print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
+                        checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise SystemExit(f"fastnn train: {error}") from error
+    return solver, model, data
 
 
 def _write_plots(solver, model, args):
