@@ -345,3 +345,30 @@ def test_fastnn_tune_command(tmp_path, capsys):
     assert set(best["params"]) == {"W1", "b1", "W2", "b2"} and best["val_acc"] > 0.3
     with pytest.raises(SystemExit, match="--workers starts a LocalCluster"):
         main(["tune", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
+
+
+def test_fastnn_tune_never_writes_over_an_earlier_search(tmp_path, monkeypatch):
+    """A second search into one --out replaced the first's results.json, results.csv, scatter.png and
+    best.npz; a bad --out was found only when the results were saved, after all the trials."""
+    from fastnn import tune as tune_module
+    from fastnn.cli import main
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"fastnn tune: --out '.*earlier' holds an earlier run \(results.json\)"):
+        main(["tune", "--out", str(earlier), "--workers", "1"])
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match=r"fastnn tune: --out '.*a_file' is a file, not a directory"):
+        main(["tune", "--out", str(a_file), "--workers", "1"])
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune_module, "coarse_to_fine", interrupted)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        main(["tune", "--workers", "1", "--quiet"])
+    assert not (tmp_path / "fastnn-tune").exists()  # the claim of a search that wrote nothing is released
+    assert (earlier / "results.json").read_text() == "{}" and a_file.read_text() == "mine"

@@ -5,8 +5,9 @@
     fastnn train --data cifar10 --data-dir ~/data/cifar-10-batches-py
 
 Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
-final train/val/test accuracy. A run never writes over an earlier run's files: without --out it picks the first of
-./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some is refused unless --overwrite.
+final train/val/test accuracy. A run never writes over an earlier run's files (fastnn/commands/_outputs.py):
+without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some
+is refused unless --overwrite.
 """
 
 import json
@@ -16,12 +17,12 @@ import time
 import numpy as np
 
 from .._files import atomic_open
+from . import _outputs as outputs
 
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
 DEFAULT_OUT = "fastnn-out"
 OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png")  # and the checkpoints
-CLAIM = ".fastnn-train"  # created exclusively when a run takes its directory
 
 
 def configure(parser):
@@ -93,55 +94,9 @@ def _check_args(args):
         raise SystemExit(f"fastnn train: --reg must be a number >= 0, got {args.reg}")
 
 
-def earlier_run(directory):
-    """The files of an earlier (or running) run in `directory` (none when it does not exist)."""
-    if not os.path.isdir(directory):
-        return []
-    return sorted(name for name in os.listdir(directory) if name in OUTPUTS or name == CLAIM
-                  or (name.startswith("checkpoint_epoch_") and name.endswith(".npz")))
-
-
-def _claim(directory):
-    """Create `directory` if needed and claim it with CLAIM, created exclusively: False when another run holds
-    it (two runs started together both saw it free, and the second once wrote over the first)."""
-    os.makedirs(directory, exist_ok=True)
-    try:
-        fd = os.open(os.path.join(directory, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(f"fastnn train, process {os.getpid()}\n")
-    return True
-
-
-def output_directory(out, overwrite):
-    """(directory, earlier): the directory this run writes to, claimed for it, and the earlier run's files in
-    it, which the caller removes once training is about to start (--overwrite; without it an earlier run is
-    refused), so a directory never mixes two runs."""
-    if out is None:
-        out, n = DEFAULT_OUT, 2
-        while earlier_run(out) or not _claim(out):
-            out, n = f"{DEFAULT_OUT}-{n}", n + 1
-        return out, []
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise SystemExit(f"fastnn train: --out {out!r} is a file, not a directory")
-    earlier = earlier_run(out)
-    if earlier and not overwrite:
-        shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
-        raise SystemExit(f"fastnn train: --out {out!r} holds an earlier run ({shown}); choose another --out or "
-                         "pass --overwrite to replace it")
-    if CLAIM in earlier:
-        os.remove(os.path.join(out, CLAIM))
-    if not _claim(out):
-        raise SystemExit(f"fastnn train: another run claimed --out {out!r} just now; choose another --out")
-    return out, [name for name in earlier if name != CLAIM]
-
-
-def _release(directory):
-    """Undo _claim after a run that did not start: the claim goes, and the directory if nothing else is in it."""
-    os.remove(os.path.join(directory, CLAIM))
-    if not os.listdir(directory):
-        os.rmdir(directory)
+def is_output(name):
+    """Whether a file of that name is one a run writes."""
+    return name in OUTPUTS or (name.startswith("checkpoint_epoch_") and name.endswith(".npz"))
 
 
 def run(args):
@@ -152,16 +107,13 @@ def run(args):
     _check_args(args)
     if args.backend is not None:
         fastnn.options(backend=args.backend)
-    if args.overwrite and args.out is None:
-        raise SystemExit("fastnn train: --overwrite needs --out (without it a run takes a new directory)")
-    args.out, earlier = output_directory(args.out, args.overwrite)
+    args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
     try:
         solver, model, data = _set_up(args, Solver)
     except BaseException:
-        _release(args.out)
+        outputs.release(args.out, "train")
         raise
-    for name in earlier:  # --overwrite: the earlier run goes only now that this one is set to start
-        os.remove(os.path.join(args.out, name))
+    outputs.remove(args.out, earlier)
     start = time.perf_counter()
     solver.train()
     seconds = time.perf_counter() - start

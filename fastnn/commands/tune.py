@@ -5,10 +5,17 @@
     fastnn tune --scheduler tcp://10.0.0.5:8786    # a running cluster (dask scheduler / dask worker)
 
 Searches learning rate, regularisation and weight scale in log space and the hidden size (fastnn.tune.default_space),
-with Adam. Prints the result table; writes results.json, results.csv, scatter.png and best.npz to --out.
+with Adam. Prints the result table; writes results.json, results.csv, scatter.png and best.npz to --out, which it
+claims before the search and never shares with an earlier run (fastnn/commands/_outputs.py: without --out the
+first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that holds one only with --overwrite).
 """
 
 import time
+
+from . import _outputs as outputs
+
+DEFAULT_OUT = "fastnn-tune"
+OUTPUTS = ("results.json", "results.csv", "scatter.png", "best.npz")
 
 
 def configure(parser):
@@ -24,7 +31,11 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the configs, inits and minibatches (default 0)")
     parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
                         help="fastnn backend in the trials (default: FASTNN_BACKEND or auto)")
-    parser.add_argument("--out", default="fastnn-tune", help="output directory (default ./fastnn-tune)")
+    parser.add_argument("--out", default=None,
+                        help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
+                             "holds an earlier run)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --out hold an earlier run: its results are removed once this search is done")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -59,16 +70,23 @@ def run(args):
         where = f"a LocalCluster of {args.workers} worker process{'es' if args.workers > 1 else ''}"
     else:
         where = "a LocalCluster of one worker process per core"
+    # claimed before the search, so a bad --out is found now and not after minutes of trials
+    args.out, earlier = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
     print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}", flush=True)
 
     start = time.perf_counter()
-    if args.fine_trials:
-        result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k, **search)
-    else:
-        result = tune.random_search(n_trials=args.trials, **search)
+    try:
+        if args.fine_trials:
+            result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k, **search)
+        else:
+            result = tune.random_search(n_trials=args.trials, **search)
+    except BaseException:
+        outputs.release(args.out, "tune")
+        raise
     seconds = time.perf_counter() - start
 
     print(result.table())
+    outputs.remove(args.out, earlier)
     written = result.save(args.out)
     print(f"search wall time: {seconds:.1f} s")
     if result.best is not None:

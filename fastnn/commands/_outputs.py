@@ -1,0 +1,71 @@
+"""Where a command's run writes: a directory it claims for itself and never shares with an earlier run.
+
+Without --out a run takes the first of ./<default>, ./<default>-2, ... that holds no run; an --out that holds one
+is refused unless --overwrite, whose caller removes the earlier run's files once the new run is set to write.
+A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
+default directory free before either had written anything, and the second wrote over the first.
+"""
+
+import os
+
+
+def claim_name(command):
+    return f".fastnn-{command}"
+
+
+def earlier_run(directory, command, is_output):
+    """The files of an earlier (or running) run of `command` in `directory` (none when it does not exist)."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(name for name in os.listdir(directory) if name == claim_name(command) or is_output(name))
+
+
+def _claim(directory, command):
+    """Create `directory` if needed and claim it; False when another run holds it."""
+    os.makedirs(directory, exist_ok=True)
+    try:
+        fd = os.open(os.path.join(directory, claim_name(command)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"fastnn {command}, process {os.getpid()}\n")
+    return True
+
+
+def output_directory(command, out, overwrite, default, is_output):
+    """(directory, earlier): the directory this run writes to, claimed for it, and the files of an earlier run
+    in it (only with overwrite; without it such a directory is refused), which the caller removes once the new
+    run is set to write."""
+    where = f"fastnn {command}"
+    if out is None:
+        if overwrite:
+            raise SystemExit(f"{where}: --overwrite needs --out (without it a run takes a new directory)")
+        out, n = default, 2
+        while earlier_run(out, command, is_output) or not _claim(out, command):
+            out, n = f"{default}-{n}", n + 1
+        return out, []
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SystemExit(f"{where}: --out {out!r} is a file, not a directory")
+    earlier = earlier_run(out, command, is_output)
+    if earlier and not overwrite:
+        shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise SystemExit(f"{where}: --out {out!r} holds an earlier run ({shown}); choose another --out or pass "
+                         "--overwrite to replace it")
+    if claim_name(command) in earlier:
+        os.remove(os.path.join(out, claim_name(command)))
+    if not _claim(out, command):
+        raise SystemExit(f"{where}: another run claimed --out {out!r} just now; choose another --out")
+    return out, [name for name in earlier if name != claim_name(command)]
+
+
+def remove(directory, names):
+    """--overwrite: the earlier run's files go, now that the new run is set to write."""
+    for name in names:
+        os.remove(os.path.join(directory, name))
+
+
+def release(directory, command):
+    """Undo the claim of a run that wrote nothing: the claim goes, and the directory if nothing else is in it."""
+    os.remove(os.path.join(directory, claim_name(command)))
+    if not os.listdir(directory):
+        os.rmdir(directory)
