@@ -16,7 +16,7 @@ import zipfile
 
 import numpy as np
 
-from ._files import atomic_open, check_writable_path
+from ._files import atomic_open
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
@@ -84,15 +84,14 @@ def save_checkpoint(path, state):
     Returns the path written. On any error the temporary file is removed and a file already at `path` is left
     as it was.
     """
-    path = check_writable_path("save_checkpoint", "path", path)
     if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
         raise TypeError("save_checkpoint: state must be a dict with a 'params' dict of arrays")
     arrays = {}
     header = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays, "state")}
     arrays[HEADER_KEY] = np.array(json.dumps(header, allow_nan=True))
-    with atomic_open(path, "wb", fn="save_checkpoint") as f:
+    with atomic_open(path, "wb", fn="save_checkpoint") as f:  # which checks the path
         np.savez(f, **arrays)
-    return path
+    return os.fspath(path)
 
 
 def load_checkpoint(path):
@@ -150,7 +149,8 @@ def model_state(model):
 def restore_model_state(model, state, source="checkpoint"):
     """Put model_state(model) output back into `model` (its bn_params dicts are updated in place), after checking
     all of it: a saved array must have the shape and dtype of the model's array it replaces."""
-    saved = (state or {}).get("bn_params", []) if isinstance(state, dict) or state is None else state
+    state = {} if state is None else state
+    saved = state.get("bn_params", []) if isinstance(state, dict) else state
     current = getattr(model, "bn_params", None) or []
     if not isinstance(saved, list) or len(saved) != len(current) or not all(isinstance(p, dict) for p in saved):
         count = len(saved) if isinstance(saved, list) else type(saved).__name__

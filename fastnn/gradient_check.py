@@ -172,6 +172,7 @@ def _gradient_blobs(fn, f, inputs, output, h):
                              f"{vals.shape}; they must match")
     _, out_diffs = _blob_arrays(fn, "output", output)
     h = _step(fn, h)
+
     def run():  # f writes output.vals; a copy of them, checked against output.diffs
         f(*(inputs + (output,)))
         return _output(fn, "output.vals", output.vals, "output.diffs", out_diffs)

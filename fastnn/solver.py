@@ -366,7 +366,8 @@ class Solver:
         """
         fn = "Solver.resume"
         state = checkpoint.load_checkpoint(path)
-        where = f"{fn}: {os.fspath(path)!r}"
+        source = repr(os.fspath(path))
+        where = f"{fn}: {source}"
         missing = [k for k in checkpoint.SOLVER_KEYS + RESUME_KEYS if k not in state]
         if missing:
             raise ValueError(f"{where} is not a Solver checkpoint (missing {missing})")
@@ -380,8 +381,9 @@ class Solver:
         restored = {k: state[k] for k in ("lr_decay", "optim_config", "batch_size", "num_train_samples",
                                           "num_val_samples", "epoch", "loss_history", "train_acc_history",
                                           "val_acc_history", "best_val_acc", "optim_configs")}
-        settings = {k: getattr(self, k) for k in ("num_epochs", "print_every", "checkpoint_name")}
-        settings["seed"] = state["seed"]
+        # this Solver's own settings were checked by its constructor; checkpoint_name's directory need not be again
+        settings = {"num_epochs": self.num_epochs, "print_every": self.print_every, "checkpoint_name": None,
+                    "seed": state["seed"]}
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored)
@@ -391,7 +393,7 @@ class Solver:
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
-        checkpoint.restore_model_state(self.model, state.get("model_state"), source=repr(os.fspath(path)))
+        checkpoint.restore_model_state(self.model, state.get("model_state"), source=source)
         # Nothing below can fail.
         self.update_rule = update_rule
         for key, value in restored.items():
