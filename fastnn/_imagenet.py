@@ -203,6 +203,9 @@ def load_imagenet_val(num=None, path=None):
     class_names = label_map.item() if isinstance(label_map, np.ndarray) and label_map.shape == () else label_map
     if not isinstance(class_names, dict):
         raise ValueError(f"{fn}: {found!r} label_map is a {type(class_names).__name__}, expected a dict")
+    if X.ndim != 4 or X.shape[3] != 3 or y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"{fn}: {found!r} holds X {X.shape} and y {y.shape}; expected X (N, H, W, 3) images "
+                         "and y (N,) labels")
     if num is not None:
         X, y = X[:num], y[:num]
     return X, y, class_names

@@ -177,3 +177,12 @@ def test_load_imagenet_val_names_the_member_that_is_not_what_it_should_be(tmp_pa
     with pytest.raises(ValueError, match=r"load_imagenet_val: .*object_x.npz.* member X.npy cannot be read as a "
                                          r"plain array"):
         load_imagenet_val(path=object_x)
+
+
+@pytest.mark.parametrize("X_shape, y", [((3, 4, 4), [1, 2, 3]), ((3, 4, 4, 3), [1, 2]), ((3, 4, 4, 1), [1, 2, 3]),
+                                        ((3, 4, 4, 3), [[1], [2], [3]])])
+def test_load_imagenet_val_names_images_and_labels_that_do_not_match(tmp_path, X_shape, y):
+    path = tmp_path / "odd.npz"
+    np.savez(path, X=np.zeros(X_shape, np.uint8), y=np.array(y), label_map={1: "goldfish"})
+    with pytest.raises(ValueError, match=r"load_imagenet_val: .*odd.npz.* holds X .* and y .*; expected X \(N, H, W, 3\)"):
+        load_imagenet_val(path=path)
