@@ -157,9 +157,31 @@ def test_forward_on_one_path_backward_on_the_other(name):
 
 @pytest.mark.parametrize("name", ["batchnorm", "conv_fast", "pool_fast", "dropout", "affine_ln_relu",
                                   "affine_bn_relu", "relu"])
-def test_verify_backend_accepts_agreeing_paths(name):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_verify_backend_accepts_agreeing_paths(name, dtype):
     forward, backward, build = CASES[name]
-    _run("verify", forward, backward, _copy_args(build(np.float64)))
+    _run("verify", forward, backward, _copy_args(build(dtype)))
+
+
+@pytest.mark.parametrize("loss", [L.softmax_loss, L.svm_loss])
+def test_verify_holds_a_float32_loss_to_float32_precision(loss):
+    """The loss is a Python float even for float32 scores; it was once held to the float64 tolerance, so verify
+    failed nearly every float32 model (`fastnn train --backend verify`)."""
+    for seed in range(10):
+        x, y = scores_and_labels(N=50, C=10, dtype=np.float32, seed=seed)
+        with fastnn.options(backend="verify"):
+            value, dx = loss(x, y)
+        assert isinstance(value, float) and dx.dtype == np.float32
+
+
+def test_verify_backend_raises_on_float32_disagreement_beyond_its_tolerance(monkeypatch):
+    import fastnn.compiled as compiled
+
+    real = compiled.softmax_loss
+    monkeypatch.setattr(compiled, "softmax_loss", lambda x, y: (real(x, y)[0] * (1 + 1e-3), real(x, y)[1]))
+    x, y = scores_and_labels(N=50, C=10, dtype=np.float32)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match="tolerance 1e-04 for float32"):
+        L.softmax_loss(x, y)
 
 
 def test_verify_backend_raises_on_disagreement(monkeypatch):
