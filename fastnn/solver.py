@@ -161,7 +161,10 @@ class Solver:
 
         if not self.freeze:
             return set()
-        return select(self.model.params, self.freeze, "Solver: freeze")
+        frozen = select(self.model.params, self.freeze, "Solver: freeze")
+        if frozen == set(self.model.params):
+            raise ValueError(f"Solver: freeze={self.freeze!r} names every parameter of the model; nothing would train")
+        return frozen
 
     # -- randomness ---------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Transfer learning: load a checkpoint's params into a model by name, and name groups of params to freeze or to
 train at their own learning rate.
 
-A pattern names params: an exact name ('W1'), a prefix ('gamma'), or a layer group: 'conv' (every param of the
+A pattern names params: an exact name ('W1', never W10 as well), a prefix ('gamma'), or a layer group: 'conv' (every param of the
 layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number) or 'affine' (the same for 2-D
 weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
 """
@@ -65,6 +65,15 @@ def _layer_number(name):
     return match.group(1) if match else None
 
 
+def _names(pattern, name):
+    """Whether a name or prefix pattern names the param `name`. A prefix never ends inside a layer number:
+    'W1' is W1 alone, not W10 and W11."""
+    if not name.startswith(pattern):
+        return False
+    rest = name[len(pattern):]
+    return not (rest and pattern[-1].isdigit() and rest[0].isdigit())
+
+
 def select(params, patterns, what="pattern"):
     """The names in `params` that the patterns name (exact names, prefixes or the groups 'conv'/'affine')."""
     if isinstance(patterns, str):
@@ -78,7 +87,7 @@ def select(params, patterns, what="pattern"):
                       if n.startswith("W") and np.ndim(v) == GROUPS[pattern]}
             names = {n for n in params if _layer_number(n) in layers}
         else:
-            names = {n for n in params if n == pattern or n.startswith(pattern)}
+            names = {n for n in params if _names(pattern, n)}
         if not names:
             raise ValueError(f"{what} {pattern!r} names no parameter; the model has {sorted(params)}")
         chosen |= names

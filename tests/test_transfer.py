@@ -67,6 +67,24 @@ def test_select_patterns_and_errors():
         select(model.params, ["encoder"])
     with pytest.raises(ValueError, match="freeze"):
         Solver(model, _data(shape=(1, 8, 8), classes=3), freeze=["encoder"], verbose=False)
+    with pytest.raises(ValueError, match="names every parameter of the model; nothing would train"):
+        Solver(model, _data(shape=(1, 8, 8), classes=3), freeze=["conv", "affine"], verbose=False)
+
+
+def test_a_name_never_selects_the_params_whose_layer_number_it_begins():
+    """freeze=['W1'] on a net of 11 layers once froze W1, W10 and W11 (a prefix match through the number)."""
+    np.random.seed(0)
+    model = FullyConnectedNet([4] * 10, input_dim=6, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    assert select(model.params, ["W1"]) == {"W1"}
+    assert select(model.params, ["b1"]) == {"b1"}
+    assert select(model.params, ["gamma1"]) == {"gamma1"}
+    assert select(model.params, ["W"]) == {f"W{i}" for i in range(1, 12)}
+    assert select(model.params, ["gamma"]) == {f"gamma{i}" for i in range(1, 11)}
+    data = _data(shape=(6,), classes=3)
+    before = {k: v.copy() for k, v in model.params.items()}
+    Solver(model, data, freeze=["W1"], num_epochs=1, batch_size=4, verbose=False).train()
+    assert np.array_equal(model.params["W1"], before["W1"])
+    assert not np.array_equal(model.params["W10"], before["W10"])
 
 
 def test_lr_multiplier_slows_a_group():
