@@ -316,6 +316,20 @@ def test_result_files(finished, tmp_path):
     assert best["config"] == {"lr": 3e-3, "h": 64} and best["val_acc"] == 0.75 and best["trial"] == 1
 
 
+def test_results_json_is_strict_json_when_a_trial_diverged(finished, tmp_path):
+    """A diverged trial's NaN loss was written as a bare NaN, which strict JSON parsers refuse."""
+    finished.trials[1].loss_history, finished.trials[1].final_loss = [2.3, float("inf"), float("nan")], float("nan")
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    saved = json.loads(finished.to_json(tmp_path / "results.json") and (tmp_path / "results.json").read_text(),
+                       parse_constant=refuse)
+    assert saved["trials"][1]["loss_history"] == [2.3, None, None] and saved["trials"][1]["final_loss"] is None
+    assert saved["trials"][0]["loss_history"] == [2.3, 1.1]
+    assert np.isnan(finished.trials[1].final_loss)  # the result itself keeps its floats
+
+
 def test_result_of_failed_search_saves_no_checkpoint(tmp_path):
     result = SearchResult([_trial(0, {"h": 3}, None, status="failed")], [{"h": choice([3])}], seed=0)
     with pytest.raises(ValueError, match="save_best: none of the 1 trials succeeded"):

@@ -3,11 +3,13 @@
     from fastnn.data_utils import load_digits
     from fastnn.tune import build_fc_net, choice, coarse_to_fine, loguniform, random_search
 
-    space = {"learning_rate": loguniform(1e-4, 1e-1), "reg": loguniform(1e-6, 1e-1), "hidden_size": choice([32, 64])}
-    result = random_search(build_fc_net, load_digits(), space, n_trials=20,
-                           solver_kwargs={"update_rule": "adam", "num_epochs": 5})
-    print(result.table())
-    result.save("tune-out")          # results.json, results.csv, scatter.png, best.npz
+    if __name__ == "__main__":  # in a script: dask starts its workers as new processes, which import it
+        space = {"learning_rate": loguniform(1e-4, 1e-1), "reg": loguniform(1e-6, 1e-1),
+                 "hidden_size": choice([32, 64])}
+        result = random_search(build_fc_net, load_digits(), space, n_trials=20,
+                               solver_kwargs={"update_rule": "adam", "num_epochs": 5})
+        print(result.table())
+        result.save("tune-out")      # results.json, results.csv, scatter.png, best.npz
 
 Every trial is one dask task: it builds a model with `build_model(config, data)`, trains it with
 fastnn.solver.Solver(verbose=False) and reports its best validation accuracy, final loss and histories. Configs

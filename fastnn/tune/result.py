@@ -6,6 +6,7 @@ best trial's params as a checkpoint, each file written atomically.
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,18 @@ def _write_text(fn, path, text):
     with atomic_open(path, "w", fn=fn, encoding="utf-8", newline="") as f:
         f.write(text)
     return path
+
+
+def _strict_json(value):
+    """value with every NaN or infinite float (a diverged trial's loss) as None: JSON has no NaN, and the
+    NaN that json.dumps writes by default is refused by strict parsers (JSON.parse, jq)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _format_value(value, log_scale):
@@ -77,13 +90,14 @@ class SearchResult:
         return "\n".join(lines)
 
     def to_dict(self):
-        """Everything but the params, as JSON-able dicts."""
-        return {"seed": self.seed, "spaces": [describe_space(s) for s in self.spaces],
-                "trials": [asdict(t) for t in self.trials]}
+        """Everything but the params, as JSON-able dicts (a NaN or infinite loss as None)."""
+        return _strict_json({"seed": self.seed, "spaces": [describe_space(s) for s in self.spaces],
+                             "trials": [asdict(t) for t in self.trials]})
 
     def to_json(self, path):
-        """Write to_dict() as JSON (atomically); returns the path."""
-        return _write_text("SearchResult.to_json", path, json.dumps(self.to_dict(), indent=1) + "\n")
+        """Write to_dict() as strict JSON (atomically); returns the path."""
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        return _write_text("SearchResult.to_json", path, text)
 
     def to_csv(self, path):
         """One row per trial, best first: rank, index, round, seed, status, val_acc, final_loss, seconds, one
