@@ -246,6 +246,22 @@ def test_convnet_rejects_a_geometry_that_pools_to_nothing():
         ConvNet(input_dim=(1, 8, 8), num_filters=(2, 2), pool=(True,))
 
 
+def test_convnet_refuses_at_construction_what_its_loss_could_not_run():
+    """These once constructed, and loss() failed in conv_relu_pool_forward, or with a bare TypeError."""
+    with pytest.raises(ValueError, match=r"ConvNet: conv layer 3 outputs 7x7, which the 2x2 stride-2 pool"):
+        ConvNet((3, 28, 28), (2, 2, 2), 3, (5,), 2)
+    with pytest.raises(ValueError, match=r"ConvNet: conv layer 1 outputs 7x7, which the 2x2 stride-2 pool"):
+        ConvNet((3, 8, 8), (2,), 4)
+    for hidden_dims in (None, "5", 2.5):
+        with pytest.raises(TypeError, match="ConvNet: hidden_dims must be an integer or a list of integers"):
+            ConvNet((1, 8, 8), (2,), 3, hidden_dims)
+    with pytest.raises(ValueError, match=r"ConvNet: pool must be a bool or 1 bools"):
+        ConvNet((1, 8, 8), (2,), 3, pool=None)
+    model = ConvNet((1, 8, 8), (2,), 3, hidden_dims=5, num_classes=3)  # an int: one hidden layer, as FullyConnectedNet
+    assert model.params["W2"].shape == (2 * 4 * 4, 5) and model.params["W3"].shape == (5, 3)
+    assert ConvNet((1, 7, 7), (2,), 3, hidden_dims=(), pool=False).loss(np.zeros((2, 1, 7, 7))).shape == (2, 10)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Overfitting 50 samples (the course's sanity check that a model can learn)
 

@@ -155,9 +155,13 @@ class ConvNet:
         fn = "ConvNet"
         C, H, W = self.input_dim = _input_dim(fn, input_dim)
         num_filters = _check_dims(fn, "num_filters", num_filters)
-        hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims) if len(tuple(hidden_dims)) else []
+        no_hidden = isinstance(hidden_dims, (list, tuple, range, np.ndarray)) and len(hidden_dims) == 0
+        hidden_dims = [] if no_hidden else _check_dims(fn, "hidden_dims", hidden_dims)
         (filter_size, num_classes) = _check_dims(fn, "filter_size and num_classes", (filter_size, num_classes))
-        pools = [pool] * len(num_filters) if isinstance(pool, (bool, np.bool_)) else list(pool)
+        if isinstance(pool, (bool, np.bool_)):
+            pools = [pool] * len(num_filters)
+        else:
+            pools = list(pool) if isinstance(pool, (list, tuple, np.ndarray)) else []
         if len(pools) != len(num_filters) or not all(isinstance(b, (bool, np.bool_)) for b in pools):
             raise ValueError(f"{fn}: pool must be a bool or {len(num_filters)} bools (one per conv layer), "
                              f"got {pool!r}")
@@ -189,6 +193,10 @@ class ConvNet:
                 if min(height, width) < 2:
                     raise ValueError(f"{fn}: conv layer {layer} outputs {height}x{width}, too small for a 2x2 pool; "
                                      f"input_dim {self.input_dim} allows fewer pooled layers")
+                if height % 2 or width % 2:
+                    raise ValueError(f"{fn}: conv layer {layer} outputs {height}x{width}, which the 2x2 stride-2 "
+                                     f"pool after it cannot tile (it needs an even height and width); choose "
+                                     f"input_dim {self.input_dim}, filter_size {filter_size} or pool to fit")
                 height, width = _pool_output_size(height), _pool_output_size(width)
             if min(height, width) < 1:
                 raise ValueError(f"{fn}: conv layer {layer} leaves no output for input_dim {self.input_dim}")
