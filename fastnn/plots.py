@@ -6,6 +6,7 @@ notebook's backend and open figures alone. matplotlib is an optional dependency 
 """
 
 import importlib.util
+import numbers
 import os
 
 import numpy as np
@@ -41,15 +42,25 @@ def _save(figure, path):
 
 def smooth(values, window=None):
     """The running mean of `values` over `window` points (default: about 1/20 of the history, at least 1);
-    entries before a full window average what is there so far."""
+    entries before a full window average what is there so far. NaN and infinite entries (a diverged step) are
+    left out of the windows that hold them, so one of them does not turn the rest of the curve into NaN; a window
+    holding nothing else is NaN."""
     values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"smooth: values must be 1-D, got shape {values.shape}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1):
+        raise ValueError(f"smooth: window must be an integer >= 1 (or None), got {window!r}")
     if values.size == 0:
         return values
     window = max(1, values.size // 20) if window is None else int(window)
-    cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    finite = np.isfinite(values)
+    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
+    counts = np.concatenate(([0], np.cumsum(finite)))
     ends = np.arange(1, values.size + 1)
     starts = np.maximum(ends - window, 0)
-    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
+    n = counts[ends] - counts[starts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[ends] - sums[starts]) / n, np.nan)
 
 
 def plot_loss(loss_history, path, title="Training loss"):
@@ -99,6 +110,10 @@ def filter_grid(W, padding=1):
     if W.ndim != 4 or W.shape[1] not in (1, 3):
         raise ValueError(f"filter_grid: W must be (F, C, HH, WW) with C 1 or 3, got shape {W.shape}")
     F, C, HH, WW = W.shape
+    if min(F, HH, WW) < 1:
+        raise ValueError(f"filter_grid: W must hold at least one filter of at least 1x1, got shape {W.shape}")
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(f"filter_grid: padding must be an integer >= 0, got {padding!r}")
     cols = int(np.ceil(np.sqrt(F)))
     rows = int(np.ceil(F / cols))
     grid = np.ones((rows * (HH + padding) + padding, cols * (WW + padding) + padding, C))

@@ -26,6 +26,26 @@ def test_smooth_is_a_running_mean():
     assert plots.smooth([]).size == 0
 
 
+def test_smooth_leaves_a_diverged_step_out_of_its_windows_and_checks_the_window():
+    """One NaN once made the running mean NaN from there on (a cumulative sum); window 0 gave all NaN and -1 an
+    IndexError."""
+    np.testing.assert_allclose(plots.smooth([1, 2, np.nan, 4, 5, np.inf], window=2), [1, 1.5, 2, 4, 4.5, 5])
+    assert np.isnan(plots.smooth([1, np.nan, np.nan, 4], window=2)[2])
+    for window in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="smooth: window must be an integer >= 1"):
+            plots.smooth([1, 2, 3], window)
+    with pytest.raises(ValueError, match="smooth: values must be 1-D"):
+        plots.smooth([[1, 2]])
+
+
+def test_filter_grid_names_an_empty_filter_bank():
+    for shape in ((0, 3, 3, 3), (2, 1, 0, 3)):
+        with pytest.raises(ValueError, match="filter_grid: W must hold at least one filter"):
+            plots.filter_grid(np.zeros(shape))
+    with pytest.raises(ValueError, match="filter_grid: padding must be an integer >= 0"):
+        plots.filter_grid(np.zeros((2, 1, 3, 3)), padding=-1)
+
+
 def test_loss_and_accuracy_pngs(tmp_path):
     rng = np.random.default_rng(0)
     loss = 2.3 * np.exp(-np.arange(200) / 50) + 0.1 * rng.random(200)
