@@ -71,24 +71,30 @@ def _from_environment():
 
 
 _lock = threading.Lock()
-_current = _from_environment()
+_base = _from_environment()  # what plain calls set
+_blocks = ()  # [options, Settings] of each `with` block open now, in the order entered (a tuple, replaced whole
+# under the lock, so current() reads it without one)
 
 
 def current():
-    """The settings in force (a frozen Settings)."""
-    return _current
+    """The settings in force (a frozen Settings): the latest open `with` block's, else the process's."""
+    blocks = _blocks
+    return blocks[-1][1] if blocks else _base
 
 
 class options:
     """Read or change fastnn's settings; usable as a context manager.
 
     options() -> the current settings (attributes backend, cache, parallel).
-    options(backend='jit') -> sets them now; used in a `with` block, restores the previous ones on exit.
+    options(backend='jit') -> sets them now for the process (inside a `with` block: until that block ends).
+    with options(backend='jit'): -> in force until the block ends, then the settings from before it.
+    The settings are process-wide; `with` blocks of several threads that overlap without nesting each end
+    their own, so once all have ended the process is back where it was (the latest block open is in force).
     Unknown names raise TypeError, unknown backends ValueError.
     """
 
     def __init__(self, **changes):
-        global _current
+        global _base
         known = {f.name for f in fields(Settings)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -96,21 +102,38 @@ class options:
         if "backend" in changes and isinstance(changes["backend"], str):
             changes["backend"] = changes["backend"].lower()
         with _lock:
-            self._previous = _current
+            self._settings = _validated(replace(current(), **changes)) if changes else current()
+            # applied now, as a plain call must be; a `with` turns this into a block of its own in __enter__
+            self._undo = None
             if changes:
-                _current = _validated(replace(_current, **changes))
-            self._settings = _current
+                if _blocks:
+                    self._undo = ("block", _blocks[-1], _blocks[-1][1])
+                    _blocks[-1][1] = self._settings
+                else:
+                    self._undo = ("base", None, _base)
+                    _base = self._settings
 
     def __getattr__(self, name):
         return getattr(self._settings, name)
 
     def __enter__(self):
+        global _base, _blocks
+        with _lock:
+            if self._undo is not None:
+                kind, block, previous = self._undo
+                if kind == "base" and _base is self._settings:
+                    _base = previous
+                elif kind == "block" and block[1] is self._settings:
+                    block[1] = previous
+            _blocks = _blocks + ([self, self._settings],)
         return self._settings
 
     def __exit__(self, *exc_info):
-        global _current
+        global _blocks
         with _lock:
-            _current = self._previous
+            mine = [i for i, block in enumerate(_blocks) if block[0] is self]
+            if mine:
+                _blocks = _blocks[:mine[-1]] + _blocks[mine[-1] + 1:]
         return False
 
     def __eq__(self, other):

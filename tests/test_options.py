@@ -20,6 +20,48 @@ def test_options_reports_and_context_manager_restores():
     assert fastnn.options().backend == before
 
 
+def test_blocks_of_two_threads_that_overlap_leave_the_process_as_it_was():
+    """Thread A's block entered, then thread B's, then A's ended and B's: each restored what it had found, so
+    the process stayed on A's backend ('reference') for good."""
+    import threading
+
+    before = fastnn.options().backend
+    a_entered, b_entered, a_exited = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def thread_a():
+        with fastnn.options(backend="reference"):
+            a_entered.set()
+            b_entered.wait(10)
+        a_exited.set()
+
+    def thread_b():
+        a_entered.wait(10)
+        with fastnn.options(backend="verify"):
+            b_entered.set()
+            a_exited.wait(10)
+            seen["inside b after a ended"] = fastnn.options().backend
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"inside b after a ended": "verify"}
+    assert fastnn.options().backend == before
+
+
+def test_a_plain_call_inside_a_block_lasts_until_the_block_ends():
+    before = fastnn.options().backend
+    with fastnn.options(backend="reference"):
+        fastnn.options(backend="verify")
+        assert fastnn.options().backend == "verify"
+        with fastnn.options(parallel=False):
+            assert fastnn.options().backend == "verify" and not fastnn.options().parallel
+        assert fastnn.options().parallel
+    assert fastnn.options().backend == before
+
+
 def test_context_manager_restores_after_an_exception():
     before = fastnn.options().backend
     with pytest.raises(RuntimeError):
