@@ -174,6 +174,21 @@ def test_verify_holds_a_float32_loss_to_float32_precision(loss):
         assert isinstance(value, float) and dx.dtype == np.float32
 
 
+def test_verify_accepts_rounding_noise_on_an_exact_zero_and_a_nan_in_one_output():
+    """A feature constant over the batch normalises to exactly 0 on one path and 4e-15 on the other; a NaN in one
+    backward output once dropped the scale shared by the others. verify called both a disagreement."""
+    with fastnn.options(backend="verify"):
+        L.batchnorm_forward(np.full((8, 4), 0.1), np.ones(4), np.zeros(4), {"mode": "train"})
+        L.spatial_batchnorm_forward(np.full((2, 3, 4, 4), 0.1), np.ones(3), np.zeros(3), {"mode": "train"})
+        L.affine_bn_relu_forward(randn(16, 10), np.zeros((10, 5)), np.full(5, 0.3), np.ones(5), np.zeros(5),
+                                 {"mode": "train"})
+        for dtype in (np.float32, np.float64):
+            x = randn(8, 16).astype(dtype)
+            x[0, 0] = np.nan
+            out, cache = L.layernorm_forward(x, np.ones(16, dtype), np.zeros(16, dtype), {})
+            L.layernorm_backward(np.ones_like(out), cache)
+
+
 def test_verify_backend_raises_on_float32_disagreement_beyond_its_tolerance(monkeypatch):
     import fastnn.compiled as compiled
 
