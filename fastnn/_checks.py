@@ -33,15 +33,25 @@ def array(fn, name, x, ndim=None, min_ndim=None):
     return np.asarray(x, order="C")  # a plain ndarray (not a matrix or masked array); 0-d stays 0-d
 
 
+class of_ndim:
+    """An argument of `floats` that must also have `ndim` dimensions: floats(fn, w=of_ndim(w, 2))."""
+
+    __slots__ = ("value", "ndim")
+
+    def __init__(self, value, ndim):
+        self.value, self.ndim = value, ndim
+
+
 def floats(fn, **arrays):
     """Check several float arrays of one call and that they share a dtype; returns them in order.
 
-    Each value is either an array or a tuple (array, ndim). Mixed float32/float64 is a TypeError: fastnn
-    never casts silently in either direction.
+    Each value is an array, or of_ndim(array, ndim) to require its number of dimensions too (a user's tuple is
+    never read as such a spec). Mixed float32/float64 is a TypeError: fastnn never casts silently in either
+    direction.
     """
     out = []
     for name, spec in arrays.items():
-        x, ndim = spec if isinstance(spec, tuple) else (spec, None)
+        x, ndim = (spec.value, spec.ndim) if isinstance(spec, of_ndim) else (spec, None)
         out.append(array(fn, name, x, ndim=ndim))
     same_dtype(fn, dict(zip(arrays, out)))
     return out

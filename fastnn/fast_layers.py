@@ -92,8 +92,9 @@ def _pool_backward(fn, dout, cache):
 
 def _pool_backward_args(fn, dout, cache):
     """(dout, cache) checked against each other, the cache's argmax made contiguous and native-endian."""
-    if not isinstance(cache, tuple) or len(cache) != 2:
-        _check.fail(fn, "cache must be the ('argmax', ...) tuple returned by max_pool_forward_fast", TypeError)
+    if not isinstance(cache, tuple) or len(cache) != 2 or not isinstance(cache[0], str):
+        _check.fail(fn, "cache must be the ('argmax', ...) tuple returned by max_pool_forward_fast (a naive pool's "
+                    "(x, pool_param) goes to max_pool_backward_naive)", TypeError)
     if cache[0] != "argmax":
         _check.fail(fn, f"Unrecognized method {cache[0]!r} in the cache (expected 'argmax')")
     x, pool_param, argmax = _check.cache_tuple(fn, cache[1], 3, "max_pool_forward_fast")

@@ -65,7 +65,7 @@ def _gamma_beta(fn, x, gamma, beta, w):
 
 
 def _affine_inputs(fn, x, w, b):
-    x, w, b = _check.floats(fn, x=x, w=(w, 2), b=(b, 1))
+    x, w, b = _check.floats(fn, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
     D = x[0].size
     if w.shape[0] != D:

@@ -204,6 +204,16 @@ CASES = [
     ("conv_bn_relu dout dtype", "conv_bn_relu_backward", "dout", TypeError,
      lambda: LU.conv_bn_relu_backward(a(2, 4, 8, 8).astype(F32),
                                       LU.conv_bn_relu_forward(X4, WC, BC, a(4), a(4), CONV, {"mode": "train"})[1])),
+    # caches from another function (the naive pool's once gave numpy's "truth value ... is ambiguous"; a
+    # sandwich's cache in affine_backward once gave "too many values to unpack")
+    ("pool naive cache", "max_pool_backward_fast", "max_pool_forward_fast", TypeError,
+     lambda: FL.max_pool_backward_fast(a(2, 3, 4, 4), L.max_pool_forward_naive(X4, POOL)[1])),
+    ("pool relu cache", "max_pool_backward_im2col", "max_pool_forward_fast", TypeError,
+     lambda: FL.max_pool_backward_im2col(a(2, 3, 4, 4), L.leaky_relu_forward(X4, 0.1)[1])),
+    ("affine sandwich cache", "affine_backward", "x", TypeError,
+     lambda: L.affine_backward(a(4, 3), LU.affine_bn_relu_forward(X2, W2, B2, np.ones(3), np.zeros(3),
+                                                                  {"mode": "train"})[1])),
+    ("affine tuple x", "affine_forward", "x", TypeError, lambda: L.affine_forward((2.0, 3.0), W2, B2)),
     # --- optim
     ("sgd shape", "sgd", "dw", ValueError, lambda: optim.sgd(a(3), a(4))),
     ("adam dtype", "adam", "dw", TypeError, lambda: optim.adam(a(3), np.ones(3, int))),
