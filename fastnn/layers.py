@@ -118,6 +118,8 @@ def _norm_inputs(fn, x, gamma, beta, ndim, channels):
     """x of `ndim` dims with a non-empty batch; gamma and beta of shape (channels(x),)."""
     x, gamma, beta = _check.floats(fn, x=_check.of_ndim(x, ndim), gamma=gamma, beta=beta)
     _check.batch(fn, "x", x)
+    if ndim == 4 and x.shape[1] == 0:
+        _check.fail(fn, f"x needs at least one channel, got shape {x.shape}")
     n = channels(x)
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape != (n,):
@@ -272,6 +274,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     x, gamma, beta = _check.floats(fn, x=_check.of_ndim(x, 4), gamma=gamma, beta=beta)
     _check.batch(fn, "x", x)
     C = x.shape[1]
+    if C == 0:
+        _check.fail(fn, f"x needs at least one channel, got shape {x.shape}")
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape not in ((C,), (1, C, 1, 1)):
             _check.fail(fn, f"{name} must have shape ({C},) or (1, {C}, 1, 1) to match x {x.shape}, got {v.shape}")
@@ -338,6 +342,8 @@ def dropout_backward(dout, cache):
 def _conv_inputs(fn, x, w, b, conv_param):
     x, w, b = _check.floats(fn, x=_check.of_ndim(x, 4), w=_check.of_ndim(w, 4), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
+    if x.shape[1] == 0 or w.shape[0] == 0:  # refused on both paths alike (the kernels' reshapes need them)
+        _check.fail(fn, f"x needs at least one channel and w at least one filter, got x {x.shape} and w {w.shape}")
     if b.shape != (w.shape[0],):
         _check.fail(fn, f"b must have shape ({w.shape[0]},) to match w {w.shape}, got {b.shape}")
     stride, pad, _, _ = _check.conv_param(fn, conv_param, x.shape, w.shape)

@@ -214,6 +214,16 @@ CASES = [
      lambda: L.affine_backward(a(4, 3), LU.affine_bn_relu_forward(X2, W2, B2, np.ones(3), np.zeros(3),
                                                                   {"mode": "train"})[1])),
     ("affine tuple x", "affine_forward", "x", TypeError, lambda: L.affine_forward((2.0, 3.0), W2, B2)),
+    # no channels or no filters: the compiled path once raised ZeroDivisionError or a reshape error where the
+    # reference computed on (or the other way round)
+    ("conv no channels", "conv_forward_fast", "at least one channel", ValueError,
+     lambda: FL.conv_forward_fast(np.zeros((2, 0, 5, 5)), np.zeros((3, 0, 3, 3)), np.zeros(3), CONV)),
+    ("conv no filters", "conv_forward_naive", "at least one filter", ValueError,
+     lambda: L.conv_forward_naive(X4, np.zeros((0, 3, 3, 3)), np.zeros(0), CONV)),
+    ("spatial bn no channels", "spatial_batchnorm_forward", "at least one channel", ValueError,
+     lambda: L.spatial_batchnorm_forward(np.zeros((2, 0, 4, 4)), np.ones(0), np.zeros(0), {"mode": "train"})),
+    ("spatial gn no channels", "spatial_groupnorm_forward", "at least one channel", ValueError,
+     lambda: L.spatial_groupnorm_forward(np.zeros((2, 0, 4, 4)), np.ones(0), np.zeros(0), 1, {})),
     # --- optim
     ("sgd shape", "sgd", "dw", ValueError, lambda: optim.sgd(a(3), a(4))),
     ("adam dtype", "adam", "dw", TypeError, lambda: optim.adam(a(3), np.ones(3, int))),
