@@ -139,42 +139,66 @@ def max_pool_backward_im2col(dout, cache):
 # ------------------------------------------------------------------ the starter's im2col helpers (cs231n.im2col)
 
 
-def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
-    """Index arrays (k, i, j) such that x_padded[:, k, i, j] gathers every receptive field (cs231n.im2col)."""
-    N, C, H, W = x_shape
-    H_out = _check.output_size("get_im2col_indices", "height", H, field_height, stride, padding, True)
-    W_out = _check.output_size("get_im2col_indices", "width", W, field_width, stride, padding, True)
-    i0 = np.tile(np.repeat(np.arange(field_height), field_width), C)
+def _field(fn, x_shape, field_height, field_width, padding, stride):
+    """The checked geometry of the im2col helpers: (N, C, H, W, fh, fw, padding, stride, H_out, W_out)."""
+    if isinstance(x_shape, (str, bytes)) or not hasattr(x_shape, "__len__") or len(x_shape) != 4:
+        _check.fail(fn, f"x shape must be (N, C, H, W), got {x_shape!r}", TypeError)
+    N, C, H, W = (_check.integer(fn, f"x shape[{k}]", v, 0) for k, v in enumerate(x_shape))
+    fh = _check.integer(fn, "field_height", field_height, 1)
+    fw = _check.integer(fn, "field_width", field_width, 1)
+    padding = _check.integer(fn, "padding", padding, 0)
+    stride = _check.integer(fn, "stride", stride, 1)
+    H_out = _check.output_size(fn, "height", H, fh, stride, padding, True)
+    W_out = _check.output_size(fn, "width", W, fw, stride, padding, True)
+    return N, C, H, W, fh, fw, padding, stride, H_out, W_out
+
+
+def _indices(C, fh, fw, stride, H_out, W_out):
+    i0 = np.tile(np.repeat(np.arange(fh), fw), C)
     i1 = stride * np.repeat(np.arange(H_out), W_out)
-    j0 = np.tile(np.arange(field_width), field_height * C)
+    j0 = np.tile(np.arange(fw), fh * C)
     j1 = stride * np.tile(np.arange(W_out), H_out)
     i = i0.reshape(-1, 1) + i1.reshape(1, -1)
     j = j0.reshape(-1, 1) + j1.reshape(1, -1)
-    k = np.repeat(np.arange(C), field_height * field_width).reshape(-1, 1)
+    k = np.repeat(np.arange(C), fh * fw).reshape(-1, 1)
     return k, i, j
+
+
+def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
+    """Index arrays (k, i, j) such that x_padded[:, k, i, j] gathers every receptive field (cs231n.im2col)."""
+    _, C, _, _, fh, fw, _, stride, H_out, W_out = _field(
+        "get_im2col_indices", x_shape, field_height, field_width, padding, stride)
+    return _indices(C, fh, fw, stride, H_out, W_out)
 
 
 def im2col_indices(x, field_height, field_width, padding=1, stride=1):
     """Columns (C*fh*fw, H'*W'*N) of x's receptive fields, in cs231n.im2col's layout."""
-    p = padding
+    fn = "im2col_indices"
+    if not isinstance(x, np.ndarray) or x.dtype == object:
+        _check.fail(fn, f"x must be a numeric numpy.ndarray, got {type(x).__name__}", TypeError)
+    if x.ndim != 4:
+        _check.fail(fn, f"x must be 4-D (N, C, H, W), got shape {x.shape}")
+    _, C, _, _, fh, fw, p, stride, H_out, W_out = _field(fn, x.shape, field_height, field_width, padding, stride)
     x_padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="constant")
-    k, i, j = get_im2col_indices(x.shape, field_height, field_width, padding, stride)
+    k, i, j = _indices(C, fh, fw, stride, H_out, W_out)
     cols = x_padded[:, k, i, j]
-    C = x.shape[1]
-    return cols.transpose(1, 2, 0).reshape(field_height * field_width * C, -1)
+    return cols.transpose(1, 2, 0).reshape(fh * fw * C, -1)
 
 
 def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
     """Adjoint of im2col_indices: sums columns back into an array of x_shape (cs231n.im2col)."""
-    N, C, H, W = x_shape
-    H_padded, W_padded = H + 2 * padding, W + 2 * padding
-    x_padded = np.zeros((N, C, H_padded, W_padded), dtype=cols.dtype)
-    k, i, j = get_im2col_indices(x_shape, field_height, field_width, padding, stride)
-    cols_reshaped = cols.reshape(C * field_height * field_width, -1, N).transpose(2, 0, 1)
+    fn = "col2im_indices"
+    N, C, H, W, fh, fw, p, stride, H_out, W_out = _field(fn, x_shape, field_height, field_width, padding, stride)
+    if not isinstance(cols, np.ndarray) or cols.dtype == object:
+        _check.fail(fn, f"cols must be a numeric numpy.ndarray, got {type(cols).__name__}", TypeError)
+    _check.shape(fn, "cols", cols, (C * fh * fw, H_out * W_out * N))
+    x_padded = np.zeros((N, C, H + 2 * p, W + 2 * p), dtype=cols.dtype)
+    k, i, j = _indices(C, fh, fw, stride, H_out, W_out)
+    cols_reshaped = cols.reshape(C * fh * fw, -1, N).transpose(2, 0, 1)
     np.add.at(x_padded, (slice(None), k, i, j), cols_reshaped)
-    if padding == 0:
+    if p == 0:
         return x_padded
-    return x_padded[:, :, padding:-padding, padding:-padding]
+    return x_padded[:, :, p:-p, p:-p]
 
 
 def im2col_cython(x, field_height, field_width, padding, stride):

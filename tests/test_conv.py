@@ -103,3 +103,27 @@ def test_starter_im2col_helpers_are_adjoint():
     y = np.random.default_rng(1).standard_normal(cols.shape)
     # <im2col(x), y> == <x, col2im(y)>
     np.testing.assert_allclose(np.sum(cols * y), np.sum(x * col2im_indices(y, x.shape, 3, 3, 1, 1)))
+
+
+def test_starter_im2col_helpers_name_bad_arguments():
+    """stride 0 once raised ZeroDivisionError, a list x an AttributeError, float field sizes a raw numpy TypeError,
+    and every message named get_im2col_indices whichever helper was called."""
+    from fastnn.fast_layers import col2im_cython, get_im2col_indices, im2col_cython
+
+    x = np.zeros((2, 3, 5, 5))
+    cases = [
+        (lambda: im2col_indices(x, 3, 3, padding=1, stride=0), ValueError, "im2col_indices: stride must be >= 1"),
+        (lambda: im2col_indices(x.tolist(), 3, 3), TypeError, "im2col_indices: x must be a numeric numpy.ndarray"),
+        (lambda: im2col_indices(x[0], 3, 3), ValueError, r"im2col_indices: x must be 4-D"),
+        (lambda: im2col_indices(x, 3.0, 3), TypeError, "im2col_indices: field_height must be an integer"),
+        (lambda: im2col_indices(x, 3, 3, padding=-1), ValueError, "im2col_indices: padding must be >= 0"),
+        (lambda: im2col_cython(x, 3, 3, 1, 3), ValueError, "im2col_indices: height: .* not divisible by stride 3"),
+        (lambda: get_im2col_indices((2, 3, 5), 3, 3), TypeError, r"get_im2col_indices: x shape must be \(N, C, H, W\)"),
+        (lambda: col2im_indices(np.zeros((27, 49)), x.shape, 3, 3, 1, 1), ValueError,
+         r"col2im_indices: cols must have shape \(27, 50\)"),
+        (lambda: col2im_cython(np.zeros((27, 50)), 2, 3, 5, 5, 3, 3, 1, 0), ValueError,
+         "col2im_indices: stride must be >= 1"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
