@@ -18,7 +18,7 @@ from fastnn.layer_utils import (
     affine_ln_relu_backward,
     affine_ln_relu_forward,
 )
-from fastnn.layers import affine_backward, affine_forward
+from fastnn.layers import affine_backward, affine_forward, conv_backward_naive, conv_forward_naive
 
 BACKENDS = ["reference", "jit"]
 
@@ -90,6 +90,21 @@ def test_layers_return_no_dx_inside_the_block_and_the_same_dw_db(backend):
         _assert_skips_only_dx(affine_bn_relu_backward, out, cache)
         out, cache = affine_ln_relu_forward(xa, wa, ba, gamma, beta, {})
         _assert_skips_only_dx(affine_ln_relu_backward, out, cache)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["verify"])
+@pytest.mark.parametrize("C", [2, 8])  # 8 channels of 3x3 filters: Winograd on the compiled path
+def test_the_naive_conv_backward_computes_dx_inside_the_block_on_every_backend(backend, C):
+    """The compiled naive backward once returned dx None inside input_gradient(False), the reference the full dx."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, C, 6, 6)), rng.standard_normal((3, C, 3, 3)), rng.standard_normal(3)
+    with fastnn.options(backend=backend):
+        out, cache = conv_forward_naive(x, w, b, {"stride": 1, "pad": 1})
+        full = conv_backward_naive(out, cache)
+        with input_gradient(False):
+            inside = conv_backward_naive(out, cache)
+    for got, want in zip(inside, full):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_the_block_restores_on_error():

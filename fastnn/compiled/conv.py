@@ -12,7 +12,7 @@ image; a kernel moves its result to NCHW with the bias. Scratch buffers are reus
 import numpy as np
 
 from .._conv_cache import ColumnsFromInput
-from .._options import current, input_gradient_wanted
+from .._options import current, input_gradient, input_gradient_wanted
 from ..kernels import conv as K
 from ..kernels._jit import variant
 from . import winograd
@@ -140,12 +140,14 @@ def conv_forward_naive(x, w, b, conv_param):
 
 
 def conv_backward_naive(dout, cache):
-    """See fastnn.reference.conv.conv_backward_naive: rebuilds the columns the naive cache does not keep."""
+    """See fastnn.reference.conv.conv_backward_naive: rebuilds the columns the naive cache does not keep.
+    Always computes dx, as the reference's naive backward does (input_gradient(False) is for the fast ones)."""
     x, w, b, conv_param = cache
-    if winograd.applies(w, conv_param):  # the tiles only: no product, no output transform
-        tiles = winograd.tiles(x, w, conv_param["pad"])
-        return winograd.backward(dout, x, w, conv_param["pad"], tiles)
-    return _backward(dout, x, w, conv_param, ColumnsFromInput(x.dtype))
+    with input_gradient(True):
+        if winograd.applies(w, conv_param):  # the tiles only: no product, no output transform
+            tiles = winograd.tiles(x, w, conv_param["pad"])
+            return winograd.backward(dout, x, w, conv_param["pad"], tiles)
+        return _backward(dout, x, w, conv_param, ColumnsFromInput(x.dtype))
 
 
 conv_forward_im2col = conv_forward_strides = conv_forward_fast
