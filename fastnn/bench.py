@@ -27,9 +27,25 @@ def _rng():
 
 
 # ------------------------------------------------------------------------------------------------ the ops
-# Each op builder takes (dtype, quick) and returns (fastnn_step, torch_step_or_None, work, unit):
-# fastnn_step runs forward + backward through the public API under the active backend; work is the FLOPs or bytes
-# moved by one step, unit 'GFLOP/s' or 'GB/s'.
+# Each op is an Op: shapes(quick) gives the arrays' shapes it measures ({name: shape}; --quick takes batches 8x
+# smaller), label(shapes) the row's name in the report, and build(dtype, shapes) a dict of
+#   step: runs forward + backward through the public API under the active backend,
+#   torch: the same in PyTorch (None without torch),
+#   work, unit: the FLOPs or bytes one step moves, 'GFLOP/s' or 'GB/s',
+#   gemms (fused ops only): their three bare GEMMs, the floor they are measured against.
+
+
+class Op:
+    def __init__(self, shapes, label, build):
+        self.shapes, self.label, self.build = shapes, label, build
+
+    def describe(self, quick=False):
+        """The row's name for the shapes measured with or without --quick."""
+        return self.label(self.shapes(quick))
+
+
+def shape_text(shape):
+    return "(" + ",".join(str(int(n)) for n in shape) + ")"
 
 
 def _torch():
@@ -41,21 +57,27 @@ def _torch():
 
 
 def _conv_op(x_shape, w_shape, pad):
-    def build(dtype, quick):
+    def shapes(quick):
         N = max(1, x_shape[0] // 8) if quick else x_shape[0]
+        return {"x": (N,) + x_shape[1:], "w": w_shape}
+
+    def label(shapes):
+        return f"conv x{shape_text(shapes['x'])} w{shape_text(shapes['w'])} pad {pad}"
+
+    def build(dtype, shapes):
         g = _rng()
-        x = g.standard_normal((N,) + x_shape[1:]).astype(dtype)
-        w = (g.standard_normal(w_shape) * 0.1).astype(dtype)
-        b = np.zeros(w_shape[0], dtype)
+        x = g.standard_normal(shapes["x"]).astype(dtype)
+        w = (g.standard_normal(shapes["w"]) * 0.1).astype(dtype)
+        b = np.zeros(w.shape[0], dtype)
         param = {"stride": 1, "pad": pad}
 
         def step():
             out, cache = L.conv_forward_fast(x, w, b, param)
             L.conv_backward_fast(out, cache)
 
-        H_out = x.shape[2] + 2 * pad - w_shape[2] + 1
-        W_out = x.shape[3] + 2 * pad - w_shape[3] + 1
-        flops = 3 * 2 * N * w_shape[0] * int(np.prod(w_shape[1:])) * H_out * W_out  # forward, dx, dw
+        H_out = x.shape[2] + 2 * pad - w.shape[2] + 1
+        W_out = x.shape[3] + 2 * pad - w.shape[3] + 1
+        flops = 3 * 2 * x.shape[0] * w.shape[0] * int(np.prod(w.shape[1:])) * H_out * W_out  # forward, dx, dw
         torch = _torch()
         torch_step = None
         if torch is not None:
@@ -65,13 +87,17 @@ def _conv_op(x_shape, w_shape, pad):
                 out = torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
                 out.backward(out)
 
-        return step, torch_step, flops, "GFLOP/s"
+        return {"step": step, "torch": torch_step, "work": flops, "unit": "GFLOP/s"}
 
-    return build
+    return Op(shapes, label, build)
 
 
-def _pool_op(dtype, quick):
-    x = _rng().standard_normal((8 if quick else 64, 32, 32, 32)).astype(dtype)
+def _pool_shapes(quick):
+    return {"x": (8 if quick else 64, 32, 32, 32)}
+
+
+def _pool_build(dtype, shapes):
+    x = _rng().standard_normal(shapes["x"]).astype(dtype)
     param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
     def step():
@@ -88,18 +114,26 @@ def _pool_op(dtype, quick):
             out.backward(out)
 
     moved = 2 * x.nbytes + 2 * x.nbytes // 4 + 2 * x.size // 4  # x in, dx out, out and dout, argmax
-    return step, torch_step, moved, "GB/s"
+    return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
 
 def _affine_bn_relu_op(N, D, H, bare_gemms=False):
-    def build(dtype, quick):
-        n = max(8, N // 8) if quick else N
+    def shapes(quick):
+        return {"x": (max(8, N // 8) if quick else N, D), "w": (D, H)}
+
+    def label(shapes):
+        if bare_gemms:
+            return "  its three bare GEMMs"
+        (n, d), (_, h) = shapes["x"], shapes["w"]
+        return f"affine-BN-ReLU N=D=H={n}" if n == d == h else f"affine-BN-ReLU N={n} D={d} H={h}"
+
+    def build(dtype, shapes):
         g = _rng()
-        x = g.standard_normal((n, D)).astype(dtype)
-        w = (g.standard_normal((D, H)) / np.sqrt(D)).astype(dtype)
+        x = g.standard_normal(shapes["x"]).astype(dtype)
+        w = (g.standard_normal(shapes["w"]) / np.sqrt(D)).astype(dtype)
         b, gamma, beta = np.zeros(H, dtype), np.ones(H, dtype), np.zeros(H, dtype)
-        dout = g.standard_normal((n, H)).astype(dtype)
-        flops = 3 * 2 * n * D * H
+        dout = g.standard_normal((x.shape[0], H)).astype(dtype)
+        flops = 3 * 2 * x.shape[0] * D * H
 
         def gemms():  # the floor the fused layer is measured against: its three GEMMs alone
             x @ w
@@ -107,7 +141,7 @@ def _affine_bn_relu_op(N, D, H, bare_gemms=False):
             x.T @ dout
 
         if bare_gemms:
-            return gemms, None, flops, "GFLOP/s"
+            return {"step": gemms, "torch": None, "work": flops, "unit": "GFLOP/s"}
 
         def step():
             out, cache = L.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
@@ -124,13 +158,17 @@ def _affine_bn_relu_op(N, D, H, bare_gemms=False):
                 out = torch.relu(torch.nn.functional.batch_norm(a, None, None, tg, tbeta, training=True))
                 out.backward(tdout)
 
-        return step, torch_step, flops, "GFLOP/s", gemms
+        return {"step": step, "torch": torch_step, "work": flops, "unit": "GFLOP/s", "gemms": gemms}
 
-    return build
+    return Op(shapes, label, build)
 
 
-def _dropout_op(dtype, quick):
-    x = _rng().standard_normal((128 if quick else 1024, 4096)).astype(dtype)
+def _dropout_shapes(quick):
+    return {"x": (128 if quick else 1024, 4096)}
+
+
+def _dropout_build(dtype, shapes):
+    x = _rng().standard_normal(shapes["x"]).astype(dtype)
     param = {"mode": "train", "p": 0.5, "seed": 0}
 
     def step():
@@ -147,14 +185,21 @@ def _dropout_op(dtype, quick):
             out.backward(out)
 
     moved = 4 * x.nbytes + 2 * x.size  # x, out, dout, dx and the bool mask twice
-    return step, torch_step, moved, "GB/s"
+    return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
 
 def _norm_op(kind):
-    def build(dtype, quick):
+    def shapes(quick):
+        return {"x": (128 if quick else 1024, 1024)}
+
+    def label(shapes):
+        return f"{kind} {shape_text(shapes['x'])}"
+
+    def build(dtype, shapes):
         g = _rng()
-        x = g.standard_normal((128 if quick else 1024, 1024)).astype(dtype)
-        gamma, beta = np.ones(1024, dtype), np.zeros(1024, dtype)
+        x = g.standard_normal(shapes["x"]).astype(dtype)
+        D = x.shape[1]
+        gamma, beta = np.ones(D, dtype), np.zeros(D, dtype)
         forward, backward = {"batchnorm": (L.batchnorm_forward, L.batchnorm_backward),
                              "layernorm": (L.layernorm_forward, L.layernorm_backward)}[kind]
 
@@ -171,39 +216,28 @@ def _norm_op(kind):
                 if kind == "batchnorm":
                     out = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True)
                 else:
-                    out = torch.nn.functional.layer_norm(tx, (1024,), tg, tb)
+                    out = torch.nn.functional.layer_norm(tx, (D,), tg, tb)
                 out.backward(out)
 
         moved = 6 * x.nbytes  # x read twice, xhat and out written; dout, xhat read and dx written
-        return step, torch_step, moved, "GB/s"
+        return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
-    return build
+    return Op(shapes, label, build)
 
 
 OPS = {
     "conv_a": _conv_op((64, 3, 32, 32), (32, 3, 7, 7), 3),
     "conv_b": _conv_op((64, 64, 16, 16), (64, 64, 3, 3), 1),
-    "pool": _pool_op,
+    "pool": Op(_pool_shapes, lambda shapes: f"max pool 2x2/2 on {shape_text(shapes['x'])}", _pool_build),
     "affine_bn_relu_256": _affine_bn_relu_op(256, 3072, 512),
     "gemms_256": _affine_bn_relu_op(256, 3072, 512, bare_gemms=True),
     "affine_bn_relu_1024": _affine_bn_relu_op(1024, 1024, 1024),
     "gemms_1024": _affine_bn_relu_op(1024, 1024, 1024, bare_gemms=True),
-    "dropout": _dropout_op,
+    "dropout": Op(_dropout_shapes, lambda shapes: f"dropout keep 0.5 on {shape_text(shapes['x'])}", _dropout_build),
     "batchnorm": _norm_op("batchnorm"),
     "layernorm": _norm_op("layernorm"),
 }
-OP_DESCRIPTIONS = {
-    "conv_a": "conv x(64,3,32,32) w(32,3,7,7) pad 3",
-    "conv_b": "conv x(64,64,16,16) w(64,64,3,3) pad 1",
-    "pool": "max pool 2x2/2 on (64,32,32,32)",
-    "affine_bn_relu_256": "affine-BN-ReLU N=256 D=3072 H=512",
-    "gemms_256": "  its three bare GEMMs",
-    "affine_bn_relu_1024": "affine-BN-ReLU N=D=H=1024",
-    "gemms_1024": "  its three bare GEMMs",
-    "dropout": "dropout keep 0.5 on (1024,4096)",
-    "batchnorm": "batchnorm (1024,1024)",
-    "layernorm": "layernorm (1024,1024)",
-}
+OP_DESCRIPTIONS = {name: op.describe(quick=False) for name, op in OPS.items()}  # the full report's row names
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -250,6 +284,7 @@ def environment(threads):
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
         "cpus": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
@@ -311,6 +346,15 @@ def malloc_setting(keep_freed=False):
     return "not changed: keep_freed_memory() returned False (not glibc, or mallopt refused)"
 
 
+def check_rounds(rounds, quick, fn="fastnn bench"):
+    """The rounds to take: the default (9, or 3 when quick) for None, else an integer >= 1."""
+    if rounds is None:
+        return 3 if quick else 9
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"{fn}: rounds must be an integer >= 1 (or None for the default), got {rounds!r}")
+    return int(rounds)
+
+
 def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None, keep_freed=False):
     """Measure `ops` (names of OPS) for `dtypes`; returns the report as a dict (see format_report).
     keep_freed: apply fastnn.allocator.keep_freed_memory() first (to the whole process, for good)."""
@@ -318,12 +362,12 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
     unknown = sorted(set(ops) - set(OPS))
     if unknown:
         raise ValueError(f"fastnn bench: unknown ops {unknown}; choose from {list(OPS)}")
-    rounds = rounds or (3 if quick else 9)
+    rounds = check_rounds(rounds, quick)
     malloc = malloc_setting(keep_freed)
     with ExitStack() as stack:
         _thread_limits(stack, threads)
-        report = {"environment": dict(environment(threads), malloc=malloc), "peaks": peaks(quick), "rounds": rounds,
-                  "results": []}
+        report = {"environment": dict(environment(threads), malloc=malloc), "peaks": peaks(quick), "quick": bool(quick),
+                  "rounds": rounds, "results": []}
         for dtype_name in dtypes:
             dtype = np.dtype(dtype_name)
             for op in ops:
@@ -332,7 +376,9 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
 
 
 def _measure_op(op, dtype, quick, rounds, machine_peaks):
-    step, torch_step, work, unit, *floor = OPS[op](dtype.type, quick)  # floor: the bare GEMMs of a fused op
+    shapes = OPS[op].shapes(quick)
+    built = OPS[op].build(dtype.type, shapes)
+    step, torch_step, work, unit = built["step"], built["torch"], built["work"], built["unit"]
 
     def on(backend):
         def call():
@@ -344,11 +390,12 @@ def _measure_op(op, dtype, quick, rounds, machine_peaks):
     candidates = {"reference": on("reference"), "jit": on("jit")}
     if torch_step is not None:
         candidates["torch"] = torch_step
-    if floor:  # timed in the same rounds, so the fused layer's ratio to its GEMMs is taken per round
-        candidates["gemms"] = floor[0]
+    if "gemms" in built:  # timed in the same rounds, so the fused layer's ratio to its GEMMs is taken per round
+        candidates["gemms"] = built["gemms"]
     samples = measure(candidates, rounds)
     medians = {name: float(np.median(s)) for name, s in samples.items()}
-    row = {"op": op, "dtype": dtype.name, "unit": unit, "work": work}
+    row = {"op": op, "label": OPS[op].label(shapes), "shapes": {k: list(v) for k, v in shapes.items()},
+           "dtype": dtype.name, "unit": unit, "work": work}
     row.update({f"{name}_ms": 1e3 * t for name, t in medians.items()})
     row["jit_over_reference"] = float(np.median(np.divide(samples["jit"], samples["reference"])))
     if "torch" in samples:
@@ -364,8 +411,10 @@ def _measure_op(op, dtype, quick, rounds, machine_peaks):
 
 def format_report(report):
     env = report["environment"]
+    available = env.get("cpus_available")
+    available = f" ({available} available to this process)" if available not in (None, env["cpus"]) else ""
     lines = [
-        f"fastnn bench — {env['machine']} ({env['processor']}), {env['cpus']} CPUs, python {env['python']}, "
+        f"fastnn bench — {env['machine']} ({env['processor']}), {env['cpus']} CPUs{available}, python {env['python']}, "
         f"numpy {env['numpy']}, numba {env.get('numba', '?')}, torch {env['torch']}",
         f"threads: {env['threads']} (numba {env.get('numba_threads', '?')}, torch {env.get('torch_threads', '-')}); "
         f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
@@ -382,6 +431,8 @@ def format_report(report):
     lines.append(f"peaks measured now: sgemm {p['gemm_float32_gflops']:.1f} GFLOP/s, dgemm "
                  f"{p['gemm_float64_gflops']:.1f} GFLOP/s, copy {p['copy_gbs']:.1f} GB/s; "
                  f"medians of {report['rounds']} round-robin rounds, forward + backward")
+    if report.get("quick"):
+        lines.append("--quick: batches 8x smaller than the full report's (the shapes below are those measured)")
     header = (f"{'op':<40} {'dtype':<8} {'reference':>10} {'jit':>9} {'torch':>9} {'jit/torch':>9} "
               f"{'jit/ref':>8} {'jit rate':>14} {'of peak':>8} {'jit/GEMMs':>9}")
     lines += ["", header, "-" * len(header)]
@@ -389,8 +440,9 @@ def format_report(report):
         torch_ms = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
         vs_torch = f"{r['jit_over_torch']:.3f}" if "jit_over_torch" in r else "-"
         vs_gemms = f"{r['jit_over_gemms']:.3f}" if "jit_over_gemms" in r else "-"
+        label = r.get("label") or OP_DESCRIPTIONS[r["op"]]  # reports written before rows had labels
         lines.append(
-            f"{OP_DESCRIPTIONS[r['op']]:<40} {r['dtype']:<8} {r['reference_ms']:>8.2f}ms {r['jit_ms']:>7.2f}ms "
+            f"{label:<40} {r['dtype']:<8} {r['reference_ms']:>8.2f}ms {r['jit_ms']:>7.2f}ms "
             f"{torch_ms:>7}ms {vs_torch:>9} {r['jit_over_reference']:>8.3f} "
             f"{r['jit_rate']:>7.1f} {r['unit']:<7}{r['fraction_of_peak']:>7.0%} {vs_gemms:>9}"
         )

@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 
 from . import optim, options
-from .bench import _thread_limits, _torch, malloc_setting, measure
+from .bench import _thread_limits, _torch, check_rounds, malloc_setting, measure
 
 BREAKDOWN_STEPS = 5  # timed layer by layer after the round-robin samples; the median one is reported
 FAMILIES = ("conv", "max_pool", "affine_bn_relu", "affine", "relu", "dropout", "batchnorm", "softmax")
@@ -213,13 +213,15 @@ def max_threads():
 
 def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
     """keep_freed: apply fastnn.allocator.keep_freed_memory() first (see fastnn.bench.malloc_setting)."""
+    rounds = check_rounds(rounds, quick, fn="fastnn bench --e2e")
     torch = _torch()
     if torch is None:
         return {"skipped": "PyTorch is not installed: `pip install torch` (CPU) to compare end to end"}
     limit = max_threads()
     usable = [n for n in threads if n <= limit]
     malloc = malloc_setting(keep_freed)
-    report = {"first_step_losses": {}, "steps": [], "train_epoch_seconds": train_epoch_seconds(quick),
+    report = {"quick": bool(quick), "rounds": rounds, "first_step_losses": {}, "steps": [],
+              "train_epoch_seconds": train_epoch_seconds(quick),
               "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit, "malloc": malloc}
     for name in MODELS:
         ours, theirs = first_step_losses(name, quick)
@@ -237,6 +239,8 @@ def format_report(report):
         return report["skipped"]
     lines = ["end to end, float32, one train step = forward + backward + Adam update (medians, ratio per round)",
              f"malloc: {report.get('malloc', 'not recorded')}"]
+    if report.get("quick"):
+        lines.append("--quick: smaller batches (the batch column gives those measured)")
     for name, (ours, theirs) in report["first_step_losses"].items():
         lines.append(f"  first-step loss {name}: fastnn {ours:.6f}, torch {theirs:.6f} (dropout off)")
     lines.append(f"{'model':<24} {'batch':<18} {'threads':>7} {'fastnn':>10} {'torch':>10} {'fastnn/torch':>13}")

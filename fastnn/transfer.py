@@ -1,9 +1,9 @@
 """Transfer learning: load a checkpoint's params into a model by name, and name groups of params to freeze or to
 train at their own learning rate.
 
-A pattern names params: an exact name ('W1', never W10 as well), a prefix ('gamma'), or a layer group: 'conv' (every param of the
-layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number) or 'affine' (the same for 2-D
-weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
+A pattern names params: an exact name ('W1', never W10 as well), a prefix ('gamma'), or a layer group: 'conv'
+(every param of the layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number) or 'affine'
+(the same for 2-D weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
 """
 
 import re

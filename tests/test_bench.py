@@ -21,6 +21,10 @@ def test_fastnn_bench_quick_writes_the_report(tmp_path):
     assert report["environment"]["threads"] == 1
     (row,) = report["results"]
     assert row["op"] == "pool" and row["dtype"] == "float32" and row["unit"] == "GB/s"
+    # --quick measures batches 8x smaller, and says so: it once printed and recorded the full shapes
+    assert report["quick"] is True and row["shapes"] == {"x": [8, 32, 32, 32]}
+    assert row["label"] == "max pool 2x2/2 on (8,32,32,32)" and row["label"] in result.stdout
+    assert "(64,32,32,32)" not in result.stdout and "--quick: batches 8x smaller" in result.stdout
     for key in ("reference_ms", "jit_ms", "jit_over_reference", "jit_rate", "fraction_of_peak"):
         assert row[key] > 0
 
@@ -45,6 +49,8 @@ def test_fused_op_is_set_against_its_bare_gemms_in_the_same_rounds():
     (row,) = report["results"]
     assert row["jit_over_gemms"] > 0 and row["jit_over_reference"] > 0
     assert "jit/GEMMs" in format_report(report)
+    assert report["quick"] is True and row["shapes"] == {"x": [32, 3072], "w": [3072, 512]}
+    assert "affine-BN-ReLU N=32 D=3072 H=512" in format_report(report)
 
 
 def test_rounds_rotate_which_path_runs_first():
@@ -104,3 +110,73 @@ def test_e2e_without_torch_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(bench_e2e, "_torch", lambda: None)
     report = bench_e2e.run()
     assert "pip install torch" in bench_e2e.format_report(report)
+
+
+def test_labels_name_the_shapes_measured_with_and_without_quick():
+    """--quick rows printed the full shapes while measuring batches 8x smaller."""
+    from fastnn.bench import OP_DESCRIPTIONS
+
+    quick = {name: op.describe(quick=True) for name, op in OPS.items()}
+    assert quick["conv_a"] == "conv x(8,3,32,32) w(32,3,7,7) pad 3"
+    assert quick["conv_b"] == "conv x(8,64,16,16) w(64,64,3,3) pad 1"
+    assert quick["pool"] == "max pool 2x2/2 on (8,32,32,32)"
+    assert quick["affine_bn_relu_1024"] == "affine-BN-ReLU N=128 D=1024 H=1024"
+    assert quick["dropout"] == "dropout keep 0.5 on (128,4096)" and quick["layernorm"] == "layernorm (128,1024)"
+    assert OP_DESCRIPTIONS["conv_a"] == "conv x(64,3,32,32) w(32,3,7,7) pad 3"
+    assert OP_DESCRIPTIONS["affine_bn_relu_1024"] == "affine-BN-ReLU N=D=H=1024"
+    assert OP_DESCRIPTIONS["affine_bn_relu_256"] == "affine-BN-ReLU N=256 D=3072 H=512"
+    assert OP_DESCRIPTIONS["pool"] == "max pool 2x2/2 on (64,32,32,32)"
+    for op in OPS.values():  # the shapes the builder is given are those it measures
+        assert set(op.shapes(True)) <= {"x", "w"} and op.shapes(True)["x"][0] * 8 == op.shapes(False)["x"][0]
+
+
+@pytest.fixture
+def no_bench(monkeypatch):
+    """The measuring itself, replaced: a check that comes after it fails the test."""
+    import fastnn.bench
+    import fastnn.bench_e2e
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the benchmark ran before the options were checked")
+
+    monkeypatch.setattr(fastnn.bench, "run", measured)
+    monkeypatch.setattr(fastnn.bench_e2e, "run", measured)
+
+
+def _max_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "0"], r"--threads must be >= 1 and at most \d+, the threads this process may use \(its CPU "
+                         r"affinity, or NUMBA_NUM_THREADS\), got 0"),
+    (["--threads", "-3"], r"--threads must be >= 1 and at most \d+, .*got -3"),
+    (["--threads", "above"], r"--threads must be >= 1 and at most \d+, .*got \d+"),
+    (["--e2e", "--threads", "above"], r"--threads must be >= 1 and at most \d+, .*got \d+"),
+    (["--rounds", "0"], r"--rounds must be >= 1, got 0"),
+    (["--rounds", "-1"], r"--rounds must be >= 1, got -1"),
+    (["--e2e", "--rounds", "0"], r"--rounds must be >= 1, got 0"),
+    (["--json", "/nonexistent/dir/r.json"], r"the directory of --json '/nonexistent/dir/r.json' does not exist"),
+    (["--json", "."], r"--json '.' names a directory, not a file"),
+])
+def test_bad_options_are_refused_before_measuring(argv, message, no_bench):
+    """Tracebacks, from numba (--threads), only after the whole report (--json), or none at all: --rounds -1
+    printed nan and --rounds 0 became the default."""
+    from fastnn.cli import main
+
+    argv = [str(_max_threads() + 1) if a == "above" else a for a in argv]
+    with pytest.raises(SystemExit, match=f"^fastnn bench: {message}"):
+        main(["bench", "--quick", "--ops", "pool", *argv])
+
+
+def test_rounds_below_one_are_refused_by_the_library_too(monkeypatch):
+    from fastnn import bench_e2e
+
+    monkeypatch.setattr(bench_e2e, "_torch", lambda: None)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"fastnn bench --e2e: rounds must be an integer >= 1"):
+            bench_e2e.run(rounds=bad, quick=True)
+        with pytest.raises(ValueError, match=r"fastnn bench: rounds must be an integer >= 1"):
+            run(ops=["pool"], dtypes=("float32",), quick=True, rounds=bad)

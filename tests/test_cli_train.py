@@ -183,3 +183,90 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(FAST + ["--out", str(out)])
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]
+
+
+def test_init_from_that_fits_no_param_is_refused_and_the_summary_records_it(tmp_path, monkeypatch, capsys):
+    """A checkpoint of another model (a `fastnn tune` best.npz, say) loaded nothing and the run trained from
+    scratch with exit 0; the summary did not say a run had been initialised from a checkpoint, or frozen."""
+    from fastnn.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    other = save_checkpoint(tmp_path / "other.npz", {"params": {"W1": np.ones((2, 3)), "gamma9": np.ones(4)}})
+    with pytest.raises(SystemExit, match=r"fastnn train: --init-from '.*other.npz': none of its params fits the "
+                                         r"FullyConnectedNet of --model fc, so nothing was loaded \(skipped .*W1"):
+        main(FAST + ["--out", str(tmp_path / "o1"), "--init-from", str(other)])
+    assert not (tmp_path / "o1").exists()
+
+    assert main(FAST + ["--out", str(tmp_path / "plain")]) == 0
+    summary = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert summary["init_from"] is None and summary["freeze"] is None
+    source = tmp_path / "plain" / "checkpoint_epoch_1.npz"
+    assert main(FAST + ["--out", str(tmp_path / "tuned"), "--init-from", str(source), "--freeze", "W1", "b1"]) == 0
+    summary = json.loads((tmp_path / "tuned" / "summary.json").read_text())
+    assert summary["init_from"] == str(source) and summary["freeze"] == ["W1", "b1"]
+    assert "loaded " in capsys.readouterr().out
+
+
+def test_missing_cifar10_is_a_message(tmp_path):
+    """load_data ran outside the Solver's try: a FileNotFoundError traceback."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"fastnn train: --data cifar10: CIFAR-10 python batches not found; "
+                                         r"looked in '.*missing'"):
+        main(["train", "--data", "cifar10", "--data-dir", str(tmp_path / "missing"), "--out", str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_numpy_refuses_is_a_message(seed, tmp_path):
+    with pytest.raises(SystemExit, match=rf"fastnn train: --seed must be an integer in \[0, 2\*\*32 - 1\], got {seed}"):
+        main(FAST + ["--out", str(tmp_path / "never"), "--seed", seed])
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("argv", [["--update-rule", "sgd", "--lr", "1e4"], ["--reg", "1e300"]])
+def test_a_diverged_run_is_a_message_and_keeps_nothing(argv, tmp_path, monkeypatch):
+    """The Solver's FloatingPointError came out as a traceback, and the run's claim and first checkpoint stayed in
+    --out: a directory holding half a run, which the next run was refused."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    argv = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "100", "--quiet", *argv]
+    with pytest.raises(SystemExit, match=r"fastnn train: the loss diverged \(it was nan at iteration \d+ of 12, "
+                                         r"epoch 1 of 1\); try a smaller --lr \(was .*\) or --reg \(was .*\)\. "
+                                         r"Nothing was kept in --out"):
+        main(argv + ["--out", str(out)])
+    assert not out.exists()
+    mine = tmp_path / "mine"  # a directory of the user's: it keeps its own files and nothing of the run
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="the loss diverged"):
+        main(argv + ["--out", str(mine)])
+    assert os.listdir(mine) == ["notes.txt"]
+
+
+def test_an_empty_out_is_a_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="fastnn train: --out must name a directory, got an empty string"):
+        main(FAST + ["--out", ""])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
+    """--batch-size 100000 drew 100000 samples with replacement from the 1200 digits each iteration."""
+    with pytest.raises(SystemExit, match=r"fastnn train: --batch-size 100000 is larger than the training set "
+                                         r"\(1200 samples of --data digits\)"):
+        main(FAST + ["--batch-size", "100000", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
+
+
+def test_backend_is_the_runs_alone(tmp_path, monkeypatch):
+    """main(['train', '--backend', ...]) called in-process set the backend for the rest of the process (a test
+    after `fastnn check --backend reference` trained on the reference)."""
+    import fastnn
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    before = fastnn.options().backend
+    other = "reference" if before != "reference" else "auto"
+    assert main(FAST + ["--out", str(tmp_path / "out"), "--backend", other]) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["backend"] == other
+    assert fastnn.options().backend == before

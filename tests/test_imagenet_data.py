@@ -184,5 +184,6 @@ def test_load_imagenet_val_names_the_member_that_is_not_what_it_should_be(tmp_pa
 def test_load_imagenet_val_names_images_and_labels_that_do_not_match(tmp_path, X_shape, y):
     path = tmp_path / "odd.npz"
     np.savez(path, X=np.zeros(X_shape, np.uint8), y=np.array(y), label_map={1: "goldfish"})
-    with pytest.raises(ValueError, match=r"load_imagenet_val: .*odd.npz.* holds X .* and y .*; expected X \(N, H, W, 3\)"):
+    message = r"load_imagenet_val: .*odd.npz.* holds X .* and y .*; expected X \(N, H, W, 3\)"
+    with pytest.raises(ValueError, match=message):
         load_imagenet_val(path=path)

@@ -37,6 +37,8 @@ def output_directory(command, out, overwrite, default, is_output):
     in it (only with overwrite; without it such a directory is refused), which the caller removes once the new
     run is set to write."""
     where = f"fastnn {command}"
+    if out == "":
+        raise SystemExit(f"{where}: --out must name a directory, got an empty string")
     if out is None:
         if overwrite:
             raise SystemExit(f"{where}: --overwrite needs --out (without it a run takes a new directory)")
@@ -56,6 +58,13 @@ def output_directory(command, out, overwrite, default, is_output):
     if not _claim(out, command):
         raise SystemExit(f"{where}: another run claimed --out {out!r} just now; choose another --out")
     return out, [name for name in earlier if name != claim_name(command)]
+
+
+def discard(directory, command, is_output):
+    """Undo a run that failed after it had started writing (its outputs were not kept): its own files go (an
+    earlier run's were removed before it started, by --overwrite), then its claim, and the directory if empty."""
+    remove(directory, [name for name in os.listdir(directory) if is_output(name)])
+    release(directory, command)
 
 
 def remove(directory, names):

@@ -1,14 +1,18 @@
 """`fastnn bench`: the side-by-side speed report (fastnn.bench)."""
 
+import os
+
 
 def configure(parser):
     from ..bench import OPS
 
-    parser.add_argument("--threads", type=int, default=1, help="threads for numba, BLAS and torch (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for numba, BLAS and torch (default 1; at most the CPUs this process may use)")
     parser.add_argument("--ops", nargs="+", choices=sorted(OPS), metavar="OP",
                         help=f"ops to measure (default all): {', '.join(OPS)}")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
-    parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer rounds (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="batches 8x smaller and fewer rounds (a smoke run; the report names the shapes measured)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--keep-freed-memory", action="store_true",
@@ -20,10 +24,33 @@ def configure(parser):
                              "against the same model in PyTorch, at 1 and --threads threads")
 
 
+def _check_args(args):
+    """Everything the report needs from the user, checked before minutes of measuring."""
+    import numba
+
+    limit = numba.config.NUMBA_NUM_THREADS  # the CPUs this process may use (affinity), unless NUMBA_NUM_THREADS
+    if not 1 <= args.threads <= limit:
+        raise SystemExit(f"fastnn bench: --threads must be >= 1 and at most {limit}, the threads this process may "
+                         f"use (its CPU affinity, or NUMBA_NUM_THREADS), got {args.threads}")
+    if args.rounds is not None and args.rounds < 1:
+        raise SystemExit(f"fastnn bench: --rounds must be >= 1, got {args.rounds}")
+    if args.json is not None:
+        from .._files import check_writable_path
+
+        try:
+            check_writable_path("fastnn bench", "--json", args.json)
+        except (ValueError, OSError) as error:
+            raise SystemExit(str(error)) from error
+        directory = os.path.dirname(os.path.abspath(args.json))
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise SystemExit(f"fastnn bench: --json {args.json!r}: its directory {directory!r} is not writable")
+
+
 def run(args):
     from ..bench import format_report, write_json
     from ..bench import run as run_bench
 
+    _check_args(args)
     if args.e2e:
         from .. import bench_e2e
 

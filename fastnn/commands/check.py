@@ -8,6 +8,7 @@ Prints one verdict per check (initial loss, gradient check, overfitting 50 sampl
 
 import numpy as np
 
+from ._args import backend_for_the_run, check_seed
 from .train import MODELS, build_model
 
 
@@ -20,17 +21,24 @@ def configure(parser):
 
 
 def run(args):
+    if args.num_overfit < 1:
+        raise SystemExit(f"fastnn check: --num-overfit must be >= 1, got {args.num_overfit}")
+    check_seed("check", args.seed)
+    with backend_for_the_run(args.backend):
+        return _run(args)
+
+
+def _run(args):
     import fastnn
 
     from .. import sanity
     from ..data_utils import load_digits
 
-    if args.num_overfit < 1:
-        raise SystemExit(f"fastnn check: --num-overfit must be >= 1, got {args.num_overfit}")
-    if args.backend is not None:
-        fastnn.options(backend=args.backend)
     data = load_digits(seed=args.seed)
     X, y = data["X_train"], data["y_train"]
+    if args.num_overfit > len(y):
+        raise SystemExit(f"fastnn check: --num-overfit must be at most the {len(y)} training samples of the digits, "
+                         f"got {args.num_overfit}")
     shape, num_classes = X.shape[1:], 10
     np.random.seed(args.seed)
 
@@ -42,7 +50,7 @@ def run(args):
     grad_model = build_model(args.model, shape, num_classes, reg=0.1, weight_scale=0.1, dtype=np.float64)
     verdicts.append(sanity.check_gradients(grad_model, X[:4], y[:4], seed=args.seed))
     overfit_model = build_model(args.model, shape, num_classes, weight_scale="he", dtype=np.float32)
-    n = min(args.num_overfit, len(y))
+    n = args.num_overfit
     verdicts.append(sanity.check_overfit(overfit_model, X[:n], y[:n], seed=args.seed))
 
     print(f"fastnn check: {type(grad_model).__name__} on the digits (backend {fastnn.options().backend})")

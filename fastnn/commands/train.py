@@ -7,17 +7,19 @@
 Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
 final train/val/test accuracy. A run never writes over an earlier run's files (fastnn/commands/_outputs.py):
 without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some
-is refused unless --overwrite.
+is refused unless --overwrite. A run whose loss diverges exits with a message and keeps nothing in --out.
 """
 
 import json
 import os
+import pickle
 import time
 
 import numpy as np
 
 from .._files import atomic_open
 from . import _outputs as outputs
+from ._args import backend_for_the_run, check_seed
 
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
@@ -92,6 +94,7 @@ def _check_args(args):
         raise SystemExit(f"fastnn train: --lr-decay must be a positive number, got {args.lr_decay}")
     if not (args.reg >= 0 and np.isfinite(args.reg)):
         raise SystemExit(f"fastnn train: --reg must be a number >= 0, got {args.reg}")
+    check_seed("train", args.seed)
 
 
 def is_output(name):
@@ -100,13 +103,16 @@ def is_output(name):
 
 
 def run(args):
+    _check_args(args)
+    with backend_for_the_run(args.backend):
+        return _run(args)
+
+
+def _run(args):
     import fastnn
 
     from ..solver import Solver
 
-    _check_args(args)
-    if args.backend is not None:
-        fastnn.options(backend=args.backend)
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
     try:
         solver, model, data = _set_up(args, Solver)
@@ -115,7 +121,11 @@ def run(args):
         raise
     outputs.remove(args.out, earlier)
     start = time.perf_counter()
-    solver.train()
+    try:
+        solver.train()
+    except FloatingPointError as error:  # the Solver's stop on a non-finite loss
+        outputs.discard(args.out, "train", is_output)
+        raise SystemExit(_diverged(solver, args)) from error
     seconds = time.perf_counter() - start
 
     accuracy = {s: solver.check_accuracy(data[f"X_{s}"], data[f"y_{s}"]) for s in ("train", "val", "test")}
@@ -134,6 +144,8 @@ def run(args):
         "batch_size": args.batch_size,
         "reg": args.reg,
         "seed": args.seed,
+        "init_from": os.path.abspath(args.init_from) if args.init_from else None,
+        "freeze": list(args.freeze) if args.freeze else None,
         "train_seconds": round(seconds, 3),
         "best_val_acc": solver.best_val_acc,
         "accuracy": accuracy,
@@ -150,9 +162,26 @@ def run(args):
     return 0
 
 
+def _diverged(solver, args):
+    """The message of a run the Solver stopped on a non-finite loss."""
+    per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
+    return (f"fastnn train: the loss diverged (it was {solver.loss_history[-1]} at iteration "
+            f"{len(solver.loss_history)} of {args.epochs * per_epoch}, epoch {solver.epoch + 1} of {args.epochs}); "
+            f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g}). Nothing was kept in --out "
+            f"{args.out!r}: this run's checkpoints were removed")
+
+
 def _set_up(args, Solver):
-    """(solver, model, data) for the run; a bad --init-from or --freeze is the user's error: a message."""
-    data = load_data(args.data, args.data_dir, seed=args.seed)
+    """(solver, model, data) for the run; missing data, a bad --init-from or --freeze, or a --batch-size larger
+    than the training set is the user's error: a message."""
+    try:
+        data = load_data(args.data, args.data_dir, seed=args.seed)
+    except (OSError, ValueError, pickle.UnpicklingError) as error:
+        raise SystemExit(f"fastnn train: --data {args.data}: {error}") from error
+    num_train = len(data["y_train"])
+    if args.batch_size > num_train:
+        raise SystemExit(f"fastnn train: --batch-size {args.batch_size} is larger than the training set "
+                         f"({num_train} samples of --data {args.data})")
     num_classes = int(max(data["y_train"].max(), data["y_val"].max(), data["y_test"].max())) + 1
     np.random.seed(args.seed)  # the models draw their initial weights from numpy's global RNG, as the starter's
     model = build_model(args.model, data["X_train"].shape[1:], num_classes, reg=args.reg)
@@ -160,7 +189,12 @@ def _set_up(args, Solver):
         if args.init_from:
             from ..transfer import load_params
 
-            print(f"initialising from {args.init_from}:\n{load_params(model, args.init_from)}")
+            report = load_params(model, args.init_from)
+            if not report.loaded:
+                raise SystemExit(f"fastnn train: --init-from {args.init_from!r}: none of its params fits the "
+                                 f"{type(model).__name__} of --model {args.model}, so nothing was loaded ("
+                                 + "; ".join(str(report).splitlines()[1:]) + ")")
+            print(f"initialising from {args.init_from}:\n{report}")
         solver = Solver(model, data, update_rule=args.update_rule, optim_config={"learning_rate": args.lr},
                         lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
                         print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,

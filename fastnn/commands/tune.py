@@ -1,6 +1,6 @@
 """`fastnn tune`: a coarse-to-fine random search for a FullyConnectedNet on the embedded digits, on dask.
 
-    fastnn tune                                    # LocalCluster of this machine's cores, 30 + 15 trials of 10 epochs
+    fastnn tune                                    # LocalCluster on the CPUs this process may use, 30 + 15 trials
     fastnn tune --trials 40 --epochs 10 --workers 2 --out runs/tune
     fastnn tune --scheduler tcp://10.0.0.5:8786    # a running cluster (dask scheduler / dask worker)
 
@@ -13,9 +13,11 @@ first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that hold
 import time
 
 from . import _outputs as outputs
+from ._args import backend_for_the_run, check_seed
 
 DEFAULT_OUT = "fastnn-tune"
 OUTPUTS = ("results.json", "results.csv", "scatter.png", "best.npz")
+CONNECT_TIMEOUT = 10  # seconds to reach --scheduler before giving up (dask's own default is 30)
 
 
 def configure(parser):
@@ -27,7 +29,7 @@ def configure(parser):
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="a running dask scheduler (tcp://host:8786); default: start a LocalCluster")
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes of the LocalCluster (default: this machine's cores)")
+                        help="worker processes of the LocalCluster (default: the CPUs this process may use)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the configs, inits and minibatches (default 0)")
     parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
                         help="fastnn backend in the trials (default: FASTNN_BACKEND or auto)")
@@ -41,9 +43,10 @@ def configure(parser):
 
 def _check_args(args):
     for name, value, minimum in (("--trials", args.trials, 1), ("--fine-trials", args.fine_trials, 0),
-                                 ("--top-k", args.top_k, 1), ("--epochs", args.epochs, 1), ("--seed", args.seed, 0)):
+                                 ("--top-k", args.top_k, 1), ("--epochs", args.epochs, 1)):
         if value < minimum:
             raise SystemExit(f"fastnn tune: {name} must be >= {minimum}, got {value}")
+    check_seed("tune", args.seed)
     if args.workers is not None and args.workers < 1:
         raise SystemExit(f"fastnn tune: --workers must be >= 1, got {args.workers}")
     if args.workers is not None and args.scheduler is not None:
@@ -51,39 +54,68 @@ def _check_args(args):
                          "workers are used, so give one or the other")
 
 
-def run(args):
-    import fastnn
+def _distributed():
+    """dask.distributed, checked before anything else runs."""
+    try:
+        import distributed
+    except ImportError as error:
+        raise SystemExit("fastnn tune: the search runs on dask.distributed, which is not installed: "
+                         "pip install 'fastnn[tune]'") from error
+    return distributed
 
+
+def _connect(distributed, address):
+    """A Client of the running cluster at --scheduler; a bad or unreachable address is a message."""
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
+        raise SystemExit(f"fastnn tune: cannot connect to --scheduler {address!r} ({type(error).__name__}: "
+                         f"{error}); give the address a running `dask scheduler` printed, such as "
+                         "tcp://HOST:8786") from error
+
+
+def run(args):
+    _check_args(args)
+    distributed = _distributed()
+    with backend_for_the_run(args.backend):
+        return _run(args, distributed)
+
+
+def _run(args, distributed):
     from .. import tune
     from ..data_utils import load_digits
+    from ..tune.search import available_cpus
 
-    _check_args(args)
-    if args.backend is not None:
-        fastnn.options(backend=args.backend)
     data = load_digits(seed=args.seed)
     solver_kwargs = {"update_rule": "adam", "num_epochs": args.epochs, "batch_size": 100, "lr_decay": 0.95}
+    n_workers = None if args.scheduler else (args.workers or available_cpus())
     search = dict(build_model=tune.build_fc_net, data=data, space=tune.default_space(), solver_kwargs=solver_kwargs,
-                  seed=args.seed, client=args.scheduler, n_workers=args.workers, progress=not args.quiet)
+                  seed=args.seed, n_workers=n_workers, progress=not args.quiet)
     if args.scheduler:
         where = args.scheduler
-    elif args.workers:
-        where = f"a LocalCluster of {args.workers} worker process{'es' if args.workers > 1 else ''}"
     else:
-        where = "a LocalCluster of one worker process per core"
+        where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
     # claimed before the search, so a bad --out is found now and not after minutes of trials
     args.out, earlier = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
-    print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}", flush=True)
 
-    start = time.perf_counter()
     try:
-        if args.fine_trials:
-            result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k, **search)
-        else:
-            result = tune.random_search(n_trials=args.trials, **search)
+        client = _connect(distributed, args.scheduler) if args.scheduler else None
+        try:
+            print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}",
+                  flush=True)
+            start = time.perf_counter()
+            if args.fine_trials:
+                result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k,
+                                             client=client, **search)
+            else:
+                result = tune.random_search(n_trials=args.trials, client=client, **search)
+            seconds = time.perf_counter() - start
+        finally:
+            if client is not None:
+                client.close()
     except BaseException:
         outputs.release(args.out, "tune")
         raise
-    seconds = time.perf_counter() - start
 
     print(result.table())
     outputs.remove(args.out, earlier)

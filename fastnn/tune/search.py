@@ -19,6 +19,14 @@ from .space import check_space, sample_configs
 from .trial import TRIAL_OWNED_KEYS, Trial, run_trial, trial_seed
 
 
+def available_cpus():
+    """The CPUs this process may run on: its affinity where the platform reports one (taskset, cgroups' cpusets),
+    else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _distributed(fn):
     try:
         import distributed
@@ -31,7 +39,7 @@ def _distributed(fn):
 @contextlib.contextmanager
 def connect(client=None, n_workers=None, fn="random_search"):
     """A dask client for the search: `client` itself; a Client connected to `client` when it is an address
-    ('tcp://host:8786'); else a LocalCluster of `n_workers` processes (default: this machine's cores) with one
+    ('tcp://host:8786'); else a LocalCluster of `n_workers` processes (default: the CPUs this process may use) with one
     thread each, no dashboard and quiet logs. Clients and clusters started here are closed on exit."""
     if client is not None and not isinstance(client, str):
         if not (hasattr(client, "submit") and hasattr(client, "scatter")):
@@ -48,7 +56,7 @@ def connect(client=None, n_workers=None, fn="random_search"):
             yield connected
         return
     if n_workers is None:
-        n_workers = os.cpu_count() or 1
+        n_workers = available_cpus()
     check.integer(fn, "n_workers", n_workers, minimum=1)
     # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
     with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -182,7 +190,7 @@ def random_search(build_model, data, space, n_trials, solver_kwargs=None, seed=0
       verbose are the trial's own
     - seed: fixes every config and every trial's model init and Solver, whatever the number of workers
     - client: a distributed.Client, a scheduler address, or None to start (and close) a LocalCluster of
-      `n_workers` processes (default: this machine's cores), one thread each
+      `n_workers` processes (default: the CPUs this process may use), one thread each
     - progress: show a progress bar over finished trials
 
     The trials run with the caller's fastnn.options() backend and parallel settings, numba and BLAS pinned to one

@@ -1,0 +1,19 @@
+"""`fastnn check`: its options are checked before the checks run."""
+
+import pytest
+
+from fastnn.cli import main
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_numpy_refuses_is_a_message(seed):
+    """numpy's ValueError came out as a traceback."""
+    with pytest.raises(SystemExit, match=rf"fastnn check: --seed must be an integer in \[0, 2\*\*32 - 1\], got {seed}"):
+        main(["check", "--model", "fc", "--seed", seed])
+
+
+def test_more_overfit_samples_than_the_training_set_is_refused():
+    """--num-overfit 100000 silently overfit the 1200 training samples and reported FAIL."""
+    with pytest.raises(SystemExit, match=r"fastnn check: --num-overfit must be at most the 1200 training samples of "
+                                         r"the digits, got 100000"):
+        main(["check", "--model", "fc", "--backend", "reference", "--num-overfit", "100000"])

@@ -1,0 +1,72 @@
+"""`fastnn tune`: its options, dask and the scheduler are checked before the search; no search runs here."""
+
+import os
+import sys
+
+import pytest
+
+from fastnn import tune as tune_module
+from fastnn.cli import main
+from fastnn.commands import tune as tune_command
+
+
+class SearchStarted(Exception):
+    pass
+
+
+@pytest.fixture
+def no_search(monkeypatch):
+    """The search itself, replaced: records its arguments and stops the command there."""
+    calls = []
+
+    def search(**kwargs):
+        calls.append(kwargs)
+        raise SearchStarted
+
+    monkeypatch.setattr(tune_module, "coarse_to_fine", search)
+    monkeypatch.setattr(tune_module, "random_search", search)
+    return calls
+
+
+def test_without_dask_it_says_how_to_get_it_before_anything(tmp_path, monkeypatch, capsys, no_search):
+    """It printed its header, then an ImportError traceback from the search."""
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    with pytest.raises(SystemExit, match=r"fastnn tune: the search runs on dask.distributed, which is not installed: "
+                                         r"pip install 'fastnn\[tune\]'"):
+        main(["tune", "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert capsys.readouterr().out == "" and not (tmp_path / "out").exists() and no_search == []
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("notanaddress", r"ValueError: missing port number in address 'notanaddress'"),
+    ("tcp://127.0.0.1:1", r"OSError: Timed out trying to connect to tcp://127.0.0.1:1 after 1 s"),
+])
+def test_a_scheduler_it_cannot_reach_is_a_message(address, reason, tmp_path, monkeypatch, capsys, no_search):
+    """A ValueError traceback at once, or an OSError traceback after dask's 30 s connect timeout."""
+    monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT", 1)
+    with pytest.raises(SystemExit, match=rf"fastnn tune: cannot connect to --scheduler '{address}' \({reason}\); "):
+        main(["tune", "--scheduler", address, "--out", str(tmp_path / "out")])
+    assert capsys.readouterr().out == "" and not (tmp_path / "out").exists() and no_search == []
+
+
+def test_the_default_workers_are_the_cpus_the_process_may_use(tmp_path, monkeypatch, capsys, no_search):
+    """os.cpu_count() ignored the CPU affinity: under `taskset -c 1` it started 2 workers on one CPU."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1}, raising=False)
+    with pytest.raises(SearchStarted):
+        main(["tune", "--out", str(tmp_path / "out"), "--quiet"])
+    assert [call["n_workers"] for call in no_search] == [1]
+    assert "on a LocalCluster of 1 worker process\n" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", ""], "--out must name a directory, got an empty string"),
+    (["--seed", "-1"], r"--seed must be an integer in \[0, 2\*\*32 - 1\], got -1"),
+    (["--seed", str(2**32)], rf"--seed must be an integer in \[0, 2\*\*32 - 1\], got {2**32}"),
+])
+def test_bad_options_are_messages(argv, message, tmp_path, monkeypatch, no_search):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=f"fastnn tune: {message}"):
+        main(["tune", "--workers", "1", *argv])
+    assert os.listdir(tmp_path) == [] and no_search == []
