@@ -225,23 +225,96 @@ def test_a_seed_numpy_refuses_is_a_message(seed, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.parametrize("argv", [["--update-rule", "sgd", "--lr", "1e4"], ["--reg", "1e300"]])
-def test_a_diverged_run_is_a_message_and_keeps_nothing(argv, tmp_path, monkeypatch):
-    """The Solver's FloatingPointError came out as a traceback, and the run's claim and first checkpoint stayed in
-    --out: a directory holding half a run, which the next run was refused."""
+def test_a_diverged_run_is_a_message_and_leaves_no_claim_without_checkpoints(argv, tmp_path, monkeypatch):
+    """The Solver's FloatingPointError came out as a traceback, and the run's claim stayed in --out."""
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "out"
     argv = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "100", "--quiet", *argv]
     with pytest.raises(SystemExit, match=r"fastnn train: the loss diverged \(it was nan at iteration \d+ of 12, "
-                                         r"epoch 1 of 1\); try a smaller --lr \(was .*\) or --reg \(was .*\)\. "
-                                         r"Nothing was kept in --out"):
+                                         r"epoch 1 of 1\); try a smaller --lr \(was .*\) or --reg \(was .*\)\. "):
         main(argv + ["--out", str(out)])
-    assert not out.exists()
-    mine = tmp_path / "mine"  # a directory of the user's: it keeps its own files and nothing of the run
+    kept = sorted(os.listdir(out)) if out.exists() else []
+    assert kept in ([], [".fastnn-train", "checkpoint_epoch_0.npz"])  # a checkpoint before the first step, or none
+    mine = tmp_path / "mine"  # a directory of the user's keeps its own files
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="the loss diverged"):
         main(argv + ["--out", str(mine)])
-    assert os.listdir(mine) == ["notes.txt"]
+    assert "notes.txt" in os.listdir(mine)
+
+
+def _diverge_after_one_epoch(monkeypatch):
+    """Make the Solver's second epoch stop as on a NaN loss, after its checkpoints of epochs 0 and 1."""
+    from fastnn.solver import Solver
+
+    real_step = Solver._step
+
+    def step(self):
+        if self.epoch >= 1:  # as _step does on a NaN loss; the Solver then raises its FloatingPointError
+            self.loss_history.append(float("nan"))
+            return False
+        return real_step(self)
+
+    monkeypatch.setattr(Solver, "_step", step)
+
+
+def test_a_run_that_diverges_later_keeps_its_checkpoints_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    _diverge_after_one_epoch(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"the loss diverged .* --out '.*out' keeps this run's checkpoints up to "
+                                         r"then: checkpoint_epoch_0.npz, checkpoint_epoch_1.npz"):
+        main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out)])
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]
+    assert load_checkpoint(out / "checkpoint_epoch_1.npz")["epoch"] == 1
+
+
+@pytest.mark.parametrize("stop", ["diverge", "interrupt"])
+def test_overwrite_replaces_the_earlier_run_only_with_a_run_that_finishes(stop, tmp_path, monkeypatch):
+    """--overwrite removed the earlier run before training; a run that then diverged left neither (the reviewer's
+    good run of 4 checkpoints, plots and summary was gone)."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    (out / "checkpoint_epoch_7.npz").write_bytes(b"an earlier, longer run")
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    if stop == "diverge":
+        _diverge_after_one_epoch(monkeypatch)
+        expected, match = SystemExit, r"--out '.*out' holds the earlier run again, as it was"
+    else:
+        from fastnn.solver import Solver
+
+        real_step = Solver._step
+
+        def step(self):
+            if self.epoch >= 1:
+                raise KeyboardInterrupt
+            return real_step(self)
+
+        monkeypatch.setattr(Solver, "_step", step)
+        expected, match = KeyboardInterrupt, None
+    with pytest.raises(expected, match=match):
+        main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out), "--overwrite", "--seed", "5"])
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    monkeypatch.undo()
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "5"]) == 0  # a run that finishes replaces it
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
+                                       "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["seed"] == 5
+
+
+def test_a_set_aside_run_left_by_a_killed_run_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    (out / ".fastnn-train-earlier").mkdir()
+    (out / ".fastnn-train-earlier" / "summary.json").write_text("the run before")
+    with pytest.raises(SystemExit, match=r"holds .fastnn-train-earlier, an earlier run set aside by an --overwrite "
+                                         r"run that was killed"):
+        main(FAST + ["--out", str(out), "--overwrite"])
+    assert (out / ".fastnn-train-earlier" / "summary.json").read_text() == "the run before"
+    assert (out / "summary.json").exists()
 
 
 def test_an_empty_out_is_a_message(tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """Where a command's run writes: a directory it claims for itself and never shares with an earlier run.
 
 Without --out a run takes the first of ./<default>, ./<default>-2, ... that holds no run; an --out that holds one
-is refused unless --overwrite, whose caller removes the earlier run's files once the new run is set to write.
+is refused unless --overwrite. `fastnn train` sets the earlier run's files aside (set_aside) while it trains and
+drops them only once it has finished; a run that stops early (a diverged loss, an error, Ctrl-C) puts them back
+(restore). `fastnn tune` writes nothing before its search is done, and removes them then (remove).
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
 default directory free before either had written anything, and the second wrote over the first.
 """
@@ -60,15 +62,47 @@ def output_directory(command, out, overwrite, default, is_output):
     return out, [name for name in earlier if name != claim_name(command)]
 
 
-def discard(directory, command, is_output):
-    """Undo a run that failed after it had started writing (its outputs were not kept): its own files go (an
-    earlier run's were removed before it started, by --overwrite), then its claim, and the directory if empty."""
-    remove(directory, [name for name in os.listdir(directory) if is_output(name)])
-    release(directory, command)
+def aside_name(command):
+    return f".fastnn-{command}-earlier"
+
+
+def set_aside(directory, command, names):
+    """--overwrite: move the earlier run's files into a hidden subdirectory while the new run writes; returns it
+    (None when there are none). A subdirectory left by a run that was killed is refused, not overwritten."""
+    if not names:
+        return None
+    aside = os.path.join(directory, aside_name(command))
+    try:
+        os.mkdir(aside)
+    except FileExistsError as error:
+        release(directory, command)
+        raise SystemExit(f"fastnn {command}: --out {directory!r} holds {aside_name(command)}, an earlier run set "
+                         "aside by an --overwrite run that was killed: move its files back (or delete it) first") \
+            from error
+    for name in names:
+        os.replace(os.path.join(directory, name), os.path.join(aside, name))
+    return aside
+
+
+def restore(directory, aside, is_output):
+    """Undo set_aside for a run that did not finish: its own outputs go and the earlier run's come back."""
+    for name in os.listdir(directory):
+        if is_output(name):
+            os.remove(os.path.join(directory, name))
+    for name in os.listdir(aside):
+        os.replace(os.path.join(aside, name), os.path.join(directory, name))
+    os.rmdir(aside)
+
+
+def drop(aside):
+    """The new run finished: the earlier run's files set aside go."""
+    if aside is not None:
+        remove(aside, os.listdir(aside))
+        os.rmdir(aside)
 
 
 def remove(directory, names):
-    """--overwrite: the earlier run's files go, now that the new run is set to write."""
+    """Remove these files of `directory` (an earlier run's, once the new run is done with them)."""
     for name in names:
         os.remove(os.path.join(directory, name))
 

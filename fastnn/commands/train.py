@@ -7,7 +7,8 @@
 Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
 final train/val/test accuracy. A run never writes over an earlier run's files (fastnn/commands/_outputs.py):
 without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some
-is refused unless --overwrite. A run whose loss diverges exits with a message and keeps nothing in --out.
+is refused unless --overwrite, which replaces it only with a run that finishes. A run whose loss diverges exits
+with a message saying what --out holds (its checkpoints up to then, or the earlier run it was to replace).
 """
 
 import json
@@ -109,8 +110,6 @@ def run(args):
 
 
 def _run(args):
-    import fastnn
-
     from ..solver import Solver
 
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
@@ -119,14 +118,33 @@ def _run(args):
     except BaseException:
         outputs.release(args.out, "train")
         raise
-    outputs.remove(args.out, earlier)
-    start = time.perf_counter()
+    aside = outputs.set_aside(args.out, "train", earlier)
     try:
-        solver.train()
-    except FloatingPointError as error:  # the Solver's stop on a non-finite loss
-        outputs.discard(args.out, "train", is_output)
-        raise SystemExit(_diverged(solver, args)) from error
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            solver.train()
+        except FloatingPointError as error:  # the Solver's stop on a non-finite loss
+            raise SystemExit(_diverged(solver, args, aside)) from error
+        seconds = time.perf_counter() - start
+        summary = _finish(args, solver, model, data, seconds)
+    except BaseException:
+        if aside is not None:
+            outputs.restore(args.out, aside, is_output)
+        elif not any(is_output(name) for name in os.listdir(args.out)):
+            outputs.release(args.out, "train")
+        raise
+    outputs.drop(aside)
+    accuracy = summary["accuracy"]
+    print(f"{summary['model']} on {args.data}: {args.epochs} epochs in {seconds:.1f} s "
+          f"(backend {summary['backend']})")
+    print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
+    print(f"outputs in {os.path.abspath(args.out)}")
+    return 0
+
+
+def _finish(args, solver, model, data, seconds):
+    """The accuracies, plots and summary.json of a finished run; returns the summary."""
+    import fastnn
 
     accuracy = {s: solver.check_accuracy(data[f"X_{s}"], data[f"y_{s}"]) for s in ("train", "val", "test")}
     plots = _write_plots(solver, model, args)
@@ -155,20 +173,22 @@ def _run(args):
     }
     with atomic_open(os.path.join(args.out, "summary.json"), "w", fn="fastnn train") as f:
         json.dump(summary, f, indent=2)
-    print(f"{summary['model']} on {args.data}: {args.epochs} epochs in {seconds:.1f} s "
-          f"(backend {summary['backend']})")
-    print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
-    print(f"outputs in {os.path.abspath(args.out)}")
-    return 0
+    return summary
 
 
-def _diverged(solver, args):
-    """The message of a run the Solver stopped on a non-finite loss."""
+def _diverged(solver, args, aside):
+    """The message of a run the Solver stopped on a non-finite loss, with what --out holds now."""
     per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
-    return (f"fastnn train: the loss diverged (it was {solver.loss_history[-1]} at iteration "
-            f"{len(solver.loss_history)} of {args.epochs * per_epoch}, epoch {solver.epoch + 1} of {args.epochs}); "
-            f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g}). Nothing was kept in --out "
-            f"{args.out!r}: this run's checkpoints were removed")
+    message = (f"fastnn train: the loss diverged (it was {solver.loss_history[-1]} at iteration "
+               f"{len(solver.loss_history)} of {args.epochs * per_epoch}, epoch {solver.epoch + 1} of {args.epochs}); "
+               f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g}). ")
+    if aside is not None:
+        return message + f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only " \
+                         "with a run that finishes)"
+    kept = sorted(name for name in os.listdir(args.out) if is_output(name))
+    if kept:
+        return message + f"--out {args.out!r} keeps this run's checkpoints up to then: {', '.join(kept)}"
+    return message + "It had written nothing"
 
 
 def _set_up(args, Solver):
