@@ -69,6 +69,11 @@ def _warn_fallback_once(error):
         warnings.warn(f"fastnn: compiled kernels unavailable ({error}); using the NumPy reference", stacklevel=3)
 
 
+def _finite_max(a):
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+
+
 def _verify(name, reference_fn, fast_fn, args):
     from .testing import max_relative_error, tolerance
 
@@ -91,10 +96,16 @@ def _verify(name, reference_fn, fast_fn, args):
 
     numeric = (np.ndarray, float, np.floating)
     arrays = [(what, np.asarray(a), np.asarray(e)) for what, a, e in pairs if isinstance(a, numeric)]
-    # The results of a call share one scale: a bias gradient feeding a batchnorm is rounding noise on both paths,
-    # and so is a batchnorm output for a feature constant over the batch (exactly 0 on one path, 4e-15 on the
-    # other), each meaningful only against the size of the call's other results. NaN and Inf do not set it.
-    shared = max((float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0)) for _, _, e in arrays), default=0.0)
+    # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: the
+    # largest of the call's gradients (a bias gradient feeding a batchnorm is rounding noise on both paths,
+    # meaningful only against the other gradients). Forward: the largest of the call's input arrays (a batchnorm
+    # of a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other
+    # results, whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
+    if direction == "backward":
+        floor = max((_finite_max(e) for _, _, e in arrays), default=0.0)
+    else:
+        floor = max((_finite_max(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
+                    default=0.0)
     # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
     # but was computed from float32 scores, differently rounded on each path.
     single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
@@ -103,7 +114,7 @@ def _verify(name, reference_fn, fast_fn, args):
             raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
         precision = np.dtype(np.float32) if single else a.dtype
         limit = tolerance(precision, direction)
-        error, where = max_relative_error(a, e, floor=shared)
+        error, where = max_relative_error(a, e, floor=floor)
         if not error <= limit:
             raise VerificationError(
                 f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "

@@ -189,6 +189,27 @@ def test_verify_accepts_rounding_noise_on_an_exact_zero_and_a_nan_in_one_output(
             L.layernorm_backward(np.ones_like(out), cache)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_verify_catches_a_wrong_output_beside_large_running_statistics(monkeypatch, dtype):
+    """Measured on the scale of all the call's results, a wrong batchnorm output (+0.01 where |out| <= 4) hid
+    behind a running_var of 1e4 (the reviewer's pixel-scale case)."""
+    import fastnn.compiled as compiled
+
+    real = compiled.batchnorm_forward
+
+    def wrong(*args):
+        out, cache = real(*args)
+        out = out.copy()
+        out[0, 0] += 0.01
+        return out, cache
+
+    monkeypatch.setattr(compiled, "batchnorm_forward", wrong)
+    x = randn(16, 5).astype(dtype)
+    bn_param = {"mode": "train", "running_mean": np.zeros(5, dtype), "running_var": np.full(5, 1e4, dtype)}
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match="batchnorm_forward.*out"):
+        L.batchnorm_forward(x, np.ones(5, dtype), np.zeros(5, dtype), bn_param)
+
+
 def test_verify_backend_raises_on_float32_disagreement_beyond_its_tolerance(monkeypatch):
     import fastnn.compiled as compiled
 
