@@ -72,7 +72,7 @@ def _from_environment():
 
 _lock = threading.Lock()
 _base = _from_environment()  # what plain calls set
-_blocks = ()  # [options, Settings] of each `with` block open now, in the order entered (a tuple, replaced whole
+_blocks = ()  # [options, Settings, thread] of each open `with` block, in the order entered (a tuple, replaced whole
 # under the lock, so current() reads it without one)
 
 
@@ -86,10 +86,11 @@ class options:
     """Read or change fastnn's settings; usable as a context manager.
 
     options() -> the current settings (attributes backend, cache, parallel).
-    options(backend='jit') -> sets them now for the process (inside a `with` block: until that block ends).
+    options(backend='jit') -> sets them now for the process; inside a `with` block of the calling thread, until
+    that block ends.
     with options(backend='jit'): -> in force until the block ends, then the settings from before it.
-    The settings are process-wide; `with` blocks of several threads that overlap without nesting each end
-    their own, so once all have ended the process is back where it was (the latest block open is in force).
+    The settings are process-wide: an open block applies to every thread. When blocks of several threads overlap
+    without nesting, the latest one open is in force and each block's end removes only its own.
     Unknown names raise TypeError, unknown backends ValueError.
     """
 
@@ -101,17 +102,21 @@ class options:
             raise TypeError(f"fastnn.options: unknown setting(s) {unknown}; known: {sorted(known)}")
         if "backend" in changes and isinstance(changes["backend"], str):
             changes["backend"] = changes["backend"].lower()
+        thread = threading.get_ident()
         with _lock:
             self._settings = _validated(replace(current(), **changes)) if changes else current()
-            # applied now, as a plain call must be; a `with` turns this into a block of its own in __enter__
+            # Applied now, as a plain call must be: to this thread's innermost open block, else to the process.
+            # A `with` takes it back in __enter__ (only the fields changed here) and opens a block of its own.
             self._undo = None
             if changes:
-                if _blocks:
-                    self._undo = ("block", _blocks[-1], _blocks[-1][1])
-                    _blocks[-1][1] = self._settings
+                mine = [block for block in _blocks if block[2] == thread]
+                if mine:
+                    block = mine[-1]
+                    self._undo = (block, {k: getattr(block[1], k) for k in changes})
+                    block[1] = replace(block[1], **changes)
                 else:
-                    self._undo = ("base", None, _base)
-                    _base = self._settings
+                    self._undo = (None, {k: getattr(_base, k) for k in changes})
+                    _base = replace(_base, **changes)
 
     def __getattr__(self, name):
         return getattr(self._settings, name)
@@ -120,12 +125,16 @@ class options:
         global _base, _blocks
         with _lock:
             if self._undo is not None:
-                kind, block, previous = self._undo
-                if kind == "base" and _base is self._settings:
-                    _base = previous
-                elif kind == "block" and block[1] is self._settings:
-                    block[1] = previous
-            _blocks = _blocks + ([self, self._settings],)
+                block, previous = self._undo
+                target = _base if block is None else block[1]
+                # each field back as it was, unless someone else has set it since
+                back = {k: v for k, v in previous.items() if getattr(target, k) == getattr(self._settings, k)}
+                if block is None:
+                    _base = replace(_base, **back)
+                else:
+                    block[1] = replace(block[1], **back)
+                self._undo = None
+            _blocks = _blocks + ([self, self._settings, threading.get_ident()],)
         return self._settings
 
     def __exit__(self, *exc_info):

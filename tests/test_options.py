@@ -51,6 +51,41 @@ def test_blocks_of_two_threads_that_overlap_leave_the_process_as_it_was():
     assert fastnn.options().backend == before
 
 
+def test_a_plain_call_between_a_blocks_creation_and_its_entry_does_not_keep_the_block_on():
+    """options(...) applies at once (a plain call must); `with` takes it back on entry. When another thread had
+    set something in between, the block's backend stayed on for good after it ended."""
+    import threading
+
+    before = fastnn.options()
+    try:
+        block = fastnn.options(backend="reference")  # what `with` evaluates before entering
+        other = threading.Thread(target=lambda: fastnn.options(parallel=not before.parallel))
+        other.start()
+        other.join(10)
+        with block:
+            assert fastnn.options().backend == "reference"
+        assert fastnn.options().backend == before.backend  # the block's change is gone
+        assert fastnn.options().parallel == (not before.parallel)  # the other thread's plain call stays
+    finally:
+        fastnn.options(backend=before.backend, parallel=before.parallel)
+
+
+def test_a_plain_call_from_a_thread_outside_any_block_sets_the_process():
+    """It once went into another thread's open block and was lost when that block ended."""
+    import threading
+
+    before = fastnn.options()
+    try:
+        with fastnn.options(backend="reference"):
+            other = threading.Thread(target=lambda: fastnn.options(backend="verify"))
+            other.start()
+            other.join(10)
+            assert fastnn.options().backend == "reference"  # the open block is in force
+        assert fastnn.options().backend == "verify"
+    finally:
+        fastnn.options(backend=before.backend)
+
+
 def test_a_plain_call_inside_a_block_lasts_until_the_block_ends():
     before = fastnn.options().backend
     with fastnn.options(backend="reference"):
