@@ -18,8 +18,9 @@ from contextlib import ExitStack
 
 import numpy as np
 
+from . import _checks, options
 from . import layer_utils as L
-from . import options
+from ._cpus import available_cpus
 
 
 def _rng():
@@ -284,7 +285,7 @@ def environment(threads):
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
         "cpus": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_available": available_cpus(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
@@ -350,9 +351,7 @@ def check_rounds(rounds, quick, fn="fastnn bench"):
     """The rounds to take: the default (9, or 3 when quick) for None, else an integer >= 1."""
     if rounds is None:
         return 3 if quick else 9
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"{fn}: rounds must be an integer >= 1 (or None for the default), got {rounds!r}")
-    return int(rounds)
+    return _checks.integer(fn, "rounds", rounds, 1)
 
 
 def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None, keep_freed=False):

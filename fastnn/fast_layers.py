@@ -139,11 +139,13 @@ def max_pool_backward_im2col(dout, cache):
 # ------------------------------------------------------------------ the starter's im2col helpers (cs231n.im2col)
 
 
-def _field(fn, x_shape, field_height, field_width, padding, stride):
-    """The checked geometry of the im2col helpers: (N, C, H, W, fh, fw, padding, stride, H_out, W_out)."""
+def _field(fn, x_shape, field_height, field_width, padding, stride, dims=None):
+    """The checked geometry of the im2col helpers: (N, C, H, W, fh, fw, padding, stride, H_out, W_out).
+    dims: the names of x_shape's entries where the caller took them as four arguments."""
     if isinstance(x_shape, (str, bytes)) or not hasattr(x_shape, "__len__") or len(x_shape) != 4:
-        _check.fail(fn, f"x shape must be (N, C, H, W), got {x_shape!r}", TypeError)
-    N, C, H, W = (_check.integer(fn, f"x shape[{k}]", v, 0) for k, v in enumerate(x_shape))
+        _check.fail(fn, f"x_shape must be (N, C, H, W), got {x_shape!r}", TypeError)
+    dims = dims or [f"x_shape[{k}]" for k in range(4)]
+    N, C, H, W = (_check.integer(fn, name, v, 0) for name, v in zip(dims, x_shape))
     fh = _check.integer(fn, "field_height", field_height, 1)
     fw = _check.integer(fn, "field_width", field_width, 1)
     padding = _check.integer(fn, "padding", padding, 0)
@@ -173,7 +175,10 @@ def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
 
 def im2col_indices(x, field_height, field_width, padding=1, stride=1):
     """Columns (C*fh*fw, H'*W'*N) of x's receptive fields, in cs231n.im2col's layout."""
-    fn = "im2col_indices"
+    return _im2col("im2col_indices", x, field_height, field_width, padding, stride)
+
+
+def _im2col(fn, x, field_height, field_width, padding, stride):
     if not isinstance(x, np.ndarray) or x.dtype == object:
         _check.fail(fn, f"x must be a numeric numpy.ndarray, got {type(x).__name__}", TypeError)
     if x.ndim != 4:
@@ -187,8 +192,12 @@ def im2col_indices(x, field_height, field_width, padding=1, stride=1):
 
 def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
     """Adjoint of im2col_indices: sums columns back into an array of x_shape (cs231n.im2col)."""
-    fn = "col2im_indices"
-    N, C, H, W, fh, fw, p, stride, H_out, W_out = _field(fn, x_shape, field_height, field_width, padding, stride)
+    return _col2im("col2im_indices", cols, x_shape, field_height, field_width, padding, stride)
+
+
+def _col2im(fn, cols, x_shape, field_height, field_width, padding, stride, dims=None):
+    N, C, H, W, fh, fw, p, stride, H_out, W_out = _field(fn, x_shape, field_height, field_width, padding, stride,
+                                                         dims)
     if not isinstance(cols, np.ndarray) or cols.dtype == object:
         _check.fail(fn, f"cols must be a numeric numpy.ndarray, got {type(cols).__name__}", TypeError)
     _check.shape(fn, "cols", cols, (C * fh * fw, H_out * W_out * N))
@@ -203,10 +212,11 @@ def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stri
 
 def im2col_cython(x, field_height, field_width, padding, stride):
     """Stand-in for the starter's compiled im2col_cython (same layout as im2col_indices)."""
-    return im2col_indices(x, field_height, field_width, padding, stride)
+    return _im2col("im2col_cython", x, field_height, field_width, padding, stride)
 
 
 def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
     """Stand-in for the starter's compiled col2im_cython."""
-    return col2im_indices(cols, (N, C, H, W), field_height, field_width, padding, stride)
+    return _col2im("col2im_cython", cols, (N, C, H, W), field_height, field_width, padding, stride,
+                   dims=("N", "C", "H", "W"))
 

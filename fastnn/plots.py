@@ -6,11 +6,11 @@ notebook's backend and open figures alone. matplotlib is an optional dependency 
 """
 
 import importlib.util
-import numbers
 import os
 
 import numpy as np
 
+from . import _checks
 from ._files import atomic_open
 
 
@@ -48,8 +48,8 @@ def smooth(values, window=None):
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:
         raise ValueError(f"smooth: values must be 1-D, got shape {values.shape}")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1):
-        raise ValueError(f"smooth: window must be an integer >= 1 (or None), got {window!r}")
+    if window is not None:
+        window = _checks.integer("smooth", "window", window, 1)
     if values.size == 0:
         return values
     window = max(1, values.size // 20) if window is None else int(window)
@@ -112,8 +112,7 @@ def filter_grid(W, padding=1):
     F, C, HH, WW = W.shape
     if min(F, HH, WW) < 1:
         raise ValueError(f"filter_grid: W must hold at least one filter of at least 1x1, got shape {W.shape}")
-    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-        raise ValueError(f"filter_grid: padding must be an integer >= 0, got {padding!r}")
+    padding = _checks.integer("filter_grid", "padding", padding, 0)
     cols = int(np.ceil(np.sqrt(F)))
     rows = int(np.ceil(F / cols))
     grid = np.ones((rows * (HH + padding) + padding, cols * (WW + padding) + padding, C))

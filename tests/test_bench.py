@@ -175,8 +175,9 @@ def test_rounds_below_one_are_refused_by_the_library_too(monkeypatch):
     from fastnn import bench_e2e
 
     monkeypatch.setattr(bench_e2e, "_torch", lambda: None)
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match=r"fastnn bench --e2e: rounds must be an integer >= 1"):
+    for bad, error, says in ((0, ValueError, "must be >= 1"), (-1, ValueError, "must be >= 1"),
+                             (1.5, TypeError, "must be an integer"), (True, TypeError, "must be an integer")):
+        with pytest.raises(error, match=rf"fastnn bench --e2e: rounds {says}"):
             bench_e2e.run(rounds=bad, quick=True)
-        with pytest.raises(ValueError, match=r"fastnn bench: rounds must be an integer >= 1"):
+        with pytest.raises(error, match=rf"fastnn bench: rounds {says}"):
             run(ops=["pool"], dtypes=("float32",), quick=True, rounds=bad)

@@ -260,6 +260,7 @@ def test_convnet_refuses_at_construction_what_its_loss_could_not_run():
     model = ConvNet((1, 8, 8), (2,), 3, hidden_dims=5, num_classes=3)  # an int: one hidden layer, as FullyConnectedNet
     assert model.params["W2"].shape == (2 * 4 * 4, 5) and model.params["W3"].shape == (5, 3)
     assert ConvNet((1, 7, 7), (2,), 3, hidden_dims=(), pool=False).loss(np.zeros((2, 1, 7, 7))).shape == (2, 10)
+    assert ConvNet((1, 8, 8), (2, 2), 3, pool=(p for p in (True, False))).pools == [True, False]  # any iterable
 
 
 # ----------------------------------------------------------------------------------------------------------

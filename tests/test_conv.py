@@ -117,12 +117,15 @@ def test_starter_im2col_helpers_name_bad_arguments():
         (lambda: im2col_indices(x[0], 3, 3), ValueError, r"im2col_indices: x must be 4-D"),
         (lambda: im2col_indices(x, 3.0, 3), TypeError, "im2col_indices: field_height must be an integer"),
         (lambda: im2col_indices(x, 3, 3, padding=-1), ValueError, "im2col_indices: padding must be >= 0"),
-        (lambda: im2col_cython(x, 3, 3, 1, 3), ValueError, "im2col_indices: height: .* not divisible by stride 3"),
-        (lambda: get_im2col_indices((2, 3, 5), 3, 3), TypeError, r"get_im2col_indices: x shape must be \(N, C, H, W\)"),
+        (lambda: im2col_cython(x, 3, 3, 1, 3), ValueError, "im2col_cython: height: .* not divisible by stride 3"),
+        (lambda: get_im2col_indices((2, 3, 5), 3, 3), TypeError, r"get_im2col_indices: x_shape must be \(N, C, H, W\)"),
         (lambda: col2im_indices(np.zeros((27, 49)), x.shape, 3, 3, 1, 1), ValueError,
          r"col2im_indices: cols must have shape \(27, 50\)"),
         (lambda: col2im_cython(np.zeros((27, 50)), 2, 3, 5, 5, 3, 3, 1, 0), ValueError,
-         "col2im_indices: stride must be >= 1"),
+         "col2im_cython: stride must be >= 1"),
+        (lambda: col2im_cython(np.zeros((27, 50)), -2, 3, 5, 5, 3, 3, 1, 1), ValueError,
+         "col2im_cython: N must be >= 0"),
+        (lambda: im2col_cython(x, 3, 3, 1, 0), ValueError, "im2col_cython: stride must be >= 1"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):

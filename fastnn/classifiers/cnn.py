@@ -161,7 +161,8 @@ class ConvNet:
         if isinstance(pool, (bool, np.bool_)):
             pools = [pool] * len(num_filters)
         else:
-            pools = list(pool) if isinstance(pool, (list, tuple, np.ndarray)) else []
+            iterable = hasattr(pool, "__iter__") and not isinstance(pool, (str, bytes, dict))
+            pools = list(pool) if iterable else []
         if len(pools) != len(num_filters) or not all(isinstance(b, (bool, np.bool_)) for b in pools):
             raise ValueError(f"{fn}: pool must be a bool or {len(num_filters)} bools (one per conv layer), "
                              f"got {pool!r}")

@@ -26,9 +26,9 @@ def configure(parser):
 
 def _check_args(args):
     """Everything the report needs from the user, checked before minutes of measuring."""
-    import numba
+    from ..bench_e2e import max_threads
 
-    limit = numba.config.NUMBA_NUM_THREADS  # the CPUs this process may use (affinity), unless NUMBA_NUM_THREADS
+    limit = max_threads()
     if not 1 <= args.threads <= limit:
         raise SystemExit(f"fastnn bench: --threads must be >= 1 and at most {limit}, the threads this process may "
                          f"use (its CPU affinity, or NUMBA_NUM_THREADS), got {args.threads}")

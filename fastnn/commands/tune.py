@@ -56,12 +56,12 @@ def _check_args(args):
 
 def _distributed():
     """dask.distributed, checked before anything else runs."""
+    from ..tune.search import _distributed as imported
+
     try:
-        import distributed
+        return imported("fastnn tune: the search")
     except ImportError as error:
-        raise SystemExit("fastnn tune: the search runs on dask.distributed, which is not installed: "
-                         "pip install 'fastnn[tune]'") from error
-    return distributed
+        raise SystemExit(str(error)) from error
 
 
 def _connect(distributed, address):
@@ -83,8 +83,8 @@ def run(args):
 
 def _run(args, distributed):
     from .. import tune
+    from .._cpus import available_cpus
     from ..data_utils import load_digits
-    from ..tune.search import available_cpus
 
     data = load_digits(seed=args.seed)
     solver_kwargs = {"update_rule": "adam", "num_epochs": args.epochs, "batch_size": 100, "lr_decay": 0.95}

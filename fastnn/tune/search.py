@@ -6,25 +6,17 @@ runs.
 
 import contextlib
 import logging
-import os
 import uuid
 import warnings
 
 import numpy as np
 
 from .. import _checks as check
+from .._cpus import available_cpus
 from .._options import options
 from .result import SearchResult
 from .space import check_space, sample_configs
 from .trial import TRIAL_OWNED_KEYS, Trial, run_trial, trial_seed
-
-
-def available_cpus():
-    """The CPUs this process may run on: its affinity where the platform reports one (taskset, cgroups' cpusets),
-    else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def _distributed(fn):
