@@ -69,13 +69,8 @@ def _warn_fallback_once(error):
         warnings.warn(f"fastnn: compiled kernels unavailable ({error}); using the NumPy reference", stacklevel=3)
 
 
-def _finite_max(a):
-    a = np.asarray(a, dtype=np.float64)
-    return float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
-
-
 def _verify(name, reference_fn, fast_fn, args):
-    from .testing import max_relative_error, tolerance
+    from .testing import finite_scale, max_relative_error, tolerance
 
     reference_args = copy.deepcopy(args)
     rng_state = np.random.get_state()  # both paths must draw the same dropout key
@@ -102,9 +97,9 @@ def _verify(name, reference_fn, fast_fn, args):
     # of a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other
     # results, whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
     if direction == "backward":
-        floor = max((_finite_max(e) for _, _, e in arrays), default=0.0)
+        floor = max((finite_scale(e) for _, _, e in arrays), default=0.0)
     else:
-        floor = max((_finite_max(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
+        floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
                     default=0.0)
     # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
     # but was computed from float32 scores, differently rounded on each path.

@@ -24,6 +24,12 @@ def tolerance(dtype, direction):
     return TOLERANCES[(np.dtype(dtype).name, direction)]
 
 
+def finite_scale(a):
+    """The largest |value| among a's finite entries (0.0 when there are none)."""
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+
+
 def max_relative_error(actual, expected, floor=0.0):
     """(error, index): max |actual - expected| / max(max|expected|, floor) and where the largest difference sits.
 
@@ -40,8 +46,7 @@ def max_relative_error(actual, expected, floor=0.0):
     with np.errstate(invalid="ignore"):
         diff = np.where(both_nan | same_inf, 0.0, np.abs(a - e))
     diff = np.where(np.isnan(diff), np.inf, diff)
-    finite_e = np.abs(e[np.isfinite(e)])
-    scale = max(float(finite_e.max()) if finite_e.size else 0.0, floor, 1e-30)
+    scale = max(finite_scale(e), floor, 1e-30)
     flat = int(np.argmax(diff))
     where = np.unravel_index(flat, a.shape)
     return float(diff.flat[flat] / scale), tuple(int(i) for i in where)

@@ -155,8 +155,7 @@ class ConvNet:
         fn = "ConvNet"
         C, H, W = self.input_dim = _input_dim(fn, input_dim)
         num_filters = _check_dims(fn, "num_filters", num_filters)
-        no_hidden = isinstance(hidden_dims, (list, tuple, range, np.ndarray)) and len(hidden_dims) == 0
-        hidden_dims = [] if no_hidden else _check_dims(fn, "hidden_dims", hidden_dims)
+        hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims)  # may be empty: no hidden affine layer
         (filter_size, num_classes) = _check_dims(fn, "filter_size and num_classes", (filter_size, num_classes))
         if isinstance(pool, (bool, np.bool_)):
             pools = [pool] * len(num_filters)
