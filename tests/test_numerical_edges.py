@@ -65,3 +65,34 @@ def test_float32_running_statistics_track_a_float64_run(backend):
     assert p32["running_mean"].dtype == np.float32
     np.testing.assert_allclose(p32["running_mean"], p64["running_mean"], rtol=1e-5)
     np.testing.assert_allclose(p32["running_var"], p64["running_var"], rtol=1e-3)
+
+
+def _diverged_batches():
+    rng = np.random.default_rng(0)
+    inf_first = rng.standard_normal((8, 3))
+    inf_first[0, 0], inf_first[3, 1], inf_first[2, 2] = np.inf, -np.inf, np.nan
+    return {"an Inf in the first row": inf_first,  # the one-pass variance's shift was Inf: Inf - Inf
+            "a spread whose squares overflow": rng.standard_normal((8, 3)) * 1e200}
+
+
+@pytest.mark.parametrize("case", ["an Inf in the first row", "a spread whose squares overflow"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_batchnorm_statistics_of_a_diverged_batch_are_numpys(case, dtype):
+    """The compiled batch statistics give np.mean's and np.var's Inf and NaN where a training has diverged: an
+    Inf column's mean is Inf (not NaN), a spread beyond sqrt(float max) has variance Inf and normalises to 0."""
+    from fastnn import layer_utils as U
+    x = _diverged_batches()[case].astype(dtype)
+    gamma, beta = np.full(3, 2.0, dtype), np.full(3, 0.5, dtype)
+    spatial = x.reshape(2, 4, 3, 1).transpose(0, 2, 1, 3).copy()  # (N, C, H, W) with the same channel values
+    results = {}
+    for backend in BACKENDS:
+        with fastnn.options(backend=backend):
+            plain, sp, fused = {"mode": "train"}, {"mode": "train"}, {"mode": "train"}
+            out = L.batchnorm_forward(x, gamma, beta, plain)[0]
+            out_sp = L.spatial_batchnorm_forward(spatial, gamma, beta, sp)[0]
+            out_fused = U.affine_bn_relu_forward(x, np.eye(3, dtype=dtype), np.zeros(3, dtype), gamma, beta, fused)[0]
+        results[backend] = [out, out_sp, out_fused] + [p[k] for p in (plain, sp, fused)
+                                                        for k in ("running_mean", "running_var")]
+    for got, want in zip(results["jit"], results["reference"]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, _row_dx, _xhat, batch_moments, sum_chunks
+from .norm import CHUNKS, _row_dx, _xhat, batch_moments, finite_or_zero, sum_chunks
 
 
 @kernel
@@ -85,7 +85,7 @@ def bias_batchnorm_relu_train_forward(a, b, gamma, beta, eps, mean64, var64, mea
     partial = np.zeros((chunks, 2, D))
     shift = np.empty(D)  # the first row after the bias add, read before any task writes it
     for d in range(D):
-        shift[d] = a[0, d] + b[d]
+        shift[d] = finite_or_zero(a[0, d] + b[d])
     for t in prange(chunks):
         bias_shifted_sums(a, b, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
     batch_moments(partial, shift, N, eps, mean64, var64, mean, invstd)

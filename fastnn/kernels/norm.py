@@ -4,7 +4,8 @@ Statistics accumulate in float64 whatever the input dtype. Column reductions ove
 variance, dgamma, dbeta) split the rows into a FIXED number of chunks, each summed by one task into its own
 row of a partial buffer, then the chunks are added in order: the result does not depend on the thread count.
 The variance uses sums shifted by the first row, which keeps a one-pass variance accurate when the mean is
-large against the spread.
+large against the spread; a non-finite first entry shifts by 0 instead (Inf - Inf would make an Inf column's
+mean NaN, where np.mean gives Inf).
 
 Batchnorm does not store xhat: its backward kernels recompute it as (x - mean) * invstd, the forward's own float
 operations, so the same bits, and the forward writes one array instead of two (0.75x the time of forward +
@@ -35,11 +36,27 @@ def sum_chunks(parts, out):
 
 
 @kernel
+def finite_or_zero(v):
+    """The shift for a one-pass variance: v itself, or 0.0 where v is Inf or NaN."""
+    return np.float64(v) if np.isfinite(v) else 0.0
+
+
+@kernel
+def variance(q, m):
+    """The biased variance from the mean square q and the mean m of shifted values: q - m * m, at least 0. Where
+    q overflowed, np.var's answers: Inf for a finite mean (a spread beyond the square root of the largest float,
+    where q - m * m would be Inf - Inf), NaN for an infinite one."""
+    if np.isinf(q):
+        return q if np.isfinite(m) else np.nan
+    return max(q - m * m, 0.0)
+
+
+@kernel
 def moments_from_sums(shift, n, mean, var):
     """mean and (biased) var from the sums of (x - shift) in mean and of its square in var, in place."""
     for d in range(mean.shape[0]):
         m = mean[d] / n
-        var[d] = max(var[d] / n - m * m, 0.0)
+        var[d] = variance(var[d] / n, m)
         mean[d] = shift[d] + m
 
 
@@ -89,7 +106,7 @@ def batchnorm_train_forward(x, gamma, beta, eps, mean64, var64, mean, invstd, ou
     partial = np.zeros((chunks, 2, D))
     shift = np.empty(D)
     for d in range(D):
-        shift[d] = x[0, d]
+        shift[d] = finite_or_zero(x[0, d])
     for t in prange(chunks):
         shifted_sums(x, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
     batch_moments(partial, shift, N, eps, mean64, var64, mean, invstd)
@@ -247,7 +264,7 @@ def channel_moments(x, mean, var):
     """mean[c], var[c] (float64) of x (N, C, P) over (N, P): one channel per task."""
     N, C, P = x.shape
     for c in prange(C):
-        shift = np.float64(x[0, c, 0])
+        shift = finite_or_zero(x[0, c, 0])
         s = 0.0
         q = 0.0
         for n in range(N):
@@ -258,7 +275,7 @@ def channel_moments(x, mean, var):
         count = N * P
         m = s / count
         mean[c] = shift + m
-        var[c] = max(q / count - m * m, 0.0)
+        var[c] = variance(q / count, m)
 
 
 @kernel(parallel=True)
