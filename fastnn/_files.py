@@ -6,9 +6,10 @@ import tempfile
 from contextlib import contextmanager
 
 
-def check_writable_path(fn, name, path):
+def check_writable_path(fn, name, path, probe=False):
     """The path as a str; a ValueError naming `fn` and `name` when it names a directory, a FileNotFoundError when
-    its directory does not exist."""
+    its directory does not exist. probe: also create and remove a temporary file there, so that a directory the
+    process may not write to is found now (PermissionError or the OSError met), not when the file is written."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: {name} must be a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
@@ -17,7 +18,20 @@ def check_writable_path(fn, name, path):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{fn}: the directory of {name} {path!r} does not exist: {directory!r}")
+    if probe:
+        fd, temporary = _temporary_file(fn, name, os.path.realpath(path))
+        os.close(fd)
+        os.remove(temporary)
     return path
+
+
+def _temporary_file(fn, name, path):
+    """(fd, name) of a new temporary file beside `path`; the OSError of a directory that cannot take one names
+    `fn` and `name` (mkstemp's own names only the temporary file)."""
+    try:
+        return tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as e:
+        raise type(e)(e.errno, f"{fn}: cannot write {name} {path!r} ({e.strerror})") from e
 
 
 def _new_file_mode(path):
@@ -48,7 +62,7 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
     """
     path = os.path.realpath(check_writable_path(fn, name, path))  # through a symlink, as open() writes
     directory = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, temporary = _temporary_file(fn, name, path)
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _new_file_mode(path))

@@ -16,6 +16,7 @@ import zipfile
 
 import numpy as np
 
+from . import _checks as _check
 from ._files import atomic_open
 
 FORMAT = "fastnn-checkpoint"
@@ -105,9 +106,18 @@ def load_checkpoint(path):
 
     A missing file raises FileNotFoundError; a truncated, corrupted or foreign file raises ValueError naming it.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_checkpoint: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
+    if not zipfile.is_zipfile(path):  # np.load would read a .npy, or offer to unpickle anything else
+        if _is_pickle(path):
+            raise ValueError(f"load_checkpoint: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
+                             "a fastnn checkpoint (.npz); fastnn never unpickles a checkpoint, since that can "
+                             "run any code")
+        raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint (not an .npz archive: "
+                         "truncated, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every member now
@@ -117,22 +127,22 @@ def load_checkpoint(path):
         if header.get("version") != VERSION:
             raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
         return _decode(header["state"], arrays)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-        if _is_pickle(path):  # numpy's own message would advise loading it unsafely
-            raise ValueError(f"load_checkpoint: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
-                             "a fastnn checkpoint (.npz); fastnn never unpickles a checkpoint, since that can "
-                             "run any code") from error
+    except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
+            json.JSONDecodeError) as error:  # NotImplementedError: a corrupted member's compression method
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 
 def _is_pickle(path):
-    """Whether the file starts as a pickle of protocol 2 or later does (b'\\x80' and the protocol number)."""
+    """Whether the file starts as a pickle does: protocol 2 or later (b'\\x80' and the protocol number), or an
+    opcode that protocols 0 and 1 begin with (MARK, a global, a dict, list or tuple)."""
     try:
         with open(path, "rb") as f:
             head = f.read(2)
     except OSError:
         return False
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    return head[:1] in (b"(", b"c", b"}", b"]", b")")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -152,12 +162,15 @@ def restore_model_state(model, state, source="checkpoint"):
     state = {} if state is None else state
     saved = state.get("bn_params", []) if isinstance(state, dict) else state
     current = getattr(model, "bn_params", None) or []
-    if not isinstance(saved, list) or len(saved) != len(current) or not all(isinstance(p, dict) for p in saved):
-        count = len(saved) if isinstance(saved, list) else type(saved).__name__
-        raise ValueError(f"Solver.resume: {source} holds {count} batchnorm parameter dicts but the model has "
+    if not isinstance(saved, list) or not all(isinstance(p, dict) for p in saved):
+        raise ValueError(f"Solver.resume: {source} holds model_state bn_params as "
+                         f"{saved!r:.80}; it must be a list of dicts")
+    if len(saved) != len(current):
+        raise ValueError(f"Solver.resume: {source} holds {len(saved)} batchnorm parameter dicts but the model has "
                          f"{len(current)}")
     params = getattr(model, "params", {})
     for i, (mine, theirs) in enumerate(zip(current, saved)):
+        _check_bn_settings(f"Solver.resume: {source} holds bn_params[{i}]", theirs)
         for key, value in theirs.items():
             ours = mine.get(key)
             if ours is None and key in ("running_mean", "running_var") and f"gamma{i + 1}" in params:
@@ -169,3 +182,17 @@ def restore_model_state(model, state, source="checkpoint"):
                                  f"{getattr(value, 'dtype', '')}; the model's is {ours.shape} {ours.dtype}")
     for mine, theirs in zip(current, saved):
         mine.update(theirs)
+
+
+def _check_bn_settings(where, bn_param):
+    """The scalars of a saved bn_param dict hold values the norm layers accept (ValueError, else)."""
+    mode = bn_param.get("mode", "train")
+    if mode not in ("train", "test"):
+        raise ValueError(f"{where}['mode'] = {mode!r}; it must be 'train' or 'test'")
+    try:
+        if "eps" in bn_param:
+            _check.number(where, "['eps']", bn_param["eps"], low=0.0, low_open=True)
+        if "momentum" in bn_param:
+            _check.number(where, "['momentum']", bn_param["momentum"], low=0.0, high=1.0)
+    except TypeError as error:
+        raise ValueError(str(error)) from error

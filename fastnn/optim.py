@@ -15,8 +15,9 @@ Each rule has the interface
         - config: the config dict to pass to the next call of this rule
 
 `sgd` updates w in place, as the starter's does, whatever its memory layout (a read-only w gets a new array);
-the other rules return a new array. The Solver looks rules up by name in this module (`update_rule='adam'`);
-UPDATE_RULES lists those names.
+the other rules return a new array. next_w and the state are arrays of w's shape, a 0-d w's too (NumPy's
+arithmetic would give them as scalars, which the next call refuses as state). The Solver looks rules up by name
+in this module (`update_rule='adam'`); UPDATE_RULES lists those names.
 """
 
 import numpy as np
@@ -24,6 +25,15 @@ import numpy as np
 from . import _checks as check
 
 UPDATE_RULES = ("sgd", "sgd_momentum", "nesterov", "adagrad", "rmsprop", "adam")
+# The config keys each rule reads (hyperparameters, then state); the Solver warns of others, such as a misspelling.
+CONFIG_KEYS = {
+    "sgd": ("learning_rate",),
+    "sgd_momentum": ("learning_rate", "momentum", "velocity"),
+    "nesterov": ("learning_rate", "momentum", "velocity"),
+    "adagrad": ("learning_rate", "epsilon", "cache"),
+    "rmsprop": ("learning_rate", "decay_rate", "epsilon", "cache"),
+    "adam": ("learning_rate", "beta1", "beta2", "epsilon", "m", "v", "t"),
+}
 
 
 def _checked(fn, w, dw, config):
@@ -98,8 +108,8 @@ def sgd_momentum(w, dw, config=None):
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
     _state(fn, config, "velocity", w)
-    v = _hyper(fn, config, "momentum") * config["velocity"] - _hyper(fn, config, "learning_rate") * dw
-    next_w = w + v
+    v = np.asarray(_hyper(fn, config, "momentum") * config["velocity"] - _hyper(fn, config, "learning_rate") * dw)
+    next_w = np.asarray(w + v)
     config["velocity"] = v
     return next_w, config
 
@@ -120,8 +130,8 @@ def nesterov(w, dw, config=None):
     _state(fn, config, "velocity", w)
     mu = _hyper(fn, config, "momentum")
     v_prev = config["velocity"]
-    v = mu * v_prev - _hyper(fn, config, "learning_rate") * dw
-    next_w = w - mu * v_prev + (1 + mu) * v
+    v = np.asarray(mu * v_prev - _hyper(fn, config, "learning_rate") * dw)
+    next_w = np.asarray(w - mu * v_prev + (1 + mu) * v)
     config["velocity"] = v
     return next_w, config
 
@@ -139,8 +149,8 @@ def adagrad(w, dw, config=None):
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("epsilon", 1e-8)
     _state(fn, config, "cache", w)
-    cache = config["cache"] + dw * dw
-    next_w = w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon"))
+    cache = np.asarray(config["cache"] + dw * dw)
+    next_w = np.asarray(w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon")))
     config["cache"] = cache
     return next_w, config
 
@@ -164,8 +174,8 @@ def rmsprop(w, dw, config=None):
     config.setdefault("epsilon", 1e-8)
     _state(fn, config, "cache", w)
     decay = _hyper(fn, config, "decay_rate")
-    cache = decay * config["cache"] + (1 - decay) * dw * dw
-    next_w = w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon"))
+    cache = np.asarray(decay * config["cache"] + (1 - decay) * dw * dw)
+    next_w = np.asarray(w - _hyper(fn, config, "learning_rate") * dw / (np.sqrt(cache) + _hyper(fn, config, "epsilon")))
     config["cache"] = cache
     return next_w, config
 
@@ -202,11 +212,11 @@ def adam(w, dw, config=None):
     if _use_kernels():
         next_w, m, v = _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t)
     else:
-        m = beta1 * config["m"] + (1 - beta1) * dw
-        v = beta2 * config["v"] + (1 - beta2) * dw * dw
+        m = np.asarray(beta1 * config["m"] + (1 - beta1) * dw)
+        v = np.asarray(beta2 * config["v"] + (1 - beta2) * dw * dw)
         m_hat = m / (1 - beta1**t)
         v_hat = v / (1 - beta2**t)
-        next_w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+        next_w = np.asarray(w - lr * m_hat / (np.sqrt(v_hat) + eps))
     config["t"], config["m"], config["v"] = t, m, v
     return next_w, config
 

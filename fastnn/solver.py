@@ -10,9 +10,11 @@ when verbose (`progress_bar=False` turns it off alone), FloatingPointError on a 
 never left empty, checkpoints as `.npz` (fastnn.checkpoint; the starter pickled `.pkl`) and `resume(path)`.
 """
 
+import copy
 import numbers
 import os
 import sys
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -73,6 +75,7 @@ class Solver:
             raise ValueError("Unrecognized arguments %s" % extra)
         self._check_settings()
         self.update_rule = self._resolve_update_rule(self.update_rule)
+        self._warn_of_unread_config_keys()
         self.rng = None if self.seed is None else np.random.default_rng(self.seed)
         self._frozen_names = self._frozen()
         self._reset()
@@ -121,7 +124,7 @@ class Solver:
             if not isinstance(s.checkpoint_name, (str, os.PathLike)):
                 raise TypeError(f"{fn}: checkpoint_name must be a str or os.PathLike, got "
                                 f"{type(s.checkpoint_name).__name__}")
-            check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz")
+            check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz", probe=True)
 
     @staticmethod
     def _resolve_update_rule(rule):
@@ -130,6 +133,18 @@ class Solver:
         if not isinstance(rule, str) or rule not in optim.UPDATE_RULES:
             raise ValueError('Invalid update_rule "%s"' % (rule,))
         return getattr(optim, rule)
+
+    def _warn_of_unread_config_keys(self):
+        """A key of optim_config that a built-in rule does not read ('lr' for 'learning_rate') would train at the
+        rule's default without a word: warn of it."""
+        name = getattr(self.update_rule, "__name__", None)
+        if getattr(optim, name or "", None) is not self.update_rule or name not in optim.CONFIG_KEYS:
+            return
+        unread = sorted(set(self.optim_config) - set(optim.CONFIG_KEYS[name]), key=str)
+        if unread:
+            warnings.warn(f"Solver: update rule {name!r} does not read optim_config {unread}; it reads "
+                          f"{list(optim.CONFIG_KEYS[name])} (the rest take their defaults)", UserWarning,
+                          stacklevel=3)
 
     def _reset(self):
         """Set up the book-keeping variables for an optimization. Don't call this manually."""
@@ -187,15 +202,28 @@ class Solver:
         if not np.isfinite(loss):
             return False
 
-        for p, w in self.model.params.items():
-            if p in self._frozen_names:
-                continue
-            if p not in grads:
-                raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
-            next_w, next_config = self.update_rule(w, grads[p], self.optim_configs[p])
+        trained = [p for p in self.model.params if p not in self._frozen_names]
+        self._check_gradients(trained, grads)
+        for p in trained:
+            next_w, next_config = self.update_rule(self.model.params[p], grads[p], self.optim_configs[p])
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
         return True
+
+    def _check_gradients(self, names, grads):
+        """Every gradient there, an array of its parameter's shape and dtype, before any parameter changes (a bad
+        one found halfway through would leave the model half updated)."""
+        if not isinstance(grads, dict):
+            raise TypeError(f"Solver: model.loss must return (loss, grads) with grads a dict, got "
+                            f"{type(grads).__name__}")
+        for p in names:
+            if p not in grads:
+                raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
+            w, dw = self.model.params[p], grads[p]
+            if not isinstance(dw, np.ndarray) or dw.shape != np.shape(w) or dw.dtype != getattr(w, "dtype", None):
+                raise ValueError(f"Solver: the gradient of {p!r} must be an array of its parameter's shape "
+                                 f"{np.shape(w)} and dtype {getattr(w, 'dtype', type(w).__name__)}, got "
+                                 f"{getattr(dw, 'shape', type(dw).__name__)} {getattr(dw, 'dtype', '')}".rstrip())
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100):
         """Check accuracy of the model on the provided data.
@@ -233,7 +261,9 @@ class Solver:
             start = i * batch_size
             end = (i + 1) * batch_size
             scores = self.model.loss(X[start:end])
-            y_pred.append(np.argmax(scores, axis=1))
+            predicted = np.argmax(scores, axis=1)
+            predicted[np.isnan(scores).any(axis=1)] = -1  # a NaN score is no prediction (argmax would say class 0)
+            y_pred.append(predicted)
         y_pred = np.hstack(y_pred)
         if top_label >= scores.shape[1]:
             raise ValueError(f"{fn}: y must lie in [0, {scores.shape[1]}) for the model's {scores.shape[1]} "
@@ -390,7 +420,7 @@ class Solver:
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored)
-            _check_optim_configs(restored["optim_configs"], params)
+            _check_optim_configs(restored["optim_configs"], params, update_rule)
             rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
             global_rng_state = tuple(state["global_rng_state"])
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
@@ -465,12 +495,15 @@ def _check_progress(restored):
         if not isinstance(values, list) or not all(
                 isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
             raise TypeError(f"{key} must be a list of numbers")
-    if isinstance(restored["best_val_acc"], bool) or not isinstance(restored["best_val_acc"], numbers.Real):
-        raise TypeError(f"best_val_acc must be a number, got {restored['best_val_acc']!r}")
+    best = restored["best_val_acc"]
+    if isinstance(best, bool) or not isinstance(best, numbers.Real) or not 0 <= best <= 1:
+        raise ValueError(f"best_val_acc must be an accuracy in [0, 1], got {best!r}")
 
 
-def _check_optim_configs(configs, params):
-    """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param."""
+def _check_optim_configs(configs, params, update_rule):
+    """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param;
+    and the update rule takes it (one update of a copy of the param with a zero gradient, on a copy of the config,
+    so that the rule's own checks of its hyperparameters and state run now)."""
     if not isinstance(configs, dict) or set(configs) != set(params):
         raise ValueError(f"optim_configs must hold one dict per param {sorted(params)}, got "
                          f"{sorted(configs) if isinstance(configs, dict) else type(configs).__name__}")
@@ -482,6 +515,10 @@ def _check_optim_configs(configs, params):
                                                   or value.dtype != params[name].dtype):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
+        try:
+            update_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"optim_configs[{name!r}]: {error}") from error
 
 
 def _generator_from_state(state):

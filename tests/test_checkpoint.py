@@ -139,15 +139,44 @@ def test_truncated_corrupted_and_foreign_files_raise_value_error_naming_the_file
         load_checkpoint(tmp_path / "missing.npz")
 
 
-def test_a_starter_pickle_is_named_as_one_without_advice_to_unpickle_it(tmp_path):
+@pytest.mark.parametrize("protocol", [0, 1, 2, 5])
+def test_a_starter_pickle_is_named_as_one_without_advice_to_unpickle_it(tmp_path, protocol):
+    """Protocols 0 and 1 (Python 2's pickles) got numpy's advice to load with allow_pickle=True."""
     import pickle
 
     starter = tmp_path / "model_epoch_3.pkl"
-    starter.write_bytes(pickle.dumps({"model": {"W1": np.zeros(2)}, "epoch": 3}))
+    starter.write_bytes(pickle.dumps({"model": {"W1": np.zeros(2)}, "epoch": 3}, protocol=protocol))
     with pytest.raises(ValueError, match=r"load_checkpoint: .*model_epoch_3.pkl.* is a pickle \(such as the "
                                          r"starter's .pkl checkpoints\), not a fastnn checkpoint") as raised:
         load_checkpoint(starter)
     assert "allow_pickle" not in str(raised.value)
+
+
+def test_other_files_are_named_not_checkpoints_without_numpys_errors_or_advice(tmp_path):
+    """A .npy file gave "'numpy.ndarray' object does not support the context manager protocol", a corrupted
+    compression method zipfile's NotImplementedError, a text file numpy's advice to unpickle it."""
+    path, data = _good_checkpoint(tmp_path)
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.ones(3))
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    method = tmp_path / "method.npz"
+    corrupt = bytearray(data)
+    central = corrupt.rindex(b"PK\x01\x02")  # the last member's central directory entry
+    corrupt[central + 10] = 99  # its compression method: one zipfile does not know
+    method.write_bytes(bytes(corrupt))
+    for bad in (npy, text, method):
+        with pytest.raises(ValueError, match=rf"load_checkpoint: .*{bad.name}.* not a readable fastnn checkpoint") \
+                as raised:
+            load_checkpoint(bad)
+        assert "allow_pickle" not in str(raised.value)
+    with pytest.raises(TypeError, match="load_checkpoint: path must be a str or os.PathLike, got int"):
+        load_checkpoint(3)
+
+
+def test_a_model_state_that_is_no_list_of_dicts_is_named_as_such():
+    with pytest.raises(ValueError, match=r"model_state bn_params as \[1\]; it must be a list of dicts"):
+        checkpoint.restore_model_state(TwoLayerSoftmax(), {"bn_params": [1]})
 
 
 def test_solver_writes_npz_per_epoch_with_the_starter_keys(tmp_path):
@@ -210,6 +239,10 @@ def _tamper(state, key, change):
         state["optim_configs"]["W1"]["m"] = np.zeros(3)
     elif key == "bn_params.running_mean":
         state["model_state"]["bn_params"][0]["running_mean"] = np.zeros(2)
+    elif key.startswith("optim_configs.W1."):
+        state["optim_configs"]["W1"][key.rsplit(".", 1)[1]] = change
+    elif key.startswith("bn_params."):
+        state["model_state"]["bn_params"][0][key.split(".", 1)[1]] = change
     elif key == "rng_state":
         state["rng_state"]["bit_generator"] = "Nope"
     else:
@@ -230,6 +263,15 @@ def _tamper(state, key, change):
         ("loss_history", [1.0, "x"], r"loss_history must be a list of numbers"),
         ("optim_configs", {"W1": {}}, r"optim_configs must hold one dict per param"),
         ("seed", "zero", r"seed must be an int or None, got 'zero'"),
+        # these restored, and the run failed at its next step or never counted an epoch as better
+        ("optim_configs.W1.learning_rate", -5.0, r"optim_configs\['W1'\]: adam: config\['learning_rate'\] must be "
+                                                 r">= 0.0, got -5.0"),
+        ("optim_configs.W1.t", "x", r"optim_configs\['W1'\]: adam: config\['t'\]"),
+        ("optim_configs.W1.v", [0.0], r"optim_configs\['W1'\]: adam: config\['v'\] must be an array"),
+        ("bn_params.momentum", 5.0, r"bn_params\[0\]: \['momentum'\] must be <= 1.0, got 5.0"),
+        ("bn_params.eps", "x", r"bn_params\[0\]: \['eps'\] must be a real number, got 'x'"),
+        ("bn_params.mode", "eval", r"bn_params\[0\]\['mode'\] = 'eval'; it must be 'train' or 'test'"),
+        ("best_val_acc", float("nan"), r"best_val_acc must be an accuracy in \[0, 1\], got nan"),
     ],
 )
 def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, key, change, message):

@@ -212,3 +212,22 @@ def test_existing_state_is_used_without_allocating_a_fresh_default(rule, keys, m
     monkeypatch.undo()
     fresh_w, fresh = getattr(optim, rule)(w.copy(), dw, {})
     assert all(np.array_equal(fresh[key].shape, w.shape) for key in keys)
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+@pytest.mark.parametrize("rule", optim.UPDATE_RULES)
+def test_a_0d_parameter_stays_an_array_step_after_step(rule, backend):
+    """NumPy arithmetic on 0-d arrays gives scalars: next_w and the state came back as np.float64, which the next
+    call refused as state ("config['velocity'] must be an array of w's shape ()")."""
+    import fastnn
+
+    update = getattr(optim, rule)
+    w, config = np.array(1.0), None
+    with fastnn.options(backend=backend):
+        for _ in range(3):
+            w, config = update(w, np.array(0.5), config)
+            assert isinstance(w, np.ndarray) and w.shape == () and w.dtype == np.float64
+            for key, value in config.items():
+                if key in ("velocity", "cache", "m", "v"):
+                    assert isinstance(value, np.ndarray) and value.shape == ()
+    assert w < 1.0

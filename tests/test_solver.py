@@ -3,6 +3,8 @@
 A linear softmax classifier in plain NumPy stands in for a model here, so these tests exercise the loop alone.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -272,3 +274,98 @@ def test_best_params_are_copies_taken_at_the_best_epoch():
     best = int(np.argmax(solver.val_acc_history))
     for k in model.params:
         np.testing.assert_array_equal(solver.best_params[k], snapshots[best][k])
+
+
+class NaNFromTheSecondStep(LinearSoftmax):
+    """From the second step on, a finite loss (the model's own bug) with a NaN gradient: every weight and score
+    is NaN after it, and the Solver's check of the loss does not see it."""
+
+    def loss(self, X, y=None):
+        result = super().loss(X, y)
+        if y is None or len(self.batches) == 1:
+            return result
+        return 1.0, {k: np.full_like(v, np.nan) for k, v in result[1].items()}
+
+
+def test_nan_scores_are_wrong_predictions_so_nan_weights_never_become_the_best():
+    """np.argmax of a NaN row is class 0: NaN weights scored the share of class-0 labels and were kept as the
+    best params (90% on a validation set of nine 0s)."""
+    data = blobs()
+    data["y_val"] = np.zeros_like(data["y_val"])
+    solver = Solver(NaNFromTheSecondStep(scale=1.0), data, batch_size=10, num_epochs=1, verbose=False, seed=0)
+    solver.train()
+    first, last = solver.val_acc_history
+    assert 0 < first < 1 and last == 0.0  # after one finite step, then with NaN weights
+    assert solver.best_val_acc == first
+    assert all(np.all(np.isfinite(v)) for v in solver.best_params.values())
+    assert all(np.all(np.isfinite(v)) for v in solver.model.params.values())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"b": None}, r"the gradient of 'b' must be an array of its parameter's shape \(3,\) and dtype float64, got "
+                  r"NoneType"),
+    ({"b": np.zeros(4)}, r"the gradient of 'b' must be an array .* got \(4,\) float64"),
+    ({"b": np.zeros(3, np.float32)}, r"the gradient of 'b' must be an array .* dtype float64, got \(3,\) float32"),
+    ("drop b", r"model.loss returned no gradient for parameter 'b'"),
+])
+def test_a_bad_gradient_is_found_before_any_parameter_changes(bad, message):
+    """W was updated, then the bad gradient of b raised: a half-updated model."""
+    class BadGradient(LinearSoftmax):
+        def loss(self, X, y=None):
+            result = super().loss(X, y)
+            if y is None:
+                return result
+            grads = dict(result[1])
+            if bad == "drop b":
+                del grads["b"]
+            else:
+                grads.update(bad)
+            return result[0], grads
+
+    model = BadGradient()
+    before = {k: v.copy() for k, v in model.params.items()}
+    solver = Solver(model, blobs(), update_rule="sgd", verbose=False, seed=0)
+    with pytest.raises(ValueError, match=r"Solver: " + message):
+        solver.train()
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+
+
+def test_a_checkpoint_directory_that_takes_no_file_is_found_by_the_constructor(tmp_path, monkeypatch):
+    """Only the directory's existence was checked: a read-only one failed after the first epoch's work with
+    a bare PermissionError on a temporary file's name."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=r"Solver: cannot write checkpoint_name '.*run_epoch_0.npz' "
+                                              r"\(Permission denied\)"):
+        Solver(LinearSoftmax(), blobs(), checkpoint_name=str(tmp_path / "run"), verbose=False)
+    monkeypatch.undo()
+    Solver(LinearSoftmax(), blobs(), checkpoint_name=str(tmp_path / "run"), verbose=False)
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux /proc: a directory no one can create files in")
+def test_a_checkpoint_in_proc_is_refused_by_the_constructor():
+    with pytest.raises(OSError, match=r"Solver: cannot write checkpoint_name '/proc/run_epoch_0.npz'"):
+        Solver(LinearSoftmax(), blobs(), checkpoint_name="/proc/run", verbose=False)
+
+
+def test_optim_config_keys_the_rule_does_not_read_are_warned_of():
+    with pytest.warns(UserWarning, match=r"Solver: update rule 'sgd' does not read optim_config \['lr'\]; it "
+                                         r"reads \['learning_rate'\]"):
+        Solver(LinearSoftmax(), blobs(), update_rule="sgd", optim_config={"lr": 0.5}, verbose=False)
+    with pytest.warns(UserWarning, match=r"'adam' does not read optim_config \['momentum'\]"):
+        Solver(LinearSoftmax(), blobs(), update_rule="adam", optim_config={"momentum": 0.9, "beta1": 0.8},
+               verbose=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Solver(LinearSoftmax(), blobs(), update_rule="rmsprop", verbose=False,
+               optim_config={"learning_rate": 1e-3, "decay_rate": 0.9, "epsilon": 1e-7, "cache": np.zeros(1)})
+        Solver(LinearSoftmax(), blobs(), update_rule=lambda w, dw, config: (w, config), optim_config={"lr": 1},
+               verbose=False)  # a rule of the user's own: its keys are its own

@@ -1,7 +1,5 @@
 """`fastnn bench`: the side-by-side speed report (fastnn.bench)."""
 
-import os
-
 
 def configure(parser):
     from ..bench import OPS
@@ -38,12 +36,9 @@ def _check_args(args):
         from .._files import check_writable_path
 
         try:
-            check_writable_path("fastnn bench", "--json", args.json)
+            check_writable_path("fastnn bench", "--json", args.json, probe=True)
         except (ValueError, OSError) as error:
             raise SystemExit(str(error)) from error
-        directory = os.path.dirname(os.path.abspath(args.json))
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise SystemExit(f"fastnn bench: --json {args.json!r}: its directory {directory!r} is not writable")
 
 
 def run(args):
