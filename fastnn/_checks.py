@@ -42,17 +42,23 @@ class of_ndim:
         self.value, self.ndim = value, ndim
 
 
-def floats(fn, **arrays):
+def floats(fn, *, cast_integers=False, **arrays):
     """Check several float arrays of one call and that they share a dtype; returns them in order.
 
     Each value is an array, or of_ndim(array, ndim) to require its number of dimensions too (a user's tuple is
     never read as such a spec). Mixed float32/float64 is a TypeError: fastnn never casts silently in either
-    direction.
+    direction. cast_integers: an integer or bool array becomes a new array of the call's float dtype (float64 if
+    no argument has one), as NumPy arithmetic would use it: the CS231n notebooks pass a layer `b = np.array([0,
+    128])` or `gamma = np.asarray([3, 4, 5])`.
     """
-    out = []
-    for name, spec in arrays.items():
-        x, ndim = (spec.value, spec.ndim) if isinstance(spec, of_ndim) else (spec, None)
-        out.append(array(fn, name, x, ndim=ndim))
+    specs = {name: (spec.value, spec.ndim) if isinstance(spec, of_ndim) else (spec, None)
+             for name, spec in arrays.items()}
+    if cast_integers:
+        found = {x.dtype for x, _ in specs.values() if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES}
+        target = found.pop() if len(found) == 1 else np.dtype(np.float64)
+        specs = {name: (x.astype(target) if isinstance(x, np.ndarray) and x.dtype.kind in "biu" else x, ndim)
+                 for name, (x, ndim) in specs.items()}
+    out = [array(fn, name, x, ndim=ndim) for name, (x, ndim) in specs.items()]
     same_dtype(fn, dict(zip(arrays, out)))
     return out
 

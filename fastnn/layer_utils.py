@@ -57,7 +57,7 @@ def _gamma_beta(fn, x, gamma, beta, w):
     """gamma and beta of x's dtype, one per output unit of the layer before the norm (w.shape[0] for a conv
     filter bank (F, C, HH, WW), w.shape[1] for an affine weight (D, M))."""
     n = w.shape[0] if w.ndim == 4 else w.shape[1]
-    _, gamma, beta = _check.floats(fn, x=x, gamma=gamma, beta=beta)
+    _, gamma, beta = _check.floats(fn, cast_integers=True, x=x, gamma=gamma, beta=beta)
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape != (n,):
             _check.fail(fn, f"{name} must have shape ({n},) to match w {w.shape}, got {v.shape}")
@@ -65,7 +65,7 @@ def _gamma_beta(fn, x, gamma, beta, w):
 
 
 def _affine_inputs(fn, x, w, b):
-    x, w, b = _check.floats(fn, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
+    x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
     D = x[0].size
     if w.shape[0] != D:

@@ -24,7 +24,7 @@ def affine_forward(x, w, b):
     - cache: (x, w, b)
     """
     fn = "affine_forward"
-    x, w, b = _check.floats(fn, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
+    x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
     D = int(np.prod(x.shape[1:]))
     if w.shape[0] != D:
@@ -42,7 +42,7 @@ def affine_backward(dout, cache):
     """
     fn = "affine_backward"
     x, w, b = _check.cache_tuple(fn, cache, 3, "affine_forward")
-    x, w, b = _check.floats(fn, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
+    x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "cache x", x)
     dout = _check.dout_like(fn, dout, (x.shape[0], w.shape[1]), x.dtype)
     return _run(fn, dout, (x, w, b))
@@ -116,7 +116,7 @@ def tanh_backward(dout, cache):
 
 def _norm_inputs(fn, x, gamma, beta, ndim, channels):
     """x of `ndim` dims with a non-empty batch; gamma and beta of shape (channels(x),)."""
-    x, gamma, beta = _check.floats(fn, x=_check.of_ndim(x, ndim), gamma=gamma, beta=beta)
+    x, gamma, beta = _check.floats(fn, cast_integers=True, x=_check.of_ndim(x, ndim), gamma=gamma, beta=beta)
     _check.batch(fn, "x", x)
     if ndim == 4 and x.shape[1] == 0:
         _check.fail(fn, f"x needs at least one channel, got shape {x.shape}")
@@ -271,7 +271,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     the compiled kernels (the backward recomputes it).
     """
     fn = "spatial_groupnorm_forward"
-    x, gamma, beta = _check.floats(fn, x=_check.of_ndim(x, 4), gamma=gamma, beta=beta)
+    x, gamma, beta = _check.floats(fn, cast_integers=True, x=_check.of_ndim(x, 4), gamma=gamma, beta=beta)
     _check.batch(fn, "x", x)
     C = x.shape[1]
     if C == 0:
@@ -340,7 +340,8 @@ def dropout_backward(dout, cache):
 
 
 def _conv_inputs(fn, x, w, b, conv_param):
-    x, w, b = _check.floats(fn, x=_check.of_ndim(x, 4), w=_check.of_ndim(w, 4), b=_check.of_ndim(b, 1))
+    x, w, b = _check.floats(fn, cast_integers=True, x=_check.of_ndim(x, 4), w=_check.of_ndim(w, 4),
+                            b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
     if x.shape[1] == 0 or w.shape[0] == 0:  # refused on both paths alike (the kernels' reshapes need them)
         _check.fail(fn, f"x needs at least one channel and w at least one filter, got x {x.shape} and w {w.shape}")

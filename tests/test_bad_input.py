@@ -41,8 +41,11 @@ DATA = {"X_train": a(20, 6), "y_train": np.arange(20) % 3, "X_val": a(5, 6), "y_
 
 CASES = [
     # --- layers: dtypes and types
-    ("affine int x", "affine_forward", "x", TypeError, lambda: L.affine_forward(np.ones((4, 6), int), W2, B2)),
-    ("affine bool w", "affine_forward", "w", TypeError, lambda: L.affine_forward(X2, np.ones((6, 3), bool), B2)),
+    # an integer or bool argument takes the call's float dtype (tests/test_checks.py); with mixed floats, none
+    ("affine int x, mixed floats", "affine_forward", "float32", TypeError,
+     lambda: L.affine_forward(np.ones((4, 6), int), W2.astype(F32), B2)),
+    ("affine bool w, wrong shape", "affine_forward", "w", ValueError,
+     lambda: L.affine_forward(X2, np.ones((5, 3), bool), B2)),
     ("affine float16", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2.astype(np.float16), W2, B2)),
     ("affine complex", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2 + 1j, W2, B2)),
     ("affine object", "affine_forward", "x", TypeError, lambda: L.affine_forward(X2.astype(object), W2, B2)),

@@ -27,9 +27,10 @@ CASES = [
     ("affine feature mismatch", lambda: L.affine_forward(x4(2, 3), x4(4, 2), x4(2)), ValueError,
      ["affine_forward", "(2, 3)", "(4, 2)"]),
     ("affine bias mismatch", lambda: L.affine_forward(x4(2, 3), x4(3, 2), x4(3)), ValueError, ["affine_forward", "b"]),
-    ("affine int dtype", lambda: L.affine_forward(np.ones((2, 3), int), x4(3, 2), x4(2)), TypeError,
-     ["affine_forward", "x", "int64"]),
-    ("affine bool dtype", lambda: L.affine_forward(np.ones((2, 3), bool), x4(3, 2), x4(2)), TypeError, ["bool"]),
+    ("relu int dtype", lambda: L.relu_forward(np.ones((2, 3), int)), TypeError, ["relu_forward", "x", "int64"]),
+    ("relu bool dtype", lambda: L.relu_forward(np.ones((2, 3), bool)), TypeError, ["bool"]),
+    ("affine int dtype with mixed floats", lambda: L.affine_forward(np.ones((2, 3), int), x4(3, 2, dtype=np.float32),
+                                                                    x4(2)), TypeError, ["float32", "float64"]),
     ("affine complex dtype", lambda: L.affine_forward(x4(2, 3) + 0j, x4(3, 2), x4(2)), TypeError, ["complex"]),
     ("affine float16", lambda: L.affine_forward(x4(2, 3, dtype=np.float16), x4(3, 2), x4(2)), TypeError,
      ["float16"]),
@@ -143,3 +144,29 @@ def test_star_imports_give_the_notebook_namespace():
     for name in ["ThreeLayerConvNet", "conv_forward_fast", "max_pool_forward_fast", "conv_relu_pool_forward"]:
         assert name in namespace, name
     assert "_check" not in namespace and "run" not in namespace
+
+
+def test_integer_and_bool_layer_arguments_take_the_calls_float_dtype():
+    """The CS231n notebooks pass integer arrays to layers (b = np.array([0, 128]) to a convolution, gamma =
+    np.asarray([3, 4, 5]) to spatial batchnorm), which the starter's NumPy arithmetic promotes; the arguments
+    the user passed stay as they were."""
+    import fastnn.layer_utils as U
+
+    x = np.zeros((2, 3, 8, 8))
+    w = np.zeros((2, 3, 3, 3), np.float32)
+    b = np.array([0, 128])
+    for conv in (L.conv_forward_naive, FL.conv_forward_fast):
+        out, _ = conv(x.astype(np.float32), w, b, CONV)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out[:, :, 0, 0], [[0, 128], [0, 128]])
+    assert b.dtype == np.int64
+    x = 4 * np.random.default_rng(0).standard_normal((2, 3, 4, 5)) + 10
+    gamma, beta = np.asarray([3, 4, 5]), np.asarray([6, 7, 8])
+    out, _ = L.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), [6, 7, 8])
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), [3, 4, 5], rtol=1e-4)
+    out, _ = L.affine_forward(np.ones((2, 3), int), np.ones((3, 2), bool), np.array([1, 2], np.uint8))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[4, 5], [4, 5]])
+    out, _ = U.affine_relu_forward(x4(2, 3), np.ones((3, 2), int), np.zeros(2, int))
+    assert out.dtype == np.float64
