@@ -11,6 +11,7 @@ uses the unrestricted pickle loader, and np.load always runs with pickles disall
 import builtins
 import codecs
 import importlib.resources
+import io
 import numbers
 import os
 import pickle
@@ -19,11 +20,13 @@ import sys
 
 import numpy as np
 
+from . import _checks
 from ._imagenet import load_imagenet_val, load_models, load_tiny_imagenet  # noqa: F401 (re-exported)
 
 CIFAR10_ENV = "FASTNN_CIFAR10_DIR"
 CIFAR10_SUBDIR = os.path.join("datasets", "cifar-10-batches-py")
 CIFAR10_IMAGE_SIZE = 3 * 32 * 32
+CIFAR10_NUM_CLASSES = 10
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -322,7 +325,10 @@ def load_pickle(f):
     if isinstance(f, (str, os.PathLike)):
         with open(f, "rb") as opened:
             return load_pickle(opened)
-    return _restricted_load(f, repr(getattr(f, "name", "<pickle>")))
+    source = repr(getattr(f, "name", "<pickle>"))
+    if isinstance(f, io.TextIOBase):
+        raise TypeError(f"load_pickle: {source} is open in text mode; open it in binary mode ('rb')")
+    return _restricted_load(f, source)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -347,6 +353,10 @@ def load_CIFAR_batch(filename):
     if X.ndim != 2 or X.shape[1] != CIFAR10_IMAGE_SIZE or Y.shape != (X.shape[0],):
         raise ValueError(f"load_CIFAR_batch: {filename!r} holds data of shape {X.shape} and labels of shape "
                          f"{Y.shape}; expected (N, {CIFAR10_IMAGE_SIZE}) and (N,)")
+    if Y.size and (Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= CIFAR10_NUM_CLASSES):
+        held = f"in [{Y.min()}, {Y.max()}]" if Y.dtype.kind in "iu" else f"of dtype {Y.dtype}"
+        raise ValueError(f"load_CIFAR_batch: {filename!r} holds labels {held}; expected integer class labels in "
+                         f"[0, {CIFAR10_NUM_CLASSES})")
     X = X.reshape(X.shape[0], 3, 32, 32).transpose(0, 2, 3, 1).astype("float")
     return X, Y
 
@@ -479,6 +489,8 @@ def load_digits(num_validation=300, num_test=297, subtract_mean=True, seed=0, dt
                          f"training images out of {total}")
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"load_digits: dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if seed is not None:
+        seed = _checks.integer("load_digits", "seed", seed, minimum=0)
     order = np.random.default_rng(seed).permutation(total)
     X = (images[order].astype(np.float64) / 16.0).reshape(total, 1, 8, 8)
     y = targets[order].astype(np.int64)
@@ -544,14 +556,30 @@ def standardize_channels(data, eps=1e-8):
     """A copy of `data` with every X_* (N, C, H, W) standardised per channel by the training mean and std.
 
     The statistics are stored as 'channel_mean' and 'channel_std', each of shape (1, C, 1, 1). Every X_* must be
-    a numeric ndarray of X_train's (C, H, W), X_train with N >= 1.
+    a numeric ndarray of X_train's (C, H, W), X_train with N >= 1; eps a finite number > 0.
+    A float32 or float64 X_* is computed and returned in its own dtype; float16 in float64 (its variance overflows,
+    and eps=1e-8 rounds to 0 in it), returned as float16; an integer one as float64.
     """
-    splits = _image_splits(data, "standardize_channels", ndim=4)
+    fn = "standardize_channels"
+    splits = _image_splits(data, fn, ndim=4)
+    eps = _checks.number(fn, "eps", eps, low=0, low_open=True)
     X = data["X_train"]
-    mean = X.mean(axis=(0, 2, 3), keepdims=True)
-    std = X.std(axis=(0, 2, 3), keepdims=True)
+    work = _work_dtype(X)
+    mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work)
+    std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work)
     out = dict(data)
     for k in splits:
-        out[k] = (data[k] - mean) / (std + eps)
-    out["channel_mean"], out["channel_std"] = mean, std
+        work = _work_dtype(data[k])
+        scaled = (data[k] - mean.astype(work)) / (std + eps).astype(work)
+        out[k] = scaled.astype(_float_dtype(data[k]), copy=False)
+    out["channel_mean"], out["channel_std"] = mean.astype(_float_dtype(X)), std.astype(_float_dtype(X))
     return out
+
+
+def _work_dtype(X):
+    """float32 and float64 as they are (no float64 copy of a float32 CIFAR-10), anything else float64."""
+    return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _float_dtype(X):
+    return X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)

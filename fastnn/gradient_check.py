@@ -1,7 +1,9 @@
 """Numeric gradients with the cs231n.gradient_check names and behaviour, plus error helpers.
 
 Like the starter, the numeric-gradient functions perturb `x` IN PLACE and restore it (callers pass
-`lambda _: model.loss(X, y)[0]` and rely on f reading the same array). x is restored even when f raises.
+`lambda _: model.loss(X, y)[0]` and rely on f reading the same array). x is restored even when f raises. f must
+not write to x: after each call x is compared with a copy taken beforehand, and an f that modified it (an
+in-place ReLU) is a ValueError, with x restored, rather than a wrong gradient.
 
 What they accept (anything else is a TypeError or ValueError naming the function, the argument and the shapes):
 - x (and every blob's .vals): a writeable numpy.ndarray of float32 or float64. An integer or bool array would
@@ -10,7 +12,8 @@ What they accept (anything else is a TypeError or ValueError naming the function
   gradients, float32 only for a rough check.
 - h: a finite real number > 0. A step that rounds away entirely at some entry (float32 x of 1e4 with
   h=1e-5) is a ValueError naming the entry, rather than a gradient of 0.
-- df / output.diffs: the shape f's output has; f's output is not broadcast against it.
+- df / output.diffs: the shape f's output has; f's output is not broadcast against it, and must hold real numbers.
+- An empty x has an empty gradient (grad_check_sparse, which samples entries, refuses it).
 """
 
 from collections.abc import Sequence
@@ -28,11 +31,11 @@ __all__ = [
 
 
 def rel_error(x, y):
-    """The notebooks' relative error: max(|x - y| / max(1e-8, |x| + |y|)), elementwise."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    """The notebooks' relative error: max(|x - y| / max(1e-8, |x| + |y|)), elementwise; 0.0 for empty arrays."""
+    x, y = (_numeric("rel_error", name, a).astype(np.float64) for name, a in (("x", x), ("y", y)))
     if x.shape != y.shape and x.ndim and y.ndim:  # a scalar against an array is fine; (3,) vs (3, 1) is not
         raise ValueError(f"rel_error: x and y must have the same shape, got {x.shape} and {y.shape}")
-    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)), initial=0.0))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,25 +72,47 @@ def _numeric(fn, name, a):
     return a
 
 
+def _entry(name, ix):
+    return f"{name}[{', '.join(map(str, ix))}]"
+
+
 def _set(fn, name, x, ix, value, old, h):
-    """x[ix] = value, refusing a step that x's dtype rounds back to the old value."""
+    """x[ix] = value, refusing a step that x's dtype rounds back to the old value; returns the stored value."""
     x[ix] = value
     if x[ix] == old:
-        _checks.fail(fn, f"the step h={h} vanishes at {name}[{', '.join(map(str, ix))}] = {old}: {old} +- {h} "
+        _checks.fail(fn, f"the step h={h} vanishes at {_entry(name, ix)} = {old}: {old} +- {h} "
                          f"rounds back to {old} in {x.dtype}; use a larger h or a float64 {name}")
+    return x[ix]
 
 
-def _both_sides(fn, name, x, ix, h, evaluate):
-    """(evaluate() with x[ix] + h, evaluate() with x[ix] - h); x[ix] is restored even when evaluate raises."""
+def _unmodified(fn, name, x, ix, stored, original):
+    """Set x[ix] back to original[ix], once f has left x as it got it: `original` but for x[ix] = stored."""
+    where, was = ix, stored
+    if np.array_equal(x[ix], stored, equal_nan=True):
+        x[ix] = original[ix]
+        if np.array_equal(x, original, equal_nan=True):
+            return
+        where = tuple(int(i) for i in np.argwhere((x != original) & ~(np.isnan(x) & np.isnan(original)))[0])
+        was = original[where]
+    _checks.fail(fn, f"f modified its input {name} in place ({_entry(name, where)} went from {was} to {x[where]}); "
+                     f"{name} is restored, but a numeric gradient needs an f that leaves its input unchanged "
+                     f"(copy {name} inside f before writing to it)")
+
+
+def _both_sides(fn, name, x, ix, h, evaluate, original):
+    """(evaluate() with x[ix] + h, evaluate() with x[ix] - h). `original` is a copy of x taken before the first
+    evaluation: an evaluate that modifies x is refused, and x is restored from it when evaluate raises."""
     old = x[ix]
+    results = []
     try:
-        _set(fn, name, x, ix, old + h, old, h)
-        pos = evaluate()
-        _set(fn, name, x, ix, old - h, old, h)
-        neg = evaluate()
-    finally:
-        x[ix] = old
-    return pos, neg
+        for value in (old + h, old - h):
+            stored = _set(fn, name, x, ix, value, old, h)
+            results.append(evaluate())
+            _unmodified(fn, name, x, ix, stored, original)
+    except BaseException:
+        np.copyto(x, original)
+        raise
+    return tuple(results)
 
 
 def _scalar(fn, value):
@@ -95,12 +120,13 @@ def _scalar(fn, value):
     if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "biuf":
         _checks.fail(fn, f"f must return a single real number, got {type(value).__name__} with shape "
                          f"{np.shape(value)}")
-    return value
+    # a 0-d array may be x itself, which the next step changes: keep its value
+    return value[()] if isinstance(value, np.ndarray) else value
 
 
 def _output(fn, what, value, diff_name, diff):
-    """A copy of f's array output, which must have the shape of the upstream gradient it is weighted by."""
-    value = np.array(value)
+    """A copy of f's array output, which must hold real numbers of the upstream gradient's shape."""
+    value = _numeric(fn, what, np.array(value))
     if value.shape != diff.shape:
         _checks.fail(fn, f"{what} has shape {value.shape} but {diff_name} has shape {diff.shape}; they must "
                          "match (no broadcasting)")
@@ -123,10 +149,11 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     x = _perturbable(fn, "x", x)
     h = _step(fn, h)
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    original = x.copy()
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)))
+        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)), original)
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -142,10 +169,11 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     df = _numeric(fn, "df", df)
     h = _step(fn, h)
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    original = x.copy()
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        pos, neg = _both_sides(fn, "x", x, ix, h, lambda: _output(fn, "f(x)", f(x), "df", df))
+        pos, neg = _both_sides(fn, "x", x, ix, h, lambda: _output(fn, "f(x)", f(x), "df", df), original)
         grad[ix] = np.sum((pos - neg) * df) / (2 * h)
         it.iternext()
     return grad
@@ -182,10 +210,11 @@ def _gradient_blobs(fn, f, inputs, output, h):
         vals = input_blob.vals
         name = f"inputs[{i}].vals"
         diff = np.zeros_like(vals)  # the starter's zeros_like(diffs): the same once diffs has vals' shape and dtype
-        it = np.nditer(vals, flags=["multi_index"], op_flags=["readwrite"])
+        original = vals.copy()
+        it = np.nditer(vals, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
         while not it.finished:
             idx = it.multi_index
-            pos, neg = _both_sides(fn, name, vals, idx, h, run)
+            pos, neg = _both_sides(fn, name, vals, idx, h, run, original)
             diff[idx] = np.sum((pos - neg) * out_diffs) / (2.0 * h)
             it.iternext()
         numeric_diffs.append(diff)
@@ -225,9 +254,10 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
         _checks.fail(fn, f"x is empty (shape {x.shape}): there is no entry to check")
     num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=0)
     h = _step(fn, h)
+    original = x.copy()
     for _ in range(num_checks):
         ix = tuple(randrange(m) for m in x.shape)
-        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)))
+        fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)), original)
         grad_numerical = (fxph - fxmh) / (2 * h)
         grad_analytic = analytic_grad[ix]
         rel = abs(grad_numerical - grad_analytic) / (abs(grad_numerical) + abs(grad_analytic) + 1e-300)

@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from . import _checks
+
 SCHEMES = ("xavier", "he")
 
 
@@ -46,17 +48,46 @@ def std_for(weight_scale, fan_in):
     return weight_scale
 
 
-def gaussian(shape, std, dtype=np.float64):
-    """std * np.random.randn(*shape), drawn in float64 and cast to `dtype` (as the starter casts)."""
+def _check_shape(fn, shape):
+    """A tuple or list of integers >= 0, as a tuple of ints."""
+    if not isinstance(shape, (tuple, list)):
+        _checks.fail(fn, f"shape must be a tuple or list of integers, got {type(shape).__name__}", TypeError)
+    return tuple(_checks.integer(fn, f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
+
+
+def _check_dtype(fn, dtype):
+    """float32 or float64: an integer dtype would truncate the small weights to zeros."""
+    try:
+        checked = np.dtype(dtype)
+    except (TypeError, ValueError):
+        _checks.fail(fn, f"dtype must be float32 or float64, got {dtype!r}", TypeError)
+    if checked not in _checks.FLOAT_DTYPES:
+        _checks.fail(fn, f"dtype must be float32 or float64, got {checked}", TypeError)
+    return checked
+
+
+def _draw(shape, std, dtype):
     return (std * np.random.randn(*shape)).astype(dtype)
 
 
+def gaussian(shape, std, dtype=np.float64):
+    """std * np.random.randn(*shape), drawn in float64 and cast to `dtype` (as the starter casts).
+
+    shape is a tuple or list of integers >= 0, std a finite number >= 0, dtype float32 or float64.
+    """
+    fn = "gaussian"
+    std = _checks.number(fn, "std", std, low=0)
+    return _draw(_check_shape(fn, shape), std, _check_dtype(fn, dtype))
+
+
 def weights(shape, weight_scale, dtype=np.float64):
-    """Weights of `shape` for `weight_scale` (a number, 'xavier' or 'he').
+    """Weights of `shape` for `weight_scale` (a number >= 0, or 'xavier' or 'he' in any case).
 
     fan_in is the product of every dimension but the last for affine weights (D, M), and C * HH * WW for conv
     filters (F, C, HH, WW).
     """
-    shape = tuple(int(s) for s in shape)
+    fn = "weights"
+    weight_scale = check_weight_scale(fn, weight_scale)
+    shape, dtype = _check_shape(fn, shape), _check_dtype(fn, dtype)
     fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else int(np.prod(shape[:-1]))
-    return gaussian(shape, std_for(weight_scale, max(fan_in, 1)), dtype)
+    return _draw(shape, std_for(weight_scale, max(fan_in, 1)), dtype)

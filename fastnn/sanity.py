@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _checks
+
 
 @dataclass
 class Verdict:
@@ -26,8 +28,9 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
     """Initial loss at reg 0 within `tolerance` (relative) of log(num_classes), and higher at `reg`.
 
     make_model(reg) must build a fresh model with small initial weights; both models start from the same
-    numpy RNG state so they share their weights.
+    numpy RNG state so they share their weights. num_classes is an integer >= 2 (log 1 = 0 leaves no tolerance).
     """
+    num_classes = _checks.integer("check_initial_loss", "num_classes", num_classes, minimum=2)
     state = np.random.get_state()
     loss_0, _ = make_model(0.0).loss(X, y)
     np.random.set_state(state)
@@ -44,7 +47,8 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
 def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
     """The largest relative error |numeric - analytic| / max(|numeric| + |analytic|, 1e-8) per parameter,
     from centred differences at `num_checks` random entries of each. The model should be float64. Returns a
-    dict name -> (error, index)."""
+    dict name -> (error, index). The params are perturbed in place and restored, even when model.loss raises."""
+    num_checks = _checks.integer("sampled_gradient_errors", "num_checks", num_checks, minimum=1)
     _, grads = model.loss(X, y)
     rng = np.random.default_rng(seed)
     errors = {}
@@ -53,11 +57,13 @@ def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
         for flat in rng.choice(param.size, size=min(num_checks, param.size), replace=False):
             index = np.unravel_index(flat, param.shape)
             saved = param[index]
-            param[index] = saved + h
-            plus, _ = model.loss(X, y)
-            param[index] = saved - h
-            minus, _ = model.loss(X, y)
-            param[index] = saved
+            try:
+                param[index] = saved + h
+                plus, _ = model.loss(X, y)
+                param[index] = saved - h
+                minus, _ = model.loss(X, y)
+            finally:
+                param[index] = saved
             numeric = (plus - minus) / (2 * h)
             analytic = grads[name][index]
             error = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8)
@@ -68,7 +74,11 @@ def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
 
 
 def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0):
-    """Sampled numeric gradient check of a float64 model at its current reg."""
+    """Sampled numeric gradient check of a float64 model at its current reg; num_checks entries per parameter."""
+    fn = "check_gradients"
+    num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=1)
+    if not model.params:
+        _checks.fail(fn, f"model.params is empty: {type(model).__name__} has no parameters to check")
     dtype = next(iter(model.params.values())).dtype
     if dtype != np.float64:
         return Verdict("gradient check", False, f"the model is {dtype}; gradient checks need float64")

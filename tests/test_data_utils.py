@@ -220,3 +220,65 @@ def test_preprocessing_checks_every_split_against_x_train(fn, data, error, messa
     """A (2, 1) X_val once came back (2, 6), broadcast against the (6,) mean image."""
     with pytest.raises(error, match=rf"{fn}: " + message):
         getattr(data_utils, fn)(data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Low-precision data, bad eps and seeds, text-mode files, labels that are not CIFAR-10 classes
+
+
+def test_standardize_channels_takes_float16_statistics_in_float64_and_keeps_the_dtype():
+    """float16 images of 0..31000 once gave channel_std [inf] and every output -0.0 (the variance overflowed)."""
+    X = (np.arange(32) * 1000).astype(np.float16).reshape(2, 1, 4, 4)
+    out = data_utils.standardize_channels({"X_train": X, "X_val": X[:1]})
+    X64 = X.astype(np.float64)
+    assert out["X_train"].dtype == np.float16 and out["X_val"].dtype == np.float16
+    np.testing.assert_allclose(out["channel_std"].ravel(), [X64.std()], rtol=1e-3)
+    np.testing.assert_allclose(out["X_train"], (X64 - X64.mean()) / X64.std(), atol=2e-3)
+    assert np.all(np.isfinite(out["channel_mean"])) and np.all(np.isfinite(out["channel_std"]))
+
+
+def test_standardize_channels_maps_a_constant_channel_to_zero_in_every_float_dtype():
+    for dtype in (np.float16, np.float32, np.float64):
+        out = data_utils.standardize_channels({"X_train": np.full((2, 3, 2, 2), 7, dtype)})
+        assert out["X_train"].dtype == dtype
+        np.testing.assert_array_equal(out["X_train"], 0)
+
+
+@pytest.mark.parametrize("eps, error, message", [
+    (0, ValueError, r"eps must be > 0"), (-1, ValueError, r"eps must be > 0"),
+    (float("nan"), ValueError, r"eps must be finite"), ("a", TypeError, r"eps must be a real number, got 'a'"),
+])
+def test_standardize_channels_needs_a_positive_eps(eps, error, message):
+    """eps=0 on a constant channel once gave NaN, eps=-1 a sign flip, eps='a' a ufunc error."""
+    with pytest.raises(error, match=r"standardize_channels: " + message):
+        data_utils.standardize_channels({"X_train": np.ones((2, 3, 4, 4))}, eps=eps)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    ("a", TypeError, r"seed must be an integer, got 'a'"), (-1, ValueError, r"seed must be >= 0, got -1"),
+    (1.5, TypeError, r"seed must be an integer, got 1.5"),
+])
+def test_load_digits_names_a_bad_seed(seed, error, message):
+    with pytest.raises(error, match=r"load_digits: " + message):
+        data_utils.load_digits(seed=seed)
+
+
+def test_load_pickle_asks_for_a_binary_file(tmp_path):
+    """A text-mode file once gave a bare AssertionError from inside the unpickler."""
+    path = tmp_path / "batch.pkl"
+    path.write_bytes(pickle.dumps([1, 2]))
+    with open(path) as f, pytest.raises(TypeError, match=r"load_pickle: .*batch.pkl.* is open in text mode; open "
+                                                         r"it in binary mode \('rb'\)"):
+        load_pickle(f)
+    with pytest.raises(TypeError, match=r"load_pickle: .* text mode"):
+        load_pickle(io.StringIO("not bytes"))
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog"], [1.5, 2.0], [1, -3], [0, 10], [True, False]])
+def test_load_cifar_batch_refuses_labels_that_are_not_classes(tmp_path, labels):
+    """String, float and negative labels were once returned as they were."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=2))
+    with pytest.raises(ValueError, match=r"load_CIFAR_batch: '.*data_batch_1' holds labels .*; expected integer "
+                                         r"class labels in \[0, 10\)"):
+        data_utils.load_CIFAR_batch(str(path))

@@ -154,3 +154,116 @@ def test_blobs_accept_a_list_and_name_a_bad_blob():
         eval_numerical_gradient_blobs(f, [Blob(np.array([1, 2]))], out)
     with pytest.raises(TypeError, match=r"eval_numerical_gradient_net: net must have a forward\(\) method"):
         eval_numerical_gradient_net(object(), [a], out)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Empty x, an f that writes to its input, outputs that are not real numbers
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (2, 0, 4)])
+def test_zero_size_x_gives_an_empty_gradient(shape):
+    """An empty x once failed with numpy's 'Iteration of zero-sized operands is not enabled'."""
+    x = np.zeros(shape)
+    grad = eval_numerical_gradient(lambda v: 0.0, x, verbose=False)
+    assert grad.shape == shape and grad.dtype == x.dtype
+    assert eval_numerical_gradient_array(lambda v: np.zeros(2), x, np.ones(2)).shape == shape
+    out = Blob(np.zeros(2), np.ones(2))
+    (blob_grad,) = eval_numerical_gradient_blobs(lambda a, o: None, (Blob(x),), out)
+    assert blob_grad.shape == shape
+
+    class Net:
+        def forward(self):
+            pass
+
+    (net_grad,) = eval_numerical_gradient_net(Net(), (Blob(x),), out)
+    assert net_grad.shape == shape
+
+
+def test_a_zero_d_x_returned_by_f_is_read_before_x_moves():
+    """f returning x itself (a 0-d array) once gave a gradient of 0: both sides were the restored x."""
+    assert eval_numerical_gradient(lambda v: v, np.array(2.0), verbose=False) == pytest.approx(1.0)
+
+
+def _relu_inplace(x):
+    x[x < 0] = 0
+    return x
+
+
+def _double_inplace(x):
+    x *= 2
+    return float(x.sum())
+
+
+@pytest.mark.parametrize("where", ["eval_numerical_gradient", "eval_numerical_gradient_array",
+                                   "grad_check_sparse", "eval_numerical_gradient_blobs",
+                                   "eval_numerical_gradient_net"])
+def test_an_f_that_modifies_x_is_refused_and_x_restored(where):
+    """A ReLU written in place once gave [0, 1, 0.5] for [-1, 2, -3] and left x as [0, 2, 0]."""
+    x = np.array([-1.0, 2.0, -3.0])
+    with pytest.raises(ValueError, match=rf"{where}: f modified its input (x|inputs\[0\]\.vals) in place"):
+        if where == "eval_numerical_gradient":
+            eval_numerical_gradient(_double_inplace, x, verbose=False)
+        elif where == "eval_numerical_gradient_array":
+            eval_numerical_gradient_array(_relu_inplace, x, np.ones(3))
+        elif where == "grad_check_sparse":
+            grad_check_sparse(_double_inplace, x, np.full(3, 2.0), num_checks=1)
+        else:
+            a, out = Blob(x), Blob(np.zeros(3), np.ones(3))
+
+            def f(a_blob, out_blob):
+                out_blob.vals = _relu_inplace(a_blob.vals).copy()
+
+            if where == "eval_numerical_gradient_blobs":
+                eval_numerical_gradient_blobs(f, (a,), out)
+            else:
+                net = type("Net", (), {"forward": lambda self: f(a, out)})()
+                eval_numerical_gradient_net(net, (a,), out)
+    np.testing.assert_array_equal(x, [-1.0, 2.0, -3.0])
+
+
+def test_an_f_that_changes_only_the_perturbed_entry_is_refused():
+    x = np.array([1.0, 2.0])
+
+    def clip(v):
+        np.minimum(v, 1.0, out=v)  # moves x[1] + h back to 1, and nothing else when x[1] is perturbed
+        return v.copy()
+
+    with pytest.raises(ValueError, match=r"eval_numerical_gradient_array: f modified its input x in place"):
+        eval_numerical_gradient_array(clip, x, np.ones(2))
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+
+
+def test_an_f_that_reads_x_and_restores_it_is_accepted():
+    x = np.array([1.0, -2.0, np.nan])
+
+    def f(v):
+        saved = v.copy()
+        v[...] = 0
+        v[...] = saved
+        return v[:2] * 3
+
+    grad = eval_numerical_gradient_array(f, x, np.ones(2))  # NaN is where it was: no modification
+    np.testing.assert_allclose(grad, [3.0, 3.0, 0.0], rtol=1e-8)
+
+
+@pytest.mark.parametrize("output, dtype", [(lambda v: v * 1j, "complex128"),
+                                           (lambda v: np.array(["a"] * v.size).reshape(v.shape), "<U1"),
+                                           (lambda v: None, "object")])
+def test_an_array_output_that_is_not_real_numbers_is_refused(output, dtype):
+    """A complex output once gave a ComplexWarning and a zero gradient, a string array a UFuncTypeError."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match=rf"eval_numerical_gradient_array: f\(x\) must hold real numbers, got "
+                                        rf"dtype {dtype}"):
+        eval_numerical_gradient_array(output, x, np.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"eval_numerical_gradient_blobs: output.vals must hold real numbers"):
+        eval_numerical_gradient_blobs(lambda a, o: setattr(o, "vals", output(a.vals)), (Blob(x),),
+                                      Blob(np.zeros((2, 2)), np.ones((2, 2))))
+    np.testing.assert_array_equal(x, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_rel_error_of_empty_arrays_is_zero_and_strings_are_refused():
+    """Empty arrays once raised numpy's 'zero-size array to reduction operation maximum'."""
+    assert rel_error(np.ones(0), np.ones(0)) == 0.0
+    assert rel_error(np.ones((0, 3)), np.zeros((0, 3))) == 0.0
+    with pytest.raises(TypeError, match=r"rel_error: x must hold real numbers, got dtype <U1"):
+        rel_error("a", "b")

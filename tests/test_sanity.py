@@ -95,3 +95,58 @@ def test_fastnn_check_exits_1_when_a_check_fails(monkeypatch, capsys):
     assert main(["check", "--model", "fc", "--num-overfit", "20"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] gradient check: planted failure" in out and "failed: gradient check" in out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bad arguments and failing models
+
+
+def test_sampled_gradient_errors_restores_the_params_when_loss_raises():
+    """A loss that raised mid-check once left W[1, 1] at saved + h for the rest of the session."""
+
+    class FailsAfterFirstCall:
+        def __init__(self):
+            self.params, self.calls = {"W": np.zeros((2, 2))}, 0
+
+        def loss(self, X, y=None):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("loss failed")
+            return 1.0, {"W": np.zeros((2, 2))}
+
+    model = FailsAfterFirstCall()
+    with pytest.raises(RuntimeError, match="loss failed"):
+        sanity.sampled_gradient_errors(model, *data(n=4))
+    np.testing.assert_array_equal(model.params["W"], np.zeros((2, 2)))
+
+
+def test_check_gradients_refuses_a_model_without_params():
+    """An empty model.params once raised a bare StopIteration."""
+
+    class NoParams:
+        params = {}
+
+        def loss(self, X, y=None):
+            return 1.0, {}
+
+    with pytest.raises(ValueError, match=r"check_gradients: model.params is empty"):
+        sanity.check_gradients(NoParams(), *data(n=4))
+
+
+@pytest.mark.parametrize("num_checks, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError),
+                                               ("3", TypeError)])
+def test_num_checks_must_be_a_positive_integer(num_checks, error):
+    """num_checks=-1 once gave numpy's 'negative dimensions are not allowed'; 0 a PASS over no entries."""
+    X, y = data(n=4)
+    for fn in ("check_gradients", "sampled_gradient_errors"):
+        with pytest.raises(error, match=rf"{fn}: num_checks must be"):
+            getattr(sanity, fn)(Softmax(), X, y, num_checks=num_checks)
+
+
+@pytest.mark.parametrize("num_classes, error", [(0, ValueError), (1, ValueError), (-3, ValueError),
+                                                ("3", TypeError), (3.0, TypeError)])
+def test_initial_loss_needs_an_integer_num_classes_of_at_least_two(num_classes, error):
+    """num_classes=0 once gave a log(0) warning and a FAIL; '3' a ufunc TypeError."""
+    X, y = data(n=8)
+    with pytest.raises(error, match=r"check_initial_loss: num_classes must be"):
+        sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=num_classes)

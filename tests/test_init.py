@@ -1,0 +1,60 @@
+"""Weight initialisation: the starter's draws for valid input, clear errors for the rest."""
+
+import numpy as np
+import pytest
+
+from fastnn import init
+
+
+def test_weights_draw_the_starters_gaussian_and_scale_xavier_and_he_by_fan_in():
+    np.random.seed(0)
+    W = init.weights((6, 4), 1e-2)
+    np.random.seed(0)
+    np.testing.assert_array_equal(W, 1e-2 * np.random.randn(6, 4))
+    np.random.seed(0)
+    conv = init.weights((5, 3, 2, 2), "he")
+    np.random.seed(0)
+    np.testing.assert_array_equal(conv, np.sqrt(2.0 / 12) * np.random.randn(5, 3, 2, 2))
+
+
+@pytest.mark.parametrize("scheme", ["Xavier", "HE", "xavier"])
+def test_schemes_are_accepted_in_any_case_as_check_weight_scale_does(scheme):
+    """weights((2, 2), 'Xavier') once failed with numpy's _UFuncNoLoopError."""
+    assert init.check_weight_scale("f", scheme) == scheme.lower()
+    np.random.seed(0)
+    W = init.weights((8, 3), scheme)
+    np.random.seed(0)
+    np.testing.assert_array_equal(W, init.weights((8, 3), scheme.lower()))
+
+
+@pytest.mark.parametrize("fn", ["weights", "gaussian"])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"scale": -1.0}, ValueError, r"(weight_scale|std) must be .*>= 0, got -1.0"),
+        ({"scale": float("nan")}, ValueError, r"(weight_scale|std) must be .*finite.*, got nan"),
+        ({"scale": None}, TypeError, r"(weight_scale|std) must be a .*number.*, got None"),
+        ({"shape": (3.5, 4)}, TypeError, r"shape\[0\] must be an integer, got 3.5"),
+        ({"shape": (3, -4)}, ValueError, r"shape\[1\] must be >= 0, got -4"),
+        ({"shape": 3}, TypeError, r"shape must be a tuple or list of integers, got int"),
+        ({"dtype": np.int64}, TypeError, r"dtype must be float32 or float64, got int64"),
+        ({"dtype": "bogus"}, TypeError, r"dtype must be float32 or float64, got 'bogus'"),
+    ],
+)
+def test_bad_arguments_are_refused(fn, kwargs, error, message):
+    """A negative std, a float shape (silently truncated) and an integer dtype (all-zero weights) were accepted."""
+    args = {"shape": (3, 4), "scale": 0.1, "dtype": np.float64, **kwargs}
+    with pytest.raises(error, match=rf"{fn}: " + message):
+        getattr(init, fn)(args["shape"], args["scale"], dtype=args["dtype"])
+
+
+def test_weights_refuses_an_unknown_scheme():
+    with pytest.raises(ValueError, match=r"weights: weight_scale must be a number or one of \('xavier', 'he'\), "
+                                         r"got 'bogus'"):
+        init.weights((2, 2), "bogus")
+
+
+def test_valid_shapes_and_dtypes():
+    assert init.weights([0, 4], "he").shape == (0, 4)
+    assert init.weights((np.int64(2), 3), 0.1, dtype=np.float32).dtype == np.float32
+    assert init.gaussian((2,), 0.0).tolist() == [0.0, 0.0]
