@@ -220,3 +220,20 @@ def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
     return _col2im("col2im_cython", cols, (N, C, H, W), field_height, field_width, padding, stride,
                    dims=("N", "C", "H", "W"))
 
+
+def col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride):
+    """Stand-in for the starter's compiled col2im_6d_cython: sums cols (C, HH, WW, N, H', W') (conv_backward_strides'
+    dx columns) back into x (N, C, H, W), dropping the padding."""
+    fn = "col2im_6d_cython"
+    N, C, H, W, fh, fw, p, stride, H_out, W_out = _field(fn, (N, C, H, W), HH, WW, pad, stride,
+                                                         dims=("N", "C", "H", "W"))
+    if not isinstance(cols, np.ndarray) or cols.dtype == object:
+        _check.fail(fn, f"cols must be a numeric numpy.ndarray, got {type(cols).__name__}", TypeError)
+    _check.shape(fn, "cols", cols, (C, fh, fw, N, H_out, W_out))
+    x_padded = np.zeros((N, C, H + 2 * p, W + 2 * p), dtype=cols.dtype)
+    for a in range(fh):  # one (a, b) offset's windows never overlap each other
+        for b in range(fw):
+            window = x_padded[:, :, a:a + stride * H_out:stride, b:b + stride * W_out:stride]
+            window += cols[:, a, b].transpose(1, 0, 2, 3)
+    return x_padded[:, :, p:H + p, p:W + p]
+

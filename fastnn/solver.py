@@ -64,7 +64,7 @@ class Solver:
         self.num_train_samples = kwargs.pop("num_train_samples", 1000)
         self.num_val_samples = kwargs.pop("num_val_samples", None)
         self.checkpoint_name = kwargs.pop("checkpoint_name", None)
-        self.print_every = kwargs.pop("print_every", 10)
+        self.print_every = _whole(kwargs.pop("print_every", 10))  # the notebooks' print_every=1e2 is a float
         self.verbose = kwargs.pop("verbose", True)
         self.seed = kwargs.pop("seed", None)
         self.progress_bar = kwargs.pop("progress_bar", None)
@@ -449,6 +449,11 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _whole(value):
+    """A float holding a whole number (1e2) as that int; anything else as it is (for the checks to judge)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _check_count(fn, name, value, allow_none=False, minimum=1):

@@ -105,6 +105,23 @@ def test_starter_im2col_helpers_are_adjoint():
     np.testing.assert_allclose(np.sum(cols * y), np.sum(x * col2im_indices(y, x.shape, 3, 3, 1, 1)))
 
 
+@pytest.mark.parametrize("N, C, H, W, HH, WW, pad, stride", [(2, 3, 7, 5, 3, 3, 1, 1), (1, 2, 8, 8, 2, 2, 0, 2),
+                                                             (2, 1, 9, 7, 3, 1, 0, 3)])
+def test_col2im_6d_cython_sums_the_strided_columns_back(N, C, H, W, HH, WW, pad, stride):
+    """API.md lists col2im_6d_cython among the compiled extension's names, which fast_layers lacked."""
+    from fastnn.fast_layers import col2im_6d_cython
+
+    H_out, W_out = (H + 2 * pad - HH) // stride + 1, (W + 2 * pad - WW) // stride + 1
+    cols = np.random.default_rng(0).standard_normal((C, HH, WW, N, H_out, W_out))
+    padded = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    for c, a, b, n, i, j in np.ndindex(cols.shape):  # the starter's Cython loop
+        padded[n, c, stride * i + a, stride * j + b] += cols[c, a, b, n, i, j]
+    np.testing.assert_allclose(col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride),
+                               padded[:, :, pad:pad + H, pad:pad + W], rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match=r"col2im_6d_cython: cols must have shape"):
+        col2im_6d_cython(cols[:, :, :, :, :-1], N, C, H, W, HH, WW, pad, stride)
+
+
 def test_starter_im2col_helpers_name_bad_arguments():
     """stride 0 once raised ZeroDivisionError, a list x an AttributeError, float field sizes a raw numpy TypeError,
     and every message named get_im2col_indices whichever helper was called."""

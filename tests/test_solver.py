@@ -150,6 +150,7 @@ def test_check_accuracy_in_batches_and_on_a_subsample():
         ({"checkpoint_name": "/nonexistent-dir/run"}, FileNotFoundError,
          r"Solver: the directory of checkpoint_name '/nonexistent-dir/run_epoch_0.npz' does not exist"),
         ({"checkpoint_name": 3}, TypeError, r"Solver: checkpoint_name must be a str or os.PathLike, got int"),
+        ({"print_every": 2.5}, ValueError, r"Solver: print_every must be an integer >= 1, got 2.5"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -369,3 +370,13 @@ def test_optim_config_keys_the_rule_does_not_read_are_warned_of():
                optim_config={"learning_rate": 1e-3, "decay_rate": 0.9, "epsilon": 1e-7, "cache": np.zeros(1)})
         Solver(LinearSoftmax(), blobs(), update_rule=lambda w, dw, config: (w, config), optim_config={"lr": 1},
                verbose=False)  # a rule of the user's own: its keys are its own
+
+
+def test_print_every_as_the_notebooks_float_1e2(capsys):
+    """The starter's `t % print_every` takes print_every=1e2, which some notebook cells pass."""
+    solver = Solver(LinearSoftmax(), blobs(), num_epochs=4, batch_size=1, print_every=1e2, seed=0,
+                    progress_bar=False)
+    assert solver.print_every == 100 and isinstance(solver.print_every, int)
+    solver.train()
+    iterations = [line for line in capsys.readouterr().out.splitlines() if line.startswith("(Iteration")]
+    assert [line.split()[1] for line in iterations] == ["1", "101", "201"]

@@ -27,6 +27,7 @@ from ..layer_utils import (
 )
 from ..layers import *
 from ..layers import affine_backward, affine_forward, softmax_loss
+from ._saved import SavesParams as _SavesParams
 from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _labels, _model_input
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -47,7 +48,7 @@ def _input_dim(fn, input_dim):
     return tuple(dims)
 
 
-class ThreeLayerConvNet:
+class ThreeLayerConvNet(_SavesParams):
     """A three-layer convolutional network:
 
         conv - relu - 2x2 max pool - affine - relu - affine - softmax
@@ -126,7 +127,7 @@ class ThreeLayerConvNet:
         return loss, grads
 
 
-class ConvNet:
+class ConvNet(_SavesParams):
     """A convolutional network of any depth:
 
         [conv - (spatial batchnorm) - relu - (2x2 max pool)] x K - [affine - (batchnorm) - relu] x M

@@ -21,6 +21,7 @@ from ..layer_utils import (
 )
 from ..layers import *
 from ..layers import affine_backward, affine_forward, dropout_backward, dropout_forward, softmax_loss
+from ._saved import SavesParams as _SavesParams
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
@@ -79,7 +80,7 @@ def _check_float_dtype(fn, dtype):
     return dtype.type
 
 
-class TwoLayerNet:
+class TwoLayerNet(_SavesParams):
     """A two-layer fully connected network with ReLU and softmax loss:
 
         affine - relu - affine - softmax
@@ -138,7 +139,7 @@ class TwoLayerNet:
         return loss, grads
 
 
-class FullyConnectedNet:
+class FullyConnectedNet(_SavesParams):
     """A fully connected network with any number of hidden layers, ReLU, softmax loss, and optional dropout
     and batch or layer normalization. For L layers the architecture is
 

@@ -1,0 +1,87 @@
+"""The cs231n.vis_utils API: image grids for showing weights and data (the notebooks' show_net_weights and the
+first-layer filters of ConvolutionalNetworks.ipynb use visualize_grid).
+
+Same layouts and numbers as the starter, with one difference on purpose: a constant image (high == low), which
+the starter divides by zero into NaN, is drawn as 0.
+"""
+
+import math
+
+import numpy as np
+
+from . import _checks
+
+__all__ = ["visualize_grid", "vis_grid", "vis_nn"]
+
+
+def _images(fn, Xs):
+    """Xs as a float (N, H, W, C) array of at least one image."""
+    if not isinstance(Xs, np.ndarray) or Xs.dtype.kind not in "biuf":
+        _checks.fail(fn, f"Xs must be a numeric numpy.ndarray (N, H, W, C), got {type(Xs).__name__}", TypeError)
+    if Xs.ndim != 4 or min(Xs.shape) < 1:
+        _checks.fail(fn, f"Xs must be (N, H, W, C) with every dimension at least 1, got shape {Xs.shape}")
+    return Xs
+
+
+def _scaled(image, top):
+    """image scaled from its own [min, max] to [0, top]; a constant image is 0."""
+    low, high = np.min(image), np.max(image)
+    return top * (image - low) / (high - low) if high > low else np.zeros(image.shape)
+
+
+def _tile(grid, image, row, col, step_y, step_x, offset=0):
+    y0, x0 = offset + row * step_y, offset + col * step_x
+    grid[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
+
+
+def visualize_grid(Xs, ubound=255.0, padding=1):
+    """Reshape a 4D tensor of image data to a grid for easy visualization.
+
+    Inputs:
+    - Xs: data of shape (N, H, W, C)
+    - ubound: the grid's values are scaled to [0, ubound], each image on its own
+    - padding: the number of blank (0) pixels between elements of the grid
+
+    Returns the grid (G*H + (G-1)*padding, G*W + (G-1)*padding, C), G = ceil(sqrt(N)), images row by row.
+    """
+    fn = "visualize_grid"
+    N, H, W, C = _images(fn, Xs).shape
+    ubound = _checks.number(fn, "ubound", ubound)
+    padding = _checks.integer(fn, "padding", padding, minimum=0)
+    size = int(math.ceil(math.sqrt(N)))
+    grid = np.zeros((H * size + padding * (size - 1), W * size + padding * (size - 1), C))
+    for n in range(N):
+        _tile(grid, _scaled(Xs[n], ubound), *divmod(n, size), H + padding, W + padding)
+    return grid
+
+
+def vis_grid(Xs):
+    """Visualize a grid of images: Xs (N, H, W, C) tiled ceil(sqrt(N)) to a side with one pixel after each image,
+    the gaps at the smallest value, and the whole grid scaled to [0, 1] together."""
+    N, H, W, C = _images("vis_grid", Xs).shape
+    size = int(math.ceil(math.sqrt(N)))
+    grid = np.full((size * (H + 1), size * (W + 1), C), np.min(Xs), dtype=np.result_type(Xs.dtype, np.float32))
+    for n in range(N):
+        _tile(grid, Xs[n], *divmod(n, size), H + 1, W + 1)
+    return _scaled(grid, 1.0)
+
+
+def vis_nn(rows):
+    """Visualize an array of arrays of images: rows[y][x] (H, W, C) at row y, column x, with one pixel after each
+    image, the gaps at 1 before the whole grid is scaled to [0, 1] together."""
+    fn = "vis_nn"
+    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) and r for r in rows):
+        _checks.fail(fn, "rows must be a non-empty sequence of non-empty sequences of (H, W, C) images", TypeError)
+    first = np.asarray(rows[0][0])
+    if first.ndim != 3:
+        _checks.fail(fn, f"rows[0][0] must be an (H, W, C) image, got shape {first.shape}")
+    H, W, C = first.shape
+    columns = max(len(r) for r in rows)
+    grid = np.ones((len(rows) * (H + 1), columns * (W + 1), C), dtype=np.result_type(first.dtype, np.float32))
+    for y, row in enumerate(rows):
+        for x, image in enumerate(row):
+            image = np.asarray(image)
+            if image.shape != first.shape:
+                _checks.fail(fn, f"rows[{y}][{x}] has shape {image.shape}; every image must be {first.shape}")
+            _tile(grid, image, y, x, H + 1, W + 1)
+    return _scaled(grid, 1.0)

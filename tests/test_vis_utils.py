@@ -1,0 +1,49 @@
+"""fastnn.vis_utils against the starter's layouts: the notebooks import visualize_grid from cs231n.vis_utils."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastnn.vis_utils import vis_grid, vis_nn, visualize_grid
+
+
+def test_visualize_grid_places_and_scales_each_image_as_the_starter():
+    Xs = np.random.default_rng(0).standard_normal((5, 3, 2, 3))  # 5 images: a 3 x 3 grid, one row partly empty
+    grid = visualize_grid(Xs, ubound=255.0, padding=2)
+    assert grid.shape == (3 * 3 + 2 * 2, 3 * 2 + 2 * 2, 3)
+    for n in range(5):
+        y, x = divmod(n, 3)
+        tile = grid[y * 5:y * 5 + 3, x * 4:x * 4 + 2]
+        image = Xs[n]
+        np.testing.assert_allclose(tile, 255 * (image - image.min()) / (image.max() - image.min()))
+    assert not grid[10:].any() and not grid[:, 2:4].any()  # the padding, and the empty cells after image 5
+
+
+def test_vis_grid_and_vis_nn_scale_the_whole_grid_to_0_1():
+    Xs = np.arange(2 * 2 * 2 * 1, dtype=np.float64).reshape(2, 2, 2, 1) + 3
+    grid = vis_grid(Xs)
+    side = int(math.ceil(math.sqrt(2)))
+    assert grid.shape == (side * 3, side * 3, 1)
+    np.testing.assert_allclose(grid[0:2, 0:2, 0], (Xs[0, :, :, 0] - 3) / 7)
+    np.testing.assert_allclose(grid[0:2, 3:5, 0], (Xs[1, :, :, 0] - 3) / 7)
+    assert grid[2, 0, 0] == 0 and grid.max() == 1  # the gaps hold the smallest value
+
+    rows = [[np.full((1, 2, 1), 4.0), np.full((1, 2, 1), 2.0)], [np.full((1, 2, 1), 3.0), np.full((1, 2, 1), 5.0)]]
+    grid = vis_nn(rows)
+    assert grid.shape == (4, 6, 1)
+    np.testing.assert_allclose(grid[[0, 0, 2, 2], [0, 3, 0, 3], 0], [0.75, 0.25, 0.5, 1.0])  # (v - 1) / 4
+    assert grid[1, 0, 0] == 0.0  # a gap: 1 before scaling, the smallest value
+
+
+def test_a_constant_image_is_drawn_as_zero_and_bad_input_is_named():
+    grid = visualize_grid(np.ones((1, 2, 2, 1)))
+    np.testing.assert_array_equal(grid, 0)  # the starter divided by zero into NaN
+    with pytest.raises(ValueError, match=r"visualize_grid: Xs must be \(N, H, W, C\) .* got shape \(2, 2, 1\)"):
+        visualize_grid(np.ones((2, 2, 1)))
+    with pytest.raises(TypeError, match=r"vis_grid: Xs must be a numeric numpy.ndarray"):
+        vis_grid([[1.0]])
+    with pytest.raises(ValueError, match=r"vis_nn: rows\[0\]\[1\] has shape \(2, 2, 1\); every image must be"):
+        vis_nn([[np.ones((1, 2, 1)), np.ones((2, 2, 1))]])
+    with pytest.raises(ValueError, match=r"visualize_grid: padding must be >= 0"):
+        visualize_grid(np.ones((1, 2, 2, 1)), padding=-1)
