@@ -128,7 +128,12 @@ def mode(fn, name, value, allowed=("train", "test")):
 
 
 def labels(fn, y, num_rows, num_classes):
-    """Integer class labels, shape (N,), each in [0, num_classes)."""
+    """Integer class labels, shape (N,), each in [0, num_classes); a list or tuple of ints as an array (the
+    starter's fancy indexing took one)."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+        if y.size == 0:
+            y = y.astype(np.intp)
     if not isinstance(y, np.ndarray):
         fail(fn, f"y must be a numpy.ndarray of integer labels, got {type(y).__name__}", TypeError)
     if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):

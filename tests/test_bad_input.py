@@ -172,7 +172,8 @@ CASES = [
     ("labels out of range", "softmax_loss", "y", ValueError, lambda: L.softmax_loss(X2, np.array([0, 1, 2, 6]))),
     ("labels negative", "svm_loss", "y", ValueError, lambda: L.svm_loss(X2, np.array([0, -1, 2, 3]))),
     ("labels shape", "softmax_loss", "y", ValueError, lambda: L.softmax_loss(X2, np.array([[0, 1, 2, 3]]))),
-    ("labels list", "softmax_loss", "y", TypeError, lambda: L.softmax_loss(X2, [0, 1, 2, 3])),
+    ("labels list of floats", "softmax_loss", "y", TypeError, lambda: L.softmax_loss(X2, [0.0, 1.0, 2.0, 3.0])),
+    ("labels list out of range", "svm_loss", "y", ValueError, lambda: L.svm_loss(X2, [0, 1, 2, 9])),
     ("scores ndim", "svm_loss", "x", ValueError, lambda: L.svm_loss(a(4), np.array([0, 1, 2, 3]))),
     # --- sandwiches
     ("affine_bn_relu gamma", "affine_bn_relu_forward", "gamma", ValueError,

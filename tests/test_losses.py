@@ -36,3 +36,14 @@ def test_softmax_is_stable_for_huge_logits():
     loss, dx = softmax_loss(x, np.array([0, 2]))
     assert np.isfinite(loss) and np.all(np.isfinite(dx))
     np.testing.assert_allclose(loss, np.log(3) / 2)
+
+
+def test_labels_as_a_list_of_ints_as_in_the_starter():
+    """The starter's fancy indexing x[np.arange(N), y] took a list; fastnn refused it."""
+    import fastnn.layers as L
+
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    for loss in (L.softmax_loss, L.svm_loss):
+        by_list, by_array = loss(x, [0, 3, 1]), loss(x, np.array([0, 3, 1]))
+        assert by_list[0] == by_array[0]
+        np.testing.assert_array_equal(by_list[1], by_array[1])
