@@ -137,8 +137,8 @@ class Solver:
     def _warn_of_unread_config_keys(self):
         """A key of optim_config that a built-in rule does not read ('lr' for 'learning_rate') would train at the
         rule's default without a word: warn of it."""
-        name = getattr(self.update_rule, "__name__", None)
-        if getattr(optim, name or "", None) is not self.update_rule or name not in optim.CONFIG_KEYS:
+        name = self._builtin_rule()
+        if name is None:
             return
         unread = sorted(set(self.optim_config) - set(optim.CONFIG_KEYS[name]), key=str)
         if unread:
@@ -210,17 +210,24 @@ class Solver:
             self.optim_configs[p] = next_config
         return True
 
+    def _builtin_rule(self):
+        """The fastnn.optim rule the Solver runs, or None for a rule of the user's own."""
+        name = getattr(self.update_rule, "__name__", None)
+        return name if name in optim.UPDATE_RULES and getattr(optim, name) is self.update_rule else None
+
     def _check_gradients(self, names, grads):
-        """Every gradient there, an array of its parameter's shape and dtype, before any parameter changes (a bad
-        one found halfway through would leave the model half updated)."""
+        """Every gradient there and, for a built-in rule (which would refuse it), an array of its parameter's shape
+        and dtype, before any parameter changes (a bad one found halfway through left the model half updated)."""
         if not isinstance(grads, dict):
             raise TypeError(f"Solver: model.loss must return (loss, grads) with grads a dict, got "
                             f"{type(grads).__name__}")
+        builtin = self._builtin_rule() is not None
         for p in names:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             w, dw = self.model.params[p], grads[p]
-            if not isinstance(dw, np.ndarray) or dw.shape != np.shape(w) or dw.dtype != getattr(w, "dtype", None):
+            if builtin and (not isinstance(dw, np.ndarray) or dw.shape != np.shape(w)
+                            or dw.dtype != getattr(w, "dtype", None)):
                 raise ValueError(f"Solver: the gradient of {p!r} must be an array of its parameter's shape "
                                  f"{np.shape(w)} and dtype {getattr(w, 'dtype', type(w).__name__)}, got "
                                  f"{getattr(dw, 'shape', type(dw).__name__)} {getattr(dw, 'dtype', '')}".rstrip())

@@ -380,3 +380,23 @@ def test_print_every_as_the_notebooks_float_1e2(capsys):
     solver.train()
     iterations = [line for line in capsys.readouterr().out.splitlines() if line.startswith("(Iteration")]
     assert [line.split()[1] for line in iterations] == ["1", "101", "201"]
+
+
+def test_a_rule_of_the_users_own_gets_the_gradients_as_the_model_gives_them():
+    """The shape and dtype checks are the built-in rules' own; a custom rule may take, say, float64 gradients of
+    float32 params."""
+    class Float64Gradients(LinearSoftmax):
+        def loss(self, X, y=None):
+            result = super().loss(X, y)
+            return result if y is None else (result[0], {k: v.astype(np.float64) for k, v in result[1].items()})
+
+    model = Float64Gradients()
+    model.params = {k: v.astype(np.float32) for k, v in model.params.items()}
+    seen = []
+
+    def rule(w, dw, config):
+        seen.append((w.dtype, dw.dtype))
+        return (w - 0.1 * dw).astype(w.dtype), config
+
+    Solver(model, blobs(), update_rule=rule, num_epochs=1, verbose=False, seed=0).train()
+    assert set(seen) == {(np.dtype(np.float32), np.dtype(np.float64))}
