@@ -96,3 +96,26 @@ def test_batchnorm_statistics_of_a_diverged_batch_are_numpys(case, dtype):
                                                         for k in ("running_mean", "running_var")]
     for got, want in zip(results["jit"], results["reference"]):
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e15])
+def test_softmax_of_large_logits_matches_the_reference(offset):
+    """Fast-math reassociation made x - top - log_total into x - (top + log_total): dx off by 3.6e-9 at 1e8."""
+    rng = np.random.default_rng(0)
+    x, y = offset + rng.standard_normal((50, 10)), rng.integers(0, 10, 50)
+    results = {}
+    for backend in BACKENDS:
+        with fastnn.options(backend=backend):
+            results[backend] = L.softmax_loss(x, y)
+    assert results["jit"][0] == pytest.approx(results["reference"][0], rel=1e-12)
+    np.testing.assert_allclose(results["jit"][1], results["reference"][1], rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_splits_two_tied_large_maxima(backend, dtype):
+    """The compiled loss gave 0 and dx [0, 0, 1] for two tied logits of 1.5e19 (log_total lost to the maximum)."""
+    with fastnn.options(backend=backend):
+        loss, dx = L.softmax_loss(np.array([[1.5e19, -1.5e19, 1.5e19]], dtype), np.array([0]))
+    assert loss == pytest.approx(np.log(2), rel=1e-6)
+    np.testing.assert_allclose(dx, [[-0.5, 0, 0.5]], atol=1e-7)

@@ -63,7 +63,7 @@ class SavesParams:
         if not path.endswith(".npy"):
             path += ".npy"
         with atomic_open(path, "wb", fn=fn, name="fname") as f:
-            np.save(f, dict(self.params), allow_pickle=True)
+            np.save(f, dict(self.params))  # a dict pickles (writing one is safe; np.save allows it)
         print(fname, "saved.")
 
     def load(self, fname):
