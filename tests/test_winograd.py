@@ -151,3 +151,22 @@ def test_every_layout_of_x_and_dout_is_accepted():
         assert isinstance(cache[4], WinogradTiles)
         for g, e in zip(got, expected):
             assert_close(g, e, direction="backward", what=name)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_nan_input_entry_reaches_only_the_filter_taps_that_read_it():
+    """G^T dU G as a product multiplied G's zeros by the NaN: every tap of the filter gradient became NaN where
+    the direct convolution's dw holds it at one tap (numeric fuzzing)."""
+    import fastnn
+    import fastnn.fast_layers as FL
+
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4))
+    x[0, 0, 0, 0] = np.nan
+    w, b, dout = np.ones((1, 8, 3, 3)), np.zeros(1), np.ones((1, 1, 2, 2))
+    nan_taps = {}
+    for backend in ("jit", "reference"):
+        with fastnn.options(backend=backend):
+            _, cache = FL.conv_forward_fast(x, w, b, {"stride": 1, "pad": 0})
+            nan_taps[backend] = np.isnan(FL.conv_backward_fast(dout, cache)[1])
+    assert nan_taps["reference"].sum() == 1
+    np.testing.assert_array_equal(nan_taps["jit"], nan_taps["reference"])

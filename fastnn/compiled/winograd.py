@@ -35,11 +35,18 @@ def _transform_filters(w):
     return np.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
 
 
+def _g_transposed_times(M):
+    """G^T @ M along M's first axis (4 -> 3), written out so that G's zeros multiply nothing: as a product, a NaN
+    in one entry of a gradient tile spread (NaN * 0) to every tap of the filter gradient."""
+    return np.stack([M[0] + 0.5 * (M[1] + M[2]), 0.5 * (M[1] - M[2]), 0.5 * (M[1] + M[2]) + M[3]])
+
+
 def _filter_gradient(dU, w_shape):
-    g = G.astype(dU.dtype)
+    """dw (F, C, 3, 3) = G^T dU G for each filter and channel, from dU (16, F, C)."""
     F, C = w_shape[:2]
-    dw = np.tensordot(np.tensordot(g, dU.reshape(4, 4, F, C), axes=([0], [0])), g, axes=([1], [0]))  # (3,F,C,3)
-    return np.ascontiguousarray(dw.transpose(1, 2, 0, 3))
+    rows = _g_transposed_times(dU.reshape(4, 4, F, C))  # (3, 4, F, C)
+    dw = _g_transposed_times(rows.transpose(1, 0, 2, 3))  # (3 columns, 3 rows, F, C)
+    return np.ascontiguousarray(dw.transpose(2, 3, 1, 0))
 
 
 def _geometry(x, pad):
