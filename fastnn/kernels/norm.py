@@ -42,13 +42,12 @@ def finite_or_zero(v):
 
 
 @kernel
-def variance(q, m):
-    """The biased variance from the mean square q and the mean m of shifted values: q - m * m, at least 0. Where
-    q overflowed, np.var's answers: Inf for a finite mean (a spread beyond the square root of the largest float,
-    where q - m * m would be Inf - Inf), NaN for an infinite one."""
-    if np.isinf(q):
-        return q if np.isfinite(m) else np.nan
-    return max(q - m * m, 0.0)
+def overflowed_variance(m):
+    """The variance where the mean square of the shifted values overflowed: Inf for a finite mean m (the spread
+    is beyond the square root of the largest float, where q - m * m would be Inf - Inf), NaN for an infinite one,
+    as np.var gives. (np.var can still give a finite value where the first row, the shift, is far out: its
+    offset from the others is what squares here.)"""
+    return np.inf if np.isfinite(m) else np.nan
 
 
 @kernel
@@ -56,7 +55,8 @@ def moments_from_sums(shift, n, mean, var):
     """mean and (biased) var from the sums of (x - shift) in mean and of its square in var, in place."""
     for d in range(mean.shape[0]):
         m = mean[d] / n
-        var[d] = variance(var[d] / n, m)
+        q = var[d] / n
+        var[d] = max(q - m * m, 0.0) if not np.isinf(q) else overflowed_variance(m)
         mean[d] = shift[d] + m
 
 
@@ -275,7 +275,8 @@ def channel_moments(x, mean, var):
         count = N * P
         m = s / count
         mean[c] = shift + m
-        var[c] = variance(q / count, m)
+        q = q / count
+        var[c] = max(q - m * m, 0.0) if not np.isinf(q) else overflowed_variance(m)
 
 
 @kernel(parallel=True)
