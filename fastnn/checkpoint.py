@@ -111,8 +111,12 @@ def load_checkpoint(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
-    if not zipfile.is_zipfile(path):  # np.load would read a .npy, or offer to unpickle anything else
-        if _is_pickle(path):
+    try:
+        head, is_zip, last = _ends(path)
+    except OSError as error:  # unreadable, or a directory
+        raise ValueError(f"load_checkpoint: cannot read {path!r} ({error})") from error
+    if not is_zip:  # np.load would read a .npy, or offer to unpickle anything else
+        if _is_pickle(head, last):
             raise ValueError(f"load_checkpoint: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
                              "a fastnn checkpoint (.npz); fastnn never unpickles a checkpoint, since that can "
                              "run any code")
@@ -132,13 +136,20 @@ def load_checkpoint(path):
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 
-def _is_pickle(path):
-    """Whether the file starts as a pickle does: protocol 2 or later (b'\\x80' and the protocol number), or an
-    opcode that protocols 0 and 1 begin with (MARK, a global, a dict, list or tuple)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-    except OSError:
+def _ends(path):
+    """The file's first two bytes, whether it is a zip archive, and its last byte."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+        is_zip = zipfile.is_zipfile(f)
+        f.seek(max(f.seek(0, os.SEEK_END) - 1, 0))
+        return head, is_zip, f.read(1)
+
+
+def _is_pickle(head, last):
+    """Whether a file with these first two bytes and this last one looks like a pickle: it ends with STOP (b'.')
+    and starts as protocol 2 or later does (b'\\x80' and the protocol number), or with an opcode that protocols
+    0 and 1 begin with (MARK, a global, an empty dict, list or tuple)."""
+    if last != b".":
         return False
     if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
@@ -186,9 +197,7 @@ def restore_model_state(model, state, source="checkpoint"):
 
 def _check_bn_settings(where, bn_param):
     """The scalars of a saved bn_param dict hold values the norm layers accept (ValueError, else)."""
-    mode = bn_param.get("mode", "train")
-    if mode not in ("train", "test"):
-        raise ValueError(f"{where}['mode'] = {mode!r}; it must be 'train' or 'test'")
+    _check.mode(where, "", bn_param.get("mode", "train"))
     try:
         if "eps" in bn_param:
             _check.number(where, "['eps']", bn_param["eps"], low=0.0, low_open=True)

@@ -211,9 +211,8 @@ class Solver:
         return True
 
     def _builtin_rule(self):
-        """The fastnn.optim rule the Solver runs, or None for a rule of the user's own."""
-        name = getattr(self.update_rule, "__name__", None)
-        return name if name in optim.UPDATE_RULES and getattr(optim, name) is self.update_rule else None
+        """The name of the fastnn.optim rule the Solver runs, or None for a rule of the user's own."""
+        return self.update_rule.__name__ if _is_builtin(self.update_rule) else None
 
     def _check_gradients(self, names, grads):
         """Every gradient there and, for a built-in rule (which would refuse it), an array of its parameter's shape
@@ -269,7 +268,7 @@ class Solver:
             end = (i + 1) * batch_size
             scores = self.model.loss(X[start:end])
             predicted = np.argmax(scores, axis=1)
-            predicted[np.isnan(scores).any(axis=1)] = -1  # a NaN score is no prediction (argmax would say class 0)
+            predicted[np.isnan(scores).any(axis=1)] = -1  # a NaN score is no prediction (argmax picks the first NaN)
             y_pred.append(predicted)
         y_pred = np.hstack(y_pred)
         if top_label >= scores.shape[1]:
@@ -427,7 +426,7 @@ class Solver:
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored)
-            _check_optim_configs(restored["optim_configs"], params, update_rule)
+            _check_optim_configs(restored["optim_configs"], params, update_rule if _is_builtin(update_rule) else None)
             rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
             global_rng_state = tuple(state["global_rng_state"])
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
@@ -456,6 +455,11 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _is_builtin(rule):
+    name = getattr(rule, "__name__", None)
+    return name in optim.UPDATE_RULES and getattr(optim, name) is rule
 
 
 def _whole(value):
@@ -512,10 +516,11 @@ def _check_progress(restored):
         raise ValueError(f"best_val_acc must be an accuracy in [0, 1], got {best!r}")
 
 
-def _check_optim_configs(configs, params, update_rule):
+def _check_optim_configs(configs, params, builtin_rule=None):
     """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param;
-    and the update rule takes it (one update of a copy of the param with a zero gradient, on a copy of the config,
-    so that the rule's own checks of its hyperparameters and state run now)."""
+    and a built-in rule takes it (one update of a copy of the param with a zero gradient, on a copy of the config,
+    so that the rule's own checks of its hyperparameters and state run now). A rule of the user's own is not
+    called: it may have side effects, or refuse a zero gradient."""
     if not isinstance(configs, dict) or set(configs) != set(params):
         raise ValueError(f"optim_configs must hold one dict per param {sorted(params)}, got "
                          f"{sorted(configs) if isinstance(configs, dict) else type(configs).__name__}")
@@ -527,8 +532,10 @@ def _check_optim_configs(configs, params, update_rule):
                                                   or value.dtype != params[name].dtype):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
+        if builtin_rule is None:
+            continue
         try:
-            update_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
+            builtin_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
         except (TypeError, ValueError) as error:
             raise ValueError(f"optim_configs[{name!r}]: {error}") from error
 

@@ -172,6 +172,12 @@ def test_other_files_are_named_not_checkpoints_without_numpys_errors_or_advice(t
         assert "allow_pickle" not in str(raised.value)
     with pytest.raises(TypeError, match="load_checkpoint: path must be a str or os.PathLike, got int"):
         load_checkpoint(3)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("checkpoint notes: (first run)")  # starts as a protocol-0 pickle may, but is none
+    with pytest.raises(ValueError, match=r"not a readable fastnn checkpoint \(not an .npz archive"):
+        load_checkpoint(notes)
+    with pytest.raises(ValueError, match=r"load_checkpoint: cannot read .* Is a directory"):
+        load_checkpoint(tmp_path)
 
 
 def test_a_model_state_that_is_no_list_of_dicts_is_named_as_such():
@@ -270,7 +276,7 @@ def _tamper(state, key, change):
         ("optim_configs.W1.v", [0.0], r"optim_configs\['W1'\]: adam: config\['v'\] must be an array"),
         ("bn_params.momentum", 5.0, r"bn_params\[0\]: \['momentum'\] must be <= 1.0, got 5.0"),
         ("bn_params.eps", "x", r"bn_params\[0\]: \['eps'\] must be a real number, got 'x'"),
-        ("bn_params.mode", "eval", r"bn_params\[0\]\['mode'\] = 'eval'; it must be 'train' or 'test'"),
+        ("bn_params.mode", "eval", r"bn_params\[0\]: \['mode'\] must be one of \('train', 'test'\), got 'eval'"),
         ("best_val_acc", float("nan"), r"best_val_acc must be an accuracy in \[0, 1\], got nan"),
     ],
 )
@@ -360,3 +366,24 @@ def test_writing_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_pa
     save_checkpoint(link, {"params": {"W": np.ones(2)}})
     assert link.is_symlink()
     np.testing.assert_array_equal(load_checkpoint(target)["params"]["W"], np.ones(2))
+
+
+def test_restore_never_calls_a_rule_of_the_users_own(tmp_path):
+    """restore checks a built-in rule's state by one dry update; a user's rule may count its calls or refuse a
+    zero gradient (this one did, and a valid checkpoint could not be restored)."""
+    calls = []
+
+    def normalized_sgd(w, dw, config):
+        calls.append(1)
+        norm = float(np.linalg.norm(dw))
+        if norm == 0:
+            raise ZeroDivisionError("normalized_sgd: zero gradient")
+        return w - 0.1 * dw / norm, config
+
+    name = str(tmp_path / "run")
+    Solver(TwoLayerSoftmax(), blobs(), update_rule=normalized_sgd, num_epochs=1, batch_size=30, verbose=False,
+           seed=0, checkpoint_name=name).train()
+    solver = Solver(TwoLayerSoftmax(), blobs(), update_rule=normalized_sgd, num_epochs=1, verbose=False)
+    calls.clear()
+    solver.restore(name + "_epoch_1.npz")
+    assert calls == [] and solver.epoch == 1
