@@ -48,23 +48,45 @@ def floats(fn, *, cast_integers=False, **arrays):
     Each value is an array, or of_ndim(array, ndim) to require its number of dimensions too (a user's tuple is
     never read as such a spec). Mixed float32/float64 is a TypeError: fastnn never casts silently in either
     direction. cast_integers: an integer or bool array becomes a new array of the call's float dtype (float64 if
-    no argument has one), as NumPy arithmetic would use it: the CS231n notebooks pass a layer `b = np.array([0,
-    128])` or `gamma = np.asarray([3, 4, 5])`.
+    no argument has one), as the model's dtype rules everywhere in fastnn (NumPy would promote int64 with float32
+    to float64): the CS231n notebooks pass a layer `b = np.array([0, 128])` or `gamma = np.asarray([3, 4, 5])`.
     """
-    specs = {name: (spec.value, spec.ndim) if isinstance(spec, of_ndim) else (spec, None)
-             for name, spec in arrays.items()}
     if cast_integers:
-        found = {x.dtype for x, _ in specs.values() if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES}
-        target = found.pop() if len(found) == 1 else np.dtype(np.float64)
-        specs = {name: (x.astype(target) if isinstance(x, np.ndarray) and x.dtype.kind in "biu" else x, ndim)
-                 for name, (x, ndim) in specs.items()}
-    out = [array(fn, name, x, ndim=ndim) for name, (x, ndim) in specs.items()]
+        arrays = _integers_as_float(fn, arrays)
+    out = []
+    for name, spec in arrays.items():
+        x, ndim = (spec.value, spec.ndim) if isinstance(spec, of_ndim) else (spec, None)
+        out.append(array(fn, name, x, ndim=ndim))
     same_dtype(fn, dict(zip(arrays, out)))
     return out
 
 
+def _integer_array(x):
+    return isinstance(x, np.ndarray) and x.dtype.kind in "biu"
+
+
+def _integers_as_float(fn, arrays):
+    """arrays (floats' arguments) with each integer or bool array cast to the one float dtype among the others
+    (float64 if none); the same dict when there is none to cast."""
+    for spec in arrays.values():  # a plain loop: this runs on every layer call
+        if _integer_array(spec.value if type(spec) is of_ndim else spec):
+            break
+    else:
+        return arrays
+    given = {name: spec.value if isinstance(spec, of_ndim) else spec for name, spec in arrays.items()}
+    floats_given = {name: x.dtype for name, x in given.items() if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES}
+    same_dtype(fn, floats_given)  # named with the dtypes as given
+    target = next(iter(floats_given.values())) if floats_given else np.dtype(np.float64)
+    cast = {}
+    for name, spec in arrays.items():
+        x = given[name].astype(target) if _integer_array(given[name]) else given[name]
+        cast[name] = of_ndim(x, spec.ndim) if isinstance(spec, of_ndim) else x
+    return cast
+
+
 def same_dtype(fn, named_arrays):
-    dtypes = {name: a.dtype for name, a in named_arrays.items() if a is not None}
+    """named_arrays: name -> array (or dtype); None entries are skipped."""
+    dtypes = {name: np.dtype(getattr(a, "dtype", a)) for name, a in named_arrays.items() if a is not None}
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{n} {d}" for n, d in dtypes.items())
         fail(fn, f"all arrays must share one float dtype (float32 or float64), got {listed}", TypeError)

@@ -170,3 +170,5 @@ def test_integer_and_bool_layer_arguments_take_the_calls_float_dtype():
     np.testing.assert_array_equal(out, [[4, 5], [4, 5]])
     out, _ = U.affine_relu_forward(x4(2, 3), np.ones((3, 2), int), np.zeros(2, int))
     assert out.dtype == np.float64
+    with pytest.raises(TypeError, match=r"got w float32, b float64"):  # the dtypes as given, x int64 aside
+        L.affine_forward(np.ones((2, 3), int), np.ones((3, 2), np.float32), np.zeros(2))

@@ -386,3 +386,16 @@ def test_fastnn_tune_never_writes_over_an_earlier_search(tmp_path, monkeypatch):
         main(["tune", "--workers", "1", "--quiet"])
     assert not (tmp_path / "fastnn-tune").exists()  # the claim of a search that wrote nothing is released
     assert (earlier / "results.json").read_text() == "{}" and a_file.read_text() == "mine"
+
+
+def test_a_trial_gives_a_built_in_rule_only_the_optim_keys_it_reads():
+    """A search over update_rule and momentum gave adam's trials a momentum, which the Solver warns of."""
+    from fastnn.tune import solver_settings
+
+    config = {"update_rule": "adam", "learning_rate": 1e-3, "momentum": 0.9, "beta1": 0.8}
+    settings = solver_settings({"optim_config": {"epsilon": 1e-7}}, config)
+    assert settings["optim_config"] == {"epsilon": 1e-7, "learning_rate": 1e-3, "beta1": 0.8}
+    settings = solver_settings({}, {**config, "update_rule": "sgd_momentum"})
+    assert settings["optim_config"] == {"learning_rate": 1e-3, "momentum": 0.9}
+    rule = lambda w, dw, config: (w, config)  # noqa: E731 (a rule of the user's own takes every key)
+    assert solver_settings({"update_rule": rule}, {"momentum": 0.9})["optim_config"] == {"momentum": 0.9}
