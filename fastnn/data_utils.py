@@ -557,28 +557,26 @@ def standardize_channels(data, eps=1e-8):
 
     The statistics are stored as 'channel_mean' and 'channel_std', each of shape (1, C, 1, 1). Every X_* must be
     a numeric ndarray of X_train's (C, H, W), X_train with N >= 1; eps a finite number > 0.
-    A float32 or float64 X_* is computed and returned in its own dtype; float16 in float64 (its variance overflows,
-    and eps=1e-8 rounds to 0 in it), returned as float16; an integer one as float64.
+    The result has the dtype NumPy gives (X_* - mean) / (std + eps), the statistics X_train's float dtype (float64
+    for integers), as before; only float16 is computed in float64 and returned as float16 (its variance
+    overflowed, and eps=1e-8 rounds to 0 in it).
     """
     fn = "standardize_channels"
     splits = _image_splits(data, fn, ndim=4)
     eps = _checks.number(fn, "eps", eps, low=0, low_open=True)
     X = data["X_train"]
-    work = _work_dtype(X)
-    mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work)
-    std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work)
+    work = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)  # no float64 copy of float32
+    mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work).astype(_float_dtype(X))
+    std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work).astype(_float_dtype(X))
     out = dict(data)
     for k in splits:
-        work = _work_dtype(data[k])
-        scaled = (data[k] - mean.astype(work)) / (std + eps).astype(work)
-        out[k] = scaled.astype(_float_dtype(data[k]), copy=False)
-    out["channel_mean"], out["channel_std"] = mean.astype(_float_dtype(X)), std.astype(_float_dtype(X))
+        if data[k].dtype == np.float16:
+            wide = (data[k] - mean.astype(np.float64)) / (std.astype(np.float64) + eps)
+            out[k] = wide.astype(np.float16)
+        else:
+            out[k] = (data[k] - mean) / (std + eps)
+    out["channel_mean"], out["channel_std"] = mean, std
     return out
-
-
-def _work_dtype(X):
-    """float32 and float64 as they are (no float64 copy of a float32 CIFAR-10), anything else float64."""
-    return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _float_dtype(X):

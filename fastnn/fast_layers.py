@@ -223,7 +223,8 @@ def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
 
 def col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride):
     """Stand-in for the starter's compiled col2im_6d_cython: sums cols (C, HH, WW, N, H', W') (conv_backward_strides'
-    dx columns) back into x (N, C, H, W), dropping the padding."""
+    dx columns) back into x (N, C, H, W), dropping the padding. A geometry whose output size is not a whole number
+    is a ValueError, as in every fastnn convolution (the starter's floored it)."""
     fn = "col2im_6d_cython"
     N, C, H, W, fh, fw, p, stride, H_out, W_out = _field(fn, (N, C, H, W), HH, WW, pad, stride,
                                                          dims=("N", "C", "H", "W"))
@@ -236,4 +237,3 @@ def col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride):
             window = x_padded[:, :, a:a + stride * H_out:stride, b:b + stride * W_out:stride]
             window += cols[:, a, b].transpose(1, 0, 2, 3)
     return x_padded[:, :, p:H + p, p:W + p]
-
