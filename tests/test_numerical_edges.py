@@ -122,3 +122,18 @@ def test_softmax_splits_two_tied_large_maxima(backend, dtype):
         loss, dx = L.softmax_loss(np.array([[1.5e19, -1.5e19, 1.5e19]], dtype), np.array([0]))
     assert loss == pytest.approx(np.log(2), rel=1e-6)
     np.testing.assert_allclose(dx, [[-0.5, 0, 0.5]], atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_groupnorm_backward_with_an_infinite_gamma_gives_the_references_nan():
+    """The kernel took gamma out of the group's sums: Inf times mixed-sign dout summed to one signed Inf (dx -inf)
+    where the reference's mean(dout * gamma) is NaN (numeric fuzzing)."""
+    x = np.array([-1.0, 1.0, -2.0]).reshape(1, 1, 1, 3)
+    dout = np.array([-1.0, 1.0, 2.0]).reshape(1, 1, 1, 3)
+    gamma, beta = np.full((1, 1, 1, 1), np.inf), np.zeros((1, 1, 1, 1))
+    results = {}
+    for backend in BACKENDS:
+        with fastnn.options(backend=backend):
+            _, cache = L.spatial_groupnorm_forward(x, gamma, beta, 1, {})
+            results[backend] = L.spatial_groupnorm_backward(dout, cache)[0]
+    np.testing.assert_array_equal(np.isnan(results["jit"]), np.isnan(results["reference"]))

@@ -378,8 +378,14 @@ def group_backward(dout, x, G, shift, scale, gamma, invstd, dx, dbeta, dgamma):
                 channel_dout_xhat += g * h
             partial[0, n, c] = channel_dout
             partial[1, n, c] = channel_dout_xhat
-            s += channel_dout * gamma[c]
-            q += channel_dout_xhat * gamma[c]
+            if np.isfinite(gamma[c]):
+                s += channel_dout * gamma[c]
+                q += channel_dout_xhat * gamma[c]
+            else:  # gamma per entry, as the reference: Inf times mixed-sign dout sums to NaN, not to one Inf
+                for k in range(P):
+                    g = np.float64(dout[n, c, k]) * gamma[c]
+                    s += g
+                    q += g * _xhat(x[n, c, k], m, w)
         s /= M
         q /= M
         r = invstd[n, grp]
