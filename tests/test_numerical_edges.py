@@ -137,3 +137,28 @@ def test_groupnorm_backward_with_an_infinite_gamma_gives_the_references_nan():
             _, cache = L.spatial_groupnorm_forward(x, gamma, beta, 1, {})
             results[backend] = L.spatial_groupnorm_backward(dout, cache)[0]
     np.testing.assert_array_equal(np.isnan(results["jit"]), np.isnan(results["reference"]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_batchnorm_backward_with_an_infinite_gamma_is_nan_on_every_path():
+    """dx = invstd * (dout * gamma - mean(dout * gamma) - ...) is Inf - Inf in every entry of a feature whose gamma
+    is infinite; the kernels' per-feature coefficients gave -inf and NaN mixed, the reference's alt formula
+    +-inf (numeric fuzzing)."""
+    from fastnn import layer_utils as U
+
+    x = np.array([[-1.0, 0.5], [1.0, 0.2], [-2.0, 0.9]])
+    dout = np.array([[-1.0, 0.3], [1.0, -0.1], [2.0, 0.4]])
+    gamma, beta = np.array([np.inf, 1.0]), np.zeros(2)
+    spatial = (x.T.reshape(1, 2, 3, 1), dout.T.reshape(1, 2, 3, 1))
+    for backend in BACKENDS:
+        with fastnn.options(backend=backend):
+            _, cache = L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+            for backward in (L.batchnorm_backward, L.batchnorm_backward_alt):
+                dx = backward(dout, cache)[0]
+                assert np.isnan(dx[:, 0]).all() and np.isfinite(dx[:, 1]).all(), (backend, backward.__name__)
+            _, cache = L.spatial_batchnorm_forward(spatial[0], gamma, beta, {"mode": "train"})
+            dx = L.spatial_batchnorm_backward(spatial[1], cache)[0]
+            assert np.isnan(dx[:, 0]).all() and np.isfinite(dx[:, 1]).all(), backend
+            _, cache = U.affine_bn_relu_forward(x, np.eye(2), np.zeros(2), gamma, beta, {"mode": "train"})
+            dx = U.affine_bn_relu_backward(dout, cache)[0]
+            assert np.isnan(dx[:, 0]).all(), backend

@@ -177,6 +177,8 @@ def batchnorm_dx(dout, x, mean, scale, gamma, invstd, train, dbeta, dgamma, dx):
     a, b, c = np.empty(D, dout.dtype), np.empty(D, dout.dtype), np.empty(D, dout.dtype)
     for d in range(D):
         k = gamma[d] * invstd[d]  # in the input dtype, as the test-mode formula has it
+        if train and not np.isfinite(gamma[d]):
+            k = np.nan  # the reference's dout * gamma less its mean: Inf - Inf (or 0 * Inf) in every entry
         f = k / N
         a[d] = f * N if train else k
         b[d] = -f * dbeta[d]
@@ -317,6 +319,8 @@ def channel_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
         n = nc // C
         c = nc % C
         k = gamma[c] * invstd[c]
+        if train and not np.isfinite(gamma[c]):
+            k = np.nan  # as batchnorm_dx
         for j in range(P):
             if train:
                 dx[n, c, j] = k / M * (M * dout[n, c, j] - dbeta[c] - xhat[n, c, j] * dgamma[c])

@@ -95,7 +95,7 @@ def batchnorm_backward(dout, cache):
 def batchnorm_backward_alt(dout, cache):
     """The simplified closed form, written out for the batch axis; same cache and results as batchnorm_backward."""
     x, _, gamma, beta, mean, invstd, eps, mode = cache
-    if mode != "train":
+    if mode != "train" or not np.isfinite(gamma).all():  # Inf * (a finite bracket) would not be the NaN of Inf - Inf
         return batchnorm_backward(dout, cache)
     xhat = _cached_xhat(cache, (1, -1))
     N = dout.shape[0]
