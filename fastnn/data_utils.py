@@ -566,12 +566,13 @@ def standardize_channels(data, eps=1e-8):
     eps = _checks.number(fn, "eps", eps, low=0, low_open=True)
     X = data["X_train"]
     work = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)  # no float64 copy of float32
-    mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work).astype(_float_dtype(X))
-    std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work).astype(_float_dtype(X))
+    precise_mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work)
+    precise_std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work)
+    mean, std = precise_mean.astype(_float_dtype(X)), precise_std.astype(_float_dtype(X))
     out = dict(data)
     for k in splits:
-        if data[k].dtype == np.float16:
-            wide = (data[k] - mean.astype(np.float64)) / (std.astype(np.float64) + eps)
+        if data[k].dtype == np.float16:  # the statistics before their rounding to float16
+            wide = (data[k] - precise_mean.astype(np.float64)) / (precise_std.astype(np.float64) + eps)
             out[k] = wide.astype(np.float16)
         else:
             out[k] = (data[k] - mean) / (std + eps)

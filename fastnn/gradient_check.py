@@ -106,7 +106,7 @@ def _both_sides(fn, name, x, ix, h, evaluate, original):
     """(evaluate() with x[ix] + h, evaluate() with x[ix] - h). `original` is a copy of x taken before the first
     evaluation: x is restored from it when evaluate raises or changes x[ix] (the rest of x is compared with it
     once, by _unchanged, at the end)."""
-    old = x[ix]
+    old = original[ix]  # not x[ix]: an f that changed this entry earlier must not move the point of the check
     results = []
     try:
         for value in (old + h, old - h):
@@ -214,19 +214,20 @@ def _gradient_blobs(fn, f, inputs, output, h):
         f(*(inputs + (output,)))
         return _output(fn, "output.vals", output.vals, "output.diffs", out_diffs)
 
+    originals = [blob.vals.copy() for blob in inputs]  # f must leave every input blob as it got it
     numeric_diffs = []
     for i, input_blob in enumerate(inputs):
         vals = input_blob.vals
         name = f"inputs[{i}].vals"
         diff = np.zeros_like(vals)  # the starter's zeros_like(diffs): the same once diffs has vals' shape and dtype
-        original = vals.copy()
         it = np.nditer(vals, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
         while not it.finished:
             idx = it.multi_index
-            pos, neg = _both_sides(fn, name, vals, idx, h, run, original)
+            pos, neg = _both_sides(fn, name, vals, idx, h, run, originals[i])
             diff[idx] = np.sum((pos - neg) * out_diffs) / (2.0 * h)
             it.iternext()
-        _unchanged(fn, name, vals, original)
+        for j, blob in enumerate(inputs):
+            _unchanged(fn, f"inputs[{j}].vals", blob.vals, originals[j])
         numeric_diffs.append(diff)
     return numeric_diffs
 

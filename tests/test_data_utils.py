@@ -235,6 +235,9 @@ def test_standardize_channels_takes_float16_statistics_in_float64_and_keeps_the_
     np.testing.assert_allclose(out["channel_std"].ravel(), [X64.std()], rtol=1e-3)
     np.testing.assert_allclose(out["X_train"], (X64 - X64.mean()) / X64.std(), atol=2e-3)
     assert np.all(np.isfinite(out["channel_mean"])) and np.all(np.isfinite(out["channel_std"]))
+    # a mean large against the spread: statistics rounded to float16 first (1000, not 1000.25) gave {0, 2}
+    X = np.array([1000.0, 1000.5] * 8, np.float16).reshape(4, 1, 2, 2)
+    np.testing.assert_array_equal(np.unique(data_utils.standardize_channels({"X_train": X})["X_train"]), [-1, 1])
 
 
 def test_standardize_channels_maps_a_constant_channel_to_zero_in_every_float_dtype():

@@ -267,3 +267,29 @@ def test_rel_error_of_empty_arrays_is_zero_and_strings_are_refused():
     assert rel_error(np.ones((0, 3)), np.zeros((0, 3))) == 0.0
     with pytest.raises(TypeError, match=r"rel_error: x must hold real numbers, got dtype <U1"):
         rel_error("a", "b")
+
+
+def test_an_f_that_changes_an_entry_before_its_turn_is_still_refused():
+    """Each entry's check started from x's current value: an f taking |x| in place gave [3, 12, 27] for
+    sum(|x|**3) at [1, 2, -3] (correct: [3, 12, -27]) and passed the final comparison (review)."""
+    def f(x):
+        np.abs(x, out=x)
+        return float(np.sum(x**3))
+
+    x = np.array([1.0, 2.0, -3.0])
+    with pytest.raises(ValueError, match=r"f modified its input x in place"):
+        eval_numerical_gradient(f, x, verbose=False)
+    np.testing.assert_array_equal(x, [1.0, 2.0, -3.0])
+
+
+def test_an_f_that_changes_another_input_blob_is_refused_and_it_restored():
+    a, b = Blob(np.array([1.0, 2.0])), Blob(np.array([-3.0, 4.0]))
+    out = Blob(np.zeros(2), diffs=np.ones(2))
+
+    def f(a, b, out):
+        np.abs(b.vals, out=b.vals)
+        out.vals = a.vals * b.vals
+
+    with pytest.raises(ValueError, match=r"f modified its input inputs\[1\].vals in place"):
+        eval_numerical_gradient_blobs(f, (a, b), out)
+    np.testing.assert_array_equal(b.vals, [-3.0, 4.0])

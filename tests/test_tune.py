@@ -397,5 +397,8 @@ def test_a_trial_gives_a_built_in_rule_only_the_optim_keys_it_reads():
     assert settings["optim_config"] == {"epsilon": 1e-7, "learning_rate": 1e-3, "beta1": 0.8}
     settings = solver_settings({}, {**config, "update_rule": "sgd_momentum"})
     assert settings["optim_config"] == {"learning_rate": 1e-3, "momentum": 0.9}
+    from fastnn import optim
+
+    assert solver_settings({"update_rule": optim.adam}, {"momentum": 0.9})["optim_config"] == {}  # by function
     rule = lambda w, dw, config: (w, config)  # noqa: E731 (a rule of the user's own takes every key)
     assert solver_settings({"update_rule": rule}, {"momentum": 0.9})["optim_config"] == {"momentum": 0.9}

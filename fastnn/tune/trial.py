@@ -63,6 +63,7 @@ def solver_settings(solver_kwargs, config):
     A built-in update rule gets only the optim keys it reads: a search over update_rule and momentum gives adam's
     trials no momentum (which the Solver would warn of, trial after trial)."""
     from ..optim import CONFIG_KEYS
+    from ..solver import _is_builtin
 
     kwargs = dict(solver_kwargs)
     kwargs["optim_config"] = dict(kwargs.get("optim_config", {}))
@@ -70,7 +71,8 @@ def solver_settings(solver_kwargs, config):
         if key in config:
             kwargs[key] = config[key]
     rule = kwargs.get("update_rule", "sgd")
-    read = CONFIG_KEYS.get(rule, OPTIM_KEYS) if isinstance(rule, str) else OPTIM_KEYS
+    name = rule if isinstance(rule, str) else rule.__name__ if _is_builtin(rule) else None
+    read = CONFIG_KEYS.get(name, OPTIM_KEYS)
     for key in OPTIM_KEYS:
         if key in config and key in read:
             kwargs["optim_config"][key] = config[key]
