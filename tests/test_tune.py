@@ -402,3 +402,24 @@ def test_a_trial_gives_a_built_in_rule_only_the_optim_keys_it_reads():
     assert solver_settings({"update_rule": optim.adam}, {"momentum": 0.9})["optim_config"] == {}  # by function
     rule = lambda w, dw, config: (w, config)  # noqa: E731 (a rule of the user's own takes every key)
     assert solver_settings({"update_rule": rule}, {"momentum": 0.9})["optim_config"] == {"momentum": 0.9}
+
+
+def test_a_searched_optim_key_no_rule_reads_is_warned_of_once():
+    """Trials leave momentum out of adam's optim_config (solver_settings); the search says so once."""
+    import warnings
+
+    from fastnn import optim
+    from fastnn.tune import choice, loguniform
+    from fastnn.tune.search import _warn_of_unread_optim_keys
+
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "momentum": loguniform(0.5, 0.99)}
+    with pytest.warns(UserWarning, match=r"random_search: no update rule of this search \(adam\) reads "
+                                         r"\['momentum'\]"):
+        _warn_of_unread_optim_keys("random_search", space, {"update_rule": "adam"})
+    with pytest.warns(UserWarning, match=r"\(sgd\) reads \['momentum'\]"):
+        _warn_of_unread_optim_keys("random_search", space, {})  # the Solver's default rule
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_of_unread_optim_keys("random_search", {**space, "update_rule": choice(["adam", "sgd_momentum"])}, {})
+        _warn_of_unread_optim_keys("random_search", space, {"update_rule": optim.sgd_momentum})
+        _warn_of_unread_optim_keys("random_search", space, {"update_rule": lambda w, dw, config: (w, config)})

@@ -140,10 +140,31 @@ def _progress_bar(total, round, show):
     return tqdm(total=total, disable=not show, unit="trial", desc=("coarse", "fine")[round], leave=True)
 
 
+def _warn_of_unread_optim_keys(fn, space, solver_kwargs):
+    """A searched optim key that no built-in rule of the search reads (momentum with update_rule 'adam') trains
+    nothing: each trial leaves it out of its optim_config (solver_settings), so say so once, here."""
+    from ..optim import CONFIG_KEYS
+    from ..solver import _is_builtin
+    from .space import Choice
+    from .trial import OPTIM_KEYS
+
+    rule = space.get("update_rule", solver_kwargs.get("update_rule", "sgd"))
+    rules = rule.options if isinstance(rule, Choice) else (rule,)
+    names = [r if isinstance(r, str) else r.__name__ if _is_builtin(r) else None for r in rules]
+    if any(name not in CONFIG_KEYS for name in names):  # a rule of the user's own reads what it likes
+        return
+    read = {key for name in names for key in CONFIG_KEYS[name]}
+    unread = [key for key in space if key in OPTIM_KEYS and key not in read]
+    if unread:
+        warnings.warn(f"{fn}: no update rule of this search ({', '.join(names)}) reads {unread}; the trials "
+                      "draw and record them, but they train nothing", UserWarning, stacklevel=4)
+
+
 def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, client, n_workers, progress,
                    fine=None):
     """Run a coarse round and, if `fine` = (n_fine, top_k, widen), a fine round around its best trials."""
     builder, space, solver_kwargs = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed)
+    _warn_of_unread_optim_keys(fn, space, solver_kwargs)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
         [data_future] = c.scatter([training_data], broadcast=True, hash=False)  # a key of its own
