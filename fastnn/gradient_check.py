@@ -163,6 +163,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
         fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)), original)
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
+            _unchanged(fn, "x", x, original)  # before printing a value computed on a changed x
             print(ix, grad[ix])
         it.iternext()
     _unchanged(fn, "x", x, original)

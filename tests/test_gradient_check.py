@@ -293,3 +293,15 @@ def test_an_f_that_changes_another_input_blob_is_refused_and_it_restored():
     with pytest.raises(ValueError, match=r"f modified its input inputs\[1\].vals in place"):
         eval_numerical_gradient_blobs(f, (a, b), out)
     np.testing.assert_array_equal(b.vals, [-3.0, 4.0])
+
+
+def test_verbose_prints_nothing_computed_on_a_modified_x(capsys):
+    def relu_in_place(x):
+        x[x < 0] = 0
+        return float(np.sum(x))
+
+    x = np.array([1.0, -2.0, 3.0])
+    with pytest.raises(ValueError, match=r"f modified its input x in place"):
+        eval_numerical_gradient(relu_in_place, x)
+    assert capsys.readouterr().out == ""
+    np.testing.assert_array_equal(x, [1.0, -2.0, 3.0])
