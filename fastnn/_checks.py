@@ -84,6 +84,17 @@ def _integers_as_float(fn, arrays):
     return cast
 
 
+def float_dtype(fn, dtype, name="dtype"):
+    """np.dtype(dtype), which must be float32 or float64 (a string numpy does not know is named, not numpy's)."""
+    try:
+        checked = np.dtype(dtype)
+    except (TypeError, ValueError):
+        fail(fn, f"{name} must be float32 or float64, got {dtype!r}", TypeError)
+    if checked not in FLOAT_DTYPES:
+        fail(fn, f"{name} must be float32 or float64, got {checked}", TypeError)
+    return checked
+
+
 def same_dtype(fn, named_arrays):
     """named_arrays: name -> array (or dtype); None entries are skipped."""
     dtypes = {name: np.dtype(getattr(a, "dtype", a)) for name, a in named_arrays.items() if a is not None}

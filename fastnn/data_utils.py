@@ -487,8 +487,7 @@ def load_digits(num_validation=300, num_test=297, subtract_mean=True, seed=0, dt
     if num_validation + num_test >= total:
         raise ValueError(f"load_digits: num_validation + num_test = {num_validation + num_test} leaves no "
                          f"training images out of {total}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise TypeError(f"load_digits: dtype must be float32 or float64, got {np.dtype(dtype)}")
+    _checks.float_dtype("load_digits", dtype)
     if seed is not None:
         seed = _checks.integer("load_digits", "seed", seed, minimum=0)
     order = np.random.default_rng(seed).permutation(total)

@@ -55,17 +55,6 @@ def _check_shape(fn, shape):
     return tuple(_checks.integer(fn, f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
 
 
-def _check_dtype(fn, dtype):
-    """float32 or float64: an integer dtype would truncate the small weights to zeros."""
-    try:
-        checked = np.dtype(dtype)
-    except (TypeError, ValueError):
-        _checks.fail(fn, f"dtype must be float32 or float64, got {dtype!r}", TypeError)
-    if checked not in _checks.FLOAT_DTYPES:
-        _checks.fail(fn, f"dtype must be float32 or float64, got {checked}", TypeError)
-    return checked
-
-
 def _draw(shape, std, dtype):
     return (std * np.random.randn(*shape)).astype(dtype)
 
@@ -77,7 +66,7 @@ def gaussian(shape, std, dtype=np.float64):
     """
     fn = "gaussian"
     std = _checks.number(fn, "std", std, low=0)
-    return _draw(_check_shape(fn, shape), std, _check_dtype(fn, dtype))
+    return _draw(_check_shape(fn, shape), std, _checks.float_dtype(fn, dtype))
 
 
 def weights(shape, weight_scale, dtype=np.float64):
@@ -88,6 +77,6 @@ def weights(shape, weight_scale, dtype=np.float64):
     """
     fn = "weights"
     weight_scale = check_weight_scale(fn, weight_scale)
-    shape, dtype = _check_shape(fn, shape), _check_dtype(fn, dtype)
+    shape, dtype = _check_shape(fn, shape), _checks.float_dtype(fn, dtype)
     fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else int(np.prod(shape[:-1]))
     return _draw(shape, std_for(weight_scale, max(fan_in, 1)), dtype)

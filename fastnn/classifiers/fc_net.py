@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .. import init
+from .. import _checks, init
 from .._options import input_gradient as _input_gradient
 from ..layer_utils import *
 from ..layer_utils import (
@@ -74,10 +74,7 @@ def _check_dims(fn, name, dims):
 def _check_float_dtype(fn, dtype):
     if dtype is None:  # np.dtype(None) is float64: a silent default where the caller meant to choose
         raise TypeError(f"{fn}: dtype must be float32 or float64, got None")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
-    return dtype.type
+    return _checks.float_dtype(fn, dtype).type
 
 
 class TwoLayerNet(_SavesParams):
