@@ -36,6 +36,15 @@ CONFIG_KEYS = {
 }
 
 
+def builtin_name(rule):
+    """The name of a rule of this module given by name or as the function, else None (an unknown name, or a rule of
+    the user's own)."""
+    if isinstance(rule, str):
+        return rule if rule in UPDATE_RULES else None
+    name = getattr(rule, "__name__", None)
+    return name if name in UPDATE_RULES and globals()[name] is rule else None
+
+
 def _checked(fn, w, dw, config):
     w, dw = check.floats(fn, w=w, dw=dw)
     if w.shape != dw.shape:

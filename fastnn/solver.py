@@ -137,7 +137,7 @@ class Solver:
     def _warn_of_unread_config_keys(self):
         """A key of optim_config that a built-in rule does not read ('lr' for 'learning_rate') would train at the
         rule's default without a word: warn of it."""
-        name = self._builtin_rule()
+        name = optim.builtin_name(self.update_rule)
         if name is None:
             return
         unread = sorted(set(self.optim_config) - set(optim.CONFIG_KEYS[name]), key=str)
@@ -210,17 +210,13 @@ class Solver:
             self.optim_configs[p] = next_config
         return True
 
-    def _builtin_rule(self):
-        """The name of the fastnn.optim rule the Solver runs, or None for a rule of the user's own."""
-        return self.update_rule.__name__ if _is_builtin(self.update_rule) else None
-
     def _check_gradients(self, names, grads):
         """Every gradient there and, for a built-in rule (which would refuse it), an array of its parameter's shape
         and dtype, before any parameter changes (a bad one found halfway through left the model half updated)."""
         if not isinstance(grads, dict):
             raise TypeError(f"Solver: model.loss must return (loss, grads) with grads a dict, got "
                             f"{type(grads).__name__}")
-        builtin = self._builtin_rule() is not None
+        builtin = optim.builtin_name(self.update_rule) is not None
         for p in names:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
@@ -426,7 +422,7 @@ class Solver:
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored)
-            _check_optim_configs(restored["optim_configs"], params, update_rule if _is_builtin(update_rule) else None)
+            _check_optim_configs(restored["optim_configs"], params, update_rule)
             rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
             global_rng_state = tuple(state["global_rng_state"])
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
@@ -455,11 +451,6 @@ class Solver:
         self.restore(path)
         self.train()
         return self
-
-
-def _is_builtin(rule):
-    name = getattr(rule, "__name__", None)
-    return name in optim.UPDATE_RULES and getattr(optim, name) is rule
 
 
 def _whole(value):
@@ -516,7 +507,7 @@ def _check_progress(restored):
         raise ValueError(f"best_val_acc must be an accuracy in [0, 1], got {best!r}")
 
 
-def _check_optim_configs(configs, params, builtin_rule=None):
+def _check_optim_configs(configs, params, update_rule):
     """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param;
     and a built-in rule takes it (one update of a copy of the param with a zero gradient, on a copy of the config,
     so that the rule's own checks of its hyperparameters and state run now). A rule of the user's own is not
@@ -532,10 +523,10 @@ def _check_optim_configs(configs, params, builtin_rule=None):
                                                   or value.dtype != params[name].dtype):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
-        if builtin_rule is None:
+        if optim.builtin_name(update_rule) is None:
             continue
         try:
-            builtin_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
+            update_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
         except (TypeError, ValueError) as error:
             raise ValueError(f"optim_configs[{name!r}]: {error}") from error
 
