@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, _row_dx, _xhat, batch_moments, finite_or_zero, sum_chunks
+from .norm import CHUNKS, _row_dx, _xhat, backward_scale, batch_moments, finite_or_zero, sum_chunks
 
 
 @kernel
@@ -209,7 +209,7 @@ def batchnorm_relu_da(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, d
     partial = np.zeros((chunks, 1, D))
     k, shift, slope = np.empty(D), np.empty(D), np.empty(D)  # per feature, so no division per element
     for d in range(D):
-        k[d] = np.float64(gamma[d]) * invstd[d] if not train or np.isfinite(gamma[d]) else np.nan  # as batchnorm_dx
+        k[d] = backward_scale(np.float64(gamma[d]), invstd[d], train)
         shift[d] = k[d] * dbeta[d] / N
         slope[d] = k[d] * dgamma[d] / N
     for t in prange(chunks):

@@ -51,6 +51,14 @@ def overflowed_variance(m):
 
 
 @kernel
+def backward_scale(gamma, invstd, train):
+    """gamma * invstd, the batchnorm backward's factor; NaN in train mode for an infinite gamma, as the reference's
+    dout * gamma less its mean gives (Inf - Inf, or 0 * Inf, in every entry of the feature)."""
+    k = gamma * invstd
+    return k - k if train and not np.isfinite(gamma) else k  # NaN in k's own dtype (np.nan would make it float64)
+
+
+@kernel
 def moments_from_sums(shift, n, mean, var):
     """mean and (biased) var from the sums of (x - shift) in mean and of its square in var, in place."""
     for d in range(mean.shape[0]):
@@ -176,9 +184,7 @@ def batchnorm_dx(dout, x, mean, scale, gamma, invstd, train, dbeta, dgamma, dx):
     N, D = dout.shape
     a, b, c = np.empty(D, dout.dtype), np.empty(D, dout.dtype), np.empty(D, dout.dtype)
     for d in range(D):
-        k = gamma[d] * invstd[d]  # in the input dtype, as the test-mode formula has it
-        if train and not np.isfinite(gamma[d]):
-            k = np.nan  # the reference's dout * gamma less its mean: Inf - Inf (or 0 * Inf) in every entry
+        k = backward_scale(gamma[d], invstd[d], train)  # in the input dtype, as the test-mode formula has it
         f = k / N
         a[d] = f * N if train else k
         b[d] = -f * dbeta[d]
@@ -318,9 +324,7 @@ def channel_dx(dout, xhat, gamma, invstd, dbeta, dgamma, train, dx):
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
-        k = gamma[c] * invstd[c]
-        if train and not np.isfinite(gamma[c]):
-            k = np.nan  # as batchnorm_dx
+        k = backward_scale(gamma[c], invstd[c], train)
         for j in range(P):
             if train:
                 dx[n, c, j] = k / M * (M * dout[n, c, j] - dbeta[c] - xhat[n, c, j] * dgamma[c])
