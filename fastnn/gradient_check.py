@@ -2,8 +2,9 @@
 
 Like the starter, the numeric-gradient functions perturb `x` IN PLACE and restore it (callers pass
 `lambda _: model.loss(X, y)[0]` and rely on f reading the same array). x is restored even when f raises. f must
-not write to x: after each call x is compared with a copy taken beforehand, and an f that modified it (an
-in-place ReLU) is a ValueError, with x restored, rather than a wrong gradient.
+not write to x: the perturbed entry is checked after each call and the whole of x against a copy taken
+beforehand once at the end, and an f that modified it (an in-place ReLU) is a ValueError, with x restored,
+rather than a wrong gradient.
 
 What they accept (anything else is a TypeError or ValueError naming the function, the argument and the shapes):
 - x (and every blob's .vals): a writeable numpy.ndarray of float32 or float64. An integer or bool array would
