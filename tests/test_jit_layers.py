@@ -615,3 +615,23 @@ def test_fused_backward_gates_nan_and_inf_in_dout_as_np_where(dtype):
         np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
         assert np.isfinite(results["jit"][3]).sum() == 4  # dgamma: only the column with the open Inf is lost
         np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["affine_bn_relu", "affine_ln_relu"])
+def test_changing_a_fused_output_in_place_leaves_its_cache_valid_on_every_path(name):
+    """The compiled fused layers cache their returned out as the ReLU's part; a caller may edit out in place
+    (out -= 1). The compiled backward never reads it; the reference backward, given that cache, recomputes the
+    ReLU's input from the norm cache, so a jit forward then a reference or verify backward stays right."""
+    forward, backward, build = CASES[name]
+    args = build(np.float64)
+    with fastnn.options(backend="jit"):
+        out, cache = forward(*_copy_args(args))
+    dout = randn(*out.shape, seed=5)
+    with fastnn.options(backend="reference"):
+        expected = backward(dout, cache)
+    out -= 100.0
+    for backend in ("reference", "verify", "jit"):
+        with fastnn.options(backend=backend):
+            got = backward(dout, cache)
+        for k, (g, want) in enumerate(zip(got, expected)):
+            assert_close(g, want, direction="backward", what=f"{name} {backend} gradient {k}", floor=1.0)

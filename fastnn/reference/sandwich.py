@@ -4,6 +4,7 @@ from .activations import relu_backward, relu_forward
 from .conv import conv_backward_fast, conv_forward_fast
 from .linear import affine_backward, affine_forward
 from .norm import (
+    _cached_xhat,
     batchnorm_backward,
     batchnorm_forward,
     layernorm_backward,
@@ -44,10 +45,21 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     return out, (fc_cache, bn_cache, relu_cache)
 
 
+def _relu_input(norm_cache, relu_cache, shape):
+    """The ReLU's input for its backward: relu_cache, or, from a compiled norm cache (no xhat), gamma * xhat + beta
+    recomputed with the forward's own float operations. The compiled fused layers cache their returned `out`
+    there, which the caller may change in place; the compiled backward never reads it."""
+    if norm_cache[1] is not None:
+        return relu_cache
+    gamma, beta = norm_cache[2], norm_cache[3]
+    return gamma * _cached_xhat(norm_cache, shape) + beta
+
+
 def affine_bn_relu_backward(dout, cache):
     """Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, bn_cache, relu_cache = cache
-    dy, dgamma, dbeta = batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dy, dgamma, dbeta = batchnorm_backward(relu_backward(dout, _relu_input(bn_cache, relu_cache, (1, -1))),
+                                           bn_cache)
     dx, dw, db = affine_backward(dy, fc_cache)
     return dx, dw, db, dgamma, dbeta
 
@@ -63,7 +75,8 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
 def affine_ln_relu_backward(dout, cache):
     """Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, ln_cache, relu_cache = cache
-    dy, dgamma, dbeta = layernorm_backward(relu_backward(dout, relu_cache), ln_cache)
+    dy, dgamma, dbeta = layernorm_backward(relu_backward(dout, _relu_input(ln_cache, relu_cache, (-1, 1))),
+                                           ln_cache)
     dx, dw, db = affine_backward(dy, fc_cache)
     return dx, dw, db, dgamma, dbeta
 
