@@ -1,7 +1,11 @@
 """Writing a user's file so that it is never half-written: a temporary file in the same directory, flushed,
-fsynced, then renamed over the target. A crash, a full disk or Ctrl-C leaves the previous file or the new one."""
+fsynced, then renamed over the target. A crash, a full disk or Ctrl-C leaves the previous file or the new one.
+A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe) is written in place: renaming over it would
+replace it with a regular file (as root, /dev/null itself)."""
 
 import os
+import stat
+import sys
 import tempfile
 from contextlib import contextmanager
 
@@ -15,6 +19,10 @@ def check_writable_path(fn, name, path, probe=False):
     path = os.fspath(path)
     if not os.path.basename(path) or os.path.isdir(path):
         raise ValueError(f"{fn}: {name} {path!r} names a directory, not a file")
+    if writes_in_place(path):
+        if probe and not os.access(path, os.W_OK):
+            raise PermissionError(f"{fn}: cannot write {name} {path!r} (permission denied)")
+        return path
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{fn}: the directory of {name} {path!r} does not exist: {directory!r}")
@@ -23,6 +31,18 @@ def check_writable_path(fn, name, path, probe=False):
         os.close(fd)
         os.remove(temporary)
     return path
+
+
+def writes_in_place(path):
+    """Whether `path` is written in place rather than replaced: an existing file that is not a regular one
+    (through symlinks), or any path under /dev or /proc (/dev/stdout resolves to whatever stdout is, a redirected
+    regular file included, which a rename would cut off from what was printed before)."""
+    if os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # does not exist (yet), or cannot be inspected: the ordinary checks report it
+        return False
 
 
 def _temporary_file(fn, name, path):
@@ -58,9 +78,19 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
 
     On any error (or KeyboardInterrupt) the temporary file is removed and a file already at `path` is left as it
     was. The new file gets the mode open() would have given it (mkstemp's own is 0o600); a symlink at `path` is
-    followed, so its target is replaced and the link kept, as open() would.
+    followed, so its target is replaced and the link kept, as open() would. A device, FIFO or socket is opened
+    and written in place (writes_in_place).
     """
-    path = os.path.realpath(check_writable_path(fn, name, path))  # through a symlink, as open() writes
+    path = check_writable_path(fn, name, path)
+    if writes_in_place(path):
+        # appending: /dev/stdout redirected to a file must not truncate it, nor write over what came before
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        with open(path, mode.replace("w", "a"), **open_kwargs) as f:
+            yield f
+        return
+    path = os.path.realpath(path)  # through a symlink, as open() writes
     directory = os.path.dirname(path)
     fd, temporary = _temporary_file(fn, name, path)
     try:

@@ -1,0 +1,52 @@
+"""fastnn._files: a user's file is replaced atomically, but a device, FIFO or socket is written in place."""
+
+import os
+import stat
+import threading
+
+import pytest
+
+from fastnn._files import atomic_open, check_writable_path, writes_in_place
+
+
+def _read_fifo(path, into):
+    with open(path, "rb") as f:
+        into.append(f.read())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("through_symlink", [False, True])
+def test_a_fifo_is_written_in_place_not_replaced_by_a_regular_file(tmp_path, through_symlink):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = fifo
+    if through_symlink:
+        target = tmp_path / "link"
+        target.symlink_to(fifo)
+    check_writable_path("t", "path", target, probe=True)
+    received = []
+    reader = threading.Thread(target=_read_fifo, args=(fifo, received))
+    reader.start()
+    with atomic_open(target, "w", fn="t") as f:
+        f.write("report")
+    reader.join(timeout=30)
+    assert received == [b"report"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["pipe"] + (["link"] if through_symlink else []))
+
+
+def test_dev_null_and_stdout_are_written_in_place():
+    assert writes_in_place("/dev/null") and writes_in_place("/dev/stdout") and writes_in_place("/proc/self/fd/1")
+    with atomic_open("/dev/null", "wb", fn="t") as f:
+        f.write(b"nothing")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_regular_files_and_new_paths_are_still_replaced_atomically(tmp_path):
+    target = tmp_path / "a.txt"
+    assert not writes_in_place(target)
+    target.write_text("old")
+    inode = os.stat(target).st_ino
+    with atomic_open(target, "w") as f:
+        f.write("new")
+    assert target.read_text() == "new" and os.stat(target).st_ino != inode  # a new file renamed over the old
