@@ -343,3 +343,72 @@ def test_backend_is_the_runs_alone(tmp_path, monkeypatch):
     assert main(FAST + ["--out", str(tmp_path / "out"), "--backend", other]) == 0
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["backend"] == other
     assert fastnn.options().backend == before
+
+
+def test_an_out_that_cannot_be_created_is_a_message(tmp_path):
+    """os.makedirs' NotADirectoryError (or a PermissionError) came out as a traceback."""
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(SystemExit, match=r"fastnn train: cannot write to --out '.*afile/sub' \(Not a directory\)"):
+        main(FAST + ["--out", str(tmp_path / "afile" / "sub")])
+    assert os.listdir(tmp_path) == ["afile"]
+
+
+def test_a_failed_run_removes_only_the_directories_it_created(tmp_path, monkeypatch):
+    """release() removed any empty --out, so a directory the user had made (the current one included) went."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    monkeypatch.chdir(mine)
+    for out in (str(mine), "."):
+        with pytest.raises(SystemExit, match="larger than the training set"):
+            main(FAST + ["--batch-size", "100000", "--out", out])
+        assert mine.is_dir() and os.listdir(mine) == []
+    with pytest.raises(SystemExit, match="larger than the training set"):
+        main(FAST + ["--batch-size", "100000", "--out", str(tmp_path / "a" / "b" / "c")])
+    assert sorted(os.listdir(tmp_path)) == ["mine"]  # a/b/c were the run's own: all gone
+
+
+def test_an_earlier_run_that_cannot_be_set_aside_is_left_whole(tmp_path, monkeypatch):
+    """A move that failed half way left the earlier run split between --out and its set-aside directory."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    real_replace = os.replace
+    moves = []
+
+    def replace(src, dst):
+        if ".fastnn-train-earlier" in os.fspath(dst):
+            moves.append(src)
+            if len(moves) == 2:
+                raise PermissionError(1, "Operation not permitted", os.fspath(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SystemExit, match=r"cannot set the earlier run in --out '.*out' aside \(Operation not "
+                                         r"permitted: .*\); it is left as it was"):
+        main(FAST + ["--out", str(out), "--overwrite"])
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+def test_ctrl_c_says_what_out_holds_and_the_command_exits_130_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from fastnn import cli
+    from fastnn.solver import Solver
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    real_step = Solver._step
+
+    def step(self):
+        if self.epoch >= 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Solver, "_step", step)
+    monkeypatch.setattr(cli, "_set_up_own_process", lambda: None)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["fastnn"] + FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out",
+                                                               str(out)])
+    assert cli.main() == 130
+    err = capsys.readouterr().err
+    assert "fastnn train: interrupted. --out" in err and "keeps this run's checkpoints up to then: " \
+        "checkpoint_epoch_0.npz, checkpoint_epoch_1.npz (a new run there needs --overwrite)" in err
+    assert err.rstrip().endswith("fastnn train: interrupted") and "Traceback" not in err

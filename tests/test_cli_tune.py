@@ -70,3 +70,44 @@ def test_bad_options_are_messages(argv, message, tmp_path, monkeypatch, no_searc
     with pytest.raises(SystemExit, match=f"fastnn tune: {message}"):
         main(["tune", "--workers", "1", *argv])
     assert os.listdir(tmp_path) == [] and no_search == []
+
+
+class _Result:
+    """A finished search whose save writes its first file and then is interrupted (Ctrl-C while saving)."""
+
+    best = None
+
+    def table(self):
+        return "the table"
+
+    def save(self, out):
+        with open(os.path.join(out, "results.json"), "w") as f:
+            f.write("the new search")
+        raise KeyboardInterrupt
+
+
+def test_overwrite_keeps_the_earlier_search_until_the_new_one_is_saved(tmp_path, monkeypatch, capsys):
+    """The earlier search's files were removed before the new ones were written: Ctrl-C while saving left neither."""
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {".fastnn-tune": "fastnn tune, process 1\n", "results.json": "earlier", "results.csv": "earlier",
+               "scatter.png": "earlier", "best.npz": "earlier"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
+    with pytest.raises(KeyboardInterrupt):
+        main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"])
+    assert sorted(os.listdir(out)) == sorted(earlier)
+    assert all((out / name).read_text() == "earlier" for name in earlier if name != ".fastnn-tune")
+    fresh = tmp_path / "fresh"  # without an earlier search, the half-saved one goes with its claim
+    with pytest.raises(KeyboardInterrupt):
+        main(["tune", "--workers", "1", "--quiet", "--out", str(fresh)])
+    assert not fresh.exists()
+
+
+def test_a_search_that_fails_leaves_a_directory_the_user_made(tmp_path, no_search):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(SearchStarted):
+        main(["tune", "--workers", "1", "--quiet", "--out", str(mine)])
+    assert mine.is_dir() and os.listdir(mine) == []

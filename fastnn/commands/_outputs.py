@@ -3,7 +3,7 @@
 Without --out a run takes the first of ./<default>, ./<default>-2, ... that holds no run; an --out that holds one
 is refused unless --overwrite. `fastnn train` sets the earlier run's files aside (set_aside) while it trains and
 drops them only once it has finished; a run that stops early (a diverged loss, an error, Ctrl-C) puts them back
-(restore). `fastnn tune` writes nothing before its search is done, and removes them then (remove).
+(restore). `fastnn tune` writes nothing before its search is done, and sets them aside then.
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
 default directory free before either had written anything, and the second wrote over the first.
 """
@@ -22,16 +22,36 @@ def earlier_run(directory, command, is_output):
     return sorted(name for name in os.listdir(directory) if name == claim_name(command) or is_output(name))
 
 
+_created = {}  # abspath of a claimed directory -> the directories its claim created, deepest first
+
+
 def _claim(directory, command):
-    """Create `directory` if needed and claim it; False when another run holds it."""
-    os.makedirs(directory, exist_ok=True)
+    """Create `directory` if needed and claim it; False when another run holds it. A directory that cannot be
+    created or written is the user's error: a message, not a traceback."""
+    missing, d = [], os.path.abspath(directory)
+    while not os.path.exists(d):
+        missing.append(d)
+        d = os.path.dirname(d)
     try:
+        os.makedirs(directory, exist_ok=True)
         fd = os.open(os.path.join(directory, claim_name(command)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
+    except OSError as error:
+        _remove_empty(missing)
+        raise SystemExit(f"fastnn {command}: cannot write to --out {directory!r} ({error.strerror})") from error
+    _created[os.path.abspath(directory)] = missing
     with os.fdopen(fd, "w") as f:
         f.write(f"fastnn {command}, process {os.getpid()}\n")
     return True
+
+
+def _remove_empty(directories):
+    """Remove these directories, deepest first, while they are empty."""
+    for d in directories:
+        if not os.path.isdir(d) or os.listdir(d):
+            return
+        os.rmdir(d)
 
 
 def output_directory(command, out, overwrite, default, is_output):
@@ -79,8 +99,19 @@ def set_aside(directory, command, names):
         raise SystemExit(f"fastnn {command}: --out {directory!r} holds {aside_name(command)}, an earlier run set "
                          "aside by an --overwrite run that was killed: move its files back (or delete it) first") \
             from error
-    for name in names:
-        os.replace(os.path.join(directory, name), os.path.join(aside, name))
+    moved = []
+    try:
+        for name in names:
+            os.replace(os.path.join(directory, name), os.path.join(aside, name))
+            moved.append(name)
+    except BaseException as error:  # put back what moved, so the earlier run is never left split in two
+        for name in moved:
+            os.replace(os.path.join(aside, name), os.path.join(directory, name))
+        os.rmdir(aside)  # the claim stays: --out holds a run, the earlier one
+        if isinstance(error, OSError):
+            raise SystemExit(f"fastnn {command}: cannot set the earlier run in --out {directory!r} aside "
+                             f"({error.strerror}: {error.filename!r}); it is left as it was") from error
+        raise
     return aside
 
 
@@ -108,7 +139,7 @@ def remove(directory, names):
 
 
 def release(directory, command):
-    """Undo the claim of a run that wrote nothing: the claim goes, and the directory if nothing else is in it."""
+    """Undo the claim of a run that wrote nothing: the claim goes, and so do the directories the claim created
+    if nothing else is in them (a directory the user made stays)."""
     os.remove(os.path.join(directory, claim_name(command)))
-    if not os.listdir(directory):
-        os.rmdir(directory)
+    _remove_empty(_created.pop(os.path.abspath(directory), []))

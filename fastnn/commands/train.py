@@ -14,6 +14,7 @@ with a message saying what --out holds (its checkpoints up to then, or the earli
 import json
 import os
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -46,7 +47,8 @@ def configure(parser):
                         help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
                              "holds an earlier run)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="let --out hold an earlier run: its checkpoints, plots and summary are removed first")
+                        help="let --out hold an earlier run: its files are set aside while this run trains, "
+                             "removed once it has finished, put back if it stops early")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--init-from", metavar="CKPT", default=None,
                         help="start from a checkpoint's params where names and shapes match (fine-tuning)")
@@ -127,11 +129,13 @@ def _run(args):
             raise SystemExit(_diverged(solver, args, aside)) from error
         seconds = time.perf_counter() - start
         summary = _finish(args, solver, model, data, seconds)
-    except BaseException:
+    except BaseException as error:
         if aside is not None:
             outputs.restore(args.out, aside, is_output)
         elif not any(is_output(name) for name in os.listdir(args.out)):
             outputs.release(args.out, "train")
+        if isinstance(error, KeyboardInterrupt):
+            print(f"fastnn train: interrupted. {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
         raise
     outputs.drop(aside)
     accuracy = summary["accuracy"]
@@ -181,14 +185,23 @@ def _diverged(solver, args, aside):
     per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
     message = (f"fastnn train: the loss diverged (it was {solver.loss_history[-1]} at iteration "
                f"{len(solver.loss_history)} of {args.epochs * per_epoch}, epoch {solver.epoch + 1} of {args.epochs}); "
-               f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g}). ")
+               f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g})"
+               + (f" or an --lr-decay of at most 1 (was {args.lr_decay:g})" if args.lr_decay > 1 else "") + ". ")
+    return message + _what_out_holds(args, aside)
+
+
+def _what_out_holds(args, aside):
+    """What --out holds after a run that stopped early (cleaned up by _run)."""
     if aside is not None:
-        return message + f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only " \
-                         "with a run that finishes)"
+        return f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only with a " \
+               "run that finishes)"
+    if not os.path.isdir(args.out):
+        return "It had written nothing"
     kept = sorted(name for name in os.listdir(args.out) if is_output(name))
     if kept:
-        return message + f"--out {args.out!r} keeps this run's checkpoints up to then: {', '.join(kept)}"
-    return message + "It had written nothing"
+        return f"--out {args.out!r} keeps this run's checkpoints up to then: {', '.join(kept)} (a new run there " \
+               "needs --overwrite)"
+    return "It had written nothing"
 
 
 def _set_up(args, Solver):

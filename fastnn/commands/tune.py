@@ -10,6 +10,7 @@ claims before the search and never shares with an earlier run (fastnn/commands/_
 first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that holds one only with --overwrite).
 """
 
+import os
 import time
 
 from . import _outputs as outputs
@@ -118,8 +119,7 @@ def _run(args, distributed):
         raise
 
     print(result.table())
-    outputs.remove(args.out, earlier)
-    written = result.save(args.out)
+    written = _save(result, args.out, earlier)
     print(f"search wall time: {seconds:.1f} s")
     if result.best is not None:
         print(f"best val accuracy: {result.best.val_acc:.4f} (trial {result.best.index})")
@@ -129,3 +129,21 @@ def _run(args, distributed):
     for reason in written.get("skipped", []):
         print(f"not written: {reason}")
     return 0 if result.best is not None else 1
+
+
+def _save(result, out, earlier):
+    """result.save(out) with an earlier search's files set aside meanwhile: dropped once the new files are all
+    written, put back if the save fails or is interrupted (which then also removes what it wrote)."""
+    is_output = OUTPUTS.__contains__
+    aside = outputs.set_aside(out, "tune", earlier)
+    try:
+        written = result.save(out)
+    except BaseException:
+        if aside is not None:
+            outputs.restore(out, aside, is_output)
+        else:
+            outputs.remove(out, [name for name in os.listdir(out) if is_output(name)])
+            outputs.release(out, "tune")
+        raise
+    outputs.drop(aside)
+    return written
