@@ -412,3 +412,15 @@ def test_ctrl_c_says_what_out_holds_and_the_command_exits_130_without_a_tracebac
     assert "fastnn train: interrupted. --out" in err and "keeps this run's checkpoints up to then: " \
         "checkpoint_epoch_0.npz, checkpoint_epoch_1.npz (a new run there needs --overwrite)" in err
     assert err.rstrip().endswith("fastnn train: interrupted") and "Traceback" not in err
+
+
+def test_what_out_holds_lists_many_checkpoints_by_their_first_and_last_epoch(tmp_path):
+    from argparse import Namespace
+
+    from fastnn.commands.train import _what_out_holds
+
+    for e in range(12):
+        (tmp_path / f"checkpoint_epoch_{e}.npz").write_bytes(b"")
+    said = _what_out_holds(Namespace(out=str(tmp_path)), None)
+    assert said.endswith("checkpoints up to then: checkpoint_epoch_0.npz ... checkpoint_epoch_11.npz (12 files) "
+                         "(a new run there needs --overwrite)")

@@ -197,11 +197,17 @@ def _what_out_holds(args, aside):
                "run that finishes)"
     if not os.path.isdir(args.out):
         return "It had written nothing"
-    kept = sorted(name for name in os.listdir(args.out) if is_output(name))
-    if kept:
-        return f"--out {args.out!r} keeps this run's checkpoints up to then: {', '.join(kept)} (a new run there " \
-               "needs --overwrite)"
-    return "It had written nothing"
+    kept = sorted((name for name in os.listdir(args.out) if is_output(name)), key=_epoch_order)
+    if not kept:
+        return "It had written nothing"
+    shown = ", ".join(kept) if len(kept) <= 4 else f"{kept[0]} ... {kept[-1]} ({len(kept)} files)"
+    return f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} (a new run there needs --overwrite)"
+
+
+def _epoch_order(name):
+    """Sort key: checkpoints by epoch number (epoch 10 after 9), then the other outputs by name."""
+    digits = name[len("checkpoint_epoch_"):-len(".npz")]
+    return (0, int(digits), name) if name.startswith("checkpoint_epoch_") and digits.isdigit() else (1, 0, name)
 
 
 def _set_up(args, Solver):
