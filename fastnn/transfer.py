@@ -37,7 +37,8 @@ class TransferReport:
 
 def load_params(model, source):
     """Copy the params of `source` (a checkpoint path or a dict of arrays) into `model.params` where the names
-    match and the shapes agree, cast to each model param's dtype. Returns a TransferReport."""
+    match and the shapes agree, cast to each model param's dtype. Returns a TransferReport. Params that hold NaN
+    or Inf (after the cast) are refused, and then nothing is loaded."""
     if not isinstance(source, dict):
         from .checkpoint import load_checkpoint
 
@@ -45,7 +46,7 @@ def load_params(model, source):
         if "params" not in state:
             raise ValueError(f"load_params: checkpoint {source!r} holds no 'params'")
         source = state["params"]
-    report = TransferReport()
+    report, loaded = TransferReport(), {}
     for name, current in model.params.items():
         if name not in source:
             report.missing.append(name)
@@ -54,8 +55,13 @@ def load_params(model, source):
         if value.shape != current.shape:
             report.skipped.append((name, value.shape, current.shape))
             continue
-        model.params[name] = value.astype(current.dtype, copy=True)
-        report.loaded.append(name)
+        loaded[name] = value.astype(current.dtype, copy=True)
+    not_finite = [name for name, value in loaded.items() if not np.isfinite(value).all()]
+    if not_finite:
+        raise ValueError(f"load_params: {', '.join(not_finite)} hold NaN or Inf values (in the model's dtype; "
+                         "the checkpoint of a run that diverged?); nothing was loaded")
+    model.params.update(loaded)
+    report.loaded = list(loaded)
     report.unused = sorted(set(source) - set(model.params))
     return report
 

@@ -117,3 +117,18 @@ def test_train_command_fine_tunes_with_frozen_conv(tmp_path, capsys):
     np.testing.assert_array_equal(tuned["W1"], start["W1"])
     np.testing.assert_array_equal(tuned["b1"], start["b1"])
     assert not np.array_equal(tuned["W3"], start["W3"])
+
+
+def test_params_with_nan_or_inf_are_refused_and_nothing_is_loaded():
+    """The checkpoint of a diverged run loaded, and the run then diverged at its first step with advice about
+    --lr and --reg."""
+    np.random.seed(0)
+    model = FullyConnectedNet([5], input_dim=6, num_classes=3, dtype=np.float32)
+    before = {k: v.copy() for k, v in model.params.items()}
+    bad_w2 = np.ones((5, 3))
+    bad_w2[0, 0] = np.nan
+    too_large = np.full(5, 1e300)  # finite in float64, Inf in the model's float32
+    with pytest.raises(ValueError, match=r"load_params: b1, W2 hold NaN or Inf values .*; nothing was loaded"):
+        load_params(model, {"W1": np.ones((6, 5)), "b1": too_large, "W2": bad_w2})
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, before[k])
