@@ -55,7 +55,8 @@ def load_params(model, source):
         if value.shape != current.shape:
             report.skipped.append((name, value.shape, current.shape))
             continue
-        loaded[name] = value.astype(current.dtype, copy=True)
+        with np.errstate(over="ignore", invalid="ignore"):  # what overflows is refused just below
+            loaded[name] = value.astype(current.dtype, copy=True)
     not_finite = [name for name, value in loaded.items() if not np.isfinite(value).all()]
     if not_finite:
         raise ValueError(f"load_params: {', '.join(not_finite)} hold NaN or Inf values (in the model's dtype; "
