@@ -1,6 +1,7 @@
 """Library-wide settings: which backend runs the layers, and how kernels are compiled.
 
-Read once from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL), then settable in code:
+Read from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL) when first consulted, not at import
+(a bad value raises then, and a setting made in code first never reads its variable), then settable in code:
 
     fastnn.options()                       # the current settings
     fastnn.options(backend="reference")    # set them for the rest of the process
@@ -45,7 +46,21 @@ def _env_flag(name, default):
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"fastnn: environment variable {name}={raw!r} is not a boolean (use 1 or 0)")
+    raise ValueError(
+        f"fastnn.options: environment variable {name}={raw!r} is not a boolean; "
+        "use 1, true, yes or on for True, and 0, false, no, off or empty for False"
+    )
+
+
+def _env_backend():
+    raw = os.environ.get("FASTNN_BACKEND")
+    backend = (raw or "").strip().lower() or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"fastnn.options: environment variable FASTNN_BACKEND={raw!r} is an unknown backend; "
+            f"choose one of {', '.join(BACKENDS)}"
+        )
+    return backend
 
 
 def _validated(settings):
@@ -59,27 +74,48 @@ def _validated(settings):
     return settings
 
 
-def _from_environment():
-    backend = os.environ.get("FASTNN_BACKEND", "auto").strip().lower() or "auto"
-    return _validated(
-        Settings(
-            backend=backend,
-            cache=_env_flag("FASTNN_CACHE", False),
-            parallel=_env_flag("FASTNN_PARALLEL", True),
-        )
-    )
+_FROM_ENVIRONMENT = {
+    "backend": _env_backend,
+    "cache": lambda: _env_flag("FASTNN_CACHE", False),
+    "parallel": lambda: _env_flag("FASTNN_PARALLEL", True),
+}
 
-
-_lock = threading.Lock()
-_base = _from_environment()  # what plain calls set
+_lock = threading.RLock()
+_known = {}  # the process's settings (what plain calls set), by name; a name not here is read from the environment
+# when first needed, so a bad variable raises on use, not on import, and never once the name is set in code
+_base = None  # Settings(**_known) once every name is known
 _blocks = ()  # [options, Settings, thread] of each open `with` block, in the order entered (a tuple, replaced whole
 # under the lock, so current() reads it without one)
+
+
+def _set_base(**values):
+    """Set process settings (under _lock); a value of None forgets the name, to be read from the environment."""
+    global _base
+    for name, value in values.items():
+        if value is None:
+            _known.pop(name, None)
+        else:
+            _known[name] = value
+    _base = Settings(**_known) if len(_known) == len(_FROM_ENVIRONMENT) else None
+
+
+def _process_settings(given=None):
+    """The process's Settings: the names set in code, the others read from the environment (raising on a bad
+    value); a name in the dict `given` takes its value from there and reads nothing."""
+    base = _base
+    if base is not None and not given:
+        return base
+    given = given or {}
+    with _lock:
+        missing = [name for name in _FROM_ENVIRONMENT if name not in _known and name not in given]
+        _set_base(**{name: _FROM_ENVIRONMENT[name]() for name in missing})
+        return Settings(**{**_known, **given})
 
 
 def current():
     """The settings in force (a frozen Settings): the latest open `with` block's, else the process's."""
     blocks = _blocks
-    return blocks[-1][1] if blocks else _base
+    return blocks[-1][1] if blocks else (_base or _process_settings())
 
 
 class options:
@@ -95,7 +131,6 @@ class options:
     """
 
     def __init__(self, **changes):
-        global _base
         known = {f.name for f in fields(Settings)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -104,7 +139,9 @@ class options:
             changes["backend"] = changes["backend"].lower()
         thread = threading.get_ident()
         with _lock:
-            self._settings = _validated(replace(current(), **changes)) if changes else current()
+            # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
+            in_force = _blocks[-1][1] if _blocks else _process_settings(changes)
+            self._settings = _validated(replace(in_force, **changes)) if changes else in_force
             # Applied now, as a plain call must be: to this thread's innermost open block, else to the process.
             # A `with` takes it back in __enter__ (only the fields changed here) and opens a block of its own.
             self._undo = None
@@ -115,22 +152,22 @@ class options:
                     self._undo = (block, {k: getattr(block[1], k) for k in changes})
                     block[1] = replace(block[1], **changes)
                 else:
-                    self._undo = (None, {k: getattr(_base, k) for k in changes})
-                    _base = replace(_base, **changes)
+                    self._undo = (None, {k: _known.get(k) for k in changes})  # None: from the environment
+                    _set_base(**changes)
 
     def __getattr__(self, name):
         return getattr(self._settings, name)
 
     def __enter__(self):
-        global _base, _blocks
+        global _blocks
         with _lock:
             if self._undo is not None:
                 block, previous = self._undo
-                target = _base if block is None else block[1]
+                now = _known if block is None else vars(block[1])
                 # each field back as it was, unless someone else has set it since
-                back = {k: v for k, v in previous.items() if getattr(target, k) == getattr(self._settings, k)}
+                back = {k: v for k, v in previous.items() if now.get(k) == getattr(self._settings, k)}
                 if block is None:
-                    _base = replace(_base, **back)
+                    _set_base(**back)
                 else:
                     block[1] = replace(block[1], **back)
                 self._undo = None

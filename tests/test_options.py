@@ -132,8 +132,81 @@ def test_environment_sets_the_start_value():
     result = _run("import fastnn; print(fastnn.options().backend)", FASTNN_BACKEND="reference")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "reference"
-    result = _run("import fastnn", FASTNN_BACKEND="cuda")
-    assert result.returncode != 0 and "unknown backend 'cuda'" in result.stderr
+
+
+NOT_A_BOOLEAN = "is not a boolean; use 1, true, yes or on for True, and 0, false, no, off or empty for False"
+BAD_ENVIRONMENT = [
+    ("FASTNN_BACKEND", "cuda", "is an unknown backend; choose one of auto, jit, reference, verify"),
+    ("FASTNN_PARALLEL", "maybe", NOT_A_BOOLEAN),
+    ("FASTNN_CACHE", "sometimes", NOT_A_BOOLEAN),
+]
+
+
+@pytest.mark.parametrize("name, value, message", BAD_ENVIRONMENT)
+def test_a_bad_environment_value_raises_when_the_options_are_first_used_not_on_import(name, value, message):
+    """It once raised inside `import fastnn`, so even `fastnn --help` printed a traceback."""
+    code = (
+        "import fastnn\n"
+        "for attempt in range(2):  # on every use, not only the first\n"
+        "    try:\n"
+        "        fastnn.options()\n"
+        "    except ValueError as error:\n"
+        "        print(error)\n"
+    )
+    result = _run(code, **{name: value})
+    assert result.returncode == 0, result.stderr
+    expected = f"fastnn.options: environment variable {name}={value!r} {message}"
+    assert result.stdout.splitlines() == [expected] * 2, result.stdout
+    help_text = subprocess.run([sys.executable, "-m", "fastnn", "--help"], capture_output=True, text=True,
+                               env={**os.environ, name: value}, timeout=120)
+    assert help_text.returncode == 0 and help_text.stdout.startswith("usage: fastnn"), help_text.stderr
+
+
+def test_a_setting_made_in_code_does_not_read_its_bad_environment_variable():
+    """backend='reference' set in code wins over FASTNN_BACKEND=cuda (in a block, then for the process); the
+    names not set in code are still read from the environment, and a bad one raises when the options are used."""
+    code = (
+        "import numpy as np, fastnn\n"
+        "from fastnn.layers import affine_forward\n"
+        "with fastnn.options(backend='reference'):\n"
+        "    print(fastnn.options().backend, affine_forward(np.ones((1, 2)), np.ones((2, 1)), np.zeros(1))[0][0, 0])\n"
+        "try:\n"
+        "    fastnn.options()\n"
+        "except ValueError as error:\n"
+        "    print('after the block:', error)\n"
+        "fastnn.options(backend='reference')\n"
+        "print(fastnn.options())\n"
+    )
+    result = _run(code, FASTNN_BACKEND="cuda", FASTNN_PARALLEL="0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "reference 2.0",
+        "after the block: fastnn.options: environment variable FASTNN_BACKEND='cuda' is an unknown backend; "
+        "choose one of auto, jit, reference, verify",
+        "fastnn.options(backend='reference', cache=False, parallel=False)",
+    ]
+    result = _run("import fastnn; fastnn.options(backend='reference')", FASTNN_BACKEND="cuda", FASTNN_PARALLEL="2")
+    assert result.returncode != 0 and "FASTNN_PARALLEL='2' is not a boolean" in result.stderr
+
+
+def test_a_commands_backend_option_wins_over_a_bad_environment_variable():
+    env = {**os.environ, "FASTNN_BACKEND": "cuda", "NUMBA_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "fastnn", "check", "--backend", "reference"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "(backend reference)" in result.stdout and "all checks passed" in result.stdout
+
+
+@pytest.mark.parametrize("variable, value, argv", [
+    ("FASTNN_BACKEND", "cuda", ["check"]),
+    ("FASTNN_PARALLEL", "maybe", ["check", "--backend", "reference"]),
+])
+def test_a_bad_environment_variable_is_a_commands_message_not_a_traceback(variable, value, argv, tmp_path):
+    env = {**os.environ, variable: value}
+    result = subprocess.run([sys.executable, "-m", "fastnn", *argv], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"fastnn: fastnn.options: environment variable {variable}={value!r} ")
 
 
 def test_reference_backend_runs_without_compiled_kernels():

@@ -12,9 +12,13 @@ def check_seed(command, seed):
 
 def backend_for_the_run(backend):
     """--backend, in force while the command runs: main([...]) called from a user's code (or a test) leaves the
-    process's setting as it was."""
-    if backend is None:
-        return contextlib.nullcontext()
+    process's setting as it was. The settings the environment gives (FASTNN_*) are read now, so a bad value is a
+    message before the run starts, not a traceback from its first layer."""
     from .._options import options
 
-    return options(backend=backend)
+    try:
+        in_force = options(backend=backend) if backend is not None else contextlib.nullcontext()
+        options()
+    except ValueError as error:
+        raise SystemExit(f"fastnn: {error}") from error
+    return in_force
