@@ -123,6 +123,7 @@ def test_choice_draws_every_option_as_plain_python():
     (lambda: loguniform(1e-2, 1e-3), "0 < low < high"),
     (lambda: uniform(1.0, 1.0), "low < high"),
     (lambda: uniform(0, float("nan")), "finite"),
+    (lambda: uniform(-1e308, 1e308), r"uniform: the range's width high - low must be finite"),  # once OverflowError
     (lambda: randint(5, 5), "low < high"),
     (lambda: choice([]), "must not be empty"),
 ])
@@ -244,6 +245,34 @@ def test_narrow_takes_the_top_k_range_in_log_space_widened_and_clipped():
     assert math.isclose(math.log10(one["lr"].low), -3.5) and math.isclose(math.log10(one["lr"].high), -2.5)
     clipped = narrow({"lr": loguniform(1e-3, 1e-1)}, [_trial(0, {"lr": 1e-1}, 0.5)], top_k=1, widen=0.25)
     assert math.isclose(clipped["lr"].high, 1e-1) and math.isclose(math.log10(clipped["lr"].low), -1.5)
+
+
+def test_narrow_around_equal_values_is_never_an_empty_range():
+    """Top trials with equal values (zero width) are padded by widen times the original range; a widen too small
+    to move them in floating point once gave an empty range ('the range needs 0 < low < high')."""
+    space = {"lr": loguniform(1e-6, 1e-1), "keep": uniform(0.0, 1.0), "h": randint(10, 100)}
+    trials = [_trial(0, {"lr": 1e-3, "keep": 0.5, "h": 40}, 0.9), _trial(1, {"lr": 1e-3, "keep": 0.5, "h": 40}, 0.8)]
+    fine = narrow(space, trials, top_k=2, widen=0.1)
+    assert math.isclose(math.log10(fine["lr"].low), -3.5) and math.isclose(math.log10(fine["lr"].high), -2.5)
+    assert math.isclose(fine["keep"].low, 0.4) and math.isclose(fine["keep"].high, 0.6)
+    tiny = narrow(space, trials, top_k=2, widen=1e-300)
+    assert tiny["keep"] == space["keep"] and (tiny["h"].low, tiny["h"].high) == (40, 41)
+    assert math.isclose(tiny["lr"].low, 1e-6) and math.isclose(tiny["lr"].high, 1e-1)
+
+
+@pytest.mark.parametrize("widen", [0, -0.5, float("inf")])
+def test_coarse_to_fine_checks_widen_before_any_trial_runs(digits, monkeypatch, widen):
+    """widen=0 around a single top value once ran the whole coarse round, then failed in narrow and lost it."""
+    import fastnn.tune.search as search
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("the search started")
+
+    monkeypatch.setattr(search, "connect", no_cluster)
+    with pytest.raises(ValueError, match="coarse_to_fine: widen must be (> 0|finite)"):
+        coarse_to_fine(build_softmax, digits, SPACE, n_coarse=2, n_fine=2, top_k=1, widen=widen)
+    with pytest.raises(ValueError, match="narrow: widen must be (> 0|finite)"):
+        narrow(SPACE, [_trial(0, {"learning_rate": 1e-2, "weight_scale": 1e-3, "keep": 0.7}, 0.9)], widen=widen)
 
 
 def test_narrow_needs_a_successful_trial():

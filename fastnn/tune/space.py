@@ -20,6 +20,8 @@ def _bounds(fn, low, high, positive=False, integer=False):
     if not low < high or (positive and not low > 0):
         need = "0 < low < high" if positive else "low < high"
         check.fail(fn, f"the range needs {need}, got low={low!r}, high={high!r}")
+    if not integer and not math.isfinite(float(high) - float(low)):
+        check.fail(fn, f"the range's width high - low must be finite, got low={low!r}, high={high!r}")
     return (int(low), int(high)) if integer else (float(low), float(high))
 
 
@@ -55,7 +57,8 @@ class LogUniform(_Range):
 
     def narrowed(self, values, widen):
         lo, hi = _widened(np.log(values), widen, math.log(self.low), math.log(self.high))
-        return LogUniform(math.exp(lo), math.exp(hi))
+        lo, hi = math.exp(lo), math.exp(hi)
+        return LogUniform(lo, hi) if lo < hi else self  # too narrow to tell from a point once out of log space
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,13 @@ PARAM_TYPES = (LogUniform, Uniform, RandInt, Choice)
 def _widened(values, widen, low, high):
     """[min, max] of `values` padded by `widen` times its width on each side, clipped to [low, high].
 
-    A single value (zero width) is padded by `widen` times the whole range instead.
+    Equal values (zero width) are padded by `widen` times the whole range instead; a result too narrow to tell
+    from a point in floating point (a tiny `widen`) is the whole [low, high], so the range is never empty.
     """
     lo, hi = float(np.min(values)), float(np.max(values))
     pad = widen * ((hi - lo) if hi > lo else (high - low))
-    return max(lo - pad, low), min(hi + pad, high)
+    lo, hi = max(lo - pad, low), min(hi + pad, high)
+    return (lo, hi) if lo < hi else (low, high)
 
 
 def check_space(fn, space):
