@@ -355,9 +355,11 @@ def check_rounds(rounds, quick, fn="fastnn bench"):
 
 
 def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=None, keep_freed=False):
-    """Measure `ops` (names of OPS) for `dtypes`; returns the report as a dict (see format_report).
+    """Measure `ops` (names of OPS) for `dtypes`, each once in the order first given (a repeat is measured once);
+    returns the report as a dict (see format_report).
     keep_freed: apply fastnn.allocator.keep_freed_memory() first (to the whole process, for good)."""
-    ops = list(OPS) if not ops else list(ops)
+    ops = list(OPS) if not ops else list(dict.fromkeys(ops))
+    dtypes = list(dict.fromkeys(np.dtype(d) for d in dtypes))
     unknown = sorted(set(ops) - set(OPS))
     if unknown:
         raise ValueError(f"fastnn bench: unknown ops {unknown}; choose from {list(OPS)}")
@@ -367,8 +369,7 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
         _thread_limits(stack, threads)
         report = {"environment": dict(environment(threads), malloc=malloc), "peaks": peaks(quick), "quick": bool(quick),
                   "rounds": rounds, "results": []}
-        for dtype_name in dtypes:
-            dtype = np.dtype(dtype_name)
+        for dtype in dtypes:
             for op in ops:
                 report["results"].append(_measure_op(op, dtype, quick, rounds, report["peaks"]))
     return report

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastnn.bench import OPS, format_report, measure, run
@@ -169,6 +170,29 @@ def test_bad_options_are_refused_before_measuring(argv, message, no_bench):
     argv = [str(_max_threads() + 1) if a == "above" else a for a in argv]
     with pytest.raises(SystemExit, match=f"^fastnn bench: {message}"):
         main(["bench", "--quick", "--ops", "pool", *argv])
+
+
+def test_a_repeated_dtype_or_op_is_measured_once(monkeypatch, capsys):
+    """`fastnn bench --dtypes float32 float32` once measured and printed every row twice."""
+    import fastnn.bench
+    from fastnn.cli import main
+
+    measured = []
+
+    def measure_op(op, dtype, *args):
+        measured.append((op, dtype.name))
+        return {"op": op, "dtype": dtype.name}
+
+    monkeypatch.setattr(fastnn.bench, "_measure_op", measure_op)
+    monkeypatch.setattr(fastnn.bench, "peaks", lambda quick: {})
+    monkeypatch.setattr(fastnn.bench, "format_report", lambda report: f"{len(report['results'])} rows")
+    assert main(["bench", "--quick", "--rounds", "1", "--ops", "pool", "dropout", "pool",
+                 "--dtypes", "float64", "float32", "float64"]) == 0
+    assert measured == [("pool", "float64"), ("dropout", "float64"), ("pool", "float32"), ("dropout", "float32")]
+    assert capsys.readouterr().out.strip() == "4 rows"
+    measured.clear()
+    report = run(ops=["pool"], dtypes=("float32", np.float32, np.dtype("float32")), quick=True, rounds=1)
+    assert measured == [("pool", "float32")] and len(report["results"]) == 1
 
 
 def test_rounds_below_one_are_refused_by_the_library_too(monkeypatch):
