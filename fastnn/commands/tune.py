@@ -10,6 +10,7 @@ claims before the search and never shares with an earlier run (fastnn/commands/_
 first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that holds one only with --overwrite).
 """
 
+import gc
 import os
 import time
 
@@ -70,9 +71,12 @@ def _connect(distributed, address):
     try:
         return distributed.Client(address, timeout=CONNECT_TIMEOUT)
     except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
-        raise SystemExit(f"fastnn tune: cannot connect to --scheduler {address!r} ({type(error).__name__}: "
-                         f"{error}); give the address a running `dask scheduler` printed, such as "
-                         "tcp://HOST:8786") from error
+        message = (f"fastnn tune: cannot connect to --scheduler {address!r} ({type(error).__name__}: {error}); "
+                   "give the address a running `dask scheduler` printed, such as tcp://HOST:8786")
+    # The half-made Client, which the error's traceback held, is collected now: collected later inside another
+    # Client's event-loop thread it deadlocked that Client's start (seen in the tests, in one order of files).
+    gc.collect()
+    raise SystemExit(message)
 
 
 def run(args):
