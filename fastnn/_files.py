@@ -1,9 +1,10 @@
 """Writing a user's file so that it is never half-written: a temporary file in the same directory, flushed,
 fsynced, then renamed over the target. A crash, a full disk or Ctrl-C leaves the previous file or the new one.
-A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe) is written in place: renaming over it would
-replace it with a regular file (as root, /dev/null itself)."""
+A device or FIFO (/dev/null, /dev/stdout, a named pipe) is written in place: renaming over it would replace it
+with a regular file (as root, /dev/null itself)."""
 
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -33,11 +34,14 @@ def check_writable_path(fn, name, path, probe=False):
     return path
 
 
+_DESCRIPTOR_ALIASES = re.compile(r"^/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|\d+)/fd/\d+)$")
+
+
 def writes_in_place(path):
     """Whether `path` is written in place rather than replaced: an existing file that is not a regular one
-    (through symlinks), or any path under /dev or /proc (/dev/stdout resolves to whatever stdout is, a redirected
-    regular file included, which a rename would cut off from what was printed before)."""
-    if os.path.abspath(path).startswith(("/dev/", "/proc/")):
+    (through symlinks), or a name of an open descriptor (/dev/stdout, /dev/fd/N, /proc/self/fd/N), which may
+    stand for a redirected regular file that a rename would cut off from what was printed before."""
+    if _DESCRIPTOR_ALIASES.match(os.path.abspath(path)):
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
@@ -78,8 +82,8 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
 
     On any error (or KeyboardInterrupt) the temporary file is removed and a file already at `path` is left as it
     was. The new file gets the mode open() would have given it (mkstemp's own is 0o600); a symlink at `path` is
-    followed, so its target is replaced and the link kept, as open() would. A device, FIFO or socket is opened
-    and written in place (writes_in_place).
+    followed, so its target is replaced and the link kept, as open() would. A device or FIFO is opened and
+    written in place (writes_in_place).
     """
     path = check_writable_path(fn, name, path)
     if writes_in_place(path):

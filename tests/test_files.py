@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -50,3 +52,31 @@ def test_regular_files_and_new_paths_are_still_replaced_atomically(tmp_path):
     with atomic_open(target, "w") as f:
         f.write("new")
     assert target.read_text() == "new" and os.stat(target).st_ino != inode  # a new file renamed over the old
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK), reason="needs /dev/shm")
+def test_a_regular_file_under_dev_shm_is_replaced_not_appended_to():
+    """The first version wrote in place anything under /dev/, so a JSON file on /dev/shm got a second document
+    appended to it."""
+    path = os.path.join("/dev/shm", f"fastnn-test-{os.getpid()}.json")
+    try:
+        for text in ('{"a": 1}', '{"b": 2}'):
+            check_writable_path("t", "path", path, probe=True)
+            with atomic_open(path, "w") as f:
+                f.write(text)
+        with open(path) as f:
+            assert f.read() == '{"b": 2}'
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def test_dev_stdout_redirected_to_a_file_keeps_what_was_printed_before(tmp_path):
+    code = ("from fastnn._files import atomic_open\n"
+            "print('the report')\n"
+            "with atomic_open('/dev/stdout', 'w') as f:\n"
+            "    f.write('the json')\n")
+    target = tmp_path / "redirected.txt"
+    with open(target, "w") as stdout:
+        subprocess.run([sys.executable, "-c", code], stdout=stdout, check=True, timeout=120)
+    assert target.read_text() == "the report\nthe json"
