@@ -107,6 +107,8 @@ def _process_settings(given=None):
         return base
     given = given or {}
     with _lock:
+        if _blocks and not given:  # a block opened since current() looked: it is in force, read nothing
+            return _blocks[-1][1]
         missing = [name for name in _FROM_ENVIRONMENT if name not in _known and name not in given]
         _set_base(**{name: _FROM_ENVIRONMENT[name]() for name in missing})
         return Settings(**{**_known, **given})
