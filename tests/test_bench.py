@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -205,3 +206,11 @@ def test_rounds_below_one_are_refused_by_the_library_too(monkeypatch):
             bench_e2e.run(rounds=bad, quick=True)
         with pytest.raises(error, match=rf"fastnn bench: rounds {says}"):
             run(ops=["pool"], dtypes=("float32",), quick=True, rounds=bad)
+
+
+def test_a_bad_fastnn_environment_variable_is_a_message_before_measuring(tmp_path):
+    env = {**os.environ, "FASTNN_PARALLEL": "maybe"}
+    result = subprocess.run([sys.executable, "-m", "fastnn", "bench", "--quick", "--ops", "pool"],
+                            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith("fastnn bench: environment variable FASTNN_PARALLEL='maybe' is not a boolean")

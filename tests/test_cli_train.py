@@ -348,7 +348,7 @@ def test_backend_is_the_runs_alone(tmp_path, monkeypatch):
 def test_an_out_that_cannot_be_created_is_a_message(tmp_path):
     """os.makedirs' NotADirectoryError (or a PermissionError) came out as a traceback."""
     (tmp_path / "afile").write_text("mine")
-    with pytest.raises(SystemExit, match=r"fastnn train: cannot write to --out '.*afile/sub' \(Not a directory\)"):
+    with pytest.raises(SystemExit, match=r"fastnn train: cannot write to '.*afile/sub' \(Not a directory\)"):
         main(FAST + ["--out", str(tmp_path / "afile" / "sub")])
     assert os.listdir(tmp_path) == ["afile"]
 
@@ -409,7 +409,7 @@ def test_ctrl_c_says_what_out_holds_and_the_command_exits_130_without_a_tracebac
                                                                str(out)])
     assert cli.main() == 130
     err = capsys.readouterr().err
-    assert "fastnn train: interrupted. --out" in err and "keeps this run's checkpoints up to then: " \
+    assert "fastnn train: --out" in err and "keeps this run's checkpoints up to then: " \
         "checkpoint_epoch_0.npz, checkpoint_epoch_1.npz (a new run there needs --overwrite)" in err
     assert err.rstrip().endswith("fastnn train: interrupted") and "Traceback" not in err
 
@@ -424,3 +424,12 @@ def test_what_out_holds_lists_many_checkpoints_by_their_first_and_last_epoch(tmp
     said = _what_out_holds(Namespace(out=str(tmp_path)), None)
     assert said.endswith("checkpoints up to then: checkpoint_epoch_0.npz ... checkpoint_epoch_11.npz (12 files) "
                          "(a new run there needs --overwrite)")
+
+
+def test_a_dangling_symlink_out_is_named_as_one_and_a_failed_nested_claim_leaves_nothing(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(SystemExit, match=r"fastnn train: '.*link' is a symlink to nothing"):
+        main(FAST + ["--out", str(tmp_path / "link")])
+    with pytest.raises(SystemExit, match=r"cannot write to .*\(File name too long\)"):
+        main(FAST + ["--out", str(tmp_path / "new" / ("x" * 300))])
+    assert sorted(os.listdir(tmp_path)) == ["link"]

@@ -73,9 +73,12 @@ def test_bad_options_are_messages(argv, message, tmp_path, monkeypatch, no_searc
 
 
 class _Result:
-    """A finished search whose save writes its first file and then is interrupted (Ctrl-C while saving)."""
+    """A finished search whose save writes results.json and then meets `stop` (None: writes the rest)."""
 
     best = None
+
+    def __init__(self, stop=None):
+        self.stop = stop
 
     def table(self):
         return "the table"
@@ -83,26 +86,48 @@ class _Result:
     def save(self, out):
         with open(os.path.join(out, "results.json"), "w") as f:
             f.write("the new search")
-        raise KeyboardInterrupt
+        if self.stop is not None:
+            raise self.stop
+        for name in ("results.csv", "scatter.png"):
+            with open(os.path.join(out, name), "w") as f:
+                f.write("the new search")
+        return {"json": os.path.join(out, "results.json"), "skipped": ["best.npz: no trial succeeded"]}
 
 
-def test_overwrite_keeps_the_earlier_search_until_the_new_one_is_saved(tmp_path, monkeypatch, capsys):
-    """The earlier search's files were removed before the new ones were written: Ctrl-C while saving left neither."""
-    out = tmp_path / "out"
+EARLIER = {"results.json": "earlier", "results.csv": "earlier", "scatter.png": "earlier", "best.npz": "earlier"}
+
+
+def _earlier_search(out):
     out.mkdir()
-    earlier = {".fastnn-tune": "fastnn tune, process 1\n", "results.json": "earlier", "results.csv": "earlier",
-               "scatter.png": "earlier", "best.npz": "earlier"}
-    for name, text in earlier.items():
+    (out / ".fastnn-tune").write_text("fastnn tune, process 1\n")
+    for name, text in EARLIER.items():
         (out / name).write_text(text)
-    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
-    with pytest.raises(KeyboardInterrupt):
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_a_search_whose_save_stops_keeps_the_earlier_one_and_says_where_the_new_one_is(stop, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """The earlier search's files were removed before the new ones were written: Ctrl-C while saving left neither,
+    and the finished search's results went too."""
+    out = tmp_path / "out"
+    _earlier_search(out)
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result(stop))
+    with pytest.raises(KeyboardInterrupt if isinstance(stop, KeyboardInterrupt) else SystemExit):
         main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"])
-    assert sorted(os.listdir(out)) == sorted(earlier)
-    assert all((out / name).read_text() == "earlier" for name in earlier if name != ".fastnn-tune")
-    fresh = tmp_path / "fresh"  # without an earlier search, the half-saved one goes with its claim
-    with pytest.raises(KeyboardInterrupt):
-        main(["tune", "--workers", "1", "--quiet", "--out", str(fresh)])
-    assert not fresh.exists()
+    assert all((out / name).read_text() == text for name, text in EARLIER.items())
+    staged = [name for name in os.listdir(out) if name.startswith(".fastnn-tune-new-")]
+    assert len(staged) == 1 and os.listdir(out / staged[0]) == ["results.json"]
+    assert f"the search's results written so far are in '{out / staged[0]}'" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_the_earlier_search_once_the_new_one_is_saved(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    _earlier_search(out)
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
+    assert main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"]) == 1  # no trial succeeded
+    assert sorted(os.listdir(out)) == [".fastnn-tune", "results.csv", "results.json", "scatter.png"]
+    assert all((out / name).read_text() == "the new search" for name in os.listdir(out) if name != ".fastnn-tune")
+    assert f"wrote {out / 'results.json'}" in capsys.readouterr().out
 
 
 def test_a_search_that_fails_leaves_a_directory_the_user_made(tmp_path, no_search):

@@ -20,5 +20,5 @@ def backend_for_the_run(backend):
         in_force = options(backend=backend) if backend is not None else contextlib.nullcontext()
         options()
     except ValueError as error:
-        raise SystemExit(f"fastnn: {error}") from error
+        raise SystemExit(str(error).replace("fastnn.options:", "fastnn:", 1)) from error
     return in_force

@@ -28,10 +28,13 @@ _created = {}  # abspath of a claimed directory -> the directories its claim cre
 def _claim(directory, command):
     """Create `directory` if needed and claim it; False when another run holds it. A directory that cannot be
     created or written is the user's error: a message, not a traceback."""
-    missing, d = [], os.path.abspath(directory)
-    while not os.path.exists(d):
+    directory = os.path.abspath(directory)  # so that makedirs creates exactly the `missing` ones (no a/../b)
+    missing, d = [], directory
+    while not os.path.lexists(d):
         missing.append(d)
         d = os.path.dirname(d)
+    if os.path.islink(directory) and not os.path.exists(directory):
+        raise SystemExit(f"fastnn {command}: {directory!r} is a symlink to nothing (its target does not exist)")
     try:
         os.makedirs(directory, exist_ok=True)
         fd = os.open(os.path.join(directory, claim_name(command)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -39,17 +42,19 @@ def _claim(directory, command):
         return False
     except OSError as error:
         _remove_empty(missing)
-        raise SystemExit(f"fastnn {command}: cannot write to --out {directory!r} ({error.strerror})") from error
-    _created[os.path.abspath(directory)] = missing
+        raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
+    _created[directory] = missing
     with os.fdopen(fd, "w") as f:
         f.write(f"fastnn {command}, process {os.getpid()}\n")
     return True
 
 
 def _remove_empty(directories):
-    """Remove these directories, deepest first, while they are empty."""
+    """Remove these directories, deepest first, while they are empty (one that does not exist is passed over)."""
     for d in directories:
-        if not os.path.isdir(d) or os.listdir(d):
+        if not os.path.isdir(d):
+            continue
+        if os.listdir(d):
             return
         os.rmdir(d)
 
@@ -75,6 +80,8 @@ def output_directory(command, out, overwrite, default, is_output):
         shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
         raise SystemExit(f"{where}: --out {out!r} holds an earlier run ({shown}); choose another --out or pass "
                          "--overwrite to replace it")
+    if overwrite:
+        _refuse_a_run_left_aside(out, command)
     if claim_name(command) in earlier:
         os.remove(os.path.join(out, claim_name(command)))
     if not _claim(out, command):
@@ -86,6 +93,13 @@ def aside_name(command):
     return f".fastnn-{command}-earlier"
 
 
+def _refuse_a_run_left_aside(directory, command):
+    """A set-aside subdirectory left by a run that was killed is the user's to sort out, never overwritten."""
+    if os.path.lexists(os.path.join(directory, aside_name(command))):
+        raise SystemExit(f"fastnn {command}: --out {directory!r} holds {aside_name(command)}, an earlier run set "
+                         "aside by an --overwrite run that was killed: move its files back (or delete it) first")
+
+
 def set_aside(directory, command, names):
     """--overwrite: move the earlier run's files into a hidden subdirectory while the new run writes; returns it
     (None when there are none). A subdirectory left by a run that was killed is refused, not overwritten."""
@@ -94,11 +108,9 @@ def set_aside(directory, command, names):
     aside = os.path.join(directory, aside_name(command))
     try:
         os.mkdir(aside)
-    except FileExistsError as error:
+    except FileExistsError:
         release(directory, command)
-        raise SystemExit(f"fastnn {command}: --out {directory!r} holds {aside_name(command)}, an earlier run set "
-                         "aside by an --overwrite run that was killed: move its files back (or delete it) first") \
-            from error
+        _refuse_a_run_left_aside(directory, command)
     moved = []
     try:
         for name in names:

@@ -32,6 +32,12 @@ def _check_args(args):
                          f"use (its CPU affinity, or NUMBA_NUM_THREADS), got {args.threads}")
     if args.rounds is not None and args.rounds < 1:
         raise SystemExit(f"fastnn bench: --rounds must be >= 1, got {args.rounds}")
+    from .._options import options
+
+    try:  # the FASTNN_* settings, read now: a bad one is a message before minutes of measuring
+        options()
+    except ValueError as error:
+        raise SystemExit(str(error).replace("fastnn.options:", "fastnn bench:", 1)) from error
     if args.json is not None:
         from .._files import check_writable_path
 

@@ -135,7 +135,7 @@ def _run(args):
         elif not any(is_output(name) for name in os.listdir(args.out)):
             outputs.release(args.out, "train")
         if isinstance(error, KeyboardInterrupt):
-            print(f"fastnn train: interrupted. {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
+            print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
         raise
     outputs.drop(aside)
     accuracy = summary["accuracy"]

@@ -12,6 +12,8 @@ first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that hold
 
 import gc
 import os
+import sys
+import tempfile
 import time
 
 from . import _outputs as outputs
@@ -39,7 +41,7 @@ def configure(parser):
                         help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
                              "holds an earlier run)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="let --out hold an earlier run: its results are removed once this search is done")
+                        help="let --out hold an earlier search: its results are replaced once this one's are saved")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -101,7 +103,7 @@ def _run(args, distributed):
     else:
         where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
     # claimed before the search, so a bad --out is found now and not after minutes of trials
-    args.out, earlier = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
+    args.out, _ = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
 
     try:
         client = _connect(distributed, args.scheduler) if args.scheduler else None
@@ -123,7 +125,7 @@ def _run(args, distributed):
         raise
 
     print(result.table())
-    written = _save(result, args.out, earlier)
+    written = _save(result, args.out)
     print(f"search wall time: {seconds:.1f} s")
     if result.best is not None:
         print(f"best val accuracy: {result.best.val_acc:.4f} (trial {result.best.index})")
@@ -135,19 +137,34 @@ def _run(args, distributed):
     return 0 if result.best is not None else 1
 
 
-def _save(result, out, earlier):
-    """result.save(out) with an earlier search's files set aside meanwhile: dropped once the new files are all
-    written, put back if the save fails or is interrupted (which then also removes what it wrote)."""
+def _save(result, out):
+    """Write the results into a new hidden subdirectory of `out`, then set the earlier search's files aside, move
+    the new ones into place and drop the earlier ones. A finished search is never lost: if saving fails or is
+    interrupted, or the earlier files cannot be set aside, what was written stays in that subdirectory and the
+    message says where."""
     is_output = OUTPUTS.__contains__
-    aside = outputs.set_aside(out, "tune", earlier)
+    staged = tempfile.mkdtemp(dir=out, prefix=".fastnn-tune-new-")
     try:
-        written = result.save(out)
-    except BaseException:
-        if aside is not None:
-            outputs.restore(out, aside, is_output)
-        else:
-            outputs.remove(out, [name for name in os.listdir(out) if is_output(name)])
-            outputs.release(out, "tune")
-        raise
+        written = result.save(staged)
+    except BaseException as error:
+        _kept_in(staged, "saving was interrupted" if isinstance(error, KeyboardInterrupt) else
+                 f"saving failed ({type(error).__name__}: {error})", error)
+    try:
+        aside = outputs.set_aside(out, "tune", sorted(name for name in os.listdir(out) if is_output(name)))
+    except BaseException as error:
+        _kept_in(staged, "the earlier search could not be set aside", error)
+    for name in os.listdir(staged):
+        os.replace(os.path.join(staged, name), os.path.join(out, name))
+    os.rmdir(staged)
     outputs.drop(aside)
-    return written
+    return {what: os.path.join(out, os.path.basename(path)) if what != "skipped" else path
+            for what, path in written.items()}
+
+
+def _kept_in(staged, what, error):
+    """Stop with a message saying where the finished search's results are (a KeyboardInterrupt stays one)."""
+    print(f"fastnn tune: {what}; the search's results written so far are in {staged!r}", file=sys.stderr,
+          flush=True)
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        raise error
+    raise SystemExit(1) from error
