@@ -260,19 +260,31 @@ def test_narrow_around_equal_values_is_never_an_empty_range():
     assert math.isclose(tiny["lr"].low, 1e-6) and math.isclose(tiny["lr"].high, 1e-1)
 
 
-@pytest.mark.parametrize("widen", [0, -0.5, float("inf")])
+@pytest.mark.parametrize("widen", [-0.5, float("inf")])
 def test_coarse_to_fine_checks_widen_before_any_trial_runs(digits, monkeypatch, widen):
-    """widen=0 around a single top value once ran the whole coarse round, then failed in narrow and lost it."""
     import fastnn.tune.search as search
 
     def no_cluster(*args, **kwargs):
         raise AssertionError("the search started")
 
     monkeypatch.setattr(search, "connect", no_cluster)
-    with pytest.raises(ValueError, match="coarse_to_fine: widen must be (> 0|finite)"):
+    with pytest.raises(ValueError, match="coarse_to_fine: widen must be (>= 0|finite)"):
         coarse_to_fine(build_softmax, digits, SPACE, n_coarse=2, n_fine=2, top_k=1, widen=widen)
-    with pytest.raises(ValueError, match="narrow: widen must be (> 0|finite)"):
+    with pytest.raises(ValueError, match="narrow: widen must be (>= 0|finite)"):
         narrow(SPACE, [_trial(0, {"learning_rate": 1e-2, "weight_scale": 1e-3, "keep": 0.7}, 0.9)], widen=widen)
+
+
+def test_widen_0_around_one_value_is_the_whole_range_and_around_several_their_span():
+    """widen=0 around a single top value once ran the whole coarse round, then failed in narrow (an empty range)
+    and lost it."""
+    one = narrow(SPACE, [_trial(0, {"learning_rate": 1e-2, "weight_scale": 1e-3, "keep": 0.7}, 0.9)], widen=0)
+    assert math.isclose(one["learning_rate"].low, 1e-3) and math.isclose(one["learning_rate"].high, 1.0)
+    assert (one["keep"].low, one["keep"].high) == (0.5, 1.0)
+    two = narrow(SPACE, [_trial(0, {"learning_rate": 1e-2, "weight_scale": 1e-3, "keep": 0.7}, 0.9),
+                         _trial(1, {"learning_rate": 1e-3, "weight_scale": 1e-3, "keep": 0.6}, 0.8)],
+                 top_k=2, widen=0)
+    assert math.isclose(two["learning_rate"].low, 1e-3) and math.isclose(two["learning_rate"].high, 1e-2)
+    assert math.isclose(two["keep"].low, 0.6) and math.isclose(two["keep"].high, 0.7)
 
 
 def test_narrow_needs_a_successful_trial():

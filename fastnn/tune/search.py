@@ -222,12 +222,12 @@ def coarse_to_fine(build_model, data, space, n_coarse, n_fine, top_k=3, widen=0.
 
     Returns a SearchResult holding the trials of both rounds (Trial.round 0 and 1) and both spaces. When every
     coarse trial fails there is nothing to narrow around: a RuntimeWarning says so and the result holds the
-    coarse round alone. Every argument is checked before the first trial runs (widen must be > 0).
+    coarse round alone. Every argument is checked before the first trial runs.
     """
     fn = "coarse_to_fine"
     check.integer(fn, "n_fine", n_fine, minimum=1)
     check.integer(fn, "top_k", top_k, minimum=1)
-    check.number(fn, "widen", widen, low=0, low_open=True)
+    check.number(fn, "widen", widen, low=0)
     return _search_rounds(fn, build_model, data, space, n_coarse, solver_kwargs, seed, client, n_workers,
                           progress, fine=(n_fine, top_k, widen))
 
@@ -236,13 +236,13 @@ def narrow(space, trials, top_k=3, widen=0.25):
     """The space narrowed around the best `top_k` successful trials.
 
     Each loguniform range becomes the [min, max] of those trials' values in log space, uniform and randint
-    ranges the same in linear space, each padded by `widen` (> 0) times its width on both sides (equal values: by
+    ranges the same in linear space, each padded by `widen` times its width on both sides (equal values: by
     `widen` times the original width) and clipped to the original range. Choices stay as they are.
     """
     fn = "narrow"
     space = check_space(fn, space)
     check.integer(fn, "top_k", top_k, minimum=1)
-    check.number(fn, "widen", widen, low=0, low_open=True)
+    check.number(fn, "widen", widen, low=0)
     best = sorted((t for t in trials if t.ok), key=Trial.rank_key)[:top_k]
     if not best:
         check.fail(fn, f"none of the {len(trials)} trials succeeded, so there is nothing to narrow around; "
