@@ -3,7 +3,8 @@
 Without --out a run takes the first of ./<default>, ./<default>-2, ... that holds no run; an --out that holds one
 is refused unless --overwrite. `fastnn train` sets the earlier run's files aside (set_aside) while it trains and
 drops them only once it has finished; a run that stops early (a diverged loss, an error, Ctrl-C) puts them back
-(restore). `fastnn tune` writes nothing before its search is done, and sets them aside then.
+(restore). `fastnn tune` writes nothing before its search is done; it then saves into a hidden subdirectory,
+sets the earlier files aside and moves the new ones in (commands/tune.py).
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
 default directory free before either had written anything, and the second wrote over the first.
 """
