@@ -258,6 +258,20 @@ def _diverge_after_one_epoch(monkeypatch):
     monkeypatch.setattr(Solver, "_step", step)
 
 
+def _interrupt_after_one_epoch(monkeypatch):
+    """Make the Solver's second epoch raise KeyboardInterrupt (Ctrl-C), after its checkpoints of epochs 0 and 1."""
+    from fastnn.solver import Solver
+
+    real_step = Solver._step
+
+    def step(self):
+        if self.epoch >= 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Solver, "_step", step)
+
+
 def test_a_run_that_diverges_later_keeps_its_checkpoints_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "available", lambda: False)
     _diverge_after_one_epoch(monkeypatch)
@@ -282,16 +296,7 @@ def test_overwrite_replaces_the_earlier_run_only_with_a_run_that_finishes(stop, 
         _diverge_after_one_epoch(monkeypatch)
         expected, match = SystemExit, r"--out '.*out' holds the earlier run again, as it was"
     else:
-        from fastnn.solver import Solver
-
-        real_step = Solver._step
-
-        def step(self):
-            if self.epoch >= 1:
-                raise KeyboardInterrupt
-            return real_step(self)
-
-        monkeypatch.setattr(Solver, "_step", step)
+        _interrupt_after_one_epoch(monkeypatch)
         expected, match = KeyboardInterrupt, None
     with pytest.raises(expected, match=match):
         main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out), "--overwrite", "--seed", "5"])
@@ -392,17 +397,9 @@ def test_an_earlier_run_that_cannot_be_set_aside_is_left_whole(tmp_path, monkeyp
 
 def test_ctrl_c_says_what_out_holds_and_the_command_exits_130_without_a_traceback(tmp_path, monkeypatch, capsys):
     from fastnn import cli
-    from fastnn.solver import Solver
 
     monkeypatch.setattr(plots, "available", lambda: False)
-    real_step = Solver._step
-
-    def step(self):
-        if self.epoch >= 1:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(Solver, "_step", step)
+    _interrupt_after_one_epoch(monkeypatch)
     monkeypatch.setattr(cli, "_set_up_own_process", lambda: None)
     out = tmp_path / "out"
     monkeypatch.setattr(sys, "argv", ["fastnn"] + FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out",
