@@ -55,11 +55,11 @@ def main(argv=None):
         return 0
     if own_process and args.command in TRAINING_COMMANDS:
         _set_up_own_process()
-    if not own_process:
-        return _command_module(args.command).run(args)
     try:
         return _command_module(args.command).run(args)
     except KeyboardInterrupt:  # Ctrl-C: each command has cleaned up and said what its output holds; no traceback
+        if not own_process:  # main([...]) called from a user's code: theirs to handle
+            raise
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
         return 130
 
