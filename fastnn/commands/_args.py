@@ -16,9 +16,19 @@ def backend_for_the_run(backend):
     message before the run starts, not a traceback from its first layer."""
     from .._options import options
 
-    try:
-        in_force = options(backend=backend) if backend is not None else contextlib.nullcontext()
+    def in_force():
+        if backend is not None:
+            return options(backend=backend)  # reads the other FASTNN_* variables, never FASTNN_BACKEND
         options()
+        return contextlib.nullcontext()
+
+    return settings_checked("fastnn", in_force)
+
+
+def settings_checked(prefix, read):
+    """read() (fastnn.options or a call of it); a bad FASTNN_* value it meets is a one-line message beginning with
+    `prefix` (SystemExit), not a traceback."""
+    try:
+        return read()
     except ValueError as error:
-        raise SystemExit(str(error).replace("fastnn.options:", "fastnn:", 1)) from error
-    return in_force
+        raise SystemExit(str(error).replace("fastnn.options:", f"{prefix}:", 1)) from error

@@ -33,11 +33,9 @@ def _check_args(args):
     if args.rounds is not None and args.rounds < 1:
         raise SystemExit(f"fastnn bench: --rounds must be >= 1, got {args.rounds}")
     from .._options import options
+    from ._args import settings_checked
 
-    try:  # the FASTNN_* settings, read now: a bad one is a message before minutes of measuring
-        options()
-    except ValueError as error:
-        raise SystemExit(str(error).replace("fastnn.options:", "fastnn bench:", 1)) from error
+    settings_checked("fastnn bench", options)  # the FASTNN_* settings, read now: not after minutes of measuring
     if args.json is not None:
         from .._files import check_writable_path
 
