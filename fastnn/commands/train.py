@@ -195,9 +195,8 @@ def _what_out_holds(args, aside):
     if aside is not None:
         return f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only with a " \
                "run that finishes)"
-    if not os.path.isdir(args.out):
-        return "It had written nothing"
-    kept = sorted((name for name in os.listdir(args.out) if is_output(name)), key=_epoch_order)
+    names = os.listdir(args.out) if os.path.isdir(args.out) else []
+    kept = sorted((name for name in names if is_output(name)), key=_epoch_order)
     if not kept:
         return "It had written nothing"
     shown = ", ".join(kept) if len(kept) <= 4 else f"{kept[0]} ... {kept[-1]} ({len(kept)} files)"
