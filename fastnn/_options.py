@@ -12,6 +12,7 @@ Read from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL) when f
 import contextvars
 import os
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
@@ -27,8 +28,8 @@ class Settings:
     - backend: 'auto' runs a compiled kernel where one exists and the NumPy reference otherwise; 'jit' runs
       only kernels and raises where none exists; 'reference' runs only the NumPy reference and compiles
       nothing; 'verify' runs both and raises on disagreement beyond the tolerance table.
-    - cache: numba's on-disk cache of compiled kernels (FASTNN_CACHE=1). Fixed once the first kernel
-      module is imported.
+    - cache: numba's on-disk cache of compiled kernels (FASTNN_CACHE=1). Fixed when the first compiled layer
+      runs (the kernels are decorated with it); changing it later warns and changes nothing.
     - parallel: multi-threaded kernels (FASTNN_PARALLEL=0 selects the serial ones).
     """
 
@@ -114,6 +115,33 @@ def _process_settings(given=None):
         return Settings(**{**_known, **given})
 
 
+_cache_fixed = None  # the cache setting the kernels were decorated with, once they were
+
+
+def fix_cache():
+    """The `cache` setting in force, fixed from now on: kernels/_jit.py calls it when first imported. Reads only
+    FASTNN_CACHE, and only when the setting was not made in code."""
+    global _cache_fixed
+    with _lock:
+        if _blocks:
+            _cache_fixed = _blocks[-1][1].cache
+        else:
+            if "cache" not in _known:
+                _set_base(cache=_FROM_ENVIRONMENT["cache"]())
+            _cache_fixed = _known["cache"]
+        return _cache_fixed
+
+
+def _warn_if_cache_too_late(changes):
+    if "cache" in changes and _cache_fixed is not None and changes["cache"] != _cache_fixed:
+        warnings.warn(
+            f"fastnn.options: cache={changes['cache']} changes nothing now: the kernels were set up with "
+            f"cache={_cache_fixed} when the first compiled layer ran; set it (or FASTNN_CACHE) before that",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def current():
     """The settings in force (a frozen Settings): the latest open `with` block's, else the process's."""
     blocks = _blocks
@@ -144,6 +172,7 @@ class options:
             # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
             in_force = _blocks[-1][1] if _blocks else _process_settings(changes)
             self._settings = _validated(replace(in_force, **changes)) if changes else in_force
+            _warn_if_cache_too_late(changes)
             # Applied now, as a plain call must be: to this thread's innermost open block, else to the process.
             # A `with` takes it back in __enter__ (only the fields changed here) and opens a block of its own.
             self._undo = None

@@ -51,7 +51,7 @@ def test_a_cache_numba_refuses_is_one_warning_and_compiles_in_memory(monkeypatch
     monkeypatch.setattr(caching.CacheImpl, "__init__", refuse)
     monkeypatch.setattr(_jit, "CACHE", True)
     monkeypatch.setattr(_jit, "_cache_warned", False)
-    with pytest.warns(RuntimeWarning, match="FASTNN_CACHE=1 but numba cannot use its cache"):
+    with pytest.warns(RuntimeWarning, match="the kernel cache is on but numba cannot use its cache"):
         @_jit.kernel
         def double(x):
             return 2 * x

@@ -209,6 +209,49 @@ def test_a_bad_environment_variable_is_a_commands_message_not_a_traceback(variab
     assert result.stderr.startswith(f"fastnn: environment variable {variable}={value!r} ")
 
 
+def test_the_parallel_setting_in_code_wins_over_fastnn_parallel():
+    """kernels/_jit.py once read FASTNN_PARALLEL itself: with it 0, options(parallel=True) still ran serial builds
+    (and FASTNN_PARALLEL=maybe meant False there, silently)."""
+    code = (
+        "import numba, fastnn\n"
+        "fastnn.options(parallel=True)\n"
+        "from fastnn.kernels import pool as K\n"
+        "from fastnn.kernels._jit import variant\n"
+        "numba.set_num_threads(3)\n"
+        "print(variant(K.max_pool_backward_2x2, fastnn.options().parallel) is K.max_pool_backward_2x2)\n"
+        "fastnn.options(parallel=False)\n"
+        "print(variant(K.max_pool_backward_2x2, fastnn.options().parallel) is K.max_pool_backward_2x2)\n"
+    )
+    for value in ("0", "maybe"):
+        result = _run(code, FASTNN_PARALLEL=value, NUMBA_NUM_THREADS="3")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["True", "False"]
+
+
+def test_the_cache_setting_is_fixed_when_the_first_kernel_module_is_imported():
+    """options(cache=True) before the first compiled layer turns numba's cache on (the kernels once read only
+    FASTNN_CACHE); set afterwards, it warns that it changes nothing."""
+    code = (
+        "import warnings, fastnn\n"
+        "fastnn.options(cache=True)\n"
+        "from fastnn.kernels import _jit, pool as K\n"
+        "print(_jit.CACHE, type(K.max_pool_backward_2x2._cache).__name__)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    fastnn.options(cache=True)\n"
+        "    fastnn.options(cache=False)\n"
+        "print(len(caught), caught[-1].filename == '<string>', caught[-1].message)\n"
+    )
+    result = _run(code, FASTNN_CACHE="sometimes")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "True FunctionCache"
+    assert lines[1] == ("1 True fastnn.options: cache=False changes nothing now: the kernels were set up with "
+                        "cache=True when the first compiled layer ran; set it (or FASTNN_CACHE) before that")
+    result = _run("from fastnn.kernels import _jit", FASTNN_CACHE="sometimes")
+    assert "FASTNN_CACHE='sometimes' is not a boolean" in result.stderr
+
+
 def test_reference_backend_runs_without_compiled_kernels():
     code = (
         "import sys, numpy as np, fastnn\n"

@@ -2,8 +2,9 @@
 
 - Compilation is lazy: a kernel compiles for the argument types of its first call (float32 and float64 each
   compile once, on demand); importing a kernel module compiles nothing.
-- FASTNN_CACHE=1 turns on numba's on-disk cache. A cache directory that cannot be written is one warning,
-  never an error (the kernel then compiles in memory).
+- The `cache` setting (fastnn.options, FASTNN_CACHE=1) turns on numba's on-disk cache; it is read once, when
+  the first kernel module is imported. A cache directory that cannot be written is one warning, never an error
+  (the kernel then compiles in memory).
 - FASTMATH holds the LLVM flags that keep NaN/Inf semantics and exact functions: no 'nnan', no 'ninf', no 'afn',
   no 'arcp'. Kernels whose inner loop is a sum along a row use it: 'reassoc' lets LLVM vectorise the sum
   (measured 3-6x here); each sum is still computed the same way on every run and at every thread count.
@@ -25,18 +26,10 @@ import warnings
 import numba
 import numpy as np
 
+from .._options import fix_cache
+
 FASTMATH = {"nsz", "contract", "reassoc"}
-_TRUE = ("1", "true", "yes", "on")
-
-
-def _env_flag(name, default):
-    return os.environ.get(name, "1" if default else "0").strip().lower() in _TRUE
-
-
-CACHE = _env_flag("FASTNN_CACHE", False)
-PARALLEL = _env_flag("FASTNN_PARALLEL", True)
-
-
+CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the setting holds from here on
 
 def _prefer_workqueue():
     """Choose numba's 'workqueue' threading layer unless the user chose one or numba has started its threads.
@@ -99,7 +92,7 @@ def _njit(fn, options):
         if not _cache_warned:
             _cache_warned = True
             warnings.warn(
-                f"fastnn: FASTNN_CACHE=1 but numba cannot use its cache ({error}); compiling in memory",
+                f"fastnn: the kernel cache is on but numba cannot use its cache ({error}); compiling in memory",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -129,10 +122,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def parallel_allowed(parallel=True):
-    """Whether a parallel kernel may run here: asked for, enabled, safe on this thread, and not in a child
-    forked after the parent started numba's threads (the child's copy of the pool hangs: measured here)."""
+    """Whether a parallel kernel may run here: asked for (the caller passes the `parallel` setting), safe on this
+    thread, and not in a child forked after the parent started numba's threads (the child's copy of the pool
+    hangs: measured here)."""
     global _parallel_started
-    if not (parallel and PARALLEL) or _pool_inherited_by_fork:
+    if not parallel or _pool_inherited_by_fork:
         return False
     if threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe():
         _parallel_started = True
