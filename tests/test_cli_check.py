@@ -17,3 +17,10 @@ def test_more_overfit_samples_than_the_training_set_is_refused():
     with pytest.raises(SystemExit, match=r"fastnn check: --num-overfit must be at most the 1200 training samples of "
                                          r"the digits, got 100000"):
         main(["check", "--model", "fc", "--backend", "reference", "--num-overfit", "100000"])
+
+
+def test_one_overfit_sample_is_refused_for_the_batchnorm_model():
+    """--model fc --num-overfit 1 reported FAIL (0% train accuracy): a minibatch of copies of one sample is all
+    beta after batchnorm, so the model cannot fit it, and test-mode statistics then classify it wrongly."""
+    with pytest.raises(SystemExit, match="--num-overfit must be at least 2 with --model fc"):
+        main(["check", "--model", "fc", "--backend", "reference", "--num-overfit", "1"])

@@ -134,7 +134,7 @@ def test_a_run_never_writes_over_an_earlier_one(tmp_path, monkeypatch, capsys):
 
     assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "4"]) == 0
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
-                                       "summary.json"]
+                                       "run.json", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["seed"] == 4
     capsys.readouterr()
 
@@ -170,19 +170,39 @@ def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypa
     assert a_file.read_text() == "mine"
 
 
+def test_the_summary_names_the_checkpoint_whose_params_it_measured(tmp_path, monkeypatch, capsys):
+    """The accuracies are those of best_params (the Solver leaves them in the model), but summary.json named only
+    the last epoch's checkpoint, whose params are the last epoch's. Here the best validation accuracy came at
+    epoch 2 of 5."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--model", "fc", "--epochs", "5", "--lr", "0.05", "--quiet", "--out", "o"]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    best, last = load_checkpoint(summary["best_checkpoint"]), load_checkpoint(summary["checkpoint"])
+    assert summary["best_checkpoint"] != summary["checkpoint"] and best["epoch"] < last["epoch"]
+    assert best["val_acc_history"][-1] == summary["best_val_acc"] == last["best_val_acc"]
+    for name, value in last["best_params"].items():
+        assert np.array_equal(best["params"][name], value), name
+    assert f"in {os.path.basename(summary['best_checkpoint'])})" in capsys.readouterr().out
+
+
 def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """A process killed inside json.dump once left a half-written summary.json."""
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "out"
 
+    real_dump = json.dump
+
     def dying_dump(obj, f, **kwargs):
+        if "fastnn_version" not in obj:  # run.json
+            return real_dump(obj, f, **kwargs)
         f.write('{"fastnn_version": ')
         raise KeyboardInterrupt
 
     monkeypatch.setattr(json, "dump", dying_dump)
     with pytest.raises(KeyboardInterrupt):
         main(FAST + ["--out", str(out)])
-    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
+                                       "run.json"]
 
 
 def test_init_from_that_fits_no_param_is_refused_and_the_summary_records_it(tmp_path, monkeypatch, capsys):
@@ -234,7 +254,8 @@ def test_a_diverged_run_is_a_message_and_leaves_no_claim_without_checkpoints(arg
                                          r"epoch 1 of 1\); try a smaller --lr \(was .*\) or --reg \(was .*\)\. "):
         main(argv + ["--out", str(out)])
     kept = sorted(os.listdir(out)) if out.exists() else []
-    assert kept in ([], [".fastnn-train", "checkpoint_epoch_0.npz"])  # a checkpoint before the first step, or none
+    # a checkpoint (with the run.json to resume it) after the first step, or none
+    assert kept in ([], [".fastnn-train", "checkpoint_epoch_0.npz", "run.json"])
     mine = tmp_path / "mine"  # a directory of the user's keeps its own files
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
@@ -279,7 +300,7 @@ def test_a_run_that_diverges_later_keeps_its_checkpoints_and_says_so(tmp_path, m
     with pytest.raises(SystemExit, match=r"the loss diverged .* --out '.*out' keeps this run's checkpoints up to "
                                          r"then: checkpoint_epoch_0.npz, checkpoint_epoch_1.npz"):
         main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out)])
-    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz"]
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "run.json"]
     assert load_checkpoint(out / "checkpoint_epoch_1.npz")["epoch"] == 1
 
 
@@ -305,7 +326,7 @@ def test_overwrite_replaces_the_earlier_run_only_with_a_run_that_finishes(stop, 
     monkeypatch.setattr(plots, "available", lambda: False)
     assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "5"]) == 0  # a run that finishes replaces it
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
-                                       "summary.json"]
+                                       "run.json", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["seed"] == 5
 
 
@@ -407,7 +428,7 @@ def test_ctrl_c_says_what_out_holds_and_the_command_exits_130_without_a_tracebac
     assert cli.main() == 130
     err = capsys.readouterr().err
     assert "fastnn train: --out" in err and "keeps this run's checkpoints up to then: " \
-        "checkpoint_epoch_0.npz, checkpoint_epoch_1.npz (a new run there needs --overwrite)" in err
+        f"checkpoint_epoch_0.npz, checkpoint_epoch_1.npz (fastnn train --resume {out} continues it)" in err
     assert err.rstrip().endswith("fastnn train: interrupted") and "Traceback" not in err
 
 
@@ -418,9 +439,10 @@ def test_what_out_holds_lists_many_checkpoints_by_their_first_and_last_epoch(tmp
 
     for e in range(12):
         (tmp_path / f"checkpoint_epoch_{e}.npz").write_bytes(b"")
+    (tmp_path / "run.json").write_text("{}")
     said = _what_out_holds(Namespace(out=str(tmp_path)), None)
     assert said.endswith("checkpoints up to then: checkpoint_epoch_0.npz ... checkpoint_epoch_11.npz (12 files) "
-                         "(a new run there needs --overwrite)")
+                         f"(fastnn train --resume {tmp_path} continues it)")
 
 
 def test_a_dangling_symlink_out_is_named_as_one_and_a_failed_nested_claim_leaves_nothing(tmp_path):
@@ -430,3 +452,76 @@ def test_a_dangling_symlink_out_is_named_as_one_and_a_failed_nested_claim_leaves
     with pytest.raises(SystemExit, match=r"cannot write to .*\(File name too long\)"):
         main(FAST + ["--out", str(tmp_path / "new" / ("x" * 300))])
     assert sorted(os.listdir(tmp_path)) == ["link"]
+
+
+def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after epoch 1 of 3, then `fastnn train --resume OUT` with no other option: the run continues from
+    checkpoint_epoch_1 with the settings of its run.json, and its last checkpoint and summary equal those of the
+    same run left alone."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    argv = ["train", "--model", "fc", "--epochs", "3", "--batch-size", "300", "--lr", "0.01", "--reg", "0.01",
+            "--seed", "3", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as patch:
+        _interrupt_after_one_epoch(patch)
+        with pytest.raises(KeyboardInterrupt):
+            main(argv + ["--out", str(tmp_path / "split")])
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["reg"] == 0.01
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "split"), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert f"resuming {tmp_path / 'split'} from checkpoint_epoch_1.npz (epoch 1 of 3)" in said
+    assert "FullyConnectedNet on digits: epochs 2-3 of 3 in " in said
+    whole, split = (load_checkpoint(tmp_path / run / "checkpoint_epoch_3.npz") for run in ("whole", "split"))
+    assert split["loss_history"] == whole["loss_history"] and len(whole["loss_history"]) == 12
+    for name, value in whole["params"].items():
+        assert np.array_equal(split["params"][name], value), name
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("whole", "split")]
+    assert summaries[1]["resumed_from"] == str(tmp_path / "split" / "checkpoint_epoch_1.npz")
+    assert summaries[0]["accuracy"] == summaries[1]["accuracy"] and summaries[0]["resumed_from"] is None
+    assert not (tmp_path / "split" / ".fastnn-train-resuming").exists()
+
+
+def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["batch_size"] == 500 and summary["model_arg"] == "fc"
+    assert load_checkpoint(out / "checkpoint_epoch_2.npz")["epoch"] == 2
+    assert json.loads((out / "run.json").read_text())["epochs"] == 2
+    refusals = [
+        (["--epochs", "2"], r"has trained 2 epochs already; give --epochs more than 2"),
+        (["--epochs", "3", "--lr", "0.1", "--out", "x"], r"only --epochs, --backend and --quiet may be given with "
+                                                          r"it, not --lr, --out"),
+    ]
+    for extra, message in refusals:
+        with pytest.raises(SystemExit, match=f"fastnn train: .*{message}"):
+            main(["train", "--resume", str(out), *extra])
+    (out / ".fastnn-train-resuming").write_text("")
+    with pytest.raises(SystemExit, match="another run is resuming in .* remove .fastnn-train-resuming"):
+        main(["train", "--resume", str(out), "--epochs", "3"])
+    (out / ".fastnn-train-resuming").unlink()
+    (out / "run.json").write_text('{"model": "fc"}')
+    with pytest.raises(SystemExit, match=r"is not a run.json of fastnn train \(check --batch-size, "):
+        main(["train", "--resume", str(out), "--epochs", "3"])
+    (out / "run.json").unlink()
+    with pytest.raises(SystemExit, match=r"holds no run.json"):
+        main(["train", "--resume", str(out), "--epochs", "3"])
+    with pytest.raises(SystemExit, match=r"--resume '.*nowhere' is not a directory"):
+        main(["train", "--resume", str(tmp_path / "nowhere")])
+    assert not (out / "checkpoint_epoch_3.npz").exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    from fastnn.solver import Solver
+
+    def fail(self):
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(Solver, "_step", fail)
+    with pytest.raises(RuntimeError, match="stopped"):
+        main(FAST + ["--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -10,6 +10,7 @@ default directory free before either had written anything, and the second wrote 
 """
 
 import os
+from contextlib import contextmanager
 
 
 def claim_name(command):
@@ -156,3 +157,20 @@ def release(directory, command):
     if nothing else is in them (a directory the user made stays)."""
     os.remove(os.path.join(directory, claim_name(command)))
     _remove_empty(_created.pop(os.path.abspath(directory), []))
+
+
+@contextmanager
+def resuming(directory, command):
+    """Hold `directory` while a run resumes in it: a second resume there at the same time is refused."""
+    marker = os.path.join(directory, claim_name(command) + "-resuming")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        raise SystemExit(f"fastnn {command}: another run is resuming in {directory!r} (if none is, one was killed: "
+                         f"remove {os.path.basename(marker)})") from None
+    except OSError as error:
+        raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
+    try:
+        yield
+    finally:
+        os.remove(marker)

@@ -36,6 +36,9 @@ def _run(args):
 
     data = load_digits(seed=args.seed)
     X, y = data["X_train"], data["y_train"]
+    if args.model == "fc" and args.num_overfit < 2:  # every minibatch would hold copies of one sample
+        raise SystemExit("fastnn check: --num-overfit must be at least 2 with --model fc: its batchnorm "
+                         "normalises each feature over the minibatch, so copies of one sample all become beta")
     if args.num_overfit > len(y):
         raise SystemExit(f"fastnn check: --num-overfit must be at most the {len(y)} training samples of the digits, "
                          f"got {args.num_overfit}")

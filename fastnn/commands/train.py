@@ -4,11 +4,13 @@
     fastnn train --model fc --epochs 5 --out runs/fc
     fastnn train --data cifar10 --data-dir ~/data/cifar-10-batches-py
 
-Writes to --out: checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and summary.json; prints the
-final train/val/test accuracy. A run never writes over an earlier run's files (fastnn/commands/_outputs.py):
-without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds none; an --out that holds some
-is refused unless --overwrite, which replaces it only with a run that finishes. A run whose loss diverges exits
-with a message saying what --out holds (its checkpoints up to then, or the earlier run it was to replace).
+Writes to --out: run.json (its settings), checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and
+summary.json; prints the final train/val/test accuracy. A run never writes over an earlier run's files
+(fastnn/commands/_outputs.py): without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds
+none; an --out that holds some is refused unless --overwrite, which replaces it only with a run that finishes. A run
+whose loss diverges exits with a message saying what --out holds (its checkpoints up to then, or the earlier run it
+was to replace). `fastnn train --resume OUT [--epochs N]` continues the run in OUT from its last checkpoint, with
+the settings of its run.json.
 """
 
 import json
@@ -26,22 +28,30 @@ from ._args import backend_for_the_run, check_seed
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
 DEFAULT_OUT = "fastnn-out"
-OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png")  # and the checkpoints
+RUN_FILE = "run.json"
+OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png", RUN_FILE)  # and the checkpoints
+
+
+# The settings of a run, with their defaults; run.json records them, and --resume takes them from there.
+SETTINGS = {"model": "cnn", "data": "digits", "data_dir": None, "epochs": 15, "update_rule": "adam", "lr": 2e-3,
+            "lr_decay": 0.9, "batch_size": 50, "reg": 0.0, "seed": 0, "init_from": None, "freeze": None}
 
 
 def configure(parser):
-    parser.add_argument("--model", choices=MODELS, default="cnn",
+    # default None: a setting not given takes SETTINGS' default, or with --resume the run's own (_settle)
+    parser.add_argument("--model", choices=MODELS, default=None,
                         help="cnn: ThreeLayerConvNet (default); fc: FullyConnectedNet with batchnorm")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
-    parser.add_argument("--update-rule", default="adam", help="an update rule of fastnn.optim (default adam)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
-    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning rate factor per epoch (default 0.9)")
-    parser.add_argument("--batch-size", type=int, default=50, help="minibatch size (default 50)")
-    parser.add_argument("--reg", type=float, default=0.0, help="L2 regularization strength (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the weights, minibatches and split (default 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 15)")
+    parser.add_argument("--update-rule", default=None, help="an update rule of fastnn.optim (default adam)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3)")
+    parser.add_argument("--lr-decay", type=float, default=None, help="learning rate factor per epoch (default 0.9)")
+    parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 50)")
+    parser.add_argument("--reg", type=float, default=None, help="L2 regularization strength (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for the weights, minibatches and split (default 0)")
     parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
                         help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
-    parser.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: the embedded digits)")
+    parser.add_argument("--data", choices=DATASETS, default=None, help="dataset (default: the embedded digits)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python batches directory (with --data cifar10)")
     parser.add_argument("--out", default=None,
                         help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
@@ -49,6 +59,9 @@ def configure(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="let --out hold an earlier run: its files are set aside while this run trains, "
                              "removed once it has finished, put back if it stops early")
+    parser.add_argument("--resume", metavar="DIR", default=None,
+                        help="continue the run in DIR (an earlier run's --out) from its last checkpoint, with the "
+                             "settings in its run.json, up to --epochs (default: the run's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--init-from", metavar="CKPT", default=None,
                         help="start from a checkpoint's params where names and shapes match (fine-tuning)")
@@ -106,9 +119,90 @@ def is_output(name):
 
 
 def run(args):
+    checkpoint = _settle(args)
     _check_args(args)
     with backend_for_the_run(args.backend):
-        return _run(args)
+        return _run(args) if checkpoint is None else _resume(args, checkpoint)
+
+
+def _settle(args):
+    """Fill in the settings not given: SETTINGS' defaults, or with --resume those of the run's run.json (then only
+    --epochs, --backend and --quiet may be given). Returns the checkpoint to resume from, or None."""
+    if args.resume is None:
+        for name, default in SETTINGS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+        return None
+    given = [name for name in SETTINGS if name != "epochs" and getattr(args, name) is not None]
+    given += [name for name in ("out", "overwrite") if getattr(args, name)]
+    if given:
+        raise SystemExit("fastnn train: --resume continues a run with the settings in its run.json; only --epochs, "
+                         f"--backend and --quiet may be given with it, not {_flags(given)}")
+    epochs = args.epochs
+    vars(args).update(_read_settings(args.resume))
+    args.epochs = args.epochs if epochs is None else epochs
+    args.out = args.resume
+    checkpoints = _checkpoints(args.resume)
+    if not checkpoints:
+        raise SystemExit(f"fastnn train: --resume {args.resume!r} holds no checkpoint to continue from")
+    trained = _epoch_order(checkpoints[-1])[1]
+    if trained >= args.epochs:
+        raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained {trained} epochs already; "
+                         f"give --epochs more than {trained}")
+    return os.path.join(args.resume, checkpoints[-1])
+
+
+def _flags(names):
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+def _read_settings(directory):
+    """The settings in `directory`'s run.json, checked; a directory without a readable one is a message."""
+    path = os.path.join(directory, RUN_FILE)
+    if not os.path.isdir(directory):
+        raise SystemExit(f"fastnn train: --resume {directory!r} is not a directory")
+    try:
+        with open(path) as f:
+            settings = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"fastnn train: --resume {directory!r} holds no {RUN_FILE} (every run writes one when it "
+                         "starts; an --out of fastnn 0.x before --resume existed does not have it)") from None
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"fastnn train: --resume cannot read {path!r} ({error})") from error
+    wrong = sorted(set(SETTINGS) ^ set(settings)) if isinstance(settings, dict) else ["(not an object)"]
+    wrong += [name for name in SETTINGS if name in settings and not _fits(name, settings[name])]
+    if wrong:
+        raise SystemExit(f"fastnn train: --resume: {path!r} is not a run.json of fastnn train (check {_flags(wrong)})")
+    return settings
+
+
+def _fits(name, value):
+    """Whether a run.json value has the type of its setting (_check_args checks the values themselves)."""
+    default = SETTINGS[name]
+    if name in ("model", "data"):
+        return value in (MODELS if name == "model" else DATASETS)
+    if name == "freeze":
+        return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if default is None or isinstance(default, str):
+        return value is None and default is None or isinstance(value, str)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
+
+
+def _write_settings(args):
+    """run.json: the run's settings, for --resume."""
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    for name in ("data_dir", "init_from"):  # to be found from wherever the run is resumed
+        settings[name] = settings[name] and os.path.abspath(settings[name])
+    with atomic_open(os.path.join(args.out, RUN_FILE), "w", fn="fastnn train") as f:
+        json.dump(settings, f, indent=2)
+
+
+def _checkpoints(directory):
+    """The checkpoint files in `directory`, by epoch."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted((name for name in names if name.endswith(".npz") and _epoch_order(name)[0] == 0), key=_epoch_order)
 
 
 def _run(args):
@@ -122,31 +216,71 @@ def _run(args):
         raise
     aside = outputs.set_aside(args.out, "train", earlier)
     try:
-        start = time.perf_counter()
-        try:
-            solver.train()
-        except FloatingPointError as error:  # the Solver's stop on a non-finite loss
-            raise SystemExit(_diverged(solver, args, aside)) from error
-        seconds = time.perf_counter() - start
-        summary = _finish(args, solver, model, data, seconds)
+        _write_settings(args)
+        summary = _train(solver, model, data, args, aside)
     except BaseException as error:
         if aside is not None:
             outputs.restore(args.out, aside, is_output)
-        elif not any(is_output(name) for name in os.listdir(args.out)):
+        elif not _checkpoints(args.out):  # nothing to resume: the run leaves nothing, its run.json included
+            outputs.remove(args.out, [name for name in os.listdir(args.out) if is_output(name)])
             outputs.release(args.out, "train")
         if isinstance(error, KeyboardInterrupt):
             print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
         raise
     outputs.drop(aside)
+    return _report(args, summary)
+
+
+def _resume(args, checkpoint):
+    """Continue the run in args.out from `checkpoint` (its latest), writing the later epochs' checkpoints and a
+    new summary beside the earlier ones."""
+    from ..solver import Solver
+
+    with outputs.resuming(args.out, "train"):
+        init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
+        solver, model, data = _set_up(args, Solver)
+        args.init_from = init_from
+        try:
+            solver.restore(checkpoint)
+        except ValueError as error:
+            raise SystemExit(f"fastnn train: --resume: {error}") from error
+        _write_settings(args)
+        resumed_at = solver.epoch
+        print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
+        try:
+            summary = _train(solver, model, data, args, None, resumed_from=checkpoint)
+        except KeyboardInterrupt:
+            print(f"fastnn train: {_what_out_holds(args, None)}", file=sys.stderr, flush=True)
+            raise
+    return _report(args, summary, resumed_at)
+
+
+def _train(solver, model, data, args, aside, resumed_from=None):
+    """Train; the summary of the finished run (a diverged loss is a message)."""
+    start = time.perf_counter()
+    try:
+        solver.train()
+    except FloatingPointError as error:  # the Solver's stop on a non-finite loss
+        raise SystemExit(_diverged(solver, args, aside)) from error
+    return _finish(args, solver, model, data, time.perf_counter() - start, resumed_from)
+
+
+def _report(args, summary, resumed_at=0):
     accuracy = summary["accuracy"]
-    print(f"{summary['model']} on {args.data}: {args.epochs} epochs in {seconds:.1f} s "
+    first, last = resumed_at + 1, args.epochs
+    epochs = (f"{last} epochs" if not resumed_at else f"epoch {last} of {last}" if first == last
+              else f"epochs {first}-{last} of {last}")
+    print(f"{summary['model']} on {args.data}: {epochs} in {summary['train_seconds']:.1f} s "
           f"(backend {summary['backend']})")
     print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
+    best = summary["best_checkpoint"]
+    if best and best != summary["checkpoint"]:
+        print(f"(with the params of the best validation accuracy, in {os.path.basename(best)})")
     print(f"outputs in {os.path.abspath(args.out)}")
     return 0
 
 
-def _finish(args, solver, model, data, seconds):
+def _finish(args, solver, model, data, seconds, resumed_from=None):
     """The accuracies, plots and summary.json of a finished run; returns the summary."""
     import fastnn
 
@@ -167,10 +301,12 @@ def _finish(args, solver, model, data, seconds):
         "reg": args.reg,
         "seed": args.seed,
         "init_from": os.path.abspath(args.init_from) if args.init_from else None,
+        "resumed_from": os.path.abspath(resumed_from) if resumed_from else None,
         "freeze": list(args.freeze) if args.freeze else None,
         "train_seconds": round(seconds, 3),
         "best_val_acc": solver.best_val_acc,
-        "accuracy": accuracy,
+        "accuracy": accuracy,  # of best_params, which the Solver leaves in the model
+        "best_checkpoint": _best_checkpoint(solver, args.out),
         "final_loss": solver.loss_history[-1],
         "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
         "plots": plots,
@@ -178,6 +314,17 @@ def _finish(args, solver, model, data, seconds):
     with atomic_open(os.path.join(args.out, "summary.json"), "w", fn="fastnn train") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def _best_checkpoint(solver, out):
+    """The checkpoint whose params are best_params: the one written at the first accuracy check that reached
+    best_val_acc (the Solver writes one checkpoint per check, and --out holds only this run's), else the last."""
+    written = _checkpoints(out)
+    history = solver.val_acc_history
+    if len(written) != len(history):
+        return None
+    best = history.index(solver.best_val_acc) if solver.best_val_acc > 0 else len(history) - 1  # never beat 0
+    return os.path.abspath(os.path.join(out, written[best]))
 
 
 def _diverged(solver, args, aside):
@@ -195,12 +342,12 @@ def _what_out_holds(args, aside):
     if aside is not None:
         return f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only with a " \
                "run that finishes)"
-    names = os.listdir(args.out) if os.path.isdir(args.out) else []
-    kept = sorted((name for name in names if is_output(name)), key=_epoch_order)
+    kept = _checkpoints(args.out)
     if not kept:
         return "It had written nothing"
     shown = ", ".join(kept) if len(kept) <= 4 else f"{kept[0]} ... {kept[-1]} ({len(kept)} files)"
-    return f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} (a new run there needs --overwrite)"
+    return (f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} (fastnn train --resume "
+            f"{args.out} continues it)")
 
 
 def _epoch_order(name):

@@ -28,7 +28,8 @@ def configure(parser):
     parser.add_argument("--trials", type=int, default=30, help="trials of the coarse round (default 30)")
     parser.add_argument("--fine-trials", type=int, default=15,
                         help="trials of the fine round around the best coarse ones; 0 for none (default 15)")
-    parser.add_argument("--top-k", type=int, default=3, help="coarse trials the fine round narrows to (default 3)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="coarse trials the fine round narrows to (default 3)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per trial (default 10)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="a running dask scheduler (tcp://host:8786); default: start a LocalCluster")
@@ -46,6 +47,9 @@ def configure(parser):
 
 
 def _check_args(args):
+    if args.top_k is not None and args.fine_trials == 0:
+        raise SystemExit("fastnn tune: --top-k chooses what the fine round narrows to, and --fine-trials 0 runs none")
+    args.top_k = 3 if args.top_k is None else args.top_k
     for name, value, minimum in (("--trials", args.trials, 1), ("--fine-trials", args.fine_trials, 0),
                                  ("--top-k", args.top_k, 1), ("--epochs", args.epochs, 1)):
         if value < minimum:
