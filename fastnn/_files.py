@@ -41,12 +41,25 @@ def writes_in_place(path):
     """Whether `path` is written in place rather than replaced: an existing file that is not a regular one
     (through symlinks), or a name of an open descriptor (/dev/stdout, /dev/fd/N, /proc/self/fd/N), which may
     stand for a redirected regular file that a rename would cut off from what was printed before."""
-    if _DESCRIPTOR_ALIASES.match(os.path.abspath(path)):
+    if _names_a_descriptor(path):
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
     except OSError:  # does not exist (yet), or cannot be inspected: the ordinary checks report it
         return False
+
+
+def _names_a_descriptor(path, hops=40):
+    """Whether `path`, or a symlink on the way from it to its target, is a descriptor alias. The final target
+    itself will not tell: /dev/stdout resolves to the file stdout is redirected to."""
+    path = os.path.abspath(path)
+    for _ in range(hops):
+        if _DESCRIPTOR_ALIASES.match(path):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    return False
 
 
 def _temporary_file(fn, name, path):

@@ -80,3 +80,23 @@ def test_dev_stdout_redirected_to_a_file_keeps_what_was_printed_before(tmp_path)
     with open(target, "w") as stdout:
         subprocess.run([sys.executable, "-c", code], stdout=stdout, check=True, timeout=120)
     assert target.read_text() == "the report\nthe json"
+
+
+def test_a_symlink_to_dev_stdout_is_written_in_place_too(tmp_path):
+    """A link to /dev/stdout took the rename path (its target is the redirected regular file): the JSON replaced
+    the report printed before it."""
+    link = tmp_path / "report.json"
+    link.symlink_to("/dev/stdout")
+    (tmp_path / "second.json").symlink_to(link.name)  # two hops
+    code = ("import sys\n"
+            "from fastnn._files import atomic_open\n"
+            "print('the report')\n"
+            "for path in sys.argv[1:]:\n"
+            "    with atomic_open(path, 'w') as f:\n"
+            "        f.write(' json')\n")
+    target = tmp_path / "redirected.txt"
+    with open(target, "w") as stdout:
+        subprocess.run([sys.executable, "-c", code, str(link), str(tmp_path / "second.json")], stdout=stdout,
+                       check=True, timeout=120)
+    assert target.read_text() == "the report\n json json"
+    assert os.readlink(link) == "/dev/stdout"
