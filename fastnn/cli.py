@@ -56,12 +56,20 @@ def main(argv=None):
     if own_process and args.command in TRAINING_COMMANDS:
         _set_up_own_process()
     try:
-        return _command_module(args.command).run(args)
+        status = _command_module(args.command).run(args)
+        if own_process:
+            sys.stdout.flush()  # here, so that a reader gone away is the BrokenPipeError below, not one at exit
+        return status
     except KeyboardInterrupt:  # Ctrl-C: each command has cleaned up and said what its output holds; no traceback
         if not own_process:  # main([...]) called from a user's code: theirs to handle
             raise
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fastnn bench | head`: the reader has all it wanted; the command stopped as on Ctrl-C
+        if not own_process:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 1
 
 
 if __name__ == "__main__":

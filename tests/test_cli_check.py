@@ -1,5 +1,8 @@
 """`fastnn check`: its options are checked before the checks run."""
 
+import subprocess
+import sys
+
 import pytest
 
 from fastnn.cli import main
@@ -24,3 +27,12 @@ def test_one_overfit_sample_is_refused_for_the_batchnorm_model():
     beta after batchnorm, so the model cannot fit it, and test-mode statistics then classify it wrongly."""
     with pytest.raises(SystemExit, match="--num-overfit must be at least 2 with --model fc"):
         main(["check", "--model", "fc", "--backend", "reference", "--num-overfit", "1"])
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
+    """`fastnn check | head -1` printed a BrokenPipeError traceback (and Python's own at exit)."""
+    process = subprocess.Popen([sys.executable, "-m", "fastnn", "check", "--backend", "reference"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 1 and err == ""
