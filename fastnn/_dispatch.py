@@ -69,6 +69,29 @@ def _warn_fallback_once(error):
         warnings.warn(f"fastnn: compiled kernels unavailable ({error}); using the NumPy reference", stacklevel=3)
 
 
+# The backwards whose every gradient is a sum of products: dx of dout and w, dw of dout and x, db of dout. A float
+# sum is defined only to within a few units of roundoff of the sum of its terms' magnitudes S, whatever the size
+# of the sum itself (at most n u S in any order of summation; measured here at most 1 eps S on either path, im2col
+# and Winograd, float32 and float64). So each of their gradients is held to SUM_ROUNDING eps of its own S rather
+# than to the other gradients: a bias gradient that cancels to noise (the layer feeds a batchnorm) passes, and a
+# dw that is small because x is tiny is still held to x's scale.
+_SUMS_OF_PRODUCTS = ("affine_backward", "conv_backward_fast", "conv_backward_naive")
+SUM_ROUNDING = 8
+
+
+def _sums_of_magnitudes(name, reference_fn, args):
+    """{'output i': S}: the largest sum of |terms| among gradient i's entries, for a backward in _SUMS_OF_PRODUCTS.
+    The reference is bilinear in dout and the cache, so run on their absolute values it computes these sums."""
+    from .testing import finite_scale
+
+    if name not in _SUMS_OF_PRODUCTS:
+        return {}
+    dout, cache = args
+    magnitudes = tuple(np.abs(c) if isinstance(c, np.ndarray) else c for c in cache)
+    sums = reference_fn(np.abs(dout), magnitudes)
+    return {f"output {i}": finite_scale(s) for i, s in enumerate(sums) if s is not None}
+
+
 def _verify(name, reference_fn, fast_fn, args):
     from .testing import finite_scale, max_relative_error, tolerance
 
@@ -91,16 +114,18 @@ def _verify(name, reference_fn, fast_fn, args):
 
     numeric = (np.ndarray, float, np.floating)
     arrays = [(what, np.asarray(a), np.asarray(e)) for what, a, e in pairs if isinstance(a, numeric)]
-    # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: the
-    # largest of the call's gradients (a bias gradient feeding a batchnorm is rounding noise on both paths,
-    # meaningful only against the other gradients). Forward: the largest of the call's input arrays (a batchnorm
-    # of a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other
-    # results, whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
+    # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: for a
+    # sum of products, its own rounding scale (_SUMS_OF_PRODUCTS); otherwise the largest of the call's gradients (a
+    # bias gradient feeding a batchnorm is rounding noise on both paths, meaningful only against the others).
+    # Forward: the largest of the call's input arrays (a batchnorm of a feature constant over the batch is exactly 0
+    # on one path and 4e-15 on the other); not the other results, whose scale can be far larger (running_var of
+    # pixel-scale data) and would hide a wrong output.
     if direction == "backward":
         floor = max((finite_scale(e) for _, _, e in arrays), default=0.0)
     else:
         floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
                     default=0.0)
+    sums = _sums_of_magnitudes(name, reference_fn, args)
     # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
     # but was computed from float32 scores, differently rounded on each path.
     single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
@@ -109,7 +134,8 @@ def _verify(name, reference_fn, fast_fn, args):
             raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
         precision = np.dtype(np.float32) if single else a.dtype
         limit = tolerance(precision, direction)
-        error, where = max_relative_error(a, e, floor=floor)
+        own_floor = SUM_ROUNDING * np.finfo(precision).eps * sums[what] / limit if what in sums else floor
+        error, where = max_relative_error(a, e, floor=own_floor)
         if not error <= limit:
             raise VerificationError(
                 f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
