@@ -303,6 +303,15 @@ def test_star_imports_give_the_layer_functions():
         assert hasattr(cnn, name), name
 
 
+def test_star_import_of_gradient_check_gives_what_the_starters_gives():
+    """An __all__ once kept np and randrange out of `from fastnn.gradient_check import *`."""
+    namespace = {}
+    exec("from fastnn.gradient_check import *", namespace)
+    for name in ("eval_numerical_gradient", "eval_numerical_gradient_array", "eval_numerical_gradient_blobs",
+                 "eval_numerical_gradient_net", "grad_check_sparse", "np", "randrange"):
+        assert name in namespace, name
+
+
 def test_save_and_load_as_the_2025_starter_without_unpickling_code(tmp_path, monkeypatch, capsys):
     """two_layer_net.ipynb (2025) calls best_model.save("best_two_layer_net.npy"), which fastnn's models lacked;
     the file goes to cs231n/saved/ (collected for submission) and reads back with np.load(allow_pickle=True)."""
