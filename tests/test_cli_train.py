@@ -479,7 +479,6 @@ def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_run(tmp_path, monk
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("whole", "split")]
     assert summaries[1]["resumed_from"] == str(tmp_path / "split" / "checkpoint_epoch_1.npz")
     assert summaries[0]["accuracy"] == summaries[1]["accuracy"] and summaries[0]["resumed_from"] is None
-    assert not (tmp_path / "split" / ".fastnn-train-resuming").exists()
 
 
 def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
@@ -499,17 +498,17 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_p
     for extra, message in refusals:
         with pytest.raises(SystemExit, match=f"fastnn train: .*{message}"):
             main(["train", "--resume", str(out), *extra])
-    (out / ".fastnn-train-resuming").write_text("")
-    with pytest.raises(SystemExit, match="another run is resuming in .* remove .fastnn-train-resuming"):
-        main(["train", "--resume", str(out), "--epochs", "3"])
-    (out / ".fastnn-train-resuming").unlink()
+    for text, why in (('{"model": "fc"}', r"check --batch-size, "), ("5", "not an object"), ("[" * 100000, "")):
+        (out / "run.json").write_text(text)
+        with pytest.raises(SystemExit, match=rf"fastnn train: --resume.*run.json.*{why}"):
+            main(["train", "--resume", str(out), "--epochs", "3"])
     (out / "run.json").write_text('{"model": "fc"}')
     with pytest.raises(SystemExit, match=r"is not a run.json of fastnn train \(check --batch-size, "):
         main(["train", "--resume", str(out), "--epochs", "3"])
     (out / "run.json").unlink()
     with pytest.raises(SystemExit, match=r"holds no run.json"):
         main(["train", "--resume", str(out), "--epochs", "3"])
-    with pytest.raises(SystemExit, match=r"--resume '.*nowhere' is not a directory"):
+    with pytest.raises(SystemExit, match=r"--resume '.*nowhere' does not exist"):
         main(["train", "--resume", str(tmp_path / "nowhere")])
     assert not (out / "checkpoint_epoch_3.npz").exists()
 
@@ -525,3 +524,70 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(tmp_pat
     with pytest.raises(RuntimeError, match="stopped"):
         main(FAST + ["--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_still_writing_is_neither_resumed_nor_overwritten(tmp_path, monkeypatch):
+    """Nothing told a live run from a finished one: a --resume, or an --overwrite, of a run still training was
+    accepted, and the two wrote into one directory (a review found a run's files mixed with another's). A run
+    holds a lock on its claim file while it writes, which the system drops when the process ends."""
+    import fcntl
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    with open(out / ".fastnn-train", "a") as live:  # as the run still going would hold it
+        fcntl.flock(live, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for argv in (["train", "--resume", str(out), "--epochs", "2"], FAST + ["--out", str(out), "--overwrite"]):
+            with pytest.raises(SystemExit, match=r"fastnn train: a run is still writing to '.*out'"):
+                main(argv)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0  # once it has ended
+
+
+def test_resume_takes_only_checkpoints_whose_names_and_epochs_agree(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out)]) == 0
+    stray = (out / "checkpoint_epoch_1.npz").read_bytes()
+    (out / "checkpoint_epoch_07.npz").write_bytes(stray)  # not a name the Solver writes: passed over
+    (out / "checkpoint_epoch_\u00b2.npz").write_bytes(stray)  # '²'.isdigit() is True, int('²') raised
+    (out / "checkpoint_epoch_5.npz").write_bytes(stray)  # epoch 1 inside
+    with pytest.raises(SystemExit, match=r"checkpoint_epoch_5.npz' holds epoch 1, not the epoch its name says"):
+        main(["train", "--resume", str(out), "--epochs", "6"])
+    (out / "checkpoint_epoch_5.npz").unlink()
+    (out / "checkpoint_epoch_3.npz").unlink()
+    (out / "checkpoint_epoch_3.npz").symlink_to(tmp_path / "gone.npz")
+    with pytest.raises(SystemExit, match=r"fastnn train: --resume: .*no checkpoint at '.*checkpoint_epoch_3.npz'"):
+        main(["train", "--resume", str(out), "--epochs", "6"])
+
+
+def test_best_checkpoint_is_found_by_epoch_and_a_diverged_run_is_not_offered_a_resume(tmp_path, monkeypatch):
+    from fastnn.commands.train import _best_checkpoint
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(["train", "--model", "fc", "--epochs", "5", "--lr", "0.05", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    best = os.path.basename(summary["best_checkpoint"])
+    solver = type("Solver", (), {})()
+    state = load_checkpoint(out / "checkpoint_epoch_5.npz")
+    solver.X_train, solver.batch_size, solver.epoch = np.zeros((1200, 1)), state["batch_size"], state["epoch"]
+    solver.val_acc_history, solver.best_val_acc = state["val_acc_history"], state["best_val_acc"]
+    (out / "checkpoint_epoch_1.npz").unlink()  # another checkpoint gone, or a stray one, does not lose it
+    (out / "checkpoint_epoch_x.npz").write_bytes(b"")
+    assert _best_checkpoint(solver, str(out)) == str(out / best)
+    _diverge_after_one_epoch(monkeypatch)
+    with pytest.raises(SystemExit, match=r"keeps this run's checkpoints up to then: .* \(a new run there needs "
+                                         r"--overwrite\)$"):
+        main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(tmp_path / "diverged")])
+
+
+def test_a_bad_value_in_run_json_says_where_it_came_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    settings = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**settings, "lr": -1}))
+    with pytest.raises(SystemExit, match=r"--lr must be a positive number, got -1 \(from '.*run.json'\)"):
+        main(["train", "--resume", str(out), "--epochs", "2"])

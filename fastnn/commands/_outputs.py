@@ -6,7 +6,9 @@ drops them only once it has finished; a run that stops early (a diverged loss, a
 (restore). `fastnn tune` writes nothing before its search is done; it then saves into a hidden subdirectory,
 sets the earlier files aside and moves the new ones in (commands/tune.py).
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
-default directory free before either had written anything, and the second wrote over the first.
+default directory free before either had written anything, and the second wrote over the first. The claim file
+stays once the run ends; while `fastnn train` writes, it holds a lock on it (running), so that a --resume or an
+--overwrite of a run still going is refused.
 """
 
 import os
@@ -83,6 +85,7 @@ def output_directory(command, out, overwrite, default, is_output):
         raise SystemExit(f"{where}: --out {out!r} holds an earlier run ({shown}); choose another --out or pass "
                          "--overwrite to replace it")
     if overwrite:
+        _refuse_a_live_run(out, command)
         _refuse_a_run_left_aside(out, command)
     if claim_name(command) in earlier:
         os.remove(os.path.join(out, claim_name(command)))
@@ -160,17 +163,41 @@ def release(directory, command):
 
 
 @contextmanager
-def resuming(directory, command):
-    """Hold `directory` while a run resumes in it: a second resume there at the same time is refused."""
-    marker = os.path.join(directory, claim_name(command) + "-resuming")
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    except FileExistsError:
-        raise SystemExit(f"fastnn {command}: another run is resuming in {directory!r} (if none is, one was killed: "
-                         f"remove {os.path.basename(marker)})") from None
-    except OSError as error:
-        raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
+def running(directory, command):
+    """Hold `directory` while a run writes to it: an exclusive lock on its claim file, which the system drops when
+    the process ends however it ends (no stale marker after a kill). A run that finds the lock taken (a --resume,
+    or an --overwrite, of a run still going) is refused."""
+    lock = _lock(directory, command)
     try:
         yield
     finally:
-        os.remove(marker)
+        if lock is not None:
+            lock.close()
+
+
+def _lock(directory, command):
+    """The claim file, open and locked (None where the platform has no flock); a message when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: runs are not told apart from finished ones there
+        return None
+    path = os.path.join(directory, claim_name(command))
+    try:
+        lock = open(path, "a")
+    except OSError as error:
+        raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
+                         "stop it) first") from None
+    return lock
+
+
+def _refuse_a_live_run(directory, command):
+    """--overwrite of a directory whose run is still going is refused (its claim file is locked)."""
+    if os.path.isfile(os.path.join(directory, claim_name(command))):
+        lock = _lock(directory, command)
+        if lock is not None:
+            lock.close()

@@ -16,6 +16,7 @@ the settings of its run.json.
 import json
 import os
 import pickle
+import shlex
 import sys
 import time
 
@@ -120,7 +121,10 @@ def is_output(name):
 
 def run(args):
     checkpoint = _settle(args)
-    _check_args(args)
+    try:
+        _check_args(args)
+    except SystemExit as error:  # a value from run.json: say where it came from
+        raise SystemExit(f"{error} (from {os.path.join(args.resume, RUN_FILE)!r})" if checkpoint else error) from None
     with backend_for_the_run(args.backend):
         return _run(args) if checkpoint is None else _resume(args, checkpoint)
 
@@ -160,16 +164,19 @@ def _read_settings(directory):
     """The settings in `directory`'s run.json, checked; a directory without a readable one is a message."""
     path = os.path.join(directory, RUN_FILE)
     if not os.path.isdir(directory):
-        raise SystemExit(f"fastnn train: --resume {directory!r} is not a directory")
+        raise SystemExit(f"fastnn train: --resume {directory!r} "
+                         + ("is not a directory" if os.path.exists(directory) else "does not exist"))
     try:
         with open(path) as f:
             settings = json.load(f)
     except FileNotFoundError:
         raise SystemExit(f"fastnn train: --resume {directory!r} holds no {RUN_FILE} (every run writes one when it "
                          "starts; an --out of fastnn 0.x before --resume existed does not have it)") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise SystemExit(f"fastnn train: --resume cannot read {path!r} ({error})") from error
-    wrong = sorted(set(SETTINGS) ^ set(settings)) if isinstance(settings, dict) else ["(not an object)"]
+    if not isinstance(settings, dict):
+        raise SystemExit(f"fastnn train: --resume: {path!r} is not a run.json of fastnn train (not an object)")
+    wrong = sorted(set(SETTINGS) ^ set(settings))
     wrong += [name for name in SETTINGS if name in settings and not _fits(name, settings[name])]
     if wrong:
         raise SystemExit(f"fastnn train: --resume: {path!r} is not a run.json of fastnn train (check {_flags(wrong)})")
@@ -200,15 +207,28 @@ def _write_settings(args):
 
 
 def _checkpoints(directory):
-    """The checkpoint files in `directory`, by epoch."""
+    """The checkpoint files in `directory` by epoch: the names the Solver writes (checkpoint_epoch_12.npz, not
+    checkpoint_epoch_012.npz), not directories."""
     names = os.listdir(directory) if os.path.isdir(directory) else []
-    return sorted((name for name in names if name.endswith(".npz") and _epoch_order(name)[0] == 0), key=_epoch_order)
+    written = [name for name in names if _epoch_order(name)[0] == 0
+               and name == _checkpoint_name(_epoch_order(name)[1]) and not os.path.isdir(os.path.join(directory, name))]
+    return sorted(written, key=_epoch_order)
+
+
+def _checkpoint_name(epoch):
+    return f"checkpoint_epoch_{epoch}.npz"
 
 
 def _run(args):
     from ..solver import Solver
 
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
+    with outputs.running(args.out, "train"):
+        return _run_in(args, earlier, Solver)
+
+
+def _run_in(args, earlier, Solver):
+    """_run in its claimed --out."""
     try:
         solver, model, data = _set_up(args, Solver)
     except BaseException:
@@ -236,14 +256,18 @@ def _resume(args, checkpoint):
     new summary beside the earlier ones."""
     from ..solver import Solver
 
-    with outputs.resuming(args.out, "train"):
+    with outputs.running(args.out, "train"):
         init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
         solver, model, data = _set_up(args, Solver)
         args.init_from = init_from
         try:
             solver.restore(checkpoint)
-        except ValueError as error:
+        except (ValueError, OSError) as error:
             raise SystemExit(f"fastnn train: --resume: {error}") from error
+        named = _epoch_order(os.path.basename(checkpoint))[1]
+        if solver.epoch != named:
+            raise SystemExit(f"fastnn train: --resume: {checkpoint!r} holds epoch {solver.epoch}, not the epoch its "
+                             f"name says; rename or remove it")
         _write_settings(args)
         resumed_at = solver.epoch
         print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
@@ -318,13 +342,16 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
 
 def _best_checkpoint(solver, out):
     """The checkpoint whose params are best_params: the one written at the first accuracy check that reached
-    best_val_acc (the Solver writes one checkpoint per check, and --out holds only this run's), else the last."""
-    written = _checkpoints(out)
+    best_val_acc, else the last (None if it is not there). The Solver checks, and writes a checkpoint, after the
+    first iteration (epoch 0, or 1 when an epoch is one iteration) and at the end of every epoch."""
+    per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
+    epochs = ([0] if per_epoch > 1 else []) + list(range(1, solver.epoch + 1))
     history = solver.val_acc_history
-    if len(written) != len(history):
+    if len(epochs) != len(history):
         return None
     best = history.index(solver.best_val_acc) if solver.best_val_acc > 0 else len(history) - 1  # never beat 0
-    return os.path.abspath(os.path.join(out, written[best]))
+    path = os.path.join(out, _checkpoint_name(epochs[best]))
+    return os.path.abspath(path) if os.path.isfile(path) else None
 
 
 def _diverged(solver, args, aside):
@@ -334,10 +361,10 @@ def _diverged(solver, args, aside):
                f"{len(solver.loss_history)} of {args.epochs * per_epoch}, epoch {solver.epoch + 1} of {args.epochs}); "
                f"try a smaller --lr (was {args.lr:g}) or --reg (was {args.reg:g})"
                + (f" or an --lr-decay of at most 1 (was {args.lr_decay:g})" if args.lr_decay > 1 else "") + ". ")
-    return message + _what_out_holds(args, aside)
+    return message + _what_out_holds(args, aside, resumable=False)  # resumed, it would diverge again
 
 
-def _what_out_holds(args, aside):
+def _what_out_holds(args, aside, resumable=True):
     """What --out holds after a run that stopped early (cleaned up by _run)."""
     if aside is not None:
         return f"--out {args.out!r} holds the earlier run again, as it was (--overwrite replaces it only with a " \
@@ -346,14 +373,17 @@ def _what_out_holds(args, aside):
     if not kept:
         return "It had written nothing"
     shown = ", ".join(kept) if len(kept) <= 4 else f"{kept[0]} ... {kept[-1]} ({len(kept)} files)"
-    return (f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} (fastnn train --resume "
-            f"{args.out} continues it)")
+    then = f"fastnn train --resume {shlex.quote(args.out)} continues it" if resumable else \
+        "a new run there needs --overwrite"
+    return f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} ({then})"
 
 
 def _epoch_order(name):
     """Sort key: checkpoints by epoch number (epoch 10 after 9), then the other outputs by name."""
     digits = name[len("checkpoint_epoch_"):-len(".npz")]
-    return (0, int(digits), name) if name.startswith("checkpoint_epoch_") and digits.isdigit() else (1, 0, name)
+    if name.startswith("checkpoint_epoch_") and name.endswith(".npz") and digits.isascii() and digits.isdigit():
+        return (0, int(digits), name)
+    return (1, 0, name)
 
 
 def _set_up(args, Solver):
