@@ -7,6 +7,7 @@ arguments) and `run(args) -> int` (the exit status). They are imported only when
 import argparse
 import importlib
 import os
+import select
 import sys
 
 COMMANDS = {
@@ -56,20 +57,41 @@ def main(argv=None):
     if own_process and args.command in TRAINING_COMMANDS:
         _set_up_own_process()
     try:
-        status = _command_module(args.command).run(args)
-        if own_process:
-            sys.stdout.flush()  # here, so that a reader gone away is the BrokenPipeError below, not one at exit
-        return status
+        return _command_module(args.command).run(args)
     except KeyboardInterrupt:  # Ctrl-C: each command has cleaned up and said what its output holds; no traceback
         if not own_process:  # main([...]) called from a user's code: theirs to handle
             raise
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `fastnn bench | head`: the reader has all it wanted; the command stopped as on Ctrl-C
-        if not own_process:
+    except BrokenPipeError:
+        if not (own_process and _stdout_is_gone()):  # another pipe (a dask worker's, say) is an error to show
             raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        print(f"fastnn {args.command}: stopped: the reader of its output has gone", file=sys.stderr)
         return 1
+    finally:
+        if own_process:
+            _flush_stdout()
+
+
+def _stdout_is_gone():
+    """Whether stdout is a pipe whose reader has closed it (`fastnn bench | head` once head has its lines)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no descriptor
+        return False
+
+
+def _flush_stdout():
+    """Flush stdout now; if its reader has gone, point it at /dev/null so that Python's own flush at exit does not
+    print a BrokenPipeError (after a message or a Ctrl-C too)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`fastnn check`: its options are checked before the checks run."""
 
+import os
 import subprocess
 import sys
 
@@ -29,10 +30,32 @@ def test_one_overfit_sample_is_refused_for_the_batchnorm_model():
         main(["check", "--model", "fc", "--backend", "reference", "--num-overfit", "1"])
 
 
-def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
-    """`fastnn check | head -1` printed a BrokenPipeError traceback (and Python's own at exit)."""
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(unbuffered):
+    """`fastnn check | head -1` printed a BrokenPipeError traceback (and Python's own at exit). Unbuffered, the
+    first print meets the closed pipe and the command stops; buffered, the command finishes and its output goes
+    nowhere."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
     process = subprocess.Popen([sys.executable, "-m", "fastnn", "check", "--backend", "reference"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     process.stdout.close()
     err = process.stderr.read().decode()
-    assert process.wait(timeout=300) == 1 and err == ""
+    if unbuffered:
+        assert process.wait(timeout=300) == 1 and err == "fastnn check: stopped: the reader of its output has gone\n"
+    else:
+        assert process.wait(timeout=300) == 0 and err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch, capsys):
+    """Any BrokenPipeError ended the command silently with status 1: a dask worker's pipe dying looked like
+    `| head`."""
+    from fastnn import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a socket)")
+
+    stub = type("Command", (), {"configure": staticmethod(lambda parser: None), "run": staticmethod(broken)})
+    monkeypatch.setattr(cli, "_command_module", lambda name: stub)
+    monkeypatch.setattr(sys, "argv", ["fastnn", "check"])
+    with pytest.raises(BrokenPipeError, match="a socket"):
+        cli.main()

@@ -134,7 +134,7 @@ def test_a_run_never_writes_over_an_earlier_one(tmp_path, monkeypatch, capsys):
 
     assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "4"]) == 0
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
-                                       "run.json", "summary.json"]
+                                       "fastnn-run.json", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["seed"] == 4
     capsys.readouterr()
 
@@ -183,6 +183,9 @@ def test_the_summary_names_the_checkpoint_whose_params_it_measured(tmp_path, mon
     for name, value in last["best_params"].items():
         assert np.array_equal(best["params"][name], value), name
     assert f"in {os.path.basename(summary['best_checkpoint'])})" in capsys.readouterr().out
+    # measured on the model in best_checkpoint, its batchnorm statistics included (the Solver leaves the last
+    # epoch's beside best_params, so the summary's val accuracy was 0.9667 against best_val_acc 0.9733)
+    assert summary["accuracy"]["val"] == summary["best_val_acc"]
 
 
 def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -193,7 +196,7 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     real_dump = json.dump
 
     def dying_dump(obj, f, **kwargs):
-        if "fastnn_version" not in obj:  # run.json
+        if "fastnn_version" not in obj:  # fastnn-run.json
             return real_dump(obj, f, **kwargs)
         f.write('{"fastnn_version": ')
         raise KeyboardInterrupt
@@ -202,7 +205,7 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(FAST + ["--out", str(out)])
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
-                                       "run.json"]
+                                       "fastnn-run.json"]
 
 
 def test_init_from_that_fits_no_param_is_refused_and_the_summary_records_it(tmp_path, monkeypatch, capsys):
@@ -254,8 +257,8 @@ def test_a_diverged_run_is_a_message_and_leaves_no_claim_without_checkpoints(arg
                                          r"epoch 1 of 1\); try a smaller --lr \(was .*\) or --reg \(was .*\)\. "):
         main(argv + ["--out", str(out)])
     kept = sorted(os.listdir(out)) if out.exists() else []
-    # a checkpoint (with the run.json to resume it) after the first step, or none
-    assert kept in ([], [".fastnn-train", "checkpoint_epoch_0.npz", "run.json"])
+    # a checkpoint (with the fastnn-run.json to resume it) after the first step, or none
+    assert kept in ([], [".fastnn-train", "checkpoint_epoch_0.npz", "fastnn-run.json"])
     mine = tmp_path / "mine"  # a directory of the user's keeps its own files
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
@@ -300,7 +303,8 @@ def test_a_run_that_diverges_later_keeps_its_checkpoints_and_says_so(tmp_path, m
     with pytest.raises(SystemExit, match=r"the loss diverged .* --out '.*out' keeps this run's checkpoints up to "
                                          r"then: checkpoint_epoch_0.npz, checkpoint_epoch_1.npz"):
         main(FAST[:-4] + ["3", "--batch-size", "500", "--quiet", "--out", str(out)])
-    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "run.json"]
+    assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
+                                       "fastnn-run.json"]
     assert load_checkpoint(out / "checkpoint_epoch_1.npz")["epoch"] == 1
 
 
@@ -326,7 +330,7 @@ def test_overwrite_replaces_the_earlier_run_only_with_a_run_that_finishes(stop, 
     monkeypatch.setattr(plots, "available", lambda: False)
     assert main(FAST + ["--out", str(out), "--overwrite", "--seed", "5"]) == 0  # a run that finishes replaces it
     assert sorted(os.listdir(out)) == [".fastnn-train", "checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz",
-                                       "run.json", "summary.json"]
+                                       "fastnn-run.json", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["seed"] == 5
 
 
@@ -439,7 +443,7 @@ def test_what_out_holds_lists_many_checkpoints_by_their_first_and_last_epoch(tmp
 
     for e in range(12):
         (tmp_path / f"checkpoint_epoch_{e}.npz").write_bytes(b"")
-    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "fastnn-run.json").write_text("{}")
     said = _what_out_holds(Namespace(out=str(tmp_path)), None)
     assert said.endswith("checkpoints up to then: checkpoint_epoch_0.npz ... checkpoint_epoch_11.npz (12 files) "
                          f"(fastnn train --resume {tmp_path} continues it)")
@@ -456,7 +460,7 @@ def test_a_dangling_symlink_out_is_named_as_one_and_a_failed_nested_claim_leaves
 
 def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
     """Ctrl-C after epoch 1 of 3, then `fastnn train --resume OUT` with no other option: the run continues from
-    checkpoint_epoch_1 with the settings of its run.json, and its last checkpoint and summary equal those of the
+    checkpoint_epoch_1 with the settings of its fastnn-run.json, and its last checkpoint and summary equal those of the
     same run left alone."""
     monkeypatch.setattr(plots, "available", lambda: False)
     argv = ["train", "--model", "fc", "--epochs", "3", "--batch-size", "300", "--lr", "0.01", "--reg", "0.01",
@@ -466,7 +470,7 @@ def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_run(tmp_path, monk
         _interrupt_after_one_epoch(patch)
         with pytest.raises(KeyboardInterrupt):
             main(argv + ["--out", str(tmp_path / "split")])
-    assert json.loads((tmp_path / "split" / "run.json").read_text())["reg"] == 0.01
+    assert json.loads((tmp_path / "split" / "fastnn-run.json").read_text())["reg"] == 0.01
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "split"), "--quiet"]) == 0
     said = capsys.readouterr().out
@@ -489,7 +493,7 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["batch_size"] == 500 and summary["model_arg"] == "fc"
     assert load_checkpoint(out / "checkpoint_epoch_2.npz")["epoch"] == 2
-    assert json.loads((out / "run.json").read_text())["epochs"] == 2
+    assert json.loads((out / "fastnn-run.json").read_text())["epochs"] == 2
     refusals = [
         (["--epochs", "2"], r"has trained 2 epochs already; give --epochs more than 2"),
         (["--epochs", "3", "--lr", "0.1", "--out", "x"], r"only --epochs, --backend and --quiet may be given with "
@@ -499,14 +503,14 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_p
         with pytest.raises(SystemExit, match=f"fastnn train: .*{message}"):
             main(["train", "--resume", str(out), *extra])
     for text, why in (('{"model": "fc"}', r"check --batch-size, "), ("5", "not an object"), ("[" * 100000, "")):
-        (out / "run.json").write_text(text)
+        (out / "fastnn-run.json").write_text(text)
         with pytest.raises(SystemExit, match=rf"fastnn train: --resume.*run.json.*{why}"):
             main(["train", "--resume", str(out), "--epochs", "3"])
-    (out / "run.json").write_text('{"model": "fc"}')
-    with pytest.raises(SystemExit, match=r"is not a run.json of fastnn train \(check --batch-size, "):
+    (out / "fastnn-run.json").write_text('{"model": "fc"}')
+    with pytest.raises(SystemExit, match=r"is not a fastnn train settings file \(check --batch-size, "):
         main(["train", "--resume", str(out), "--epochs", "3"])
-    (out / "run.json").unlink()
-    with pytest.raises(SystemExit, match=r"holds no run.json"):
+    (out / "fastnn-run.json").unlink()
+    with pytest.raises(SystemExit, match=r"holds no fastnn-run.json"):
         main(["train", "--resume", str(out), "--epochs", "3"])
     with pytest.raises(SystemExit, match=r"--resume '.*nowhere' does not exist"):
         main(["train", "--resume", str(tmp_path / "nowhere")])
@@ -587,7 +591,63 @@ def test_a_bad_value_in_run_json_says_where_it_came_from(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "out"
     assert main(FAST + ["--out", str(out)]) == 0
-    settings = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({**settings, "lr": -1}))
+    settings = json.loads((out / "fastnn-run.json").read_text())
+    (out / "fastnn-run.json").write_text(json.dumps({**settings, "lr": -1}))
     with pytest.raises(SystemExit, match=r"--lr must be a positive number, got -1 \(from '.*run.json'\)"):
+        main(["train", "--resume", str(out), "--epochs", "2"])
+
+
+def test_a_run_stopped_while_writing_its_summary_is_finished_by_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the last epoch, in the final accuracies or plots: --resume said the run had trained all its
+    epochs, so the hint it had printed could not be followed. Now it writes the summary."""
+    from fastnn.commands import train
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_write_plots", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            main(FAST + ["--out", str(out)])
+    assert not (out / "summary.json").exists()
+    assert "(fastnn train --resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 1
+    with pytest.raises(SystemExit, match="has trained 1 epochs already"):
+        main(["train", "--resume", str(out)])
+
+
+def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
+    """flock failing with ENOLCK (NFS without lockd) was taken for a live run: every run was refused, and its
+    claim stayed behind so that the next was refused as an earlier run."""
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert main(FAST + ["--out", str(tmp_path / "out")]) == 0
+    assert main(FAST + ["--out", str(tmp_path / "out"), "--overwrite"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "out"), "--epochs", "2"]) == 0
+
+
+def test_a_lock_that_cannot_be_taken_leaves_no_claim(tmp_path, monkeypatch):
+    from fastnn.commands import _outputs
+
+    def held(directory, command):
+        raise SystemExit("fastnn train: a run is still writing")
+
+    monkeypatch.setattr(_outputs, "hold", held)
+    with pytest.raises(SystemExit, match="still writing"):
+        main(FAST + ["--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_refuses_a_run_left_aside_by_a_killed_overwrite(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    (out / ".fastnn-train-earlier").mkdir()
+    with pytest.raises(SystemExit, match="holds .fastnn-train-earlier, an earlier run set aside"):
         main(["train", "--resume", str(out), "--epochs", "2"])

@@ -86,7 +86,7 @@ def output_directory(command, out, overwrite, default, is_output):
                          "--overwrite to replace it")
     if overwrite:
         _refuse_a_live_run(out, command)
-        _refuse_a_run_left_aside(out, command)
+        refuse_a_run_left_aside(out, command)
     if claim_name(command) in earlier:
         os.remove(os.path.join(out, claim_name(command)))
     if not _claim(out, command):
@@ -98,7 +98,7 @@ def aside_name(command):
     return f".fastnn-{command}-earlier"
 
 
-def _refuse_a_run_left_aside(directory, command):
+def refuse_a_run_left_aside(directory, command):
     """A set-aside subdirectory left by a run that was killed is the user's to sort out, never overwritten."""
     if os.path.lexists(os.path.join(directory, aside_name(command))):
         raise SystemExit(f"fastnn {command}: --out {directory!r} holds {aside_name(command)}, an earlier run set "
@@ -115,7 +115,7 @@ def set_aside(directory, command, names):
         os.mkdir(aside)
     except FileExistsError:
         release(directory, command)
-        _refuse_a_run_left_aside(directory, command)
+        refuse_a_run_left_aside(directory, command)
     moved = []
     try:
         for name in names:
@@ -164,19 +164,18 @@ def release(directory, command):
 
 @contextmanager
 def running(directory, command):
-    """Hold `directory` while a run writes to it: an exclusive lock on its claim file, which the system drops when
-    the process ends however it ends (no stale marker after a kill). A run that finds the lock taken (a --resume,
-    or an --overwrite, of a run still going) is refused."""
-    lock = _lock(directory, command)
+    """Hold `directory` while a run writes to it (hold, let_go)."""
+    lock = hold(directory, command)
     try:
         yield
     finally:
-        if lock is not None:
-            lock.close()
+        let_go(lock)
 
 
-def _lock(directory, command):
-    """The claim file, open and locked (None where the platform has no flock); a message when another holds it."""
+def hold(directory, command):
+    """An exclusive lock on the directory's claim file, which the system drops when the process ends however it
+    ends (no stale marker after a kill): a --resume or --overwrite of a run still going finds it taken and is
+    refused. Returns the open, locked file (None where the file system or platform has no flock)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: runs are not told apart from finished ones there
@@ -188,16 +187,22 @@ def _lock(directory, command):
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         lock.close()
         raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
                          "stop it) first") from None
+    except OSError:  # no flock on this file system (ENOLCK on NFS without lockd, ENOSYS, EOPNOTSUPP)
+        lock.close()
+        return None
     return lock
+
+
+def let_go(lock):
+    if lock is not None:
+        lock.close()
 
 
 def _refuse_a_live_run(directory, command):
     """--overwrite of a directory whose run is still going is refused (its claim file is locked)."""
     if os.path.isfile(os.path.join(directory, claim_name(command))):
-        lock = _lock(directory, command)
-        if lock is not None:
-            lock.close()
+        let_go(hold(directory, command))

@@ -4,18 +4,19 @@
     fastnn train --model fc --epochs 5 --out runs/fc
     fastnn train --data cifar10 --data-dir ~/data/cifar-10-batches-py
 
-Writes to --out: run.json (its settings), checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and
+Writes to --out: fastnn-run.json (its settings), checkpoint_epoch_<e>.npz, loss.png, accuracy.png, filters.png (cnn) and
 summary.json; prints the final train/val/test accuracy. A run never writes over an earlier run's files
 (fastnn/commands/_outputs.py): without --out it takes the first of ./fastnn-out, ./fastnn-out-2, ... that holds
 none; an --out that holds some is refused unless --overwrite, which replaces it only with a run that finishes. A run
 whose loss diverges exits with a message saying what --out holds (its checkpoints up to then, or the earlier run it
 was to replace). `fastnn train --resume OUT [--epochs N]` continues the run in OUT from its last checkpoint, with
-the settings of its run.json.
+the settings of its fastnn-run.json.
 """
 
 import json
 import os
 import pickle
+import re
 import shlex
 import sys
 import time
@@ -29,11 +30,11 @@ from ._args import backend_for_the_run, check_seed
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
 DEFAULT_OUT = "fastnn-out"
-RUN_FILE = "run.json"
+RUN_FILE = "fastnn-run.json"
 OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png", RUN_FILE)  # and the checkpoints
 
 
-# The settings of a run, with their defaults; run.json records them, and --resume takes them from there.
+# The settings of a run, with their defaults; fastnn-run.json records them, and --resume takes them from there.
 SETTINGS = {"model": "cnn", "data": "digits", "data_dir": None, "epochs": 15, "update_rule": "adam", "lr": 2e-3,
             "lr_decay": 0.9, "batch_size": 50, "reg": 0.0, "seed": 0, "init_from": None, "freeze": None}
 
@@ -62,7 +63,7 @@ def configure(parser):
                              "removed once it has finished, put back if it stops early")
     parser.add_argument("--resume", metavar="DIR", default=None,
                         help="continue the run in DIR (an earlier run's --out) from its last checkpoint, with the "
-                             "settings in its run.json, up to --epochs (default: the run's own)")
+                             "settings in its fastnn-run.json, up to --epochs (default: the run's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--init-from", metavar="CKPT", default=None,
                         help="start from a checkpoint's params where names and shapes match (fine-tuning)")
@@ -120,28 +121,44 @@ def is_output(name):
 
 
 def run(args):
-    checkpoint = _settle(args)
-    try:
-        _check_args(args)
-    except SystemExit as error:  # a value from run.json: say where it came from
-        raise SystemExit(f"{error} (from {os.path.join(args.resume, RUN_FILE)!r})" if checkpoint else error) from None
-    with backend_for_the_run(args.backend):
-        return _run(args) if checkpoint is None else _resume(args, checkpoint)
-
-
-def _settle(args):
-    """Fill in the settings not given: SETTINGS' defaults, or with --resume those of the run's run.json (then only
-    --epochs, --backend and --quiet may be given). Returns the checkpoint to resume from, or None."""
     if args.resume is None:
-        for name, default in SETTINGS.items():
+        for name, default in SETTINGS.items():  # the settings not given
             if getattr(args, name) is None:
                 setattr(args, name, default)
-        return None
+        _check_args(args)
+        with backend_for_the_run(args.backend):
+            return _run(args)
+    _refuse_settings_given_with_resume(args)
+    _check_is_directory(args.resume)
+    with outputs.running(args.resume, "train"):  # before reading: a run still going is refused as such
+        checkpoint = _resumed_settings(args)
+        try:
+            _check_args(args)
+        except SystemExit as error:
+            raise SystemExit(f"{error} (from {os.path.join(args.resume, RUN_FILE)!r})") from None
+        with backend_for_the_run(args.backend):
+            return _resume(args, checkpoint)
+
+
+def _refuse_settings_given_with_resume(args):
     given = [name for name in SETTINGS if name != "epochs" and getattr(args, name) is not None]
     given += [name for name in ("out", "overwrite") if getattr(args, name)]
     if given:
-        raise SystemExit("fastnn train: --resume continues a run with the settings in its run.json; only --epochs, "
-                         f"--backend and --quiet may be given with it, not {_flags(given)}")
+        raise SystemExit(f"fastnn train: --resume continues a run with the settings in its {RUN_FILE}; only "
+                         f"--epochs, --backend and --quiet may be given with it, not {_flags(given)}")
+
+
+def _check_is_directory(directory):
+    if not os.path.isdir(directory):
+        raise SystemExit(f"fastnn train: --resume {directory!r} "
+                         + ("is not a directory" if os.path.exists(directory) else "does not exist"))
+
+
+def _resumed_settings(args):
+    """Set args from the run's settings file (--epochs, if given, wins); returns the checkpoint to resume from:
+    the last one, once the run has trained fewer epochs than --epochs, or has trained them all but was stopped
+    before its summary was written (the resumed run then only writes it)."""
+    outputs.refuse_a_run_left_aside(args.resume, "train")
     epochs = args.epochs
     vars(args).update(_read_settings(args.resume))
     args.epochs = args.epochs if epochs is None else epochs
@@ -149,8 +166,9 @@ def _settle(args):
     checkpoints = _checkpoints(args.resume)
     if not checkpoints:
         raise SystemExit(f"fastnn train: --resume {args.resume!r} holds no checkpoint to continue from")
-    trained = _epoch_order(checkpoints[-1])[1]
-    if trained >= args.epochs:
+    trained = _epoch_of(checkpoints[-1])
+    finished = os.path.exists(os.path.join(args.resume, "summary.json"))
+    if trained > args.epochs or (trained == args.epochs and finished):
         raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained {trained} epochs already; "
                          f"give --epochs more than {trained}")
     return os.path.join(args.resume, checkpoints[-1])
@@ -161,11 +179,8 @@ def _flags(names):
 
 
 def _read_settings(directory):
-    """The settings in `directory`'s run.json, checked; a directory without a readable one is a message."""
+    """The settings in `directory`'s fastnn-run.json, checked; a directory without a readable one is a message."""
     path = os.path.join(directory, RUN_FILE)
-    if not os.path.isdir(directory):
-        raise SystemExit(f"fastnn train: --resume {directory!r} "
-                         + ("is not a directory" if os.path.exists(directory) else "does not exist"))
     try:
         with open(path) as f:
             settings = json.load(f)
@@ -175,16 +190,17 @@ def _read_settings(directory):
     except (OSError, ValueError, RecursionError) as error:
         raise SystemExit(f"fastnn train: --resume cannot read {path!r} ({error})") from error
     if not isinstance(settings, dict):
-        raise SystemExit(f"fastnn train: --resume: {path!r} is not a run.json of fastnn train (not an object)")
+        raise SystemExit(f"fastnn train: --resume: {path!r} is not a fastnn train settings file (not an object)")
     wrong = sorted(set(SETTINGS) ^ set(settings))
     wrong += [name for name in SETTINGS if name in settings and not _fits(name, settings[name])]
     if wrong:
-        raise SystemExit(f"fastnn train: --resume: {path!r} is not a run.json of fastnn train (check {_flags(wrong)})")
+        raise SystemExit(f"fastnn train: --resume: {path!r} is not a fastnn train settings file "
+                         f"(check {_flags(wrong)})")
     return settings
 
 
 def _fits(name, value):
-    """Whether a run.json value has the type of its setting (_check_args checks the values themselves)."""
+    """Whether a fastnn-run.json value has the type of its setting (_check_args checks the values themselves)."""
     default = SETTINGS[name]
     if name in ("model", "data"):
         return value in (MODELS if name == "model" else DATASETS)
@@ -198,7 +214,7 @@ def _fits(name, value):
 
 
 def _write_settings(args):
-    """run.json: the run's settings, for --resume."""
+    """fastnn-run.json: the run's settings, for --resume."""
     settings = {name: getattr(args, name) for name in SETTINGS}
     for name in ("data_dir", "init_from"):  # to be found from wherever the run is resumed
         settings[name] = settings[name] and os.path.abspath(settings[name])
@@ -206,25 +222,40 @@ def _write_settings(args):
         json.dump(settings, f, indent=2)
 
 
-def _checkpoints(directory):
-    """The checkpoint files in `directory` by epoch: the names the Solver writes (checkpoint_epoch_12.npz, not
-    checkpoint_epoch_012.npz), not directories."""
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    written = [name for name in names if _epoch_order(name)[0] == 0
-               and name == _checkpoint_name(_epoch_order(name)[1]) and not os.path.isdir(os.path.join(directory, name))]
-    return sorted(written, key=_epoch_order)
+_CHECKPOINT = re.compile(r"checkpoint_epoch_(0|[1-9][0-9]*)\.npz", re.ASCII)  # as the Solver names them
+
+
+def _epoch_of(name):
+    """The epoch of a checkpoint file name (checkpoint_epoch_12.npz: 12); None for other names (..._012.npz)."""
+    match = _CHECKPOINT.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 def _checkpoint_name(epoch):
     return f"checkpoint_epoch_{epoch}.npz"
 
 
+def _checkpoints(directory):
+    """The checkpoint files in `directory` (not directories of such names), by epoch."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    written = [name for name in names if _epoch_of(name) is not None
+               and not os.path.isdir(os.path.join(directory, name))]
+    return sorted(written, key=_epoch_of)
+
+
 def _run(args):
     from ..solver import Solver
 
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
-    with outputs.running(args.out, "train"):
+    try:
+        lock = outputs.hold(args.out, "train")
+    except BaseException:
+        outputs.release(args.out, "train")
+        raise
+    try:
         return _run_in(args, earlier, Solver)
+    finally:
+        outputs.let_go(lock)
 
 
 def _run_in(args, earlier, Solver):
@@ -241,7 +272,7 @@ def _run_in(args, earlier, Solver):
     except BaseException as error:
         if aside is not None:
             outputs.restore(args.out, aside, is_output)
-        elif not _checkpoints(args.out):  # nothing to resume: the run leaves nothing, its run.json included
+        elif not _checkpoints(args.out):  # nothing to resume: the run leaves nothing, its fastnn-run.json included
             outputs.remove(args.out, [name for name in os.listdir(args.out) if is_output(name)])
             outputs.release(args.out, "train")
         if isinstance(error, KeyboardInterrupt):
@@ -256,26 +287,24 @@ def _resume(args, checkpoint):
     new summary beside the earlier ones."""
     from ..solver import Solver
 
-    with outputs.running(args.out, "train"):
-        init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
-        solver, model, data = _set_up(args, Solver)
-        args.init_from = init_from
-        try:
-            solver.restore(checkpoint)
-        except (ValueError, OSError) as error:
-            raise SystemExit(f"fastnn train: --resume: {error}") from error
-        named = _epoch_order(os.path.basename(checkpoint))[1]
-        if solver.epoch != named:
-            raise SystemExit(f"fastnn train: --resume: {checkpoint!r} holds epoch {solver.epoch}, not the epoch its "
-                             f"name says; rename or remove it")
-        _write_settings(args)
-        resumed_at = solver.epoch
-        print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
-        try:
-            summary = _train(solver, model, data, args, None, resumed_from=checkpoint)
-        except KeyboardInterrupt:
-            print(f"fastnn train: {_what_out_holds(args, None)}", file=sys.stderr, flush=True)
-            raise
+    init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
+    solver, model, data = _set_up(args, Solver)
+    args.init_from = init_from
+    try:
+        solver.restore(checkpoint)
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"fastnn train: --resume: {error}") from error
+    if solver.epoch != _epoch_of(os.path.basename(checkpoint)):
+        raise SystemExit(f"fastnn train: --resume: {checkpoint!r} holds epoch {solver.epoch}, not the epoch its "
+                         f"name says; rename or remove it")
+    _write_settings(args)
+    resumed_at = solver.epoch
+    print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
+    try:
+        summary = _train(solver, model, data, args, None, resumed_from=checkpoint)
+    except KeyboardInterrupt:
+        print(f"fastnn train: {_what_out_holds(args, None)}", file=sys.stderr, flush=True)
+        raise
     return _report(args, summary, resumed_at)
 
 
@@ -308,6 +337,11 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
     """The accuracies, plots and summary.json of a finished run; returns the summary."""
     import fastnn
 
+    from ..checkpoint import load_checkpoint, restore_model_state
+
+    best = _best_checkpoint(solver, args.out)
+    if best is not None:  # the Solver left best_params in the model; with them go that epoch's batchnorm statistics,
+        restore_model_state(model, load_checkpoint(best).get("model_state"))  # so the model is best_checkpoint's
     accuracy = {s: solver.check_accuracy(data[f"X_{s}"], data[f"y_{s}"]) for s in ("train", "val", "test")}
     plots = _write_plots(solver, model, args)
     summary = {
@@ -329,8 +363,8 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
         "freeze": list(args.freeze) if args.freeze else None,
         "train_seconds": round(seconds, 3),
         "best_val_acc": solver.best_val_acc,
-        "accuracy": accuracy,  # of best_params, which the Solver leaves in the model
-        "best_checkpoint": _best_checkpoint(solver, args.out),
+        "accuracy": accuracy,  # of the model in best_checkpoint
+        "best_checkpoint": best,
         "final_loss": solver.loss_history[-1],
         "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
         "plots": plots,
@@ -347,7 +381,7 @@ def _best_checkpoint(solver, out):
     per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
     epochs = ([0] if per_epoch > 1 else []) + list(range(1, solver.epoch + 1))
     history = solver.val_acc_history
-    if len(epochs) != len(history):
+    if len(epochs) != len(history) or (solver.best_val_acc > 0 and solver.best_val_acc not in history):
         return None
     best = history.index(solver.best_val_acc) if solver.best_val_acc > 0 else len(history) - 1  # never beat 0
     path = os.path.join(out, _checkpoint_name(epochs[best]))
@@ -376,14 +410,6 @@ def _what_out_holds(args, aside, resumable=True):
     then = f"fastnn train --resume {shlex.quote(args.out)} continues it" if resumable else \
         "a new run there needs --overwrite"
     return f"--out {args.out!r} keeps this run's checkpoints up to then: {shown} ({then})"
-
-
-def _epoch_order(name):
-    """Sort key: checkpoints by epoch number (epoch 10 after 9), then the other outputs by name."""
-    digits = name[len("checkpoint_epoch_"):-len(".npz")]
-    if name.startswith("checkpoint_epoch_") and name.endswith(".npz") and digits.isascii() and digits.isdigit():
-        return (0, int(digits), name)
-    return (1, 0, name)
 
 
 def _set_up(args, Solver):
