@@ -71,10 +71,11 @@ def _warn_fallback_once(error):
 
 # The backwards whose every gradient is a sum of products: dx of dout and w, dw of dout and x, db of dout. A float
 # sum is defined only to within a few units of roundoff of the sum of its terms' magnitudes S, whatever the size
-# of the sum itself (at most n u S in any order of summation; measured here at most 1 eps S on either path, im2col
-# and Winograd, float32 and float64). So each of their gradients is held to SUM_ROUNDING eps of its own S rather
+# of the sum itself (at most n u S in any order of summation; measured here up to 2.5 eps S, on the widest 3x3
+# layers, C = F = 1024, float32). So each of their gradients is held to SUM_ROUNDING eps of its own S rather
 # than to the other gradients: a bias gradient that cancels to noise (the layer feeds a batchnorm) passes, and a
-# dw that is small because x is tiny is still held to x's scale.
+# dw that is small because x is tiny is still held to x's scale. S costs a second reference backward, so it is
+# computed only for a gradient that fails against its own largest value.
 _SUMS_OF_PRODUCTS = ("affine_backward", "conv_backward_fast", "conv_backward_naive")
 SUM_ROUNDING = 8
 
@@ -125,7 +126,7 @@ def _verify(name, reference_fn, fast_fn, args):
     else:
         floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
                     default=0.0)
-    sums = _sums_of_magnitudes(name, reference_fn, args)
+    sums = None
     # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
     # but was computed from float32 scores, differently rounded on each path.
     single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
@@ -134,8 +135,12 @@ def _verify(name, reference_fn, fast_fn, args):
             raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
         precision = np.dtype(np.float32) if single else a.dtype
         limit = tolerance(precision, direction)
-        own_floor = SUM_ROUNDING * np.finfo(precision).eps * sums[what] / limit if what in sums else floor
-        error, where = max_relative_error(a, e, floor=own_floor)
+        by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
+        error, where = max_relative_error(a, e, floor=0.0 if by_rounding else floor)
+        if by_rounding and not error <= limit:  # within its own scale passes; otherwise held to its rounding scale
+            sums = _sums_of_magnitudes(name, reference_fn, args) if sums is None else sums
+            rounding = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
+            error, where = max_relative_error(a, e, floor=rounding)
         if not error <= limit:
             raise VerificationError(
                 f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
