@@ -28,8 +28,9 @@ class Settings:
     - backend: 'auto' runs a compiled kernel where one exists and the NumPy reference otherwise; 'jit' runs
       only kernels and raises where none exists; 'reference' runs only the NumPy reference and compiles
       nothing; 'verify' runs both and raises on disagreement beyond the tolerance table.
-    - cache: numba's on-disk cache of compiled kernels (FASTNN_CACHE=1). Fixed when the first compiled layer
-      runs (the kernels are decorated with it); changing it later warns and changes nothing.
+    - cache: numba's on-disk cache of compiled kernels (FASTNN_CACHE=1). Fixed when the kernels are first
+      imported (the first compiled layer, optimizer step or fastnn.warmup(): they are decorated with it);
+      changing it later warns and changes nothing.
     - parallel: multi-threaded kernels (FASTNN_PARALLEL=0 selects the serial ones).
     """
 
@@ -119,16 +120,18 @@ _cache_fixed = None  # the cache setting the kernels were decorated with, once t
 
 
 def fix_cache():
-    """The `cache` setting in force, fixed from now on: kernels/_jit.py calls it when first imported. Reads only
-    FASTNN_CACHE, and only when the setting was not made in code."""
+    """The `cache` setting in force, fixed from now on for the process (also once a block that set it has ended):
+    kernels/_jit.py calls it when the kernels are first imported. Reads only FASTNN_CACHE, and only when the
+    setting was not made in code."""
     global _cache_fixed
     with _lock:
         if _blocks:
             _cache_fixed = _blocks[-1][1].cache
-        else:
-            if "cache" not in _known:
-                _set_base(cache=_FROM_ENVIRONMENT["cache"]())
+        elif "cache" in _known:
             _cache_fixed = _known["cache"]
+        else:
+            _cache_fixed = _FROM_ENVIRONMENT["cache"]()
+        _set_base(cache=_cache_fixed)
         return _cache_fixed
 
 
@@ -136,7 +139,8 @@ def _warn_if_cache_too_late(changes):
     if "cache" in changes and _cache_fixed is not None and changes["cache"] != _cache_fixed:
         warnings.warn(
             f"fastnn.options: cache={changes['cache']} changes nothing now: the kernels were set up with "
-            f"cache={_cache_fixed} when the first compiled layer ran; set it (or FASTNN_CACHE) before that",
+            f"cache={_cache_fixed} when they were first imported (the first compiled layer, optimizer step or "
+            "fastnn.warmup()); set it (or FASTNN_CACHE) before that",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -17,7 +17,7 @@ What they accept (anything else is a TypeError or ValueError naming the function
 - An empty x has an empty gradient (grad_check_sparse, which samples entries, refuses it).
 """
 
-from collections.abc import Sequence
+from collections.abc import Sequence as _Sequence  # private: the star import gives what the starter's gives
 from random import randrange
 
 import numpy as np
@@ -197,7 +197,7 @@ def _blob_arrays(fn, name, blob):
 
 def _gradient_blobs(fn, f, inputs, output, h):
     _callable(fn, "f", f)
-    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, _Sequence):
         _checks.fail(fn, f"inputs must be a tuple or list of blobs, got {type(inputs).__name__}", TypeError)
     inputs = tuple(inputs)
     for i, blob in enumerate(inputs):

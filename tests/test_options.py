@@ -228,7 +228,7 @@ def test_the_parallel_setting_in_code_wins_over_fastnn_parallel():
         assert result.stdout.split() == ["True", "False"]
 
 
-def test_the_cache_setting_is_fixed_when_the_first_kernel_module_is_imported():
+def test_the_cache_setting_is_fixed_when_the_kernels_are_first_imported():
     """options(cache=True) before the first compiled layer turns numba's cache on (the kernels once read only
     FASTNN_CACHE); set afterwards, it warns that it changes nothing."""
     code = (
@@ -247,7 +247,8 @@ def test_the_cache_setting_is_fixed_when_the_first_kernel_module_is_imported():
     lines = result.stdout.splitlines()
     assert lines[0] == "True FunctionCache"
     assert lines[1] == ("1 True fastnn.options: cache=False changes nothing now: the kernels were set up with "
-                        "cache=True when the first compiled layer ran; set it (or FASTNN_CACHE) before that")
+                        "cache=True when they were first imported (the first compiled layer, optimizer step or "
+                        "fastnn.warmup()); set it (or FASTNN_CACHE) before that")
     result = _run("from fastnn.kernels import _jit", FASTNN_CACHE="sometimes")
     assert "FASTNN_CACHE='sometimes' is not a boolean" in result.stderr
 
@@ -274,3 +275,19 @@ def test_verify_backend_returns_results_equal_to_reference():
     with fastnn.options(backend="verify"):
         out, _ = affine_forward(x, w, b)
     np.testing.assert_array_equal(out, x @ w + b)
+
+
+def test_a_cache_fixed_inside_a_block_stays_the_process_setting_after_it():
+    """The kernels first imported inside `with options(cache=True)` cache for good: options() said cache=False
+    once the block had ended, and options(cache=options().cache) then warned."""
+    code = (
+        "import warnings, fastnn\n"
+        "with fastnn.options(cache=True):\n"
+        "    from fastnn.kernels import _jit\n"
+        "warnings.simplefilter('error')\n"
+        "print(_jit.CACHE, fastnn.options().cache)\n"
+        "fastnn.options(cache=fastnn.options().cache)\n"
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]

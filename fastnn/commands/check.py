@@ -23,6 +23,9 @@ def configure(parser):
 def run(args):
     if args.num_overfit < 1:
         raise SystemExit(f"fastnn check: --num-overfit must be >= 1, got {args.num_overfit}")
+    if args.model == "fc" and args.num_overfit < 2:  # every minibatch would hold copies of one sample
+        raise SystemExit("fastnn check: --num-overfit must be at least 2 with --model fc: its batchnorm "
+                         "normalises each feature over the minibatch, so copies of one sample all become beta")
     check_seed("check", args.seed)
     with backend_for_the_run(args.backend):
         return _run(args)
@@ -36,9 +39,6 @@ def _run(args):
 
     data = load_digits(seed=args.seed)
     X, y = data["X_train"], data["y_train"]
-    if args.model == "fc" and args.num_overfit < 2:  # every minibatch would hold copies of one sample
-        raise SystemExit("fastnn check: --num-overfit must be at least 2 with --model fc: its batchnorm "
-                         "normalises each feature over the minibatch, so copies of one sample all become beta")
     if args.num_overfit > len(y):
         raise SystemExit(f"fastnn check: --num-overfit must be at most the {len(y)} training samples of the digits, "
                          f"got {args.num_overfit}")

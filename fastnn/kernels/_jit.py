@@ -3,8 +3,8 @@
 - Compilation is lazy: a kernel compiles for the argument types of its first call (float32 and float64 each
   compile once, on demand); importing a kernel module compiles nothing.
 - The `cache` setting (fastnn.options, FASTNN_CACHE=1) turns on numba's on-disk cache; it is read once, when
-  the first kernel module is imported. A cache directory that cannot be written is one warning, never an error
-  (the kernel then compiles in memory).
+  this module is first imported (the first compiled layer, optimizer step or fastnn.warmup()). A cache
+  directory that cannot be written is one warning, never an error (the kernel then compiles in memory).
 - FASTMATH holds the LLVM flags that keep NaN/Inf semantics and exact functions: no 'nnan', no 'ninf', no 'afn',
   no 'arcp'. Kernels whose inner loop is a sum along a row use it: 'reassoc' lets LLVM vectorise the sum
   (measured 3-6x here); each sum is still computed the same way on every run and at every thread count.
@@ -30,6 +30,7 @@ from .._options import fix_cache
 
 FASTMATH = {"nsz", "contract", "reassoc"}
 CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the setting holds from here on
+
 
 def _prefer_workqueue():
     """Choose numba's 'workqueue' threading layer unless the user chose one or numba has started its threads.
@@ -121,7 +122,7 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def parallel_allowed(parallel=True):
+def parallel_allowed(parallel):
     """Whether a parallel kernel may run here: asked for (the caller passes the `parallel` setting), safe on this
     thread, and not in a child forked after the parent started numba's threads (the child's copy of the pool
     hangs: measured here)."""
@@ -169,9 +170,10 @@ def _serial_copy(fn):
     return copy
 
 
-def variant(kernel_fn, parallel=True):
+def variant(kernel_fn, parallel):
     """`kernel_fn` itself where a parallel kernel may run and pays (parallel_allowed, parallel_pays), else its
-    serial build (compiled on first use)."""
+    serial build (compiled on first use). `parallel` is the caller's `current().parallel`, passed rather than read
+    here so that no call site can leave it out."""
     options = getattr(kernel_fn, "targetoptions", None)  # None under NUMBA_DISABLE_JIT=1: plain Python
     if options is None or not options.get("parallel"):
         return kernel_fn
