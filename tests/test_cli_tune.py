@@ -138,3 +138,24 @@ def test_a_search_that_fails_leaves_a_directory_the_user_made(tmp_path, no_searc
     with pytest.raises(SearchStarted):
         main(["tune", "--workers", "1", "--quiet", "--out", str(mine)])
     assert mine.is_dir() and os.listdir(mine) == []
+
+
+def test_a_search_holds_its_out_so_an_overwrite_meanwhile_is_refused(tmp_path, monkeypatch):
+    """Nothing told a search still running from a finished one: `fastnn tune --overwrite` of its --out meanwhile
+    was accepted, and the two searches' results replaced each other."""
+    from fastnn.commands import _outputs
+
+    out = tmp_path / "out"
+    seen = []
+
+    def search(**kwargs):
+        with pytest.raises(SystemExit, match="a run is still writing to"):
+            _outputs.hold(str(out), "tune")  # what another process's --overwrite meets
+        seen.append(True)
+        raise SearchStarted
+
+    monkeypatch.setattr(tune_module, "random_search", search)
+    with pytest.raises(SearchStarted):
+        main(["tune", "--out", str(out), "--workers", "1", "--fine-trials", "0", "--quiet"])
+    assert seen == [True]
+    assert not out.exists()  # a search that stopped releases its claim

@@ -7,7 +7,7 @@ drops them only once it has finished; a run that stops early (a diverged loss, a
 sets the earlier files aside and moves the new ones in (commands/tune.py).
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
 default directory free before either had written anything, and the second wrote over the first. The claim file
-stays once the run ends; while `fastnn train` writes, it holds a lock on it (running), so that a --resume or an
+stays once the run ends; while a run is going it holds a lock on it (hold), so that a --resume or an
 --overwrite of a run still going is refused.
 """
 
@@ -195,6 +195,15 @@ def hold(directory, command):
         lock.close()
         return None
     return lock
+
+
+def hold_claim(directory, command):
+    """hold() for a run that has just claimed `directory`: a lock it cannot take undoes the claim."""
+    try:
+        return hold(directory, command)
+    except BaseException:
+        release(directory, command)
+        raise
 
 
 def let_go(lock):

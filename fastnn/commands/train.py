@@ -186,7 +186,7 @@ def _read_settings(directory):
             settings = json.load(f)
     except FileNotFoundError:
         raise SystemExit(f"fastnn train: --resume {directory!r} holds no {RUN_FILE} (every run writes one when it "
-                         "starts; an --out of fastnn 0.x before --resume existed does not have it)") from None
+                         "starts, since fastnn had --resume; an earlier run's --out does not have it)") from None
     except (OSError, ValueError, RecursionError) as error:
         raise SystemExit(f"fastnn train: --resume cannot read {path!r} ({error})") from error
     if not isinstance(settings, dict):
@@ -247,11 +247,7 @@ def _run(args):
     from ..solver import Solver
 
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
-    try:
-        lock = outputs.hold(args.out, "train")
-    except BaseException:
-        outputs.release(args.out, "train")
-        raise
+    lock = outputs.hold_claim(args.out, "train")
     try:
         return _run_in(args, earlier, Solver)
     finally:

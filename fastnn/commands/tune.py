@@ -108,7 +108,15 @@ def _run(args, distributed):
         where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
     # claimed before the search, so a bad --out is found now and not after minutes of trials
     args.out, _ = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
+    lock = outputs.hold_claim(args.out, "tune")  # an --overwrite of this search while it runs is refused
+    try:
+        return _search_and_save(args, distributed, tune, search, where)
+    finally:
+        outputs.let_go(lock)
 
+
+def _search_and_save(args, distributed, tune, search, where):
+    """Run the search, print its table and save it into the claimed --out."""
     try:
         client = _connect(distributed, args.scheduler) if args.scheduler else None
         try:
