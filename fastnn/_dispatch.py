@@ -80,13 +80,11 @@ _SUMS_OF_PRODUCTS = ("affine_backward", "conv_backward_fast", "conv_backward_nai
 SUM_ROUNDING = 8
 
 
-def _sums_of_magnitudes(name, reference_fn, args):
+def _sums_of_magnitudes(reference_fn, args):
     """{'output i': S}: the largest sum of |terms| among gradient i's entries, for a backward in _SUMS_OF_PRODUCTS.
     The reference is bilinear in dout and the cache, so run on their absolute values it computes these sums."""
     from .testing import finite_scale
 
-    if name not in _SUMS_OF_PRODUCTS:
-        return {}
     dout, cache = args
     magnitudes = tuple(np.abs(c) if isinstance(c, np.ndarray) else c for c in cache)
     sums = reference_fn(np.abs(dout), magnitudes)
@@ -138,7 +136,7 @@ def _verify(name, reference_fn, fast_fn, args):
         by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
         error, where = max_relative_error(a, e, floor=0.0 if by_rounding else floor)
         if by_rounding and not error <= limit:  # within its own scale passes; otherwise held to its rounding scale
-            sums = _sums_of_magnitudes(name, reference_fn, args) if sums is None else sums
+            sums = _sums_of_magnitudes(reference_fn, args) if sums is None else sums
             rounding = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
             error, where = max_relative_error(a, e, floor=rounding)
         if not error <= limit:
