@@ -163,9 +163,15 @@ def release(directory, command):
 
 
 @contextmanager
-def running(directory, command):
-    """Hold `directory` while a run writes to it (hold, let_go)."""
-    lock = hold(directory, command)
+def running(directory, command, just_claimed=False):
+    """Hold `directory` while a run writes to it (hold, let_go). just_claimed: the run claimed it a moment ago,
+    and a lock it cannot take undoes that claim."""
+    try:
+        lock = hold(directory, command)
+    except BaseException:
+        if just_claimed:
+            release(directory, command)
+        raise
     try:
         yield
     finally:
@@ -195,15 +201,6 @@ def hold(directory, command):
         lock.close()
         return None
     return lock
-
-
-def hold_claim(directory, command):
-    """hold() for a run that has just claimed `directory`: a lock it cannot take undoes the claim."""
-    try:
-        return hold(directory, command)
-    except BaseException:
-        release(directory, command)
-        raise
 
 
 def let_go(lock):

@@ -247,11 +247,8 @@ def _run(args):
     from ..solver import Solver
 
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
-    lock = outputs.hold_claim(args.out, "train")
-    try:
+    with outputs.running(args.out, "train", just_claimed=True):
         return _run_in(args, earlier, Solver)
-    finally:
-        outputs.let_go(lock)
 
 
 def _run_in(args, earlier, Solver):

@@ -108,11 +108,8 @@ def _run(args, distributed):
         where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
     # claimed before the search, so a bad --out is found now and not after minutes of trials
     args.out, _ = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
-    lock = outputs.hold_claim(args.out, "tune")  # an --overwrite of this search while it runs is refused
-    try:
+    with outputs.running(args.out, "tune", just_claimed=True):  # an --overwrite meanwhile is refused
         return _search_and_save(args, distributed, tune, search, where)
-    finally:
-        outputs.let_go(lock)
 
 
 def _search_and_save(args, distributed, tune, search, where):
