@@ -517,19 +517,6 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_p
     assert not (out / "checkpoint_epoch_3.npz").exists()
 
 
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "available", lambda: False)
-    from fastnn.solver import Solver
-
-    def fail(self):
-        raise RuntimeError("stopped")
-
-    monkeypatch.setattr(Solver, "_step", fail)
-    with pytest.raises(RuntimeError, match="stopped"):
-        main(FAST + ["--out", str(tmp_path / "out")])
-    assert not (tmp_path / "out").exists()
-
-
 def test_a_run_still_writing_is_neither_resumed_nor_overwritten(tmp_path, monkeypatch):
     """Nothing told a live run from a finished one: a --resume, or an --overwrite, of a run still training was
     accepted, and the two wrote into one directory (a review found a run's files mixed with another's). A run
@@ -632,14 +619,33 @@ def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
     assert main(["train", "--resume", str(tmp_path / "out"), "--epochs", "2"]) == 0
 
 
-def test_a_lock_that_cannot_be_taken_leaves_no_claim(tmp_path, monkeypatch):
+def _step_fails(monkeypatch):
+    from fastnn.solver import Solver
+
+    def fail(self):
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(Solver, "_step", fail)
+    return RuntimeError, "stopped"
+
+
+def _lock_is_held(monkeypatch):
     from fastnn.commands import _outputs
 
     def held(directory, command):
         raise SystemExit("fastnn train: a run is still writing")
 
     monkeypatch.setattr(_outputs, "hold", held)
-    with pytest.raises(SystemExit, match="still writing"):
+    return SystemExit, "still writing"
+
+
+@pytest.mark.parametrize("stop", [_step_fails, _lock_is_held], ids=["before-its-first-checkpoint", "lock-not-taken"])
+def test_a_run_stopped_before_it_has_a_checkpoint_leaves_nothing(stop, tmp_path, monkeypatch):
+    """A run that fails before its first checkpoint (its fastnn-run.json written), or cannot take its --out's
+    lock (its claim made), leaves no directory behind."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    error, message = stop(monkeypatch)
+    with pytest.raises(error, match=message):
         main(FAST + ["--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
