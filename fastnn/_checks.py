@@ -117,21 +117,44 @@ def shape(fn, name, x, expected):
         fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
 
 
-def integer(fn, name, value, minimum=None):
+INT64_MAX = 2**63 - 1
+
+
+def integer(fn, name, value, minimum=None, maximum=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         fail(fn, f"{name} must be an integer, got {value!r}", TypeError)
     value = int(value)
     if minimum is not None and value < minimum:
         fail(fn, f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        limit = "2**63 - 1 (the kernels index in 64-bit integers)" if maximum == INT64_MAX else maximum
+        fail(fn, f"{name} must be at most {limit}, got {value}")
     return value
+
+
+def geometry(fn, name, value, minimum):
+    """A stride, pad or window size: an integer >= minimum that the kernels' 64-bit indices can hold."""
+    return integer(fn, name, value, minimum, INT64_MAX)
+
+
+def finite_float(value):
+    """float(value) for a real number, or None where that is not finite; an integer beyond float's range
+    (10**400) is None too, where float() itself raises."""
+    try:
+        converted = float(value)
+    except OverflowError:
+        return None
+    return converted if np.isfinite(converted) else None
 
 
 def number(fn, name, value, low=None, high=None, low_open=False, high_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
-    value = float(value)
-    if not np.isfinite(value):
-        fail(fn, f"{name} must be finite, got {value}")
+    converted = finite_float(value)
+    if converted is None:
+        shown = "an integer beyond float's range" if isinstance(value, numbers.Integral) else value
+        fail(fn, f"{name} must be finite, got {shown}")
+    value = converted
     if low is not None and (value <= low if low_open else value < low):
         fail(fn, f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and (value >= high if high_open else value > high):
@@ -198,10 +221,12 @@ def output_size(fn, what, size, window, stride, pad, exact):
 def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
     """Validate conv_param against x (N,C,H,W) and w (F,C,HH,WW); returns (stride, pad, H_out, W_out)."""
     param_dict(fn, "conv_param", conv_param, required=("stride", "pad"))
-    stride = integer(fn, "conv_param['stride']", conv_param["stride"], minimum=1)
-    pad = integer(fn, "conv_param['pad']", conv_param["pad"], minimum=0)
+    stride = geometry(fn, "conv_param['stride']", conv_param["stride"], 1)
+    pad = geometry(fn, "conv_param['pad']", conv_param["pad"], 0)
     if x_shape[1] != w_shape[1]:
         fail(fn, f"x has {x_shape[1]} channels but w expects {w_shape[1]}: x {x_shape}, w {w_shape}")
+    if w_shape[2] < 1 or w_shape[3] < 1:
+        fail(fn, f"w's filters must be at least 1x1, got w {w_shape}")
     h_out = output_size(fn, f"height (x {x_shape}, w {w_shape})", x_shape[2], w_shape[2], stride, pad, exact)
     w_out = output_size(fn, f"width (x {x_shape}, w {w_shape})", x_shape[3], w_shape[3], stride, pad, exact)
     return stride, pad, h_out, w_out
@@ -210,9 +235,9 @@ def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
 def pool_param(fn, pool_param, x_shape, exact=True):
     """Validate pool_param against x (N,C,H,W); returns (pool_height, pool_width, stride, H_out, W_out)."""
     param_dict(fn, "pool_param", pool_param, required=("pool_height", "pool_width", "stride"))
-    ph = integer(fn, "pool_param['pool_height']", pool_param["pool_height"], minimum=1)
-    pw = integer(fn, "pool_param['pool_width']", pool_param["pool_width"], minimum=1)
-    stride = integer(fn, "pool_param['stride']", pool_param["stride"], minimum=1)
+    ph = geometry(fn, "pool_param['pool_height']", pool_param["pool_height"], 1)
+    pw = geometry(fn, "pool_param['pool_width']", pool_param["pool_width"], 1)
+    stride = geometry(fn, "pool_param['stride']", pool_param["stride"], 1)
     h_out = output_size(fn, f"height (x {x_shape}, pool {ph}x{pw})", x_shape[2], ph, stride, 0, exact)
     w_out = output_size(fn, f"width (x {x_shape}, pool {ph}x{pw})", x_shape[3], pw, stride, 0, exact)
     return ph, pw, stride, h_out, w_out

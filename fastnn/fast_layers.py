@@ -148,8 +148,8 @@ def _field(fn, x_shape, field_height, field_width, padding, stride, dims=None):
     N, C, H, W = (_check.integer(fn, name, v, 0) for name, v in zip(dims, x_shape))
     fh = _check.integer(fn, "field_height", field_height, 1)
     fw = _check.integer(fn, "field_width", field_width, 1)
-    padding = _check.integer(fn, "padding", padding, 0)
-    stride = _check.integer(fn, "stride", stride, 1)
+    padding = _check.geometry(fn, "padding", padding, 0)
+    stride = _check.geometry(fn, "stride", stride, 1)
     H_out = _check.output_size(fn, "height", H, fh, stride, padding, True)
     W_out = _check.output_size(fn, "width", W, fw, stride, padding, True)
     return N, C, H, W, fh, fw, padding, stride, H_out, W_out
@@ -187,7 +187,7 @@ def _im2col(fn, x, field_height, field_width, padding, stride):
     x_padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="constant")
     k, i, j = _indices(C, fh, fw, stride, H_out, W_out)
     cols = x_padded[:, k, i, j]
-    return cols.transpose(1, 2, 0).reshape(fh * fw * C, -1)
+    return cols.transpose(1, 2, 0).reshape(fh * fw * C, H_out * W_out * x.shape[0])
 
 
 def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
@@ -203,7 +203,7 @@ def _col2im(fn, cols, x_shape, field_height, field_width, padding, stride, dims=
     _check.shape(fn, "cols", cols, (C * fh * fw, H_out * W_out * N))
     x_padded = np.zeros((N, C, H + 2 * p, W + 2 * p), dtype=cols.dtype)
     k, i, j = _indices(C, fh, fw, stride, H_out, W_out)
-    cols_reshaped = cols.reshape(C * fh * fw, -1, N).transpose(2, 0, 1)
+    cols_reshaped = cols.reshape(C * fh * fw, H_out * W_out, N).transpose(2, 0, 1)  # (no -1: N or C may be 0)
     np.add.at(x_padded, (slice(None), k, i, j), cols_reshaped)
     if p == 0:
         return x_padded

@@ -23,7 +23,7 @@ def check_weight_scale(fn, weight_scale):
         return weight_scale.lower()
     if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real):
         raise TypeError(f"{fn}: weight_scale must be a number or one of {SCHEMES}, got {weight_scale!r}")
-    if not (np.isfinite(weight_scale) and weight_scale >= 0):
+    if _checks.finite_float(weight_scale) is None or weight_scale < 0:
         raise ValueError(f"{fn}: weight_scale must be a finite number >= 0, got {weight_scale!r}")
     return float(weight_scale)
 

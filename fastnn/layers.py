@@ -232,7 +232,10 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """
     fn = "spatial_batchnorm_forward"
     x, gamma, beta = _norm_inputs(fn, x, gamma, beta, 4, lambda x: x.shape[1])
-    return _run(fn, x, gamma, beta, _bn_param(fn, bn_param, x, x.shape[1]))
+    bn_param = _bn_param(fn, bn_param, x, x.shape[1])
+    if bn_param["mode"] == "train" and x.shape[2] * x.shape[3] == 0:  # NaN statistics, running ones too
+        _check.fail(fn, f"x of shape {x.shape} has no positions (H * W = 0) to take train-mode statistics over")
+    return _run(fn, x, gamma, beta, bn_param)
 
 
 def spatial_batchnorm_backward(dout, cache):
@@ -289,6 +292,7 @@ def spatial_groupnorm_backward(dout, cache):
     """Spatial group normalisation backward. Returns dx (N, C, H, W), dgamma and dbeta in gamma's shape."""
     fn = "spatial_groupnorm_backward"
     cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4, _per_group, xhat_optional=True)
+    _check.integer(fn, "cache G", cache[7], minimum=1)  # a float G of the same value passed the shape checks
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 
@@ -315,11 +319,13 @@ def dropout_forward(x, dropout_param):
     - dropout_param: 'p' the KEEP probability in (0, 1], 'mode' ('train' or 'test'), optional 'seed' (the
       mask is then a pure function of seed and shape; numpy's global RNG is not touched).
 
-    Returns a tuple of: out (x / p where kept, 0 elsewhere; x in test mode), cache (dropout_param, mask).
+    Returns a tuple of: out (x / p where kept, 0 elsewhere; x in test mode), cache (dropout_param, mask); the
+    cache holds a copy of dropout_param, so changing the dict afterwards does not change this call's backward.
     """
     fn = "dropout_forward"
     x = _check.array(fn, "x", x, min_ndim=1)
-    return _run(fn, x, _dropout_param(fn, dropout_param))
+    # The starter's cached mask held 1/p; this one is bool and the backward reads p (and mode) from the cache's dict.
+    return _run(fn, x, dict(_dropout_param(fn, dropout_param)))
 
 
 def dropout_backward(dout, cache):

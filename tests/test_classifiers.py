@@ -1,5 +1,8 @@
 """Models: the notebook's pinned numbers, numeric gradients in float64, overfitting 50 digits, init, arguments."""
 
+import copy
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -168,6 +171,54 @@ def test_fully_connected_net_year_spellings():
 def test_fully_connected_net_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         FullyConnectedNet([5], input_dim=4, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"reg": 10**400}, ValueError, r"FullyConnectedNet: reg must be a finite number >= 0"),
+    ({"weight_scale": 10**400}, ValueError, r"FullyConnectedNet: weight_scale must be a finite number >= 0"),
+])
+def test_numbers_beyond_float_range_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        FullyConnectedNet([5], input_dim=4, **kwargs)
+
+
+def test_fractions_are_numbers_and_reg_computes_in_the_models_dtype():
+    model = FullyConnectedNet([5], input_dim=4, reg=Fraction(1, 2), weight_scale=Fraction(1, 10), dtype=np.float32)
+    model.reg = np.float64(0.5)  # a NumPy 2 float64 scalar times a float32 array is float64
+    loss, grads = model.loss(np.ones((3, 4)), np.array([0, 1, 2]))
+    assert np.isfinite(loss) and all(g.dtype == np.float32 for g in grads.values())
+
+
+def _bn_fc():
+    return FullyConnectedNet([6, 5], input_dim=4, num_classes=3, normalization="batchnorm", dropout=0.5, seed=0)
+
+
+def _bn_convnet():
+    return ConvNet(input_dim=(1, 4, 4), num_filters=[2], hidden_dims=[5], num_classes=3, normalization="batchnorm")
+
+
+@pytest.mark.parametrize("make_model", [_bn_fc, _bn_convnet], ids=["fc", "convnet"])
+@pytest.mark.parametrize("y, reg", [
+    (np.array([0, 1, 3, 2]), 0.0),  # a label out of range
+    (np.array([0.0, 1.0, 2.0, 1.0]), 0.0),  # float labels
+    (np.array([0, 1, 2]), 0.0),  # one label short
+    (np.array([0, 1, 2, 1]), -1.0),  # reg set wrong after construction
+])
+def test_a_refused_training_call_changes_nothing(make_model, y, reg):
+    """Labels and reg are checked before the forward pass: a train-mode forward would first have moved the batchnorm
+    running statistics and drawn dropout's mask."""
+    model = make_model()
+    X = np.random.default_rng(0).standard_normal((4,) + tuple(np.atleast_1d(model.input_dim)))
+    model.loss(X, np.array([0, 1, 2, 1]))
+    model.reg = reg
+    before, rng = copy.deepcopy(model.bn_params), np.random.get_state()
+    with pytest.raises((ValueError, TypeError), match=type(model).__name__ + r"\.loss: (y|reg) "):
+        model.loss(X, y)
+    for params, saved in zip(model.bn_params, before):
+        assert params.keys() == saved.keys()
+        for key in saved:
+            np.testing.assert_array_equal(params[key], saved[key])
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), rng))
 
 
 def test_hidden_dims_none_and_convnet_overflow_are_named():

@@ -105,6 +105,17 @@ def test_starter_im2col_helpers_are_adjoint():
     np.testing.assert_allclose(np.sum(cols * y), np.sum(x * col2im_indices(y, x.shape, 3, 3, 1, 1)))
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 0, 5, 5)])
+def test_starter_im2col_helpers_take_an_empty_batch_or_no_channels(shape):
+    """im2col_indices gave (rows, 0) there; col2im_indices raised numpy's reshape error on it."""
+    from fastnn.fast_layers import col2im_cython
+
+    cols = im2col_indices(np.zeros(shape), 3, 3, padding=1, stride=1)
+    assert cols.shape == (shape[1] * 9, 25 * shape[0])
+    assert col2im_indices(cols, shape, 3, 3, 1, 1).shape == shape
+    assert col2im_cython(cols, *shape, 3, 3, 1, 1).shape == shape
+
+
 @pytest.mark.parametrize("N, C, H, W, HH, WW, pad, stride", [(2, 3, 7, 5, 3, 3, 1, 1), (1, 2, 8, 8, 2, 2, 0, 2),
                                                              (2, 1, 9, 7, 3, 1, 0, 3)])
 def test_col2im_6d_cython_sums_the_strided_columns_back(N, C, H, W, HH, WW, pad, stride):

@@ -32,6 +32,20 @@ def test_dropout_gradient_matches_numeric():
     check_gradients(lambda x: dropout_forward(x, param), dropout_backward, [x], wrt=[0])
 
 
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+def test_backward_is_of_the_forward_as_called_whatever_the_dict_holds_later(backend):
+    """The starter's mask held 1/p; this cache's mask is bool and the backward reads p from the cached dict, which
+    was the caller's own: setting p (or mode) after the forward changed the gradient."""
+    import fastnn
+
+    param = {"mode": "train", "p": 0.5, "seed": 1}
+    with fastnn.options(backend=backend):
+        out, cache = dropout_forward(np.ones((2, 4)), param)
+        param["p"], param["mode"] = 0.25, "test"
+        dx = dropout_backward(np.ones((2, 4)), cache)
+    np.testing.assert_array_equal(dx, out)
+
+
 def test_seeded_mask_is_repeatable_and_leaves_global_rng_untouched():
     x = randn(20, 30)
     np.random.seed(0)

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -275,6 +276,26 @@ def test_verify_backend_returns_results_equal_to_reference():
     with fastnn.options(backend="verify"):
         out, _ = affine_forward(x, w, b)
     np.testing.assert_array_equal(out, x @ w + b)
+
+
+def test_verify_accepts_param_dicts_carrying_objects_that_cannot_be_copied():
+    """The layers ignore a param dict's extra keys; verify copied whole dicts for its reference run (deepcopy), so
+    a lock there raised TypeError where auto and reference ran."""
+    from fastnn.fast_layers import conv_forward_fast
+    from fastnn.layers import batchnorm_forward, dropout_forward
+
+    lock = threading.Lock()
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    bn_param = {"mode": "train", "lock": lock}
+    with fastnn.options(backend="verify"):
+        out, _ = batchnorm_forward(x, np.ones(3), np.zeros(3), bn_param)
+        dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1, "lock": lock})
+        conv_param = {"stride": 1, "pad": 0, "lock": lock}
+        conv_forward_fast(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), np.zeros(1), conv_param)
+    assert bn_param["lock"] is lock and bn_param["running_mean"].shape == (3,)
+    with fastnn.options(backend="reference"):
+        expected, _ = batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_a_cache_fixed_inside_a_block_stays_the_process_setting_after_it():

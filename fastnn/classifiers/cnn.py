@@ -28,7 +28,7 @@ from ..layer_utils import (
 from ..layers import *
 from ..layers import affine_backward, affine_forward, softmax_loss
 from ._saved import SavesParams as _SavesParams
-from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _labels, _model_input
+from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _model_input, _training_targets
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
@@ -107,6 +107,7 @@ class ThreeLayerConvNet(_SavesParams):
         """
         fn = "ThreeLayerConvNet.loss"
         X = _model_input(fn, X, self.dtype, self.input_dim)
+        y, reg = _training_targets(fn, X, y, self.params["b3"].shape[0], self.reg)
         p = self.params
         out1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], self.conv_param, self.pool_param)
         out2, cache2 = affine_relu_forward(out1, p["W2"], p["b2"])
@@ -114,8 +115,7 @@ class ThreeLayerConvNet(_SavesParams):
         if y is None:
             return scores
 
-        reg = _check_reg(fn, self.reg)
-        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
+        loss, dscores = softmax_loss(scores, y)
         loss += _l2_penalty(p, ("W1", "W2", "W3"), reg)
         grads = {}
         dout2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
@@ -221,6 +221,7 @@ class ConvNet(_SavesParams):
         """
         fn = "ConvNet.loss"
         X = _model_input(fn, X, self.dtype, self.input_dim)
+        y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
         mode = "test" if y is None else "train"
         for bn_param in self.bn_params:
             bn_param["mode"] = mode
@@ -255,9 +256,8 @@ class ConvNet(_SavesParams):
         if y is None:
             return scores
 
-        reg = _check_reg(fn, self.reg)
         weight_names = [f"W{i}" for i in range(1, L + 1)]
-        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
+        loss, dscores = softmax_loss(scores, y)
         loss += _l2_penalty(p, weight_names, reg)
 
         grads = {}

@@ -44,11 +44,13 @@ def _model_input(fn, X, dtype, expected_shape):
     return X.astype(dtype, copy=False)
 
 
-def _labels(fn, y, scores):
-    """y checked at the model's door, so an error names the model: integer labels (N,) in [0, num_classes)."""
-    from .._checks import labels
-
-    return labels(fn, y, scores.shape[0], scores.shape[1])
+def _training_targets(fn, X, y, num_classes, reg):
+    """(labels, reg) for a training call, (None, None) for a test-time one. Checked at the model's door, before
+    the forward pass, so an error names the model and a refused call changes nothing (a train-mode forward
+    updates batchnorm's running statistics): integer labels (N,) in [0, num_classes), reg a finite number >= 0."""
+    if y is None:
+        return None, None
+    return _checks.labels(fn, y, X.shape[0], num_classes), _check_reg(fn, reg)
 
 
 def _l2_penalty(params, weight_names, reg):
@@ -57,9 +59,9 @@ def _l2_penalty(params, weight_names, reg):
 
 
 def _check_reg(fn, reg):
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not np.isfinite(reg) or reg < 0:
+    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or _checks.finite_float(reg) is None or reg < 0:
         raise ValueError(f"{fn}: reg must be a finite number >= 0, got {reg!r}")
-    return reg
+    return float(reg)  # a Python float keeps float32 grads float32 (np.float64 * float32 array is float64)
 
 
 def _check_dims(fn, name, dims):
@@ -119,13 +121,13 @@ class TwoLayerNet(_SavesParams):
         """
         fn = "TwoLayerNet.loss"
         X = _model_input(fn, X, self.params["W1"].dtype, (self.input_dim,))
+        y, reg = _training_targets(fn, X, y, self.params["b2"].shape[0], self.reg)
         hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
         scores, scores_cache = affine_forward(hidden, self.params["W2"], self.params["b2"])
         if y is None:
             return scores
 
-        reg = _check_reg(fn, self.reg)
-        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
+        loss, dscores = softmax_loss(scores, y)
         loss += _l2_penalty(self.params, ("W1", "W2"), reg)
         grads = {}
         dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
@@ -251,6 +253,7 @@ class FullyConnectedNet(_SavesParams):
         """
         fn = "FullyConnectedNet.loss"
         X = _model_input(fn, X, self.dtype, (self.input_dim,))
+        y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
         mode = "test" if y is None else "train"
         if self.use_dropout:
             self.dropout_param["mode"] = mode
@@ -278,9 +281,8 @@ class FullyConnectedNet(_SavesParams):
         if mode == "test":
             return scores
 
-        reg = _check_reg(fn, self.reg)
         weight_names = [f"W{i}" for i in range(1, L + 1)]
-        loss, dscores = softmax_loss(scores, _labels(fn, y, scores))
+        loss, dscores = softmax_loss(scores, y)
         loss += _l2_penalty(p, weight_names, reg)
 
         grads = {}
