@@ -131,8 +131,10 @@ def load_checkpoint(path):
         if header.get("version") != VERSION:
             raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
         return _decode(header["state"], arrays)
+    # NotImplementedError: a corrupted member's compression method; MemoryError: a member's header declaring a
+    # huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
     except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
-            json.JSONDecodeError) as error:  # NotImplementedError: a corrupted member's compression method
+            json.JSONDecodeError, MemoryError, RecursionError) as error:
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 

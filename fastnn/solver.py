@@ -149,6 +149,7 @@ class Solver:
     def _reset(self):
         """Set up the book-keeping variables for an optimization. Don't call this manually."""
         self.epoch = 0
+        self._restored = False
         self.best_val_acc = 0
         self.best_params = {}
         self.loss_history = []
@@ -221,6 +222,10 @@ class Solver:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             w, dw = self.model.params[p], grads[p]
+            if builtin and getattr(w, "dtype", None) not in (np.float32, np.float64):
+                raise TypeError(f"Solver: parameter {p!r} must be a float32 or float64 array for update rule "
+                                f"{optim.builtin_name(self.update_rule)!r}, got "
+                                f"{getattr(w, 'dtype', type(w).__name__)}")
             if builtin and (not isinstance(dw, np.ndarray) or dw.shape != np.shape(w)
                             or dw.dtype != getattr(w, "dtype", None)):
                 raise ValueError(f"Solver: the gradient of {p!r} must be an array of its parameter's shape "
@@ -277,13 +282,20 @@ class Solver:
     def train(self):
         """Run optimization to train the model; at the end model.params holds best_params.
 
+        Trains from the last iteration done up to num_epochs. On a run already there, a second call trains
+        num_epochs more (num_epochs grows by its value), as the starter's second call did; after resume() it
+        finishes the checkpoint's run.
+
         Raises FloatingPointError naming the iteration when the loss is not finite; model.params then holds
         the best parameters found so far (the current ones if no accuracy check had run).
         """
         num_train = self.X_train.shape[0]
         iterations_per_epoch = max(num_train // self.batch_size, 1)
-        num_iterations = self.num_epochs * iterations_per_epoch
         start = len(self.loss_history)
+        if start and start >= self.num_epochs * iterations_per_epoch and not self._restored:
+            self.num_epochs = self.epoch + self.num_epochs  # a finished run trains num_epochs more, as the starter's
+        self._restored = False
+        num_iterations = self.num_epochs * iterations_per_epoch
         if self.model.params is self.best_params:  # after an earlier train(): updates must not reach the best
             self.model.params = {k: v.copy() for k, v in self.best_params.items()}
 
@@ -362,7 +374,7 @@ class Solver:
 
     def checkpoint_state(self, iteration=None):
         """Everything needed to continue this run, as the dict fastnn.checkpoint.save_checkpoint writes."""
-        name = getattr(self.update_rule, "__name__", str(self.update_rule))
+        name = _rule_name(self.update_rule)
         return {
             "params": dict(self.model.params),
             "update_rule": name,
@@ -411,7 +423,10 @@ class Solver:
         if best_params != {}:  # empty until an accuracy check beats 0
             best_params = _fitting_params(where, "best_params", best_params, self.model.params)
         update_rule = self.update_rule
-        if state["update_rule"] != getattr(update_rule, "__name__", None):
+        # A checkpoint names its rule; an unnamed callable of this Solver's (functools.partial) is written as its
+        # str, which holds an address, so such a rule is taken as the one the checkpoint was written with.
+        unnamed = not hasattr(update_rule, "__name__") and state["update_rule"] not in optim.UPDATE_RULES
+        if state["update_rule"] != _rule_name(update_rule) and not unnamed:
             update_rule = self._resolve_update_rule(state["update_rule"])
         restored = {k: state[k] for k in ("lr_decay", "optim_config", "batch_size", "num_train_samples",
                                           "num_val_samples", "epoch", "loss_history", "train_acc_history",
@@ -438,6 +453,7 @@ class Solver:
         self.seed = state["seed"]
         self.rng = rng
         np.random.set_state(global_rng_state)
+        self._restored = True  # the next train() finishes this run, even one already at num_epochs
         return self
 
     def resume(self, path):
@@ -451,6 +467,11 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _rule_name(rule):
+    """The name a checkpoint gives an update rule: its __name__, else its str."""
+    return getattr(rule, "__name__", str(rule))
 
 
 def _whole(value):

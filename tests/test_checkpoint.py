@@ -1,5 +1,7 @@
 """Checkpoints: pickle-free round trip, atomic writes, clear errors on bad files, exact resume of a Solver."""
 
+import io
+import json
 import os
 import zipfile
 
@@ -137,6 +139,28 @@ def test_truncated_corrupted_and_foreign_files_raise_value_error_naming_the_file
             load_checkpoint(bad)
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         load_checkpoint(tmp_path / "missing.npz")
+
+
+def _header(state):
+    return np.array(json.dumps({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "state": state}))
+
+
+def test_a_huge_declared_array_or_a_deeply_nested_header_is_a_value_error(tmp_path):
+    """A member whose .npy header declares a (10**6, 10**6) array raised MemoryError; a header nested 100,000
+    deep RecursionError: both went through Solver.resume as they were."""
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    header = io.BytesIO()
+    np.save(header, _header({"params": {"W": {"__array__": "a0"}}}))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("a0.npy", huge.getvalue() + bytes(64))
+        archive.writestr(checkpoint.HEADER_KEY + ".npy", header.getvalue())
+    deep = "[" * 100_000 + "]" * 100_000
+    np.savez(tmp_path / "deep.npz", **{checkpoint.HEADER_KEY: np.array(
+        f'{{"format": "{checkpoint.FORMAT}", "version": {checkpoint.VERSION}, "state": {deep}}}')})
+    for name in ("huge.npz", "deep.npz"):
+        with pytest.raises(ValueError, match=rf"load_checkpoint: .*{name}.* not a readable fastnn checkpoint"):
+            load_checkpoint(tmp_path / name)
 
 
 @pytest.mark.parametrize("protocol", [0, 1, 2, 5])

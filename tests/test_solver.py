@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from fastnn import optim
 from fastnn.solver import Solver
 
 
@@ -222,6 +223,61 @@ def test_a_second_train_call_leaves_the_best_params_of_the_first_alone():
     for k in first_best:
         np.testing.assert_array_equal(solver.best_params[k], first_best[k])
     assert model.params is solver.best_params
+
+
+def test_a_second_train_call_on_a_finished_run_trains_num_epochs_more():
+    """The starter's train() looped over all its iterations again; fastnn's starts where the history ends (for
+    resume), so a second call on a finished run did nothing at all."""
+    solver = Solver(LinearSoftmax(), blobs(), update_rule="sgd", optim_config={"learning_rate": 0.5}, num_epochs=2,
+                    batch_size=10, verbose=False, seed=0)
+    solver.train()
+    first = (list(solver.loss_history), list(solver.val_acc_history))
+    solver.train()
+    assert (solver.epoch, solver.num_epochs, len(solver.loss_history)) == (4, 4, 4 * 6)
+    assert solver.loss_history[:12] == first[0] and solver.val_acc_history[:3] == first[1]
+    assert len(solver.val_acc_history) == 3 + 2  # one check per epoch; the first call made the iteration-1 one
+
+
+def test_a_finished_run_resumed_is_finished_not_trained_further(tmp_path):
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.5}, num_epochs=2, batch_size=10,
+                  verbose=False, seed=0)
+    Solver(LinearSoftmax(), blobs(), checkpoint_name=name, **kwargs).train()
+    solver = Solver(LinearSoftmax(), blobs(), **kwargs).resume(name + "_epoch_2.npz")
+    assert (solver.epoch, len(solver.loss_history)) == (2, 12)
+
+
+def test_an_unnamed_update_rule_resumes_as_the_solvers_own(tmp_path):
+    """A checkpoint names its rule by __name__, a functools.partial by its str (an address), which resume looked
+    up among the built-in rules."""
+    import functools
+
+    rule = functools.partial(optim.sgd_momentum)
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule=rule, optim_config={"learning_rate": 0.1}, batch_size=10, verbose=False, seed=0)
+    Solver(LinearSoftmax(), blobs(), num_epochs=1, checkpoint_name=name, **kwargs).train()
+    solver = Solver(LinearSoftmax(), blobs(), num_epochs=2, **kwargs).resume(name + "_epoch_1.npz")
+    assert solver.update_rule is rule and solver.epoch == 2
+    with pytest.raises(ValueError, match=r'Invalid update_rule "functools.partial'):
+        Solver(LinearSoftmax(), blobs(), num_epochs=2, **{**kwargs, "update_rule": "sgd"}).restore(
+            name + "_epoch_1.npz")
+
+
+def test_a_parameter_a_built_in_rule_refuses_is_named_before_any_parameter_changes():
+    """An int64 parameter with an int64 gradient passed the gradient check; sgd then refused it after W had been
+    updated, naming neither the parameter nor the Solver."""
+    model = LinearSoftmax()
+    model.params["z_count"] = np.zeros(2, dtype=np.int64)
+    loss = model.loss
+    model.loss = lambda X, y=None: loss(X, y) if y is None else (loss(X, y)[0], {**loss(X, y)[1],
+                                                                             "z_count": np.zeros(2, np.int64)})
+    before = {k: v.copy() for k, v in model.params.items()}
+    solver = Solver(model, blobs(), update_rule="sgd", num_epochs=1, batch_size=10, verbose=False)
+    with pytest.raises(TypeError, match=r"Solver: parameter 'z_count' must be a float32 or float64 array for update "
+                                        r"rule 'sgd', got int64"):
+        solver.train()
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
 
 
 def test_lr_decay_with_a_rule_that_keeps_no_learning_rate_names_the_rule():
