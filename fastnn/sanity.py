@@ -44,16 +44,21 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
     return Verdict("initial loss", bool(near and rises), detail)
 
 
-def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
-    """The largest relative error |numeric - analytic| / max(|numeric| + |analytic|, 1e-8) per parameter,
-    from centred differences at `num_checks` random entries of each. The model should be float64. Returns a
-    dict name -> (error, index). The params are perturbed in place and restored, even when model.loss raises."""
-    num_checks = _checks.integer("sampled_gradient_errors", "num_checks", num_checks, minimum=1)
+# A centred difference (f(w + h) - f(w - h)) / 2h resolves a gradient only to about eps |f| / h: the rounding of
+# the two losses. Measured on correct float64 models (the course's FullyConnectedNet, TwoLayerNet and
+# ThreeLayerConvNet settings, 2,160 sampled entries), |numeric - analytic| stayed below 0.9 of that away from
+# ReLU and max-pool kinks; an entry whose gradient is too small for a relative error (the convnet's b1, 3.5e-7,
+# was 1.4e-4 off at h = 1e-6) is held to RESOLUTIONS of it instead.
+RESOLUTIONS = 4
+
+
+def _sampled_entries(model, X, y, num_checks, h, seed):
+    """(name, index, numeric, analytic, resolution) for num_checks random entries of each parameter; the params
+    are perturbed in place and restored, even when model.loss raises."""
     _, grads = model.loss(X, y)
     rng = np.random.default_rng(seed)
-    errors = {}
     for name, param in model.params.items():
-        worst = (0.0, None)
+        eps = np.finfo(param.dtype).eps if param.dtype.kind == "f" else np.finfo(float).eps
         for flat in rng.choice(param.size, size=min(num_checks, param.size), replace=False):
             index = np.unravel_index(flat, param.shape)
             saved = param[index]
@@ -64,17 +69,33 @@ def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
                 minus, _ = model.loss(X, y)
             finally:
                 param[index] = saved
-            numeric = (plus - minus) / (2 * h)
-            analytic = grads[name][index]
-            error = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8)
-            if error >= worst[0]:
-                worst = (float(error), tuple(int(i) for i in index))
-        errors[name] = worst
+            resolution = eps * max(abs(plus), abs(minus)) / h
+            yield name, tuple(int(i) for i in index), (plus - minus) / (2 * h), grads[name][index], resolution
+
+
+def _relative_error(numeric, analytic):
+    return float(abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8))
+
+
+def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
+    """The largest relative error |numeric - analytic| / max(|numeric| + |analytic|, 1e-8) per parameter,
+    from centred differences at `num_checks` random entries of each. The model should be float64. Returns a
+    dict name -> (error, index). The params are perturbed in place and restored, even when model.loss raises."""
+    num_checks = _checks.integer("sampled_gradient_errors", "num_checks", num_checks, minimum=1)
+    errors = {name: (0.0, None) for name in model.params}
+    for name, index, numeric, analytic, _ in _sampled_entries(model, X, y, num_checks, h, seed):
+        error = _relative_error(numeric, analytic)
+        if error >= errors[name][0]:
+            errors[name] = (error, index)
     return errors
 
 
-def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0):
-    """Sampled numeric gradient check of a float64 model at its current reg; num_checks entries per parameter."""
+def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0, h=1e-6):
+    """Sampled numeric gradient check of a float64 model at its current reg; num_checks entries per parameter.
+
+    An entry passes at a relative error within threshold, or within RESOLUTIONS times what the centred
+    difference can resolve (eps |loss| / h) where its gradient is too small for a relative error to mean much.
+    """
     fn = "check_gradients"
     num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=1)
     if not model.params:
@@ -82,23 +103,42 @@ def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0):
     dtype = next(iter(model.params.values())).dtype
     if dtype != np.float64:
         return Verdict("gradient check", False, f"the model is {dtype}; gradient checks need float64")
-    errors = sampled_gradient_errors(model, X, y, num_checks=num_checks, seed=seed)
-    name, (worst, index) = max(errors.items(), key=lambda item: item[1][0])
-    passed = worst <= threshold
-    detail = (f"max relative error {worst:.2e} ({name}{list(index) if index else ''}) over {num_checks} entries "
-              f"of each of {len(errors)} parameters at reg {getattr(model, 'reg', 0):g}; threshold {threshold:.0e}")
-    return Verdict("gradient check", passed, detail)
+    worst = {True: (0.0, None), False: (0.0, None)}  # the largest relative error of the entries passed, failed
+    failed = by_resolution = 0
+    for name, index, numeric, analytic, resolution in _sampled_entries(model, X, y, num_checks, h, seed):
+        error = _relative_error(numeric, analytic)
+        within_resolution = abs(numeric - analytic) <= RESOLUTIONS * resolution
+        passed = error <= threshold or within_resolution
+        failed += not passed
+        by_resolution += error > threshold and within_resolution
+        if error >= worst[passed][0]:
+            worst[passed] = (error, f"{name}{list(index) if index else ''}")
+    worst, where = worst[failed == 0]
+    detail = (f"max relative error {worst:.2e} ({where}) over {num_checks} entries of each of {len(model.params)} "
+              f"parameters at reg {getattr(model, 'reg', 0):g}; threshold {threshold:.0e}")
+    if by_resolution:
+        detail += (f"; {by_resolution} entries above it are within {RESOLUTIONS} x the numeric difference's "
+                   f"resolution (eps |loss| / h), too small a gradient for a relative error")
+    if failed:
+        detail += f"; {failed} entries fail"
+    return Verdict("gradient check", failed == 0, detail)
 
 
 def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam", learning_rate=1e-2, seed=0):
-    """Train on the small set (X, y) alone; pass if the training accuracy reaches 100%."""
+    """Train on the small set (X, y) alone; pass if the training accuracy reaches 100% at an epoch's check.
+
+    The accuracy is the Solver's best (its validation set is the small set itself, measured whole in test mode),
+    not one measured after training: the Solver then swaps in its best params beside the last epoch's batchnorm
+    running statistics, as the starter's does, which misjudged a set the model had fitted (98% on 50 digits).
+    """
     from .solver import Solver
 
     data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
     solver = Solver(model, data, update_rule=update_rule, optim_config={"learning_rate": learning_rate},
                     num_epochs=num_epochs, batch_size=batch_size, num_train_samples=None, verbose=False, seed=seed)
     solver.train()
-    accuracy = solver.check_accuracy(X, y)
-    detail = (f"train accuracy {accuracy:.1%} on {len(y)} samples after {num_epochs} epochs of {update_rule} "
+    accuracy = solver.best_val_acc
+    reached = f" (first at epoch {solver.val_acc_history.index(accuracy)})" if accuracy == 1.0 else ""
+    detail = (f"train accuracy {accuracy:.1%}{reached} on {len(y)} samples in {num_epochs} epochs of {update_rule} "
               f"(lr {learning_rate:g}); final loss {solver.loss_history[-1]:.4f}")
     return Verdict("overfit small subset", accuracy == 1.0, detail)
