@@ -150,6 +150,7 @@ class Solver:
         """Set up the book-keeping variables for an optimization. Don't call this manually."""
         self.epoch = 0
         self._restored = False
+        self._best_model_state = None  # the batchnorm statistics beside best_params
         self.best_val_acc = 0
         self.best_params = {}
         self.loss_history = []
@@ -329,6 +330,7 @@ class Solver:
                     if val_acc > self.best_val_acc:
                         self.best_val_acc = val_acc
                         self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+                        self._best_model_state = _copied(checkpoint.model_state(self.model))
                     self._save_checkpoint(t + 1)
                     if self.verbose:
                         self._print(
@@ -354,9 +356,14 @@ class Solver:
                                  f"rule {name} left no 'learning_rate' in the config of {k!r}")
 
     def _keep_best_params(self):
+        """The starter's swap of best_params into the model (the same dict; train() detaches it again), with the
+        batchnorm running statistics of the same check: the starter left the last epoch's beside them, so a
+        check_accuracy after training disagreed with best_val_acc."""
         if not self.best_params:
             self.best_params = {k: v.copy() for k, v in self.model.params.items()}
-        self.model.params = self.best_params  # the starter's swap: the same dict (train() detaches it again)
+        elif self._best_model_state is not None:
+            checkpoint.restore_model_state(self.model, _copied(self._best_model_state))
+        self.model.params = self.best_params
 
     def _progress(self, total, initial):
         show = self.verbose if self.progress_bar is None else self.progress_bar
@@ -392,6 +399,7 @@ class Solver:
             "best_params": self.best_params,
             "optim_configs": self.optim_configs,
             "model_state": checkpoint.model_state(self.model),
+            "best_model_state": self._best_model_state,
             "seed": self.seed,
             "rng_state": None if self.rng is None else self.rng.bit_generator.state,
             "global_rng_state": list(np.random.get_state()),
@@ -443,6 +451,11 @@ class Solver:
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
+        best_model_state = state.get("best_model_state")  # None in checkpoints of earlier versions
+        if best_model_state is not None:  # checked on copies of the model's dicts, for the end of training
+            scratch = SimpleNamespace(params=self.model.params,
+                                      bn_params=[dict(p) for p in getattr(self.model, "bn_params", None) or []])
+            checkpoint.restore_model_state(scratch, best_model_state, source=f"{source} (best_model_state)")
         checkpoint.restore_model_state(self.model, state.get("model_state"), source=source)
         # Nothing below can fail.
         self.update_rule = update_rule
@@ -450,6 +463,7 @@ class Solver:
             setattr(self, key, value)
         self.model.params = params
         self.best_params = best_params
+        self._best_model_state = best_model_state
         self.seed = state["seed"]
         self.rng = rng
         np.random.set_state(global_rng_state)
@@ -467,6 +481,12 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _copied(model_state):
+    """A model_state dict whose arrays are copies: the model's own may change in place."""
+    return {"bn_params": [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
+                          for p in model_state["bn_params"]]}
 
 
 def _rule_name(rule):

@@ -280,6 +280,34 @@ def test_a_parameter_a_built_in_rule_refuses_is_named_before_any_parameter_chang
         np.testing.assert_array_equal(model.params[k], before[k])
 
 
+def test_after_training_the_model_scores_best_val_acc_with_its_batchnorm_statistics(tmp_path):
+    """The starter swaps in best_params beside the last epoch's running statistics: on 50 digits that every check
+    from the fourth epoch on had fitted (best_val_acc 1.0), check_accuracy then gave 0.96. A resumed run ends the
+    same way (the checkpoint keeps the statistics of its best params)."""
+    from fastnn.commands.train import build_model
+    from fastnn.data_utils import load_digits
+
+    digits = load_digits(seed=8)
+    X, y = digits["X_train"][:50], digits["y_train"][:50]
+    data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    kwargs = dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=25, num_train_samples=None,
+                  verbose=False, seed=8)
+    np.random.seed(8)
+    model = build_model("fc", X.shape[1:], 10, weight_scale="he", dtype=np.float32)
+    name = str(tmp_path / "run")
+    solver = Solver(model, data, num_epochs=20, checkpoint_name=name, **kwargs)
+    solver.train()
+    assert solver.check_accuracy(X, y) == solver.best_val_acc == 1.0
+    final = [{k: v.copy() for k, v in p.items() if isinstance(v, np.ndarray)} for p in model.bn_params]
+
+    np.random.seed(0)
+    other = build_model("fc", X.shape[1:], 10, weight_scale="he", dtype=np.float32)
+    Solver(other, data, num_epochs=20, **kwargs).resume(name + "_epoch_10.npz")
+    for saved, resumed in zip(final, other.bn_params):
+        for key in saved:
+            np.testing.assert_array_equal(resumed[key], saved[key])
+
+
 def test_lr_decay_with_a_rule_that_keeps_no_learning_rate_names_the_rule():
     def plain_step(w, dw, config=None):
         return w - 1e-3 * dw, config if config is not None else {}
