@@ -55,12 +55,17 @@ def visualize_grid(Xs, ubound=255.0, padding=1):
     return grid
 
 
+def _grid_dtype(dtype):
+    """The starter's result dtype: float images keep theirs; integer ones (uint8 pixels) scale to float64."""
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
 def vis_grid(Xs):
     """Visualize a grid of images: Xs (N, H, W, C) tiled ceil(sqrt(N)) to a side with one pixel after each image,
     the gaps at the smallest value, and the whole grid scaled to [0, 1] together."""
     N, H, W, C = _images("vis_grid", Xs).shape
     size = int(math.ceil(math.sqrt(N)))
-    grid = np.full((size * (H + 1), size * (W + 1), C), np.min(Xs), dtype=np.result_type(Xs.dtype, np.float32))
+    grid = np.full((size * (H + 1), size * (W + 1), C), np.min(Xs), dtype=_grid_dtype(Xs.dtype))
     for n in range(N):
         _tile(grid, Xs[n], *divmod(n, size), H + 1, W + 1)
     return _scaled(grid, 1.0)
@@ -77,7 +82,7 @@ def vis_nn(rows):
         _checks.fail(fn, f"rows[0][0] must be an (H, W, C) image, got shape {first.shape}")
     H, W, C = first.shape
     columns = max(len(r) for r in rows)
-    grid = np.ones((len(rows) * (H + 1), columns * (W + 1), C), dtype=np.result_type(first.dtype, np.float32))
+    grid = np.ones((len(rows) * (H + 1), columns * (W + 1), C), dtype=_grid_dtype(first.dtype))
     for y, row in enumerate(rows):
         for x, image in enumerate(row):
             image = np.asarray(image)

@@ -36,6 +36,31 @@ def test_vis_grid_and_vis_nn_scale_the_whole_grid_to_0_1():
     assert grid[1, 0, 0] == 0.0  # a gap: 1 before scaling, the smallest value
 
 
+def _starter_vis_grid(Xs):  # cs231n.vis_utils.vis_grid, as the 2019 starter wrote it
+    N, H, W, C = Xs.shape
+    A = int(math.ceil(math.sqrt(N)))
+    G = np.ones((A * H + A, A * W + A, C), Xs.dtype)
+    G *= np.min(Xs)
+    n = 0
+    for y in range(A):
+        for x in range(A):
+            if n < N:
+                G[y * H + y:(y + 1) * H + y, x * W + x:(x + 1) * W + x, :] = Xs[n, :, :, :]
+                n += 1
+    maxg, ming = G.max(), G.min()
+    return (G - ming) / (maxg - ming)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_vis_grid_gives_the_starters_dtype_and_numbers(dtype):
+    """uint8 pixels scaled in float32 (float64 in the starter) differed by ~3e-8."""
+    Xs = np.random.default_rng(0).integers(0, 256, size=(5, 3, 4, 3)).astype(dtype)
+    grid, expected = vis_grid(Xs), _starter_vis_grid(Xs)
+    assert grid.dtype == expected.dtype
+    np.testing.assert_array_equal(grid, expected)
+    assert vis_nn([[Xs[0], Xs[1]]]).dtype == expected.dtype
+
+
 def test_a_constant_image_is_drawn_as_zero_and_bad_input_is_named():
     grid = visualize_grid(np.ones((1, 2, 2, 1)))
     np.testing.assert_array_equal(grid, 0)  # the starter divided by zero into NaN
