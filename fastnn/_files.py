@@ -1,7 +1,8 @@
 """Writing a user's file so that it is never half-written: a temporary file in the same directory, flushed,
 fsynced, then renamed over the target. A crash, a full disk or Ctrl-C leaves the previous file or the new one.
 A device or FIFO (/dev/null, /dev/stdout, a named pipe) is written in place: renaming over it would replace it
-with a regular file (as root, /dev/null itself)."""
+with a regular file (as root, /dev/null itself). A name of one of this process's descriptors (/dev/stdout) is
+written through that descriptor, after what was printed to it and before what is printed next."""
 
 import os
 import re
@@ -24,24 +25,34 @@ def check_writable_path(fn, name, path, probe=False):
         if probe and not os.access(path, os.W_OK):
             raise PermissionError(f"{fn}: cannot write {name} {path!r} (permission denied)")
         return path
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # where open() writes: through a symlink, its target
+    directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{fn}: the directory of {name} {path!r} does not exist: {directory!r}")
     if probe:
-        fd, temporary = _temporary_file(fn, name, os.path.realpath(path))
+        fd, temporary = _temporary_file(fn, name, target, shown=path)
         os.close(fd)
         os.remove(temporary)
     return path
 
 
-_DESCRIPTOR_ALIASES = re.compile(r"^/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|\d+)/fd/\d+)$")
+def error_text(error):
+    """The message of an error raised here, without the '[Errno N] ' that str() puts before an OSError's."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+_DESCRIPTOR_ALIASES = re.compile(r"^/(dev/(?P<standard>stdin|stdout|stderr)|dev/fd/(?P<fd>\d+)|"
+                                 r"proc/(?P<pid>self|\d+)/fd/(?P<proc_fd>\d+))$")
+_STANDARD = {"stdin": 0, "stdout": 1, "stderr": 2}
 
 
 def writes_in_place(path):
     """Whether `path` is written in place rather than replaced: an existing file that is not a regular one
     (through symlinks), or a name of an open descriptor (/dev/stdout, /dev/fd/N, /proc/self/fd/N), which may
     stand for a redirected regular file that a rename would cut off from what was printed before."""
-    if _names_a_descriptor(path):
+    if _descriptor_alias(path) is not None:
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
@@ -49,26 +60,44 @@ def writes_in_place(path):
         return False
 
 
-def _names_a_descriptor(path, hops=40):
-    """Whether `path`, or a symlink on the way from it to its target, is a descriptor alias. The final target
-    itself will not tell: /dev/stdout resolves to the file stdout is redirected to."""
+def _descriptor_alias(path, hops=40):
+    """The match of `path`, or of a symlink on the way from it to its target, against the descriptor aliases
+    (None when neither is one). The final target itself will not tell: /dev/stdout resolves to the file stdout
+    is redirected to."""
     path = os.path.abspath(path)
     for _ in range(hops):
-        if _DESCRIPTOR_ALIASES.match(path):
-            return True
-        if not os.path.islink(path):
-            return False
+        alias = _DESCRIPTOR_ALIASES.match(path)
+        if alias or not os.path.islink(path):
+            return alias
         path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
-    return False
+    return None
 
 
-def _temporary_file(fn, name, path):
+def _own_descriptor(path):
+    """The number of this process's descriptor that `path` names, if it is open for writing; else None (another
+    process's descriptor, or one this process reads)."""
+    alias = _descriptor_alias(path)
+    if alias is None:
+        return None
+    if alias["pid"] not in (None, "self", str(os.getpid())):
+        return None
+    fd = _STANDARD[alias["standard"]] if alias["standard"] else int(alias["fd"] or alias["proc_fd"])
+    try:
+        import fcntl
+
+        writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except (ImportError, OSError):  # no fcntl, or no such descriptor
+        return None
+    return fd if writable else None
+
+
+def _temporary_file(fn, name, path, shown=None):
     """(fd, name) of a new temporary file beside `path`; the OSError of a directory that cannot take one names
-    `fn` and `name` (mkstemp's own names only the temporary file)."""
+    `fn`, `name` and the path as the user gave it, `shown` (mkstemp's own names only the temporary file)."""
     try:
         return tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     except OSError as e:
-        raise type(e)(e.errno, f"{fn}: cannot write {name} {path!r} ({e.strerror})") from e
+        raise type(e)(e.errno, f"{fn}: cannot write {name} {shown or path!r} ({e.strerror})") from e
 
 
 def _new_file_mode(path):
@@ -98,18 +127,25 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
     followed, so its target is replaced and the link kept, as open() would. A device or FIFO is opened and
     written in place (writes_in_place).
     """
-    path = check_writable_path(fn, name, path)
-    if writes_in_place(path):
-        # appending: /dev/stdout redirected to a file must not truncate it, nor write over what came before
+    shown = check_writable_path(fn, name, path)
+    if writes_in_place(shown):
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
-        with open(path, mode.replace("w", "a"), **open_kwargs) as f:
+        own = _own_descriptor(shown)
+        if own is not None:
+            # A copy of the descriptor shares its offset: a new open of /dev/stdout redirected to a file would
+            # write at offset 0 (or appending, at the end), and what is printed next would land over it.
+            with os.fdopen(os.dup(own), mode, **open_kwargs) as f:
+                yield f
+            return
+        # appending: a device or FIFO takes it as it is; a file another process has open is not truncated
+        with open(shown, mode.replace("w", "a"), **open_kwargs) as f:
             yield f
         return
-    path = os.path.realpath(path)  # through a symlink, as open() writes
+    path = os.path.realpath(shown)  # through a symlink, as open() writes
     directory = os.path.dirname(path)
-    fd, temporary = _temporary_file(fn, name, path)
+    fd, temporary = _temporary_file(fn, name, path, shown=shown)
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _new_file_mode(path))

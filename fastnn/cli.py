@@ -4,11 +4,13 @@ Each sub-command lives in fastnn/commands/<name>.py with two functions, `configu
 arguments) and `run(args) -> int` (the exit status). They are imported only when their command runs.
 """
 
+import _thread
 import argparse
+import contextlib
 import importlib
 import os
-import select
 import sys
+import threading
 
 COMMANDS = {
     "train": "train a model on the embedded digits (or CIFAR-10), with plots and checkpoints",
@@ -46,6 +48,20 @@ def _set_up_own_process():
     os.environ.setdefault("FASTNN_CACHE", "1")
 
 
+def _check_numba_threads(command):
+    """A NUMBA_NUM_THREADS below 1 is a message now: numba refuses it with a traceback when it is imported, which
+    every command does (a value that is not a number, numba warns of and replaces with its default)."""
+    value = os.environ.get("NUMBA_NUM_THREADS")
+    if value is None or "numba" in sys.modules:  # numba, imported already, has read it
+        return
+    try:
+        count = int(value)
+    except ValueError:
+        return
+    if count < 1:
+        raise SystemExit(f"fastnn {command}: environment variable NUMBA_NUM_THREADS={value!r} must be >= 1")
+
+
 def main(argv=None):
     own_process = argv is None  # the console script
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -54,43 +70,100 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    _check_numba_threads(args.command)
     if own_process and args.command in TRAINING_COMMANDS:
         _set_up_own_process()
+    stdout, unraisablehook = sys.stdout, sys.unraisablehook
+    interrupt_again = _InterruptAgain(unraisablehook)
+    if own_process:
+        sys.stdout, sys.unraisablehook = _CheckedStdout(stdout), interrupt_again
     try:
-        return _command_module(args.command).run(args)
+        status = _command_module(args.command).run(args)
+        if own_process:
+            _flush_stdout(quiet=False)  # a full disk is found now, not in Python's own flush at exit
+        return status
     except KeyboardInterrupt:  # Ctrl-C: each command has cleaned up and said what its output holds; no traceback
         if not own_process:  # main([...]) called from a user's code: theirs to handle
             raise
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        if not (own_process and _stdout_is_gone()):  # another pipe (a dask worker's, say) is an error to show
-            raise
-        print(f"fastnn {args.command}: stopped: the reader of its output has gone", file=sys.stderr)
+    except StdoutFailed as failed:
+        print(f"fastnn {args.command}: stopped: {failed}", file=sys.stderr)
         return 1
     finally:
         if own_process:
-            _flush_stdout()
+            interrupt_again.cancel()
+            _flush_stdout(quiet=True)
+            sys.stdout, sys.unraisablehook = stdout, unraisablehook
 
 
-def _stdout_is_gone():
-    """Whether stdout is a pipe whose reader has closed it (`fastnn bench | head` once head has its lines)."""
-    try:
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poll.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no descriptor
-        return False
+class _InterruptAgain:
+    """sys.unraisablehook for the command's own process: a Ctrl-C that Python met in a __del__ or a weakref
+    callback (dask's, while the cluster closes) is raised again in the main thread, where it stops the command;
+    Python printed it as "Exception ignored" and the command went on."""
+
+    def __init__(self, hook):
+        self.hook, self.timers = hook, []
+
+    def __call__(self, unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return self.hook(unraisable)
+        # a moment later, from another thread: raised in this hook, it would be ignored in its turn
+        self.timers.append(threading.Timer(0.05, _thread.interrupt_main))
+        self.timers[-1].start()
+
+    def cancel(self):
+        """The command has ended: a Ctrl-C still to be raised again would only meet Python's shutdown."""
+        for timer in self.timers:
+            timer.cancel()
 
 
-def _flush_stdout():
-    """Flush stdout now; if its reader has gone, point it at /dev/null so that Python's own flush at exit does not
-    print a BrokenPipeError (after a message or a Ctrl-C too)."""
+class StdoutFailed(Exception):
+    """Writing the command's standard output failed: its reader has gone (`fastnn bench | head`), or the file it
+    goes to cannot take it (a full disk, /dev/full)."""
+
+    def __init__(self, error):
+        gone = isinstance(error, BrokenPipeError)
+        super().__init__("the reader of its output has gone" if gone else
+                         f"cannot write its output ({error.strerror or error})")
+
+
+class _CheckedStdout:
+    """sys.stdout while the `fastnn` command runs in its own process: an OSError writing it is a StdoutFailed, so
+    that main() says so in one line, while an OSError of any other file or pipe (a dask worker's) stays an error
+    with its traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as error:
+            raise StdoutFailed(error) from error
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise StdoutFailed(error) from error
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _flush_stdout(quiet):
+    """Flush stdout now. If that fails, point it at /dev/null, so that Python's own flush at exit does not print
+    a traceback, and raise StdoutFailed unless `quiet` or its reader has gone (`fastnn check | head`: the rest
+    of the output was not wanted)."""
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (AttributeError, OSError, ValueError):
+    except StdoutFailed as failed:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if not (quiet or isinstance(failed.__cause__, BrokenPipeError)):
+            raise
+    except (AttributeError, ValueError):  # no stdout (None), or a closed one
         pass
 
 

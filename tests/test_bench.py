@@ -162,6 +162,9 @@ def _max_threads():
     (["--e2e", "--rounds", "0"], r"--rounds must be >= 1, got 0"),
     (["--json", "/nonexistent/dir/r.json"], r"the directory of --json '/nonexistent/dir/r.json' does not exist"),
     (["--json", "."], r"--json '.' names a directory, not a file"),
+    (["--e2e", "--ops", "pool"], r"--ops chooses what the per-op report measures; --e2e measures whole float32 "
+                                 r"train steps, so give one or the other$"),
+    (["--e2e", "--dtypes", "float64"], r"--dtypes chooses what the per-op report measures; --e2e measures whole"),
 ])
 def test_bad_options_are_refused_before_measuring(argv, message, no_bench):
     """Tracebacks, from numba (--threads), only after the whole report (--json), or none at all: --rounds -1
@@ -169,8 +172,83 @@ def test_bad_options_are_refused_before_measuring(argv, message, no_bench):
     from fastnn.cli import main
 
     argv = [str(_max_threads() + 1) if a == "above" else a for a in argv]
+    ops = [] if "--e2e" in argv else ["--ops", "pool"]
     with pytest.raises(SystemExit, match=f"^fastnn bench: {message}"):
-        main(["bench", "--quick", "--ops", "pool", *argv])
+        main(["bench", "--quick", *ops, *argv])
+
+
+def test_a_json_path_that_cannot_be_written_is_named_as_given(tmp_path, monkeypatch, no_bench):
+    """A read-only directory's message began with '[Errno 30] ', and a symlink to nothing named its target."""
+    import tempfile
+
+    from fastnn.cli import main
+
+    link = tmp_path / "r.json"
+    link.symlink_to("/nonexistent/x.json")
+    with pytest.raises(SystemExit, match=rf"^fastnn bench: the directory of --json '{link}' does not exist: "
+                                         r"'/nonexistent'$"):
+        main(["bench", "--json", str(link)])
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    path = tmp_path / "s.json"
+    with pytest.raises(SystemExit, match=rf"^fastnn bench: cannot write --json '{path}' \(Read-only file system\)$"):
+        main(["bench", "--json", str(path)])
+
+
+@pytest.fixture
+def small_reports(monkeypatch):
+    """The measuring replaced by reports made at once; returns the thread counts each --e2e run was given."""
+    import fastnn.bench
+    import fastnn.bench_e2e
+
+    given = []
+
+    def e2e(threads=(1, 2), **kwargs):
+        given.append(threads)
+        return {"skipped": "the e2e report"}
+
+    monkeypatch.setattr(fastnn.bench_e2e, "run", e2e)
+    monkeypatch.setattr(fastnn.bench, "run", lambda **kwargs: {"results": []})
+    monkeypatch.setattr(fastnn.bench, "format_report", lambda report: "the report")
+    return given
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("e2e", [[], ["--e2e"]])
+def test_a_json_file_that_cannot_take_the_report_is_a_message(e2e, small_reports, capsys):
+    """The OSError of a full disk came out as a traceback, after the whole measurement."""
+    from fastnn.cli import main
+
+    with pytest.raises(SystemExit, match=r"^fastnn bench: cannot write --json '/dev/full' \(No space left on "
+                                         r"device\); the report printed above is not saved$"):
+        main(["bench", *e2e, "--json", "/dev/full"])
+    assert "report" in capsys.readouterr().out
+
+
+def test_e2e_measures_the_threads_it_is_given_and_says_where_its_json_went(tmp_path, small_reports, capsys):
+    """--e2e --threads 1 measured 2 threads too, and --e2e --json did not say where the JSON went."""
+    from fastnn.cli import main
+
+    path = tmp_path / "e2e.json"
+    assert main(["bench", "--e2e", "--threads", "1", "--json", str(path)]) == 0
+    assert json.loads(path.read_text()) == {"skipped": "the e2e report"}
+    assert capsys.readouterr().out == f"the e2e report\n\nJSON written to {path}\n"
+    if _max_threads() >= 2:
+        main(["bench", "--e2e", "--threads", "2"])
+    assert small_reports == [[1]] + ([[1, 2]] if _max_threads() >= 2 else [])
+
+
+@pytest.mark.parametrize("command", [["bench", "--quick", "--ops", "pool"], ["check", "--model", "fc"]])
+def test_numba_threads_below_one_is_a_message(command, tmp_path):
+    """numba refused NUMBA_NUM_THREADS=0 with a ValueError traceback when the command first imported it."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "0"}
+    result = subprocess.run([sys.executable, "-m", "fastnn", *command], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"fastnn {command[0]}: environment variable NUMBA_NUM_THREADS='0' must be >= 1\n"
 
 
 def test_a_repeated_dtype_or_op_is_measured_once(monkeypatch, capsys):

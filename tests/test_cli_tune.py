@@ -1,7 +1,12 @@
 """`fastnn tune`: its options, dask and the scheduler are checked before the search; no search runs here."""
 
+import io
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,6 +79,17 @@ def test_bad_options_are_messages(argv, message, tmp_path, monkeypatch, no_searc
     assert os.listdir(tmp_path) == [] and no_search == []
 
 
+@pytest.mark.parametrize("argv", [["--scheduler", ""], ["--scheduler", "", "--workers", "2"]])
+def test_an_empty_scheduler_is_refused(argv, tmp_path, monkeypatch, no_search):
+    """An empty --scheduler was taken as none given and a LocalCluster ran; with --workers it was told to give
+    one or the other."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^fastnn tune: --scheduler must name a running scheduler "
+                                         r"\(tcp://HOST:8786\), got an empty string$"):
+        main(["tune", *argv])
+    assert os.listdir(tmp_path) == [] and no_search == []
+
+
 class _Result:
     """A finished search whose save writes results.json and then meets `stop` (None: writes the rest)."""
 
@@ -132,6 +148,48 @@ def test_overwrite_replaces_the_earlier_search_once_the_new_one_is_saved(tmp_pat
     assert f"wrote {out / 'results.json'}" in capsys.readouterr().out
 
 
+class _Unwritable(io.StringIO):
+    """A stdout that takes the header but not the table."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def write(self, text):
+        if "the table" in text:
+            raise self.error
+        return super().write(text)
+
+
+@pytest.mark.parametrize("error, message", [
+    (BrokenPipeError(32, "Broken pipe"), "the reader of its output has gone"),
+    (OSError(28, "No space left on device"), r"cannot write its output \(No space left on device\)"),
+])
+def test_output_that_cannot_be_written_loses_no_results(error, message, tmp_path, monkeypatch, capsys):
+    """`fastnn tune | head -1` printed the table before saving: the print met the closed pipe, nothing was saved,
+    and a rerun was refused as --out holding an earlier run. `> /dev/full` ended in an OSError traceback."""
+    from fastnn import cli
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
+    monkeypatch.setattr(cli, "_set_up_own_process", lambda: None)  # leaves this test process's malloc alone
+    monkeypatch.setattr(sys, "argv", ["fastnn", "tune", "--workers", "1", "--quiet", "--out", str(out)])
+    monkeypatch.setattr(sys, "stdout", _Unwritable(error))
+    assert main() == 1
+    assert re.fullmatch(f"fastnn tune: stopped: {message}\n", capsys.readouterr().err)
+    assert sorted(os.listdir(out)) == [".fastnn-tune", "results.csv", "results.json", "scatter.png"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_stdout_that_takes_nothing_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "fastnn", "tune", "--workers", "1", "--out", "out"],
+                                stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == "fastnn tune: stopped: cannot write its output (No space left on device)\n"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_search_that_fails_leaves_a_directory_the_user_made(tmp_path, no_search):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -159,3 +217,51 @@ def test_a_search_holds_its_out_so_an_overwrite_meanwhile_is_refused(tmp_path, m
         main(["tune", "--out", str(out), "--workers", "1", "--fine-trials", "0", "--quiet"])
     assert seen == [True]
     assert not out.exists()  # a search that stopped releases its claim
+
+
+def test_a_ctrl_c_that_python_meets_in_a_weakref_callback_still_stops_the_command(monkeypatch, capsys):
+    """Seen in 1 of 10 runs of the Ctrl-C test's reproducer: the KeyboardInterrupt was raised inside a weakref
+    callback, Python printed it as "Exception ignored" with a traceback, and the search went on to the end."""
+    from fastnn import cli
+
+    class Owner:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    def run(args):
+        Owner()  # collected at once: its __del__ meets the Ctrl-C
+        for _ in range(1000):  # the Ctrl-C, raised again, stops the command here
+            time.sleep(0.01)
+        return 0
+
+    command = type("Command", (), {"configure": staticmethod(lambda parser: None), "run": staticmethod(run)})
+    monkeypatch.setattr(cli, "_command_module", lambda name: command)
+    monkeypatch.setattr(sys, "argv", ["fastnn", "check"])
+    assert cli.main() == 130
+    assert capsys.readouterr().err == "fastnn check: interrupted\n"
+
+
+def _tune_process(tmp_path, *argv):
+    """`python -m fastnn tune` in a session of its own, as a terminal runs it, on the stored numba cache."""
+    env = {**os.environ, "FASTNN_CACHE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fastnn", "tune", "--out", "t3", *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
+def test_ctrl_c_in_the_terminal_stops_the_search_with_one_message(tmp_path):
+    """A Ctrl-C reaches the whole process group, so the dask workers too: each printed a KeyboardInterrupt
+    traceback, and the cluster's shutdown logged closed comms and cancelled tasks around "interrupted"."""
+    p = _tune_process(tmp_path, "--epochs", "1", "--trials", "50", "--fine-trials", "0", "--workers", "2")
+    seen = b""
+    while b"coarse" not in seen:  # the progress bar: the workers are up and have the trials
+        chunk = os.read(p.stderr.fileno(), 4096)
+        assert chunk, seen.decode()
+        seen += chunk
+    os.killpg(p.pid, signal.SIGINT)
+    _, rest = p.communicate(timeout=120)
+    stderr = (seen + rest).decode()
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr and "distributed" not in stderr and "leaked" not in stderr, stderr
+    assert stderr.rstrip().endswith("fastnn tune: interrupted")
+    assert not (tmp_path / "t3").exists()  # the claim it made is released

@@ -82,6 +82,24 @@ def test_dev_stdout_redirected_to_a_file_keeps_what_was_printed_before(tmp_path)
     assert target.read_text() == "the report\nthe json"
 
 
+@pytest.mark.parametrize("path", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_what_is_printed_after_a_file_written_to_dev_stdout_comes_after_it(tmp_path, path):
+    """`fastnn bench --json /dev/stdout > r.txt`: the JSON went through a new open of /dev/stdout, at the end of
+    the file, and the line printed next went at stdout's own offset, over the JSON's first bytes."""
+    if not os.path.exists(path):
+        pytest.skip(f"no {path}")
+    code = ("import sys\n"
+            "from fastnn._files import atomic_open\n"
+            "print('the report')\n"
+            "with atomic_open(sys.argv[1], 'w') as f:\n"
+            "    f.write('the json')\n"
+            "print('written')\n")
+    target = tmp_path / "redirected.txt"
+    with open(target, "w") as stdout:
+        subprocess.run([sys.executable, "-c", code, path], stdout=stdout, check=True, timeout=120)
+    assert target.read_text() == "the report\nthe jsonwritten\n"
+
+
 def test_a_symlink_to_dev_stdout_is_written_in_place_too(tmp_path):
     """A link to /dev/stdout took the rename path (its target is the redirected regular file): the JSON replaced
     the report printed before it."""

@@ -1,5 +1,9 @@
 """`fastnn bench`: the side-by-side speed report (fastnn.bench)."""
 
+import os
+
+DTYPES = ("float32", "float64")
+
 
 def configure(parser):
     from ..bench import OPS
@@ -8,7 +12,7 @@ def configure(parser):
                         help="threads for numba, BLAS and torch (default 1; at most the CPUs this process may use)")
     parser.add_argument("--ops", nargs="+", choices=sorted(OPS), metavar="OP",
                         help=f"ops to measure (default all): {', '.join(OPS)}")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, help="dtypes to measure (default both)")
     parser.add_argument("--quick", action="store_true",
                         help="batches 8x smaller and fewer rounds (a smoke run; the report names the shapes measured)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
@@ -18,13 +22,17 @@ def configure(parser):
                              "up to 32 MB then stay in the heap for every path (reference, jit, torch) instead of "
                              "page-faulting again")
     parser.add_argument("--e2e", action="store_true",
-                        help="end to end instead: a train step of ThreeLayerConvNet and a 5-layer FullyConnectedNet "
-                             "against the same model in PyTorch, at 1 and --threads threads")
+                        help="end to end instead: a float32 train step of ThreeLayerConvNet and a 5-layer "
+                             "FullyConnectedNet against the same model in PyTorch, at 1 thread and at --threads "
+                             "threads (with --threads 1, at 1 only); takes no --ops or --dtypes")
 
 
 def _check_args(args):
     """Everything the report needs from the user, checked before minutes of measuring."""
+    from .._files import check_writable_path, error_text
+    from .._options import options
     from ..bench_e2e import max_threads
+    from ._args import settings_checked
 
     limit = max_threads()
     if not 1 <= args.threads <= limit:
@@ -32,38 +40,45 @@ def _check_args(args):
                          f"use (its CPU affinity, or NUMBA_NUM_THREADS), got {args.threads}")
     if args.rounds is not None and args.rounds < 1:
         raise SystemExit(f"fastnn bench: --rounds must be >= 1, got {args.rounds}")
-    from .._options import options
-    from ._args import settings_checked
-
+    for name, value in (("--ops", args.ops), ("--dtypes", args.dtypes)):
+        if args.e2e and value is not None:
+            raise SystemExit(f"fastnn bench: {name} chooses what the per-op report measures; --e2e measures whole "
+                             "float32 train steps, so give one or the other")
     settings_checked("fastnn bench", options)  # the FASTNN_* settings, read now: not after minutes of measuring
     if args.json is not None:
-        from .._files import check_writable_path
-
         try:
             check_writable_path("fastnn bench", "--json", args.json, probe=True)
         except (ValueError, OSError) as error:
-            raise SystemExit(str(error)) from error
+            raise SystemExit(error_text(error)) from error
 
 
 def run(args):
-    from ..bench import format_report, write_json
-    from ..bench import run as run_bench
+    from .. import bench
 
     _check_args(args)
     if args.e2e:
         from .. import bench_e2e
 
-        threads = sorted({1, max(args.threads, 2)})
-        report = bench_e2e.run(threads=threads, quick=args.quick, rounds=args.rounds,
+        report = bench_e2e.run(threads=sorted({1, args.threads}), quick=args.quick, rounds=args.rounds,
                                keep_freed=args.keep_freed_memory)
         print(bench_e2e.format_report(report))
-        if args.json:
-            write_json(report, args.json)
-        return 0
-    report = run_bench(ops=args.ops, dtypes=args.dtypes, threads=args.threads, quick=args.quick, rounds=args.rounds,
-                       keep_freed=args.keep_freed_memory)
-    print(format_report(report))
+    else:
+        report = bench.run(ops=args.ops, dtypes=args.dtypes or DTYPES, threads=args.threads, quick=args.quick,
+                           rounds=args.rounds, keep_freed=args.keep_freed_memory)
+        print(bench.format_report(report))
     if args.json:
-        write_json(report, args.json)
+        _write_json(report, args.json)
         print(f"\nJSON written to {args.json}")
     return 0
+
+
+def _write_json(report, path):
+    """--json, once the report is printed: a file that cannot take it (a full disk) is a message."""
+    from ..bench import write_json
+
+    try:
+        write_json(report, path)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise SystemExit(f"fastnn bench: cannot write --json {path!r} ({reason}); the report printed above is "
+                         "not saved") from error

@@ -55,6 +55,9 @@ def _check_args(args):
         if value < minimum:
             raise SystemExit(f"fastnn tune: {name} must be >= {minimum}, got {value}")
     check_seed("tune", args.seed)
+    if args.scheduler == "":
+        raise SystemExit("fastnn tune: --scheduler must name a running scheduler (tcp://HOST:8786), got an empty "
+                         "string")
     if args.workers is not None and args.workers < 1:
         raise SystemExit(f"fastnn tune: --workers must be >= 1, got {args.workers}")
     if args.workers is not None and args.scheduler is not None:
@@ -99,10 +102,10 @@ def _run(args, distributed):
 
     data = load_digits(seed=args.seed)
     solver_kwargs = {"update_rule": "adam", "num_epochs": args.epochs, "batch_size": 100, "lr_decay": 0.95}
-    n_workers = None if args.scheduler else (args.workers or available_cpus())
+    n_workers = None if args.scheduler is not None else (args.workers or available_cpus())
     search = dict(build_model=tune.build_fc_net, data=data, space=tune.default_space(), solver_kwargs=solver_kwargs,
                   seed=args.seed, n_workers=n_workers, progress=not args.quiet)
-    if args.scheduler:
+    if args.scheduler is not None:
         where = args.scheduler
     else:
         where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
@@ -113,9 +116,9 @@ def _run(args, distributed):
 
 
 def _search_and_save(args, distributed, tune, search, where):
-    """Run the search, print its table and save it into the claimed --out."""
+    """Run the search, save it into the claimed --out and print its table."""
     try:
-        client = _connect(distributed, args.scheduler) if args.scheduler else None
+        client = _connect(distributed, args.scheduler) if args.scheduler is not None else None
         try:
             print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}",
                   flush=True)
@@ -133,8 +136,12 @@ def _search_and_save(args, distributed, tune, search, where):
         outputs.release(args.out, "tune")
         raise
 
+    try:  # saved before the table is printed: a reader that has gone (`| head -1`) loses no results
+        written = _save(result, args.out)
+    except SystemExit:  # saving failed: the table is the one whole copy of the search
+        print(result.table())
+        raise
     print(result.table())
-    written = _save(result, args.out)
     print(f"search wall time: {seconds:.1f} s")
     if result.best is not None:
         print(f"best val accuracy: {result.best.val_acc:.4f} (trial {result.best.index})")

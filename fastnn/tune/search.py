@@ -6,6 +6,7 @@ runs.
 
 import contextlib
 import logging
+import signal
 import uuid
 import warnings
 
@@ -50,12 +51,38 @@ def connect(client=None, n_workers=None, fn="random_search"):
     if n_workers is None:
         n_workers = available_cpus()
     check.integer(fn, "n_workers", n_workers, minimum=1)
-    # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
-    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
-                                  silence_logs=logging.ERROR) as cluster:
-        with distributed.Client(cluster) as local:
-            yield local
+    with contextlib.ExitStack() as stack:
+        stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
+        try:
+            with _sigint_blocked():
+                # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
+                # Logs: only what is critical (the workers' errors at shutdown are noise; a trial's are recorded).
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.CRITICAL))
+            yield stack.enter_context(distributed.Client(cluster))
+        except KeyboardInterrupt:  # closing a cluster amid its tasks logs closed comms and cancelled tasks
+            logging.disable(logging.CRITICAL)
+            raise
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while it starts a LocalCluster. The cluster's threads inherit the mask, and
+    so do the worker processes they start: a Ctrl-C, which a terminal sends to the whole process group, reaches
+    this process alone (each worker printed a KeyboardInterrupt traceback), which then closes the cluster. A
+    Ctrl-C meanwhile waits until the cluster is up."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # started later, by the cluster's thread, it would unblock SIGINT there
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _pickled_builder(fn, build_model):
@@ -117,20 +144,19 @@ def _run_round(client, pickled_builder, data_future, configs, first_index, round
         futures[future] = (index, config, s)
 
     trials, best, best_params = [], None, None
-    bar = _progress_bar(len(futures), round, progress)
-    for future in distributed.as_completed(list(futures)):
-        index, config, s = futures.pop(future)
-        try:
-            trial, params = future.result()
-        except Exception as exc:  # the task itself was lost (a worker died, the cluster went away)
-            trial, params = Trial(index=index, round=round, config=config, seed=s, status="failed",
-                                  error=f"{type(exc).__name__}: {exc}"), None
-        future.release()
-        trials.append(trial)
-        if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
-            best, best_params = trial, params
-        bar.update(1)
-    bar.close()
+    with _progress_bar(len(futures), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
+        for future in distributed.as_completed(list(futures)):
+            index, config, s = futures.pop(future)
+            try:
+                trial, params = future.result()
+            except Exception as exc:  # the task itself was lost (a worker died, the cluster went away)
+                trial, params = Trial(index=index, round=round, config=config, seed=s, status="failed",
+                                      error=f"{type(exc).__name__}: {exc}"), None
+            future.release()
+            trials.append(trial)
+            if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
+                best, best_params = trial, params
+            bar.update(1)
     return trials, best_params
 
 
