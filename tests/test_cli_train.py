@@ -183,8 +183,8 @@ def test_the_summary_names_the_checkpoint_whose_params_it_measured(tmp_path, mon
     for name, value in last["best_params"].items():
         assert np.array_equal(best["params"][name], value), name
     assert f"in {os.path.basename(summary['best_checkpoint'])})" in capsys.readouterr().out
-    # measured on the model in best_checkpoint, its batchnorm statistics included (the Solver leaves the last
-    # epoch's beside best_params, so the summary's val accuracy was 0.9667 against best_val_acc 0.9733)
+    # measured on the model in best_checkpoint, its batchnorm statistics included (the Solver's swap once left the
+    # last epoch's beside best_params, so the summary's val accuracy was 0.9667 against best_val_acc 0.9733)
     assert summary["accuracy"]["val"] == summary["best_val_acc"]
 
 

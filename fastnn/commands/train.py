@@ -330,11 +330,7 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
     """The accuracies, plots and summary.json of a finished run; returns the summary."""
     import fastnn
 
-    from ..checkpoint import load_checkpoint, restore_model_state
-
-    best = _best_checkpoint(solver, args.out)
-    if best is not None:  # the Solver left best_params in the model; with them go that epoch's batchnorm statistics,
-        restore_model_state(model, load_checkpoint(best).get("model_state"))  # so the model is best_checkpoint's
+    best = _best_checkpoint(solver, args.out)  # the Solver left its params and batchnorm statistics in the model
     accuracy = {s: solver.check_accuracy(data[f"X_{s}"], data[f"y_{s}"]) for s in ("train", "val", "test")}
     plots = _write_plots(solver, model, args)
     summary = {
