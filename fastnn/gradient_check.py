@@ -45,6 +45,9 @@ def _perturbable(fn, name, x):
     if not isinstance(x, np.ndarray):
         _checks.fail(fn, f"{name} must be a writeable numpy.ndarray of float32 or float64 (it is perturbed in "
                          f"place), got {type(x).__name__}", TypeError)
+    if np.ma.is_masked(x):  # a masked entry reads as `masked`, so each step there looked like f had changed x
+        _checks.fail(fn, f"{name} is a masked array with masked entries, which a numeric gradient cannot step; pass "
+                         f"{name}.filled(value) or {name}.data", TypeError)
     if x.dtype not in _checks.FLOAT_DTYPES:
         _checks.fail(fn, f"{name} must be float32 or float64 (use float64 for numeric gradients), got dtype "
                          f"{x.dtype} with shape {x.shape}", TypeError)

@@ -83,6 +83,9 @@ def _square(x):
         (np.array([True, False]), TypeError, r"x must be float32 or float64 .* got dtype bool"),
         (np.ones(2, np.float16), TypeError, r"x must be float32 or float64 .* got dtype float16"),
         ([1.0, 2.0], TypeError, r"x must be a writeable numpy.ndarray of float32 or float64 .* got list"),
+        # a masked entry read as `masked`, so every step there was taken for f modifying x
+        (np.ma.MaskedArray([1.0, 2.0], mask=[False, True]), TypeError,
+         r"x is a masked array with masked entries, which a numeric gradient cannot step"),
     ],
 )
 def test_non_float_or_unwritable_x_is_refused(x, error, message):
