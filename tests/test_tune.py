@@ -245,6 +245,11 @@ def test_narrow_takes_the_top_k_range_in_log_space_widened_and_clipped():
     assert math.isclose(math.log10(one["lr"].low), -3.5) and math.isclose(math.log10(one["lr"].high), -2.5)
     clipped = narrow({"lr": loguniform(1e-3, 1e-1)}, [_trial(0, {"lr": 1e-1}, 0.5)], top_k=1, widen=0.25)
     assert math.isclose(clipped["lr"].high, 1e-1) and math.isclose(math.log10(clipped["lr"].low), -1.5)
+    # clipped to the original bounds exactly: exp(log(0.1)) is 0.10000000000000002, an ulp outside
+    for low, high in ((1e-5, 0.1), (1e-4, 0.3), (3e-7, 0.7)):
+        edge = narrow({"r": loguniform(low, high)}, [_trial(0, {"r": high}, 0.5), _trial(1, {"r": low}, 0.4)],
+                      top_k=2, widen=0.5)["r"]
+        assert (edge.low, edge.high) == (low, high)
 
 
 def test_narrow_around_equal_values_is_never_an_empty_range():

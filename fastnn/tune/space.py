@@ -57,7 +57,9 @@ class LogUniform(_Range):
 
     def narrowed(self, values, widen):
         lo, hi = _widened(np.log(values), widen, math.log(self.low), math.log(self.high))
-        lo, hi = math.exp(lo), math.exp(hi)
+        # a bound clipped to the original one is that one: exp(log(0.1)) is 0.10000000000000002
+        lo = self.low if lo <= math.log(self.low) else max(math.exp(lo), self.low)
+        hi = self.high if hi >= math.log(self.high) else min(math.exp(hi), self.high)
         return LogUniform(lo, hi) if lo < hi else self  # too narrow to tell from a point once out of log space
 
 
