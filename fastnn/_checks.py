@@ -117,24 +117,21 @@ def shape(fn, name, x, expected):
         fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
 
 
-INT64_MAX = 2**63 - 1
-
-
-def integer(fn, name, value, minimum=None, maximum=None):
+def integer(fn, name, value, minimum=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         fail(fn, f"{name} must be an integer, got {value!r}", TypeError)
     value = int(value)
     if minimum is not None and value < minimum:
         fail(fn, f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        limit = "2**63 - 1 (the kernels index in 64-bit integers)" if maximum == INT64_MAX else maximum
-        fail(fn, f"{name} must be at most {limit}, got {value}")
     return value
 
 
 def geometry(fn, name, value, minimum):
     """A stride, pad or window size: an integer >= minimum that the kernels' 64-bit indices can hold."""
-    return integer(fn, name, value, minimum, INT64_MAX)
+    value = integer(fn, name, value, minimum)
+    if value > 2**63 - 1:
+        fail(fn, f"{name} must be at most 2**63 - 1 (the kernels index in 64-bit integers), got {value}")
+    return value
 
 
 def finite_float(value):
