@@ -130,14 +130,15 @@ def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam",
     The accuracy is the Solver's best_val_acc: its validation set is the small set itself, measured whole in test
     mode at each epoch's check, and the model ends with the params and batchnorm statistics of the best check.
     """
-    from .solver import Solver
+    from .solver import Solver, epochs_of_checks
 
     data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
     solver = Solver(model, data, update_rule=update_rule, optim_config={"learning_rate": learning_rate},
                     num_epochs=num_epochs, batch_size=batch_size, num_train_samples=None, verbose=False, seed=seed)
     solver.train()
     accuracy = solver.best_val_acc
-    reached = f" (first at epoch {solver.val_acc_history.index(accuracy)})" if accuracy == 1.0 else ""
+    first = epochs_of_checks(solver)[solver.val_acc_history.index(accuracy)] if accuracy == 1.0 else None
+    reached = f" (first at epoch {first})" if first is not None else ""
     detail = (f"train accuracy {accuracy:.1%}{reached} on {len(y)} samples in {num_epochs} epochs of {update_rule} "
               f"(lr {learning_rate:g}); final loss {solver.loss_history[-1]:.4f}")
     return Verdict("overfit small subset", accuracy == 1.0, detail)

@@ -483,6 +483,13 @@ class Solver:
         return self
 
 
+def epochs_of_checks(solver):
+    """The epoch of each of a Solver's accuracy checks in val_acc_history (one checkpoint each): the first
+    iteration's (epoch 0, or epoch 1's own when an epoch is a single iteration) and each epoch end's."""
+    per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
+    return ([0] if per_epoch > 1 else []) + list(range(1, solver.epoch + 1))
+
+
 def _copied(model_state):
     """A model_state dict whose arrays are copies: the model's own may change in place."""
     return {"bn_params": [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}

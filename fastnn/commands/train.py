@@ -365,10 +365,10 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
 
 def _best_checkpoint(solver, out):
     """The checkpoint whose params are best_params: the one written at the first accuracy check that reached
-    best_val_acc, else the last (None if it is not there). The Solver checks, and writes a checkpoint, after the
-    first iteration (epoch 0, or 1 when an epoch is one iteration) and at the end of every epoch."""
-    per_epoch = max(solver.X_train.shape[0] // solver.batch_size, 1)
-    epochs = ([0] if per_epoch > 1 else []) + list(range(1, solver.epoch + 1))
+    best_val_acc, else the last (None if it is not there). The Solver writes a checkpoint at each check."""
+    from ..solver import epochs_of_checks
+
+    epochs = epochs_of_checks(solver)
     history = solver.val_acc_history
     if len(epochs) != len(history) or (solver.best_val_acc > 0 and solver.best_val_acc not in history):
         return None
