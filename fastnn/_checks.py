@@ -5,11 +5,14 @@ starts with the public function's name and names the argument and the shapes inv
 their inputs; `floats` returns C-contiguous arrays, copying only when the input is not contiguous already.
 """
 
+import math
 import numbers
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Elements of a float64 array numpy can address; beyond it numpy says "array is too big" without the function.
+_LARGEST_ARRAY = np.iinfo(np.intp).max // 8
 
 
 def fail(fn, message, error=ValueError):
@@ -226,7 +229,21 @@ def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
         fail(fn, f"w's filters must be at least 1x1, got w {w_shape}")
     h_out = output_size(fn, f"height (x {x_shape}, w {w_shape})", x_shape[2], w_shape[2], stride, pad, exact)
     w_out = output_size(fn, f"width (x {x_shape}, w {w_shape})", x_shape[3], w_shape[3], stride, pad, exact)
+    N, C, H, W = x_shape
+    F, _, HH, WW = w_shape
+    addressable(fn, f"stride {stride} and pad {pad} with x {x_shape} and w {w_shape}", {
+        "a padded input": (N, C, H + 2 * pad, W + 2 * pad),
+        "an output": (N, F, h_out, w_out),
+        "im2col columns": (C * HH * WW, N * h_out * w_out),
+    })
     return stride, pad, h_out, w_out
+
+
+def addressable(fn, cause, shapes):
+    """Refuse a geometry whose arrays (what -> shape) numpy could not even address, by name."""
+    for what, shape in shapes.items():
+        if math.prod(shape) > _LARGEST_ARRAY:
+            fail(fn, f"{cause} need {what} of shape {shape}, larger than any array can be")
 
 
 def pool_param(fn, pool_param, x_shape, exact=True):

@@ -152,6 +152,10 @@ def _field(fn, x_shape, field_height, field_width, padding, stride, dims=None):
     stride = _check.geometry(fn, "stride", stride, 1)
     H_out = _check.output_size(fn, "height", H, fh, stride, padding, True)
     W_out = _check.output_size(fn, "width", W, fw, stride, padding, True)
+    _check.addressable(fn, f"padding {padding} and stride {stride} with x_shape {tuple(x_shape)}", {
+        "a padded input": (N, C, H + 2 * padding, W + 2 * padding),
+        "columns": (C * fh * fw, N * H_out * W_out),
+    })
     return N, C, H, W, fh, fw, padding, stride, H_out, W_out
 
 

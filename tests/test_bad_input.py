@@ -241,6 +241,16 @@ CASES = [
      lambda: FL.max_pool_forward_fast(np.ones((1, 1, 2, 2)), {"pool_height": 2, "pool_width": 2, "stride": 2**64})),
     ("im2col huge stride", "im2col_indices", "stride must be at most", ValueError,
      lambda: FL.im2col_indices(X4, 3, 3, 1, 2**70)),
+    # a pad whose padded input no array can hold: numpy's "array is too big" (or "Maximum allowed dimension
+    # exceeded" on the compiled path) named no function
+    ("conv huge pad", "conv_forward_fast", "larger than any array can be", ValueError,
+     lambda: FL.conv_forward_fast(X4, WC, BC, {"stride": 1, "pad": 2**40})),
+    ("conv naive huge pad", "conv_forward_naive", "padded input of shape (2, 3, 2147483656", ValueError,
+     lambda: L.conv_forward_naive(X4, WC, BC, {"stride": 1, "pad": 2**30})),
+    ("conv_relu_pool huge pad", "conv_relu_pool_forward", "larger than any array can be", ValueError,
+     lambda: LU.conv_relu_pool_forward(X4, WC, BC, {"stride": 1, "pad": 2**40}, POOL)),
+    ("im2col huge padding", "im2col_indices", "larger than any array can be", ValueError,
+     lambda: FL.im2col_indices(X4, 3, 3, 2**40, 1)),
     ("spatial bn no positions", "spatial_batchnorm_forward", "no positions (H * W = 0)", ValueError,
      lambda: L.spatial_batchnorm_forward(np.zeros((2, 3, 0, 4)), G3, BT3, {"mode": "train"})),
     ("groupnorm float G", "spatial_groupnorm_backward", "cache G", TypeError,
