@@ -219,7 +219,16 @@ def test_a_search_holds_its_out_so_an_overwrite_meanwhile_is_refused(tmp_path, m
     assert not out.exists()  # a search that stopped releases its claim
 
 
-def test_a_ctrl_c_that_python_meets_in_a_weakref_callback_still_stops_the_command(monkeypatch, capsys):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raising KeyboardInterrupt, as in a terminal: a test run in the background of a shell without job
+    control (`pytest &` in a script) starts with SIGINT ignored, where Ctrl-C stops nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_that_python_meets_in_a_weakref_callback_still_stops_the_command(monkeypatch, capsys, ctrl_c_raises):
     """Seen in 1 of 10 runs of the Ctrl-C test's reproducer: the KeyboardInterrupt was raised inside a weakref
     callback, Python printed it as "Exception ignored" with a traceback, and the search went on to the end."""
     from fastnn import cli
@@ -245,7 +254,13 @@ def _tune_process(tmp_path, *argv):
     """`python -m fastnn tune` in a session of its own, as a terminal runs it, on the stored numba cache."""
     env = {**os.environ, "FASTNN_CACHE": "1"}
     return subprocess.Popen([sys.executable, "-m", "fastnn", "tune", "--out", "t3", *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    """In the child: SIGINT as a terminal's process has it, even where this test run started with it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
