@@ -280,10 +280,25 @@ def peaks(quick):
     return result
 
 
+def processor_name():
+    """The CPU's model name: platform.processor() is empty on Linux, where /proc/cpuinfo has it."""
+    if platform.processor():
+        return platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def environment(threads):
     info = {
         "machine": platform.machine(),
-        "processor": platform.processor() or "unknown",
+        "processor": processor_name(),
         "cpus": os.cpu_count(),
         "cpus_available": available_cpus(),
         "python": platform.python_version(),

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from fastnn import bench
 from fastnn.bench import OPS, format_report, measure, run
 
 
@@ -292,3 +293,14 @@ def test_a_bad_fastnn_environment_variable_is_a_message_before_measuring(tmp_pat
                             capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.startswith("fastnn bench: environment variable FASTNN_PARALLEL='maybe' is not a boolean")
+
+
+def test_the_report_names_the_cpu_model_where_platform_does_not(monkeypatch):
+    """platform.processor() is empty on Linux: the report's header said "x86_64 (unknown)" on an AMD EPYC."""
+    monkeypatch.setattr(bench.platform, "processor", lambda: "")
+    if not os.path.isfile("/proc/cpuinfo"):
+        assert bench.processor_name() == "unknown"
+        return
+    with open("/proc/cpuinfo") as cpuinfo:
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    assert bench.processor_name() == (models[0] if models else "unknown")
