@@ -24,8 +24,9 @@ def num_threads(n=None):
 
 
 def warmup(dtypes=("float32", "float64"), ops=None):
-    """Compile the kernels for `dtypes` (and only `ops`, a list of layer family names, if given) on tiny
-    inputs, so the first real call does not pay the compile time. Returns the seconds it took."""
+    """Compile the kernels for `dtypes` (and only `ops`, a list of family names among "affine", "activations",
+    "conv", "pool", "norm", "dropout", "losses", "fused" and "optim", if given) on tiny inputs, so the first
+    real call does not pay the compile time. Returns the seconds it took."""
     from .compiled._warmup import warmup as _warmup
 
     return _warmup(dtypes=dtypes, ops=ops)

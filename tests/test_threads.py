@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import numba
+import numpy as np
 import pytest
 
 import fastnn
@@ -97,6 +98,110 @@ def test_warmup_compiles_the_fused_conv_relu_pool_backward():
     fastnn.warmup(dtypes=("float64",), ops=["fused"])
     built = variant(pool.max_pool_relu_backward_2x2, current().parallel)
     assert any(sig[0].dtype == numba.float64 for sig in built.signatures)
+
+
+def _compiled_signatures():
+    """How many signatures each kernel dispatcher holds, compiled or loaded from the cache."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    from fastnn import kernels
+    from fastnn.kernels import _jit
+
+    dispatchers = {f"serial build of {build.py_func.__qualname__}": build for build in _jit._serial_builds.values()}
+    for module_info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"fastnn.kernels.{module_info.name}")
+        dispatchers.update({f"{module_info.name}.{name}": obj for name, obj in vars(module).items()
+                            if isinstance(obj, CPUDispatcher)})
+    return {name: len(dispatcher.signatures) for name, dispatcher in dispatchers.items()}
+
+
+def _every_compiled_entry_point(dtype):
+    """The public layers, sandwiches, optimizers and models, each geometry with its own kernels among them."""
+    from fastnn import fast_layers as FL
+    from fastnn import layer_utils as LU
+    from fastnn import layers as L
+    from fastnn import optim
+    from fastnn.classifiers.cnn import ThreeLayerConvNet
+    from fastnn.classifiers.fc_net import FullyConnectedNet
+
+    rng = np.random.default_rng(0)
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    for x_shape, w_shape, conv in [((2, 8, 6, 6), (4, 8, 3, 3), {"stride": 1, "pad": 1}),  # Winograd
+                                   ((2, 3, 8, 8), (4, 3, 7, 7), {"stride": 1, "pad": 3}),
+                                   ((2, 3, 8, 8), (4, 3, 1, 1), {"stride": 1, "pad": 0}),
+                                   ((2, 3, 9, 9), (4, 3, 3, 3), {"stride": 2, "pad": 0})]:
+        x, w, b = r(*x_shape), r(*w_shape), r(w_shape[0])
+        for forward, backward in [(FL.conv_forward_fast, FL.conv_backward_fast),
+                                  (L.conv_forward_naive, L.conv_backward_naive),
+                                  (LU.conv_relu_forward, LU.conv_relu_backward)]:
+            out, cache = forward(x, w, b, conv)
+            backward(out, cache)
+        out, cache = LU.conv_bn_relu_forward(x, w, b, r(w_shape[0]), r(w_shape[0]), conv, {"mode": "train"})
+        LU.conv_bn_relu_backward(out, cache)
+    for size, stride in [(2, 2), (3, 1), (2, 1)]:
+        out, cache = FL.max_pool_forward_fast(r(2, 3, 6, 6), {"pool_height": size, "pool_width": size,
+                                                              "stride": stride})
+        FL.max_pool_backward_fast(out, cache)
+        out, cache = LU.conv_relu_pool_forward(r(2, 3, 6, 6), r(4, 3, 3, 3), r(4), {"stride": 1, "pad": 1},
+                                               {"pool_height": size, "pool_width": size, "stride": stride})
+        LU.conv_relu_pool_backward(out, cache)
+    for forward, backward, x_shape in [(L.batchnorm_forward, L.batchnorm_backward, (4, 5)),
+                                       (L.spatial_batchnorm_forward, L.spatial_batchnorm_backward, (2, 5, 3, 3))]:
+        bn_param = {"mode": "train"}
+        out, cache = forward(r(*x_shape), r(5), r(5), bn_param)
+        backward(out, cache)
+        forward(r(*x_shape), r(5), r(5), {**bn_param, "mode": "test"})
+    bn_param = {"mode": "train"}
+    out, cache = LU.affine_bn_relu_forward(r(4, 3), r(3, 5), r(5), r(5), r(5), bn_param)
+    LU.affine_bn_relu_backward(out, cache)
+    LU.affine_bn_relu_forward(r(4, 3), r(3, 5), r(5), r(5), r(5), {**bn_param, "mode": "test"})
+    out, cache = LU.affine_ln_relu_forward(r(4, 3), r(3, 5), r(5), r(5), r(5), {})
+    LU.affine_ln_relu_backward(out, cache)
+    out, cache = L.layernorm_forward(r(1, 5), r(5), r(5), {})
+    L.layernorm_backward(out, cache)
+    out, cache = L.spatial_groupnorm_forward(r(2, 6, 3, 3), r(6), r(6), 3, {})
+    L.spatial_groupnorm_backward(out, cache)
+    for dropout_param in [{"mode": "train", "p": 0.3}, {"mode": "train", "p": 0.3, "seed": 1}, {"mode": "test"}]:
+        out, cache = L.dropout_forward(r(4, 5), {"p": 0.3, **dropout_param})
+        L.dropout_backward(out, cache)
+    for forward, backward in [(L.relu_forward, L.relu_backward), (L.sigmoid_forward, L.sigmoid_backward),
+                              (L.tanh_forward, L.tanh_backward), (L.leaky_relu_forward, L.leaky_relu_backward)]:
+        out, cache = forward(r(2, 3, 4))
+        backward(out, cache)
+    L.softmax_loss(r(3, 4), np.array([0, 1, 2]))
+    L.svm_loss(r(3, 4), np.array([0, 1, 2]))
+    out, cache = LU.affine_relu_forward(r(2, 3, 2), r(6, 4), r(4))
+    LU.affine_relu_backward(out, cache)
+    for rule in ["sgd", "sgd_momentum", "rmsprop", "adam", "nesterov", "adagrad"]:
+        w, config = r(3, 4), None
+        for _ in range(2):
+            w, config = getattr(optim, rule)(w, r(3, 4), config)
+    for normalization in [None, "batchnorm", "layernorm"]:
+        model = FullyConnectedNet([5, 4], input_dim=6, num_classes=3, normalization=normalization, dropout=0.5,
+                                  dtype=dtype, seed=0)
+        model.loss(r(4, 6), np.array([0, 1, 2, 0]))
+        model.loss(r(4, 6))
+    model = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=4, filter_size=7, hidden_dim=5, dtype=dtype)
+    model.loss(r(2, 3, 8, 8), np.array([0, 1]))
+    model.loss(r(2, 3, 8, 8))
+
+
+def test_after_warmup_no_layer_optimizer_or_model_compiles_a_kernel():
+    """warmup() compiled neither the Winograd kernels (its 3x3 case had 2 input channels, below Winograd's 8), nor
+    the pool kernels of geometries other than 2x2/2, nor test-mode batchnorm's or adam's: their first real call
+    compiled them, up to 40 s for Winograd."""
+    fastnn.warmup(dtypes=("float64",))
+    before = _compiled_signatures()
+    with fastnn.options(backend="jit"):
+        _every_compiled_entry_point(np.float64)
+    after = _compiled_signatures()
+    assert {name: count for name, count in after.items() if count != before.get(name, 0)} == {}
 
 
 LAYER_SCRIPT = textwrap.dedent("""

@@ -4,11 +4,13 @@ import time
 
 import numpy as np
 
-FAMILIES = ("affine", "activations", "conv", "pool", "norm", "dropout", "losses", "fused")
+FAMILIES = ("affine", "activations", "conv", "pool", "norm", "dropout", "losses", "fused", "optim")
 
 
 def _run_family(family, dtype):
     from .. import layer_utils as L
+    from .. import optim
+    from .winograd import MIN_CHANNELS
 
     rng = np.random.default_rng(0)
 
@@ -24,17 +26,25 @@ def _run_family(family, dtype):
             out, cache = forward(r(2, 3))
             backward(out, cache)
     elif family == "conv":
-        for w_shape, stride in (((2, 2, 3, 3), 1), ((2, 2, 2, 2), 2)):  # Winograd, then im2col
-            out, cache = L.conv_forward_fast(r(1, 2, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})
+        # Winograd (a 3x3 stride-1 filter on at least MIN_CHANNELS input channels), then im2col
+        channels = MIN_CHANNELS
+        for w_shape, stride in (((2, channels, 3, 3), 1), ((2, channels, 2, 2), 2)):
+            out, cache = L.conv_forward_fast(r(1, channels, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})
             L.conv_backward_fast(out, cache)
     elif family == "pool":
-        out, cache = L.max_pool_forward_fast(r(1, 2, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2})
-        L.max_pool_backward_fast(out, cache)
+        for size, stride in ((2, 2), (3, 1)):  # the 2x2/2 kernels, then those of every other geometry
+            out, cache = L.max_pool_forward_fast(r(1, 2, 4, 4), {"pool_height": size, "pool_width": size,
+                                                                 "stride": stride})
+            L.max_pool_backward_fast(out, cache)
     elif family == "norm":
-        out, cache = L.batchnorm_forward(r(4, 3), r(3), r(3), {"mode": "train"})
+        bn_param = {"mode": "train"}
+        out, cache = L.batchnorm_forward(r(4, 3), r(3), r(3), bn_param)
         L.batchnorm_backward(out, cache)
-        out, cache = L.spatial_batchnorm_forward(r(2, 3, 2, 2), r(3), r(3), {"mode": "train"})
+        L.batchnorm_forward(r(4, 3), r(3), r(3), {**bn_param, "mode": "test"})
+        bn_param = {"mode": "train"}
+        out, cache = L.spatial_batchnorm_forward(r(2, 3, 2, 2), r(3), r(3), bn_param)
         L.spatial_batchnorm_backward(out, cache)
+        L.spatial_batchnorm_forward(r(2, 3, 2, 2), r(3), r(3), {**bn_param, "mode": "test"})
         out, cache = L.layernorm_forward(r(4, 3), r(3), r(3), {})
         L.layernorm_backward(out, cache)
         out, cache = L.spatial_groupnorm_forward(r(2, 4, 2, 2), r(4), r(4), 2, {})
@@ -46,13 +56,19 @@ def _run_family(family, dtype):
         L.softmax_loss(r(3, 4), np.array([0, 1, 2]))
         L.svm_loss(r(3, 4), np.array([0, 1, 2]))
     elif family == "fused":
-        for forward, backward, param in [(L.affine_bn_relu_forward, L.affine_bn_relu_backward, {"mode": "train"}),
+        bn_param = {"mode": "train"}
+        for forward, backward, param in [(L.affine_bn_relu_forward, L.affine_bn_relu_backward, bn_param),
                                          (L.affine_ln_relu_forward, L.affine_ln_relu_backward, {})]:
             out, cache = forward(r(4, 3), r(3, 5), r(5), r(5), r(5), param)
             backward(out, cache)
+        L.affine_bn_relu_forward(r(4, 3), r(3, 5), r(5), r(5), r(5), {**bn_param, "mode": "test"})
         out, cache = L.conv_relu_pool_forward(r(1, 2, 5, 5), r(2, 2, 2, 2), r(2), {"stride": 1, "pad": 0},
                                               {"pool_height": 2, "pool_width": 2, "stride": 2})
         L.conv_relu_pool_backward(out, cache)  # the one-pass unpool + ReLU gate
+    elif family == "optim":
+        w, config = r(2, 3), None
+        for _ in range(2):  # adam's first step and a later one
+            w, config = optim.adam(w, r(2, 3), config)
 
 
 def warmup(dtypes=("float32", "float64"), ops=None):
