@@ -135,7 +135,8 @@ def fix_cache():
         return _cache_fixed
 
 
-def _warn_if_cache_too_late(changes):
+def _cache_too_late(changes):
+    """Warn of a cache change made after the kernels were set up; True when there was one (it is dropped)."""
     if "cache" in changes and _cache_fixed is not None and changes["cache"] != _cache_fixed:
         warnings.warn(
             f"fastnn.options: cache={changes['cache']} changes nothing now: the kernels were set up with "
@@ -144,6 +145,8 @@ def _warn_if_cache_too_late(changes):
             RuntimeWarning,
             stacklevel=3,
         )
+        return True
+    return False
 
 
 def current():
@@ -176,7 +179,9 @@ class options:
             # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
             in_force = _blocks[-1][1] if _blocks else _process_settings(changes)
             self._settings = _validated(replace(in_force, **changes)) if changes else in_force
-            _warn_if_cache_too_late(changes)
+            if _cache_too_late(changes):  # options() goes on showing the cache the kernels use
+                changes = {name: value for name, value in changes.items() if name != "cache"}
+                self._settings = replace(self._settings, cache=_cache_fixed)
             # Applied now, as a plain call must be: to this thread's innermost open block, else to the process.
             # A `with` takes it back in __enter__ (only the fields changed here) and opens a block of its own.
             self._undo = None

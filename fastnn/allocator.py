@@ -1,9 +1,9 @@
 """keep_freed_memory(): an opt-in for training processes, applied by the `fastnn train` and `fastnn tune` commands.
 
 glibc's malloc hands arrays of a few MB to the OS when they are freed (it trims the heap top, and maps the
-largest ones anew), so the next step's arrays of the same sizes page-fault again on first write: measured here,
-3,564 minor faults per ThreeLayerConvNet train step (batch 64, float32), and a 1-thread step 32.2 ms with them
-against 25.5 ms without. Asking malloc to keep freed memory removes them. It is process-wide (it also serves
+largest ones anew), so the next step's arrays of the same sizes page-fault again on first write (the README's
+Options section gives the faults per ThreeLayerConvNet train step and the time they cost, as measured). Asking
+malloc to keep freed memory removes them. It is process-wide (it also serves
 NumPy, PyTorch and everything else in the process) and keeps up to the process's peak heap allocated, so the
 library never does it on import: a user's own training script calls it once.
 """

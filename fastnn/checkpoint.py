@@ -101,8 +101,8 @@ def load_checkpoint(path):
     Returns the state dict as saved (tuples come back as lists). A Solver checkpoint holds the keys of
     SOLVER_KEYS (params, update_rule as its name, lr_decay, optim_config, batch_size, num_train_samples,
     num_val_samples, epoch, loss_history, train_acc_history, val_acc_history) plus iteration, best_val_acc,
-    best_params, optim_configs (the per-parameter optimizer state), model_state, rng_state and
-    global_rng_state.
+    best_params, optim_configs (the per-parameter optimizer state), seed, model_state, best_model_state (the
+    model state of best_params; older checkpoints lack it), rng_state and global_rng_state.
 
     A missing file raises FileNotFoundError; a truncated, corrupted or foreign file raises ValueError naming it.
     """

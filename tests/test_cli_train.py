@@ -23,6 +23,7 @@ def test_fastnn_train_one_epoch_in_a_subprocess(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "final accuracy: train " in result.stdout and " test " in result.stdout
     assert "(Epoch 1 / 1) train acc: " in result.stdout
+    assert "ThreeLayerConvNet on digits: 1 epoch in " in result.stdout  # said "1 epochs"
     assert "train: 100%" in result.stderr  # the progress bar
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "ThreeLayerConvNet" and summary["epochs"] == 1
@@ -599,7 +600,7 @@ def test_a_run_stopped_while_writing_its_summary_is_finished_by_resume(tmp_path,
     assert "(fastnn train --resume" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
-    with pytest.raises(SystemExit, match="has trained 1 epochs already"):
+    with pytest.raises(SystemExit, match="has trained 1 epoch already"):
         main(["train", "--resume", str(out)])
 
 

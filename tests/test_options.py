@@ -231,7 +231,7 @@ def test_the_parallel_setting_in_code_wins_over_fastnn_parallel():
 
 def test_the_cache_setting_is_fixed_when_the_kernels_are_first_imported():
     """options(cache=True) before the first compiled layer turns numba's cache on (the kernels once read only
-    FASTNN_CACHE); set afterwards, it warns that it changes nothing."""
+    FASTNN_CACHE); set afterwards, it warns that it changes nothing, and options() still shows the cache in use."""
     code = (
         "import warnings, fastnn\n"
         "fastnn.options(cache=True)\n"
@@ -242,6 +242,9 @@ def test_the_cache_setting_is_fixed_when_the_kernels_are_first_imported():
         "    fastnn.options(cache=True)\n"
         "    fastnn.options(cache=False)\n"
         "print(len(caught), caught[-1].filename == '<string>', caught[-1].message)\n"
+        "print(fastnn.options().cache)\n"
+        "with fastnn.options(cache=False) as settings:\n"
+        "    print(settings.cache, fastnn.options().cache)\n"
     )
     result = _run(code, FASTNN_CACHE="sometimes")
     assert result.returncode == 0, result.stderr
@@ -250,6 +253,7 @@ def test_the_cache_setting_is_fixed_when_the_kernels_are_first_imported():
     assert lines[1] == ("1 True fastnn.options: cache=False changes nothing now: the kernels were set up with "
                         "cache=True when they were first imported (the first compiled layer, optimizer step or "
                         "fastnn.warmup()); set it (or FASTNN_CACHE) before that")
+    assert lines[2:] == ["True", "True True"]  # options() showed cache=False, which the kernels do not use
     result = _run("from fastnn.kernels import _jit", FASTNN_CACHE="sometimes")
     assert "FASTNN_CACHE='sometimes' is not a boolean" in result.stderr
 

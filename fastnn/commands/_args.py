@@ -5,6 +5,11 @@ import contextlib
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes [0, 2**32 - 1]
 
 
+def counted(number, noun):
+    """'1 epoch', '5 epochs'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def check_seed(command, seed):
     if not 0 <= seed <= SEED_MAX:
         raise SystemExit(f"fastnn {command}: --seed must be an integer in [0, 2**32 - 1], got {seed}")

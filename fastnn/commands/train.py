@@ -25,7 +25,7 @@ import numpy as np
 
 from .._files import atomic_open
 from . import _outputs as outputs
-from ._args import backend_for_the_run, check_seed
+from ._args import backend_for_the_run, check_seed, counted
 
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
@@ -169,8 +169,8 @@ def _resumed_settings(args):
     trained = _epoch_of(checkpoints[-1])
     finished = os.path.exists(os.path.join(args.resume, "summary.json"))
     if trained > args.epochs or (trained == args.epochs and finished):
-        raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained {trained} epochs already; "
-                         f"give --epochs more than {trained}")
+        raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained "
+                         f"{counted(trained, 'epoch')} already; give --epochs more than {trained}")
     return os.path.join(args.resume, checkpoints[-1])
 
 
@@ -314,7 +314,7 @@ def _train(solver, model, data, args, aside, resumed_from=None):
 def _report(args, summary, resumed_at=0):
     accuracy = summary["accuracy"]
     first, last = resumed_at + 1, args.epochs
-    epochs = (f"{last} epochs" if not resumed_at else f"epoch {last} of {last}" if first == last
+    epochs = (counted(last, "epoch") if not resumed_at else f"epoch {last} of {last}" if first == last
               else f"epochs {first}-{last} of {last}")
     print(f"{summary['model']} on {args.data}: {epochs} in {summary['train_seconds']:.1f} s "
           f"(backend {summary['backend']})")

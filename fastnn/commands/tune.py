@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from . import _outputs as outputs
-from ._args import backend_for_the_run, check_seed
+from ._args import backend_for_the_run, check_seed, counted
 
 DEFAULT_OUT = "fastnn-tune"
 OUTPUTS = ("results.json", "results.csv", "scatter.png", "best.npz")
@@ -120,8 +120,8 @@ def _search_and_save(args, distributed, tune, search, where):
     try:
         client = _connect(distributed, args.scheduler) if args.scheduler is not None else None
         try:
-            print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {args.epochs} epochs on {where}",
-                  flush=True)
+            print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {counted(args.epochs, 'epoch')} "
+                  f"on {where}", flush=True)
             start = time.perf_counter()
             if args.fine_trials:
                 result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k,
