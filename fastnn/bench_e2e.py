@@ -185,8 +185,9 @@ def time_model(name, threads, quick=False, rounds=None):
     }
 
 
-def train_epoch_seconds(quick=False):
-    """Seconds of one epoch of the `fastnn train` default (ThreeLayerConvNet on the digits), kernels warm."""
+def train_epoch_seconds():
+    """Seconds of one epoch of the `fastnn train` default (ThreeLayerConvNet on the digits), kernels warm, at the
+    thread counts `fastnn train` itself runs with (numba's and BLAS's defaults), not the report's."""
     from .commands.train import build_model, load_data
     from .solver import Solver
 
@@ -202,6 +203,13 @@ def train_epoch_seconds(quick=False):
         start = time.perf_counter()
         solver.train()
         return time.perf_counter() - start
+
+
+def default_threads():
+    """numba's thread count outside any fastnn.num_threads block: the one `fastnn train` runs with."""
+    import numba
+
+    return numba.get_num_threads()
 
 
 def max_threads():
@@ -221,7 +229,7 @@ def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
     usable = [n for n in threads if n <= limit]
     malloc = malloc_setting(keep_freed)
     report = {"quick": bool(quick), "rounds": rounds, "first_step_losses": {}, "steps": [],
-              "train_epoch_seconds": train_epoch_seconds(quick),
+              "train_epoch_seconds": train_epoch_seconds(), "train_epoch_threads": default_threads(),
               "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit, "malloc": malloc}
     for name in MODELS:
         ours, theirs = first_step_losses(name, quick)
@@ -254,5 +262,7 @@ def format_report(report):
     for n in report.get("threads_skipped", []):
         limit = report.get("max_threads") or max_threads()
         lines.append(f"{n} threads skipped: this process may use {limit} (CPU affinity or NUMBA_NUM_THREADS)")
-    lines.append(f"`fastnn train` default: one epoch in {report['train_epoch_seconds']:.2f} s (kernels warm)")
+    threads = report.get("train_epoch_threads")
+    threads = f", {threads} numba thread(s) as `fastnn train` runs" if threads else ""
+    lines.append(f"`fastnn train` default: one epoch in {report['train_epoch_seconds']:.2f} s (kernels warm{threads})")
     return "\n".join(lines)
