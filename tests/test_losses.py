@@ -47,3 +47,20 @@ def test_labels_as_a_list_of_ints_as_in_the_starter():
         by_list, by_array = loss(x, [0, 3, 1]), loss(x, np.array([0, 3, 1]))
         assert by_list[0] == by_array[0]
         np.testing.assert_array_equal(by_list[1], by_array[1])
+
+
+def test_jit_softmax_gradient_of_a_certain_prediction_has_the_truths_sign_and_size():
+    """The kernel stored p / N in float32 dx and then took 1 / N away: the rounding of p / N was left as the
+    gradient (+9.9e-9 where the truth is -3.1e-14), and a one-class float32 model got non-zero gradients."""
+    import fastnn
+    from fastnn.classifiers.fc_net import FullyConnectedNet
+
+    x, y = np.array([[30.0, 0.0]] * 3, np.float32), np.zeros(3, int)
+    truth = softmax_loss(x.astype(np.float64), y)[1]  # the reference backend: exp(-30) / 3 - 1 / 3 terms
+    with fastnn.options(backend="jit"):
+        dx = softmax_loss(x, y)[1]
+    assert_close(dx, truth, rtol=1e-6)
+    model = FullyConnectedNet([3], input_dim=4, num_classes=1, dtype=np.float32)
+    with fastnn.options(backend="jit"):
+        _, grads = model.loss(np.ones((2, 4), np.float32), np.zeros(2, int))
+    assert all(not grad.any() for grad in grads.values())
