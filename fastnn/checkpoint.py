@@ -125,6 +125,8 @@ def load_checkpoint(path):
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every member now
+        if HEADER_KEY not in arrays:
+            raise ValueError(f"it has no {HEADER_KEY} member: an .npz of other arrays")
         header = json.loads(str(arrays.pop(HEADER_KEY)))
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValueError("it has no fastnn checkpoint header")

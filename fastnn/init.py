@@ -40,7 +40,10 @@ def cast_params(fn, params, dtype, weight_scale):
 
 
 def std_for(weight_scale, fan_in):
-    """The standard deviation of the gaussian for a layer with `fan_in` inputs."""
+    """The standard deviation of the gaussian for a layer with `fan_in` inputs (an integer >= 1), for a
+    weight_scale number >= 0 or 'xavier' or 'he' in any case."""
+    weight_scale = check_weight_scale("std_for", weight_scale)
+    fan_in = _checks.integer("std_for", "fan_in", fan_in, 1)
     if weight_scale == "xavier":
         return np.sqrt(1.0 / fan_in)
     if weight_scale == "he":

@@ -6,7 +6,9 @@ A pattern names params: an exact name ('W1', never W10 as well), a prefix ('gamm
 (the same for 2-D weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
 """
 
+import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +24,17 @@ class TransferReport:
     skipped: list = field(default_factory=list)
     missing: list = field(default_factory=list)
     unused: list = field(default_factory=list)
+    statistics: list = field(default_factory=list)  # the batchnorm layers (1-based) whose running stats loaded
+    statistics_kept: list = field(default_factory=list)  # those whose gamma loaded without the checkpoint's stats
 
     def __str__(self):
         lines = [f"loaded {len(self.loaded)} param(s): {', '.join(self.loaded) or '-'}"]
+        if self.statistics:
+            lines.append("loaded the batchnorm running statistics of layer(s) "
+                         + ", ".join(map(str, self.statistics)))
+        if self.statistics_kept:
+            lines.append("no running statistics in the source for batchnorm layer(s) "
+                         + ", ".join(map(str, self.statistics_kept)) + " (kept as the model had them)")
         if self.skipped:
             lines.append("skipped (shape differs): " + ", ".join(
                 f"{name} {tuple(src)} vs model {tuple(dst)}" for name, src, dst in self.skipped))
@@ -36,35 +46,87 @@ class TransferReport:
 
 
 def load_params(model, source):
-    """Copy the params of `source` (a checkpoint path or a dict of arrays) into `model.params` where the names
-    match and the shapes agree, cast to each model param's dtype. Returns a TransferReport. Params that hold NaN
-    or Inf (after the cast) are refused, and then nothing is loaded."""
-    if not isinstance(source, dict):
-        from .checkpoint import load_checkpoint
+    """Copy the params of `source` into `model.params` where the names match and the shapes agree, cast to each
+    model param's dtype. Returns a TransferReport.
 
-        state = load_checkpoint(source)
-        if "params" not in state:
-            raise ValueError(f"load_params: checkpoint {source!r} holds no 'params'")
-        source = state["params"]
+    source: a dict of arrays; a fastnn checkpoint (its params, and the batchnorm running statistics of each
+    layer whose gamma loads, so that test-mode scores are the checkpoint's); a .npy written by model.save(); or
+    an .npz of named arrays (np.savez(path, **model.params)). Params that are not real numbers, or that hold
+    NaN or Inf (after the cast), are refused, and then nothing is loaded."""
+    source, statistics = _source_params(source)
     report, loaded = TransferReport(), {}
     for name, current in model.params.items():
         if name not in source:
             report.missing.append(name)
             continue
         value = np.asarray(source[name])
+        if value.dtype.kind not in "iuf":  # complex would lose its imaginary part, objects their meaning
+            raise ValueError(f"load_params: {name} holds {value.dtype} values, not real numbers; nothing was loaded")
         if value.shape != current.shape:
             report.skipped.append((name, value.shape, current.shape))
             continue
         with np.errstate(over="ignore", invalid="ignore"):  # what overflows is refused just below
             loaded[name] = value.astype(current.dtype, copy=True)
+    running = _running_statistics(model, statistics, loaded, report)
     not_finite = [name for name, value in loaded.items() if not np.isfinite(value).all()]
+    not_finite += [f"the running statistics of batchnorm layer {layer}" for layer, stats in running.items()
+                   if not all(np.isfinite(v).all() for v in stats.values())]
     if not_finite:
         raise ValueError(f"load_params: {', '.join(not_finite)} hold NaN or Inf values (in the model's dtype; "
                          "the checkpoint of a run that diverged?); nothing was loaded")
     model.params.update(loaded)
+    for layer, stats in running.items():
+        model.bn_params[layer - 1].update(stats)
     report.loaded = list(loaded)
-    report.unused = sorted(set(source) - set(model.params))
+    report.statistics = sorted(running)
+    report.unused = sorted(str(name) for name in set(source) - set(model.params))
     return report
+
+
+def _source_params(source):
+    """(params, the checkpoint's bn_params or None) of load_params' source."""
+    if isinstance(source, dict):
+        return source, None
+    from .checkpoint import HEADER_KEY, load_checkpoint
+
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        with open(source, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        if npy:
+            from .classifiers._saved import read_params
+
+            return read_params("load_params", source), None
+        if zipfile.is_zipfile(source):
+            with np.load(source, allow_pickle=False) as npz:
+                if HEADER_KEY not in npz.files:  # an .npz of named arrays, not a checkpoint
+                    return {name: npz[name] for name in npz.files}, None
+    state = load_checkpoint(source)
+    if "params" not in state:
+        raise ValueError(f"load_params: checkpoint {source!r} holds no 'params'")
+    model_state = state.get("model_state")
+    return state["params"], (model_state.get("bn_params") if isinstance(model_state, dict) else None)
+
+
+def _running_statistics(model, statistics, loaded, report):
+    """{layer: {'running_mean', 'running_var'}} of the source for each batchnorm layer of the model whose gamma
+    loaded and whose statistics the source has in gamma's shape, cast to its dtype; the others are noted."""
+    running = {}
+    if getattr(model, "normalization", None) != "batchnorm":  # layernorm keeps no statistics
+        return running
+    for layer, bn_param in enumerate(getattr(model, "bn_params", None) or [], start=1):
+        gamma = loaded.get(f"gamma{layer}")
+        if gamma is None or not isinstance(bn_param, dict):
+            continue
+        theirs = statistics[layer - 1] if isinstance(statistics, list) and layer <= len(statistics) else {}
+        theirs = theirs if isinstance(theirs, dict) else {}
+        stats = {k: theirs.get(k) for k in ("running_mean", "running_var")}
+        if all(isinstance(v, np.ndarray) and v.shape == gamma.shape and v.dtype.kind in "iuf"
+               for v in stats.values()):
+            with np.errstate(over="ignore", invalid="ignore"):
+                running[layer] = {k: v.astype(gamma.dtype, copy=True) for k, v in stats.items()}
+        else:
+            report.statistics_kept.append(layer)
+    return running
 
 
 def _layer_number(name):

@@ -25,6 +25,15 @@ def test_schemes_are_accepted_in_any_case_as_check_weight_scale_does(scheme):
     W = init.weights((8, 3), scheme)
     np.random.seed(0)
     np.testing.assert_array_equal(W, init.weights((8, 3), scheme.lower()))
+    assert init.std_for(scheme, 8) == init.std_for(scheme.lower(), 8) > 0  # std_for("XAVIER", 8) gave 'XAVIER'
+
+
+def test_std_for_refuses_what_weights_refuses():
+    with pytest.raises(ValueError, match="std_for: weight_scale must be a number or one of"):
+        init.std_for("bogus", 8)
+    with pytest.raises(ValueError, match="std_for: fan_in must be >= 1"):
+        init.std_for("he", 0)
+    assert init.std_for(0.5, 3) == 0.5
 
 
 @pytest.mark.parametrize("fn", ["weights", "gaussian"])

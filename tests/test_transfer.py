@@ -132,3 +132,62 @@ def test_params_with_nan_or_inf_are_refused_and_nothing_is_loaded():
         load_params(model, {"W1": np.ones((6, 5)), "b1": too_large, "W2": bad_w2})
     for k, v in model.params.items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_a_checkpoints_batchnorm_statistics_load_with_its_params(tmp_path):
+    """load_params took the params and left the running statistics: the loaded model's test-mode scores used
+    none (running_var 0), [-0.41, -0.03, 0.22] against the checkpoint model's [-0.09, -0.01, 0.06]."""
+    data = _data(n=40, shape=(5,), classes=3)
+    np.random.seed(0)
+    trained = FullyConnectedNet([8, 6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    Solver(trained, data, num_epochs=2, batch_size=10, verbose=False, seed=0,
+           checkpoint_name=str(tmp_path / "run")).train()
+    checkpoint = tmp_path / "run_epoch_2.npz"
+    from fastnn.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(checkpoint)
+    trained.params = saved["params"]
+    for bn_param, state in zip(trained.bn_params, saved["model_state"]["bn_params"]):
+        bn_param.update(state)
+    fresh = FullyConnectedNet([8, 6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float32)
+    report = load_params(fresh, checkpoint)
+    assert report.statistics == [1, 2] and "running statistics of layer(s) 1, 2" in str(report)
+    assert fresh.bn_params[0]["running_var"].dtype == np.float32
+    np.testing.assert_allclose(fresh.loss(data["X_val"].astype(np.float32)), trained.loss(data["X_val"]),
+                               rtol=1e-4, atol=1e-5)
+    # a source with params only (a dict) loads no statistics, and says which layers kept their own
+    other = FullyConnectedNet([8, 6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    report = load_params(other, dict(saved["params"]))
+    assert report.statistics == [] and report.statistics_kept == [1, 2] and "kept as the model had them" in str(report)
+    assert "running_mean" not in other.bn_params[0]
+
+
+def test_a_model_save_file_and_a_plain_npz_load_as_sources(tmp_path, monkeypatch):
+    """A file of model.save() was refused as "not an .npz archive: truncated", an np.savez of the params with
+    the message "('__header__')"."""
+    monkeypatch.chdir(tmp_path)
+    np.random.seed(2)
+    source = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
+    source.save("saved")
+    np.savez(tmp_path / "plain.npz", **source.params)
+    for path in (tmp_path / "saved.npy", tmp_path / "plain.npz"):
+        target = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
+        assert sorted(load_params(target, path).loaded) == sorted(source.params)
+        for name, value in source.params.items():
+            np.testing.assert_array_equal(target.params[name], value)
+    from fastnn.checkpoint import load_checkpoint
+
+    with pytest.raises(ValueError, match="no __header__ member: an .npz of other arrays"):
+        load_checkpoint(tmp_path / "plain.npz")
+
+
+def test_params_that_are_not_real_numbers_or_keys_that_are_not_names():
+    model = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
+    before = {k: v.copy() for k, v in model.params.items()}
+    for bad in (model.params["W1"] + 1j, np.array([None] * 24, dtype=object).reshape(6, 4)):
+        with pytest.raises(ValueError, match=r"load_params: W1 holds (complex128|object) values, not real numbers"):
+            load_params(model, {"W1": bad, "b1": np.ones(4)})
+    for name, value in before.items():
+        np.testing.assert_array_equal(model.params[name], value)
+    report = load_params(model, {"b1": np.ones(4), 7: np.ones(2)})
+    assert report.unused == ["7"] and "in the checkpoint but not in the model: 7" in str(report)
