@@ -66,7 +66,8 @@ def configure(parser):
                              "settings in its fastnn-run.json, up to --epochs (default: the run's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--init-from", metavar="CKPT", default=None,
-                        help="start from a checkpoint's params where names and shapes match (fine-tuning)")
+                        help="start from a checkpoint's params (and batchnorm statistics) where names and shapes "
+                             "match, or those of a model.save() .npy or an .npz of named arrays (fine-tuning)")
     parser.add_argument("--freeze", nargs="+", metavar="PATTERN", default=None,
                         help="params to keep unchanged: names, prefixes or the groups conv / affine")
 
