@@ -409,3 +409,15 @@ def test_save_and_load_as_the_2025_starter_without_unpickling_code(tmp_path, mon
     np.save("cs231n/saved/array.npy", np.ones(3))
     with pytest.raises(ValueError, match=r"holds an array of shape \(3,\) and dtype float64, not the dict"):
         other.load("array.npy")
+
+
+def test_zero_d_arrays_serve_as_dimensions_and_a_bad_seed_is_refused_by_the_constructor():
+    """np.array(3) as hidden_dims or num_filters raised numpy's bare "iteration over a 0-d array"; seed='a' was
+    accepted and refused at the first loss() as dropout_param['seed']."""
+    assert FullyConnectedNet(np.array(3), input_dim=4, num_classes=2).params["W1"].shape == (4, 3)
+    model = ThreeLayerConvNet(input_dim=np.array([3, 8, 8]), num_filters=np.array(4), filter_size=3, hidden_dim=5)
+    assert model.params["W1"].shape == (4, 3, 3, 3)
+    assert ConvNet(input_dim=(3, 8, 8), num_filters=np.array(4)).params["W1"].shape == (4, 3, 3, 3)
+    for seed in ("a", 1.5):
+        with pytest.raises(TypeError, match="FullyConnectedNet: seed must be an integer"):
+            FullyConnectedNet([3], input_dim=4, num_classes=2, dropout=0.5, seed=seed)

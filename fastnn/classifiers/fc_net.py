@@ -65,9 +65,12 @@ def _check_reg(fn, reg):
 
 
 def _check_dims(fn, name, dims):
+    if isinstance(dims, np.ndarray) and dims.ndim == 0:  # np.array(3): one number, which list() cannot iterate
+        dims = dims.item()
     if not isinstance(dims, (numbers.Integral, list, tuple, range, np.ndarray)):
         raise TypeError(f"{fn}: {name} must be an integer or a list of integers, got {dims!r}")
     dims = [dims] if isinstance(dims, numbers.Integral) else list(dims)
+    dims = [d.item() if isinstance(d, np.ndarray) and d.ndim == 0 else d for d in dims]
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
         raise ValueError(f"{fn}: {name} must be positive integers, got {dims!r}")
     return [int(d) for d in dims]
@@ -189,6 +192,8 @@ class FullyConnectedNet(_SavesParams):
                 self.params[f"gamma{i + 1}"] = np.ones(dims[i + 1])
                 self.params[f"beta{i + 1}"] = np.zeros(dims[i + 1])
 
+        if seed is not None:  # checked now, not at the first loss() as dropout_param['seed']
+            seed = _checks.integer(fn, "seed", seed)
         # One dropout_param shared by every dropout layer; the layer reads the mode and, if given, the seed.
         self.dropout_param = {}
         if self.use_dropout:
