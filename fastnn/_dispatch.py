@@ -105,6 +105,9 @@ def _copy_arrays(value):
 def _verify(name, reference_fn, fast_fn, args):
     from .testing import finite_scale, max_relative_error, tolerance
 
+    # a forward writes its running statistics into the param dicts it is given: the float64 check below needs
+    # them as they came
+    pristine = tuple(_copy_arrays(arg) if isinstance(arg, dict) else arg for arg in args)
     reference_args = _copy_arrays(args)
     rng_state = np.random.get_state()  # both paths must draw the same dropout key
     expected = reference_fn(*reference_args)
@@ -112,26 +115,16 @@ def _verify(name, reference_fn, fast_fn, args):
     actual = fast_fn(*args)
 
     direction = "backward" if ("backward" in name or name.endswith("_loss")) else "forward"
-    if direction == "forward" and isinstance(actual, tuple):
-        pairs = [("out", actual[0], expected[0])]  # caches may hold equivalent but different arrays
-    elif isinstance(actual, tuple):
-        pairs = [(f"output {i}", a, e) for i, (a, e) in enumerate(zip(actual, expected))]
-    else:
-        pairs = [("output", actual, expected)]
-    for arg, ref_arg in zip(args, reference_args):  # param dicts the layer writes into (running stats)
-        if isinstance(arg, dict):
-            pairs += [(f"param {k!r}", v, ref_arg[k]) for k, v in arg.items() if isinstance(v, np.ndarray)]
-
-    numeric = (np.ndarray, float, np.floating)
-    arrays = [(what, np.asarray(a), np.asarray(e)) for what, a, e in pairs if isinstance(a, numeric)]
+    actual_results = _results(actual, args, direction)
+    expected_results = _results(expected, reference_args, direction)
     # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: for a
-    # sum of products, its own rounding scale (_SUMS_OF_PRODUCTS); otherwise the largest of the call's gradients (a
-    # bias gradient feeding a batchnorm is rounding noise on both paths, meaningful only against the others).
-    # Forward: the largest of the call's input arrays (a batchnorm of a feature constant over the batch is exactly 0
-    # on one path and 4e-15 on the other); not the other results, whose scale can be far larger (running_var of
-    # pixel-scale data) and would hide a wrong output.
+    # sum of products, its own rounding scale (_SUMS_OF_PRODUCTS); for a loss and its dx, theirs (_loss_rounding);
+    # otherwise the largest of the call's gradients (a bias gradient feeding a batchnorm is rounding noise on both
+    # paths, meaningful only against the others). Forward: the largest of the call's input arrays (a batchnorm of
+    # a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other results,
+    # whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
     if direction == "backward":
-        floor = max((finite_scale(e) for _, _, e in arrays), default=0.0)
+        floor = max((finite_scale(e) for e in expected_results.values()), default=0.0)
     else:
         floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
                     default=0.0)
@@ -139,20 +132,116 @@ def _verify(name, reference_fn, fast_fn, args):
     # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
     # but was computed from float32 scores, differently rounded on each path.
     single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
-    for what, a, e in arrays:
+    higher = _HIGHER_PRECISION.get(np.dtype(np.float32 if single else np.float64))
+    truth = None
+    for what, a in actual_results.items():
+        e = expected_results.get(what)
+        if e is None:
+            raise VerificationError(f"{name}: the jit path gave {what}, the reference none")
         if a.shape != e.shape:
             raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
         precision = np.dtype(np.float32) if single else a.dtype
         limit = tolerance(precision, direction)
+        loss_rounding = _loss_rounding(name, what, args)
         by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
-        error, where = max_relative_error(a, e, floor=0.0 if by_rounding else floor)
+        if loss_rounding is not None:
+            what_floor = SUM_ROUNDING * np.finfo(precision).eps * loss_rounding / limit
+        elif single and name in _NORM_FORWARDS:  # the float64 check below absorbs the reference's rounding
+            what_floor = 0.0
+        else:
+            what_floor = 0.0 if by_rounding else floor
+        error, where = max_relative_error(a, e, floor=what_floor)
         if by_rounding and not error <= limit:  # within its own scale passes; otherwise held to its rounding scale
             sums = _sums_of_magnitudes(reference_fn, args) if sums is None else sums
-            rounding = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
-            error, where = max_relative_error(a, e, floor=rounding)
-        if not error <= limit:
-            raise VerificationError(
-                f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
-                f"(jit {a[where]!r}, reference {e[where]!r}), tolerance {limit:.0e} for {precision} {direction}"
-            )
+            what_floor = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
+            error, where = max_relative_error(a, e, floor=what_floor)
+        if error <= limit:
+            continue
+        if higher is not None:
+            # The reference is no ground truth: rounding it more than the kernel (a log-sum-exp, a hinge decided on
+            # float32 margins, a mean 1 ulp off divided by the spread) made a better kernel fail. The kernel passes
+            # when it is within tolerance of the reference run in higher precision (float64 for float32 inputs,
+            # long double for float64 where it is wider) on the same inputs, or at most twice as far from it as
+            # the reference is.
+            if truth is None:
+                truth = _precise_results(reference_fn, pristine, rng_state, direction, higher)
+            t = truth[what]
+            jit_off, jit_where = max_relative_error(a, t, floor=what_floor)
+            reference_off, _ = max_relative_error(e, t, floor=what_floor)
+            if jit_off <= limit or jit_off <= 2 * reference_off:  # 2: two roundings of one ill-posed sum differ
+                continue
+            error, where = jit_off, jit_where
+        raise VerificationError(
+            f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
+            f"(jit {a[where]!r}, reference {e[where]!r}"
+            + (f", reference in {np.dtype(higher).name} {truth[what][where]!r}" if truth is not None else "")
+            + f"), tolerance {limit:.0e} for {precision} {direction}"
+        )
     return actual
+
+
+# Normalisations in float32 are held to their own outputs' scale, not their inputs': an output of pixel-scale data
+# (mean 100) 1e-3 off passed against the floor max|x| = 100. Their rounding (a mean 1 ulp off, divided by the
+# spread) is what the float64 check absorbs: the kernels' statistics are float64, so they are the closer to it.
+# In float64 both paths round alike, and the input floor stays.
+_NORM_FORWARDS = ("batchnorm_forward", "spatial_batchnorm_forward", "layernorm_forward",
+                  "spatial_groupnorm_forward")
+
+
+def _results(result, call_args, direction):
+    """{what: array} of a call's results to compare: a forward's output (caches may hold equivalent but different
+    arrays), a backward's every output, and the arrays of the param dicts the call wrote into (running stats)."""
+    if direction == "forward" and isinstance(result, tuple):
+        pairs = [("out", result[0])]
+    elif isinstance(result, tuple):
+        pairs = [(f"output {i}", r) for i, r in enumerate(result)]
+    else:
+        pairs = [("output", result)]
+    for arg in call_args:
+        if isinstance(arg, dict):
+            pairs += [(f"param {k!r}", v) for k, v in arg.items() if isinstance(v, np.ndarray)]
+    numeric = (np.ndarray, float, np.floating)
+    return {what: np.asarray(r) for what, r in pairs if isinstance(r, numeric)}
+
+
+# The precision a disagreement is settled in: long double only where it is wider than float64 (x86's 80 bits;
+# on platforms where it is float64 itself, float64 results keep the floors above alone).
+_HIGHER_PRECISION = {np.dtype(np.float32): np.dtype(np.float64)}
+if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:
+    _HIGHER_PRECISION[np.dtype(np.float64)] = np.dtype(np.longdouble)
+
+
+def _precise_results(reference_fn, args, rng_state, direction, dtype):
+    """The reference's results on copies of the call's float arrays in `dtype` (the same dropout key drawn)."""
+    after = np.random.get_state()
+    args = _promoted(args, dtype)
+    np.random.set_state(rng_state)
+    try:
+        return _results(reference_fn(*args), args, direction)
+    finally:
+        np.random.set_state(after)
+
+
+def _promoted(value, dtype):
+    """value with every float array in it copied in `dtype`, through tuples, lists and dicts."""
+    if isinstance(value, np.ndarray):
+        return value.astype(dtype) if value.dtype.kind == "f" else value.copy()
+    if type(value) in (tuple, list):
+        return type(value)(_promoted(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _promoted(v, dtype) for k, v in value.items()}
+    return value
+
+
+def _loss_rounding(name, what, args):
+    """For svm_loss and softmax_loss, the magnitude their rounding scales with: M = 1 + log C + 2 max|x| for the
+    loss (each row's terms: a log-sum-exp in [0, log C] and a score gap of up to 2 max|x|) and M / N for dx (each
+    entry a difference of such terms, over N). Measured against the call's largest result instead, dx (~1/N) was
+    held to the loss's scale (~log C), and a dx 1% off passed. None for other layers and outputs."""
+    from .testing import finite_scale
+
+    if name not in ("svm_loss", "softmax_loss") or what not in ("output 0", "output 1"):
+        return None
+    x = args[0]
+    magnitude = 1.0 + np.log(max(x.shape[1], 1)) + 2.0 * finite_scale(x)
+    return magnitude if what == "output 0" else magnitude / max(x.shape[0], 1)

@@ -275,6 +275,99 @@ def test_verify_catches_a_small_error_in_a_conv_gradient_beside_a_tiny_input(mon
         L.conv_backward_fast(dout, cache)
 
 
+def _float32_cases_where_the_reference_rounds_worse():
+    """(layer, args) where verify raised though the kernel was the closer to the float64 truth (a reviewer's
+    fuzzing): a hinge the float32 reference decided on a margin rounded to 0, a confident softmax's log-sum-exp,
+    a batchnorm feature constant over the batch (the reference's mean 1 ulp off, over sqrt(eps)), and the naive
+    conv's dw summed one term at a time over 16 images of mean 1."""
+    x_bn = randn(64, 3, seed=0).astype(np.float32)
+    x_bn[:, 0] = 3.3
+    rng = np.random.default_rng(0)
+    x = (1 + 0.1 * rng.standard_normal((16, 1, 32, 32))).astype(np.float32)
+    w, b = rng.standard_normal((2, 1, 3, 3)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
+    with fastnn.options(backend="jit"):
+        out, cache = L.conv_forward_naive(x, w, b, {"stride": 1, "pad": 1})
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dout -= dout.mean(axis=(0, 2, 3), keepdims=True)
+    dout[:8], dout[8:] = np.abs(dout[:8]), -np.abs(dout[8:])
+    return [
+        (L.svm_loss, (np.array([[1.0, 2.0**-30, -5.0]], np.float32), np.array([0]))),
+        (L.softmax_loss, (np.array([[0.0, 8.8]], np.float32), np.array([1]))),
+        (L.batchnorm_forward, (x_bn, np.ones(3, np.float32), np.zeros(3, np.float32), {"mode": "train"})),
+        (L.conv_backward_naive, (dout, cache)),
+    ]
+
+
+def test_verify_settles_a_float32_disagreement_in_float64():
+    for layer, args in _float32_cases_where_the_reference_rounds_worse():
+        with fastnn.options(backend="verify"):
+            layer(*args)  # raised VerificationError
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="long double is float64 here")
+def test_verify_settles_a_float64_disagreement_in_long_double():
+    """A float64 reference that cancels (1 + 1e17) - 1e17 to 0 is no truth to hold a kernel giving 1 to; one giving
+    5 is more than twice as far from the long double result as the reference is."""
+    from fastnn import _dispatch
+
+    def reference(x):
+        return ((x[0] + x[1]) - x[1]).reshape(1)
+
+    x = np.array([1.0, 1e17])
+    _dispatch._verify("cancelling_backward", reference, lambda x: np.ones(1), (x,))
+    with pytest.raises(fastnn.VerificationError, match=r"reference in float\d+ np.longdouble\('1(.0)?'\)"):
+        _dispatch._verify("cancelling_backward", reference, lambda x: np.full(1, 5.0), (x,))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_verify_holds_a_loss_gradient_to_its_own_scale(monkeypatch, dtype):
+    """dx (~1/N) was measured against the loss (~log C), the call's largest result: softmax's dx 1% off passed in
+    float32, 1e-7 off in float64 (tolerance 1e-10)."""
+    import fastnn.compiled as compiled
+
+    real = compiled.softmax_loss
+    off = 1e-3 if dtype == np.float32 else 1e-8
+    monkeypatch.setattr(compiled, "softmax_loss", lambda x, y: (real(x, y)[0], real(x, y)[1] * dtype(1 + off)))
+    x, y = scores_and_labels(N=64, C=10, dtype=dtype)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match="softmax_loss.*output 1"):
+        L.softmax_loss(x, y)
+    monkeypatch.undo()
+    confident = np.where(np.arange(10) == y[:, None], 40.0, 0.0).astype(dtype) + x  # loss ~1e-16: rounding only
+    with fastnn.options(backend="verify"):
+        L.softmax_loss(confident, y)
+        L.svm_loss(confident, y)
+
+
+def test_verify_holds_a_float32_batchnorm_output_to_its_own_scale(monkeypatch):
+    """Against the floor max|x| = 100 of pixel-scale data, a batchnorm output 1e-3 off passed."""
+    import fastnn.compiled as compiled
+
+    real = compiled.batchnorm_forward
+
+    def wrong(*args):
+        out, cache = real(*args)
+        return out * np.float32(1 + 1e-3), cache
+
+    monkeypatch.setattr(compiled, "batchnorm_forward", wrong)
+    x = (100 + randn(64, 16, seed=2)).astype(np.float32)
+    gamma, beta = np.ones(16, np.float32), np.zeros(16, np.float32)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError,
+                                                         match="batchnorm_forward.*reference in float64"):
+        L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+
+
+def test_jit_layernorm_of_one_feature_has_a_zero_gradient():
+    """dout * gamma was rounded to float32 before the row mean (float64) was taken from it: with one feature, where
+    dx is 0, it came out as ~1e-7 |dout| / sqrt(eps)."""
+    x = randn(5, 1, seed=3).astype(np.float32)
+    dout = (1e6 * randn(5, 1, seed=4)).astype(np.float32)
+    gamma, beta = np.full(1, 0.7, np.float32), np.zeros(1, np.float32)
+    with fastnn.options(backend="jit"):
+        out, cache = L.layernorm_forward(x, gamma, beta, {})
+        dx, _, _ = L.layernorm_backward(dout, cache)
+    assert not dx.any()
+
+
 def test_verify_backend_raises_on_disagreement(monkeypatch):
     import fastnn.compiled as compiled
 

@@ -210,8 +210,10 @@ def _xhat(v, shift, scale):
 
 @kernel
 def _row_dx(dout, gamma, xhat, invstd, s, q):
-    """invstd * (dout * gamma - s - xhat * q); without fast-math, as _xhat."""
-    return invstd * (dout * gamma - s - xhat * q)
+    """invstd * (dout * gamma - s - xhat * q); without fast-math, as _xhat. dout * gamma in float64, as s sums it:
+    rounded to float32 it no longer cancelled s where it should (one feature: dx of 0 came out as ~1e-7 |dout| /
+    sqrt(eps))."""
+    return invstd * (np.float64(dout) * gamma - s - xhat * q)
 
 
 @kernel(parallel=True, fast_sums=True)
