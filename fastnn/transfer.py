@@ -97,9 +97,13 @@ def _source_params(source):
 
             return read_params("load_params", source), None
         if zipfile.is_zipfile(source):
-            with np.load(source, allow_pickle=False) as npz:
-                if HEADER_KEY not in npz.files:  # an .npz of named arrays, not a checkpoint
-                    return {name: npz[name] for name in npz.files}, None
+            try:
+                with np.load(source, allow_pickle=False) as npz:
+                    if HEADER_KEY not in npz.files:  # an .npz of named arrays, not a checkpoint
+                        return {name: npz[name] for name in npz.files}, None
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, MemoryError) as error:
+                raise ValueError(f"load_params: {os.fspath(source)!r} is not a readable .npz of arrays "
+                                 f"({error})") from error
     state = load_checkpoint(source)
     if "params" not in state:
         raise ValueError(f"load_params: checkpoint {source!r} holds no 'params'")

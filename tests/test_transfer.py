@@ -179,6 +179,9 @@ def test_a_model_save_file_and_a_plain_npz_load_as_sources(tmp_path, monkeypatch
 
     with pytest.raises(ValueError, match="no __header__ member: an .npz of other arrays"):
         load_checkpoint(tmp_path / "plain.npz")
+    np.savez(tmp_path / "objects.npz", W1=np.array([None, 1], dtype=object))  # pickled: never unpickled here
+    with pytest.raises(ValueError, match="load_params: .*objects.npz' is not a readable .npz of arrays"):
+        load_params(target, tmp_path / "objects.npz")
 
 
 def test_params_that_are_not_real_numbers_or_keys_that_are_not_names():
