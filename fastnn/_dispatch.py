@@ -90,15 +90,16 @@ def _sums_of_magnitudes(reference_fn, args):
     return {f"output {i}": finite_scale(s) for i, s in enumerate(sums) if s is not None}
 
 
-def _copy_arrays(value):
-    """value with every array in it copied, through tuples, lists and dicts; anything else shared. Not deepcopy:
-    a param dict may carry extra keys of the user's (ignored by the layers) that cannot be copied, a lock say."""
+def _copy_arrays(value, copy=np.copy):
+    """value with every array in it replaced by copy(array), through tuples, lists and dicts; anything else
+    shared. Not deepcopy: a param dict may carry extra keys of the user's (ignored by the layers) that cannot be
+    copied, a lock say."""
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return copy(value)
     if type(value) in (tuple, list):
-        return type(value)(_copy_arrays(v) for v in value)
+        return type(value)(_copy_arrays(v, copy) for v in value)
     if isinstance(value, dict):
-        return {k: _copy_arrays(v) for k, v in value.items()}
+        return {k: _copy_arrays(v, copy) for k, v in value.items()}
     return value
 
 
@@ -214,23 +215,12 @@ if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:
 def _precise_results(reference_fn, args, rng_state, direction, dtype):
     """The reference's results on copies of the call's float arrays in `dtype` (the same dropout key drawn)."""
     after = np.random.get_state()
-    args = _promoted(args, dtype)
+    args = _copy_arrays(args, lambda a: a.astype(dtype) if a.dtype.kind == "f" else a.copy())
     np.random.set_state(rng_state)
     try:
         return _results(reference_fn(*args), args, direction)
     finally:
         np.random.set_state(after)
-
-
-def _promoted(value, dtype):
-    """value with every float array in it copied in `dtype`, through tuples, lists and dicts."""
-    if isinstance(value, np.ndarray):
-        return value.astype(dtype) if value.dtype.kind == "f" else value.copy()
-    if type(value) in (tuple, list):
-        return type(value)(_promoted(v, dtype) for v in value)
-    if isinstance(value, dict):
-        return {k: _promoted(v, dtype) for k, v in value.items()}
-    return value
 
 
 def _loss_rounding(name, what, args):
