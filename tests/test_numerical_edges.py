@@ -101,6 +101,58 @@ def test_batchnorm_statistics_of_a_diverged_batch_are_numpys(case, dtype):
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
 
 
+def _row_norms(x, dtype):
+    """layernorm, fused affine-layernorm-relu and groupnorm (rows as (N, C, 1, 1), G = 1) of x in `dtype`."""
+    from fastnn import layer_utils as U
+    x = x.astype(dtype)
+    D = x.shape[1]
+    gamma, beta = np.full(D, 2.0, dtype), np.full(D, 0.5, dtype)
+    return [L.layernorm_forward(x, gamma, beta, {})[0],
+            U.affine_ln_relu_forward(x, np.eye(D, dtype=dtype), np.zeros(D, dtype), gamma, beta, {})[0],
+            L.spatial_groupnorm_forward(x.reshape(*x.shape, 1, 1), gamma, beta, 1, {})[0].reshape(x.shape)]
+
+
+@pytest.mark.parametrize("case, dtype", [
+    ("an Inf in the first row", np.float32),
+    ("an Inf in the first row", np.float64),
+    ("a spread whose squares overflow", np.float64),
+])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_row_statistics_of_a_diverged_batch_are_numpys(case, dtype):
+    """Layernorm's and groupnorm's one-pass shifted statistics (shifted by the row's first entry) give the
+    reference's NaN rows and overflowed variances, as batchnorm's columns do above."""
+    results = {}
+    for backend in BACKENDS:
+        with fastnn.options(backend=backend):
+            results[backend] = _row_norms(_diverged_batches()[case].T, dtype)
+    for got, want in zip(results["jit"], results["reference"]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="no wider long double here")
+@pytest.mark.parametrize("offset", [1e4, 1e8])
+@pytest.mark.parametrize("first", ["typical", "an outlier"])
+def test_row_statistics_far_from_zero_are_as_accurate_as_the_references(offset, first):
+    """Rows at `offset` with unit spread, the first entry (the one-pass variance's shift) typical or 1e4 spreads
+    out: the compiled layernorm and groupnorm are within twice the two-pass reference's error against the
+    reference run in long double (the conditioning, not the algorithm, sets both: ~1e-8 at 1e8)."""
+    from fastnn.reference import norm as R
+    x = offset + np.random.default_rng(0).standard_normal((6, 40))
+    if first == "an outlier":
+        x[:, 0] += 1e4
+    with fastnn.options(backend="reference"):
+        reference = _row_norms(x, np.float64)
+    with fastnn.options(backend="jit"):
+        jit = _row_norms(x, np.float64)
+    wide = x.astype(np.longdouble)
+    ones, halves = np.full(40, 2.0, np.longdouble), np.full(40, 0.5, np.longdouble)
+    truth = R.layernorm_forward(wide, ones, halves, {})[0]
+    truth = [truth, np.maximum(truth, 0), truth]  # layernorm, then relu of it, then groupnorm with G = 1
+    for got, want, exact in zip(jit, reference, truth):
+        error, reference_error = np.abs(got - exact).max(), np.abs(want - exact).max()
+        assert error <= 2 * reference_error + 1e-12, (error, reference_error)
+
+
 @pytest.mark.parametrize("offset", [1e8, 1e15])
 def test_softmax_of_large_logits_matches_the_reference(offset):
     """Fast-math reassociation made x - top - log_total into x - (top + log_total): dx off by 3.6e-9 at 1e8."""

@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, _row_dx, _xhat, backward_scale, batch_moments, finite_or_zero, sum_chunks
+from .norm import CHUNKS, _row_dx, _xhat, backward_scale, batch_moments, block_statistics, finite_or_zero, sum_chunks
 
 
 @kernel
@@ -119,18 +119,9 @@ def bias_row_normalise_relu(a, b, gamma, beta, eps, out, mean, invstd):
     the backward, bit for bit)."""
     N, D = a.shape
     for i in prange(N):
-        s = 0.0
         for d in range(D):
-            v = a[i, d] + b[d]
-            a[i, d] = v
-            s += v
-        m = s / D
-        q = 0.0
-        for d in range(D):
-            v = a[i, d] - m
-            q += v * v
-        mean[i] = m
-        invstd[i] = 1.0 / np.sqrt(q / D + eps)
+            a[i, d] += b[d]
+        mean[i], invstd[i] = block_statistics(a[i:i + 1], eps)
         m, r = mean[i], invstd[i]
         for d in range(D):
             out[i, d] = _scale_shift_relu(_xhat(a[i, d], m, r), gamma[d], beta[d])

@@ -3,9 +3,10 @@
 Statistics accumulate in float64 whatever the input dtype. Column reductions over the batch (batchnorm mean and
 variance, dgamma, dbeta) split the rows into a FIXED number of chunks, each summed by one task into its own
 row of a partial buffer, then the chunks are added in order: the result does not depend on the thread count.
-The variance uses sums shifted by the first row, which keeps a one-pass variance accurate when the mean is
-large against the spread; a non-finite first entry shifts by 0 instead (Inf - Inf would make an Inf column's
-mean NaN, where np.mean gives Inf).
+The variance uses sums shifted by the first row (batchnorm) or the first entry of the row or group (layernorm,
+groupnorm: block_statistics), which keeps a one-pass variance accurate when the mean is large against the
+spread; a non-finite first entry shifts by 0 instead (Inf - Inf would make an Inf column's mean NaN, where
+np.mean gives Inf).
 
 Batchnorm does not store xhat: its backward kernels recompute it as (x - mean) * invstd, the forward's own float
 operations, so the same bits, and the forward writes one array instead of two (0.75x the time of forward +
@@ -59,13 +60,36 @@ def backward_scale(gamma, invstd, train):
 
 
 @kernel
+def shifted_moments(shift, s, q, n):
+    """(mean, biased variance) of n values from s, the sum of (x - shift), and q, the sum of its square."""
+    m = s / n
+    q = q / n
+    return shift + m, (max(q - m * m, 0.0) if not np.isinf(q) else overflowed_variance(m))
+
+
+@kernel
 def moments_from_sums(shift, n, mean, var):
     """mean and (biased) var from the sums of (x - shift) in mean and of its square in var, in place."""
     for d in range(mean.shape[0]):
-        m = mean[d] / n
-        q = var[d] / n
-        var[d] = max(q - m * m, 0.0) if not np.isinf(q) else overflowed_variance(m)
-        mean[d] = shift[d] + m
+        mean[d], var[d] = shifted_moments(shift[d], mean[d], var[d], n)
+
+
+@kernel(fast_sums=True)
+def block_statistics(block, eps):
+    """(mean, 1 / sqrt(var + eps)) in float64 of all the entries of a 2-D block, in one pass of sums shifted by
+    its first entry. That shift is one of the values, so (shift - mean)^2 <= n * var and the cancellation in
+    var = mean square - (shift - mean)^2 loses at most a factor n of float64's precision (two passes ran 1.25x
+    the time, layernorm forward (1024, 1024) float32, measured here)."""
+    shift = finite_or_zero(block[0, 0])
+    s = 0.0
+    q = 0.0
+    for r in range(block.shape[0]):
+        for d in range(block.shape[1]):
+            v = block[r, d] - shift
+            s += v
+            q += v * v
+    mean, var = shifted_moments(shift, s, q, block.size)
+    return mean, 1.0 / np.sqrt(var + eps)
 
 
 @kernel
@@ -218,27 +242,70 @@ def _row_dx(dout, gamma, xhat, invstd, s, q):
 
 @kernel(parallel=True, fast_sums=True)
 def row_normalise(x, gamma, beta, eps, out, mean, invstd):
-    """Layernorm: per row statistics (two passes over the row, float64) rounded to x's dtype into mean and invstd,
+    """Layernorm: per row statistics (block_statistics, float64) rounded to x's dtype into mean and invstd,
     then out = gamma * xhat + beta with xhat = (x - mean[i]) * invstd[i] in x's dtype (not stored: the backward
     recomputes it with the same operations, so the same bits)."""
     N, D = x.shape
     for i in prange(N):
-        s = 0.0
-        for d in range(D):
-            s += x[i, d]
-        m = s / D
-        q = 0.0
-        for d in range(D):
-            v = x[i, d] - m
-            q += v * v
-        mean[i] = m
-        invstd[i] = 1.0 / np.sqrt(q / D + eps)
+        mean[i], invstd[i] = block_statistics(x[i:i + 1], eps)
         m, r = mean[i], invstd[i]
         for d in range(D):
             out[i, d] = gamma[d] * _xhat(x[i, d], m, r) + beta[d]
 
 
-@kernel(parallel=True, fast_sums=True)
+@kernel(fast_sums=True)
+def _row_sums(dout, x, shift, scale, gamma, i, column_dout, column_dout_xhat):
+    """For row i, with xhat = (x - shift[i]) * scale[i] and g = dout * gamma: (sum of g, sum of g * xhat) in
+    float64, adding dout and dout * xhat into the column sums."""
+    m, c = shift[i], scale[i]
+    s = 0.0
+    q = 0.0
+    for d in range(dout.shape[1]):
+        h = _xhat(x[i, d], m, c)
+        g = np.float64(dout[i, d])
+        column_dout[d] += g
+        column_dout_xhat[d] += g * h
+        g *= gamma[d]
+        s += g
+        q += g * h
+    return s, q
+
+
+@kernel(fast_sums=True)
+def _four_row_sums(dout, x, shift, scale, gamma, i, column_dout, column_dout_xhat):
+    """_row_sums of rows i..i+3 in one pass, so each column sum is loaded and stored once per four rows (0.89x
+    the time of the layernorm backward, (1024, 1024) float32, measured here). Returns the four (s, q) flat."""
+    m0, m1, m2, m3 = shift[i], shift[i + 1], shift[i + 2], shift[i + 3]
+    c0, c1, c2, c3 = scale[i], scale[i + 1], scale[i + 2], scale[i + 3]
+    x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+    g0, g1, g2, g3 = dout[i], dout[i + 1], dout[i + 2], dout[i + 3]
+    s0 = s1 = s2 = s3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    for d in range(dout.shape[1]):
+        h0, h1 = _xhat(x0[d], m0, c0), _xhat(x1[d], m1, c1)
+        h2, h3 = _xhat(x2[d], m2, c2), _xhat(x3[d], m3, c3)
+        a0, a1, a2, a3 = np.float64(g0[d]), np.float64(g1[d]), np.float64(g2[d]), np.float64(g3[d])
+        column_dout[d] += (a0 + a1) + (a2 + a3)
+        column_dout_xhat[d] += (a0 * h0 + a1 * h1) + (a2 * h2 + a3 * h3)
+        w = gamma[d]
+        a0, a1, a2, a3 = a0 * w, a1 * w, a2 * w, a3 * w
+        s0, s1, s2, s3 = s0 + a0, s1 + a1, s2 + a2, s3 + a3
+        q0, q1, q2, q3 = q0 + a0 * h0, q1 + a1 * h1, q2 + a2 * h2, q3 + a3 * h3
+    return s0, q0, s1, q1, s2, q2, s3, q3
+
+
+@kernel
+def _layernorm_row_dx(dout, x, shift, scale, gamma, invstd, i, s, q, dx):
+    """dx[i] = invstd[i] * (g - mean(g) - xhat * mean(g * xhat)) from s, q = the sums of g and g * xhat."""
+    D = dout.shape[1]
+    s /= D
+    q /= D
+    m, c, r = shift[i], scale[i], invstd[i]
+    for d in range(D):
+        dx[i, d] = _row_dx(dout[i, d], gamma[d], _xhat(x[i, d], m, c), r, s, q)
+
+
+@kernel(parallel=True)
 def row_normalise_backward(dout, x, shift, scale, gamma, invstd, dx, dbeta, dgamma):
     """Layernorm backward in one pass over dout and x: per row, xhat = (x - shift[i]) * scale[i] and
     dx = invstd[i] * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma; over rows, dbeta[d] = sum of
@@ -249,22 +316,15 @@ def row_normalise_backward(dout, x, shift, scale, gamma, invstd, dx, dbeta, dgam
     partial = np.zeros((chunks, 2, D))
     for t in prange(chunks):
         column_dout, column_dout_xhat = partial[t, 0], partial[t, 1]
-        for i in range(t * N // chunks, (t + 1) * N // chunks):
-            m, c = shift[i], scale[i]
-            s = 0.0
-            q = 0.0
-            for d in range(D):
-                h = _xhat(x[i, d], m, c)
-                g = np.float64(dout[i, d])
-                column_dout[d] += g
-                column_dout_xhat[d] += g * h
-                g *= gamma[d]
-                s += g
-                q += g * h
-            s /= D
-            q /= D
-            for d in range(D):
-                dx[i, d] = _row_dx(dout[i, d], gamma[d], _xhat(x[i, d], m, c), invstd[i], s, q)
+        i, hi = t * N // chunks, (t + 1) * N // chunks
+        while i + 4 <= hi:
+            sums = _four_row_sums(dout, x, shift, scale, gamma, i, column_dout, column_dout_xhat)
+            for k in range(4):
+                _layernorm_row_dx(dout, x, shift, scale, gamma, invstd, i + k, sums[2 * k], sums[2 * k + 1], dx)
+            i += 4
+        for r in range(i, hi):
+            s, q = _row_sums(dout, x, shift, scale, gamma, r, column_dout, column_dout_xhat)
+            _layernorm_row_dx(dout, x, shift, scale, gamma, invstd, r, s, q, dx)
     sum_chunks(partial[:, 0], dbeta)
     sum_chunks(partial[:, 1], dgamma)
 
@@ -344,18 +404,7 @@ def group_normalise(x, G, gamma, beta, eps, out, mean, invstd):
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
-        s = 0.0
-        for c in range(g * Cg, (g + 1) * Cg):
-            for k in range(P):
-                s += x[n, c, k]
-        m = s / (Cg * P)
-        q = 0.0
-        for c in range(g * Cg, (g + 1) * Cg):
-            for k in range(P):
-                v = x[n, c, k] - m
-                q += v * v
-        mean[n, g] = m
-        invstd[n, g] = 1.0 / np.sqrt(q / (Cg * P) + eps)
+        mean[n, g], invstd[n, g] = block_statistics(x[n, g * Cg:(g + 1) * Cg], eps)
         m, r = mean[n, g], invstd[n, g]
         for c in range(g * Cg, (g + 1) * Cg):
             for k in range(P):
