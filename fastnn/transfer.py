@@ -1,7 +1,8 @@
 """Transfer learning: load a checkpoint's params into a model by name, and name groups of params to freeze or to
 train at their own learning rate.
 
-A pattern names params: an exact name ('W1', never W10 as well), a prefix ('gamma'), or a layer group: 'conv'
+A pattern names params: an exact name ('W1', never W10 as well), a prefix ending at a layer number or a separator
+('gamma' for gamma1, gamma2, ...; 'b' for the biases, not beta1), or a layer group: 'conv'
 (every param of the layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number) or 'affine'
 (the same for 2-D weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
 """
@@ -139,12 +140,14 @@ def _layer_number(name):
 
 
 def _names(pattern, name):
-    """Whether a name or prefix pattern names the param `name`. A prefix never ends inside a layer number:
-    'W1' is W1 alone, not W10 and W11."""
+    """Whether a name or prefix pattern names the param `name`. A prefix ends where a word does: the rest of the
+    name starts with a layer number (after a pattern that does not end in one), or a separator such as '_' ends
+    the pattern or starts the rest. 'W1' is W1 alone, not W10 and W11; 'b' is b1, b2, ..., not beta1."""
     if not name.startswith(pattern):
         return False
     rest = name[len(pattern):]
-    return not (rest and pattern[-1].isdigit() and rest[0].isdigit())
+    return (not rest or not pattern[-1].isalnum() or not rest[0].isalnum()
+            or (rest[0].isdigit() and not pattern[-1].isdigit()))
 
 
 def select(params, patterns, what="pattern"):

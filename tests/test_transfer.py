@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -62,7 +64,8 @@ def test_select_patterns_and_errors():
     conv = select(model.params, ["conv"])
     assert conv == {"W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2"}
     assert select(model.params, ["affine"]) == set(model.params) - conv
-    assert select(model.params, ["b"]) == {n for n in model.params if n.startswith("b")}
+    assert select(model.params, ["b"]) == {n for n in model.params if re.fullmatch(r"b\d+", n)}
+    assert select(model.params, ["beta"]) == {n for n in model.params if n.startswith("beta")}
     with pytest.raises(ValueError, match="names no parameter"):
         select(model.params, ["encoder"])
     with pytest.raises(ValueError, match="freeze"):
@@ -80,6 +83,12 @@ def test_a_name_never_selects_the_params_whose_layer_number_it_begins():
     assert select(model.params, ["gamma1"]) == {"gamma1"}
     assert select(model.params, ["W"]) == {f"W{i}" for i in range(1, 12)}
     assert select(model.params, ["gamma"]) == {f"gamma{i}" for i in range(1, 11)}
+    assert select(model.params, ["b"]) == {f"b{i}" for i in range(1, 12)}  # the biases, never beta1 as well
+    custom = {"conv1_W": 0, "conv1_b": 0, "conv10_W": 0, "bias": 0}
+    assert select(custom, ["conv1"]) == {"conv1_W", "conv1_b"}
+    assert select(custom, ["conv1_"]) == {"conv1_W", "conv1_b"}
+    with pytest.raises(ValueError, match="names no parameter"):
+        select(custom, ["bi"])
     data = _data(shape=(6,), classes=3)
     before = {k: v.copy() for k, v in model.params.items()}
     Solver(model, data, freeze=["W1"], num_epochs=1, batch_size=4, verbose=False).train()

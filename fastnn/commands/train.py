@@ -69,7 +69,8 @@ def configure(parser):
                         help="start from a checkpoint's params (and batchnorm statistics) where names and shapes "
                              "match, or those of a model.save() .npy or an .npz of named arrays (fine-tuning)")
     parser.add_argument("--freeze", nargs="+", metavar="PATTERN", default=None,
-                        help="params to keep unchanged: names, prefixes or the groups conv / affine")
+                        help="params to keep unchanged: names (W1), kinds (b: every bias, not beta) or the groups "
+                             "conv / affine")
 
 
 def load_data(name, data_dir=None, seed=0, dtype=np.float32):
