@@ -88,7 +88,7 @@ def bias_batchnorm_relu_train_forward(a, b, gamma, beta, eps, mean64, var64, mea
         shift[d] = finite_or_zero(a[0, d] + b[d])
     for t in prange(chunks):
         bias_shifted_sums(a, b, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
-    batch_moments(partial, shift, N, eps, mean64, var64, mean, invstd)
+    batch_moments(partial, shift, a, eps, mean64, var64, mean, invstd)
     for i in prange(N):
         for d in range(D):
             out[i, d] = _scale_shift_relu((a[i, d] - mean[d]) * invstd[d], gamma[d], beta[d])
