@@ -158,6 +158,10 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     h = _step(fn, h)
     grad = np.zeros_like(x)
     original = x.copy()
+    # The course's fx = f(x), unused but evaluated: f's side effects (a train-mode batchnorm's running statistics,
+    # draws from the global RNG) then happen as many times as there, 2n + 1.
+    _scalar(fn, f(x))
+    _unchanged(fn, "x", x, original)
     it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index

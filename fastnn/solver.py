@@ -15,6 +15,7 @@ import numbers
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from types import SimpleNamespace
 
 import numpy as np
@@ -83,13 +84,14 @@ class Solver:
     # -- set-up -------------------------------------------------------------------------------------------
 
     def _set_data(self, data):
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):  # a dict, or np.load's NpzFile of a saved data dict
             raise TypeError(
                 f"Solver: data must be a dict with X_train, y_train, X_val, y_val, got {type(data).__name__}"
             )
         missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
         if missing:
             raise ValueError(f"Solver: data is missing {missing}; got keys {sorted(data)}")
+        data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}  # an NpzFile reads each once
         for split in ("train", "val"):
             X, y = data[f"X_{split}"], data[f"y_{split}"]
             if (not (isinstance(X, np.ndarray) and isinstance(y, np.ndarray)) or X.ndim == 0 or y.ndim == 0
@@ -131,7 +133,8 @@ class Solver:
         if callable(rule):
             return rule
         if not isinstance(rule, str) or rule not in optim.UPDATE_RULES:
-            raise ValueError('Invalid update_rule "%s"' % (rule,))
+            raise ValueError('Invalid update_rule "%s": name one of fastnn.optim\'s rules %s, or pass a rule of '
+                             'your own as the function itself (update_rule=my_rule)' % (rule, list(optim.UPDATE_RULES)))
         return getattr(optim, rule)
 
     def _warn_of_unread_config_keys(self):

@@ -32,6 +32,21 @@ def test_numeric_gradient_perturbs_in_place_and_restores(capsys):
     assert "(0, 0)" in capsys.readouterr().out  # verbose by default, like the starter
 
 
+def test_numeric_gradient_evaluates_f_at_x_first_as_the_course_does():
+    """The starter evaluates fx = f(x) before perturbing: 2n + 1 calls, so f's side effects (a train-mode
+    batchnorm's running statistics, global RNG draws) happen as often as in the notebooks."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    seen = []
+
+    def f(_):
+        seen.append(x.copy())
+        return float(np.sum(x**2))
+
+    eval_numerical_gradient(f, x, verbose=False)
+    assert len(seen) == 2 * x.size + 1
+    np.testing.assert_array_equal(seen[0], x)
+
+
 def test_numeric_gradient_array():
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     df = np.array([[1.0, 0.5], [0.0, 2.0]])

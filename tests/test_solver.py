@@ -167,6 +167,26 @@ def test_bad_data():
         Solver(LinearSoftmax(), dict(data, y_train=data["y_train"][:5]))
 
 
+def test_data_saved_with_np_savez_trains_as_the_dict_does(tmp_path):
+    """The starter only indexes data, so np.load of a saved data dict (an NpzFile) worked there."""
+    data = blobs()
+    np.savez(tmp_path / "data.npz", **data)
+    histories = []
+    for source in (data, np.load(tmp_path / "data.npz")):
+        solver = Solver(LinearSoftmax(), source, num_epochs=2, batch_size=10, verbose=False, seed=0)
+        solver.train()
+        histories.append(solver.loss_history)
+    assert histories[0] == histories[1]
+    with pytest.raises(TypeError, match="Solver: data must be a dict"):
+        Solver(LinearSoftmax(), list(data.items()))
+
+
+def test_an_unknown_rule_name_says_how_to_pass_ones_own():
+    with pytest.raises(ValueError, match=r'Invalid update_rule "my_rule": name one of .*pass a rule of your own '
+                                         r'as the function itself'):
+        Solver(LinearSoftmax(), blobs(), update_rule="my_rule")
+
+
 @pytest.mark.parametrize(
     "key, value, error, message",
     [
