@@ -1,7 +1,11 @@
 """fastnn: the CS231n layer API, compiled with Numba, checked against a NumPy reference.
 
-`import fastnn` imports NumPy and nothing slow; kernels compile lazily on first use (or in `warmup()`).
+`import fastnn` imports NumPy and nothing slow; kernels compile lazily on first use (or in `warmup()`). Its
+modules are attributes too, imported on first use: `fastnn.allocator.keep_freed_memory()` needs no import of
+its own.
 """
+
+import importlib
 
 from ._dispatch import VerificationError
 from ._options import BACKENDS, options
@@ -30,3 +34,19 @@ def warmup(dtypes=("float32", "float64"), ops=None):
     from .compiled._warmup import warmup as _warmup
 
     return _warmup(dtypes=dtypes, ops=ops)
+
+
+# The public modules, imported when first named as fastnn.<name> (PEP 562), so `import fastnn` stays light.
+SUBMODULES = ("allocator", "checkpoint", "classifiers", "data_utils", "fast_layers", "gradient_check", "init",
+              "layer_utils", "layers", "optim", "plots", "reference", "sanity", "solver", "testing", "transfer",
+              "tune", "vis_utils", "bench")
+
+
+def __getattr__(name):
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(SUBMODULES))

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import threading
 
@@ -75,26 +76,49 @@ def main(argv=None):
         _set_up_own_process()
     stdout, unraisablehook = sys.stdout, sys.unraisablehook
     interrupt_again = _InterruptAgain(unraisablehook)
+    sigterm = None
     if own_process:
         sys.stdout, sys.unraisablehook = _CheckedStdout(stdout), interrupt_again
+        sigterm = _stop_on_sigterm()
     try:
         status = _command_module(args.command).run(args)
         if own_process:
             _flush_stdout(quiet=False)  # a full disk is found now, not in Python's own flush at exit
         return status
-    except KeyboardInterrupt:  # Ctrl-C: each command has cleaned up and said what its output holds; no traceback
-        if not own_process:  # main([...]) called from a user's code: theirs to handle
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: each command has cleaned up and said what its output
+        if not own_process:  # holds; no traceback. main([...]) called from a user's code: theirs to handle
             raise
-        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
-        return 130
+        terminated = isinstance(stop, Terminated)
+        print(f"fastnn {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except StdoutFailed as failed:
         print(f"fastnn {args.command}: stopped: {failed}", file=sys.stderr)
         return 1
     finally:
         if own_process:
             interrupt_again.cancel()
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
             _flush_stdout(quiet=True)
             sys.stdout, sys.unraisablehook = stdout, unraisablehook
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a batch scheduler, docker stop) in the command's own process: a KeyboardInterrupt,
+    so that every clean-up a Ctrl-C runs runs for it too (an --overwrite run puts the earlier run back; killed
+    outright, it left that run set aside and its own half-written)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise Terminated in the main thread, where its default would end the process on the spot;
+    returns the handler to put back, or None where SIGTERM was not at its default (ignored, or the caller's)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class _InterruptAgain:

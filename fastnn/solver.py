@@ -33,7 +33,8 @@ class Solver:
     Inputs:
     - model: an object with `params` (a dict of name -> array) and `loss(X, y=None)` returning scores (N, C)
       when y is None and (loss, grads) otherwise, grads with the keys of params
-    - data: a dict with 'X_train', 'y_train', 'X_val', 'y_val' (other keys are ignored)
+    - data: a dict (or any mapping, such as np.load of an .npz) with 'X_train', 'y_train', 'X_val', 'y_val'
+      (other keys are ignored)
 
     Optional keyword arguments:
     - update_rule: the name of a rule in fastnn.optim (default 'sgd'), or a function with the same interface
@@ -48,6 +49,10 @@ class Solver:
     - verbose: print progress (default True); False prints nothing at all
     - seed: an int seeding the Solver's own RNG for minibatches and subsamples (default None: numpy's global RNG)
     - progress_bar: show a tqdm bar with epoch, loss and accuracy (default: the value of verbose)
+    - freeze: param names, kinds ('b': every bias, not beta) or the groups 'conv' / 'affine' to keep unchanged
+      (see fastnn.transfer; default None)
+    - lr_multipliers: a dict of such patterns -> a factor > 0 on the learning rate of the params they name
+      (default None)
 
     Attributes after train(): loss_history (one loss per iteration), train_acc_history and val_acc_history
     (one per accuracy check: the first iteration and every epoch end), best_val_acc, best_params (also put in

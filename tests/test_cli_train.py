@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -658,3 +660,29 @@ def test_resume_refuses_a_run_left_aside_by_a_killed_overwrite(tmp_path, monkeyp
     (out / ".fastnn-train-earlier").mkdir()
     with pytest.raises(SystemExit, match="holds .fastnn-train-earlier, an earlier run set aside"):
         main(["train", "--resume", str(out), "--epochs", "2"])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="needs POSIX signals")
+def test_sigterm_stops_an_overwrite_run_as_ctrl_c_does_and_puts_the_earlier_run_back(tmp_path):
+    """kill, timeout, SLURM and docker stop send SIGTERM: it ended the process on the spot, leaving the earlier run
+    set aside in .fastnn-train-earlier and the new one half-written, which every later command then refused."""
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+
+    def files():  # all but the lock, which names its last holder
+        return {name: (out / name).read_bytes() for name in os.listdir(out) if name != ".fastnn-train"}
+
+    before = files()
+    p = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "--model", "fc", "--epochs", "1000",
+                          "--batch-size", "500", "--out", str(out), "--overwrite", "--quiet"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint_epoch_2.npz").exists():  # the new run is training, the earlier one set aside
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert err.rstrip().endswith("fastnn train: terminated") and "Traceback" not in err, err
+    assert files() == before

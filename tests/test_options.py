@@ -275,6 +275,17 @@ def test_import_fastnn_imports_no_numba():
     assert result.stdout.strip() == "False", result.stderr
 
 
+def test_modules_are_attributes_of_fastnn_imported_on_first_use():
+    """The README writes fastnn.allocator.keep_freed_memory() after `import fastnn`: it raised AttributeError."""
+    result = _run("import sys, fastnn\n"
+                  "print('fastnn.checkpoint' in sys.modules, 'numba' in sys.modules)\n"
+                  "print(callable(fastnn.allocator.keep_freed_memory), callable(fastnn.checkpoint.load_checkpoint))\n"
+                  "print(all(hasattr(fastnn, name) for name in fastnn.SUBMODULES), 'solver' in dir(fastnn))\n"
+                  "fastnn.no_such_module")
+    assert result.stdout.split() == ["False", "False", "True", "True", "True", "True"], result.stderr
+    assert "AttributeError: module 'fastnn' has no attribute 'no_such_module'" in result.stderr
+
+
 def test_verify_backend_returns_results_equal_to_reference():
     x, w, b = np.ones((2, 3)), np.ones((3, 4)), np.arange(4.0)
     with fastnn.options(backend="verify"):
