@@ -183,10 +183,13 @@ def load_imagenet_val(num=None, path=None):
     if num is not None and (isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0):
         raise ValueError(f"{fn}: num must be None or an integer >= 0, got {num!r}")
     candidates = imagenet_val_candidates(path)
-    found = next((c for c in (candidates[:1] if path is not None else candidates) if os.path.isfile(c)), None)
+    if path is not None or os.environ.get(IMAGENET_VAL_ENV):  # named: it must be there, no quiet fall back
+        candidates = candidates[:1]
+    found = next((c for c in candidates if os.path.isfile(c)), None)
     if found is None:
         looked = ", ".join(repr(os.path.abspath(c)) for c in candidates)
-        raise FileNotFoundError(f"{fn}: imagenet_val_25.npz not found; looked in {looked}. Get it with the "
+        named = f" (${IMAGENET_VAL_ENV})" if path is None and os.environ.get(IMAGENET_VAL_ENV) else ""
+        raise FileNotFoundError(f"{fn}: imagenet_val_25.npz not found; looked in {looked}{named}. Get it with the "
                                 f"starter's cs231n/datasets/get_imagenet_val.sh, then pass path= or set "
                                 f"{IMAGENET_VAL_ENV}.")
     try:

@@ -396,16 +396,18 @@ def cifar10_candidates(path=None):
 
 
 def find_cifar10_dir(path=None):
-    """The first directory of cifar10_candidates(path) that holds the batches; an explicit `path` must."""
+    """The first directory of cifar10_candidates(path) that holds the batches. An explicit `path`, or else
+    $FASTNN_CIFAR10_DIR, must: a mistyped one is an error, not a quiet fall back to the starter's locations."""
     candidates = cifar10_candidates(path)
-    if path is not None:
+    if path is not None or os.environ.get(CIFAR10_ENV):
         candidates = candidates[:1]
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "data_batch_1")):
             return candidate
     looked = ", ".join(repr(os.path.abspath(c)) for c in candidates)
+    named = f" (${CIFAR10_ENV})" if path is None and os.environ.get(CIFAR10_ENV) else ""
     raise FileNotFoundError(
-        f"CIFAR-10 python batches not found; looked in {looked}. Download cifar-10-python.tar.gz from "
+        f"CIFAR-10 python batches not found; looked in {looked}{named}. Download cifar-10-python.tar.gz from "
         f"https://www.cs.toronto.edu/~kriz/cifar.html, extract it and pass its directory or set {CIFAR10_ENV}."
     )
 

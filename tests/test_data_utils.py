@@ -146,6 +146,10 @@ def test_cifar10_is_found_through_the_environment_and_the_error_says_where_it_lo
     assert data_utils.find_cifar10_dir() == str(root)
     starter_dir = tmp_path / "cs231n" / "datasets" / "cifar-10-batches-py"
     write_cifar_dir(starter_dir, n=2)
+    # a mistyped variable is an error naming it, not a quiet fall back to the starter's directory
+    monkeypatch.setenv(data_utils.CIFAR10_ENV, str(tmp_path / "elsewhre"))
+    with pytest.raises(FileNotFoundError, match=r"looked in '.*elsewhre' \(\$FASTNN_CIFAR10_DIR\)\. Download"):
+        data_utils.find_cifar10_dir()
     monkeypatch.delenv(data_utils.CIFAR10_ENV)
     assert os.path.abspath(data_utils.find_cifar10_dir()) == str(starter_dir)
 

@@ -127,6 +127,10 @@ def test_load_imagenet_val_is_found_in_the_starters_place_and_through_the_enviro
     _imagenet_npz(elsewhere, {1: "goldfish"})
     monkeypatch.setenv(IMAGENET_VAL_ENV, str(elsewhere))
     assert load_imagenet_val()[2] == {1: "goldfish"}
+    monkeypatch.setenv(IMAGENET_VAL_ENV, str(tmp_path / "elswhere.npz"))  # mistyped: no quiet fall back
+    with pytest.raises(FileNotFoundError, match=r"looked in '[^,]*elswhere.npz' \(\$FASTNN_IMAGENET_VAL\)\. Get"):
+        load_imagenet_val()
+    monkeypatch.setenv(IMAGENET_VAL_ENV, str(elsewhere))
     with pytest.raises(ValueError, match="num"):
         load_imagenet_val(num=-1)
 
