@@ -280,3 +280,28 @@ def test_ctrl_c_in_the_terminal_stops_the_search_with_one_message(tmp_path):
     assert "Traceback" not in stderr and "distributed" not in stderr and "leaked" not in stderr, stderr
     assert stderr.rstrip().endswith("fastnn tune: interrupted")
     assert not (tmp_path / "t3").exists()  # the claim it made is released
+
+
+def test_train_and_tune_never_share_an_out(tmp_path, monkeypatch, no_search):
+    """`fastnn tune --out <a train run>` (even with --overwrite) and `fastnn train --out <a search>` were accepted,
+    and the two commands' files ended up mixed in one directory."""
+    from fastnn import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    trained = tmp_path / "trained"
+    assert main(["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--quiet",
+                 "--out", str(trained)]) == 0
+    before = sorted(os.listdir(trained))
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(SystemExit, match=r"fastnn tune: --out '.*trained' holds a run of fastnn train "
+                                             r"\(.fastnn-train\); choose another --out"):
+            main(["tune", "--workers", "1", "--quiet", "--out", str(trained), *extra])
+    assert sorted(os.listdir(trained)) == before
+    searched = tmp_path / "fastnn-out"  # the train command's default, here holding a search's claim
+    searched.mkdir()
+    (searched / ".fastnn-tune").write_text("fastnn tune, process 1\n")
+    with pytest.raises(SystemExit, match=r"fastnn train: --out '.*fastnn-out' holds a run of fastnn tune"):
+        main(["train", "--model", "fc", "--epochs", "1", "--quiet", "--out", str(searched), "--overwrite"])
+    assert main(["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--quiet"]) == 0
+    assert os.listdir(searched) == [".fastnn-tune"] and (tmp_path / "fastnn-out-2" / "summary.json").is_file()

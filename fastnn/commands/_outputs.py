@@ -1,10 +1,11 @@
 """Where a command's run writes: a directory it claims for itself and never shares with an earlier run.
 
 Without --out a run takes the first of ./<default>, ./<default>-2, ... that holds no run; an --out that holds one
-is refused unless --overwrite. `fastnn train` sets the earlier run's files aside (set_aside) while it trains and
-drops them only once it has finished; a run that stops early (a diverged loss, an error, Ctrl-C) puts them back
-(restore). `fastnn tune` writes nothing before its search is done; it then saves into a hidden subdirectory,
-sets the earlier files aside and moves the new ones in (commands/tune.py).
+is refused unless --overwrite, and one that holds another command's run (train's, tune's) always. `fastnn train`
+sets the earlier run's files aside (set_aside) while it trains and drops them only once it has finished; a run
+that stops early (a diverged loss, an error, Ctrl-C, SIGTERM) puts them back (restore). `fastnn tune` writes
+nothing before its search is done; it then saves into a hidden subdirectory, sets the earlier files aside and
+moves the new ones in (commands/tune.py).
 A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
 default directory free before either had written anything, and the second wrote over the first. The claim file
 stays once the run ends; while a run is going it holds a lock on it (hold), so that a --resume or an
@@ -17,6 +18,18 @@ from contextlib import contextmanager
 
 def claim_name(command):
     return f".fastnn-{command}"
+
+
+CLAIMING_COMMANDS = ("train", "tune")
+
+
+def other_commands_claim(directory, command):
+    """The claim file of another command's run in `directory` (train's in a tune --out, say), else None: runs of
+    two commands never share a directory, even with --overwrite, which replaces only a run of its own command."""
+    for other in CLAIMING_COMMANDS:
+        if other != command and os.path.lexists(os.path.join(directory, claim_name(other))):
+            return claim_name(other)
+    return None
 
 
 def earlier_run(directory, command, is_output):
@@ -74,11 +87,15 @@ def output_directory(command, out, overwrite, default, is_output):
         if overwrite:
             raise SystemExit(f"{where}: --overwrite needs --out (without it a run takes a new directory)")
         out, n = default, 2
-        while earlier_run(out, command, is_output) or not _claim(out, command):
+        while earlier_run(out, command, is_output) or other_commands_claim(out, command) or not _claim(out, command):
             out, n = f"{default}-{n}", n + 1
         return out, []
     if os.path.exists(out) and not os.path.isdir(out):
         raise SystemExit(f"{where}: --out {out!r} is a file, not a directory")
+    other = other_commands_claim(out, command)
+    if other:
+        raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {other.split('-', 2)[-1]} ({other}); choose "
+                         f"another --out (--overwrite replaces only an earlier run of fastnn {command})")
     earlier = earlier_run(out, command, is_output)
     if earlier and not overwrite:
         shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")

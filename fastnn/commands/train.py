@@ -421,7 +421,10 @@ def _set_up(args, Solver):
         if args.init_from:
             from ..transfer import load_params
 
-            report = load_params(model, args.init_from)
+            try:
+                report = load_params(model, args.init_from)
+            except (OSError, ValueError, TypeError) as error:
+                raise SystemExit(f"fastnn train: --init-from {args.init_from!r}: {error}") from error
             if not report.loaded:
                 raise SystemExit(f"fastnn train: --init-from {args.init_from!r}: none of its params fits the "
                                  f"{type(model).__name__} of --model {args.model}, so nothing was loaded ("
