@@ -249,10 +249,11 @@ def test_a_seed_numpy_refuses_is_a_message(seed, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("argv", [["--update-rule", "sgd", "--lr", "1e4"], ["--reg", "1e300"]])
 def test_a_diverged_run_is_a_message_and_leaves_no_claim_without_checkpoints(argv, tmp_path, monkeypatch):
-    """The Solver's FloatingPointError came out as a traceback, and the run's claim stayed in --out."""
+    """The Solver's FloatingPointError came out as a traceback, and the run's claim stayed in --out; NumPy's
+    overflow warnings, with fastnn's file paths, came before the message."""
     monkeypatch.setattr(plots, "available", lambda: False)
     out = tmp_path / "out"
     argv = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "100", "--quiet", *argv]

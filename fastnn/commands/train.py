@@ -307,7 +307,10 @@ def _train(solver, model, data, args, aside, resumed_from=None):
     """Train; the summary of the finished run (a diverged loss is a message)."""
     start = time.perf_counter()
     try:
-        solver.train()
+        # overflow on the way to a non-finite loss: NumPy's warnings (with fastnn's file paths) came before the
+        # message below that says it all
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            solver.train()
     except FloatingPointError as error:  # the Solver's stop on a non-finite loss
         raise SystemExit(_diverged(solver, args, aside)) from error
     return _finish(args, solver, model, data, time.perf_counter() - start, resumed_from)

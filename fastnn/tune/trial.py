@@ -125,7 +125,10 @@ def run_trial(build_model, data, config, index, round, seed, solver_kwargs, sett
 
     start = time.perf_counter()
     solver, error = None, None
-    with _TRIAL_LOCK, single_threaded(), options(**settings), _seeded_global_rng(seed):
+    # a diverging trial is a result ('failed', the Solver's FloatingPointError): NumPy's overflow warnings on the
+    # way there only cluttered the workers' output
+    with _TRIAL_LOCK, single_threaded(), options(**settings), _seeded_global_rng(seed), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             model = build_model(dict(config), data)
             solver = Solver(model, data, verbose=False, seed=seed, **solver_settings(solver_kwargs, config))
