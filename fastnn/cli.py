@@ -26,7 +26,10 @@ def _command_module(name):
 
 
 def build_parser(argv):
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast CS231n-style layers on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     requested = next((a for a in argv if a in COMMANDS), None)
     for name, help_text in COMMANDS.items():

@@ -59,3 +59,11 @@ def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["fastnn", "check"])
     with pytest.raises(BrokenPipeError, match="a socket"):
         cli.main()
+
+
+def test_version(capsys):
+    import fastnn
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"fastnn {fastnn.__version__}"
