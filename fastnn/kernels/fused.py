@@ -16,7 +16,18 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .norm import CHUNKS, _row_dx, _xhat, backward_scale, batch_moments, block_statistics, finite_or_zero, sum_chunks
+from .norm import (
+    CHUNKS,
+    _row_dx,
+    _xhat,
+    backward_scale,
+    batch_moments,
+    block_statistics,
+    finite_or_zero,
+    remeasure_far_columns,
+    rounded_statistics,
+    sum_chunks,
+)
 
 
 @kernel
@@ -88,7 +99,9 @@ def bias_batchnorm_relu_train_forward(a, b, gamma, beta, eps, mean64, var64, mea
         shift[d] = finite_or_zero(a[0, d] + b[d])
     for t in prange(chunks):
         bias_shifted_sums(a, b, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
-    batch_moments(partial, shift, a, eps, mean64, var64, mean, invstd)
+    batch_moments(partial, shift, N, mean64, var64)
+    remeasure_far_columns(a, shift, partial, mean64, var64)
+    rounded_statistics(mean64, var64, eps, mean, invstd)
     for i in prange(N):
         for d in range(D):
             out[i, d] = _scale_shift_relu((a[i, d] - mean[d]) * invstd[d], gamma[d], beta[d])

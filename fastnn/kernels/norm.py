@@ -88,18 +88,29 @@ def block_moments(block, shift):
     return shifted_moments(shift, s, q, block.size)
 
 
-# (shift - mean)^2 / var beyond which the statistics make a second pass: at most ~65x of float64's precision is
-# lost. At 9 the column pass below cost batchnorm +2-3% on normal data, +7% after a ReLU; at 64, nothing.
-FAR_SHIFT = 64.0
+# (shift - mean)^2 / var beyond which the statistics make a second pass, shifted by the mean; a one-pass
+# variance loses that factor of float64's precision. Rows, groups and channels: a second pass over the same
+# contiguous block, cheap, so 9 (three standard deviations: 0.3% of normal rows). Batchnorm's columns: a strided
+# pass, which at 9 cost +2-3% on normal data and +7% after a ReLU, at 64 nothing.
+FAR_SHIFT = 9.0
+FAR_COLUMN_SHIFT = 64.0
 
 
 @kernel
-def far_shift(shift, mean, var):
+def far_shift(shift, mean, var, limit):
     """Whether a one-pass variance shifted by `shift` may have lost too much to cancellation: (shift - mean)^2
-    beyond FAR_SHIFT * var (it loses that factor of float64's precision), squares that overflowed (var Inf), or
-    anything not finite. Then the statistics make a second pass shifted by the mean: the two-pass algorithm."""
+    beyond limit * var, squares that overflowed (var Inf), or anything not finite."""
     offset = shift - mean
-    return not (offset * offset <= FAR_SHIFT * var and var < np.inf)
+    return not (offset * offset <= limit * var and var < np.inf)
+
+
+@kernel
+def second_moments(mean, var, mean2, var2):
+    """The second pass's (mean2, var2), unless its sums overflowed where the first pass's did not (values near
+    the largest float, added in another order): then the first pass's."""
+    if np.isfinite(mean2) or not np.isfinite(mean):
+        return mean2, var2
+    return mean, var
 
 
 @kernel
@@ -107,13 +118,13 @@ def block_statistics(block, eps):
     """(mean, 1 / sqrt(var + eps)) in float64 of a 2-D block (a layernorm row, a groupnorm group). One pass shifted
     by the first entry; its variance loses (shift - mean)^2 / var of float64's precision to cancellation (up to
     the block's size: 6e-10 against the reference's 3e-16 for a group of 131072 whose first entry was an
-    outlier), so where far_shift says so (the first entry more than eight standard deviations out: never for
-    normal rows) a second pass shifts by the mean just found. (Two passes every time ran 1.2x the time, layernorm
-    forward (1024, 1024) float32, measured here.)"""
+    outlier), so where far_shift says so (the first entry more than three standard deviations out) a second pass
+    shifts by the mean just found. (Two passes every time ran 1.2x the time, layernorm forward (1024, 1024)
+    float32, measured here.)"""
     shift = finite_or_zero(block[0, 0])
     mean, var = block_moments(block, shift)
-    if far_shift(shift, mean, var):
-        mean, var = block_moments(block, finite_or_zero(mean))
+    if far_shift(shift, mean, var, FAR_SHIFT):
+        mean, var = second_moments(mean, var, *block_moments(block, finite_or_zero(mean)))
     return mean, 1.0 / np.sqrt(var + eps)
 
 
@@ -143,17 +154,21 @@ def shifted_sums(x, lo, hi, shift, s, q):
 
 
 @kernel
-def remeasure_far_columns(x, shift, mean64, var64):
-    """mean64, var64 again, shifted by the mean, for the columns of x (N, D) whose one-pass shift lay far out
-    (far_shift), in one row-by-row pass over just those columns."""
-    far = np.empty(mean64.shape[0], np.int64)
+def far_columns(shift, mean64, var64, far):
+    """The columns whose one-pass shift lay far out (far_shift), into far[:count]; returns count."""
     count = 0
     for d in range(mean64.shape[0]):
-        if far_shift(shift[d], mean64[d], var64[d]):
+        if far_shift(shift[d], mean64[d], var64[d], FAR_COLUMN_SHIFT):
             far[count] = d
             count += 1
-    if count == 0:
-        return
+    return count
+
+
+@kernel
+def remeasure_columns(x, far, count, mean64, var64):
+    """mean64, var64 again, shifted by the mean, for the columns far[:count] of x (N, D), in one row-by-row pass
+    over just those columns: for a few of them (this pass ran 2.8x the time of batchnorm forward where every
+    column was far, one outlying sample in the first row; remeasure_far_columns then makes one)."""
     centre, s, q = np.empty(count), np.zeros(count), np.zeros(count)
     for j in range(count):
         centre[j] = finite_or_zero(mean64[far[j]])
@@ -163,19 +178,49 @@ def remeasure_far_columns(x, shift, mean64, var64):
             s[j] += v
             q[j] += v * v
     for j in range(count):
-        mean64[far[j]], var64[far[j]] = shifted_moments(centre[j], s[j], q[j], x.shape[0])
+        d = far[j]
+        mean64[d], var64[d] = second_moments(mean64[d], var64[d],
+                                             *shifted_moments(centre[j], s[j], q[j], x.shape[0]))
 
 
 @kernel
-def batch_moments(partial, shift, x, eps, mean64, var64, mean, invstd):
-    """From the per-chunk sums of x (N, D) shifted by its first row: mean64, var64 (float64, biased), and mean and
-    invstd = 1 / sqrt(var + eps) rounded to their arrays' dtype (the reference's float operations). Columns whose
-    first row lies far out are measured again (remeasure_far_columns: the shift cost up to N of float64's
-    precision, 7e-12 against the reference's 8e-15 at N = 20000)."""
+def remeasure_far_columns(x, shift, partial, mean64, var64):
+    """mean64, var64 again, shifted by the mean, for the columns of x (N, D) whose one-pass shift (the first row)
+    lay far out: they lost up to N of float64's precision (7e-12 against the reference's 8e-15 at N = 20000).
+    Over a quarter of the columns (an outlying sample in the first row), a whole second pass in the first's
+    chunks (partial, overwritten), serial: it is rare; fewer, remeasure_columns."""
+    N, D = x.shape
+    far = np.empty(D, np.int64)
+    count = far_columns(shift, mean64, var64, far)
+    if 4 * count <= D:
+        remeasure_columns(x, far, count, mean64, var64)
+        return
+    centre = np.empty(D)
+    for d in range(D):
+        centre[d] = finite_or_zero(mean64[d])
+    partial[:] = 0.0
+    chunks = partial.shape[0]
+    for t in range(chunks):
+        shifted_sums(x, t * N // chunks, (t + 1) * N // chunks, centre, partial[t, 0], partial[t, 1])
+    s, q = np.empty(D), np.empty(D)
+    sum_chunks(partial[:, 0], s)
+    sum_chunks(partial[:, 1], q)
+    for j in range(count):
+        d = far[j]
+        mean64[d], var64[d] = second_moments(mean64[d], var64[d], *shifted_moments(centre[d], s[d], q[d], N))
+
+
+@kernel
+def batch_moments(partial, shift, n, mean64, var64):
+    """mean64, var64 (float64, biased) from the per-chunk sums of x (n, D) shifted by its first row."""
     sum_chunks(partial[:, 0], mean64)
     sum_chunks(partial[:, 1], var64)
-    moments_from_sums(shift, x.shape[0], mean64, var64)
-    remeasure_far_columns(x, shift, mean64, var64)
+    moments_from_sums(shift, n, mean64, var64)
+
+
+@kernel
+def rounded_statistics(mean64, var64, eps, mean, invstd):
+    """mean and invstd = 1 / sqrt(var + eps) rounded to their arrays' dtype (the reference's float operations)."""
     for d in range(mean64.shape[0]):
         mean[d] = mean64[d]
         invstd[d] = 1.0 / np.sqrt(var64[d] + eps)
@@ -193,7 +238,9 @@ def batchnorm_train_forward(x, gamma, beta, eps, mean64, var64, mean, invstd, ou
         shift[d] = finite_or_zero(x[0, d])
     for t in prange(chunks):
         shifted_sums(x, t * N // chunks, (t + 1) * N // chunks, shift, partial[t, 0], partial[t, 1])
-    batch_moments(partial, shift, x, eps, mean64, var64, mean, invstd)
+    batch_moments(partial, shift, N, mean64, var64)
+    remeasure_far_columns(x, shift, partial, mean64, var64)
+    rounded_statistics(mean64, var64, eps, mean, invstd)
     for i in prange(N):
         for d in range(D):
             h = (x[i, d] - mean[d]) * invstd[d]
@@ -402,8 +449,8 @@ def channel_moments(x, mean, var):
     for c in prange(x.shape[1]):
         shift = finite_or_zero(x[0, c, 0])
         m, v = _channel_pass(x, c, shift)
-        if far_shift(shift, m, v):
-            m, v = _channel_pass(x, c, finite_or_zero(m))
+        if far_shift(shift, m, v, FAR_SHIFT):
+            m, v = second_moments(m, v, *_channel_pass(x, c, finite_or_zero(m)))
         mean[c], var[c] = m, v
 
 
