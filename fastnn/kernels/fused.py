@@ -223,7 +223,25 @@ def batchnorm_relu_da(dout, x, mean, scale, gamma, beta, invstd, train, dbeta, d
     sum_chunks(partial[:, 0], db)
 
 
-@kernel(parallel=True, fast_sums=True)
+@kernel(fast_sums=True)
+def _relu_row_sums(dout, a, shift, scale, gamma, beta, column_dy, column_dy_xhat):
+    """For one row, with xhat = (a - shift) * scale and dy = dout where the ReLU was open: (sum of dy * gamma,
+    sum of dy * gamma * xhat) in float64, adding dy and dy * xhat into the column sums. A helper outside the prange
+    loop, so both builds vectorise it alike (norm._channel_gradient_sums)."""
+    s = 0.0
+    q = 0.0
+    for d in range(dout.shape[0]):
+        h = _xhat(a[d], shift, scale)
+        dy = _gated(dout[d], _relu_open(h, gamma[d], beta[d]))
+        column_dy[d] += dy
+        column_dy_xhat[d] += dy * h
+        g = dy * gamma[d]
+        s += g
+        q += g * h
+    return s, q
+
+
+@kernel(parallel=True)
 def layernorm_relu_backward(dout, a, shift, scale, gamma, beta, invstd, da, db, dbeta, dgamma):
     """In one pass over dout and a: dy = dout * (gamma * xhat + beta > 0) with xhat = (a - shift[i]) * scale[i];
     per row, da = the layernorm backward of dy; over rows, dbeta = sum of dy, dgamma = sum of dy * xhat and
@@ -235,16 +253,7 @@ def layernorm_relu_backward(dout, a, shift, scale, gamma, beta, invstd, da, db, 
         column_dy, column_dy_xhat, column_da = partial[t, 0], partial[t, 1], partial[t, 2]
         for i in range(t * N // chunks, (t + 1) * N // chunks):
             m, c = shift[i], scale[i]
-            s = 0.0
-            q = 0.0
-            for d in range(D):
-                h = _xhat(a[i, d], m, c)
-                dy = _gated(dout[i, d], _relu_open(h, gamma[d], beta[d]))
-                column_dy[d] += dy
-                column_dy_xhat[d] += dy * h
-                g = dy * gamma[d]
-                s += g
-                q += g * h
+            s, q = _relu_row_sums(dout[i], a[i], m, c, gamma, beta, column_dy, column_dy_xhat)
             s /= D
             q /= D
             for d in range(D):

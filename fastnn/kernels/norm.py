@@ -467,20 +467,26 @@ def channel_normalise(x, mean, invstd, gamma, beta, xhat, out):
             out[n, c, k] = gamma[c] * h + beta[c]
 
 
-@kernel(parallel=True, fast_sums=True)
+@kernel(fast_sums=True)
+def _channel_gradient_sums(dout, xhat, c):
+    """(sum of dout, sum of dout * xhat) over (N, P) for channel c, in float64. A helper outside the prange loop,
+    so that the serial and the parallel build vectorise the sum alike: the same bits at every thread count
+    (inline, the two builds differed by a few ulps)."""
+    s = 0.0
+    q = 0.0
+    for n in range(dout.shape[0]):
+        for k in range(dout.shape[2]):
+            g = np.float64(dout[n, c, k])
+            s += g
+            q += g * xhat[n, c, k]
+    return s, q
+
+
+@kernel(parallel=True)
 def channel_sums(dout, xhat, dbeta, dgamma):
     """dbeta[c], dgamma[c]: sums over (N, P) of dout and dout * xhat, one channel per task."""
-    N, C, P = dout.shape
-    for c in prange(C):
-        s = 0.0
-        q = 0.0
-        for n in range(N):
-            for k in range(P):
-                g = np.float64(dout[n, c, k])
-                s += g
-                q += g * xhat[n, c, k]
-        dbeta[c] = s
-        dgamma[c] = q
+    for c in prange(dout.shape[1]):
+        dbeta[c], dgamma[c] = _channel_gradient_sums(dout, xhat, c)
 
 
 @kernel(parallel=True)
@@ -516,7 +522,20 @@ def group_normalise(x, G, gamma, beta, eps, out, mean, invstd):
                 out[n, c, k] = gamma[c] * _xhat(x[n, c, k], m, r) + beta[c]
 
 
-@kernel(parallel=True, fast_sums=True)
+@kernel(fast_sums=True)
+def _plane_gradient_sums(dout, x, shift, scale):
+    """(sum of dout, sum of dout * xhat) in float64 over one plane, xhat = _xhat(x, shift, scale): a helper, so
+    both builds of group_backward vectorise it alike (see _channel_gradient_sums)."""
+    s = 0.0
+    q = 0.0
+    for k in range(dout.shape[0]):
+        g = np.float64(dout[k])
+        s += g
+        q += g * _xhat(x[k], shift, scale)
+    return s, q
+
+
+@kernel(parallel=True)
 def group_backward(dout, x, G, shift, scale, gamma, invstd, dx, dbeta, dgamma):
     """Groupnorm backward in one pass over dout and x, one (n, group) per task: xhat = _xhat(x, shift[n, g],
     scale[n, g]); dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma over the group; per
@@ -533,13 +552,7 @@ def group_backward(dout, x, G, shift, scale, gamma, invstd, dx, dbeta, dgamma):
         s = 0.0
         q = 0.0
         for c in range(grp * Cg, (grp + 1) * Cg):
-            channel_dout = 0.0
-            channel_dout_xhat = 0.0
-            for k in range(P):
-                h = _xhat(x[n, c, k], m, w)
-                g = np.float64(dout[n, c, k])
-                channel_dout += g
-                channel_dout_xhat += g * h
+            channel_dout, channel_dout_xhat = _plane_gradient_sums(dout[n, c], x[n, c], m, w)
             partial[0, n, c] = channel_dout
             partial[1, n, c] = channel_dout_xhat
             if np.isfinite(gamma[c]):
