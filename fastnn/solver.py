@@ -91,11 +91,12 @@ class Solver:
     def _set_data(self, data):
         if not isinstance(data, Mapping):  # a dict, or np.load's NpzFile of a saved data dict
             raise TypeError(
-                f"Solver: data must be a dict with X_train, y_train, X_val, y_val, got {type(data).__name__}"
+                f"Solver: data must be a dict (or another mapping) with X_train, y_train, X_val, y_val, got "
+                f"{type(data).__name__}"
             )
         missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
         if missing:
-            raise ValueError(f"Solver: data is missing {missing}; got keys {sorted(data)}")
+            raise ValueError(f"Solver: data is missing {missing}; got keys {sorted(map(str, data))}")
         data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}  # an NpzFile reads each once
         for split in ("train", "val"):
             X, y = data[f"X_{split}"], data[f"y_{split}"]

@@ -305,3 +305,27 @@ def test_train_and_tune_never_share_an_out(tmp_path, monkeypatch, no_search):
         main(["train", "--model", "fc", "--epochs", "1", "--quiet", "--out", str(searched), "--overwrite"])
     assert main(["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--quiet"]) == 0
     assert os.listdir(searched) == [".fastnn-tune"] and (tmp_path / "fastnn-out-2" / "summary.json").is_file()
+
+
+def test_a_failed_overwrite_keeps_the_claim_of_the_run_it_leaves_in_place(tmp_path, monkeypatch, no_search):
+    """A train --overwrite that failed before training (a bad --init-from) removed .fastnn-train although the
+    earlier run stayed, and tune then wrote its results into that run; a failed train --resume of a search's
+    directory created a .fastnn-train there."""
+    from fastnn import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    trained = tmp_path / "trained"
+    fast = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--quiet"]
+    assert main(fast + ["--out", str(trained)]) == 0
+    before = sorted(os.listdir(trained))
+    with pytest.raises(SystemExit, match="--init-from"):
+        main(fast + ["--out", str(trained), "--overwrite", "--init-from", str(tmp_path / "nowhere.npz")])
+    assert sorted(os.listdir(trained)) == before
+    with pytest.raises(SystemExit, match="holds a run of fastnn train"):
+        main(["tune", "--workers", "1", "--quiet", "--out", str(trained)])
+    searched = tmp_path / "searched"
+    searched.mkdir()
+    (searched / ".fastnn-tune").write_text("fastnn tune, process 1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(searched)])
+    assert os.listdir(searched) == [".fastnn-tune"]

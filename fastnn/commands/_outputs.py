@@ -15,6 +15,8 @@ stays once the run ends; while a run is going it holds a lock on it (hold), so t
 import os
 from contextlib import contextmanager
 
+from .._signals import deferred
+
 
 def claim_name(command):
     return f".fastnn-{command}"
@@ -131,17 +133,20 @@ def set_aside(directory, command, names):
     try:
         os.mkdir(aside)
     except FileExistsError:
-        release(directory, command)
         refuse_a_run_left_aside(directory, command)
     moved = []
     try:
-        for name in names:
-            os.replace(os.path.join(directory, name), os.path.join(aside, name))
-            moved.append(name)
+        # A Ctrl-C or SIGTERM between a move and its note left the earlier run split in two: held back, it comes
+        # once every file has moved, and then they all go back.
+        with deferred():
+            for name in names:
+                os.replace(os.path.join(directory, name), os.path.join(aside, name))
+                moved.append(name)
     except BaseException as error:  # put back what moved, so the earlier run is never left split in two
-        for name in moved:
-            os.replace(os.path.join(aside, name), os.path.join(directory, name))
-        os.rmdir(aside)  # the claim stays: --out holds a run, the earlier one
+        with deferred():
+            for name in moved:
+                os.replace(os.path.join(aside, name), os.path.join(directory, name))
+            os.rmdir(aside)  # the claim stays: --out holds a run, the earlier one
         if isinstance(error, OSError):
             raise SystemExit(f"fastnn {command}: cannot set the earlier run in --out {directory!r} aside "
                              f"({error.strerror}: {error.filename!r}); it is left as it was") from error
@@ -150,20 +155,24 @@ def set_aside(directory, command, names):
 
 
 def restore(directory, aside, is_output):
-    """Undo set_aside for a run that did not finish: its own outputs go and the earlier run's come back."""
-    for name in os.listdir(directory):
-        if is_output(name):
-            os.remove(os.path.join(directory, name))
-    for name in os.listdir(aside):
-        os.replace(os.path.join(aside, name), os.path.join(directory, name))
-    os.rmdir(aside)
+    """Undo set_aside for a run that did not finish: its own outputs go and the earlier run's come back (a second
+    Ctrl-C or SIGTERM meanwhile waits until it has)."""
+    with deferred():
+        for name in os.listdir(directory):
+            if is_output(name):
+                os.remove(os.path.join(directory, name))
+        for name in os.listdir(aside):
+            os.replace(os.path.join(aside, name), os.path.join(directory, name))
+        os.rmdir(aside)
 
 
 def drop(aside):
-    """The new run finished: the earlier run's files set aside go."""
+    """The new run finished: the earlier run's files set aside go (a Ctrl-C or SIGTERM meanwhile waits: cut
+    half-way, it left a finished run beside part of the earlier one)."""
     if aside is not None:
-        remove(aside, os.listdir(aside))
-        os.rmdir(aside)
+        with deferred():
+            remove(aside, os.listdir(aside))
+            os.rmdir(aside)
 
 
 def remove(directory, names):
@@ -204,8 +213,10 @@ def hold(directory, command):
     except ImportError:  # not POSIX: runs are not told apart from finished ones there
         return None
     path = os.path.join(directory, claim_name(command))
-    try:
-        lock = open(path, "a")
+    try:  # never created here: a --resume of a directory without a claim (no run, or another command's) made one
+        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "a")
+    except FileNotFoundError:
+        return None
     except OSError as error:
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
     try:

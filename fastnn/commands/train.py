@@ -258,7 +258,8 @@ def _run_in(args, earlier, Solver):
     try:
         solver, model, data = _set_up(args, Solver)
     except BaseException:
-        outputs.release(args.out, "train")
+        if not earlier:  # with an earlier run (--overwrite) the claim stays: --out still holds a run of train
+            outputs.release(args.out, "train")
         raise
     aside = outputs.set_aside(args.out, "train", earlier)
     try:

@@ -110,13 +110,15 @@ def _run(args, distributed):
     else:
         where = f"a LocalCluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
     # claimed before the search, so a bad --out is found now and not after minutes of trials
-    args.out, _ = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT, OUTPUTS.__contains__)
+    args.out, earlier = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT,
+                                                 OUTPUTS.__contains__)
     with outputs.running(args.out, "tune", just_claimed=True):  # an --overwrite meanwhile is refused
-        return _search_and_save(args, distributed, tune, search, where)
+        return _search_and_save(args, distributed, tune, search, where, earlier)
 
 
-def _search_and_save(args, distributed, tune, search, where):
-    """Run the search, save it into the claimed --out and print its table."""
+def _search_and_save(args, distributed, tune, search, where, earlier):
+    """Run the search, save it into the claimed --out (holding the files `earlier` of an earlier search, with
+    --overwrite) and print its table."""
     try:
         client = _connect(distributed, args.scheduler) if args.scheduler is not None else None
         try:
@@ -133,7 +135,8 @@ def _search_and_save(args, distributed, tune, search, where):
             if client is not None:
                 client.close()
     except BaseException:
-        outputs.release(args.out, "tune")
+        if not earlier:  # with an earlier search (--overwrite) the claim stays: --out still holds a search
+            outputs.release(args.out, "tune")
         raise
 
     try:  # saved before the table is printed: a reader that has gone (`| head -1`) loses no results

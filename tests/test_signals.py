@@ -1,0 +1,89 @@
+"""Ctrl-C and SIGTERM held back while a run's files move (fastnn._signals.deferred, commands._outputs)."""
+
+import os
+import signal
+
+import pytest
+
+from fastnn._signals import deferred
+from fastnn.cli import Terminated, _raise_terminated
+from fastnn.commands import _outputs as outputs
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+
+
+@pytest.fixture
+def signals_raise():
+    """SIGINT raising KeyboardInterrupt and SIGTERM Terminated, as in the fastnn command's own process (a test run
+    in the background of a shell without job control starts with SIGINT ignored)."""
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("signum, error", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_inside_the_block_is_raised_when_it_ends(signum, error, signals_raise):
+    steps = []
+    with pytest.raises(error):
+        with deferred():
+            os.kill(os.getpid(), signum)
+            steps.append("after the signal")  # the block goes on
+            steps.append("to its end")
+        steps.append("never")
+    assert steps == ["after the signal", "to its end"]
+    assert signal.getsignal(signum) is not None and signal.getsignal(signum) != signal.SIG_IGN  # put back
+
+
+def _run_dir(tmp_path, n=6):
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(n):
+        (out / f"checkpoint_epoch_{i}.npz").write_bytes(bytes([i]))
+    (out / ".fastnn-train").write_text("claim\n")
+    return out
+
+
+def _contents(directory):
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+@pytest.mark.parametrize("signum, error", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_while_the_earlier_run_moves_aside_puts_it_all_back(signum, error, tmp_path, monkeypatch,
+                                                                     signals_raise):
+    """A SIGTERM between a move and its note left one file in .fastnn-train-earlier, os.rmdir failed with a
+    traceback, and every later --overwrite or --resume was refused."""
+    out = _run_dir(tmp_path)
+    before = _contents(out)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        calls.append(src)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signum)  # just after a move, before set_aside notes it
+
+    monkeypatch.setattr(os, "replace", replace)
+    names = sorted(name for name in os.listdir(out) if name.startswith("checkpoint"))
+    with pytest.raises(error):
+        outputs.set_aside(str(out), "train", names)
+    assert _contents(out) == before  # every file back, no .fastnn-train-earlier left
+
+
+def test_a_signal_while_the_earlier_run_is_dropped_waits_until_it_is_gone(tmp_path, monkeypatch, signals_raise):
+    """Cut half-way, the drop left a finished run beside part of the earlier one in .fastnn-train-earlier."""
+    out = _run_dir(tmp_path)
+    aside = outputs.set_aside(str(out), "train", sorted(n for n in os.listdir(out) if n.startswith("checkpoint")))
+    real_remove, calls = os.remove, []
+
+    def remove(path):
+        real_remove(path)
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "remove", remove)
+    with pytest.raises(Terminated):
+        outputs.drop(aside)
+    assert not os.path.exists(aside) and len(calls) == 6
