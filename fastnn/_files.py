@@ -11,6 +11,8 @@ import sys
 import tempfile
 from contextlib import contextmanager
 
+from ._signals import deferred
+
 
 def check_writable_path(fn, name, path, probe=False):
     """The path as a str; a ValueError naming `fn` and `name` when it names a directory, a FileNotFoundError when
@@ -145,26 +147,38 @@ def atomic_open(path, mode="wb", fn="write", name="path", **open_kwargs):
         return
     path = os.path.realpath(shown)  # through a symlink, as open() writes
     directory = os.path.dirname(path)
-    fd, temporary = _temporary_file(fn, name, path, shown=shown)
+    temporary = f = None
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, _new_file_mode(path))
-        f = os.fdopen(fd, mode, **open_kwargs)
-    except BaseException:
-        os.close(fd)
-        os.remove(temporary)
-        raise
-    try:
+        # a Ctrl-C or SIGTERM between creating the temporary file and noting it left the file behind: held back,
+        # it is raised here, inside the try that removes the file
+        with deferred():
+            fd, temporary = _temporary_file(fn, name, path, shown=shown)
+            f = _opened(fd, temporary, path, mode, open_kwargs)
         with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        if f is not None:
+            f.close()
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
         raise
     _fsync_directory(directory)
+
+
+def _opened(fd, temporary, path, mode, open_kwargs):
+    """The temporary file's descriptor as a file object, with the mode open() would have given `path`; on failure
+    the file is closed and removed."""
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _new_file_mode(path))
+        return os.fdopen(fd, mode, **open_kwargs)
+    except BaseException:
+        os.close(fd)
+        os.remove(temporary)
+        raise
 
 
 def _fsync_directory(directory):
