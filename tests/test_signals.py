@@ -87,3 +87,25 @@ def test_a_signal_while_the_earlier_run_is_dropped_waits_until_it_is_gone(tmp_pa
     with pytest.raises(Terminated):
         outputs.drop(aside)
     assert not os.path.exists(aside) and len(calls) == 6
+
+
+def test_a_signal_as_a_checkpoint_file_is_created_leaves_no_temporary_file(tmp_path, monkeypatch, signals_raise):
+    """A signal between mkstemp and the try that removes its file on error left an empty .tmp beside the
+    checkpoints."""
+    import tempfile
+
+    from fastnn import _files
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as mkstemp returns
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    (tmp_path / "ckpt.npz").write_bytes(b"earlier")
+    with pytest.raises(Terminated):
+        with _files.atomic_open(tmp_path / "ckpt.npz") as f:
+            f.write(b"new")
+    assert os.listdir(tmp_path) == ["ckpt.npz"] and (tmp_path / "ckpt.npz").read_bytes() == b"earlier"
