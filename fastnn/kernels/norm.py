@@ -202,12 +202,11 @@ def remeasure_far_columns(x, shift, partial, mean64, var64):
     chunks = partial.shape[0]
     for t in range(chunks):
         shifted_sums(x, t * N // chunks, (t + 1) * N // chunks, centre, partial[t, 0], partial[t, 1])
-    s, q = np.empty(D), np.empty(D)
-    sum_chunks(partial[:, 0], s)
-    sum_chunks(partial[:, 1], q)
+    mean2, var2 = np.empty(D), np.empty(D)
+    batch_moments(partial, centre, N, mean2, var2)
     for j in range(count):
         d = far[j]
-        mean64[d], var64[d] = second_moments(mean64[d], var64[d], *shifted_moments(centre[d], s[d], q[d], N))
+        mean64[d], var64[d] = second_moments(mean64[d], var64[d], mean2[d], var2[d])
 
 
 @kernel
@@ -430,7 +429,9 @@ def row_normalise_backward(dout, x, shift, scale, gamma, invstd, dx, dbeta, dgam
 
 @kernel(fast_sums=True)
 def _channel_pass(x, c, shift):
-    """(mean, biased variance) in float64 of channel c of x (N, C, P), one pass shifted by `shift`."""
+    """(mean, biased variance) in float64 of channel c of x (N, C, P), one pass shifted by `shift`: block_moments
+    with the channel index kept (block_moments(x[:, c]) gets a strided view, which numba did not vectorise: 2.4x
+    the time of spatial batchnorm forward)."""
     s = 0.0
     q = 0.0
     for n in range(x.shape[0]):
