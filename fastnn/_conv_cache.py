@@ -4,7 +4,7 @@
 
 class WinogradTiles:
     """What a compiled 3x3 stride-1 convolution keeps for its backward in place of x_cols: the transformed input
-    V (16, C, T) and filters U (16, F, C), and its tile grid."""
+    V (36, C, T) and filters U (36, F, C), and its tile grid."""
 
     __slots__ = ("V", "U", "tiles_h", "tiles_w")
 

@@ -64,7 +64,7 @@ def test_a_kept_convolution_cache_survives_later_calls(dtype, filter_size):
     """Two forwards with their caches alive, then backward on the first: what they keep is not shared, and
     the scratch reused by later calls does not change the first one's gradients."""
     g = np.random.default_rng(0)
-    x1, x2 = (g.standard_normal((16, 16, 32, 32)).astype(dtype) for _ in range(2))
+    x1, x2 = (g.standard_normal((32, 16, 32, 32)).astype(dtype) for _ in range(2))
     w = g.standard_normal((4, 16, filter_size, filter_size)).astype(dtype)
     b = g.standard_normal(4).astype(dtype)
     param = {"stride": 1, "pad": filter_size // 2}

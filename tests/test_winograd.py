@@ -1,4 +1,4 @@
-"""The compiled 3x3 stride-1 convolution (Winograd F(2x2, 3x3)) against the NumPy reference's direct one."""
+"""The compiled 3x3 stride-1 convolution (Winograd F(4x4, 3x3)) against the NumPy reference's direct one."""
 
 import numpy as np
 import pytest
@@ -11,10 +11,10 @@ from fastnn.testing import assert_close, conv_inputs, randn
 
 @pytest.fixture(autouse=True)
 def _winograd_for_any_channel_count(monkeypatch):
-    """These tests use few channels; the compiled path takes Winograd from MIN_CHANNELS input channels on."""
+    """These tests use few channels; the compiled path takes Winograd where it pays (winograd.pays)."""
     from fastnn.compiled import winograd
 
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "pays", lambda channels, filters: True)
 
 
 # (N, C, H, W, F, pad): even and odd outputs in each direction, pad 0-3, a single tile, N=1, C=1, F=1
@@ -93,9 +93,9 @@ def test_a_dtype_mismatch_between_dout_and_a_winograd_cache_is_a_type_error():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_nan_or_inf_reaches_exactly_the_outputs_whose_window_holds_it(bad):
-    """The README said a NaN or Inf spread to all four outputs of its 2x2 tile: the transforms only add and subtract
-    entries of the same windows, so non-finite outputs are the direct convolution's, at every input position
-    (an Inf may come out as NaN there, Inf - Inf)."""
+    """A NaN or Inf spreads over a whole 4x4 tile of Winograd's outputs, so a forward whose output is not finite
+    runs again by im2col: non-finite outputs are the direct convolution's, at every input position (an Inf may come
+    out as NaN there, Inf - Inf)."""
     x, w, b = conv_inputs(N=1, C=2, H=6, W=7, F=2)
     param = {"stride": 1, "pad": 1}
     for i in range(x.shape[2]):
@@ -106,7 +106,7 @@ def test_a_nan_or_inf_reaches_exactly_the_outputs_whose_window_holds_it(bad):
                 direct = fast_layers.conv_forward_fast(bad_x, w, b, param)[0]
             with fastnn.options(backend="jit"):
                 winograd, cache = fast_layers.conv_forward_fast(bad_x, w, b, param)
-            assert isinstance(cache[4], WinogradTiles)
+            assert isinstance(cache[4], ColumnsFromInput)
             assert np.array_equal(np.isfinite(winograd), np.isfinite(direct)), (i, j)
             if np.isnan(bad):
                 assert np.array_equal(np.isnan(winograd), np.isnan(direct)), (i, j)
@@ -131,13 +131,15 @@ def test_the_winograd_kernels_run_from_many_threads_at_once():
             np.testing.assert_array_equal(a, b)
 
 
-def test_few_input_channels_stay_on_im2col(monkeypatch):
+def test_few_input_channels_or_many_filters_per_channel_stay_on_im2col(monkeypatch):
     from fastnn.compiled import winograd
 
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 8)
+    monkeypatch.undo()  # the rule itself, not this module's fixture
     with fastnn.options(backend="jit"):
-        for C, expected in [(7, ColumnsFromInput), (8, WinogradTiles)]:
-            x, w, b = conv_inputs(N=1, C=C, H=4, W=4, F=2)
+        for C, F, expected in [(7, 2, ColumnsFromInput), (8, 2, WinogradTiles), (8, 16, WinogradTiles),
+                               (8, 17, ColumnsFromInput), (23, 47, ColumnsFromInput), (24, 200, WinogradTiles)]:
+            assert winograd.pays(C, F) == (expected is WinogradTiles)
+            x, w, b = conv_inputs(N=1, C=C, H=4, W=4, F=F)
             assert isinstance(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][4], expected)
 
 
@@ -171,3 +173,40 @@ def test_a_nan_input_entry_reaches_only_the_filter_taps_that_read_it():
             nan_taps[backend] = np.isnan(FL.conv_backward_fast(dout, cache)[1])
     assert nan_taps["reference"].sum() == 1
     np.testing.assert_array_equal(nan_taps["jit"], nan_taps["reference"])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Inf * 0 in both backends' dw GEMM, as NumPy warns
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nan_or_inf_in_dout_reaches_exactly_the_input_gradients_of_its_window(bad):
+    """dM = A dY A^T spreads one entry of dout over a whole 6x6 tile of dx; a backward with a gradient that is not
+    finite runs by im2col, so dx is non-finite exactly where the direct convolution's is."""
+    x, w, b = conv_inputs(N=1, C=2, H=9, W=7, F=2)
+    param = {"stride": 1, "pad": 1}
+    for i, j in [(0, 0), (4, 3), (8, 6), (5, 1)]:
+        dout = randn(1, 2, 9, 7, seed=5)
+        dout[0, 1, i, j] = bad
+        grads = {}
+        for backend in ("reference", "jit"):
+            with fastnn.options(backend=backend):
+                out, cache = fast_layers.conv_forward_fast(x, w, b, param)
+                grads[backend] = fast_layers.conv_backward_fast(dout, cache)
+        assert isinstance(cache[4], WinogradTiles)
+        for what, got, expected in zip(["dx", "dw", "db"], grads["jit"], grads["reference"]):
+            assert np.array_equal(np.isnan(got), np.isnan(expected)), (what, i, j)
+            assert np.array_equal(np.isfinite(got), np.isfinite(expected)), (what, i, j)
+
+
+@pytest.mark.filterwarnings("error")  # the overflow inside Winograd is no result, so no warning either
+@pytest.mark.parametrize("x_scale, dout_scale", [(1e37, 1.0), (1.0, 1e37)], ids=["x", "dout"])
+def test_large_finite_inputs_that_overflow_the_transforms_give_the_direct_result(x_scale, dout_scale):
+    """B^T d B sums up to 100x an entry of x, and A dY A^T up to 144x one of dout: float32 entries of 1e37 overflow
+    there, though the direct convolution's outputs and gradients are finite."""
+    x, w, b = conv_inputs(N=2, C=3, H=8, W=8, F=2)
+    x, w, dout = x * x_scale, w * 1e-3, randn(2, 2, 8, 8, seed=6) * dout_scale
+    expected, _ = _run("reference", fast_layers.conv_forward_fast, fast_layers.conv_backward_fast, x, w, b, 1, dout)
+    got, cache = _run("jit", fast_layers.conv_forward_fast, fast_layers.conv_backward_fast,
+                      *(a.astype(np.float32) for a in (x, w, b)), 1, dout.astype(np.float32))
+    assert isinstance(cache[4], ColumnsFromInput if x_scale > 1 else WinogradTiles)
+    for what, g, e in zip(["out", "dx", "dw", "db"], got, expected):
+        assert np.isfinite(e).all() and np.isfinite(g).all(), what
+        assert_close(g, e, dtype=np.float32, what=what)

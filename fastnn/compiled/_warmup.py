@@ -26,7 +26,7 @@ def _run_family(family, dtype):
             out, cache = forward(r(2, 3))
             backward(out, cache)
     elif family == "conv":
-        # Winograd (a 3x3 stride-1 filter on at least MIN_CHANNELS input channels), then im2col
+        # Winograd (a 3x3 stride-1 filter bank where it pays: MIN_CHANNELS inputs, 2 filters), then im2col
         channels = MIN_CHANNELS
         for w_shape, stride in (((2, channels, 3, 3), 1), ((2, channels, 2, 2), 2)):
             out, cache = L.conv_forward_fast(r(1, channels, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})

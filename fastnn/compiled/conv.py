@@ -70,7 +70,9 @@ def _block_columns(x_block, w, stride, pad, H_out, W_out):
 def _forward(x, w, b, conv_param):
     """out and what the backward needs: ColumnsFromInput, or WinogradTiles for 3x3 stride-1 filters."""
     if winograd.applies(w, conv_param):
-        return winograd.forward(x, w, b, conv_param["pad"])
+        result = winograd.forward(x, w, b, conv_param["pad"])
+        if result is not None:  # None: an output not finite, which im2col confines to the windows that hold it
+            return result
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F, P = x.shape[0], w.shape[0], H_out * W_out
     w2 = w.reshape(F, -1)
@@ -95,7 +97,9 @@ def _backward(dout, x, w, conv_param, cached):
     """dx (None when the input gradient is not wanted), dw, db: per block of images, the columns gathered again,
     dw and db summed over blocks in order, and dx from that block's column gradient."""
     if isinstance(cached, winograd.WinogradTiles):
-        return winograd.backward(dout, x, w, conv_param["pad"], cached)
+        result = winograd.backward(dout, x, w, conv_param["pad"], cached)
+        if result is not None:  # None: a gradient not finite, which im2col confines as the direct one does
+            return result
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F = dout.shape[:2]
     P = H_out * W_out
@@ -145,8 +149,7 @@ def conv_backward_naive(dout, cache):
     x, w, b, conv_param = cache
     with input_gradient(True):
         if winograd.applies(w, conv_param):  # the tiles only: no product, no output transform
-            tiles = winograd.tiles(x, w, conv_param["pad"])
-            return winograd.backward(dout, x, w, conv_param["pad"], tiles)
+            return _backward(dout, x, w, conv_param, winograd.tiles(x, w, conv_param["pad"]))
         return _backward(dout, x, w, conv_param, ColumnsFromInput(x.dtype))
 
 

@@ -1,9 +1,15 @@
-"""3x3, stride-1 convolution by Winograd F(2x2, 3x3) on the compiled path: tile transforms in
-fastnn.kernels.winograd, 16 GEMMs per direction in BLAS, the small filter transforms in NumPy.
+"""3x3, stride-1 convolution by Winograd F(4x4, 3x3) on the compiled path: tile transforms in
+fastnn.kernels.winograd, 36 GEMMs per direction in BLAS, the small filter transforms in NumPy.
 
 Its cache keeps WinogradTiles (the transformed input and filters) where the reference keeps x_cols; a NumPy
 reference backward given such a cache rebuilds the columns from x. Results equal the direct convolution up to
-rounding (the transforms add and halve; measured relative error ~1e-7 in float32, ~1e-16 in float64).
+rounding: measured here, relative to the largest entry, 3e-6 to 1.2e-5 in float32 and 5e-15 to 3e-14 in float64 for
+outputs and gradients of 16-1024 channels (F(2x2, 3x3), which this replaced, had 2e-7 to 1e-6: the larger tile
+multiplies by up to 8 where it halved, for 0.56x its GEMM work).
+
+A NaN or Inf spreads over a whole tile here, where the direct convolution keeps it to the windows that hold it;
+and the transforms' sums (up to 100x an entry) can overflow where the direct sum does not. So forward and
+backward return None when a result is not finite, and the caller runs the convolution by im2col instead.
 """
 
 import numpy as np
@@ -14,15 +20,24 @@ from ..kernels import winograd as K
 from ..kernels._jit import variant
 from ._memory import recycled, scratch
 
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # filter transform: U = G g G^T
+# filter transform: U = G g G^T (interpolation points 0, +-1, +-2, inf)
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
-MIN_CHANNELS = 8  # below this many input channels im2col's one GEMM (K = 9 C) beats 16 GEMMs with K = C:
-# measured here, float32, x (64, C, 32, 32), F = C: Winograd 0.70x im2col's time at C = 8, 2.5x at C = 3
+MIN_CHANNELS = 8  # Winograd's forward GEMMs have K = C input channels, im2col's one GEMM K = 9 C, and BLAS runs
+ANY_FILTERS_CHANNELS = 24  # small K slowly; the transforms cost C + F passes to the GEMMs' C * F. Measured here,
+# float32, forward + backward, x (64, C, 32 or 16, ...), Winograd / im2col time: 0.68-0.79 at F = C (C = 3-16),
+# 0.82-0.97 at F = 2 C, 1.02-1.24 at F = 3-8 C for C = 8-16, but 0.84-0.94 at F = 4-6 C once C >= 24.
+
+
+def pays(channels, filters):
+    """Whether Winograd beats im2col for a 3x3 stride-1 filter bank of this many input channels and filters."""
+    return channels >= ANY_FILTERS_CHANNELS or (channels >= MIN_CHANNELS and filters <= 2 * channels)
 
 
 def applies(w, conv_param):
-    return w.shape[2] == 3 and w.shape[3] == 3 and conv_param["stride"] == 1 and w.shape[1] >= MIN_CHANNELS
+    return w.shape[2] == 3 and w.shape[3] == 3 and conv_param["stride"] == 1 and pays(w.shape[1], w.shape[0])
 
 
 def _k(kernel_fn):
@@ -31,20 +46,22 @@ def _k(kernel_fn):
 
 def _transform_filters(w):
     g = G.astype(w.dtype)
-    U = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (4, F, C, 4)
-    return np.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(16, w.shape[0], w.shape[1])
+    U = np.tensordot(np.tensordot(g, w, axes=([1], [2])), g, axes=([3], [1]))  # (6, F, C, 6)
+    return np.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(36, w.shape[0], w.shape[1])
 
 
 def _g_transposed_times(M):
-    """G^T @ M along M's first axis (4 -> 3), written out so that G's zeros multiply nothing: as a product, a NaN
+    """G^T @ M along M's first axis (6 -> 3), written out so that G's zeros multiply nothing: as a product, a NaN
     in one entry of a gradient tile spread (NaN * 0) to every tap of the filter gradient."""
-    return np.stack([M[0] + 0.5 * (M[1] + M[2]), 0.5 * (M[1] - M[2]), 0.5 * (M[1] + M[2]) + M[3]])
+    sum12, sum34 = M[1] + M[2], M[3] + M[4]
+    return np.stack([M[0] / 4 - sum12 / 6 + sum34 / 24, (M[2] - M[1]) / 6 + (M[3] - M[4]) / 12,
+                     (sum34 - sum12) / 6 + M[5]])
 
 
 def _filter_gradient(dU, w_shape):
-    """dw (F, C, 3, 3) = G^T dU G for each filter and channel, from dU (16, F, C)."""
+    """dw (F, C, 3, 3) = G^T dU G for each filter and channel, from dU (36, F, C)."""
     F, C = w_shape[:2]
-    rows = _g_transposed_times(dU.reshape(4, 4, F, C))  # (3, 4, F, C)
+    rows = _g_transposed_times(dU.reshape(6, 6, F, C))  # (3, 6, F, C)
     dw = _g_transposed_times(rows.transpose(1, 0, 2, 3))  # (3 columns, 3 rows, F, C)
     return np.ascontiguousarray(dw.transpose(2, 3, 1, 0))
 
@@ -52,39 +69,52 @@ def _filter_gradient(dU, w_shape):
 def _geometry(x, pad):
     N, C, H, W = x.shape
     H_out, W_out = H + 2 * pad - 2, W + 2 * pad - 2
-    return N, C, H_out, W_out, (H_out + 1) // 2, (W_out + 1) // 2
+    return N, C, H_out, W_out, (H_out + 3) // 4, (W_out + 3) // 4
 
 
 def tiles(x, w, pad):
     """The WinogradTiles of x and w: what forward multiplies and backward needs (the naive cache rebuilds them)."""
     N, C, _, _, tiles_h, tiles_w = _geometry(x, pad)
-    V = recycled((16, C, N * tiles_h * tiles_w), x.dtype)
+    V = recycled((36, C, N * tiles_h * tiles_w), x.dtype)
     _k(K.input_tiles)(x, pad, tiles_h, tiles_w, V)
     return WinogradTiles(V, _transform_filters(w), tiles_h, tiles_w)
 
 
+def _finite(sums):
+    return bool(np.isfinite(sums).all())
+
+
+@np.errstate(over="ignore", invalid="ignore")  # an overflow here is no result: im2col computes it again
 def forward(x, w, b, pad):
-    """out (N, F, H + 2*pad - 2, W + 2*pad - 2) and the WinogradTiles for the backward."""
+    """out (N, F, H + 2*pad - 2, W + 2*pad - 2) and the WinogradTiles for the backward; None when out is not
+    finite (see above)."""
     N, _, H_out, W_out, _, _ = _geometry(x, pad)
     t = tiles(x, w, pad)
-    M = scratch("wg_m", (16, w.shape[0], t.V.shape[2]), x.dtype)
+    M = scratch("wg_m", (36, w.shape[0], t.V.shape[2]), x.dtype)
     np.matmul(t.U, t.V, out=M)
     out = np.empty((N, w.shape[0], H_out, W_out), dtype=x.dtype)
-    _k(K.output_tiles)(M, b, t.tiles_h, t.tiles_w, out)
-    return out, t
+    sums = np.empty(w.shape[0])
+    _k(K.output_tiles)(M, b, t.tiles_h, t.tiles_w, out, sums)
+    return (out, t) if _finite(sums) else None
 
 
+@np.errstate(over="ignore", invalid="ignore")
 def backward(dout, x, w, pad, tiles):
-    """dx (None when the input gradient is not wanted), dw, db."""
+    """dx (None when the input gradient is not wanted), dw, db; None when one of them is not finite (see above)."""
     V, U = tiles.V, tiles.U
-    dM = scratch("wg_m", (16, w.shape[0], V.shape[2]), dout.dtype)
+    dM = scratch("wg_m", (36, w.shape[0], V.shape[2]), dout.dtype)
     db = np.empty(w.shape[0])
     _k(K.dout_tiles)(dout, tiles.tiles_h, tiles.tiles_w, dM, db)
+    if not _finite(db):
+        return None
     dw = _filter_gradient(np.matmul(dM, V.transpose(0, 2, 1)), w.shape)
+    if not _finite(dw):
+        return None
     if not input_gradient_wanted():
         return None, dw, db.astype(dout.dtype)
     dV = scratch("wg_dv", V.shape, dout.dtype)
     np.matmul(U.transpose(0, 2, 1), dM, out=dV)
     dx = np.empty(x.shape, dtype=x.dtype)
-    _k(K.dinput_tiles)(dV, pad, tiles.tiles_h, tiles.tiles_w, dx)
-    return dx, dw, db.astype(dout.dtype)
+    sums = np.empty(x.shape[1])
+    _k(K.dinput_tiles)(dV, pad, tiles.tiles_h, tiles.tiles_w, dx, sums)
+    return (dx, dw, db.astype(dout.dtype)) if _finite(sums) else None
