@@ -95,15 +95,17 @@ def _a(y0, y1, y2, y3, o0, o1, o2, o3, o4, o5):
 def _to_rows_channel(x, c, pad, xt_c):
     """xt_c (Hp, Wp * N) = channel c of x (N, C, H, W) at offset pad, images innermost, zero elsewhere."""
     N, _, H, W = x.shape
-    for h in range(xt_c.shape[0]):
+    for h in range(xt_c.shape[0]):  # zero what the rows of x leave: the padding and whole tiles' edges
         line = xt_c[h]
-        for k in range(line.shape[0]):
+        inside = pad <= h < pad + H
+        for k in range(pad * N if inside else line.shape[0]):
             line[k] = 0
-    for n in range(N):
-        plane = x[n, c]
-        for h in range(H):
-            line = xt_c[h + pad]
-            src = plane[h]
+        for k in range((pad + W) * N if inside else line.shape[0], line.shape[0]):
+            line[k] = 0
+    for h in range(H):  # one row of every image at a time: the row written stays in L1
+        line = xt_c[h + pad]
+        for n in range(N):
+            src = x[n, c, h]
             for w in range(W):
                 line[(w + pad) * N + n] = src[w]
 
@@ -112,9 +114,9 @@ def _to_rows_channel(x, c, pad, xt_c):
 def _from_rows_channel(xt_c, c, pad, bias, out):
     """Channel c of out (N, C, H, W) = xt_c (Hp, Wp * N) cropped at offset pad, plus bias."""
     N, _, H, W = out.shape
-    for n in range(N):
-        for h in range(H):
-            line = xt_c[h + pad]
+    for h in range(H):  # one row of every image at a time: the row read stays in L1
+        line = xt_c[h + pad]
+        for n in range(N):
             dst = out[n, c, h]
             for w in range(W):
                 dst[w] = line[(w + pad) * N + n] + bias
