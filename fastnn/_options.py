@@ -1,7 +1,8 @@
 """Library-wide settings: which backend runs the layers, and how kernels are compiled.
 
-Read from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL) when first consulted, not at import
-(a bad value raises then, and a setting made in code first never reads its variable), then settable in code:
+Read from the environment (FASTNN_BACKEND, FASTNN_CACHE, FASTNN_PARALLEL, FASTNN_WINOGRAD) when first consulted,
+not at import (a bad value raises then, and a setting made in code first never reads its variable), then settable
+in code:
 
     fastnn.options()                       # the current settings
     fastnn.options(backend="reference")    # set them for the rest of the process
@@ -32,11 +33,15 @@ class Settings:
       imported (the first compiled layer, optimizer step or fastnn.warmup(): they are decorated with it);
       changing it later warns and changes nothing.
     - parallel: multi-threaded kernels (FASTNN_PARALLEL=0 selects the serial ones).
+    - winograd: 3x3 stride-1 convolutions on the compiled path as Winograd F(4x4, 3x3) where it pays
+      (FASTNN_WINOGRAD=0: im2col for every geometry, slower, with each output's rounding error that of its own
+      window rather than one scaled by the largest entry of its 6x6 tile).
     """
 
     backend: str = "auto"
     cache: bool = False
     parallel: bool = True
+    winograd: bool = True
 
 
 def _env_flag(name, default):
@@ -70,7 +75,7 @@ def _validated(settings):
         raise ValueError(
             f"fastnn.options: unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    for name in ("cache", "parallel"):
+    for name in ("cache", "parallel", "winograd"):
         if not isinstance(getattr(settings, name), bool):
             raise TypeError(f"fastnn.options: {name} must be True or False, got {getattr(settings, name)!r}")
     return settings
@@ -80,6 +85,7 @@ _FROM_ENVIRONMENT = {
     "backend": _env_backend,
     "cache": lambda: _env_flag("FASTNN_CACHE", False),
     "parallel": lambda: _env_flag("FASTNN_PARALLEL", True),
+    "winograd": lambda: _env_flag("FASTNN_WINOGRAD", True),
 }
 
 _lock = threading.RLock()
@@ -158,7 +164,7 @@ def current():
 class options:
     """Read or change fastnn's settings; usable as a context manager.
 
-    options() -> the current settings (attributes backend, cache, parallel).
+    options() -> the current settings (attributes backend, cache, parallel, winograd).
     options(backend='jit') -> sets them now for the process; inside a `with` block of the calling thread, until
     that block ends.
     with options(backend='jit'): -> in force until the block ends, then the settings from before it.
@@ -227,7 +233,8 @@ class options:
 
     def __repr__(self):
         s = self._settings
-        return f"fastnn.options(backend={s.backend!r}, cache={s.cache}, parallel={s.parallel})"
+        return (f"fastnn.options(backend={s.backend!r}, cache={s.cache}, parallel={s.parallel}, "
+                f"winograd={s.winograd})")
 
 
 _input_gradient = contextvars.ContextVar("fastnn_input_gradient", default=True)

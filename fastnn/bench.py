@@ -8,8 +8,8 @@ then their median. Achieved GFLOP/s (conv, affine) or GB/s (the rest) are set ag
 large GEMM and a large copy (one thread: NumPy copies on one). GB/s count the op's compulsory traffic, each array
 the step must read or write counted once. PyTorch's gradients are returned, not added into .grad, where they would
 cost it a pass over memory per tensor that no other path makes. A convolution's rate counts the direct
-convolution's multiply-adds, so a 3x3 one (Winograd: 2.25x fewer) can show a share above what its GEMMs reach. A
-fused affine-BN-ReLU op also times its three bare GEMMs in the same rounds and reports jit/GEMMs per round, and
+convolution's multiply-adds, so a 3x3 one (Winograd F(4x4, 3x3): 4x fewer) can show a share above what its GEMMs
+reach. A fused affine-BN-ReLU op also times its three bare GEMMs in the same rounds and reports jit/GEMMs per round, and
 their time on a line of their own below it.
 """
 

@@ -3,8 +3,8 @@
 No Cython build: every name runs on fastnn's compiled kernels or its NumPy reference (fastnn.options()).
 All fast convolutions share one implementation and cache (x, w, b, conv_param, x_cols); the compiled path keeps
 no columns there (ColumnsFromInput: its backward gathers them again a block of images at a time), and runs a
-3x3 stride-1 convolution as Winograd F(2x2, 3x3), keeping WinogradTiles. The reference backward rebuilds the
-columns from x in both cases. All fast max pools share one implementation and cache
+3x3 stride-1 convolution as Winograd F(4x4, 3x3) where it pays, keeping WinogradTiles. The reference backward
+rebuilds the columns from x in both cases. All fast max pools share one implementation and cache
 ('argmax', (x, pool_param, argmax)). Differences from the starter, on purpose:
 - a geometry whose output size is not a whole number is a ValueError (conv_forward_strides floored it);
 - max_pool_backward_reshape routes a tied window's gradient to its first maximum, like every other path

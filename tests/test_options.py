@@ -140,6 +140,7 @@ BAD_ENVIRONMENT = [
     ("FASTNN_BACKEND", "cuda", "is an unknown backend; choose one of auto, jit, reference, verify"),
     ("FASTNN_PARALLEL", "maybe", NOT_A_BOOLEAN),
     ("FASTNN_CACHE", "sometimes", NOT_A_BOOLEAN),
+    ("FASTNN_WINOGRAD", "F4", NOT_A_BOOLEAN),
 ]
 
 
@@ -184,7 +185,7 @@ def test_a_setting_made_in_code_does_not_read_its_bad_environment_variable():
         "reference 2.0",
         "after the block: fastnn.options: environment variable FASTNN_BACKEND='cuda' is an unknown backend; "
         "choose one of auto, jit, reference, verify",
-        "fastnn.options(backend='reference', cache=False, parallel=False)",
+        "fastnn.options(backend='reference', cache=False, parallel=False, winograd=True)",
     ]
     result = _run("import fastnn; fastnn.options(backend='reference')", FASTNN_BACKEND="cuda", FASTNN_PARALLEL="2")
     assert result.returncode != 0 and "FASTNN_PARALLEL='2' is not a boolean" in result.stderr

@@ -6,7 +6,7 @@ import pytest
 import fastnn
 from fastnn import fast_layers, layers
 from fastnn._conv_cache import ColumnsFromInput, WinogradTiles
-from fastnn.testing import assert_close, conv_inputs, randn
+from fastnn.testing import assert_close, conv_inputs, max_relative_error, randn
 
 
 @pytest.fixture(autouse=True)
@@ -199,7 +199,7 @@ def test_a_nan_or_inf_in_dout_reaches_exactly_the_input_gradients_of_its_window(
 @pytest.mark.filterwarnings("error")  # the overflow inside Winograd is no result, so no warning either
 @pytest.mark.parametrize("x_scale, dout_scale", [(1e37, 1.0), (1.0, 1e37)], ids=["x", "dout"])
 def test_large_finite_inputs_that_overflow_the_transforms_give_the_direct_result(x_scale, dout_scale):
-    """B^T d B sums up to 100x an entry of x, and A dY A^T up to 144x one of dout: float32 entries of 1e37 overflow
+    """B^T d B sums up to 100x an entry of x, and A dY A^T up to 225x one of dout: float32 entries of 1e37 overflow
     there, though the direct convolution's outputs and gradients are finite."""
     x, w, b = conv_inputs(N=2, C=3, H=8, W=8, F=2)
     x, w, dout = x * x_scale, w * 1e-3, randn(2, 2, 8, 8, seed=6) * dout_scale
@@ -210,3 +210,23 @@ def test_large_finite_inputs_that_overflow_the_transforms_give_the_direct_result
     for what, g, e in zip(["out", "dx", "dw", "db"], got, expected):
         assert np.isfinite(e).all() and np.isfinite(g).all(), what
         assert_close(g, e, dtype=np.float32, what=what)
+
+
+def test_the_winograd_setting_off_runs_im2col_with_each_outputs_own_rounding(monkeypatch):
+    """A pixel 1e6 times its neighbours costs Winograd float32 ~0.7 (relative) at the outputs of its 6x6 tile
+    that do not read it (the tile's largest entry sets their rounding); options(winograd=False) runs im2col,
+    whose outputs round on their own windows only."""
+    x, w, b = conv_inputs(N=1, C=8, H=8, W=8, F=8)
+    x[0, :, 2, 2] = 1e6
+    far = np.ones((8, 8), bool)
+    far[1:4, 1:4] = False  # the outputs whose window reads pixel (2, 2)
+    with fastnn.options(backend="reference"):
+        expected = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[0][:, :, far]
+    errors = {}
+    for winograd in (True, False):
+        with fastnn.options(backend="jit", winograd=winograd):
+            out, cache = fast_layers.conv_forward_fast(*(a.astype(np.float32) for a in (x, w, b)),
+                                                       {"stride": 1, "pad": 1})
+        assert isinstance(cache[4], WinogradTiles if winograd else ColumnsFromInput)
+        errors[winograd] = max_relative_error(out[:, :, far], expected)[0]
+    assert errors[False] <= 1e-6 < 1e-3 < errors[True]

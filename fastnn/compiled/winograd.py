@@ -3,13 +3,15 @@ fastnn.kernels.winograd, 36 GEMMs per direction in BLAS, the small filter transf
 
 Its cache keeps WinogradTiles (the transformed input and filters) where the reference keeps x_cols; a NumPy
 reference backward given such a cache rebuilds the columns from x. Results equal the direct convolution up to
-rounding: measured here, relative to the largest entry, 3e-6 to 1.2e-5 in float32 and 5e-15 to 3e-14 in float64 for
-outputs and gradients of 16-1024 channels (F(2x2, 3x3), which this replaced, had 2e-7 to 1e-6: the larger tile
-multiplies by up to 8 where it halved, for 0.56x its GEMM work).
+rounding: measured here, relative to the largest entry, 3e-6 to 1.2e-5 in float32 and 5e-15 to 3e-14 in float64
+for outputs and gradients of 16-1024 channels (F(2x2, 3x3), which this replaced, had 2e-7 to 1e-6: the larger tile
+multiplies by up to 8 where it halved, for 0.56x its GEMM work). An output's rounding error scales with the
+largest entry of its 6x6 input tile, not of its own window; fastnn.options(winograd=False) runs im2col instead.
 
 A NaN or Inf spreads over a whole tile here, where the direct convolution keeps it to the windows that hold it;
-and the transforms' sums (up to 100x an entry) can overflow where the direct sum does not. So forward and
-backward return None when a result is not finite, and the caller runs the convolution by im2col instead.
+and the transforms' sums (100x an entry of x at most, 225x one of dout, 361x one of the products in the output
+transform) can overflow where the direct sum does not. So forward and backward return None when a result is not
+finite, and the caller runs the convolution by im2col instead.
 """
 
 import numpy as np
@@ -37,7 +39,8 @@ def pays(channels, filters):
 
 
 def applies(w, conv_param):
-    return w.shape[2] == 3 and w.shape[3] == 3 and conv_param["stride"] == 1 and pays(w.shape[1], w.shape[0])
+    return (w.shape[2] == 3 and w.shape[3] == 3 and conv_param["stride"] == 1 and pays(w.shape[1], w.shape[0])
+            and current().winograd)
 
 
 def _k(kernel_fn):

@@ -133,7 +133,8 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
 def _run_round(client, pickled_builder, data_future, configs, first_index, round, seed, solver_kwargs, progress):
     """Submit one task per config and collect the Trials, keeping only the best trial's params."""
     distributed = _distributed("random_search")
-    settings = {"backend": options().backend, "parallel": options().parallel}  # the caller's, in every worker
+    settings = {"backend": options().backend, "parallel": options().parallel,  # the caller's, in every worker
+                "winograd": options().winograd}
     tag = uuid.uuid4().hex[:8]
     futures = {}
     for offset, config in enumerate(configs):
@@ -231,8 +232,8 @@ def random_search(build_model, data, space, n_trials, solver_kwargs=None, seed=0
       `n_workers` processes (default: the CPUs this process may use), one thread each
     - progress: show a progress bar over finished trials
 
-    The trials run with the caller's fastnn.options() backend and parallel settings, numba and BLAS pinned to one
-    thread, one trial at a time per worker process (start external workers with `--nthreads 1`).
+    The trials run with the caller's fastnn.options() backend, parallel and winograd settings, numba and BLAS pinned
+    to one thread, one trial at a time per worker process (start external workers with `--nthreads 1`).
 
     Returns a SearchResult: trials sorted by best validation accuracy, failed trials last with their errors,
     and the best trial's params.
