@@ -28,7 +28,15 @@ from ..layer_utils import (
 from ..layers import *
 from ..layers import affine_backward, affine_forward, softmax_loss
 from ._saved import SavesParams as _SavesParams
-from .fc_net import _check_dims, _check_float_dtype, _check_reg, _l2_penalty, _model_input, _training_targets
+from .fc_net import (
+    _add_l2_gradient,
+    _check_dims,
+    _check_float_dtype,
+    _check_reg,
+    _l2_penalty,
+    _model_input,
+    _training_targets,
+)
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
@@ -122,8 +130,7 @@ class ThreeLayerConvNet(_SavesParams):
         dout1, grads["W2"], grads["b2"] = affine_relu_backward(dout2, cache2)
         with _input_gradient(False):  # dx of the images is discarded: not computed
             _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dout1, cache1)
-        for name in ("W1", "W2", "W3"):
-            grads[name] += reg * p[name]
+        _add_l2_gradient(grads, p, ("W1", "W2", "W3"), reg)
         return loss, grads
 
 
@@ -285,6 +292,5 @@ class ConvNet(_SavesParams):
                     dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_pool_backward(dout, cache)
                 else:
                     dout, grads[f"W{i}"], grads[f"b{i}"] = conv_relu_backward(dout, cache)
-        for name in weight_names:
-            grads[name] += reg * p[name]
+        _add_l2_gradient(grads, p, weight_names, reg)
         return loss, grads

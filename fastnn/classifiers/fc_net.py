@@ -54,8 +54,19 @@ def _training_targets(fn, X, y, num_classes, reg):
 
 
 def _l2_penalty(params, weight_names, reg):
-    """0.5 * reg * sum of squared weights (biases, gamma and beta are not regularised)."""
+    """0.5 * reg * sum of squared weights (biases, gamma and beta are not regularised). At reg 0 nothing is
+    computed: the squares of a 3072x512 layer alone took ~1 ms a step (its temporary is 6 MB)."""
+    if reg == 0:
+        return 0.0
     return 0.5 * reg * sum(float(np.sum(params[k] * params[k])) for k in weight_names)
+
+
+def _add_l2_gradient(grads, params, weight_names, reg):
+    """grads[k] += reg * params[k] for each weight, in place; nothing at reg 0."""
+    if reg == 0:
+        return
+    for k in weight_names:
+        grads[k] += reg * params[k]
 
 
 def _check_reg(fn, reg):
@@ -136,8 +147,7 @@ class TwoLayerNet(_SavesParams):
         dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
         with _input_gradient(False):  # dx of the input is discarded: not computed
             _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, hidden_cache)
-        grads["W1"] += reg * self.params["W1"]
-        grads["W2"] += reg * self.params["W2"]
+        _add_l2_gradient(grads, self.params, ("W1", "W2"), reg)
         return loss, grads
 
 
@@ -305,6 +315,5 @@ class FullyConnectedNet(_SavesParams):
                 else:
                     dout, dW, db = affine_relu_backward(dout, cache)
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
-        for name in weight_names:
-            grads[name] += reg * p[name]
+        _add_l2_gradient(grads, p, weight_names, reg)
         return loss, grads
