@@ -306,6 +306,7 @@ def environment(threads):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
+        "settings": {"parallel": options().parallel, "winograd": options().winograd},
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
     }
@@ -437,6 +438,8 @@ def format_report(report):
         f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
         f"malloc: {env.get('malloc', 'not recorded')}",
     ]
+    if "settings" in env:  # fastnn.options() beyond the backend, which each path sets itself
+        lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in env["settings"].items()))
     blas = env["blas"]
     if isinstance(blas, str):
         lines.append(f"BLAS: {blas}")

@@ -104,7 +104,7 @@ SERIAL_BUILD_STATS = textwrap.dedent("""
     from fastnn.kernels import conv
     from fastnn.kernels._jit import variant
     from fastnn.layer_utils import conv_forward_fast, conv_backward_fast
-    x = np.ones((1, 2, 5, 5)); w = np.ones((3, 2, 3, 3)); b = np.zeros(3)
+    x = np.ones((1, 2, 5, 5)); w = np.ones((3, 2, 2, 2)); b = np.zeros(3)  # 2x2: im2col, never Winograd
     with fastnn.options(backend="jit"):
         out, cache = conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
         conv_backward_fast(out, cache)

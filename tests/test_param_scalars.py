@@ -27,7 +27,7 @@ def _same(got, want):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("C", [3, 8], ids=["im2col", "winograd"])
 def test_numpy_integer_stride_and_pad_act_as_python_ints(C, backend):
-    x, w, b = randn(2, C, 6, 6), randn(4, C, 3, 3, seed=1), randn(4, seed=2)
+    x, w, b = randn(2, C, 6, 6), randn(8, C, 3, 3, seed=1), randn(8, seed=2)  # 8 filters: im2col at C = 3
     with fastnn.options(backend=backend):
         want, want_cache = L.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
         dout = randn(*want.shape, seed=3)
@@ -38,7 +38,7 @@ def test_numpy_integer_stride_and_pad_act_as_python_ints(C, backend):
         out, _ = L.conv_forward_fast(x, w, b, {"stride": np.uint64(1), "pad": np.int64(1)})  # uint64 + int64
         np.testing.assert_array_equal(out, want)
         out, _ = L.conv_forward_fast(x, w, b, {"stride": 1, "pad": np.uint8(200)})  # 6 + 400 - 2 wraps in uint8
-        assert out.shape == (2, 4, 404, 404)
+        assert out.shape == (2, 8, 404, 404)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

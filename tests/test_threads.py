@@ -193,7 +193,7 @@ def _every_compiled_entry_point(dtype):
 
 
 def test_after_warmup_no_layer_optimizer_or_model_compiles_a_kernel():
-    """warmup() compiled neither the Winograd kernels (its 3x3 case had 2 input channels, below Winograd's 8), nor
+    """warmup() compiled neither the Winograd kernels (its 3x3 case once had too few input channels for them), nor
     the pool kernels of geometries other than 2x2/2, nor test-mode batchnorm's or adam's: their first real call
     compiled them, up to 40 s for Winograd."""
     fastnn.warmup(dtypes=("float64",))

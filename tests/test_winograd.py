@@ -136,8 +136,9 @@ def test_few_input_channels_or_many_filters_per_channel_stay_on_im2col(monkeypat
 
     monkeypatch.undo()  # the rule itself, not this module's fixture
     with fastnn.options(backend="jit"):
-        for C, F, expected in [(7, 2, ColumnsFromInput), (8, 2, WinogradTiles), (8, 16, WinogradTiles),
-                               (8, 17, ColumnsFromInput), (23, 47, ColumnsFromInput), (24, 200, WinogradTiles)]:
+        for C, F, expected in [(1, 2, ColumnsFromInput), (2, 4, WinogradTiles), (3, 7, ColumnsFromInput),
+                               (8, 16, WinogradTiles), (8, 17, ColumnsFromInput), (23, 47, ColumnsFromInput),
+                               (24, 200, WinogradTiles)]:
             assert winograd.pays(C, F) == (expected is WinogradTiles)
             x, w, b = conv_inputs(N=1, C=C, H=4, W=4, F=F)
             assert isinstance(fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})[1][4], expected)
@@ -230,3 +231,23 @@ def test_the_winograd_setting_off_runs_im2col_with_each_outputs_own_rounding(mon
         assert isinstance(cache[4], WinogradTiles if winograd else ColumnsFromInput)
         errors[winograd] = max_relative_error(out[:, :, far], expected)[0]
     assert errors[False] <= 1e-6 < 1e-3 < errors[True]
+
+
+def test_a_backward_under_winograd_false_runs_im2col_from_a_winograd_cache(monkeypatch):
+    from fastnn.compiled import winograd
+
+    x, w, b = conv_inputs(N=2, C=4, H=6, W=6, F=3)
+    dout = randn(2, 3, 6, 6, seed=7)
+    with fastnn.options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    assert isinstance(cache[4], WinogradTiles)
+    calls = []
+    real = winograd.backward
+    monkeypatch.setattr(winograd, "backward", lambda *args: calls.append(1) or real(*args))
+    with fastnn.options(backend="jit", winograd=False):
+        got = fast_layers.conv_backward_fast(dout, cache)
+    with fastnn.options(backend="reference"):
+        expected = fast_layers.conv_backward_fast(dout, cache)
+    assert calls == []
+    for g, e in zip(got, expected):
+        assert_close(g, e, direction="backward")

@@ -96,7 +96,7 @@ def _weight_gradient(rows, cols):
 def _backward(dout, x, w, conv_param, cached):
     """dx (None when the input gradient is not wanted), dw, db: per block of images, the columns gathered again,
     dw and db summed over blocks in order, and dx from that block's column gradient."""
-    if isinstance(cached, winograd.WinogradTiles):
+    if isinstance(cached, winograd.WinogradTiles) and current().winograd:  # options(winograd=False) holds here too
         result = winograd.backward(dout, x, w, conv_param["pad"], cached)
         if result is not None:  # None: a gradient not finite, which im2col confines as the direct one does
             return result

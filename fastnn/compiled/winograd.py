@@ -27,10 +27,11 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], 
               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
-MIN_CHANNELS = 8  # Winograd's forward GEMMs have K = C input channels, im2col's one GEMM K = 9 C, and BLAS runs
+MIN_CHANNELS = 2  # Winograd's forward GEMMs have K = C input channels, im2col's one GEMM K = 9 C, and BLAS runs
 ANY_FILTERS_CHANNELS = 24  # small K slowly; the transforms cost C + F passes to the GEMMs' C * F. Measured here,
-# float32, forward + backward, x (64, C, 32 or 16, ...), Winograd / im2col time: 0.68-0.79 at F = C (C = 3-16),
-# 0.62-0.82 at F = 2 C (C = 8-64), 0.94-1.24 at F = 3-8 C for C = 8-16, but 0.72-0.94 at F = 4-6 C once C >= 24.
+# float32, forward + backward, x (64, C, 32 or 16, ...), Winograd / im2col time: 0.57-0.79 at F = C (C = 2-16),
+# 0.62-0.82 at F = 2 C (C = 2-64), 0.91-0.95 at C = 1, 0.94-1.46 at F = 2.7-10 C for C = 3-16, but 0.72-0.94 at
+# F = 4-6 C once C >= 24 (float64 0.51-0.99 where this rule picks Winograd).
 
 
 def pays(channels, filters):
