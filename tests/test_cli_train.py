@@ -603,6 +603,8 @@ def test_a_run_stopped_while_writing_its_summary_is_finished_by_resume(tmp_path,
     assert "(fastnn train --resume" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
+    said = capsys.readouterr().out
+    assert "no epoch left to train (1 of 1 done before)" in said and "epochs 2-1" not in said, said
     with pytest.raises(SystemExit, match="has trained 1 epoch already"):
         main(["train", "--resume", str(out)])
 

@@ -321,7 +321,8 @@ def _report(args, summary, resumed_at=0):
     accuracy = summary["accuracy"]
     first, last = resumed_at + 1, args.epochs
     epochs = (counted(last, "epoch") if not resumed_at else f"epoch {last} of {last}" if first == last
-              else f"epochs {first}-{last} of {last}")
+              else f"epochs {first}-{last} of {last}" if first < last
+              else f"no epoch left to train ({last} of {last} done before)")  # stopped while writing its summary
     print(f"{summary['model']} on {args.data}: {epochs} in {summary['train_seconds']:.1f} s "
           f"(backend {summary['backend']})")
     print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))
