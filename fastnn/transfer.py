@@ -3,8 +3,9 @@ train at their own learning rate.
 
 A pattern names params: an exact name ('W1', never W10 as well), a prefix ending at a layer number or a separator
 ('gamma' for gamma1, gamma2, ...; 'b' for the biases, not beta1), or a layer group: 'conv'
-(every param of the layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number) or 'affine'
-(the same for 2-D weights). A pattern that names nothing is an error, so a typo never freezes nothing silently.
+(every param of the layers whose weight is a 4-D filter bank: W, b, gamma, beta of that layer number; a weight
+whose name ends in no number, alone) or 'affine' (the same for 2-D weights). A pattern that names nothing is an
+error, so a typo never freezes nothing silently.
 """
 
 import os
@@ -159,9 +160,11 @@ def select(params, patterns, what="pattern"):
         if not isinstance(pattern, str) or not pattern:
             raise TypeError(f"{what} must be non-empty strings, got {pattern!r}")
         if pattern in GROUPS:
-            layers = {_layer_number(n) for n, v in params.items()
-                      if n.startswith("W") and np.ndim(v) == GROUPS[pattern]}
-            names = {n for n in params if _layer_number(n) in layers}
+            weights = {n for n, v in params.items() if n.startswith("W") and np.ndim(v) == GROUPS[pattern]}
+            layers = {_layer_number(n) for n in weights} - {None}
+            # a weight without a layer number is taken alone: nothing ties another param to it (unnumbered
+            # names once all shared the "layer" None, so one unnumbered filter bank took every such param)
+            names = {n for n in params if _layer_number(n) in layers} | {n for n in weights if _layer_number(n) is None}
         else:
             names = {n for n in params if _names(pattern, n)}
         if not names:

@@ -57,6 +57,15 @@ def test_missing_and_unused_names_are_reported():
     assert report.loaded == ["W1"] and "gamma1" in report.missing and report.unused == ["extra"]
 
 
+def test_a_group_takes_an_unnumbered_weight_alone():
+    """Unnumbered names all had the layer number None: one unnumbered filter bank made 'conv' take every
+    unnumbered param, the affine weight and both biases among them."""
+    params = {"W_conv": np.ones((2, 1, 3, 3)), "b_conv": np.ones(2), "W_fc": np.ones((4, 2)), "b_fc": np.ones(2),
+              "W1": np.ones((2, 2, 3, 3)), "b1": np.ones(2), "W2": np.ones((3, 2)), "b2": np.ones(2)}
+    assert select(params, ["conv"]) == {"W_conv", "W1", "b1"}
+    assert select(params, ["affine"]) == {"W_fc", "W2", "b2"}
+
+
 def test_select_patterns_and_errors():
     np.random.seed(0)
     model = ConvNet(input_dim=(1, 8, 8), num_filters=(4, 4), hidden_dims=(5,), num_classes=3,
