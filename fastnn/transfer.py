@@ -160,11 +160,15 @@ def select(params, patterns, what="pattern"):
         if not isinstance(pattern, str) or not pattern:
             raise TypeError(f"{what} must be non-empty strings, got {pattern!r}")
         if pattern in GROUPS:
-            weights = {n for n, v in params.items() if n.startswith("W") and np.ndim(v) == GROUPS[pattern]}
-            layers = {_layer_number(n) for n in weights} - {None}
-            # a weight without a layer number is taken alone: nothing ties another param to it (unnumbered
-            # names once all shared the "layer" None, so one unnumbered filter bank took every such param)
-            names = {n for n in params if _layer_number(n) in layers} | {n for n in weights if _layer_number(n) is None}
+            layers, names = set(), set()
+            for n, v in params.items():
+                if n.startswith("W") and np.ndim(v) == GROUPS[pattern]:
+                    number = _layer_number(n)
+                    if number is None:
+                        names.add(n)  # a weight with no layer number: nothing ties another param to it
+                    else:
+                        layers.add(number)
+            names |= {n for n in params if _layer_number(n) in layers}
         else:
             names = {n for n in params if _names(pattern, n)}
         if not names:

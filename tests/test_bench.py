@@ -20,7 +20,7 @@ def test_fastnn_bench_quick_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "BLAS:" in result.stdout and "peaks measured now" in result.stdout
     assert "malloc: not changed by this report" in result.stdout
-    assert "settings: parallel=True, winograd=True" in result.stdout
+    assert "settings: parallel=" in result.stdout and ", winograd=" in result.stdout
     report = json.loads(path.read_text())
     assert report["environment"]["threads"] == 1
     (row,) = report["results"]

@@ -433,6 +433,10 @@ def test_zero_d_arrays_serve_as_dimensions_and_a_bad_seed_is_refused_by_the_cons
 def test_the_l2_term_adds_half_reg_times_the_squares_and_reg_times_the_weights(make_model):
     """At reg 0 the models skip the penalty's work (the squares of a big layer's weights took ~1 ms a step); at
     reg > 0 the loss gains 0.5 * reg * sum(W**2) and each weight's gradient reg * W, biases and norms nothing."""
+    from fastnn.classifiers.fc_net import _add_l2_gradient, _l2_penalty
+
+    assert _l2_penalty({"W1": None}, ["W1"], 0.0) == 0.0  # the weights are not read at reg 0
+    _add_l2_gradient({}, {}, ["W1"], 0.0)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((3, 3, 4, 4)) if "Conv" in type(make_model(0.0)).__name__ else rng.standard_normal((3, 12))
     y = np.array([0, 3, 1])

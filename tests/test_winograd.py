@@ -198,7 +198,7 @@ def test_a_nan_or_inf_in_dout_reaches_exactly_the_input_gradients_of_its_window(
 
 
 @pytest.mark.filterwarnings("error")  # the overflow inside Winograd is no result, so no warning either
-@pytest.mark.parametrize("x_scale, dout_scale", [(1e37, 1.0), (1.0, 1e37)], ids=["x", "dout"])
+@pytest.mark.parametrize("x_scale, dout_scale", [(1e37, 1e-2), (1.0, 1e37)], ids=["x", "dout"])
 def test_large_finite_inputs_that_overflow_the_transforms_give_the_direct_result(x_scale, dout_scale):
     """B^T d B sums up to 100x an entry of x, and A dY A^T up to 225x one of dout: float32 entries of 1e37 overflow
     there, though the direct convolution's outputs and gradients are finite."""
@@ -213,7 +213,7 @@ def test_large_finite_inputs_that_overflow_the_transforms_give_the_direct_result
         assert_close(g, e, dtype=np.float32, what=what)
 
 
-def test_the_winograd_setting_off_runs_im2col_with_each_outputs_own_rounding(monkeypatch):
+def test_the_winograd_setting_off_runs_im2col_with_each_outputs_own_rounding():
     """A pixel 1e6 times its neighbours costs Winograd float32 ~0.7 (relative) at the outputs of its 6x6 tile
     that do not read it (the tile's largest entry sets their rounding); options(winograd=False) runs im2col,
     whose outputs round on their own windows only."""
@@ -230,7 +230,8 @@ def test_the_winograd_setting_off_runs_im2col_with_each_outputs_own_rounding(mon
                                                        {"stride": 1, "pad": 1})
         assert isinstance(cache[4], WinogradTiles if winograd else ColumnsFromInput)
         errors[winograd] = max_relative_error(out[:, :, far], expected)[0]
-    assert errors[False] <= 1e-6 < 1e-3 < errors[True]
+    assert errors[False] <= 1e-6
+    assert errors[True] > 1e-3  # the documented cost of F(4x4): if this improves, the README's caveat can go
 
 
 def test_a_backward_under_winograd_false_runs_im2col_from_a_winograd_cache(monkeypatch):
@@ -250,4 +251,30 @@ def test_a_backward_under_winograd_false_runs_im2col_from_a_winograd_cache(monke
         expected = fast_layers.conv_backward_fast(dout, cache)
     assert calls == []
     for g, e in zip(got, expected):
+        assert_close(g, e, direction="backward")
+
+
+def test_an_input_gradient_that_is_not_finite_sends_the_backward_to_im2col(monkeypatch):
+    """dinput_tiles' tile sums are the last check: a dx whose tiles are not finite (here, one made so) is computed
+    again by im2col, as dout and dw already are."""
+    from fastnn.compiled import winograd
+
+    x, w, b = conv_inputs(N=2, C=3, H=6, W=6, F=2)
+    dout = randn(2, 2, 6, 6, seed=8)
+    real = winograd.K.dinput_tiles
+
+    def poisoned(dV, pad, tiles_h, tiles_w, dx, sums):
+        real(dV, pad, tiles_h, tiles_w, dx, sums)
+        dx[0, 0, 0, 0], sums[0] = np.nan, np.nan
+
+    with fastnn.options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+        monkeypatch.setattr(winograd.K, "dinput_tiles", poisoned)
+        monkeypatch.setattr(winograd, "variant", lambda fn, parallel: fn, raising=False)
+        got = fast_layers.conv_backward_fast(dout, cache)
+    with fastnn.options(backend="reference"):
+        expected = fast_layers.conv_backward_fast(dout, cache)
+    assert isinstance(cache[4], WinogradTiles)
+    for g, e in zip(got, expected):
+        assert np.isfinite(g).all()
         assert_close(g, e, direction="backward")

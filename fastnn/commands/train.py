@@ -317,12 +317,21 @@ def _train(solver, model, data, args, aside, resumed_from=None):
     return _finish(args, solver, model, data, time.perf_counter() - start, resumed_from)
 
 
+def _epochs_trained(resumed_at, last):
+    """What a run trained, for its report: all its epochs, or those after the checkpoint it resumed from."""
+    first = resumed_at + 1
+    if not resumed_at:
+        return counted(last, "epoch")
+    if first == last:
+        return f"epoch {last} of {last}"
+    if first < last:
+        return f"epochs {first}-{last} of {last}"
+    return f"no epoch left to train ({last} of {last} done before)"  # it stopped while writing its summary
+
+
 def _report(args, summary, resumed_at=0):
     accuracy = summary["accuracy"]
-    first, last = resumed_at + 1, args.epochs
-    epochs = (counted(last, "epoch") if not resumed_at else f"epoch {last} of {last}" if first == last
-              else f"epochs {first}-{last} of {last}" if first < last
-              else f"no epoch left to train ({last} of {last} done before)")  # stopped while writing its summary
+    epochs = _epochs_trained(resumed_at, args.epochs)
     print(f"{summary['model']} on {args.data}: {epochs} in {summary['train_seconds']:.1f} s "
           f"(backend {summary['backend']})")
     print("final accuracy: train %.4f  val %.4f  test %.4f" % (accuracy["train"], accuracy["val"], accuracy["test"]))

@@ -1,7 +1,8 @@
 """Convolution on the compiled path: im2col/col2im kernels around BLAS GEMMs, a block of images at a time.
 
 Same names, signatures and caches as fastnn.reference.conv, except that the cache keeps ColumnsFromInput (or
-WinogradTiles, for 3x3 stride-1 filters) where the reference keeps x_cols. The columns of all N images (38 MB for
+WinogradTiles, for a 3x3 stride-1 filter bank that runs as Winograd: see compiled/winograd.py, which hands a result
+that is not finite back to im2col) where the reference keeps x_cols. The columns of all N images (38 MB for
 the CS231n first layer) would go to memory and back three times per step; a block of images' columns (about
 BLOCK_BYTES) stays in cache from im2col to GEMM, and the backward gathers them again from x, which costs less
 than reading them back (0.73-0.76x the forward+backward time of whole-batch columns for conv (a), measured here). Each
@@ -68,7 +69,8 @@ def _block_columns(x_block, w, stride, pad, H_out, W_out):
 
 
 def _forward(x, w, b, conv_param):
-    """out and what the backward needs: ColumnsFromInput, or WinogradTiles for 3x3 stride-1 filters."""
+    """out and what the backward needs: WinogradTiles where Winograd applies and its output is finite, else
+    ColumnsFromInput."""
     if winograd.applies(w, conv_param):
         result = winograd.forward(x, w, b, conv_param["pad"])
         if result is not None:  # None: an output not finite, which im2col confines to the windows that hold it

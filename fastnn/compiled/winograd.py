@@ -4,9 +4,8 @@ fastnn.kernels.winograd, 36 GEMMs per direction in BLAS, the small filter transf
 Its cache keeps WinogradTiles (the transformed input and filters) where the reference keeps x_cols; a NumPy
 reference backward given such a cache rebuilds the columns from x. Results equal the direct convolution up to
 rounding: measured here, relative to the largest entry, 3e-6 to 1.2e-5 in float32 and 5e-15 to 3e-14 in float64
-for outputs and gradients of 16-1024 channels (F(2x2, 3x3), which this replaced, had 2e-7 to 1e-6: the larger tile
-multiplies by up to 8 where it halved, for 0.56x its GEMM work). An output's rounding error scales with the
-largest entry of its 6x6 input tile, not of its own window; fastnn.options(winograd=False) runs im2col instead.
+for outputs and gradients of 16-1024 channels. An output's rounding error scales with the largest entry of its 6x6
+input tile, not of its own window; fastnn.options(winograd=False) runs im2col instead.
 
 A NaN or Inf spreads over a whole tile here, where the direct convolution keeps it to the windows that hold it;
 and the transforms' sums (100x an entry of x at most, 225x one of dout, 361x one of the products in the output
@@ -27,11 +26,13 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], 
               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
-MIN_CHANNELS = 2  # Winograd's forward GEMMs have K = C input channels, im2col's one GEMM K = 9 C, and BLAS runs
-ANY_FILTERS_CHANNELS = 24  # small K slowly; the transforms cost C + F passes to the GEMMs' C * F. Measured here,
-# float32, forward + backward, x (64, C, 32 or 16, ...), Winograd / im2col time: 0.57-0.79 at F = C (C = 2-16),
-# 0.62-0.82 at F = 2 C (C = 2-64), 0.91-0.95 at C = 1, 0.94-1.46 at F = 2.7-10 C for C = 3-16, but 0.72-0.94 at
-# F = 4-6 C once C >= 24 (float64 0.51-0.99 where this rule picks Winograd).
+# Winograd's forward GEMMs have K = C input channels, im2col's one GEMM K = 9 C, and BLAS runs small K slowly; the
+# transforms cost C + F passes to the GEMMs' C * F. Measured here, float32, forward + backward, x (64, C, 32 or 16,
+# ...), Winograd / im2col time: 0.57-0.79 at F = C (C = 2-16), 0.62-0.82 at F = 2 C (C = 2-64), 0.91-0.95 at C = 1,
+# 0.94-1.46 at F = 2.7-10 C for C = 3-16, but 0.72-0.94 at F = 4-6 C once C >= 24 (float64 0.51-0.99 where this rule
+# picks Winograd).
+MIN_CHANNELS = 2
+ANY_FILTERS_CHANNELS = 24
 
 
 def pays(channels, filters):
@@ -40,6 +41,8 @@ def pays(channels, filters):
 
 
 def applies(w, conv_param):
+    """Whether the compiled path runs this convolution as Winograd: a 3x3 stride-1 bank where it pays, unless
+    options(winograd=False)."""
     return (w.shape[2] == 3 and w.shape[3] == 3 and conv_param["stride"] == 1 and pays(w.shape[1], w.shape[0])
             and current().winograd)
 
@@ -85,6 +88,7 @@ def tiles(x, w, pad):
 
 
 def _finite(sums):
+    """Whether the kernels' tile sums (or a small result) are all finite: else the result goes to im2col."""
     return bool(np.isfinite(sums).all())
 
 
@@ -103,12 +107,13 @@ def forward(x, w, b, pad):
 
 
 @np.errstate(over="ignore", invalid="ignore")
-def backward(dout, x, w, pad, tiles):
-    """dx (None when the input gradient is not wanted), dw, db; None when one of them is not finite (see above)."""
-    V, U = tiles.V, tiles.U
+def backward(dout, x, w, pad, cached):
+    """dx (None when the input gradient is not wanted), dw, db from the forward's WinogradTiles; None when one of
+    them is not finite (see above)."""
+    V, U = cached.V, cached.U
     dM = scratch("wg_m", (36, w.shape[0], V.shape[2]), dout.dtype)
     db = np.empty(w.shape[0])
-    _k(K.dout_tiles)(dout, tiles.tiles_h, tiles.tiles_w, dM, db)
+    _k(K.dout_tiles)(dout, cached.tiles_h, cached.tiles_w, dM, db)
     if not _finite(db):
         return None
     dw = _filter_gradient(np.matmul(dM, V.transpose(0, 2, 1)), w.shape)
@@ -120,5 +125,5 @@ def backward(dout, x, w, pad, tiles):
     np.matmul(U.transpose(0, 2, 1), dM, out=dV)
     dx = np.empty(x.shape, dtype=x.dtype)
     sums = np.empty(x.shape[1])
-    _k(K.dinput_tiles)(dV, pad, tiles.tiles_h, tiles.tiles_w, dx, sums)
+    _k(K.dinput_tiles)(dV, pad, cached.tiles_h, cached.tiles_w, dx, sums)
     return (dx, dw, db.astype(dout.dtype)) if _finite(sums) else None

@@ -97,10 +97,10 @@ def _to_rows_channel(x, c, pad, xt_c):
     N, _, H, W = x.shape
     for h in range(xt_c.shape[0]):  # zero what the rows of x leave: the padding and whole tiles' edges
         line = xt_c[h]
-        inside = pad <= h < pad + H
-        for k in range(pad * N if inside else line.shape[0]):
+        first, stop = (pad * N, (pad + W) * N) if pad <= h < pad + H else (line.shape[0], line.shape[0])
+        for k in range(first):
             line[k] = 0
-        for k in range((pad + W) * N if inside else line.shape[0], line.shape[0]):
+        for k in range(stop, line.shape[0]):
             line[k] = 0
     for h in range(H):  # one row of every image at a time: the row written stays in L1
         line = xt_c[h + pad]
@@ -124,6 +124,7 @@ def _from_rows_channel(xt_c, c, pad, bias, out):
 
 @kernel(fast_sums=True)
 def _plane_sum(a):
+    """The float64 sum of a 2-D array: a filter's bias gradient, and the check that a plane of tiles is finite."""
     total = 0.0
     for h in range(a.shape[0]):
         line = a[h]
