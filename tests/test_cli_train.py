@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import data_utils, plots
 from fastnn.checkpoint import load_checkpoint
 from fastnn.cli import main
@@ -29,6 +30,7 @@ def test_fastnn_train_one_epoch_in_a_subprocess(tmp_path):
     assert "train: 100%" in result.stderr  # the progress bar
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "ThreeLayerConvNet" and summary["epochs"] == 1
+    assert summary["winograd"] is fastnn.options().winograd
     assert summary["accuracy"]["test"] > 0.5  # one epoch on the digits already learns a lot
     assert set(os.listdir(out)) >= {"checkpoint_epoch_0.npz", "checkpoint_epoch_1.npz", "summary.json"}
     assert load_checkpoint(out / "checkpoint_epoch_1.npz")["epoch"] == 1

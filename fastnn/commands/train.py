@@ -352,6 +352,7 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
     summary = {
         "fastnn_version": fastnn.__version__,
         "backend": fastnn.options().backend,
+        "winograd": fastnn.options().winograd,  # 3x3 convolutions' rounding depends on it
         "data": args.data,
         "model": type(model).__name__,
         "model_arg": args.model,
