@@ -75,7 +75,7 @@ def _validated(settings):
         raise ValueError(
             f"fastnn.options: unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    for name in ("cache", "parallel", "winograd"):
+    for name in (f.name for f in fields(Settings) if f.type is bool):
         if not isinstance(getattr(settings, name), bool):
             raise TypeError(f"fastnn.options: {name} must be True or False, got {getattr(settings, name)!r}")
     return settings
@@ -159,6 +159,13 @@ def current():
     """The settings in force (a frozen Settings): the latest open `with` block's, else the process's."""
     blocks = _blocks
     return blocks[-1][1] if blocks else (_base or _process_settings())
+
+
+def carried():
+    """The settings in force that another process running this one's work takes on (tune's workers), by name:
+    every setting but `cache`, which each process fixes when it first imports its kernels."""
+    settings = current()
+    return {f.name: getattr(settings, f.name) for f in fields(Settings) if f.name != "cache"}
 
 
 class options:

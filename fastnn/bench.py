@@ -24,6 +24,7 @@ import numpy as np
 from . import _checks, options
 from . import layer_utils as L
 from ._cpus import available_cpus
+from ._options import carried
 
 
 def _rng():
@@ -306,7 +307,7 @@ def environment(threads):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
-        "settings": {"parallel": options().parallel, "winograd": options().winograd},
+        "settings": {k: v for k, v in carried().items() if k != "backend"},  # each path sets its backend
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
     }
@@ -438,7 +439,7 @@ def format_report(report):
         f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
         f"malloc: {env.get('malloc', 'not recorded')}",
     ]
-    if "settings" in env:  # fastnn.options() beyond the backend, which each path sets itself
+    if "settings" in env:
         lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in env["settings"].items()))
     blas = env["blas"]
     if isinstance(blas, str):

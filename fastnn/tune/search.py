@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _checks as check
 from .._cpus import available_cpus
-from .._options import options
+from .._options import carried
 from .result import SearchResult
 from .space import check_space, sample_configs
 from .trial import TRIAL_OWNED_KEYS, Trial, run_trial, trial_seed
@@ -133,8 +133,7 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
 def _run_round(client, pickled_builder, data_future, configs, first_index, round, seed, solver_kwargs, progress):
     """Submit one task per config and collect the Trials, keeping only the best trial's params."""
     distributed = _distributed("random_search")
-    settings = {"backend": options().backend, "parallel": options().parallel,  # the caller's, in every worker
-                "winograd": options().winograd}
+    settings = carried()  # the caller's, in every worker
     tag = uuid.uuid4().hex[:8]
     futures = {}
     for offset, config in enumerate(configs):
@@ -232,7 +231,7 @@ def random_search(build_model, data, space, n_trials, solver_kwargs=None, seed=0
       `n_workers` processes (default: the CPUs this process may use), one thread each
     - progress: show a progress bar over finished trials
 
-    The trials run with the caller's fastnn.options() backend, parallel and winograd settings, numba and BLAS pinned
+    The trials run with the caller's fastnn.options() (all but cache: _options.carried()), numba and BLAS pinned
     to one thread, one trial at a time per worker process (start external workers with `--nthreads 1`).
 
     Returns a SearchResult: trials sorted by best validation accuracy, failed trials last with their errors,
