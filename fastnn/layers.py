@@ -5,6 +5,8 @@ the compiled kernels or the NumPy reference (fastnn._dispatch). Both build the s
 The fast_layers and layer_utils names are bound here too, so this one namespace holds every layer.
 """
 
+from math import prod as _prod  # underscored: star imports of this module stay as cs231n's
+
 import numpy as np  # noqa: F401  (cs231n.layers exports np through star imports)
 
 from . import _checks as _check
@@ -26,7 +28,7 @@ def affine_forward(x, w, b):
     fn = "affine_forward"
     x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
-    D = int(np.prod(x.shape[1:]))
+    D = _prod(x.shape[1:])
     if w.shape[0] != D:
         _check.fail(fn, f"x of shape {x.shape} flattens to {D} features but w has shape {w.shape}")
     if b.shape != (w.shape[1],):

@@ -75,3 +75,27 @@ def test_a_reference_cache_runs_on_the_compiled_backward_and_back(monkeypatch):
     for a, b_, want in zip(from_reference_cache, from_compiled_cache, expected):
         assert_close(a, want, dtype=np.float64, direction="backward")
         assert_close(b_, want, dtype=np.float64, direction="backward")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("g", [(3, 24, 24, 4, 5, 5, 1, 2), (6, 24, 22, 5, 1, 1, 1, 0)], ids=str)
+def test_images_with_many_output_pixels_run_one_per_block_in_place(g, dtype):
+    """From ONE_IMAGE_PIXELS output pixels the GEMM writes each image's output in place and reads its dout in
+    place (few channels and many: both weight-gradient products), whatever BLOCK_BYTES says."""
+    C, H, W, F, HH, WW, stride, pad = g
+    x, w, b = conv_inputs(N=3, C=C, H=H, W=W, F=F, HH=HH, WW=WW, dtype=dtype, seed=sum(g))
+    param = {"stride": stride, "pad": pad}
+    P = (H + 2 * pad - HH + 1) * (W + 2 * pad - WW + 1)
+    assert P >= compiled_conv.ONE_IMAGE_PIXELS and w[0].size * P * x.itemsize < compiled_conv.BLOCK_BYTES
+    assert compiled_conv._blocks(x, w, P) == [(0, 1), (1, 2), (2, 3)]
+    with fastnn.options(backend="reference"):
+        out_ref, cache_ref = L.conv_forward_fast(*(a.astype(np.float64) for a in (x, w, b)), param)
+        dout = randn(*out_ref.shape, seed=3)
+        grads_ref = L.conv_backward_fast(dout, cache_ref)
+    with fastnn.options(backend="jit"):
+        out, cache = L.conv_forward_fast(x, w, b, param)
+        grads = L.conv_backward_fast(dout.astype(dtype), cache)
+    assert_close(out, out_ref, dtype=dtype, what="forward")
+    for k, (got, want) in enumerate(zip(grads, grads_ref)):
+        assert got.dtype == dtype and got.shape == want.shape
+        assert_close(got, want, dtype=dtype, direction="backward", what=f"gradient {k}")

@@ -134,6 +134,7 @@ def _every_compiled_entry_point(dtype):
 
     for x_shape, w_shape, conv in [((2, 8, 6, 6), (4, 8, 3, 3), {"stride": 1, "pad": 1}),  # Winograd
                                    ((2, 3, 8, 8), (4, 3, 7, 7), {"stride": 1, "pad": 3}),
+                                   ((1, 3, 8, 8), (4, 3, 7, 7), {"stride": 1, "pad": 3}),  # one-image blocks
                                    ((2, 3, 8, 8), (4, 3, 1, 1), {"stride": 1, "pad": 0}),
                                    ((2, 3, 9, 9), (4, 3, 3, 3), {"stride": 2, "pad": 0})]:
         x, w, b = r(*x_shape), r(*w_shape), r(w_shape[0])

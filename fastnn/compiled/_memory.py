@@ -12,6 +12,7 @@ that, both per thread:
   once at import) always get a fresh array.
 """
 
+import math
 import sys
 import threading
 
@@ -25,7 +26,7 @@ _local = threading.local()
 
 def scratch(name, shape, dtype):
     """A per-thread scratch array of this shape, reused across calls (never returned to the caller)."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # np.prod takes 2.6 us, a tenth of a small kernel call
     key = (name, np.dtype(dtype).str)
     store = _store("scratch", dict)
     buf = store.get(key)
@@ -61,7 +62,7 @@ RECYCLING = _refcounts_are_exact()
 def recycled(shape, dtype):
     """An uninitialised array, like np.empty, whose memory may be that of an earlier result nobody holds."""
     dtype = np.dtype(dtype)
-    if not RECYCLING or int(np.prod(shape)) * dtype.itemsize < RECYCLE_MIN_BYTES:
+    if not RECYCLING or math.prod(shape) * dtype.itemsize < RECYCLE_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     slots = _store("recycled", list)
     for i in range(len(slots)):

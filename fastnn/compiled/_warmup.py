@@ -26,10 +26,12 @@ def _run_family(family, dtype):
             out, cache = forward(r(2, 3))
             backward(out, cache)
     elif family == "conv":
-        # Winograd (a 3x3 stride-1 filter bank where it pays: MIN_CHANNELS inputs, 2 filters), then im2col
+        # Winograd (a 3x3 stride-1 filter bank where it pays: MIN_CHANNELS inputs, 2 filters), then im2col on
+        # one image (its GEMMs in place) and on a block of two (regrouped)
         channels = MIN_CHANNELS
-        for w_shape, stride in (((2, channels, 3, 3), 1), ((2, channels, 2, 2), 2)):
-            out, cache = L.conv_forward_fast(r(1, channels, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})
+        for N, w_shape, stride in ((1, (2, channels, 3, 3), 1), (1, (2, channels, 2, 2), 2),
+                                   (2, (2, channels, 2, 2), 2)):
+            out, cache = L.conv_forward_fast(r(N, channels, 4, 4), r(*w_shape), r(2), {"stride": stride, "pad": 1})
             L.conv_backward_fast(out, cache)
     elif family == "pool":
         for size, stride in ((2, 2), (3, 1)):  # the 2x2/2 kernels, then those of every other geometry

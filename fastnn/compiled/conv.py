@@ -7,7 +7,8 @@ the CS231n first layer) would go to memory and back three times per step; a bloc
 BLOCK_BYTES) stays in cache from im2col to GEMM, and the backward gathers them again from x, which costs less
 than reading them back (0.73-0.76x the forward+backward time of whole-batch columns for conv (a), measured here). Each
 block's forward GEMM is w (F, CKK) @ cols (CKK, n*P), one GEMM for the block rather than one skinny GEMM per
-image; a kernel moves its result to NCHW with the bias. Scratch buffers are reused per thread (see _memory).
+image; a kernel moves its result to NCHW with the bias (a one-image block's GEMM writes its output in place).
+Scratch buffers are reused per thread (see _memory).
 """
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 BLOCK_BYTES = 1 << 21  # columns per block: 2-4 MB ran fastest here (0.5-1 MB and 8 MB up to 1.24x slower)
+ONE_IMAGE_PIXELS = 512  # from this many output pixels, a block is one image (see _blocks)
 
 
 def _k(kernel_fn):
@@ -41,9 +43,14 @@ def _geometry(x, w, conv_param):
 
 
 def _blocks(x, w, P):
-    """(start, stop) image ranges whose columns take about BLOCK_BYTES (at least one image each). The blocks
-    depend on the shapes alone, so dw and db sum in the same order at any thread count."""
+    """(start, stop) image ranges whose columns take about BLOCK_BYTES (at least one image each), or one image
+    each from ONE_IMAGE_PIXELS output pixels: its GEMMs are then wide enough, and they read dout and write out
+    in place, with no regrouping pass (forward + backward 0.76-0.90x the time of multi-image blocks at
+    P = 784-1024, measured here; 1.0-1.015x at P = 256 and 1.15-1.2x at P = 64). The blocks depend on the
+    shapes alone, so dw and db sum in the same order at any thread count."""
     N = x.shape[0]
+    if P >= ONE_IMAGE_PIXELS:
+        return [(start, start + 1) for start in range(N)]
     per_image = w[0].size * P * x.itemsize
     n = max(1, min(N, BLOCK_BYTES // per_image))
     return [(start, min(N, start + n)) for start in range(0, N, n)]
@@ -81,16 +88,21 @@ def _forward(x, w, b, conv_param):
     out = np.empty((N, F, P), dtype=x.dtype)
     for start, stop in _blocks(x, w, P):
         cols = _block_columns(x[start:stop], w, stride, pad, H_out, W_out)
-        res = scratch("res", (F, cols.shape[1]), x.dtype)
-        np.dot(w2, cols, out=res)
-        _k(K.bias_to_nchw)(res, b, stop - start, out[start:stop])
+        if stop - start == 1:  # one image's (F, P) result is its NCHW output already
+            np.dot(w2, cols, out=out[start])
+            _k(K.add_bias)(out[start], b)
+        else:
+            res = scratch("res", (F, cols.shape[1]), x.dtype)
+            np.dot(w2, cols, out=res)
+            _k(K.bias_to_nchw)(res, b, stop - start, out[start:stop])
     return out.reshape(N, F, H_out, W_out), ColumnsFromInput(x.dtype)
 
 
-def _weight_gradient(rows, cols):
+def _weight_gradient(rows, cols, channels):
     """rows (F, M) @ cols.T (M, K). OpenBLAS (SkylakeX kernels, measured here) runs the float32 product faster
-    as (cols @ rows.T).T, 0.66-0.83x the time for the CS231n conv shapes, and the float64 one slower (1.1-1.2x)."""
-    if rows.dtype == np.float32:
+    as (cols @ rows.T).T, 0.67-0.87x the time for the CS231n conv shapes, and the float64 one too where the input
+    has few channels (a first layer on images: whole step 0.70-0.95x), but not from 32 (1.01-1.04x)."""
+    if rows.dtype == np.float32 or channels <= 4:
         return (cols @ rows.T).T
     return rows @ cols.T
 
@@ -112,11 +124,15 @@ def _backward(dout, x, w, conv_param, cached):
     dw = np.zeros(w2.shape, dtype=dout.dtype)
     db, db_block = np.zeros(F), np.empty(F)
     for start, stop in _blocks(x, w, P):
-        rows = scratch("rows", (F, (stop - start) * P), dout.dtype)
-        _k(K.nchw_to_rows)(dout3[start:stop], rows, db_block)
+        if stop - start == 1:  # one image's dout (F, P) is the rows already
+            rows = dout3[start]
+            _k(K.row_sums)(rows, db_block)
+        else:
+            rows = scratch("rows", (F, (stop - start) * P), dout.dtype)
+            _k(K.nchw_to_rows)(dout3[start:stop], rows, db_block)
         db += db_block
         cols = _block_columns(x[start:stop], w, stride, pad, H_out, W_out)
-        dw += _weight_gradient(rows, cols)
+        dw += _weight_gradient(rows, cols, x.shape[1])
         if wanted:
             dcols = scratch("dcols", cols.shape, dout.dtype)
             np.dot(w2.T, rows, out=dcols)

@@ -119,6 +119,31 @@ def bias_to_nchw(res, b, N, out):
         _shift_add(res[f, n * P:(n + 1) * P], b[f], out[n, f])
 
 
+@kernel
+def add_bias(out, b):
+    """out (F, P) += b[f] per row: the bias of one image whose GEMM wrote its output in place."""
+    for f in range(out.shape[0]):
+        row = out[f]
+        bias = b[f]
+        for k in range(row.shape[0]):
+            row[k] += bias
+
+
+@kernel(fast_sums=True)  # lets LLVM vectorise the float64 sum: 2-3x faster than one add after another
+def _sum(src):
+    total = 0.0
+    for k in range(src.size):
+        total += src[k]
+    return total
+
+
+@kernel
+def row_sums(rows, db):
+    """db[f] = the sum of rows[f] in float64: one image's db, its dout (F, P) read in place."""
+    for f in range(rows.shape[0]):
+        db[f] = _sum(rows[f])
+
+
 @kernel(fast_sums=True)  # lets LLVM vectorise the float64 sum: 2-3x faster than one add after another
 def _copy_sum(src, dst):
     total = 0.0
