@@ -88,3 +88,48 @@ def test_a_kept_convolution_cache_survives_later_calls(dtype, filter_size):
     for got, same, want in zip(grads, again, expected):
         np.testing.assert_array_equal(got, same)
         assert_close(got, want, dtype=dtype, direction="backward")
+
+
+def test_the_kept_arrays_stay_within_the_budget(monkeypatch):
+    """Beyond RECYCLE_BUDGET_BYTES the oldest slots are let go, and an array larger than the budget is never kept,
+    so what a caller has dropped is not held on to without bound."""
+    monkeypatch.setattr(_memory, "_local", type(_memory._local)())
+    monkeypatch.setattr(_memory, "RECYCLE_BUDGET_BYTES", 3 * _memory.RECYCLE_MIN_BYTES)
+    for _ in range(5):
+        _memory.recycled(BIG, np.float64)  # each dropped at once, so the same memory comes back
+    assert len(_memory._local.recycled) == 1
+    held = [_memory.recycled((BIG[0] + i,), np.float64) for i in range(4)]
+    assert sum(a.nbytes for a in _memory._local.recycled) <= _memory.RECYCLE_BUDGET_BYTES
+    assert _memory._local.recycled[-1] is held[-1]
+    huge = _memory.recycled((4 * BIG[0],), np.float64)
+    assert all(slot is not huge for slot in _memory._local.recycled)
+
+
+@needs_recycling
+@pytest.mark.parametrize("layer", ["dropout", "relu", "conv", "batchnorm"])
+def test_a_layer_output_nobody_holds_is_reused_and_one_held_is_not(layer):
+    """The layers' outputs and gradients are recycled: a step whose arrays were dropped gets the same memory (no
+    page faults), and an output the caller kept is never written by a later call."""
+    g = np.random.default_rng(1)
+    x = g.standard_normal((32, 8, 64, 64)).astype(np.float32)  # 4 MB: just large enough to be recycled
+    run = {
+        "dropout": lambda: fast_layers.dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1})[0],
+        "relu": lambda: fast_layers.relu_forward(x)[0],
+        "conv": lambda: fast_layers.conv_forward_fast(x, w, np.zeros(8, np.float32), {"stride": 1, "pad": 2})[0],
+        "batchnorm": lambda: fast_layers.spatial_batchnorm_forward(x, np.ones(8, np.float32), np.zeros(8, np.float32),
+                                                                   {"mode": "train"})[0],
+    }[layer]
+    w = g.standard_normal((8, 8, 5, 5)).astype(np.float32)
+    with options(backend="jit"):
+        first = run()
+        assert first.nbytes >= _memory.RECYCLE_MIN_BYTES
+        kept = first.copy()
+        second = run()
+        assert not np.shares_memory(first, second)
+        np.testing.assert_array_equal(first, kept)
+        address = second.__array_interface__["data"][0]
+        del second
+        third = run()
+        assert third.__array_interface__["data"][0] == address
+        assert any(np.shares_memory(third, slot) for slot in _memory._local.recycled)  # not malloc's doing
+        np.testing.assert_array_equal(third, kept)

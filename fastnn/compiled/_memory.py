@@ -6,10 +6,15 @@ writes first: 530 faults, about 3 ms of a 5 ms whole-batch im2col, measured here
 that, both per thread:
 
 - `scratch`: a buffer that never leaves the call that asked for it, reused by the next call.
-- `recycled`: an array that is returned to the caller (inside a cache); the next call with the same shape
-  reuses its memory only once nothing but this module refers to it (CPython's reference count), so an array the
-  caller still holds is never overwritten. Interpreters whose reference counts cannot be trusted so (checked
-  once at import) always get a fresh array.
+- `recycled`: an array that is returned to the caller (a layer's output or gradient, or inside a cache); the
+  next call with the same shape reuses its memory only once nothing but this module refers to it (CPython's
+  reference count), so an array the caller still holds is never overwritten. Interpreters whose reference counts
+  cannot be trusted so (checked once at import) always get a fresh array.
+
+Without it, glibc's malloc maps an array of 32 MB or more anew each time, and hands a step's freed arrays of a
+few MB back to the OS when together they pass its trim threshold: a ThreeLayerConvNet train step (batch 64,
+float32) page-faulted 998 times, and recycling the layers' outputs took it from 29.4 to 27.3 ms; a dropout
+forward + backward on (1024, 4096) from 12.7 to 6.3 ms (float32) and 21.8 to 10.9 ms (float64), measured here.
 """
 
 import math
@@ -19,7 +24,9 @@ import threading
 import numpy as np
 
 RECYCLE_MIN_BYTES = 1 << 22  # smaller arrays come from malloc's heap, already faulted in
-RECYCLE_SLOTS = 8  # per thread; the oldest is dropped beyond that
+RECYCLE_SLOTS = 16  # per thread; the oldest is dropped beyond that
+RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the slots' arrays together: what the caller let go of and this module
+# still keeps is at most this much (the oldest slots are dropped beyond it; a larger array is never kept)
 
 _local = threading.local()
 
@@ -62,14 +69,15 @@ RECYCLING = _refcounts_are_exact()
 def recycled(shape, dtype):
     """An uninitialised array, like np.empty, whose memory may be that of an earlier result nobody holds."""
     dtype = np.dtype(dtype)
-    if not RECYCLING or math.prod(shape) * dtype.itemsize < RECYCLE_MIN_BYTES:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if not RECYCLING or not RECYCLE_MIN_BYTES <= nbytes <= RECYCLE_BUDGET_BYTES:
         return np.empty(shape, dtype=dtype)
     slots = _store("recycled", list)
     for i in range(len(slots)):
         if slots[i].shape == tuple(shape) and slots[i].dtype == dtype and _only_held_here(slots, i):
             slots.append(slots.pop(i))  # most recently used last
             return slots[-1]
-    if len(slots) >= RECYCLE_SLOTS:
-        slots.pop(0)
     slots.append(np.empty(shape, dtype=dtype))
+    while len(slots) > RECYCLE_SLOTS or sum(slot.nbytes for slot in slots) > RECYCLE_BUDGET_BYTES:
+        slots.pop(0)
     return slots[-1]

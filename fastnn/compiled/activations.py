@@ -5,6 +5,7 @@ import numpy as np
 from .._options import current
 from ..kernels import elementwise as K
 from ..kernels._jit import variant
+from ._memory import recycled
 
 __all__ = [
     "relu_forward", "relu_backward",
@@ -16,7 +17,7 @@ __all__ = [
 
 def _apply(kernel_fn, like, *args):
     """Run an elementwise kernel over flat views; the result has `like`'s shape and dtype."""
-    result = np.empty(like.shape, dtype=like.dtype)
+    result = recycled(like.shape, like.dtype)
     flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in args]
     variant(kernel_fn, current().parallel)(*flat, result.reshape(-1))
     return result

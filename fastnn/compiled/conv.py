@@ -18,7 +18,7 @@ from .._options import current, input_gradient, input_gradient_wanted
 from ..kernels import conv as K
 from ..kernels._jit import variant
 from . import winograd
-from ._memory import scratch
+from ._memory import recycled, scratch
 
 __all__ = [
     "conv_forward_naive", "conv_backward_naive",
@@ -85,7 +85,7 @@ def _forward(x, w, b, conv_param):
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     N, F, P = x.shape[0], w.shape[0], H_out * W_out
     w2 = w.reshape(F, -1)
-    out = np.empty((N, F, P), dtype=x.dtype)
+    out = recycled((N, F, P), x.dtype)
     for start, stop in _blocks(x, w, P):
         cols = _block_columns(x[start:stop], w, stride, pad, H_out, W_out)
         if stop - start == 1:  # one image's (F, P) result is its NCHW output already
@@ -120,7 +120,7 @@ def _backward(dout, x, w, conv_param, cached):
     w2 = w.reshape(F, -1)
     dout3 = dout.reshape(N, F, P)
     wanted = input_gradient_wanted()
-    dx = np.empty(x.shape, dtype=x.dtype) if wanted else None
+    dx = recycled(x.shape, x.dtype) if wanted else None
     dw = np.zeros(w2.shape, dtype=dout.dtype)
     db, db_block = np.zeros(F), np.empty(F)
     for start, stop in _blocks(x, w, P):

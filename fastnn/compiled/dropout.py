@@ -9,6 +9,7 @@ from .._options import current
 from ..kernels import dropout as K
 from ..kernels._jit import variant
 from ..reference.dropout import dropout_key
+from ._memory import recycled
 
 __all__ = ["dropout_forward", "dropout_backward"]
 
@@ -21,8 +22,8 @@ def dropout_forward(x, dropout_param):
     if mode != "train":
         raise ValueError('Invalid forward dropout mode "%s"' % mode)
     key = dropout_key(dropout_param)
-    out = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=np.bool_)
+    out = recycled(x.shape, x.dtype)
+    mask = recycled(x.shape, np.bool_)
     variant(K.dropout_forward, current().parallel)(
         x.reshape(-1), np.uint64(key), np.uint64(math.ceil(p * 2**53)), x.dtype.type(p), out.reshape(-1),
         mask.reshape(-1),
@@ -35,7 +36,7 @@ def dropout_backward(dout, cache):
     dropout_param, mask = cache
     if dropout_param["mode"] != "train":
         return dout
-    dx = np.empty_like(dout)
+    dx = recycled(dout.shape, dout.dtype)
     variant(K.dropout_backward, current().parallel)(
         dout.reshape(-1), mask.reshape(-1), dout.dtype.type(dropout_param["p"]), dx.reshape(-1)
     )

@@ -6,6 +6,7 @@ import numpy as np
 from .._options import current
 from ..kernels import norm as K
 from ..kernels._jit import variant
+from ._memory import recycled
 
 __all__ = [
     "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
@@ -67,7 +68,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     """See fastnn.reference.norm.batchnorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps,
     mode): xhat is not stored, the backward recomputes it from x, mean and invstd."""
     mode, eps, D = bn_param["mode"], float(bn_param.get("eps", 1e-5)), x.shape[1]
-    out = np.empty_like(x)
+    out = recycled(x.shape, x.dtype)
     if mode == "train":
         mean64, var64 = np.empty(D), np.empty(D)
         mean, invstd = np.empty(D, dtype=x.dtype), np.empty(D, dtype=x.dtype)
@@ -92,7 +93,7 @@ def batchnorm_backward(dout, cache):
     """See fastnn.reference.norm.batchnorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps, mode = cache
     source = standardised(x, xhat, mean, invstd)
-    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
+    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), recycled(dout.shape, dout.dtype)
     _k(K.column_sums)(dout, *source, dbeta, dgamma)
     _k(K.batchnorm_dx)(dout, *source, gamma, invstd, mode == "train", dbeta, dgamma, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
@@ -105,7 +106,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """See fastnn.reference.norm.spatial_batchnorm_forward."""
     x3 = x.reshape(x.shape[0], x.shape[1], -1)
     mean, invstd, eps, mode = batch_statistics(x3, bn_param, K.channel_moments, x.shape[1])
-    xhat, out = np.empty_like(x), np.empty_like(x)
+    xhat, out = recycled(x.shape, x.dtype), recycled(x.shape, x.dtype)
     _k(K.channel_normalise)(x3, mean, invstd, gamma, beta, xhat.reshape(x3.shape), out.reshape(x3.shape))
     return out, (x, xhat, gamma, beta, mean, invstd, eps, mode)
 
@@ -117,7 +118,7 @@ def spatial_batchnorm_backward(dout, cache):
     d3, h3 = dout.reshape(shape3), xhat.reshape(shape3)
     dbeta, dgamma = np.empty(x.shape[1]), np.empty(x.shape[1])
     _k(K.channel_sums)(d3, h3, dbeta, dgamma)
-    dx = np.empty_like(dout)
+    dx = recycled(dout.shape, dout.dtype)
     _k(K.channel_dx)(d3, h3, gamma, invstd, dbeta, dgamma, mode == "train", dx.reshape(d3.shape))
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
@@ -126,7 +127,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """See fastnn.reference.norm.layernorm_forward. Returns out, cache (x, None, gamma, beta, mean, invstd, eps):
     xhat is not stored, the backward recomputes it from x, mean and invstd (as the compiled batchnorm)."""
     eps = ln_param.get("eps", 1e-5)
-    out = np.empty_like(x)
+    out = recycled(x.shape, x.dtype)
     mean, invstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     _k(K.row_normalise)(x, gamma, beta, eps, out, mean, invstd)
     return out, (x, None, gamma, beta, mean, invstd, eps)
@@ -135,7 +136,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
 def layernorm_backward(dout, cache):
     """See fastnn.reference.norm.layernorm_backward. Returns dx, dgamma, dbeta."""
     x, xhat, gamma, beta, mean, invstd, eps = cache
-    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), np.empty_like(dout)
+    dbeta, dgamma, dx = np.empty(x.shape[1]), np.empty(x.shape[1]), recycled(dout.shape, dout.dtype)
     _k(K.row_normalise_backward)(dout, *standardised(x, xhat, mean, invstd), gamma, invstd, dx, dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
 
@@ -146,7 +147,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     eps = gn_param.get("eps", 1e-5)
     N, C = x.shape[:2]
     x3 = x.reshape(N, C, -1)
-    out = np.empty_like(x)
+    out = recycled(x.shape, x.dtype)
     mean, invstd = np.empty((N, G), dtype=x.dtype), np.empty((N, G), dtype=x.dtype)
     _k(K.group_normalise)(x3, G, gamma.reshape(C), beta.reshape(C), eps, out.reshape(x3.shape), mean, invstd)
     return out, (x, None, gamma, beta, mean, invstd, eps, G)
@@ -157,7 +158,7 @@ def spatial_groupnorm_backward(dout, cache):
     x, xhat, gamma, beta, mean, invstd, eps, G = cache
     N, C = x.shape[:2]
     source, shift, scale = standardised(x, xhat, mean, invstd)
-    dbeta, dgamma, dx = np.empty(C), np.empty(C), np.empty_like(dout)
+    dbeta, dgamma, dx = np.empty(C), np.empty(C), recycled(dout.shape, dout.dtype)
     _k(K.group_backward)(dout.reshape(N, C, -1), source.reshape(N, C, -1), G, shift, scale, gamma.reshape(C), invstd,
                          dx.reshape(N, C, -1), dbeta, dgamma)
     return dx, dgamma.astype(dout.dtype).reshape(gamma.shape), dbeta.astype(dout.dtype).reshape(beta.shape)

@@ -6,6 +6,7 @@ import numpy as np
 from .._options import current
 from ..kernels import pool as K
 from ..kernels._jit import variant
+from ._memory import recycled
 
 __all__ = [
     "max_pool_forward_naive", "max_pool_backward_naive",
@@ -24,8 +25,8 @@ def tiles_two_by_two(shape, pool_param):
 def _forward(x, pool_param):
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     shape = x.shape[:2] + (1 + (x.shape[2] - ph) // stride, 1 + (x.shape[3] - pw) // stride)
-    out = np.empty(shape, dtype=x.dtype)
-    argmax = np.empty(shape, dtype=np.min_scalar_type(ph * pw - 1))
+    out = recycled(shape, x.dtype)
+    argmax = recycled(shape, np.min_scalar_type(ph * pw - 1))
     parallel = current().parallel
     if tiles_two_by_two(x.shape, pool_param):
         variant(K.max_pool_forward_2x2, parallel)(x, out, argmax)
@@ -36,7 +37,7 @@ def _forward(x, pool_param):
 
 def _backward(dout, x, pool_param, argmax):
     pw, stride = pool_param["pool_width"], pool_param["stride"]
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = recycled(x.shape, x.dtype)
     if tiles_two_by_two(x.shape, pool_param):
         variant(K.max_pool_backward_2x2, current().parallel)(dout, argmax, dx)
     else:

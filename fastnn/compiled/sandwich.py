@@ -12,6 +12,7 @@ from .._options import current, input_gradient_wanted
 from ..kernels import fused as K
 from ..kernels import pool as P
 from ..kernels._jit import variant
+from ._memory import recycled
 from .activations import relu_backward
 from .norm import batch_statistics, standardised, update_running_statistics
 from .pool import max_pool_backward_fast, tiles_two_by_two
@@ -31,7 +32,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     the bn_cache holds no xhat (None), as the compiled batchnorm's."""
     a = x.reshape(x.shape[0], -1) @ w
     D = a.shape[1]
-    out = np.empty_like(a)
+    out = recycled(a.shape, a.dtype)
     if bn_param["mode"] == "train":
         eps, mode = float(bn_param.get("eps", 1e-5)), "train"
         mean64, var64 = np.empty(D), np.empty(D)
@@ -56,7 +57,7 @@ def affine_bn_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_bn_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps, mode), _ = cache
     D = dout.shape[1]
-    dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
+    dbeta, dgamma, da, db = np.empty(D), np.empty(D), recycled(dout.shape, dout.dtype), np.empty(D)
     source = standardised(a, xhat, mean, invstd)
     _k(K.relu_column_sums)(dout, *source, gamma, beta, dbeta, dgamma)
     _k(K.batchnorm_relu_da)(dout, *source, gamma, beta, invstd, mode == "train", dbeta, dgamma, da, db)
@@ -69,7 +70,7 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
     eps = ln_param.get("eps", 1e-5)
     a = x.reshape(x.shape[0], -1) @ w
     N = a.shape[0]
-    out = np.empty_like(a)
+    out = recycled(a.shape, a.dtype)
     mean, invstd = np.empty(N, dtype=a.dtype), np.empty(N, dtype=a.dtype)
     _k(K.bias_row_normalise_relu)(a, b, gamma, beta, eps, out, mean, invstd)
     return out, ((x, w, b), (a, None, gamma, beta, mean, invstd, eps), out)
@@ -79,7 +80,7 @@ def affine_ln_relu_backward(dout, cache):
     """See fastnn.reference.sandwich.affine_ln_relu_backward. Returns dx, dw, db, dgamma, dbeta."""
     fc_cache, (a, xhat, gamma, beta, mean, invstd, eps), _ = cache
     D = dout.shape[1]
-    dbeta, dgamma, da, db = np.empty(D), np.empty(D), np.empty_like(dout), np.empty(D)
+    dbeta, dgamma, da, db = np.empty(D), np.empty(D), recycled(dout.shape, dout.dtype), np.empty(D)
     _k(K.layernorm_relu_backward)(dout, *standardised(a, xhat, mean, invstd), gamma, beta, invstd, da, db,
                                   dbeta, dgamma)
     return _affine_backward(da, db, fc_cache) + (dgamma.astype(dout.dtype), dbeta.astype(dout.dtype))
@@ -92,6 +93,6 @@ def max_pool_relu_backward(dout, pool_cache, relu_cache):
     _, (x, pool_param, argmax) = pool_cache
     if not tiles_two_by_two(x.shape, pool_param):
         return relu_backward(max_pool_backward_fast(dout, pool_cache), relu_cache)
-    da = np.empty(x.shape, dtype=x.dtype)
+    da = recycled(x.shape, x.dtype)
     _k(P.max_pool_relu_backward_2x2)(dout, argmax, relu_cache, da)
     return da

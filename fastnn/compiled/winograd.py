@@ -100,7 +100,7 @@ def forward(x, w, b, pad):
     t = tiles(x, w, pad)
     M = scratch("wg_m", (36, w.shape[0], t.V.shape[2]), x.dtype)
     np.matmul(t.U, t.V, out=M)
-    out = np.empty((N, w.shape[0], H_out, W_out), dtype=x.dtype)
+    out = recycled((N, w.shape[0], H_out, W_out), x.dtype)
     sums = np.empty(w.shape[0])
     _k(K.output_tiles)(M, b, t.tiles_h, t.tiles_w, out, sums)
     return (out, t) if _finite(sums) else None
@@ -123,7 +123,7 @@ def backward(dout, x, w, pad, cached):
         return None, dw, db.astype(dout.dtype)
     dV = scratch("wg_dv", V.shape, dout.dtype)
     np.matmul(U.transpose(0, 2, 1), dM, out=dV)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = recycled(x.shape, x.dtype)
     sums = np.empty(x.shape[1])
     _k(K.dinput_tiles)(dV, pad, cached.tiles_h, cached.tiles_w, dx, sums)
     return (dx, dw, db.astype(dout.dtype)) if _finite(sums) else None
