@@ -10,7 +10,13 @@ from fastnn._conv_cache import ColumnsFromInput
 from fastnn.compiled import _memory
 from fastnn.testing import assert_close
 
-BIG = (_memory.RECYCLE_MIN_BYTES // 8 + 1,)
+SMALL_MIN_BYTES = 1 << 20  # the tests recycle from 1 MB instead of 32, to stay light
+BIG = (SMALL_MIN_BYTES // 8 + 1,)
+
+
+@pytest.fixture(autouse=True)
+def _recycle_from_one_megabyte(monkeypatch):
+    monkeypatch.setattr(_memory, "RECYCLE_MIN_BYTES", SMALL_MIN_BYTES)
 
 needs_recycling = pytest.mark.skipif(not _memory.RECYCLING, reason="this interpreter's refcounts are not exact")
 
@@ -111,7 +117,7 @@ def test_a_layer_output_nobody_holds_is_reused_and_one_held_is_not(layer):
     """The layers' outputs and gradients are recycled: a step whose arrays were dropped gets the same memory (no
     page faults), and an output the caller kept is never written by a later call."""
     g = np.random.default_rng(1)
-    x = g.standard_normal((32, 8, 64, 64)).astype(np.float32)  # 4 MB: just large enough to be recycled
+    x = g.standard_normal((8, 8, 64, 64)).astype(np.float32)  # 1 MB: just large enough to be recycled here
     run = {
         "dropout": lambda: fast_layers.dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1})[0],
         "relu": lambda: fast_layers.relu_forward(x)[0],

@@ -11,10 +11,13 @@ that, both per thread:
   reference count), so an array the caller still holds is never overwritten. Interpreters whose reference counts
   cannot be trusted so (checked once at import) always get a fresh array.
 
-Without it, glibc's malloc maps an array of 32 MB or more anew each time, and hands a step's freed arrays of a
-few MB back to the OS when together they pass its trim threshold: a ThreeLayerConvNet train step (batch 64,
-float32) page-faulted 998 times, and recycling the layers' outputs took it from 29.4 to 27.3 ms; a dropout
-forward + backward on (1024, 4096) from 12.7 to 6.3 ms (float32) and 21.8 to 10.9 ms (float64), measured here.
+Only arrays of RECYCLE_MIN_BYTES (32 MB) or more are recycled: glibc's malloc maps those anew on every call,
+whatever its settings (a dropout forward + backward on (1024, 4096) float64 took 21.8 ms with fresh arrays, 10.9
+ms recycled, measured here). A smaller array comes back from malloc's heap, often memory that whatever ran just
+before freed and left in cache, where a recycled one was last written a whole step ago: recycling from 4 MB made
+a layernorm forward + backward on (1024, 1024) float32, run between two reference ones, take 2.09-2.22 ms
+instead of 1.30-1.34. The page faults those sizes can still take in a training loop, when malloc gives a step's
+freed arrays back to the OS, are what fastnn.allocator.keep_freed_memory() is for.
 """
 
 import math
@@ -23,7 +26,7 @@ import threading
 
 import numpy as np
 
-RECYCLE_MIN_BYTES = 1 << 22  # smaller arrays come from malloc's heap, already faulted in
+RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays of this size anew every time
 RECYCLE_SLOTS = 16  # per thread; the oldest is dropped beyond that
 RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the slots' arrays together: what the caller let go of and this module
 # still keeps is at most this much (the oldest slots are dropped beyond it; a larger array is never kept)
