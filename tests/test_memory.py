@@ -106,7 +106,7 @@ def test_the_kept_arrays_stay_within_the_budget(monkeypatch):
     assert len(_memory._local.recycled) == 1
     held = [_memory.recycled((BIG[0] + i,), np.float64) for i in range(4)]
     assert sum(a.nbytes for a in _memory._local.recycled) <= _memory.RECYCLE_BUDGET_BYTES
-    assert _memory._local.recycled[-1] is held[-1]
+    assert held[-1].base is _memory._local.recycled[-1]
     huge = _memory.recycled((4 * BIG[0],), np.float64)
     assert all(slot is not huge for slot in _memory._local.recycled)
 
@@ -139,3 +139,25 @@ def test_a_layer_output_nobody_holds_is_reused_and_one_held_is_not(layer):
         assert third.__array_interface__["data"][0] == address
         assert any(np.shares_memory(third, slot) for slot in _memory._local.recycled)  # not malloc's doing
         np.testing.assert_array_equal(third, kept)
+
+
+@needs_recycling
+def test_what_a_caller_does_to_its_array_object_does_not_reach_the_next_caller():
+    """A caller that made its output read-only (or changed its shape) and dropped it does not hand the next call
+    a read-only output (a numba TypingError in the kernel once); a weak reference to it dies with it."""
+    import weakref
+
+    x = np.random.default_rng(2).standard_normal(BIG)
+    with options(backend="jit"):
+        out, _ = fast_layers.relu_forward(x)
+        out.flags.writeable = False
+        gone = weakref.ref(out)
+        del out
+        assert gone() is None
+        again, _ = fast_layers.relu_forward(x)
+        assert again.flags.writeable and any(np.shares_memory(again, slot) for slot in _memory._local.recycled)
+        np.testing.assert_array_equal(again, np.maximum(x, 0))
+        again.shape = (1,) + BIG
+        del again
+        third, _ = fast_layers.relu_forward(x)
+        assert third.shape == BIG

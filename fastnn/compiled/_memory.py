@@ -11,13 +11,14 @@ that, both per thread:
   reference count), so an array the caller still holds is never overwritten. Interpreters whose reference counts
   cannot be trusted so (checked once at import) always get a fresh array.
 
-Only arrays of RECYCLE_MIN_BYTES (32 MB) or more are recycled: glibc's malloc maps those anew on every call,
-whatever its settings (a dropout forward + backward on (1024, 4096) float64 took 21.8 ms with fresh arrays, 10.9
-ms recycled, measured here). A smaller array comes back from malloc's heap, often memory that whatever ran just
-before freed and left in cache, where a recycled one was last written a whole step ago: recycling from 4 MB made
-a layernorm forward + backward on (1024, 1024) float32, run between two reference ones, take 2.09-2.22 ms
-instead of 1.30-1.34. The page faults those sizes can still take in a training loop, when malloc gives a step's
-freed arrays back to the OS, are what fastnn.allocator.keep_freed_memory() is for.
+Only arrays of RECYCLE_MIN_BYTES (32 MB) or more are recycled: glibc's malloc maps those anew on every call (its
+mmap threshold cannot be set higher), unless the free top of its heap happens to hold one (a dropout forward +
+backward on (1024, 4096) float64 took 21.8 ms with fresh arrays, 10.9 ms recycled, measured here). A smaller array
+comes back from malloc's heap, often memory that whatever ran just before freed and left in cache, where a recycled
+one was last written a whole step ago: recycling from 4 MB made a layernorm forward + backward on (1024, 1024)
+float32, run between two reference ones, take 2.09-2.22 ms instead of 1.30-1.34. The page faults those sizes can
+still take in a training loop, when malloc gives a step's freed arrays back to the OS, are what
+fastnn.allocator.keep_freed_memory() is for.
 """
 
 import math
@@ -26,7 +27,7 @@ import threading
 
 import numpy as np
 
-RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays of this size anew every time
+RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays from this size anew
 RECYCLE_SLOTS = 16  # per thread; the oldest is dropped beyond that
 RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the slots' arrays together: what the caller let go of and this module
 # still keeps is at most this much (the oldest slots are dropped beyond it; a larger array is never kept)
@@ -70,7 +71,9 @@ RECYCLING = _refcounts_are_exact()
 
 
 def recycled(shape, dtype):
-    """An uninitialised array, like np.empty, whose memory may be that of an earlier result nobody holds."""
+    """An uninitialised array, like np.empty, whose memory may be that of an earlier result nobody holds. The
+    caller gets a new view of the kept array each time, so what it does to its array object (flags, shape, weak
+    references) never reaches the next caller."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if not RECYCLING or not RECYCLE_MIN_BYTES <= nbytes <= RECYCLE_BUDGET_BYTES:
@@ -79,8 +82,8 @@ def recycled(shape, dtype):
     for i in range(len(slots)):
         if slots[i].shape == tuple(shape) and slots[i].dtype == dtype and _only_held_here(slots, i):
             slots.append(slots.pop(i))  # most recently used last
-            return slots[-1]
+            return slots[-1].view()
     slots.append(np.empty(shape, dtype=dtype))
     while len(slots) > RECYCLE_SLOTS or sum(slot.nbytes for slot in slots) > RECYCLE_BUDGET_BYTES:
         slots.pop(0)
-    return slots[-1]
+    return slots[-1].view()
