@@ -5,11 +5,15 @@ WinogradTiles, for a 3x3 stride-1 filter bank that runs as Winograd: see compile
 that is not finite back to im2col) where the reference keeps x_cols. The columns of all N images (38 MB for
 the CS231n first layer) would go to memory and back three times per step; a block of images' columns (about
 BLOCK_BYTES) stays in cache from im2col to GEMM, and the backward gathers them again from x, which costs less
-than reading them back (0.73-0.76x the forward+backward time of whole-batch columns for conv (a), measured here). Each
-block's forward GEMM is w (F, CKK) @ cols (CKK, n*P), one GEMM for the block rather than one skinny GEMM per
-image; a kernel moves its result to NCHW with the bias (a one-image block's GEMM writes its output in place).
-Scratch buffers are reused per thread (see _memory).
+than reading them back (0.73-0.76x the forward+backward time of whole-batch columns for conv (a), measured here).
+Where the blocks hold several images (few output pixels each), a block's forward GEMM is w (F, CKK) @ cols
+(CKK, n*P), one GEMM for the block rather than one skinny GEMM per image, and a kernel moves its result to NCHW
+with the bias; where every block is one image (see _blocks), each GEMM writes its image's output in place and
+the backward reads its dout in place. Scratch buffers are reused per thread, and out and dx come from recycled
+memory when large (see _memory).
 """
+
+import math
 
 import numpy as np
 
@@ -44,10 +48,11 @@ def _geometry(x, w, conv_param):
 
 def _blocks(x, w, P):
     """(start, stop) image ranges whose columns take about BLOCK_BYTES (at least one image each), or one image
-    each from ONE_IMAGE_PIXELS output pixels: its GEMMs are then wide enough, and they read dout and write out
-    in place, with no regrouping pass (forward + backward 0.76-0.90x the time of multi-image blocks at
-    P = 784-1024, measured here; 1.0-1.015x at P = 256 and 1.15-1.2x at P = 64). The blocks depend on the
-    shapes alone, so dw and db sum in the same order at any thread count."""
+    each from ONE_IMAGE_PIXELS output pixels: its GEMMs are then wide enough, and where every block is one image
+    (so also for N = 1, or an image whose columns pass BLOCK_BYTES) they read dout and write out in place, with
+    no regrouping pass (forward + backward 0.76-0.90x the time of multi-image blocks at P = 784-1024, measured
+    here; 1.0-1.015x at P = 256 and 1.15-1.2x at P = 64). The blocks depend on the shapes alone, so dw and db
+    sum in the same order at any thread count."""
     N = x.shape[0]
     if P >= ONE_IMAGE_PIXELS:
         return [(start, start + 1) for start in range(N)]
@@ -56,23 +61,53 @@ def _blocks(x, w, P):
     return [(start, min(N, start + n)) for start in range(0, N, n)]
 
 
-def _padded(name, a, pad):
-    """A per-thread scratch of a's shape plus `pad` on each side of every plane (a itself when pad is 0)."""
-    if pad == 0:
-        return a
-    N, C, H, W = a.shape
-    return scratch(name, (N, C, H + 2 * pad, W + 2 * pad), a.dtype)
+class _Blocks:
+    """The blocks of one call (_blocks) and their im2col and col2im, with the kernels and the per-thread scratch
+    looked up once per call, not once per block (that took 8-9 us a block: 0.6-1 ms of a 64-image conv (a)
+    forward, measured here). Each scratch is sized for the largest block; a block's views start at its front."""
 
+    def __init__(self, x, w, stride, pad, H_out, W_out, input_gradient=False):
+        self.x, self.stride, self.pad, self.H_out, self.W_out = x, stride, pad, H_out, W_out
+        self.HH, self.WW = w.shape[2:]
+        self.P = H_out * W_out
+        self.patch = w[0].size  # C*HH*WW, the columns' height
+        self.plane = (x.shape[1], x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
+        self.ranges = _blocks(x, w, self.P)
+        self.most = max(stop - start for start, stop in self.ranges)
+        self._cols = scratch("cols", (self.patch * self.most * self.P,), x.dtype)
+        self._xpad = self._padded_scratch("xpad")
+        self._pad_planes, self._im2col = _k(K.pad_planes), _k(K.im2col)
+        if input_gradient:
+            self._dcols = scratch("dcols", self._cols.shape, x.dtype)
+            self._dxpad = self._padded_scratch("dxpad")
+            self._col2im = _k(K.col2im)
 
-def _block_columns(x_block, w, stride, pad, H_out, W_out):
-    """The columns (C*HH*WW, n*P) of a block of images, in a per-thread scratch."""
-    C, HH, WW = w.shape[1:]
-    cols = scratch("cols", (C * HH * WW, x_block.shape[0] * H_out * W_out), x_block.dtype)
-    xp = _padded("xpad", x_block, pad)
-    if pad:
-        _k(K.pad_planes)(x_block, pad, xp)
-    _k(K.im2col)(xp, HH, WW, stride, H_out, W_out, cols)
-    return cols
+    def _padded_scratch(self, name):
+        return scratch(name, (self.most * math.prod(self.plane),), self.x.dtype) if self.pad else None
+
+    def _view(self, flat, leading, shape):
+        return flat[:leading * math.prod(shape)].reshape((leading,) + shape)
+
+    def columns(self, start, stop):
+        """The columns (C*HH*WW, n*P) of images start..stop-1."""
+        n = stop - start
+        cols = self._cols[:self.patch * n * self.P].reshape(self.patch, n * self.P)
+        images = self.x[start:stop]
+        if self.pad:
+            padded = self._view(self._xpad, n, self.plane)
+            self._pad_planes(images, self.pad, padded)
+            images = padded
+        self._im2col(images, self.HH, self.WW, self.stride, self.H_out, self.W_out, cols)
+        return cols
+
+    def column_gradient(self, start, stop):
+        """A scratch for the column gradient of images start..stop-1 (the columns' shape; input_gradient=True)."""
+        return self._dcols[:self.patch * (stop - start) * self.P].reshape(self.patch, (stop - start) * self.P)
+
+    def add_columns(self, dcols, dx_block):
+        """dx_block = col2im of dcols (from column_gradient), through the padded scratch."""
+        padded = self._view(self._dxpad, dx_block.shape[0], self.plane) if self.pad else dx_block
+        self._col2im(dcols, self.HH, self.WW, self.stride, self.pad, self.H_out, self.W_out, padded, dx_block)
 
 
 def _forward(x, w, b, conv_param):
@@ -83,25 +118,29 @@ def _forward(x, w, b, conv_param):
         if result is not None:  # None: an output not finite, which im2col confines to the windows that hold it
             return result
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
-    N, F, P = x.shape[0], w.shape[0], H_out * W_out
+    blocks = _Blocks(x, w, stride, pad, H_out, W_out)
+    N, F, P = x.shape[0], w.shape[0], blocks.P
     w2 = w.reshape(F, -1)
     out = recycled((N, F, P), x.dtype)
-    for start, stop in _blocks(x, w, P):
-        cols = _block_columns(x[start:stop], w, stride, pad, H_out, W_out)
-        if stop - start == 1:  # one image's (F, P) result is its NCHW output already
-            np.dot(w2, cols, out=out[start])
-            _k(K.add_bias)(out[start], b)
-        else:
-            res = scratch("res", (F, cols.shape[1]), x.dtype)
-            np.dot(w2, cols, out=res)
-            _k(K.bias_to_nchw)(res, b, stop - start, out[start:stop])
+    if blocks.most == 1:  # one image's (F, P) result is its NCHW output already
+        add_bias = _k(K.add_bias)
+        for start, _ in blocks.ranges:
+            np.dot(w2, blocks.columns(start, start + 1), out=out[start])
+            add_bias(out[start], b)
+    else:
+        bias_to_nchw, res = _k(K.bias_to_nchw), scratch("res", (F * blocks.most * P,), x.dtype)
+        for start, stop in blocks.ranges:
+            block_res = res[:F * (stop - start) * P].reshape(F, (stop - start) * P)
+            np.dot(w2, blocks.columns(start, stop), out=block_res)
+            bias_to_nchw(block_res, b, stop - start, out[start:stop])
     return out.reshape(N, F, H_out, W_out), ColumnsFromInput(x.dtype)
 
 
 def _weight_gradient(rows, cols, channels):
     """rows (F, M) @ cols.T (M, K). OpenBLAS (SkylakeX kernels, measured here) runs the float32 product faster
-    as (cols @ rows.T).T, 0.67-0.87x the time for the CS231n conv shapes, and the float64 one too where the input
-    has few channels (a first layer on images: whole step 0.70-0.95x), but not from 32 (1.01-1.04x)."""
+    as (cols @ rows.T).T, 0.67-0.87x the time for the CS231n conv shapes; the float64 one too for an input of
+    1 or 3 channels (a first layer on images: whole step 0.70-0.95x), but not for 32-128 (1.01-1.04x slower);
+    between those it was not measured, and the rule takes the transposed product up to 4 channels."""
     if rows.dtype == np.float32 or channels <= 4:
         return (cols @ rows.T).T
     return rows @ cols.T
@@ -115,30 +154,32 @@ def _backward(dout, x, w, conv_param, cached):
         if result is not None:  # None: a gradient not finite, which im2col confines as the direct one does
             return result
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
-    N, F = dout.shape[:2]
-    P = H_out * W_out
+    wanted = input_gradient_wanted()
+    blocks = _Blocks(x, w, stride, pad, H_out, W_out, input_gradient=wanted)
+    N, F, P = x.shape[0], dout.shape[1], blocks.P
     w2 = w.reshape(F, -1)
     dout3 = dout.reshape(N, F, P)
-    wanted = input_gradient_wanted()
     dx = recycled(x.shape, x.dtype) if wanted else None
     dw = np.zeros(w2.shape, dtype=dout.dtype)
     db, db_block = np.zeros(F), np.empty(F)
-    for start, stop in _blocks(x, w, P):
-        if stop - start == 1:  # one image's dout (F, P) is the rows already
+    if blocks.most == 1:  # one image's dout (F, P) is the rows already
+        row_sums = _k(K.row_sums)
+    else:
+        nchw_to_rows, rows_flat = _k(K.nchw_to_rows), scratch("rows", (F * blocks.most * P,), dout.dtype)
+    for start, stop in blocks.ranges:
+        if blocks.most == 1:
             rows = dout3[start]
-            _k(K.row_sums)(rows, db_block)
+            row_sums(rows, db_block)
         else:
-            rows = scratch("rows", (F, (stop - start) * P), dout.dtype)
-            _k(K.nchw_to_rows)(dout3[start:stop], rows, db_block)
+            rows = rows_flat[:F * (stop - start) * P].reshape(F, (stop - start) * P)
+            nchw_to_rows(dout3[start:stop], rows, db_block)
         db += db_block
-        cols = _block_columns(x[start:stop], w, stride, pad, H_out, W_out)
+        cols = blocks.columns(start, stop)
         dw += _weight_gradient(rows, cols, x.shape[1])
         if wanted:
-            dcols = scratch("dcols", cols.shape, dout.dtype)
+            dcols = blocks.column_gradient(start, stop)
             np.dot(w2.T, rows, out=dcols)
-            dx_block = dx[start:stop]
-            _k(K.col2im)(dcols, w.shape[2], w.shape[3], stride, pad, H_out, W_out, _padded("dxpad", dx_block, pad),
-                         dx_block)
+            blocks.add_columns(dcols, dx[start:stop])
     return dx, dw.reshape(w.shape), db.astype(dout.dtype)
 
 
