@@ -86,12 +86,16 @@ def test_fast_conv_aliases_share_one_cache_layout():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv_keeps_dtype_and_does_not_modify_inputs(dtype):
-    x, w, b = conv_inputs(dtype=dtype)
+@pytest.mark.parametrize("N, size", [(2, 3), (1, 5)])  # Winograd; im2col on one-image blocks
+def test_conv_keeps_dtype_and_does_not_modify_inputs(dtype, N, size):
+    x, w, b = conv_inputs(N=N, HH=size, WW=size, dtype=dtype)
     copies = [a.copy() for a in (x, w, b)]
     for forward, backward in [(conv_forward_naive, conv_backward_naive), (conv_forward_fast, conv_backward_fast)]:
-        out, cache = forward(x, w, b, {"stride": 1, "pad": 1})
-        assert out.dtype == dtype and all(g.dtype == dtype for g in backward(np.ones_like(out), cache))
+        out, cache = forward(x, w, b, {"stride": 1, "pad": size // 2})
+        dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)  # read in place by one-image blocks
+        dout_copy = dout.copy()
+        assert out.dtype == dtype and all(g.dtype == dtype for g in backward(dout, cache))
+        np.testing.assert_array_equal(dout, dout_copy)
     for a, c in zip((x, w, b), copies):
         np.testing.assert_array_equal(a, c)
 

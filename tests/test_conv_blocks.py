@@ -37,7 +37,7 @@ def test_blocks_of_two_images_match_the_reference(monkeypatch, g, dtype):
         dout = randn(*out_ref.shape, seed=2)
         grads_ref = L.conv_backward_fast(dout, cache_ref)
     _images_per_block(monkeypatch, g, 2, dtype)  # blocks of 2, 2 and 1 images
-    assert [stop - start for start, stop in compiled_conv._blocks(x, w, out_ref[0, 0].size)] == [2, 2, 1]
+    assert [stop - start for start, stop in compiled_conv._block_ranges(x, w, out_ref[0, 0].size)] == [2, 2, 1]
     with fastnn.options(backend="jit"):
         out, cache = L.conv_forward_fast(x, w, b, param)
         grads = L.conv_backward_fast(dout.astype(dtype), cache)
@@ -87,7 +87,7 @@ def test_images_with_many_output_pixels_run_one_per_block_in_place(g, dtype):
     param = {"stride": stride, "pad": pad}
     P = (H + 2 * pad - HH + 1) * (W + 2 * pad - WW + 1)
     assert P >= compiled_conv.ONE_IMAGE_PIXELS and w[0].size * P * x.itemsize < compiled_conv.BLOCK_BYTES
-    assert compiled_conv._blocks(x, w, P) == [(0, 1), (1, 2), (2, 3)]
+    assert compiled_conv._block_ranges(x, w, P) == [(0, 1), (1, 2), (2, 3)]
     with fastnn.options(backend="reference"):
         out_ref, cache_ref = L.conv_forward_fast(*(a.astype(np.float64) for a in (x, w, b)), param)
         dout = randn(*out_ref.shape, seed=3)

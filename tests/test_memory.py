@@ -27,7 +27,9 @@ def test_an_array_nobody_holds_is_reused():
     address = a.ctypes.data
     del a
     gc.collect()
-    assert _memory.recycled(BIG, np.float64).ctypes.data == address
+    again = _memory.recycled(BIG, np.float64)
+    assert again.ctypes.data == address
+    assert any(np.shares_memory(again, slot) for slot in _memory._local.recycled)  # kept here, not malloc's reuse
 
 
 @pytest.mark.parametrize("holder", ["array", "view", "tuple"])
@@ -43,19 +45,18 @@ def test_an_array_still_held_is_never_handed_out_again(holder):
     assert np.all(original == 7.0)
 
 
+@needs_recycling
 def test_small_and_mismatched_requests_get_fresh_arrays():
     small = _memory.recycled((4,), np.float32)
-    assert small.shape == (4,) and small.dtype == np.float32
-    a = _memory.recycled(BIG, np.float64)
+    assert small.shape == (4,) and small.dtype == np.float32 and small.base is None
+    shape = (SMALL_MIN_BYTES // 4 + 1,)  # large enough to be kept in float32 as in float64
+    a = _memory.recycled(shape, np.float64)
+    kept = a.base
     del a
-    b = _memory.recycled(BIG, np.float32)
-    assert b.dtype == np.float32 and b.shape == BIG
-
-
-def test_slots_are_bounded():
-    held = [_memory.recycled((BIG[0] + i,), np.float64) for i in range(_memory.RECYCLE_SLOTS + 3)]
-    assert len(_memory._local.recycled) == _memory.RECYCLE_SLOTS
-    assert len({h.ctypes.data for h in held}) == len(held)
+    b = _memory.recycled(shape, np.float32)
+    assert b.dtype == np.float32 and b.shape == shape and not np.shares_memory(b, kept)
+    c = _memory.recycled((shape[0] + 1,), np.float64)
+    assert not np.shares_memory(c, kept)
 
 
 def test_scratch_is_reused_and_shaped():
@@ -96,6 +97,7 @@ def test_a_kept_convolution_cache_survives_later_calls(dtype, filter_size):
         assert_close(got, want, dtype=dtype, direction="backward")
 
 
+@needs_recycling
 def test_the_kept_arrays_stay_within_the_budget(monkeypatch):
     """Beyond RECYCLE_BUDGET_BYTES the oldest slots are let go, and an array larger than the budget is never kept,
     so what a caller has dropped is not held on to without bound."""
@@ -108,7 +110,7 @@ def test_the_kept_arrays_stay_within_the_budget(monkeypatch):
     assert sum(a.nbytes for a in _memory._local.recycled) <= _memory.RECYCLE_BUDGET_BYTES
     assert held[-1].base is _memory._local.recycled[-1]
     huge = _memory.recycled((4 * BIG[0],), np.float64)
-    assert all(slot is not huge for slot in _memory._local.recycled)
+    assert huge.base is None and not any(np.shares_memory(huge, slot) for slot in _memory._local.recycled)
 
 
 @needs_recycling

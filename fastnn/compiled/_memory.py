@@ -6,18 +6,19 @@ writes first: 530 faults, about 3 ms of a 5 ms whole-batch im2col, measured here
 that, both per thread:
 
 - `scratch`: a buffer that never leaves the call that asked for it, reused by the next call.
-- `recycled`: an array that is returned to the caller (a layer's output or gradient, or inside a cache); the
+- `recycled`: an array that is returned to the caller (a layer's output or gradient written by a kernel, or
+  inside a cache; not the GEMMs' own results such as affine's out, dx and dw, nor a conv's dw); the
   next call with the same shape reuses its memory only once nothing but this module refers to it (CPython's
   reference count), so an array the caller still holds is never overwritten. Interpreters whose reference counts
   cannot be trusted so (checked once at import) always get a fresh array.
 
 Only arrays of RECYCLE_MIN_BYTES (32 MB) or more are recycled: glibc's malloc maps those anew on every call (its
 mmap threshold cannot be set higher), unless the free top of its heap happens to hold one (a dropout forward +
-backward on (1024, 4096) float64 took 21.8 ms with fresh arrays, 10.9 ms recycled, measured here). A smaller array
-comes back from malloc's heap, often memory that whatever ran just before freed and left in cache, where a recycled
-one was last written a whole step ago: recycling from 4 MB made a layernorm forward + backward on (1024, 1024)
-float32, run between two reference ones, take 2.09-2.22 ms instead of 1.30-1.34. The page faults those sizes can
-still take in a training loop, when malloc gives a step's freed arrays back to the OS, are what
+backward on (1024, 4096) float64 took 21.6-21.9 ms with fresh arrays, 10.4-11.1 ms recycled, measured here). A
+smaller array comes back from malloc's heap, often memory that whatever ran just before freed and left in cache,
+where a recycled one was last written a whole step ago: recycling from 4 MB made a layernorm forward + backward on
+(1024, 1024) float32, run between two reference ones, take 2.09-2.22 ms instead of 1.30-1.34. The page faults those
+sizes can still take in a training loop, when malloc gives a step's freed arrays back to the OS, are what
 fastnn.allocator.keep_freed_memory() is for.
 """
 
@@ -28,9 +29,8 @@ import threading
 import numpy as np
 
 RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays from this size anew
-RECYCLE_SLOTS = 16  # per thread; the oldest is dropped beyond that
-RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the slots' arrays together: what the caller let go of and this module
-# still keeps is at most this much (the oldest slots are dropped beyond it; a larger array is never kept)
+RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the kept arrays together (so at most 8 of them): what callers let go
+# of and this module still keeps is at most this much (the oldest are dropped beyond it; a larger array is never kept)
 
 _local = threading.local()
 
@@ -84,6 +84,6 @@ def recycled(shape, dtype):
             slots.append(slots.pop(i))  # most recently used last
             return slots[-1].view()
     slots.append(np.empty(shape, dtype=dtype))
-    while len(slots) > RECYCLE_SLOTS or sum(slot.nbytes for slot in slots) > RECYCLE_BUDGET_BYTES:
+    while sum(slot.nbytes for slot in slots) > RECYCLE_BUDGET_BYTES:
         slots.pop(0)
     return slots[-1].view()

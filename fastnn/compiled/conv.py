@@ -46,13 +46,11 @@ def _geometry(x, w, conv_param):
     return stride, pad, H_out, W_out
 
 
-def _blocks(x, w, P):
+def _block_ranges(x, w, P):
     """(start, stop) image ranges whose columns take about BLOCK_BYTES (at least one image each), or one image
-    each from ONE_IMAGE_PIXELS output pixels: its GEMMs are then wide enough, and where every block is one image
-    (so also for N = 1, or an image whose columns pass BLOCK_BYTES) they read dout and write out in place, with
-    no regrouping pass (forward + backward 0.76-0.90x the time of multi-image blocks at P = 784-1024, measured
-    here; 1.0-1.015x at P = 256 and 1.15-1.2x at P = 64). The blocks depend on the shapes alone, so dw and db
-    sum in the same order at any thread count."""
+    each from ONE_IMAGE_PIXELS output pixels, where one image's GEMMs are wide enough (see _forward for what
+    one-image blocks save). The ranges depend on the shapes alone, so dw and db sum in the same order at any
+    thread count."""
     N = x.shape[0]
     if P >= ONE_IMAGE_PIXELS:
         return [(start, start + 1) for start in range(N)]
@@ -61,58 +59,62 @@ def _blocks(x, w, P):
     return [(start, min(N, start + n)) for start in range(0, N, n)]
 
 
-class _Blocks:
-    """The blocks of one call (_blocks) and their im2col and col2im, with the kernels and the per-thread scratch
-    looked up once per call, not once per block (that took 8-9 us a block: 0.6-1 ms of a 64-image conv (a)
-    forward, measured here). Each scratch is sized for the largest block; a block's views start at its front."""
+def _front(flat, shape):
+    """The front of a flat scratch as an array of `shape` (a block's view of a buffer sized for the largest)."""
+    return flat[:math.prod(shape)].reshape(shape)
 
-    def __init__(self, x, w, stride, pad, H_out, W_out, input_gradient=False):
+
+class _Blocks:
+    """The image blocks of one call (_block_ranges) with their im2col and col2im, the kernels and the per-thread
+    scratch looked up once per call, not once per block (that took 8-9 us a block: 0.6-1 ms of a 64-image conv (a)
+    forward, measured here). Each scratch is sized for the largest block."""
+
+    def __init__(self, x, w, stride, pad, H_out, W_out, with_input_gradient=False):
         self.x, self.stride, self.pad, self.H_out, self.W_out = x, stride, pad, H_out, W_out
         self.HH, self.WW = w.shape[2:]
         self.P = H_out * W_out
         self.patch = w[0].size  # C*HH*WW, the columns' height
-        self.plane = (x.shape[1], x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
-        self.ranges = _blocks(x, w, self.P)
-        self.most = max(stop - start for start, stop in self.ranges)
-        self._cols = scratch("cols", (self.patch * self.most * self.P,), x.dtype)
+        self.padded_image = (x.shape[1], x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
+        self.ranges = _block_ranges(x, w, self.P)
+        self.largest = max(stop - start for start, stop in self.ranges)
+        self._cols = scratch("cols", (self.patch * self.largest * self.P,), x.dtype)
         self._xpad = self._padded_scratch("xpad")
         self._pad_planes, self._im2col = _k(K.pad_planes), _k(K.im2col)
-        if input_gradient:
+        if with_input_gradient:
             self._dcols = scratch("dcols", self._cols.shape, x.dtype)
             self._dxpad = self._padded_scratch("dxpad")
             self._col2im = _k(K.col2im)
 
     def _padded_scratch(self, name):
-        return scratch(name, (self.most * math.prod(self.plane),), self.x.dtype) if self.pad else None
-
-    def _view(self, flat, leading, shape):
-        return flat[:leading * math.prod(shape)].reshape((leading,) + shape)
+        return scratch(name, (self.largest * math.prod(self.padded_image),), self.x.dtype) if self.pad else None
 
     def columns(self, start, stop):
         """The columns (C*HH*WW, n*P) of images start..stop-1."""
-        n = stop - start
-        cols = self._cols[:self.patch * n * self.P].reshape(self.patch, n * self.P)
         images = self.x[start:stop]
         if self.pad:
-            padded = self._view(self._xpad, n, self.plane)
+            padded = _front(self._xpad, (stop - start,) + self.padded_image)
             self._pad_planes(images, self.pad, padded)
             images = padded
+        cols = _front(self._cols, (self.patch, (stop - start) * self.P))
         self._im2col(images, self.HH, self.WW, self.stride, self.H_out, self.W_out, cols)
         return cols
 
     def column_gradient(self, start, stop):
-        """A scratch for the column gradient of images start..stop-1 (the columns' shape; input_gradient=True)."""
-        return self._dcols[:self.patch * (stop - start) * self.P].reshape(self.patch, (stop - start) * self.P)
+        """A scratch for the column gradient of images start..stop-1, in the columns' shape."""
+        return _front(self._dcols, (self.patch, (stop - start) * self.P))
 
-    def add_columns(self, dcols, dx_block):
-        """dx_block = col2im of dcols (from column_gradient), through the padded scratch."""
-        padded = self._view(self._dxpad, dx_block.shape[0], self.plane) if self.pad else dx_block
+    def col2im_into(self, dcols, dx_block):
+        """dx_block = col2im of dcols (from column_gradient): overwritten, summed through the padded scratch."""
+        padded = _front(self._dxpad, dx_block.shape[:1] + self.padded_image) if self.pad else dx_block
         self._col2im(dcols, self.HH, self.WW, self.stride, self.pad, self.H_out, self.W_out, padded, dx_block)
 
 
 def _forward(x, w, b, conv_param):
     """out and what the backward needs: WinogradTiles where Winograd applies and its output is finite, else
-    ColumnsFromInput."""
+    ColumnsFromInput. Where every block is one image, its GEMM writes the image's (F, P) output in place and the
+    bias is added while it is in cache; the backward reads its dout in place too. No regrouping pass: forward +
+    backward 0.76-0.90x the time of multi-image blocks at P = 784-1024, measured here (0.92-1.015x at P = 256,
+    1.15-1.2x at P = 64: hence ONE_IMAGE_PIXELS)."""
     if winograd.applies(w, conv_param):
         result = winograd.forward(x, w, b, conv_param["pad"])
         if result is not None:  # None: an output not finite, which im2col confines to the windows that hold it
@@ -122,15 +124,15 @@ def _forward(x, w, b, conv_param):
     N, F, P = x.shape[0], w.shape[0], blocks.P
     w2 = w.reshape(F, -1)
     out = recycled((N, F, P), x.dtype)
-    if blocks.most == 1:  # one image's (F, P) result is its NCHW output already
-        add_bias = _k(K.add_bias)
+    if blocks.largest == 1:
+        add_filter_bias = _k(K.add_filter_bias)
         for start, _ in blocks.ranges:
             np.dot(w2, blocks.columns(start, start + 1), out=out[start])
-            add_bias(out[start], b)
+            add_filter_bias(out[start], b)
     else:
-        bias_to_nchw, res = _k(K.bias_to_nchw), scratch("res", (F * blocks.most * P,), x.dtype)
+        bias_to_nchw, res = _k(K.bias_to_nchw), scratch("res", (F * blocks.largest * P,), x.dtype)
         for start, stop in blocks.ranges:
-            block_res = res[:F * (stop - start) * P].reshape(F, (stop - start) * P)
+            block_res = _front(res, (F, (stop - start) * P))
             np.dot(w2, blocks.columns(start, stop), out=block_res)
             bias_to_nchw(block_res, b, stop - start, out[start:stop])
     return out.reshape(N, F, H_out, W_out), ColumnsFromInput(x.dtype)
@@ -138,9 +140,10 @@ def _forward(x, w, b, conv_param):
 
 def _weight_gradient(rows, cols, channels):
     """rows (F, M) @ cols.T (M, K). OpenBLAS (SkylakeX kernels, measured here) runs the float32 product faster
-    as (cols @ rows.T).T, 0.67-0.87x the time for the CS231n conv shapes; the float64 one too for an input of
-    1 or 3 channels (a first layer on images: whole step 0.70-0.95x), but not for 32-128 (1.01-1.04x slower);
-    between those it was not measured, and the rule takes the transposed product up to 4 channels."""
+    as (cols @ rows.T).T for the CS231n conv shapes, 0.67-0.87x the time from K = 147 (though 1.10-1.15x slower
+    at K = 27-64 with thousands of columns); the float64 one too for an input of 1 or 3 channels (a first layer
+    on images: whole step 0.70-0.95x), but not for 32-128 channels (1.01-1.04x slower); between those it was not
+    measured, and the rule takes the transposed product up to 4 channels."""
     if rows.dtype == np.float32 or channels <= 4:
         return (cols @ rows.T).T
     return rows @ cols.T
@@ -155,31 +158,32 @@ def _backward(dout, x, w, conv_param, cached):
             return result
     stride, pad, H_out, W_out = _geometry(x, w, conv_param)
     wanted = input_gradient_wanted()
-    blocks = _Blocks(x, w, stride, pad, H_out, W_out, input_gradient=wanted)
+    blocks = _Blocks(x, w, stride, pad, H_out, W_out, with_input_gradient=wanted)
     N, F, P = x.shape[0], dout.shape[1], blocks.P
     w2 = w.reshape(F, -1)
     dout3 = dout.reshape(N, F, P)
     dx = recycled(x.shape, x.dtype) if wanted else None
     dw = np.zeros(w2.shape, dtype=dout.dtype)
     db, db_block = np.zeros(F), np.empty(F)
-    if blocks.most == 1:  # one image's dout (F, P) is the rows already
-        row_sums = _k(K.row_sums)
+    if blocks.largest == 1:  # one image's dout (F, P) is its rows already
+        row_sums, regroup, rows_scratch = _k(K.row_sums), None, None
     else:
-        nchw_to_rows, rows_flat = _k(K.nchw_to_rows), scratch("rows", (F * blocks.most * P,), dout.dtype)
+        row_sums, regroup = None, _k(K.nchw_to_rows)
+        rows_scratch = scratch("rows", (F * blocks.largest * P,), dout.dtype)
     for start, stop in blocks.ranges:
-        if blocks.most == 1:
+        if regroup is None:
             rows = dout3[start]
             row_sums(rows, db_block)
         else:
-            rows = rows_flat[:F * (stop - start) * P].reshape(F, (stop - start) * P)
-            nchw_to_rows(dout3[start:stop], rows, db_block)
+            rows = _front(rows_scratch, (F, (stop - start) * P))
+            regroup(dout3[start:stop], rows, db_block)
         db += db_block
         cols = blocks.columns(start, stop)
         dw += _weight_gradient(rows, cols, x.shape[1])
         if wanted:
             dcols = blocks.column_gradient(start, stop)
             np.dot(w2.T, rows, out=dcols)
-            blocks.add_columns(dcols, dx[start:stop])
+            blocks.col2im_into(dcols, dx[start:stop])
     return dx, dw.reshape(w.shape), db.astype(dout.dtype)
 
 

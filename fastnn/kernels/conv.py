@@ -120,8 +120,9 @@ def bias_to_nchw(res, b, N, out):
 
 
 @kernel
-def add_bias(out, b):
-    """out (F, P) += b[f] per row: the bias of one image whose GEMM wrote its output in place."""
+def add_filter_bias(out, b):
+    """out (F, P) += b[f] on row f: the `+ b` of reference.conv.conv_forward_fast for one image whose GEMM
+    wrote its output in place."""
     for f in range(out.shape[0]):
         row = out[f]
         bias = b[f]
@@ -139,7 +140,8 @@ def _sum(src):
 
 @kernel
 def row_sums(rows, db):
-    """db[f] = the sum of rows[f] in float64: one image's db, its dout (F, P) read in place."""
+    """db[f] = the sum of rows[f] in float64: the db of reference.conv.conv_backward_fast for one image, its dout
+    (F, P) read in place."""
     for f in range(rows.shape[0]):
         db[f] = _sum(rows[f])
 
