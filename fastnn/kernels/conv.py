@@ -7,6 +7,7 @@ Each parallel loop hands its task to a serial function (numba optimises a prange
 from numba import prange
 
 from ._jit import i64, kernel
+from .winograd import _plane_sum
 
 
 @kernel
@@ -124,18 +125,7 @@ def add_filter_bias(out, b):
     """out (F, P) += b[f] on row f: the `+ b` of reference.conv.conv_forward_fast for one image whose GEMM
     wrote its output in place."""
     for f in range(out.shape[0]):
-        row = out[f]
-        bias = b[f]
-        for k in range(row.shape[0]):
-            row[k] += bias
-
-
-@kernel(fast_sums=True)  # lets LLVM vectorise the float64 sum: 2-3x faster than one add after another
-def _sum(src):
-    total = 0.0
-    for k in range(src.size):
-        total += src[k]
-    return total
+        _shift_add(out[f], b[f], out[f])
 
 
 @kernel
@@ -143,7 +133,7 @@ def row_sums(rows, db):
     """db[f] = the sum of rows[f] in float64: the db of reference.conv.conv_backward_fast for one image, its dout
     (F, P) read in place."""
     for f in range(rows.shape[0]):
-        db[f] = _sum(rows[f])
+        db[f] = _plane_sum(rows[f:f + 1])
 
 
 @kernel(fast_sums=True)  # lets LLVM vectorise the float64 sum: 2-3x faster than one add after another
