@@ -1,4 +1,5 @@
-"""keep_freed_memory(): an opt-in for training processes, applied by the `fastnn train` and `fastnn tune` commands.
+"""keep_freed_memory(): an opt-in for training processes, applied by the `fastnn train` and `fastnn tune` commands;
+release_memory(): let go of the buffers fastnn's compiled layers keep for reuse.
 
 glibc's malloc hands arrays of a few MB to the OS when they are freed (it trims the heap top, and maps the
 largest ones anew), so the next step's arrays of the same sizes page-fault again on first write (the README's
@@ -36,3 +37,15 @@ def keep_freed_memory():
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_memory():
+    """Let go of the work buffers and large recycled outputs that fastnn's compiled layers keep for reuse, in every
+    thread (otherwise each thread keeps its own while it lives: a thread pool or a dask worker that ran a
+    convolution keeps its columns, up to tens of MB). The next call allocates them again.
+
+    Returns the bytes fastnn stopped keeping; an output a caller still holds stays valid and is freed with it.
+    """
+    from .compiled._memory import release
+
+    return release()

@@ -29,7 +29,7 @@ def test_an_array_nobody_holds_is_reused():
     gc.collect()
     again = _memory.recycled(BIG, np.float64)
     assert again.ctypes.data == address
-    assert any(np.shares_memory(again, slot) for slot in _memory._local.recycled)  # kept here, not malloc's reuse
+    assert any(np.shares_memory(again, slot) for slot in _memory._local.kept.recycled)  # kept here, not malloc's reuse
 
 
 @pytest.mark.parametrize("holder", ["array", "view", "tuple"])
@@ -105,12 +105,12 @@ def test_the_kept_arrays_stay_within_the_budget(monkeypatch):
     monkeypatch.setattr(_memory, "RECYCLE_BUDGET_BYTES", 3 * _memory.RECYCLE_MIN_BYTES)
     for _ in range(5):
         _memory.recycled(BIG, np.float64)  # each dropped at once, so the same memory comes back
-    assert len(_memory._local.recycled) == 1
+    assert len(_memory._local.kept.recycled) == 1
     held = [_memory.recycled((BIG[0] + i,), np.float64) for i in range(4)]
-    assert sum(a.nbytes for a in _memory._local.recycled) <= _memory.RECYCLE_BUDGET_BYTES
-    assert held[-1].base is _memory._local.recycled[-1]
+    assert sum(a.nbytes for a in _memory._local.kept.recycled) <= _memory.RECYCLE_BUDGET_BYTES
+    assert held[-1].base is _memory._local.kept.recycled[-1]
     huge = _memory.recycled((4 * BIG[0],), np.float64)
-    assert huge.base is None and not any(np.shares_memory(huge, slot) for slot in _memory._local.recycled)
+    assert huge.base is None and not any(np.shares_memory(huge, slot) for slot in _memory._local.kept.recycled)
 
 
 @needs_recycling
@@ -139,7 +139,7 @@ def test_a_layer_output_nobody_holds_is_reused_and_one_held_is_not(layer):
         del second
         third = run()
         assert third.__array_interface__["data"][0] == address
-        assert any(np.shares_memory(third, slot) for slot in _memory._local.recycled)  # not malloc's doing
+        assert any(np.shares_memory(third, slot) for slot in _memory._local.kept.recycled)  # not malloc's doing
         np.testing.assert_array_equal(third, kept)
 
 
@@ -157,9 +157,69 @@ def test_what_a_caller_does_to_its_array_object_does_not_reach_the_next_caller()
         del out
         assert gone() is None
         again, _ = fast_layers.relu_forward(x)
-        assert again.flags.writeable and any(np.shares_memory(again, slot) for slot in _memory._local.recycled)
+        assert again.flags.writeable and any(np.shares_memory(again, slot) for slot in _memory._local.kept.recycled)
         np.testing.assert_array_equal(again, np.maximum(x, 0))
         again.shape = (1,) + BIG
         del again
         third, _ = fast_layers.relu_forward(x)
         assert third.shape == BIG
+
+
+def _kept_bytes(kept):
+    return sum(a.nbytes for a in kept.scratch.values()) + sum(a.nbytes for a in kept.recycled)
+
+
+@needs_recycling
+def test_release_memory_lets_go_of_every_threads_arrays_and_spares_what_callers_hold():
+    """A live worker thread's kept arrays are let go by a call from the main thread; an output the caller still
+    holds keeps its values and is not handed out again; the next call simply allocates anew."""
+    import threading
+
+    from fastnn.allocator import release_memory
+
+    release_memory()
+    ready, released, finished = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def worker():
+        _memory.scratch("t", (1000,), np.float64)
+        dropped = _memory.recycled(BIG, np.float64)
+        del dropped
+        seen["kept"] = _memory._local.kept
+        ready.set()
+        released.wait(30)
+        seen["after"] = _kept_bytes(_memory._local.kept)
+        seen["again"] = _memory.recycled(BIG, np.float64).shape
+        finished.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert ready.wait(30)
+    held = _memory.recycled(BIG, np.float64)
+    held.fill(3.0)
+    big = 8 * BIG[0]
+    assert _kept_bytes(seen["kept"]) == 8000 + big  # the worker's scratch and dropped recycled array
+    assert release_memory() == 8000 + 2 * big  # and this thread's held one
+    released.set()
+    assert finished.wait(30)
+    thread.join(30)
+    assert seen["after"] == 0 and seen["again"] == BIG
+    seen.clear()
+    gc.collect()
+    assert release_memory() == 0 and not _memory._local.kept.recycled  # the worker, gone, took its new one along
+    after = _memory.recycled(BIG, np.float64)
+    after.fill(-1.0)
+    assert not np.shares_memory(after, held) and np.all(held == 3.0)
+
+
+def test_a_finished_threads_kept_arrays_go_with_it():
+    """Each thread's store lives in its thread-local: when the thread ends it leaves the registry too, so
+    release_memory() never walks (or keeps alive) the stores of threads that are gone."""
+    import threading
+
+    thread = threading.Thread(target=lambda: _memory.scratch("t", (1000,), np.float64))
+    before = len(_memory._every_thread)
+    thread.start()
+    thread.join(30)
+    gc.collect()
+    assert len(_memory._every_thread) <= before

@@ -20,11 +20,15 @@ where a recycled one was last written a whole step ago: recycling from 4 MB made
 (1024, 1024) float32, run between two reference ones, take 2.09-2.22 ms instead of 1.30-1.34. The page faults those
 sizes can still take in a training loop, when malloc gives a step's freed arrays back to the OS, are what
 fastnn.allocator.keep_freed_memory() is for.
+
+A thread's scratch buffers and recycled arrays are kept while it lives, or until `release()`
+(fastnn.allocator.release_memory()) lets every thread's go.
 """
 
 import math
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -32,26 +36,54 @@ RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps array
 RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the kept arrays together (so at most 8 of them): what callers let go
 # of and this module still keeps is at most this much (the oldest are dropped beyond it; a larger array is never kept)
 
+
+class _Kept:
+    """One thread's kept arrays: scratch buffers by (name, dtype str), and recycled arrays, most recently used
+    last. release() swaps in empty ones: a call under way finishes with the store it already holds."""
+
+    __slots__ = ("scratch", "recycled", "__weakref__")
+
+    def __init__(self):
+        self.scratch = {}
+        self.recycled = []
+
+
 _local = threading.local()
+_every_thread = weakref.WeakSet()  # each live thread's _Kept: a thread's locals, and so its _Kept, die with it
+_every_thread_lock = threading.Lock()
+
+
+def _kept():
+    kept = getattr(_local, "kept", None)
+    if kept is None:
+        kept = _local.kept = _Kept()
+        with _every_thread_lock:
+            _every_thread.add(kept)
+    return kept
+
+
+def release():
+    """Stop keeping every thread's scratch and recycled arrays. Returns the bytes they held; the memory goes
+    back to malloc once no caller (and no call under way) still uses it."""
+    with _every_thread_lock:
+        every = list(_every_thread)
+    released = 0
+    for kept in every:
+        scratch, recycled = kept.scratch, kept.recycled
+        kept.scratch, kept.recycled = {}, []
+        released += sum(a.nbytes for a in list(scratch.values())) + sum(a.nbytes for a in list(recycled))
+    return released
 
 
 def scratch(name, shape, dtype):
     """A per-thread scratch array of this shape, reused across calls (never returned to the caller)."""
     size = math.prod(shape)  # np.prod takes 2.6 us, a tenth of a small kernel call
     key = (name, np.dtype(dtype).str)
-    store = _store("scratch", dict)
+    store = _kept().scratch
     buf = store.get(key)
     if buf is None or buf.size < size:
         buf = store[key] = np.empty(size, dtype=dtype)
     return buf[:size].reshape(shape)
-
-
-def _store(name, factory):
-    store = getattr(_local, name, None)
-    if store is None:
-        store = factory()
-        setattr(_local, name, store)
-    return store
 
 
 def _only_held_here(slots, i):
@@ -78,7 +110,7 @@ def recycled(shape, dtype):
     nbytes = math.prod(shape) * dtype.itemsize
     if not RECYCLING or not RECYCLE_MIN_BYTES <= nbytes <= RECYCLE_BUDGET_BYTES:
         return np.empty(shape, dtype=dtype)
-    slots = _store("recycled", list)
+    slots = _kept().recycled
     for i in range(len(slots)):
         if slots[i].shape == tuple(shape) and slots[i].dtype == dtype and _only_held_here(slots, i):
             slots.append(slots.pop(i))  # most recently used last
