@@ -1,9 +1,29 @@
-"""Ctrl-C and SIGTERM held back across a few steps that must not stop half-way (moving a run's files aside and
+"""The fastnn command's signals: SIGTERM raised as Terminated (a KeyboardInterrupt) in its own process, and
+Ctrl-C and SIGTERM held back across a few steps that must not stop half-way (moving a run's files aside and
 back), then delivered."""
 
 import contextlib
 import signal
 import threading
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a batch scheduler, docker stop) in the command's own process: a KeyboardInterrupt,
+    so that every clean-up a Ctrl-C runs runs for it too (an --overwrite run puts the earlier run back; killed
+    outright, it left that run set aside and its own half-written)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def stop_on_sigterm():
+    """Make SIGTERM raise Terminated in the main thread, where its default would end the process on the spot;
+    returns the handler to put back, or None where SIGTERM was not at its default (ignored, or the caller's)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, raise_terminated)
+
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
 

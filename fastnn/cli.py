@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from ._signals import Terminated, stop_on_sigterm
+
 COMMANDS = {
     "train": "train a model on the embedded digits (or CIFAR-10), with plots and checkpoints",
     "check": "run the course's sanity checks on a model (initial loss, gradients, overfitting)",
@@ -82,7 +84,7 @@ def main(argv=None):
     sigterm = None
     if own_process:
         sys.stdout, sys.unraisablehook = _CheckedStdout(stdout), interrupt_again
-        sigterm = _stop_on_sigterm()
+        sigterm = stop_on_sigterm()
     try:
         status = _command_module(args.command).run(args)
         if own_process:
@@ -104,24 +106,6 @@ def main(argv=None):
                 signal.signal(signal.SIGTERM, sigterm)
             _flush_stdout(quiet=True)
             sys.stdout, sys.unraisablehook = stdout, unraisablehook
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, timeout, a batch scheduler, docker stop) in the command's own process: a KeyboardInterrupt,
-    so that every clean-up a Ctrl-C runs runs for it too (an --overwrite run puts the earlier run back; killed
-    outright, it left that run set aside and its own half-written)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-def _stop_on_sigterm():
-    """Make SIGTERM raise Terminated in the main thread, where its default would end the process on the spot;
-    returns the handler to put back, or None where SIGTERM was not at its default (ignored, or the caller's)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class _InterruptAgain:

@@ -5,8 +5,7 @@ import signal
 
 import pytest
 
-from fastnn._signals import deferred
-from fastnn.cli import Terminated, _raise_terminated
+from fastnn._signals import Terminated, deferred, raise_terminated
 from fastnn.commands import _outputs as outputs
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
@@ -17,7 +16,7 @@ def signals_raise():
     """SIGINT raising KeyboardInterrupt and SIGTERM Terminated, as in the fastnn command's own process (a test run
     in the background of a shell without job control starts with SIGINT ignored)."""
     previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-                signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
+                signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
     yield
     for signum, handler in previous.items():
         signal.signal(signum, handler)

@@ -189,6 +189,18 @@ def release(directory, command):
 
 
 @contextmanager
+def released_if_it_fails(directory, command, earlier):
+    """Inside the block a run writes nothing yet: if it raises (Ctrl-C included), the claim is released, unless
+    the directory holds an earlier run of the command (`earlier`, with --overwrite), whose claim stays."""
+    try:
+        yield
+    except BaseException:
+        if not earlier:
+            release(directory, command)
+        raise
+
+
+@contextmanager
 def running(directory, command, just_claimed=False):
     """Hold `directory` while a run writes to it (hold, let_go). just_claimed: the run claimed it a moment ago,
     and a lock it cannot take undoes that claim."""

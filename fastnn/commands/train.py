@@ -255,12 +255,8 @@ def _run(args):
 
 def _run_in(args, earlier, Solver):
     """_run in its claimed --out."""
-    try:
+    with outputs.released_if_it_fails(args.out, "train", earlier):
         solver, model, data = _set_up(args, Solver)
-    except BaseException:
-        if not earlier:  # with an earlier run (--overwrite) the claim stays: --out still holds a run of train
-            outputs.release(args.out, "train")
-        raise
     aside = outputs.set_aside(args.out, "train", earlier)
     try:
         _write_settings(args)

@@ -119,7 +119,7 @@ def _run(args, distributed):
 def _search_and_save(args, distributed, tune, search, where, earlier):
     """Run the search, save it into the claimed --out (holding the files `earlier` of an earlier search, with
     --overwrite) and print its table."""
-    try:
+    with outputs.released_if_it_fails(args.out, "tune", earlier):
         client = _connect(distributed, args.scheduler) if args.scheduler is not None else None
         try:
             print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {counted(args.epochs, 'epoch')} "
@@ -134,10 +134,6 @@ def _search_and_save(args, distributed, tune, search, where, earlier):
         finally:
             if client is not None:
                 client.close()
-    except BaseException:
-        if not earlier:  # with an earlier search (--overwrite) the claim stays: --out still holds a search
-            outputs.release(args.out, "tune")
-        raise
 
     try:  # saved before the table is printed: a reader that has gone (`| head -1`) loses no results
         written = _save(result, args.out)
