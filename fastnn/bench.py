@@ -314,8 +314,10 @@ def environment(threads):
     try:
         import numba
 
+        from .kernels._threads import num_threads  # not numba's own: it would start numba's threads unchosen
+
         info["numba"] = numba.__version__
-        info["numba_threads"] = numba.get_num_threads()
+        info["numba_threads"] = num_threads()
     except ImportError:
         pass
     torch = _torch()

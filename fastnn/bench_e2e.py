@@ -207,9 +207,9 @@ def train_epoch_seconds():
 
 def default_threads():
     """numba's thread count outside any fastnn.num_threads block: the one `fastnn train` runs with."""
-    import numba
+    from .kernels._threads import num_threads  # not numba's own: it would start numba's threads unchosen
 
-    return numba.get_num_threads()
+    return num_threads()
 
 
 def max_threads():

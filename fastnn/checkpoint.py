@@ -111,6 +111,9 @@ def load_checkpoint(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
+    if not os.path.isdir(path) and not os.path.isfile(path):
+        # a device or a FIFO: reading it for the zip directory would never end (/dev/zero) or block
+        raise ValueError(f"load_checkpoint: {path!r} is not a regular file")
     try:
         head, is_zip, last = _ends(path)
     except OSError as error:  # unreadable, or a directory
@@ -133,10 +136,10 @@ def load_checkpoint(path):
         if header.get("version") != VERSION:
             raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
         return _decode(header["state"], arrays)
-    # NotImplementedError: a corrupted member's compression method; MemoryError: a member's header declaring a
-    # huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
+    # NotImplementedError: a corrupted member's compression method; MemoryError and OverflowError: a member's
+    # header declaring a huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
     except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
-            json.JSONDecodeError, MemoryError, RecursionError) as error:
+            json.JSONDecodeError, MemoryError, OverflowError, RecursionError) as error:
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 

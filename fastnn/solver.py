@@ -453,12 +453,12 @@ class Solver:
                     "seed": state["seed"]}
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
-            _check_progress(restored)
+            _check_progress(restored, state["iteration"])
             _check_optim_configs(restored["optim_configs"], params, update_rule)
             rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
             global_rng_state = tuple(state["global_rng_state"])
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as error:
             raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
         best_model_state = state.get("best_model_state")  # None in checkpoints of earlier versions
         if best_model_state is not None:  # checked on copies of the model's dicts, for the end of training
@@ -549,16 +549,26 @@ def _fitting_params(where, key, saved, mine):
     return dict(saved)
 
 
-def _check_progress(restored):
-    """The epoch, histories and best accuracy a checkpoint holds: counts, lists of numbers and a number."""
+def _is_count(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _check_progress(restored, iteration):
+    """The epoch, histories and best accuracy a checkpoint holds: counts, lists of numbers and a number, and
+    consistent: one loss per iteration done, and no more epochs than iterations."""
     epoch = restored["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+    if not _is_count(epoch):
         raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
     for key in ("loss_history", "train_acc_history", "val_acc_history"):
         values = restored[key]
         if not isinstance(values, list) or not all(
                 isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
             raise TypeError(f"{key} must be a list of numbers")
+    if not _is_count(iteration) or iteration != len(restored["loss_history"]):
+        raise ValueError(f"iteration must be the number of losses in loss_history "
+                         f"({len(restored['loss_history'])}), got {iteration!r}")
+    if epoch > iteration:
+        raise ValueError(f"epoch {epoch} is more than the iterations done ({iteration})")
     best = restored["best_val_acc"]
     if isinstance(best, bool) or not isinstance(best, numbers.Real) or not 0 <= best <= 1:
         raise ValueError(f"best_val_acc must be an accuracy in [0, 1], got {best!r}")
@@ -588,7 +598,13 @@ def _check_optim_configs(configs, params, update_rule):
             raise ValueError(f"optim_configs[{name!r}]: {error}") from error
 
 
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")  # numpy's; a checkpoint names one
+
+
 def _generator_from_state(state):
-    bit_generator = getattr(np.random, state["bit_generator"])()
+    name = state["bit_generator"]
+    if name not in BIT_GENERATORS:  # never any other attribute of np.random: np.random.seed would reseed it
+        raise ValueError(f"rng_state names bit generator {name!r}, not one of {list(BIT_GENERATORS)}")
+    bit_generator = getattr(np.random, name)()
     bit_generator.state = state
     return np.random.Generator(bit_generator)

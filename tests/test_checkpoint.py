@@ -274,7 +274,7 @@ def _tamper(state, key, change):
     elif key.startswith("bn_params."):
         state["model_state"]["bn_params"][0][key.split(".", 1)[1]] = change
     elif key == "rng_state":
-        state["rng_state"]["bit_generator"] = "Nope"
+        state["rng_state"]["bit_generator"] = change
     else:
         state[key] = change
     return state
@@ -286,9 +286,15 @@ def _tamper(state, key, change):
         ("params.W1", None, r"holds params of other dtypes than the model's .*'W1': \('float32', 'float64'\)"),
         ("optim_configs.W1.m", None, r"optim_configs\['W1'\]\['m'\] has shape \(3,\)"),
         ("bn_params.running_mean", None, r"bn_params\[0\]\['running_mean'\] as \(2,\) float64; the model's is \(8,\)"),
-        ("rng_state", None, r"cannot continue from: module 'numpy.random' has no attribute 'Nope'"),
+        ("rng_state", "Nope", r"cannot continue from: rng_state names bit generator 'Nope', not one of"),
+        ("rng_state", "seed", r"rng_state names bit generator 'seed'"),  # np.random.seed() once reseeded numpy
         ("global_rng_state", ["MT19937", 1, 2], r"cannot continue from"),
+        ("global_rng_state", ["MT19937", [1, 2], 0, 0, 0.0], r"cannot continue from"),  # an IndexError once
         ("epoch", "x", r"epoch must be an integer >= 0, got 'x'"),
+        ("epoch", 10**30, r"epoch 10{30} is more than the iterations done"),
+        ("loss_history", [2.0], r"iteration must be the number of losses in loss_history \(1\), got"),
+        ("iteration", -5, r"iteration must be the number of losses in loss_history \(\d+\), got -5"),
+        ("iteration", 2.5, r"iteration must be the number of losses in loss_history \(\d+\), got 2.5"),
         ("batch_size", 0, r"batch_size must be an integer >= 1, got 0"),
         ("loss_history", [1.0, "x"], r"loss_history must be a list of numbers"),
         ("optim_configs", {"W1": {}}, r"optim_configs must hold one dict per param"),

@@ -222,6 +222,22 @@ def test_threading_layer_is_workqueue_unless_the_user_chose_one(chosen):
     assert result.stdout.strip() == (chosen or "workqueue")
 
 
+@pytest.mark.parametrize("first", [
+    "fastnn.num_threads()",
+    "fastnn.num_threads(1).__enter__()",
+    "fastnn.bench.environment(1)",
+    "fastnn.bench_e2e.default_threads()",
+    "fastnn.tune.trial.single_threaded().__enter__()",
+])
+def test_fastnn_calls_that_start_numbas_threads_choose_workqueue_first(first):
+    """Reading or setting numba's thread count starts its threads and fixes the layer: each of these once left
+    numba's own choice (omp where libgomp exists) for every kernel after, `fastnn bench --threads 2` included."""
+    script = "import fastnn, fastnn.bench, fastnn.bench_e2e, fastnn.tune.trial\n" + first + "\n" + LAYER_SCRIPT
+    result = _run_with_layer(script, None)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "workqueue"
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_one_thread_runs_the_serial_build_and_more_run_the_parallel_kernel():
     from fastnn.kernels import norm

@@ -13,7 +13,8 @@
   where the parallel one is unsafe: numba's default 'workqueue' threading layer aborts the process when two
   Python threads launch parallel kernels at once, so calls from threads other than the main one run serially
   unless a thread-safe layer (tbb, omp) is in use; so do calls in a process forked after its parent had
-  started numba's threads. fastnn asks for 'workqueue' unless the user chose a layer (see _prefer_workqueue).
+  started numba's threads. fastnn asks for 'workqueue' unless the user chose a layer (see
+  _threads.prefer_workqueue).
 - The serial build also runs where a parallel loop cannot pay for itself (see `parallel_pays`): on one thread,
   and on two under 'workqueue'.
 """
@@ -27,28 +28,12 @@ import numba
 import numpy as np
 
 from .._options import fix_cache
+from . import _threads  # noqa: F401  (importing it chooses numba's threading layer)
 
 FASTMATH = {"nsz", "contract", "reassoc"}
 CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the setting holds from here on
 
 
-def _prefer_workqueue():
-    """Choose numba's 'workqueue' threading layer unless the user chose one or numba has started its threads.
-
-    numba would otherwise pick 'omp' where libgomp exists, whose idle threads spin for a while after each
-    parallel loop; between fastnn's kernels come OpenBLAS GEMMs whose threads spin too, and on the same cores
-    the two runtimes starve each other (measured here, 2 cores: `fastnn train` 7.0 s for 5 epochs with 'omp',
-    0.8-1.0 s with 'workqueue'; a 2-thread FullyConnectedNet step 164 ms against 43 ms). A user who needs a
-    thread-safe layer sets NUMBA_THREADING_LAYER (or numba.config.THREADING_LAYER) and fastnn keeps it.
-    """
-    from numba.np.ufunc import parallel as numba_parallel
-
-    chosen = os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default"
-    if not chosen and not numba_parallel._is_initialized:
-        numba.config.THREADING_LAYER = "workqueue"
-
-
-_prefer_workqueue()
 
 _serial_builds = {}
 _serial_lock = threading.Lock()

@@ -82,11 +82,9 @@ def single_threaded():
 
     One trial per core: a trial that also spread over every core would oversubscribe the machine.
     """
-    import numba
+    from ..kernels._threads import threads
 
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with threads(1):
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
@@ -95,8 +93,6 @@ def single_threaded():
             blas = threadpool_limits(limits=1)
         with blas:
             yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 @contextlib.contextmanager
