@@ -120,12 +120,14 @@ def shape(fn, name, x, expected):
         fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
 
 
-def integer(fn, name, value, minimum=None):
+def integer(fn, name, value, minimum=None, maximum=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         fail(fn, f"{name} must be an integer, got {value!r}", TypeError)
     value = int(value)
     if minimum is not None and value < minimum:
         fail(fn, f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        fail(fn, f"{name} must be <= {maximum}, got {value}")
     return value
 
 

@@ -31,6 +31,11 @@ def _conv_backward(fn, dout, cache):
         x_cols = cache[4]
     else:
         x_cols = _check.array(fn, "cache x_cols", cache[4], ndim=2)
+        (N, C), (HH, WW) = cache[0].shape[:2], cache[1].shape[2:]
+        columns = (C * HH * WW, N * dout.shape[2] * dout.shape[3])
+        if x_cols.shape != columns:  # the reference's GEMM would fail on it, and the compiled path not read it
+            _check.fail(fn, f"cache x_cols has shape {x_cols.shape}; x {cache[0].shape}, w {cache[1].shape} and "
+                            f"dout {dout.shape} make it (C*HH*WW, N*H'*W') = {columns}")
     if x_cols.dtype != dout.dtype:
         _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
     return _run("conv_backward_fast", dout, cache[:4] + (x_cols,))

@@ -216,7 +216,8 @@ def adam(w, dw, config=None):
     _state(fn, config, "v", w)
     config.setdefault("t", 0)
     beta1, beta2 = _hyper(fn, config, "beta1"), _hyper(fn, config, "beta2")
-    t = check.integer(fn, "config['t']", config["t"], minimum=0) + 1
+    # t + 1 is a 64-bit integer in the kernel, and beta**t a float (10**400 once overflowed converting)
+    t = check.integer(fn, "config['t']", config["t"], minimum=0, maximum=2**63 - 2) + 1
     lr, eps = _hyper(fn, config, "learning_rate"), _hyper(fn, config, "epsilon")
     if _use_kernels():
         next_w, m, v = _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t)

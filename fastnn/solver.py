@@ -60,6 +60,9 @@ class Solver:
     """
 
     def __init__(self, model, data, **kwargs):
+        if not isinstance(getattr(model, "params", None), dict) or not callable(getattr(model, "loss", None)):
+            raise TypeError(f"Solver: model must have a params dict and a loss(X, y=None) method, as the "
+                            f"classifiers do; got {type(model).__name__}")
         self.model = model
         self._set_data(data)
         self.update_rule = kwargs.pop("update_rule", "sgd")
@@ -128,6 +131,8 @@ class Solver:
             raise TypeError(f"{fn}: optim_config must be a dict, got {type(s.optim_config).__name__}")
         if s.seed is not None and (isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral)):
             raise TypeError(f"{fn}: seed must be an int or None, got {s.seed!r}")
+        if s.seed is not None and s.seed < 0:  # numpy's generators take none
+            raise ValueError(f"{fn}: seed must be >= 0, got {s.seed}")
         if s.checkpoint_name is not None:  # found now, not after the first epoch's work
             if not isinstance(s.checkpoint_name, (str, os.PathLike)):
                 raise TypeError(f"{fn}: checkpoint_name must be a str or os.PathLike, got "
@@ -208,18 +213,25 @@ class Solver:
         X_batch = self.X_train[batch_mask]
         y_batch = self.y_train[batch_mask]
 
-        loss, grads = self.model.loss(X_batch, y_batch)
-        self.loss_history.append(float(loss))
+        loss, grads = _loss_and_grads(self.model.loss(X_batch, y_batch))
+        self.loss_history.append(loss)
         if not np.isfinite(loss):
             return False
 
         trained = [p for p in self.model.params if p not in self._frozen_names]
         self._check_gradients(trained, grads)
-        for p in trained:
-            next_w, next_config = self.update_rule(self.model.params[p], grads[p], self.optim_configs[p])
+        updates = {p: self._update(p, grads[p]) for p in trained}  # all checked before any is set
+        for p, (next_w, next_config) in updates.items():
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
         return True
+
+    def _update(self, p, dw):
+        result = self.update_rule(self.model.params[p], dw, self.optim_configs[p])
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+            raise TypeError(f"Solver: the update rule {_rule_name(self.update_rule)!r} must return (next_w, config), "
+                            f"got {type(result).__name__} for {p!r}")
+        return result
 
     def _check_gradients(self, names, grads):
         """Every gradient there and, for a built-in rule (which would refuse it), an array of its parameter's shape
@@ -278,6 +290,9 @@ class Solver:
             start = i * batch_size
             end = (i + 1) * batch_size
             scores = self.model.loss(X[start:end])
+            if not isinstance(scores, np.ndarray) or scores.ndim != 2 or len(scores) != len(X[start:end]):
+                raise ValueError(f"{fn}: model.loss(X) must return scores of shape (N, C) for X of N = "
+                                 f"{len(X[start:end])} rows, got {getattr(scores, 'shape', type(scores).__name__)}")
             predicted = np.argmax(scores, axis=1)
             predicted[np.isnan(scores).any(axis=1)] = -1  # a NaN score is no prediction (argmax picks the first NaN)
             y_pred.append(predicted)
@@ -490,6 +505,17 @@ class Solver:
         self.restore(path)
         self.train()
         return self
+
+
+def _loss_and_grads(result):
+    """model.loss(X, y)'s (loss, grads), the loss as a Python float."""
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise TypeError(f"Solver: model.loss(X, y) must return (loss, grads), got {type(result).__name__}")
+    loss, grads = result
+    try:
+        return float(loss), grads
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"Solver: model.loss(X, y) must return a number as its loss, got {loss!r:.60}") from error
 
 
 def epochs_of_checks(solver):

@@ -148,6 +148,8 @@ CASES = [
     ("conv missing key", "conv_forward_fast", "conv_param", ValueError,
      lambda: FL.conv_forward_fast(X4, WC, BC, {"pad": 1})),
     ("conv dout shape", "conv_backward_fast", "dout", ValueError, lambda: FL.conv_backward_fast(X4, CONV_CACHE)),
+    ("conv x_cols shape", "conv_backward_fast", "x_cols has shape (5, 5)", ValueError,
+     lambda: FL.conv_backward_fast(a(2, 4, 8, 8), CONV_CACHE[:4] + (a(5, 5),))),
     ("conv foreign cache", "conv_backward_fast", "cache", TypeError,
      lambda: FL.conv_backward_fast(a(2, 4, 8, 8), POOL_CACHE)),
     ("pool not divisible", "max_pool_forward_fast", "stride", ValueError,
@@ -262,6 +264,7 @@ CASES = [
     # --- optim
     ("sgd shape", "sgd", "dw", ValueError, lambda: optim.sgd(a(3), a(4))),
     ("adam dtype", "adam", "dw", TypeError, lambda: optim.adam(a(3), np.ones(3, int))),
+    ("adam huge t", "adam", "config['t'] must be <= ", ValueError, lambda: optim.adam(a(3), a(3), {"t": 10**400})),
     ("momentum lr", "sgd_momentum", "learning_rate", TypeError,
      lambda: optim.sgd_momentum(a(3), a(3), {"learning_rate": "fast"})),
     ("rmsprop config", "rmsprop", "config", TypeError, lambda: optim.rmsprop(a(3), a(3), [1])),

@@ -155,10 +155,15 @@ def test_a_huge_declared_array_or_a_deeply_nested_header_is_a_value_error(tmp_pa
     with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
         archive.writestr("a0.npy", huge.getvalue() + bytes(64))
         archive.writestr(checkpoint.HEADER_KEY + ".npy", header.getvalue())
+    beyond = io.BytesIO()  # a dimension past a C long: OverflowError, once let through
+    np.save(beyond, np.zeros(2))
+    with zipfile.ZipFile(tmp_path / "beyond.npz", "w") as archive:
+        archive.writestr("a0.npy", beyond.getvalue().replace(b"(2,)", b"(99999999999999999999999,)"))
+        archive.writestr(checkpoint.HEADER_KEY + ".npy", header.getvalue())
     deep = "[" * 100_000 + "]" * 100_000
     np.savez(tmp_path / "deep.npz", **{checkpoint.HEADER_KEY: np.array(
         f'{{"format": "{checkpoint.FORMAT}", "version": {checkpoint.VERSION}, "state": {deep}}}')})
-    for name in ("huge.npz", "deep.npz"):
+    for name in ("huge.npz", "beyond.npz", "deep.npz"):
         with pytest.raises(ValueError, match=rf"load_checkpoint: .*{name}.* not a readable fastnn checkpoint"):
             load_checkpoint(tmp_path / name)
 
@@ -347,6 +352,16 @@ def test_a_new_checkpoint_gets_the_mode_open_would_give_it(tmp_path):
         assert os.stat(path).st_mode & 0o777 == 0o640
     finally:
         os.umask(mask)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs POSIX devices")
+def test_a_device_or_a_fifo_is_refused_without_reading_it(tmp_path):
+    """/dev/zero was read without end looking for a zip directory, and a FIFO with no writer blocked."""
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        with pytest.raises(ValueError, match=r"load_checkpoint: .* is not a regular file"):
+            load_checkpoint(path)
 
 
 def test_a_path_that_is_a_directory_or_in_no_directory_is_named(tmp_path):

@@ -147,6 +147,7 @@ def test_check_accuracy_in_batches_and_on_a_subsample():
         ({"lr_decay": -1}, ValueError, r"Solver: lr_decay must be a finite number > 0"),
         ({"optim_config": None}, TypeError, r"Solver: optim_config must be a dict"),
         ({"seed": "zero"}, TypeError, r"Solver: seed must be an int or None"),
+        ({"seed": -1}, ValueError, r"Solver: seed must be >= 0, got -1"),
         ({"lr_decay": float("inf")}, ValueError, r"Solver: lr_decay must be a finite number > 0, got inf"),
         ({"checkpoint_name": "/nonexistent-dir/run"}, FileNotFoundError,
          r"Solver: the directory of checkpoint_name '/nonexistent-dir/run_epoch_0.npz' does not exist"),
@@ -504,3 +505,38 @@ def test_a_rule_of_the_users_own_gets_the_gradients_as_the_model_gives_them():
 
     Solver(model, blobs(), update_rule=rule, num_epochs=1, verbose=False, seed=0).train()
     assert set(seen) == {(np.dtype(np.float32), np.dtype(np.float64))}
+
+
+@pytest.mark.parametrize("model", [None, object(), type("NoLoss", (), {"params": {}})()])
+def test_something_that_is_no_model_is_refused_by_the_constructor(model):
+    with pytest.raises(TypeError, match=r"Solver: model must have a params dict and a loss\(X, y=None\) method"):
+        Solver(model, blobs())
+
+
+def _broken(model, train=None, scores=None):
+    loss = model.loss
+    model.loss = lambda X, y=None: (scores(loss(X)) if scores else loss(X)) if y is None else (
+        train(loss(X, y)) if train else loss(X, y))
+    return model
+
+
+@pytest.mark.parametrize("broken, error, message", [
+    (dict(train=lambda result: result[0]), TypeError, r"model.loss\(X, y\) must return \(loss, grads\), got float"),
+    (dict(train=lambda result: ("x", result[1])), TypeError, r"model.loss\(X, y\) must return a number as its loss"),
+    (dict(scores=lambda s: s[:, 0]), ValueError, r"Solver.check_accuracy: model.loss\(X\) must return scores of "
+                                                 r"shape \(N, C\) for X of N = \d+ rows, got \(\d+,\)"),
+    (dict(rule=lambda w, dw, config: (w - dw, config) if w.ndim == 2 else None),  # W updated, then b's fails
+     TypeError, r"the update rule '<lambda>' must return \(next_w, config\), got NoneType for 'b'"),
+])
+def test_a_model_or_rule_that_breaks_the_api_is_named_and_changes_no_parameter(broken, error, message):
+    """A loss returning a bare float, 1-D scores or a rule returning None ended in an unpacking TypeError or a
+    numpy AxisError that named neither the Solver nor the model; a rule failing on the second parameter had
+    already set the first."""
+    rule = broken.pop("rule", "sgd")
+    model = _broken(LinearSoftmax(), **broken)
+    before = {k: v.copy() for k, v in model.params.items()}
+    solver = Solver(model, blobs(), update_rule=rule, num_epochs=1, batch_size=10, verbose=False)
+    with pytest.raises(error, match=message):
+        solver.check_accuracy(solver.X_val, solver.y_val) if "scores" in broken else solver.train()
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
