@@ -7,6 +7,7 @@ their inputs; `floats` returns C-contiguous arrays, copying only when the input 
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -22,8 +23,11 @@ def fail(fn, message, error=ValueError):
 def array(fn, name, x, ndim=None, min_ndim=None):
     """A float32/float64 ndarray with the expected number of dimensions, as C-contiguous."""
     if not isinstance(x, np.ndarray):
-        fail(fn, f"{name} must be a numpy.ndarray of float32 or float64, got {type(x).__name__}", TypeError)
+        got = f"a numpy scalar {type(x).__name__}" if isinstance(x, np.generic) else type(x).__name__
+        fail(fn, f"{name} must be a numpy.ndarray of float32 or float64, got {got}", TypeError)
     if x.dtype not in FLOAT_DTYPES:
+        if x.dtype.newbyteorder("=") in FLOAT_DTYPES:  # big-endian float32/float64: the same numbers, native
+            return array(fn, name, x.astype(x.dtype.newbyteorder("=")), ndim, min_ndim)
         fail(fn, f"{name} must be float32 or float64, got dtype {x.dtype} with shape {x.shape}", TypeError)
     if ndim is not None and x.ndim != ndim:
         fail(fn, f"{name} must be {ndim}-D, got shape {x.shape}")
@@ -77,7 +81,8 @@ def _integers_as_float(fn, arrays):
     else:
         return arrays
     given = {name: spec.value if isinstance(spec, of_ndim) else spec for name, spec in arrays.items()}
-    floats_given = {name: x.dtype for name, x in given.items() if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES}
+    floats_given = {name: x.dtype.newbyteorder("=") for name, x in given.items()
+                    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.newbyteorder("=") in FLOAT_DTYPES}
     same_dtype(fn, floats_given)  # named with the dtypes as given
     target = next(iter(floats_given.values())) if floats_given else np.dtype(np.float64)
     cast = {}
@@ -237,25 +242,42 @@ def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
         "a padded input": (N, C, H + 2 * pad, W + 2 * pad),
         "an output": (N, F, h_out, w_out),
         "im2col columns": (C * HH * WW, N * h_out * w_out),
-    })
+    }, allocated=("a padded input", "an output"))
     return stride, pad, h_out, w_out
 
 
-def addressable(fn, cause, shapes):
-    """Refuse a geometry whose arrays (what -> shape) numpy could not even address, by name."""
+def _physical_memory():
+    """The machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def addressable(fn, cause, shapes, allocated=()):
+    """Refuse a geometry whose arrays (what -> shape) numpy could not even address, or, for those named in
+    `allocated` (made on every path), whose float32 array alone would not fit in the machine's memory: a typo'd
+    pad of 100000 met a MemoryError naming an array of some path's own, not the function."""
     for what, shape in shapes.items():
         if math.prod(shape) > _LARGEST_ARRAY:
             fail(fn, f"{cause} need {what} of shape {shape}, larger than any array can be")
+    memory = _physical_memory()
+    for what in allocated if memory else ():
+        gigabytes = math.prod(shapes[what]) * 4 / 2**30
+        if gigabytes * 2**30 > memory:
+            fail(fn, f"{cause} need {what} of shape {shapes[what]}: at least {gigabytes:,.0f} GiB, more than this "
+                     f"machine's {memory / 2**30:,.0f} GiB of memory")
 
 
-def pool_param(fn, pool_param, x_shape, exact=True):
-    """Validate pool_param against x (N,C,H,W); returns (pool_height, pool_width, stride, H_out, W_out)."""
+def pool_param(fn, pool_param, x_shape, exact=True, name="x"):
+    """Validate pool_param against the pool's input `name` (N,C,H,W); returns (pool_height, pool_width, stride,
+    H_out, W_out)."""
     param_dict(fn, "pool_param", pool_param, required=("pool_height", "pool_width", "stride"))
     ph = geometry(fn, "pool_param['pool_height']", pool_param["pool_height"], 1)
     pw = geometry(fn, "pool_param['pool_width']", pool_param["pool_width"], 1)
     stride = geometry(fn, "pool_param['stride']", pool_param["stride"], 1)
-    h_out = output_size(fn, f"height (x {x_shape}, pool {ph}x{pw})", x_shape[2], ph, stride, 0, exact)
-    w_out = output_size(fn, f"width (x {x_shape}, pool {ph}x{pw})", x_shape[3], pw, stride, 0, exact)
+    h_out = output_size(fn, f"height ({name} {x_shape}, pool {ph}x{pw})", x_shape[2], ph, stride, 0, exact)
+    w_out = output_size(fn, f"width ({name} {x_shape}, pool {ph}x{pw})", x_shape[3], pw, stride, 0, exact)
     return ph, pw, stride, h_out, w_out
 
 

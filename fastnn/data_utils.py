@@ -342,14 +342,23 @@ def load_CIFAR_batch(filename):
     - X: (N, 32, 32, 3) float64 images (N = 10000 in the official batches)
     - Y: (N,) labels
     """
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        raise TypeError(f"load_CIFAR_batch: filename must be a str or os.PathLike, got {type(filename).__name__}")
     with open(filename, "rb") as f:
         datadict = load_pickle(f)
     if not isinstance(datadict, dict) or "data" not in datadict or "labels" not in datadict:
         keys = sorted(datadict) if isinstance(datadict, dict) else type(datadict).__name__
         raise ValueError(f"load_CIFAR_batch: {filename!r} is not a CIFAR-10 batch (expected keys data, labels; "
                          f"got {keys})")
-    X = np.asarray(datadict["data"])
-    Y = np.array(datadict["labels"])
+    try:
+        X = np.asarray(datadict["data"])
+        Y = np.array(datadict["labels"])
+    except (TypeError, ValueError) as error:  # ragged lists, say
+        raise ValueError(f"load_CIFAR_batch: {filename!r} holds data or labels that are not arrays "
+                         f"({error})") from error
+    if X.dtype.kind not in "uif":  # None, strings or complex numbers would become NaN, an error or lose a part
+        raise ValueError(f"load_CIFAR_batch: {filename!r} holds data of dtype {X.dtype}; expected pixel values "
+                         "(uint8 in the official batches)")
     if X.ndim != 2 or X.shape[1] != CIFAR10_IMAGE_SIZE or Y.shape != (X.shape[0],):
         raise ValueError(f"load_CIFAR_batch: {filename!r} holds data of shape {X.shape} and labels of shape "
                          f"{Y.shape}; expected (N, {CIFAR10_IMAGE_SIZE}) and (N,)")

@@ -133,8 +133,16 @@ def _scalar(fn, value):
 
 
 def _output(fn, what, value, diff_name, diff):
-    """A copy of f's array output, which must hold real numbers of the upstream gradient's shape."""
-    value = _numeric(fn, what, np.array(value))
+    """A copy of f's array output, which must hold real numbers (not bools, which have no differences) of the
+    upstream gradient's shape."""
+    try:
+        value = np.array(value)
+    except (TypeError, ValueError) as error:  # a tuple of an array and a number, say
+        _checks.fail(fn, f"{what} must be an array of real numbers, got {type(value).__name__} ({error})", TypeError)
+    if value.dtype.kind == "b":
+        _checks.fail(fn, f"{what} must hold real numbers, got dtype bool with shape {value.shape}: differences "
+                         "of bools are not defined", TypeError)
+    value = _numeric(fn, what, value)
     if value.shape != diff.shape:
         _checks.fail(fn, f"{what} has shape {value.shape} but {diff_name} has shape {diff.shape}; they must "
                          "match (no broadcasting)")

@@ -173,7 +173,7 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     fn = "conv_relu_pool_forward"
     x, w, b, conv_param = _conv_inputs(fn, x, w, b, conv_param)
     _, _, H_out, W_out = _check.conv_param(fn, conv_param, x.shape, w.shape)
-    _check.pool_param(fn, pool_param, (x.shape[0], w.shape[0], H_out, W_out))
+    _check.pool_param(fn, pool_param, (x.shape[0], w.shape[0], H_out, W_out), name="the conv output")
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     s, relu_cache = relu_forward(a)
     out, pool_cache = max_pool_forward_fast(s, pool_param)

@@ -410,6 +410,9 @@ def max_pool_backward_naive(dout, cache):
     """Max pooling backward: each window's gradient goes to its first maximum; overlapping windows accumulate."""
     fn = "max_pool_backward_naive"
     x, pool_param = _check.cache_tuple(fn, cache, 2, "max_pool_forward_naive")
+    if isinstance(x, str):  # ('argmax', (x, pool_param, argmax)): a fast pool's cache is a 2-tuple too
+        _check.fail(fn, f"cache must be the 2-tuple (x, pool_param) returned by max_pool_forward_naive, got a "
+                        f"{x!r} cache of the fast pools: pass it to max_pool_backward_fast", TypeError)
     x, pool_param = _pool_inputs(fn, x, pool_param)
     _, _, _, H_out, W_out = _check.pool_param(fn, pool_param, x.shape)
     dout = _check.dout_like(fn, dout, x.shape[:2] + (H_out, W_out), x.dtype)

@@ -148,6 +148,12 @@ CASES = [
     ("conv missing key", "conv_forward_fast", "conv_param", ValueError,
      lambda: FL.conv_forward_fast(X4, WC, BC, {"pad": 1})),
     ("conv dout shape", "conv_backward_fast", "dout", ValueError, lambda: FL.conv_backward_fast(X4, CONV_CACHE)),
+    ("conv-relu-pool geometry", "conv_relu_pool_forward", "the conv output (2, 4, 5, 5)", ValueError,
+     lambda: LU.conv_relu_pool_forward(a(2, 3, 5, 5), WC, BC, CONV, POOL)),
+    ("naive pool given a fast cache", "max_pool_backward_naive", "cache of the fast pools", TypeError,
+     lambda: FL.max_pool_backward_naive(a(1, 1, 4, 4), POOL_CACHE)),
+    ("conv pad beyond memory", "conv_forward_fast", "more than this machine's", ValueError,
+     lambda: FL.conv_forward_fast(X4, WC, BC, {"stride": 1, "pad": 10**6})),  # 96 TB
     ("conv x_cols shape", "conv_backward_fast", "x_cols has shape (5, 5)", ValueError,
      lambda: FL.conv_backward_fast(a(2, 4, 8, 8), CONV_CACHE[:4] + (a(5, 5),))),
     ("conv foreign cache", "conv_backward_fast", "cache", TypeError,

@@ -172,3 +172,24 @@ def test_integer_and_bool_layer_arguments_take_the_calls_float_dtype():
     assert out.dtype == np.float64
     with pytest.raises(TypeError, match=r"got w float32, b float64"):  # the dtypes as given, x int64 aside
         L.affine_forward(np.ones((2, 3), int), np.ones((3, 2), np.float32), np.zeros(2))
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+def test_big_endian_floats_are_the_same_numbers(backend):
+    """A big-endian float64 (an .npy written on such a machine, say) was refused as 'not float64'; it now gives
+    the native array's results, beside an integer bias too, and is left as it was."""
+    import fastnn
+
+    x, w = x4(2, 3, 6, 6), x4(4, 3, 3, 3)
+    big_x, big_w = x.astype(">f8"), w.astype(">f4")
+    param = {"stride": 1, "pad": 1}
+    with fastnn.options(backend=backend):
+        np.testing.assert_array_equal(L.relu_forward(big_x)[0], L.relu_forward(x)[0])
+        out, _ = FL.conv_forward_fast(big_x, w.astype(">f8"), np.arange(4), param)
+        np.testing.assert_array_equal(out, FL.conv_forward_fast(x, w, np.arange(4.0), param)[0])
+        assert out.dtype == np.float64
+        single = L.affine_forward(big_w.reshape(4, -1), np.ones((27, 2), ">f4"), np.array([0, 1]))[0]
+        assert single.dtype == np.float32
+        with pytest.raises(TypeError, match=r"relu_forward: x must be float32 or float64, got dtype >i4"):
+            L.relu_forward(np.ones(3, ">i4"))
+    np.testing.assert_array_equal(big_x, x)

@@ -289,3 +289,21 @@ def test_load_cifar_batch_refuses_labels_that_are_not_classes(tmp_path, labels):
     with pytest.raises(ValueError, match=r"load_CIFAR_batch: '.*data_batch_1' holds labels .*; expected integer "
                                          r"class labels in \[0, 10\)"):
         data_utils.load_CIFAR_batch(str(path))
+
+
+@pytest.mark.parametrize("data, message", [
+    ([[None] * 3072], r"holds data of dtype object; expected pixel values"),  # once an all-NaN image
+    (np.ones((1, 3072), complex), r"holds data of dtype complex128"),  # once lost its imaginary part
+    ([["a"] * 3072], r"holds data of dtype <U1"),
+    ([[1] * 3072, [1] * 5], r"holds data or labels that are not arrays"),  # ragged
+])
+def test_load_cifar_batch_refuses_data_that_are_not_pixels(tmp_path, data, message):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": data, "labels": [1] * len(data)}, protocol=2))
+    with pytest.raises(ValueError, match=r"load_CIFAR_batch: '.*data_batch_1' " + message):
+        data_utils.load_CIFAR_batch(str(path))
+
+
+def test_load_cifar_batch_names_a_filename_that_is_no_path():
+    with pytest.raises(TypeError, match=r"load_CIFAR_batch: filename must be a str or os.PathLike, got NoneType"):
+        data_utils.load_CIFAR_batch(None)

@@ -266,9 +266,11 @@ def test_an_f_that_reads_x_and_restores_it_is_accepted():
 
 @pytest.mark.parametrize("output, dtype", [(lambda v: v * 1j, "complex128"),
                                            (lambda v: np.array(["a"] * v.size).reshape(v.shape), "<U1"),
-                                           (lambda v: None, "object")])
+                                           (lambda v: None, "object"),
+                                           (lambda v: v > 2, "bool")])
 def test_an_array_output_that_is_not_real_numbers_is_refused(output, dtype):
-    """A complex output once gave a ComplexWarning and a zero gradient, a string array a UFuncTypeError."""
+    """A complex output once gave a ComplexWarning and a zero gradient, a string array a UFuncTypeError, a bool
+    one numpy's 'boolean subtract is not supported'."""
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(TypeError, match=rf"eval_numerical_gradient_array: f\(x\) must hold real numbers, got "
                                         rf"dtype {dtype}"):
@@ -277,6 +279,13 @@ def test_an_array_output_that_is_not_real_numbers_is_refused(output, dtype):
         eval_numerical_gradient_blobs(lambda a, o: setattr(o, "vals", output(a.vals)), (Blob(x),),
                                       Blob(np.zeros((2, 2)), np.ones((2, 2))))
     np.testing.assert_array_equal(x, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_an_output_that_is_no_array_is_refused():
+    """f returning (array, number) raised numpy's 'setting an array element with a sequence'."""
+    with pytest.raises(TypeError, match=r"eval_numerical_gradient_array: f\(x\) must be an array of real numbers, "
+                                        r"got tuple"):
+        eval_numerical_gradient_array(lambda a: (a, 1), np.ones(3), np.ones(3))
 
 
 def test_rel_error_of_empty_arrays_is_zero_and_strings_are_refused():

@@ -88,6 +88,16 @@ def test_warmup_rejects_unknown_families_and_dtypes():
         fastnn.warmup(ops=["attention"])
     with pytest.raises(ValueError, match="float32 or float64"):
         fastnn.warmup(dtypes=("int8",))
+    with pytest.raises(ValueError, match=r"unknown op families \['attention'\]"):  # not ['a', 'e', 'i', ...]
+        fastnn.warmup(ops="attention")
+    with pytest.raises(ValueError, match=r"float32 or float64, got \['int8'\]"):
+        fastnn.warmup(dtypes=np.int8)
+
+
+def test_warmup_takes_one_family_and_one_dtype_as_given():
+    """ops="conv" was iterated letter by letter, dtypes=np.float32 (a type) was not iterable."""
+    assert fastnn.warmup(dtypes=np.float64, ops="activations") >= 0
+    assert fastnn.warmup(dtypes=np.dtype("float64"), ops="activations") >= 0
 
 
 def test_warmup_compiles_the_fused_conv_relu_pool_backward():

@@ -74,17 +74,19 @@ def _run_family(family, dtype):
 
 
 def warmup(dtypes=("float32", "float64"), ops=None):
-    """Compile the kernels of `ops` (family names, default all: see FAMILIES) for each of `dtypes`.
+    """Compile the kernels of `ops` (a family name or several, default all: see FAMILIES) for each of `dtypes`
+    (one or several).
 
     Returns the seconds it took. Unknown families or dtypes raise ValueError.
     """
     from .. import _options
 
-    families = FAMILIES if ops is None else tuple(ops)
+    families = FAMILIES if ops is None else (ops,) if isinstance(ops, str) else tuple(ops)  # one name, or several
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise ValueError(f"fastnn.warmup: unknown op families {unknown}; choose from {list(FAMILIES)}")
-    dtypes = tuple(np.dtype(d) for d in ([dtypes] if isinstance(dtypes, str) else dtypes))
+    one = isinstance(dtypes, (str, type, np.dtype))  # "float32", np.float32 or np.dtype("float32")
+    dtypes = tuple(np.dtype(d) for d in ((dtypes,) if one else dtypes))
     bad = [str(d) for d in dtypes if d not in (np.dtype(np.float32), np.dtype(np.float64))]
     if bad:
         raise ValueError(f"fastnn.warmup: dtypes must be float32 or float64, got {bad}")
