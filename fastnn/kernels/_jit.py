@@ -33,8 +33,6 @@ from . import _threads  # noqa: F401  (importing it chooses numba's threading la
 FASTMATH = {"nsz", "contract", "reassoc"}
 CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the setting holds from here on
 
-
-
 _serial_builds = {}
 _serial_lock = threading.Lock()
 _cache_warned = False
