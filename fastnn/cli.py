@@ -83,7 +83,9 @@ def main(argv=None):
     interrupt_again = _InterruptAgain(unraisablehook)
     sigterm = None
     if own_process:
-        sys.stdout, sys.unraisablehook = _CheckedStdout(stdout), interrupt_again
+        # a stdout closed before the command started (`fastnn train >&-`) is None: its output goes nowhere
+        sys.stdout = _CheckedStdout(stdout if stdout is not None else open(os.devnull, "w"))
+        sys.unraisablehook = interrupt_again
         sigterm = stop_on_sigterm()
     try:
         status = _command_module(args.command).run(args)
@@ -119,8 +121,10 @@ class _InterruptAgain:
     def __call__(self, unraisable):
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             return self.hook(unraisable)
-        # a moment later, from another thread: raised in this hook, it would be ignored in its turn
-        self.timers.append(threading.Timer(0.05, _thread.interrupt_main))
+        # a moment later, from another thread: raised in this hook, it would be ignored in its turn; as the
+        # signal it was, so that a SIGTERM is still reported (and exits) as one
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        self.timers.append(threading.Timer(0.05, _thread.interrupt_main, (signum,)))
         self.timers[-1].start()
 
     def cancel(self):

@@ -67,3 +67,12 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"fastnn {fastnn.__version__}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes the child's file descriptor 1")
+def test_a_stdout_closed_before_the_command_started_takes_its_output_nowhere():
+    """`fastnn check >&-`: Python's sys.stdout is then None, and the command ended in an AttributeError traceback
+    about 'NoneType' has no attribute 'write'."""
+    process = subprocess.run([sys.executable, "-m", "fastnn", "check", "--backend", "reference"],
+                             preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, timeout=300)
+    assert process.returncode == 0 and process.stderr.decode() == ""

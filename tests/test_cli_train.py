@@ -611,6 +611,27 @@ def test_a_run_stopped_while_writing_its_summary_is_finished_by_resume(tmp_path,
         main(["train", "--resume", str(out)])
 
 
+def test_a_resumed_run_stopped_before_its_own_summary_is_finished_by_resume(tmp_path, monkeypatch, capsys):
+    """A resume stopped after its last checkpoint but before its summary left the earlier run's summary.json,
+    which --resume took for this run's: 'has trained 2 epochs already', and the run could not be finished."""
+    from fastnn.commands import train
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_write_plots", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            main(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 1  # the earlier run's
+    assert (out / "checkpoint_epoch_2.npz").exists()
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    assert "no epoch left to train (2 of 2 done before)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="has trained 2 epochs already"):
+        main(["train", "--resume", str(out)])
+
+
 def test_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
     """flock failing with ENOLCK (NFS without lockd) was taken for a live run: every run was refused, and its
     claim stayed behind so that the next was refused as an earlier run."""

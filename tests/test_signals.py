@@ -108,3 +108,19 @@ def test_a_signal_as_a_checkpoint_file_is_created_leaves_no_temporary_file(tmp_p
         with _files.atomic_open(tmp_path / "ckpt.npz") as f:
             f.write(b"new")
     assert os.listdir(tmp_path) == ["ckpt.npz"] and (tmp_path / "ckpt.npz").read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize("error, signum", [(KeyboardInterrupt(), signal.SIGINT), (Terminated(), signal.SIGTERM)])
+def test_a_signal_met_in_a_weakref_callback_is_raised_again_as_the_signal_it_was(monkeypatch, error, signum):
+    """A SIGTERM that landed in a callback (a WeakKeyDictionary's) came back as a plain Ctrl-C: the command said
+    'interrupted' and exited 130 instead of 'terminated' and 143."""
+    from types import SimpleNamespace
+
+    from fastnn import cli
+
+    raised = []
+    monkeypatch.setattr(cli._thread, "interrupt_main", lambda *args: raised.append(args))
+    hook = cli._InterruptAgain(lambda unraisable: None)
+    hook(SimpleNamespace(exc_value=error))
+    hook.timers[-1].join(5)
+    assert raised == [(signum,)]

@@ -169,11 +169,21 @@ def _resumed_settings(args):
     if not checkpoints:
         raise SystemExit(f"fastnn train: --resume {args.resume!r} holds no checkpoint to continue from")
     trained = _epoch_of(checkpoints[-1])
-    finished = os.path.exists(os.path.join(args.resume, "summary.json"))
-    if trained > args.epochs or (trained == args.epochs and finished):
+    if trained > args.epochs or (trained == args.epochs and _summarised_epochs(args.resume) == trained):
         raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained "
                          f"{counted(trained, 'epoch')} already; give --epochs more than {trained}")
     return os.path.join(args.resume, checkpoints[-1])
+
+
+def _summarised_epochs(directory):
+    """The epochs of the run that `directory`'s summary.json describes (None without a readable one): a resumed
+    run stopped between its last checkpoint and its own summary leaves the earlier run's there."""
+    try:
+        with open(os.path.join(directory, "summary.json")) as f:
+            epochs = json.load(f).get("epochs")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
 def _flags(names):
