@@ -368,6 +368,26 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_an_empty_init_from_is_refused_not_ignored(tmp_path):
+    """--init-from "" trained from scratch and recorded init_from: null, exit 0."""
+    with pytest.raises(SystemExit, match=r"fastnn train: --init-from must name a checkpoint file, got ''"):
+        main(FAST + ["--init-from", "", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_checkpoint_directory_that_cannot_be_written_is_a_message(tmp_path, monkeypatch):
+    """A read-only file system under --out (found by the Solver's probe) ended in an OSError traceback: only
+    FileNotFoundError was turned into a message."""
+    from fastnn import solver
+
+    def read_only(fn, name, path, probe=False):
+        raise OSError(30, f"{fn}: cannot write {name} {path!r} (Read-only file system)")
+
+    monkeypatch.setattr(solver, "check_writable_path", read_only)
+    with pytest.raises(SystemExit, match=r"fastnn train: .*Solver: cannot write checkpoint_name .*Read-only"):
+        main(FAST + ["--out", str(tmp_path / "ro")])
+
+
 def test_backend_is_the_runs_alone(tmp_path, monkeypatch):
     """main(['train', '--backend', ...]) called in-process set the backend for the rest of the process (a test
     after `fastnn check --backend reference` trained on the reference)."""
@@ -459,9 +479,12 @@ def test_a_dangling_symlink_out_is_named_as_one_and_a_failed_nested_claim_leaves
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     with pytest.raises(SystemExit, match=r"fastnn train: '.*link' is a symlink to nothing"):
         main(FAST + ["--out", str(tmp_path / "link")])
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # was named a symlink to nothing
+    with pytest.raises(SystemExit, match=r"fastnn train: '.*loop' is a symlink loop \(it leads back to itself\)"):
+        main(FAST + ["--out", str(tmp_path / "loop")])
     with pytest.raises(SystemExit, match=r"cannot write to .*\(File name too long\)"):
         main(FAST + ["--out", str(tmp_path / "new" / ("x" * 300))])
-    assert sorted(os.listdir(tmp_path)) == ["link"]
+    assert sorted(os.listdir(tmp_path)) == ["link", "loop"]
 
 
 def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_run(tmp_path, monkeypatch, capsys):

@@ -71,6 +71,8 @@ def test_the_default_workers_are_the_cpus_the_process_may_use(tmp_path, monkeypa
     (["--seed", str(2**32)], rf"--seed must be an integer in \[0, 2\*\*32 - 1\], got {2**32}"),
     (["--fine-trials", "0", "--top-k", "5"], "--top-k chooses what the fine round narrows to, and --fine-trials 0"),
     (["--top-k", "0"], "--top-k must be >= 1, got 0"),
+    (["--workers", "100000"], r"--workers must be at most \d+ \(8 per CPU this process may use; each worker is a "
+                              r"process\), got 100000"),  # took 7 GB, started no worker and held Ctrl-C off
 ])
 def test_bad_options_are_messages(argv, message, tmp_path, monkeypatch, no_search):
     monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ stays once the run ends; while a run is going it holds a lock on it (hold), so t
 --overwrite of a run still going is refused.
 """
 
+import errno
 import os
 from contextlib import contextmanager
 
@@ -53,7 +54,13 @@ def _claim(directory, command):
         missing.append(d)
         d = os.path.dirname(d)
     if os.path.islink(directory) and not os.path.exists(directory):
-        raise SystemExit(f"fastnn {command}: {directory!r} is a symlink to nothing (its target does not exist)")
+        loop = False
+        try:
+            os.stat(directory)
+        except OSError as error:
+            loop = error.errno == errno.ELOOP
+        why = "a symlink loop (it leads back to itself)" if loop else "a symlink to nothing (its target does not exist)"
+        raise SystemExit(f"fastnn {command}: {directory!r} is {why}")
     try:
         os.makedirs(directory, exist_ok=True)
         fd = os.open(os.path.join(directory, claim_name(command)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)

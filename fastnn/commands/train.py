@@ -115,6 +115,8 @@ def _check_args(args):
     if not (args.reg >= 0 and np.isfinite(args.reg)):
         raise SystemExit(f"fastnn train: --reg must be a number >= 0, got {args.reg}")
     check_seed("train", args.seed)
+    if args.init_from is not None and not args.init_from:  # an empty name was taken as no --init-from at all
+        raise SystemExit("fastnn train: --init-from must name a checkpoint file, got ''")
 
 
 def is_output(name):
@@ -455,7 +457,7 @@ def _set_up(args, Solver):
                         lr_decay=args.lr_decay, num_epochs=args.epochs, batch_size=args.batch_size,
                         print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
                         checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: checkpoint_name's directory cannot be written
         raise SystemExit(f"fastnn train: {error}") from error
     return solver, model, data
 

@@ -16,12 +16,14 @@ import sys
 import tempfile
 import time
 
+from .._signals import deferred
 from . import _outputs as outputs
 from ._args import backend_for_the_run, check_seed, counted
 
 DEFAULT_OUT = "fastnn-tune"
 OUTPUTS = ("results.json", "results.csv", "scatter.png", "best.npz")
 CONNECT_TIMEOUT = 10  # seconds to reach --scheduler before giving up (dask's own default is 30)
+MAX_WORKERS_PER_CPU = 8  # a LocalCluster's worker processes: more only oversubscribe the machine
 
 
 def configure(parser):
@@ -60,6 +62,12 @@ def _check_args(args):
                          "string")
     if args.workers is not None and args.workers < 1:
         raise SystemExit(f"fastnn tune: --workers must be >= 1, got {args.workers}")
+    from .._cpus import available_cpus
+
+    most = MAX_WORKERS_PER_CPU * available_cpus()
+    if args.workers is not None and args.workers > most:  # 100000 processes took 7 GB and never started
+        raise SystemExit(f"fastnn tune: --workers must be at most {most} ({MAX_WORKERS_PER_CPU} per CPU this "
+                         f"process may use; each worker is a process), got {args.workers}")
     if args.workers is not None and args.scheduler is not None:
         raise SystemExit("fastnn tune: --workers starts a LocalCluster; with --scheduler the running cluster's "
                          "workers are used, so give one or the other")
@@ -168,9 +176,10 @@ def _save(result, out):
         aside = outputs.set_aside(out, "tune", sorted(name for name in os.listdir(out) if is_output(name)))
     except BaseException as error:
         _kept_in(staged, "the earlier search could not be set aside", error)
-    for name in os.listdir(staged):
-        os.replace(os.path.join(staged, name), os.path.join(out, name))
-    os.rmdir(staged)
+    with deferred():  # a Ctrl-C here had left the new files split between --out and `staged`
+        for name in os.listdir(staged):
+            os.replace(os.path.join(staged, name), os.path.join(out, name))
+        os.rmdir(staged)
     outputs.drop(aside)
     return {what: os.path.join(out, os.path.basename(path)) if what != "skipped" else path
             for what, path in written.items()}
