@@ -110,6 +110,16 @@ def main(argv=None):
             sys.stdout, sys.unraisablehook = stdout, unraisablehook
 
 
+def console():
+    """The `fastnn` command's entry point: main(), then SIGINT and SIGTERM ignored while the process exits. The
+    command has finished by then: a Ctrl-C or SIGTERM in Python's shutdown reported the finished run as stopped
+    (exit 130 or 143, after an --overwrite had already dropped the earlier run)."""
+    status = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return status
+
+
 class _InterruptAgain:
     """sys.unraisablehook for the command's own process: a Ctrl-C that Python met in a __del__ or a weakref
     callback (dask's, while the cluster closes) is raised again in the main thread, where it stops the command;
@@ -183,4 +193,4 @@ def _flush_stdout(quiet):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

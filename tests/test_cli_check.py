@@ -76,3 +76,23 @@ def test_a_stdout_closed_before_the_command_started_takes_its_output_nowhere():
     process = subprocess.run([sys.executable, "-m", "fastnn", "check", "--backend", "reference"],
                              preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, timeout=300)
     assert process.returncode == 0 and process.stderr.decode() == ""
+
+
+FINISHED_THEN_SIGNALLED = """
+import atexit, os, signal, sys
+from fastnn import cli
+signum = getattr(signal, sys.argv[1])
+atexit.register(lambda: os.kill(os.getpid(), signum))  # a signal while Python exits
+sys.argv = ["fastnn", "check", "--backend", "reference"]
+sys.exit(cli.console())
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_finished_does_not_report_it_stopped(signame):
+    """Ctrl-C or SIGTERM while the process exited, its outputs complete, ended it with 130/143 (or a
+    KeyboardInterrupt traceback from an exit handler)."""
+    process = subprocess.run([sys.executable, "-c", FINISHED_THEN_SIGNALLED, signame], capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == 0 and process.stderr == "", process.stderr[-2000:]

@@ -368,6 +368,30 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_a_full_disk_is_a_message_saying_what_out_holds(tmp_path, monkeypatch):
+    """No space left for a checkpoint (or a plot) ended in an OSError traceback that said nothing of --resume."""
+    from fastnn import checkpoint
+
+    save = checkpoint.save_checkpoint
+    calls = []
+
+    def full_after_one(path, state):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return save(path, state)
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", full_after_one)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"fastnn train: writing to --out '.*out' failed \(No space left on device\)"
+                                         r"\. --out '.*out' keeps this run's checkpoints up to then: "
+                                         r"checkpoint_epoch_0.npz \(fastnn train --resume .*out continues it\)"):
+        main(FAST + ["--out", str(out)])
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+
+
 def test_an_empty_init_from_is_refused_not_ignored(tmp_path):
     """--init-from "" trained from scratch and recorded init_from: null, exit 0."""
     with pytest.raises(SystemExit, match=r"fastnn train: --init-from must name a checkpoint file, got ''"):
@@ -684,7 +708,7 @@ def _step_fails(monkeypatch):
 def _lock_is_held(monkeypatch):
     from fastnn.commands import _outputs
 
-    def held(directory, command):
+    def held(directory, command, create=False):
         raise SystemExit("fastnn train: a run is still writing")
 
     monkeypatch.setattr(_outputs, "hold", held)
@@ -735,3 +759,51 @@ def test_sigterm_stops_an_overwrite_run_as_ctrl_c_does_and_puts_the_earlier_run_
     assert p.returncode == 128 + signal.SIGTERM, err
     assert err.rstrip().endswith("fastnn train: terminated") and "Traceback" not in err, err
     assert files() == before
+
+
+HOLD_IN_ANOTHER_PROCESS = ("import sys; from fastnn.commands import _outputs; "
+                           "_outputs._claim(sys.argv[1], 'train', earlier_claim=True) if sys.argv[2] == 'claim' "
+                           "else _outputs.hold(sys.argv[1], 'train')")
+
+
+def _another_process(out, how):
+    return subprocess.run([sys.executable, "-c", HOLD_IN_ANOTHER_PROCESS, str(out), how], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_claim_is_locked_from_the_moment_it_is_made(tmp_path):
+    """Claim and lock were two steps: a second --overwrite between them removed the first run's claim file, and
+    the first, failing to lock, then removed the second's, so a third command could write into a running run."""
+    from fastnn.commands import _outputs
+
+    out = tmp_path / "out"
+    assert _outputs._claim(str(out), "train")
+    try:
+        for how in ("claim", "hold"):
+            other = _another_process(out, how)
+            assert other.returncode == 1 and "a run is still writing to" in other.stderr, other.stderr
+        assert f"process {os.getpid()}" in (out / ".fastnn-train").read_text()
+    finally:
+        _outputs.release(str(out), "train")
+    assert not out.exists()
+
+
+def test_a_resumed_run_without_its_claim_file_is_held_all_the_same(tmp_path, monkeypatch):
+    """A run copied without .fastnn-train (cp dir/*) was resumed unlocked: two resumes of it at once both ran,
+    and the checkpoints and the summary ended up from different runs."""
+    from fastnn.commands import train
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    (out / ".fastnn-train").unlink()
+    seen = []
+
+    def resume(args, checkpoint):
+        other = _another_process(out, "hold")
+        seen.append((other.returncode, "a run is still writing to" in other.stderr))
+        return 0
+
+    monkeypatch.setattr(train, "_resume", resume)
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert seen == [(1, True)] and (out / ".fastnn-train").exists()

@@ -203,14 +203,15 @@ def test_a_search_that_fails_leaves_a_directory_the_user_made(tmp_path, no_searc
 def test_a_search_holds_its_out_so_an_overwrite_meanwhile_is_refused(tmp_path, monkeypatch):
     """Nothing told a search still running from a finished one: `fastnn tune --overwrite` of its --out meanwhile
     was accepted, and the two searches' results replaced each other."""
-    from fastnn.commands import _outputs
 
     out = tmp_path / "out"
     seen = []
 
     def search(**kwargs):
-        with pytest.raises(SystemExit, match="a run is still writing to"):
-            _outputs.hold(str(out), "tune")  # what another process's --overwrite meets
+        other = subprocess.run([sys.executable, "-c", "import sys; from fastnn.commands import _outputs; "
+                                "_outputs.hold(sys.argv[1], 'tune')", str(out)], capture_output=True, text=True,
+                               timeout=120)  # what another process's --overwrite meets
+        assert other.returncode == 1 and "a run is still writing to" in other.stderr, other.stderr
         seen.append(True)
         raise SearchStarted
 
@@ -331,3 +332,14 @@ def test_a_failed_overwrite_keeps_the_claim_of_the_run_it_leaves_in_place(tmp_pa
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(searched)])
     assert os.listdir(searched) == [".fastnn-tune"]
+
+
+def test_a_train_run_that_lost_its_claim_file_is_still_no_place_for_a_search(tmp_path, no_search):
+    """A train run copied without its .fastnn-train (cp dir/*) took a search's results beside its own."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "fastnn-run.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"fastnn tune: --out '.*run' holds a run of fastnn train "
+                                         r"\(fastnn-run.json\); choose another --out"):
+        main(["tune", "--out", str(out), "--workers", "1", "--quiet", "--overwrite"])
+    assert sorted(os.listdir(out)) == ["fastnn-run.json"] and no_search == []

@@ -24,15 +24,24 @@ def claim_name(command):
 
 
 CLAIMING_COMMANDS = ("train", "tune")
+# A file each command's run writes, which marks a run whose claim file is gone (copied with `cp dir/*`, say)
+RUN_MARKS = {"train": "fastnn-run.json", "tune": "results.json"}
 
 
 def other_commands_claim(directory, command):
-    """The claim file of another command's run in `directory` (train's in a tune --out, say), else None: runs of
-    two commands never share a directory, even with --overwrite, which replaces only a run of its own command."""
+    """The claim file (or, without one, the mark) of another command's run in `directory` (train's in a tune
+    --out, say), else None: runs of two commands never share a directory, even with --overwrite, which replaces
+    only a run of its own command."""
     for other in CLAIMING_COMMANDS:
-        if other != command and os.path.lexists(os.path.join(directory, claim_name(other))):
-            return claim_name(other)
+        for name in (claim_name(other), RUN_MARKS[other]):
+            if other != command and os.path.lexists(os.path.join(directory, name)):
+                return name
     return None
+
+
+def _command_of(name):
+    """The command whose claim file or mark `name` is."""
+    return next(c for c in CLAIMING_COMMANDS if name in (claim_name(c), RUN_MARKS[c]))
 
 
 def earlier_run(directory, command, is_output):
@@ -43,11 +52,15 @@ def earlier_run(directory, command, is_output):
 
 
 _created = {}  # abspath of a claimed directory -> the directories its claim created, deepest first
+_held = {}  # abspath of a directory this process claimed -> its claim file, open and locked from the claim on
 
 
-def _claim(directory, command):
-    """Create `directory` if needed and claim it; False when another run holds it. A directory that cannot be
-    created or written is the user's error: a message, not a traceback."""
+def _claim(directory, command, earlier_claim=False):
+    """Create `directory` if needed and claim it, locked at once; False when another run holds it. With
+    earlier_claim (--overwrite) the earlier run's claim file becomes this run's: taken by its lock, never removed
+    and made anew (a second --overwrite then removed the first's claim, and later its own release removed the
+    claim of the run that had won). A directory that cannot be created or written is the user's error: a
+    message, not a traceback."""
     directory = os.path.abspath(directory)  # so that makedirs creates exactly the `missing` ones (no a/../b)
     missing, d = [], directory
     while not os.path.lexists(d):
@@ -61,17 +74,50 @@ def _claim(directory, command):
             loop = error.errno == errno.ELOOP
         why = "a symlink loop (it leads back to itself)" if loop else "a symlink to nothing (its target does not exist)"
         raise SystemExit(f"fastnn {command}: {directory!r} is {why}")
+    path = os.path.join(directory, claim_name(command))
     try:
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(os.path.join(directory, claim_name(command)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        if earlier_claim:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o666)
+        else:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
     except OSError as error:
         _remove_empty(missing)
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
+    claim = os.fdopen(fd, "w")
+    locked = _lock(claim)
+    if locked is False:  # taken between this run's look and its lock
+        claim.close()
+        if earlier_claim:
+            raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
+                             "stop it) first")
+        return False
     _created[directory] = missing
-    with os.fdopen(fd, "w") as f:
-        f.write(f"fastnn {command}, process {os.getpid()}\n")
+    claim.truncate(0)
+    claim.write(f"fastnn {command}, process {os.getpid()}\n")
+    claim.flush()
+    if locked:
+        _held[directory] = claim
+    else:
+        claim.close()
+    return True
+
+
+def _lock(f):
+    """Lock the open file f without waiting: True; False when another process holds it; None where there is no
+    flock (not POSIX; a file system without it, as NFS without lockd: runs there are not told apart)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, ENOSYS, EOPNOTSUPP
+        return None
     return True
 
 
@@ -103,7 +149,7 @@ def output_directory(command, out, overwrite, default, is_output):
         raise SystemExit(f"{where}: --out {out!r} is a file, not a directory")
     other = other_commands_claim(out, command)
     if other:
-        raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {other.split('-', 2)[-1]} ({other}); choose "
+        raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {_command_of(other)} ({other}); choose "
                          f"another --out (--overwrite replaces only an earlier run of fastnn {command})")
     earlier = earlier_run(out, command, is_output)
     if earlier and not overwrite:
@@ -113,9 +159,7 @@ def output_directory(command, out, overwrite, default, is_output):
     if overwrite:
         _refuse_a_live_run(out, command)
         refuse_a_run_left_aside(out, command)
-    if claim_name(command) in earlier:
-        os.remove(os.path.join(out, claim_name(command)))
-    if not _claim(out, command):
+    if not _claim(out, command, earlier_claim=claim_name(command) in earlier):
         raise SystemExit(f"{where}: another run claimed --out {out!r} just now; choose another --out")
     return out, [name for name in earlier if name != claim_name(command)]
 
@@ -192,6 +236,7 @@ def release(directory, command):
     """Undo the claim of a run that wrote nothing: the claim goes, and so do the directories the claim created
     if nothing else is in them (a directory the user made stays)."""
     os.remove(os.path.join(directory, claim_name(command)))
+    let_go(_held.pop(os.path.abspath(directory), None))
     _remove_empty(_created.pop(os.path.abspath(directory), []))
 
 
@@ -208,11 +253,12 @@ def released_if_it_fails(directory, command, earlier):
 
 
 @contextmanager
-def running(directory, command, just_claimed=False):
+def running(directory, command, just_claimed=False, mark_claimed=False):
     """Hold `directory` while a run writes to it (hold, let_go). just_claimed: the run claimed it a moment ago,
-    and a lock it cannot take undoes that claim."""
+    and a lock it cannot take undoes that claim. mark_claimed: a directory whose run lost its claim file (it was
+    copied without it) gets one, so that it is held as well."""
     try:
-        lock = hold(directory, command)
+        lock = hold(directory, command, create=mark_claimed)
     except BaseException:
         if just_claimed:
             release(directory, command)
@@ -223,36 +269,37 @@ def running(directory, command, just_claimed=False):
         let_go(lock)
 
 
-def hold(directory, command):
+def hold(directory, command, create=False):
     """An exclusive lock on the directory's claim file, which the system drops when the process ends however it
     ends (no stale marker after a kill): a --resume or --overwrite of a run still going finds it taken and is
-    refused. Returns the open, locked file (None where the file system or platform has no flock)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: runs are not told apart from finished ones there
-        return None
+    refused. Returns the open, locked file (the one this process took when it claimed the directory; None where
+    the file system or platform has no flock). create: make the claim file if it is missing (otherwise a --resume
+    of a directory that is no run, or another command's, would leave one)."""
+    held = _held.get(os.path.abspath(directory))
+    if held is not None and not held.closed:
+        return held
     path = os.path.join(directory, claim_name(command))
-    try:  # never created here: a --resume of a directory without a claim (no run, or another command's) made one
-        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "a")
+    try:
+        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o666), "a")
     except FileNotFoundError:
         return None
     except OSError as error:
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    locked = _lock(lock)
+    if not locked:
         lock.close()
+    if locked is False:
         raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
-                         "stop it) first") from None
-    except OSError:  # no flock on this file system (ENOLCK on NFS without lockd, ENOSYS, EOPNOTSUPP)
-        lock.close()
-        return None
-    return lock
+                         "stop it) first")
+    return lock if locked else None
 
 
 def let_go(lock):
     if lock is not None:
         lock.close()
+        for directory, held in list(_held.items()):
+            if held is lock:
+                del _held[directory]
 
 
 def _refuse_a_live_run(directory, command):

@@ -134,7 +134,10 @@ def run(args):
             return _run(args)
     _refuse_settings_given_with_resume(args)
     _check_is_directory(args.resume)
-    with outputs.running(args.resume, "train"):  # before reading: a run still going is refused as such
+    is_run = os.path.isfile(os.path.join(args.resume, RUN_FILE))
+    lost_claim = is_run and not outputs.other_commands_claim(args.resume, "train")
+    # before reading: a run still going is refused as such
+    with outputs.running(args.resume, "train", mark_claimed=lost_claim):
         checkpoint = _resumed_settings(args)
         try:
             _check_args(args)
@@ -279,11 +282,19 @@ def _run_in(args, earlier, Solver):
         elif not _checkpoints(args.out):  # nothing to resume: the run leaves nothing, its fastnn-run.json included
             outputs.remove(args.out, [name for name in os.listdir(args.out) if is_output(name)])
             outputs.release(args.out, "train")
-        if isinstance(error, KeyboardInterrupt):
-            print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
+        _stopped(error, args, aside)
         raise
     outputs.drop(aside)
     return _report(args, summary)
+
+
+def _stopped(error, args, aside):
+    """Say what --out holds after a Ctrl-C, SIGTERM or a failed write (a full disk: a message, not a traceback)."""
+    if isinstance(error, KeyboardInterrupt):
+        print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
+    elif isinstance(error, OSError):
+        raise SystemExit(f"fastnn train: writing to --out {args.out!r} failed ({error.strerror or error}). "
+                         + _what_out_holds(args, aside)) from error
 
 
 def _resume(args, checkpoint):
@@ -306,8 +317,8 @@ def _resume(args, checkpoint):
     print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
     try:
         summary = _train(solver, model, data, args, None, resumed_from=checkpoint)
-    except KeyboardInterrupt:
-        print(f"fastnn train: {_what_out_holds(args, None)}", file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, OSError) as error:
+        _stopped(error, args, None)
         raise
     return _report(args, summary, resumed_at)
 
