@@ -343,3 +343,28 @@ def test_a_train_run_that_lost_its_claim_file_is_still_no_place_for_a_search(tmp
                                          r"\(fastnn-run.json\); choose another --out"):
         main(["tune", "--out", str(out), "--workers", "1", "--quiet", "--overwrite"])
     assert sorted(os.listdir(out)) == ["fastnn-run.json"] and no_search == []
+
+
+def test_a_service_that_accepts_but_never_answers_is_a_message_not_a_hang(tmp_path, monkeypatch, no_search):
+    """An HTTP server given as --scheduler held distributed.Client (and the command) forever: it waits for the
+    scheduler's handshake without a timeout. A real scheduler answers the probe at once."""
+    import socket
+    import threading
+
+    import distributed
+
+    monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT", 1)
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with pytest.raises(SystemExit, match=rf"fastnn tune: --scheduler '{address}' accepted a connection but "
+                                             r"sent nothing in 1 s, as a dask scheduler does at once"):
+            main(["tune", "--scheduler", address, "--out", str(tmp_path / "out")])
+    finally:
+        silent.close()
+    assert not (tmp_path / "out").exists() and no_search == []
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        assert not tune_command._silent(cluster.scheduler_address)

@@ -83,8 +83,33 @@ def _distributed():
         raise SystemExit(str(error)) from error
 
 
+def _silent(address):
+    """Whether a tcp:// address accepts connections but sends nothing for CONNECT_TIMEOUT seconds. A dask
+    scheduler sends its handshake first; distributed.Client waited for it without end (an HTTP server given as
+    --scheduler hung the command). Anything else (no such host, a refusal, a reply) the Client itself reports."""
+    import socket
+
+    from distributed.comm import get_address_host_port
+
+    if not address.startswith("tcp://"):
+        return False
+    try:
+        host, port = get_address_host_port(address)
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as probe:
+            probe.recv(1)
+    except socket.timeout:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def _connect(distributed, address):
     """A Client of the running cluster at --scheduler; a bad or unreachable address is a message."""
+    if _silent(address):
+        raise SystemExit(f"fastnn tune: --scheduler {address!r} accepted a connection but sent nothing in "
+                         f"{CONNECT_TIMEOUT} s, as a dask scheduler does at once; give the address a running "
+                         "`dask scheduler` printed, such as tcp://HOST:8786")
     try:
         return distributed.Client(address, timeout=CONNECT_TIMEOUT)
     except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
