@@ -807,3 +807,26 @@ def test_a_resumed_run_without_its_claim_file_is_held_all_the_same(tmp_path, mon
     monkeypatch.setattr(train, "_resume", resume)
     assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
     assert seen == [(1, True)] and (out / ".fastnn-train").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_a_ctrl_c_while_the_plots_are_written_waits_for_them(tmp_path, monkeypatch):
+    """Met inside matplotlib (its import, savefig), a SIGTERM or Ctrl-C came out as matplotlib's RuntimeError or
+    ValueError traceback. Held until the plots are written, it stops the run as a Ctrl-C."""
+    matplotlib = pytest.importorskip("matplotlib")  # noqa: F841
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    plot_loss = plots.plot_loss
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return plot_loss(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_loss", interrupted)
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main(FAST + ["--out", str(out)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (out / "loss.png").exists() and (out / "accuracy.png").exists()  # written before it was delivered
+    assert not (out / "summary.json").exists()

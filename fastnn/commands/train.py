@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from .._files import atomic_open
+from .._signals import deferred
 from . import _outputs as outputs
 from ._args import backend_for_the_run, check_seed, counted
 
@@ -474,11 +475,18 @@ def _set_up(args, Solver):
 
 
 def _write_plots(solver, model, args):
+    """The loss, accuracy and filter plots, with Ctrl-C and SIGTERM held until they are written: met inside
+    matplotlib (its import, savefig) they came out as its RuntimeError or ValueError tracebacks."""
     from .. import plots
 
     if not plots.available():
         print("matplotlib is not installed: skipping the plots (pip install 'fastnn[plot]')")
         return {}
+    with deferred():
+        return _plots_written(plots, solver, model, args)
+
+
+def _plots_written(plots, solver, model, args):
     written = {
         "loss": plots.plot_loss(solver.loss_history, os.path.join(args.out, "loss.png")),
         "accuracy": plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history,
