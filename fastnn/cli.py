@@ -111,12 +111,17 @@ def main(argv=None):
 
 
 def console():
-    """The `fastnn` command's entry point: main(), then SIGINT and SIGTERM ignored while the process exits. The
-    command has finished by then: a Ctrl-C or SIGTERM in Python's shutdown reported the finished run as stopped
-    (exit 130 or 143, after an --overwrite had already dropped the earlier run)."""
+    """The `fastnn` command's entry point: main(); then, while Python exits, a Ctrl-C or SIGTERM ends the process
+    at once with the command's own status. The command has finished by then (its output flushed): the signal had
+    reported the finished run as stopped (exit 130 or 143, after an --overwrite had already dropped the earlier
+    run), or printed a traceback from an exit handler; ignored instead, it could not stop an exit that hangs."""
     status = main()
+
+    def leave(signum, frame):
+        os._exit(status if isinstance(status, int) else 1)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, leave)
     return status
 
 

@@ -220,14 +220,17 @@ class Solver:
 
         trained = [p for p in self.model.params if p not in self._frozen_names]
         self._check_gradients(trained, grads)
-        updates = {p: self._update(p, grads[p]) for p in trained}  # all checked before any is set
+        # all made and checked before any is set (sgd alone changes w in place, as the starter's)
+        updates = {p: self._update(p, grads[p]) for p in trained}
         for p, (next_w, next_config) in updates.items():
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
         return True
 
     def _update(self, p, dw):
-        result = self.update_rule(self.model.params[p], dw, self.optim_configs[p])
+        # on a copy of the config: the built-in rules set its t, m, v... in place, which a later param's failure
+        # would have left advanced for this one
+        result = self.update_rule(self.model.params[p], dw, dict(self.optim_configs[p]))
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
             raise TypeError(f"Solver: the update rule {_rule_name(self.update_rule)!r} must return (next_w, config), "
                             f"got {type(result).__name__} for {p!r}")

@@ -392,6 +392,19 @@ def test_a_full_disk_is_a_message_saying_what_out_holds(tmp_path, monkeypatch):
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
 
 
+def test_an_error_that_is_no_failed_write_into_out_is_not_blamed_on_out(tmp_path, monkeypatch):
+    """A broken pipe (tqdm writing to a closed stderr, say) was reported as 'writing to --out failed'."""
+    from fastnn import checkpoint
+
+    def broken(path, state):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", broken)
+    with pytest.raises(BrokenPipeError):
+        main(FAST + ["--out", str(tmp_path / "out")])
+
+
 def test_an_empty_init_from_is_refused_not_ignored(tmp_path):
     """--init-from "" trained from scratch and recorded init_from: null, exit 0."""
     with pytest.raises(SystemExit, match=r"fastnn train: --init-from must name a checkpoint file, got ''"):
@@ -830,3 +843,59 @@ def test_a_ctrl_c_while_the_plots_are_written_waits_for_them(tmp_path, monkeypat
         signal.signal(signal.SIGINT, previous)
     assert (out / "loss.png").exists() and (out / "accuracy.png").exists()  # written before it was delivered
     assert not (out / "summary.json").exists()
+
+
+def test_a_claim_file_that_is_a_symlink_is_never_written_through(tmp_path, monkeypatch):
+    """--overwrite opened the earlier claim file following links, so a .fastnn-train symlink made it empty and
+    rewrite the file it pointed to (or create one where it pointed to nothing)."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (out / ".fastnn-train").unlink()
+    (out / ".fastnn-train").symlink_to(precious)
+    with pytest.raises(SystemExit, match=r"fastnn train: cannot write to .*out"):
+        main(FAST + ["--out", str(out), "--overwrite"])
+    assert precious.read_text() == "keep me"
+    (out / ".fastnn-train").unlink()
+    (out / ".fastnn-train").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit, match=r"fastnn train: cannot write to .*out"):
+        main(FAST + ["--out", str(out), "--overwrite"])
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_lock_taken_on_a_claim_file_removed_meanwhile_is_taken_again_on_the_one_there(tmp_path, monkeypatch):
+    """Opened, then removed by its owner's release and made anew by a third run before the lock: the lock went to
+    the removed file, and two runs held the directory."""
+    from fastnn.commands import _outputs
+
+    path = tmp_path / ".fastnn-train"
+    path.write_text("old\n")
+    lock = _outputs._lock
+    replaced = []
+
+    def replaced_first(f):
+        if not replaced:
+            path.unlink()
+            path.write_text("new\n")
+            replaced.append(True)
+        return lock(f)
+
+    monkeypatch.setattr(_outputs, "_lock", replaced_first)
+    claim, locked = _outputs._open_locked(str(path), take=True)
+    try:
+        assert locked and _outputs._same_file(claim, str(path)) and replaced == [True]
+    finally:
+        claim.close()
+
+
+def test_a_results_json_of_ones_own_does_not_make_a_directory_tunes(tmp_path, monkeypatch):
+    """Any results.json was taken for a tune run that had lost its claim file, refusing `fastnn train --out`."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "results.json").write_text('{"my": "notes"}')
+    assert main(FAST + ["--out", str(out)]) == 0
+    assert (out / "results.json").read_text() == '{"my": "notes"}'
+    assert not [name for name in os.listdir(out) if name.startswith(".fastnn-train.")]  # no temporary claim left

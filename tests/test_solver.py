@@ -530,8 +530,8 @@ def _broken(model, train=None, scores=None):
 ])
 def test_a_model_or_rule_that_breaks_the_api_is_named_and_changes_no_parameter(broken, error, message):
     """A loss returning a bare float, 1-D scores or a rule returning None ended in an unpacking TypeError or a
-    numpy AxisError that named neither the Solver nor the model; a rule failing on the second parameter had
-    already set the first."""
+    numpy AxisError that named neither the Solver nor the model; a rule (other than sgd, which updates in place)
+    failing on the second parameter had already set the first."""
     rule = broken.pop("rule", "sgd")
     model = _broken(LinearSoftmax(), **broken)
     before = {k: v.copy() for k, v in model.params.items()}
@@ -540,3 +540,17 @@ def test_a_model_or_rule_that_breaks_the_api_is_named_and_changes_no_parameter(b
         solver.check_accuracy(solver.X_val, solver.y_val) if "scores" in broken else solver.train()
     for k in before:
         np.testing.assert_array_equal(model.params[k], before[k])
+
+
+def test_a_built_in_rule_failing_on_a_later_param_leaves_the_earlier_ones_and_their_state_alone():
+    """adam wrote t, m and v into W's config in place, so b's refused learning rate left W's optimizer state one
+    step ahead of its weights."""
+    model = LinearSoftmax()
+    solver = Solver(model, blobs(), update_rule="adam", num_epochs=1, batch_size=10, verbose=False)
+    solver.optim_configs["b"]["learning_rate"] = -1.0
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"adam: config\['learning_rate'\] must be >= 0.0, got -1.0"):
+        solver.train()
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
+    assert "t" not in solver.optim_configs["W"] and "m" not in solver.optim_configs["W"]

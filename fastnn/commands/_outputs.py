@@ -6,14 +6,15 @@ sets the earlier run's files aside (set_aside) while it trains and drops them on
 that stops early (a diverged loss, an error, Ctrl-C, SIGTERM) puts them back (restore). `fastnn tune` writes
 nothing before its search is done; it then saves into a hidden subdirectory, sets the earlier files aside and
 moves the new ones in (commands/tune.py).
-A run claims its directory with a file created exclusively (O_EXCL): two runs started together both found the
-default directory free before either had written anything, and the second wrote over the first. The claim file
-stays once the run ends; while a run is going it holds a lock on it (hold), so that a --resume or an
---overwrite of a run still going is refused.
+A run claims its directory with a file made exclusively and locked before it appears (two runs started together
+both found the default directory free before either had written anything, and the second wrote over the first);
+an --overwrite run takes the earlier run's claim file by its lock. The claim file stays once the run ends; while
+a run is going it holds the lock (hold), so that a --resume or an --overwrite of a run still going is refused.
 """
 
 import errno
 import os
+import threading
 from contextlib import contextmanager
 
 from .._signals import deferred
@@ -24,24 +25,27 @@ def claim_name(command):
 
 
 CLAIMING_COMMANDS = ("train", "tune")
-# A file each command's run writes, which marks a run whose claim file is gone (copied with `cp dir/*`, say)
-RUN_MARKS = {"train": "fastnn-run.json", "tune": "results.json"}
+# Files each command's run writes, which together mark a run whose claim file is gone (copied with `cp dir/*`)
+RUN_MARKS = {"train": ("fastnn-run.json",), "tune": ("results.json", "results.csv")}
 
 
 def other_commands_claim(directory, command):
-    """The claim file (or, without one, the mark) of another command's run in `directory` (train's in a tune
+    """The claim file (or, without one, the marks) of another command's run in `directory` (train's in a tune
     --out, say), else None: runs of two commands never share a directory, even with --overwrite, which replaces
     only a run of its own command."""
     for other in CLAIMING_COMMANDS:
-        for name in (claim_name(other), RUN_MARKS[other]):
-            if other != command and os.path.lexists(os.path.join(directory, name)):
-                return name
+        if other == command:
+            continue
+        if os.path.lexists(os.path.join(directory, claim_name(other))):
+            return claim_name(other)
+        if all(os.path.lexists(os.path.join(directory, name)) for name in RUN_MARKS[other]):
+            return " and ".join(RUN_MARKS[other])
     return None
 
 
-def _command_of(name):
-    """The command whose claim file or mark `name` is."""
-    return next(c for c in CLAIMING_COMMANDS if name in (claim_name(c), RUN_MARKS[c]))
+def _command_of(claim):
+    """The command whose claim file or marks other_commands_claim named."""
+    return next(c for c in CLAIMING_COMMANDS if claim in (claim_name(c), " and ".join(RUN_MARKS[c])))
 
 
 def earlier_run(directory, command, is_output):
@@ -77,23 +81,15 @@ def _claim(directory, command, earlier_claim=False):
     path = os.path.join(directory, claim_name(command))
     try:
         os.makedirs(directory, exist_ok=True)
-        if earlier_claim:
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o666)
-        else:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        claim, locked = _open_locked(path, take=earlier_claim) if earlier_claim else _create_locked(path)
     except FileExistsError:
         return False
     except OSError as error:
         _remove_empty(missing)
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
-    claim = os.fdopen(fd, "w")
-    locked = _lock(claim)
-    if locked is False:  # taken between this run's look and its lock
-        claim.close()
-        if earlier_claim:
-            raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
-                             "stop it) first")
-        return False
+    if locked is False:  # --overwrite: the earlier run is still going
+        raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
+                         "stop it) first")
     _created[directory] = missing
     claim.truncate(0)
     claim.write(f"fastnn {command}, process {os.getpid()}\n")
@@ -103,6 +99,56 @@ def _claim(directory, command, earlier_claim=False):
     else:
         claim.close()
     return True
+
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a claim file that is a symlink is refused, never written through
+
+
+def _create_locked(path):
+    """(file, locked): a new claim file at `path`, locked before it appears there (made and locked under a
+    temporary name, then hard-linked into place, which fails with FileExistsError if `path` exists): no other
+    process can lock it first, leaving this one without its claim and the file without an owner. Where the file
+    system has no hard links, it is created in place with O_EXCL."""
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | NOFOLLOW, 0o666)
+    claim = os.fdopen(fd, "w")
+    try:
+        locked = _lock(claim)
+        os.link(temporary, path)
+    except FileExistsError:
+        claim.close()
+        raise
+    except OSError as error:
+        claim.close()
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        return os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | NOFOLLOW, 0o666), "w"), None
+    finally:
+        os.unlink(temporary)
+    return claim, locked
+
+
+def _open_locked(path, take=False):
+    """(file, locked) for the claim file at `path`, opened (created if missing, with take) and locked: True,
+    False when another process holds it, None where there is no flock. A lock taken on a file that its owner
+    removed meanwhile (its run released the directory) is not the claim: it is taken again on what is there."""
+    flags = os.O_WRONLY | os.O_APPEND | NOFOLLOW | (os.O_CREAT if take else 0)
+    while True:
+        claim = os.fdopen(os.open(path, flags, 0o666), "a")
+        locked = _lock(claim)
+        if not locked or _same_file(claim, path):
+            if locked is False:
+                claim.close()
+            return claim, locked
+        claim.close()
+
+
+def _same_file(f, path):
+    try:
+        here, there = os.fstat(f.fileno()), os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _lock(f):
@@ -254,9 +300,10 @@ def released_if_it_fails(directory, command, earlier):
 
 @contextmanager
 def running(directory, command, just_claimed=False, mark_claimed=False):
-    """Hold `directory` while a run writes to it (hold, let_go). just_claimed: the run claimed it a moment ago,
-    and a lock it cannot take undoes that claim. mark_claimed: a directory whose run lost its claim file (it was
-    copied without it) gets one, so that it is held as well."""
+    """Hold `directory` while a run writes to it (hold, let_go): the lock this process took with its claim, or
+    one taken now (--resume). just_claimed: the run claimed it a moment ago, and a failure here undoes that claim.
+    mark_claimed: a directory whose run lost its claim file (it was copied without it) gets one, so that it is
+    held as well."""
     try:
         lock = hold(directory, command, create=mark_claimed)
     except BaseException:
@@ -278,19 +325,17 @@ def hold(directory, command, create=False):
     held = _held.get(os.path.abspath(directory))
     if held is not None and not held.closed:
         return held
-    path = os.path.join(directory, claim_name(command))
     try:
-        lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o666), "a")
+        lock, locked = _open_locked(os.path.join(directory, claim_name(command)), take=create)
     except FileNotFoundError:
         return None
     except OSError as error:
         raise SystemExit(f"fastnn {command}: cannot write to {directory!r} ({error.strerror})") from error
-    locked = _lock(lock)
-    if not locked:
-        lock.close()
     if locked is False:
         raise SystemExit(f"fastnn {command}: a run is still writing to {directory!r}; wait for it to end (or "
                          "stop it) first")
+    if not locked:
+        lock.close()
     return lock if locked else None
 
 

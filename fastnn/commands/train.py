@@ -13,6 +13,7 @@ was to replace). `fastnn train --resume OUT [--epochs N]` continues the run in O
 the settings of its fastnn-run.json.
 """
 
+import errno
 import json
 import os
 import pickle
@@ -289,13 +290,25 @@ def _run_in(args, earlier, Solver):
     return _report(args, summary)
 
 
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # what a full disk and such raise
+
+
 def _stopped(error, args, aside):
-    """Say what --out holds after a Ctrl-C, SIGTERM or a failed write (a full disk: a message, not a traceback)."""
+    """Say what --out holds after a Ctrl-C, SIGTERM or a failed write into --out (a full disk: a message, not a
+    traceback); any other error stays as it is."""
     if isinstance(error, KeyboardInterrupt):
         print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
-    elif isinstance(error, OSError):
+    elif isinstance(error, OSError) and (error.errno in WRITE_FAILURES or _is_in(error.filename, args.out)):
         raise SystemExit(f"fastnn train: writing to --out {args.out!r} failed ({error.strerror or error}). "
                          + _what_out_holds(args, aside)) from error
+
+
+def _is_in(path, directory):
+    try:
+        return path is not None and os.path.commonpath([os.path.abspath(path), os.path.abspath(directory)]) \
+            == os.path.abspath(directory)
+    except (TypeError, ValueError):
+        return False
 
 
 def _resume(args, checkpoint):
@@ -313,10 +326,10 @@ def _resume(args, checkpoint):
     if solver.epoch != _epoch_of(os.path.basename(checkpoint)):
         raise SystemExit(f"fastnn train: --resume: {checkpoint!r} holds epoch {solver.epoch}, not the epoch its "
                          f"name says; rename or remove it")
-    _write_settings(args)
     resumed_at = solver.epoch
-    print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
     try:
+        _write_settings(args)
+        print(f"resuming {args.out} from {os.path.basename(checkpoint)} (epoch {resumed_at} of {args.epochs})")
         summary = _train(solver, model, data, args, None, resumed_from=checkpoint)
     except (KeyboardInterrupt, OSError) as error:
         _stopped(error, args, None)

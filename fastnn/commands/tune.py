@@ -91,16 +91,19 @@ def _silent(address):
 
     from distributed.comm import get_address_host_port
 
-    if not address.startswith("tcp://"):
+    if "://" in address and not address.startswith("tcp://"):  # HOST:8786 is tcp to dask too
         return False
     try:
-        host, port = get_address_host_port(address)
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as probe:
-            probe.recv(1)
-    except socket.timeout:
-        return True
-    except (OSError, ValueError):
+        probe = socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT)
+    except (OSError, ValueError):  # no answer to the connection itself (a wrong host): not this case
         return False
+    with probe:
+        try:
+            probe.recv(1)
+        except socket.timeout:
+            return True
+        except OSError:
+            return False
     return False
 
 
