@@ -899,3 +899,16 @@ def test_a_results_json_of_ones_own_does_not_make_a_directory_tunes(tmp_path, mo
     assert main(FAST + ["--out", str(out)]) == 0
     assert (out / "results.json").read_text() == '{"my": "notes"}'
     assert not [name for name in os.listdir(out) if name.startswith(".fastnn-train.")]  # no temporary claim left
+
+
+def test_a_file_system_whose_inodes_never_match_ends_the_retries(tmp_path, monkeypatch):
+    """_open_locked retried while the locked file was not the one at the path: where inode numbers are not
+    stable it would have retried for ever."""
+    from fastnn.commands import _outputs
+
+    path = tmp_path / ".fastnn-train"
+    path.write_text("")
+    monkeypatch.setattr(_outputs, "_same_file", lambda f, p: False)
+    claim, locked = _outputs._open_locked(str(path), take=True)
+    claim.close()
+    assert locked in (True, None)

@@ -128,15 +128,19 @@ def _create_locked(path):
     return claim, locked
 
 
+ATTEMPTS = 5  # _open_locked's tries at a claim file that is replaced while it locks it
+
+
 def _open_locked(path, take=False):
     """(file, locked) for the claim file at `path`, opened (created if missing, with take) and locked: True,
     False when another process holds it, None where there is no flock. A lock taken on a file that its owner
-    removed meanwhile (its run released the directory) is not the claim: it is taken again on what is there."""
+    removed meanwhile (its run released the directory) is not the claim: it is taken again on what is there, a
+    few times (a file system whose inode numbers are not stable would otherwise never let it end)."""
     flags = os.O_WRONLY | os.O_APPEND | NOFOLLOW | (os.O_CREAT if take else 0)
-    while True:
+    for attempt in range(ATTEMPTS):
         claim = os.fdopen(os.open(path, flags, 0o666), "a")
         locked = _lock(claim)
-        if not locked or _same_file(claim, path):
+        if not locked or attempt == ATTEMPTS - 1 or _same_file(claim, path):
             if locked is False:
                 claim.close()
             return claim, locked
