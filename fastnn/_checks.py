@@ -5,6 +5,7 @@ starts with the public function's name and names the argument and the shapes inv
 their inputs; `floats` returns C-contiguous arrays, copying only when the input is not contiguous already.
 """
 
+import functools
 import math
 import numbers
 import os
@@ -246,6 +247,7 @@ def conv_param(fn, conv_param, x_shape, w_shape, exact=True):
     return stride, pad, h_out, w_out
 
 
+@functools.cache  # asked on every convolution's check; it does not change
 def _physical_memory():
     """The machine's memory in bytes, or None where the system does not say."""
     try:

@@ -30,22 +30,17 @@ RUN_MARKS = {"train": ("fastnn-run.json",), "tune": ("results.json", "results.cs
 
 
 def other_commands_claim(directory, command):
-    """The claim file (or, without one, the marks) of another command's run in `directory` (train's in a tune
-    --out, say), else None: runs of two commands never share a directory, even with --overwrite, which replaces
-    only a run of its own command."""
+    """(the other command, its claim file or, without one, its marks) for a run of another command in
+    `directory` (train's in a tune --out, say), else None: runs of two commands never share a directory, even
+    with --overwrite, which replaces only a run of its own command."""
     for other in CLAIMING_COMMANDS:
         if other == command:
             continue
         if os.path.lexists(os.path.join(directory, claim_name(other))):
-            return claim_name(other)
+            return other, claim_name(other)
         if all(os.path.lexists(os.path.join(directory, name)) for name in RUN_MARKS[other]):
-            return " and ".join(RUN_MARKS[other])
+            return other, " and ".join(RUN_MARKS[other])
     return None
-
-
-def _command_of(claim):
-    """The command whose claim file or marks other_commands_claim named."""
-    return next(c for c in CLAIMING_COMMANDS if claim in (claim_name(c), " and ".join(RUN_MARKS[c])))
 
 
 def earlier_run(directory, command, is_output):
@@ -199,7 +194,8 @@ def output_directory(command, out, overwrite, default, is_output):
         raise SystemExit(f"{where}: --out {out!r} is a file, not a directory")
     other = other_commands_claim(out, command)
     if other:
-        raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {_command_of(other)} ({other}); choose "
+        other_command, shown = other
+        raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {other_command} ({shown}); choose "
                          f"another --out (--overwrite replaces only an earlier run of fastnn {command})")
     earlier = earlier_run(out, command, is_output)
     if earlier and not overwrite:
