@@ -49,14 +49,18 @@ def _tab_lines(filename, fn, columns):
         raise FileNotFoundError(f"{fn}: {filename!r} not found (is the path the extracted tiny-imagenet-200?)")
     rows = []
     with open(filename, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < columns:
-                raise ValueError(f"{fn}: {filename!r} line {number} has {len(fields)} tab-separated fields, "
-                                 f"expected at least {columns}")
-            rows.append([field.strip() for field in fields[:columns]])
+        try:
+            lines = f.read().split("\n")  # universal newlines: \r\n and \r are \n here
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{fn}: {filename!r} is not UTF-8 text ({error})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < columns:
+            raise ValueError(f"{fn}: {filename!r} line {number} has {len(fields)} tab-separated fields, "
+                             f"expected at least {columns}")
+        rows.append([field.strip() for field in fields[:columns]])
     return rows
 
 
@@ -79,7 +83,12 @@ def load_tiny_imagenet(path, dtype=np.float32, subtract_mean=True):
     - mean_image: (3, 64, 64) mean training image, subtracted from every split when subtract_mean
     """
     fn = "load_tiny_imagenet"
-    dtype = np.dtype(dtype)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a str or os.PathLike directory, got {type(path).__name__}")
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: dtype must be a floating type, got {dtype!r}") from None
     if dtype.kind != "f":
         raise TypeError(f"{fn}: dtype must be a floating type, got {dtype}")
     if not os.path.isdir(path):

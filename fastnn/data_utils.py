@@ -359,6 +359,8 @@ def load_CIFAR_batch(filename):
     if X.dtype.kind not in "uif":  # None, strings or complex numbers would become NaN, an error or lose a part
         raise ValueError(f"load_CIFAR_batch: {filename!r} holds data of dtype {X.dtype}; expected pixel values "
                          "(uint8 in the official batches)")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():  # one NaN pixel would make every split's mean NaN
+        raise ValueError(f"load_CIFAR_batch: {filename!r} holds NaN or infinite pixel values")
     if X.ndim != 2 or X.shape[1] != CIFAR10_IMAGE_SIZE or Y.shape != (X.shape[0],):
         raise ValueError(f"load_CIFAR_batch: {filename!r} holds data of shape {X.shape} and labels of shape "
                          f"{Y.shape}; expected (N, {CIFAR10_IMAGE_SIZE}) and (N,)")
@@ -366,6 +368,8 @@ def load_CIFAR_batch(filename):
         held = f"in [{Y.min()}, {Y.max()}]" if Y.dtype.kind in "iu" else f"of dtype {Y.dtype}"
         raise ValueError(f"load_CIFAR_batch: {filename!r} holds labels {held}; expected integer class labels in "
                          f"[0, {CIFAR10_NUM_CLASSES})")
+    if Y.size == 0:  # np.array([]) is float64, and concatenating it would make every batch's labels float
+        Y = Y.astype(np.int64)
     X = X.reshape(X.shape[0], 3, 32, 32).transpose(0, 2, 3, 1).astype("float")
     return X, Y
 
@@ -375,6 +379,8 @@ def load_CIFAR10(ROOT):
 
     Returns Xtr (50000, 32, 32, 3), Ytr, Xte (10000, 32, 32, 3), Yte.
     """
+    if not isinstance(ROOT, (str, bytes, os.PathLike)):
+        raise TypeError(f"load_CIFAR10: ROOT must be a str or os.PathLike directory, got {type(ROOT).__name__}")
     names = [f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]
     missing = [n for n in names if not os.path.isfile(os.path.join(ROOT, n))]
     if missing:
@@ -393,6 +399,8 @@ def load_CIFAR10(ROOT):
 def cifar10_candidates(path=None):
     """Where CIFAR-10 is looked for, in order: `path`, $FASTNN_CIFAR10_DIR, then the starter's locations
     (cs231n/datasets/cifar-10-batches-py under the working directory, datasets/... under it and next to fastnn)."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"cifar10 directory must be a str or os.PathLike, got {type(path).__name__}")
     candidates = [] if path is None else [os.fspath(path)]
     if os.environ.get(CIFAR10_ENV):
         candidates.append(os.environ[CIFAR10_ENV])
@@ -430,12 +438,15 @@ def get_CIFAR10_data(num_training=49000, num_validation=1000, num_test=1000, sub
     Returns a dict with X_train, y_train, X_val, y_val, X_test, y_test (X as (N, 3, 32, 32) float64).
     """
     # num_training >= 1: the mean of no training images is NaN, and subtract_mean would spread it to every split
+    sizes = []
     for name, value, low, limit in (("num_training", num_training, 1, None),
                                     ("num_validation", num_validation, 0, None), ("num_test", num_test, 0, 10000)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"get_CIFAR10_data: {name} must be an integer >= {low}, got {value!r}")
         if limit is not None and value > limit:
             raise ValueError(f"get_CIFAR10_data: {name} must be <= {limit}, got {value}")
+        sizes.append(int(value))  # a numpy int8 would wrap in the sums below
+    num_training, num_validation, num_test = sizes
     if num_training + num_validation > 50000:
         raise ValueError(f"get_CIFAR10_data: num_training + num_validation = {num_training + num_validation} "
                          "exceeds the 50000 training images")
@@ -495,6 +506,7 @@ def load_digits(num_validation=300, num_test=297, subtract_mean=True, seed=0, dt
     for name, value in (("num_validation", num_validation), ("num_test", num_test)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"load_digits: {name} must be an integer >= 0, got {value!r}")
+    num_validation, num_test = int(num_validation), int(num_test)  # a numpy int16 would wrap in the sums below
     if num_validation + num_test >= total:
         raise ValueError(f"load_digits: num_validation + num_test = {num_validation + num_test} leaves no "
                          f"training images out of {total}")
@@ -576,8 +588,16 @@ def standardize_channels(data, eps=1e-8):
     eps = _checks.number(fn, "eps", eps, low=0, low_open=True)
     X = data["X_train"]
     work = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)  # no float64 copy of float32
-    precise_mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work)
-    precise_std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is met just below
+        precise_mean = X.mean(axis=(0, 2, 3), keepdims=True, dtype=work)
+        precise_std = X.std(axis=(0, 2, 3), keepdims=True, dtype=work)
+    if not (np.isfinite(precise_mean).all() and np.isfinite(precise_std).all()):
+        if not np.isfinite(X).all():
+            raise ValueError(f"{fn}: X_train holds NaN or infinite values")
+        # the sums overflowed (float32 near 1e20, float64 near 1e200): the statistics of X / its largest value
+        scale = np.abs(X).max().astype(work)
+        precise_mean = (X / scale).mean(axis=(0, 2, 3), keepdims=True, dtype=work) * scale
+        precise_std = (X / scale).std(axis=(0, 2, 3), keepdims=True, dtype=work) * scale
     mean, std = precise_mean.astype(_float_dtype(X)), precise_std.astype(_float_dtype(X))
     out = dict(data)
     for k in splits:

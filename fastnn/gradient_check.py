@@ -33,7 +33,13 @@ def rel_error(x, y):
     x, y = (_numeric("rel_error", name, a).astype(np.float64) for name, a in (("x", x), ("y", y)))
     if x.shape != y.shape and x.ndim and y.ndim:  # a scalar against an array is fine; (3,) vs (3, 1) is not
         raise ValueError(f"rel_error: x and y must have the same shape, got {x.shape} and {y.shape}")
-    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)), initial=0.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        errors = np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))
+        overflowed = np.isnan(errors) & np.isfinite(x) & np.isfinite(y)  # 1e308 against -1e308: inf / inf
+        if overflowed.any():  # the same ratio of halves (exact: numbers this large are not subnormal)
+            x, y, errors = np.broadcast_arrays(x / 2, y / 2, errors)
+            errors = np.where(overflowed, np.abs(x - y) / np.maximum(5e-9, np.abs(x) + np.abs(y)), errors)
+    return float(np.max(errors, initial=0.0))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -129,7 +135,10 @@ def _scalar(fn, value):
         _checks.fail(fn, f"f must return a single real number, got {type(value).__name__} with shape "
                          f"{np.shape(value)}")
     # a 0-d array may be x itself, which the next step changes: keep its value
-    return value[()] if isinstance(value, np.ndarray) else value
+    value = value[()] if isinstance(value, np.ndarray) else value
+    if isinstance(value, (np.integer, np.bool_)):  # np.uint8(3) - np.uint8(5) wraps to 254; Python's int does not
+        return int(value)
+    return value
 
 
 def _output(fn, what, value, diff_name, diff):
@@ -143,6 +152,8 @@ def _output(fn, what, value, diff_name, diff):
         _checks.fail(fn, f"{what} must hold real numbers, got dtype bool with shape {value.shape}: differences "
                          "of bools are not defined", TypeError)
     value = _numeric(fn, what, value)
+    if value.dtype.kind in "iu":  # differences of uint8 outputs would wrap around
+        value = value.astype(np.float64)
     if value.shape != diff.shape:
         _checks.fail(fn, f"{what} has shape {value.shape} but {diff_name} has shape {diff.shape}; they must "
                          "match (no broadcasting)")

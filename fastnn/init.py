@@ -30,20 +30,22 @@ def check_weight_scale(fn, weight_scale):
 
 def cast_params(fn, params, dtype, weight_scale):
     """Each param cast to dtype in place of the dict; weights too large for dtype (weight_scale=1e300 in float32
-    casts to inf, so every loss is NaN) are refused naming weight_scale."""
+    casts to inf, so every loss is NaN) are refused naming weight_scale, with the dict left as it was."""
+    cast = {}
     for k, v in params.items():
         with np.errstate(over="ignore"):
-            params[k] = v.astype(dtype)
-        if not np.all(np.isfinite(params[k])):
+            cast[k] = v.astype(dtype)
+        if not np.all(np.isfinite(cast[k])):
             raise ValueError(f"{fn}: weight_scale {weight_scale!r} gives {k} weights that overflow "
                              f"{np.dtype(dtype).name}")
+    params.update(cast)
 
 
 def std_for(weight_scale, fan_in):
     """The standard deviation of the gaussian for a layer with `fan_in` inputs (an integer >= 1), for a
     weight_scale number >= 0 or 'xavier' or 'he' in any case."""
     weight_scale = check_weight_scale("std_for", weight_scale)
-    fan_in = _checks.integer("std_for", "fan_in", fan_in, 1)
+    fan_in = _checks.integer("std_for", "fan_in", fan_in, 1, maximum=2**63 - 1)
     if weight_scale == "xavier":
         return np.sqrt(1.0 / fan_in)
     if weight_scale == "he":
@@ -52,14 +54,21 @@ def std_for(weight_scale, fan_in):
 
 
 def _check_shape(fn, shape):
-    """A tuple or list of integers >= 0, as a tuple of ints."""
+    """A tuple or list of integers >= 0 that fits in memory, as a tuple of ints."""
     if not isinstance(shape, (tuple, list)):
         _checks.fail(fn, f"shape must be a tuple or list of integers, got {type(shape).__name__}", TypeError)
-    return tuple(_checks.integer(fn, f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
+    shape = tuple(_checks.integer(fn, f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
+    _checks.addressable(fn, f"shape {shape}", {"weights": shape}, allocated=("weights",))
+    return shape
 
 
-def _draw(shape, std, dtype):
-    return (std * np.random.randn(*shape)).astype(dtype)
+def _draw(fn, shape, std, dtype, named):
+    """std * randn(*shape) as an array of dtype (a 0-d one for shape ()), refused where it overflows dtype."""
+    with np.errstate(over="ignore"):
+        drawn = np.asarray(std * np.random.randn(*shape)).astype(dtype)
+    if not np.all(np.isfinite(drawn)):
+        _checks.fail(fn, f"{named} gives weights that overflow {np.dtype(dtype).name}")
+    return drawn
 
 
 def gaussian(shape, std, dtype=np.float64):
@@ -69,7 +78,7 @@ def gaussian(shape, std, dtype=np.float64):
     """
     fn = "gaussian"
     std = _checks.number(fn, "std", std, low=0)
-    return _draw(_check_shape(fn, shape), std, _checks.float_dtype(fn, dtype))
+    return _draw(fn, _check_shape(fn, shape), std, _checks.float_dtype(fn, dtype), f"std {std:g}")
 
 
 def weights(shape, weight_scale, dtype=np.float64):
@@ -82,4 +91,4 @@ def weights(shape, weight_scale, dtype=np.float64):
     weight_scale = check_weight_scale(fn, weight_scale)
     shape, dtype = _check_shape(fn, shape), _checks.float_dtype(fn, dtype)
     fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else int(np.prod(shape[:-1]))
-    return _draw(shape, std_for(weight_scale, max(fan_in, 1)), dtype)
+    return _draw(fn, shape, std_for(weight_scale, max(fan_in, 1)), dtype, f"weight_scale {weight_scale!r}")

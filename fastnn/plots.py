@@ -30,14 +30,41 @@ def _figure(width=6.4, height=4.0):
     return figure
 
 
-def _save(figure, path):
+def _checked_path(fn, path):
+    """path as a str, and the image format its extension names (png without one), checked before any drawing."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
+    image_format = os.path.splitext(path)[1][1:].lower() or "png"
+    supported = _figure(1, 1).canvas.get_supported_filetypes()
+    if image_format not in supported:
+        raise ValueError(f"{fn}: {path!r} names the image format {image_format!r}; matplotlib writes "
+                         f"{', '.join(sorted(supported))}")
+    return path, image_format
+
+
+def _save(fn, figure, path):
+    path, image_format = _checked_path(fn, path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{fn}: cannot write {path!r}: {directory!r} is not a directory") from None
     figure.tight_layout()
-    with atomic_open(path, "wb", fn="fastnn.plots") as f:
-        figure.savefig(f, format=os.path.splitext(path)[1][1:] or "png")
+    with atomic_open(path, "wb", fn=fn) as f:
+        figure.savefig(f, format=image_format)
     return path
+
+
+def _plottable(fn, name, values):
+    """values (a 1-D float64 array); matplotlib cannot lay out an axis whose finite values span more than a
+    float holds ([1e308, -1e308])."""
+    finite = values[np.isfinite(values)]
+    with np.errstate(over="ignore"):
+        too_wide = finite.size and not np.isfinite(finite.max() - finite.min())
+    if too_wide:
+        raise ValueError(f"{fn}: {name}'s values span [{finite.min():g}, {finite.max():g}], too wide for a plot")
+    return values
 
 
 def smooth(values, window=None):
@@ -52,22 +79,38 @@ def smooth(values, window=None):
         window = _checks.integer("smooth", "window", window, 1)
     if values.size == 0:
         return values
-    window = max(1, values.size // 20) if window is None else int(window)
+    window = max(1, values.size // 20) if window is None else min(window, values.size)
     finite = np.isfinite(values)
-    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
     counts = np.concatenate(([0], np.cumsum(finite)))
     ends = np.arange(1, values.size + 1)
     starts = np.maximum(ends - window, 0)
     n = counts[ends] - counts[starts]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[ends] - sums[starts]) / n, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.where(n > 0, _window_sums(np.where(finite, values, 0.0), window) / n, np.nan)
+
+
+def _window_sums(values, window):
+    """The sum of each entry and the window - 1 before it (fewer at the start). A window is a block's suffix plus
+    the next block's prefix (blocks of `window` entries), so each sum adds its own entries only: differences of
+    one running sum lost every later window's precision after a spike (a loss of 1e20, then 0.5s, smoothed to 0)."""
+    size = values.size
+    blocks = np.zeros(-(-size // window) * window)
+    blocks[:size] = values
+    blocks = blocks.reshape(-1, window)
+    prefix = np.cumsum(blocks, axis=1).ravel()[:size]
+    suffix = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1].ravel()[:size]
+    ends = np.arange(size)
+    starts = np.maximum(ends - window + 1, 0)
+    return np.where(starts % window == 0, prefix, suffix[starts] + prefix)
 
 
 def plot_loss(loss_history, path, title="Training loss"):
     """Write the per-iteration loss (faint) with its running mean to the PNG `path`; returns path."""
-    loss = np.asarray(loss_history, dtype=np.float64)
+    loss = _history("plot_loss", "loss_history", loss_history)
     if loss.ndim != 1 or loss.size == 0:
         raise ValueError(f"plot_loss: loss_history must be a non-empty 1-D sequence, got shape {loss.shape}")
+    _plottable("plot_loss", "loss_history", loss)
+    _checked_path("plot_loss", path)
     figure = _figure()
     ax = figure.add_subplot(1, 1, 1)
     iterations = np.arange(1, loss.size + 1)
@@ -78,17 +121,27 @@ def plot_loss(loss_history, path, title="Training loss"):
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save("plot_loss", figure, path)
+
+
+def _history(fn, name, values):
+    """values as a float64 array; what numpy cannot read as numbers is named, not numpy's own message."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{fn}: {name} must be a sequence of numbers ({error})") from None
 
 
 def plot_accuracy(train_acc_history, val_acc_history, path, title="Classification accuracy"):
     """Write train and validation accuracy per accuracy check (check 0 is after the first iteration, check e
     after epoch e) to the PNG `path`; returns path."""
-    train = np.asarray(train_acc_history, dtype=np.float64)
-    val = np.asarray(val_acc_history, dtype=np.float64)
+    fn = "plot_accuracy"
+    train = _history(fn, "train_acc_history", train_acc_history)
+    val = _history(fn, "val_acc_history", val_acc_history)
     if train.ndim != 1 or train.shape != val.shape or train.size == 0:
         raise ValueError(f"plot_accuracy: the histories must be non-empty and of equal length, got shapes "
                          f"{train.shape} and {val.shape}")
+    _checked_path(fn, path)
     figure = _figure()
     ax = figure.add_subplot(1, 1, 1)
     epochs = np.arange(train.size)
@@ -100,7 +153,7 @@ def plot_accuracy(train_acc_history, val_acc_history, path, title="Classificatio
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save(fn, figure, path)
 
 
 def filter_grid(W, padding=1):
@@ -115,7 +168,10 @@ def filter_grid(W, padding=1):
     padding = _checks.integer("filter_grid", "padding", padding, 0)
     cols = int(np.ceil(np.sqrt(F)))
     rows = int(np.ceil(F / cols))
-    grid = np.ones((rows * (HH + padding) + padding, cols * (WW + padding) + padding, C))
+    shape = (rows * (HH + padding) + padding, cols * (WW + padding) + padding, C)
+    _checks.addressable("filter_grid", f"{F} filters of {HH}x{WW} with padding {padding}", {"a grid": shape},
+                        allocated=("a grid",))
+    grid = np.ones(shape)
     for f in range(F):
         low, high = W[f].min(), W[f].max()
         tile = (W[f] - low) / (high - low) if high > low else np.full_like(W[f], 0.5)
@@ -128,9 +184,10 @@ def filter_grid(W, padding=1):
 def plot_filters(W, path, title="First-layer filters"):
     """Write the grid of first-layer filters W (F, C, HH, WW) to the PNG `path`; returns path."""
     grid = filter_grid(W)
+    _checked_path("plot_filters", path)
     figure = _figure(5, 5)
     ax = figure.add_subplot(1, 1, 1)
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title)
-    return _save(figure, path)
+    return _save("plot_filters", figure, path)

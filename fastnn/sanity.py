@@ -30,7 +30,12 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
     make_model(reg) must build a fresh model with small initial weights; both models start from the same
     numpy RNG state so they share their weights. num_classes is an integer >= 2 (log 1 = 0 leaves no tolerance).
     """
-    num_classes = _checks.integer("check_initial_loss", "num_classes", num_classes, minimum=2)
+    fn = "check_initial_loss"
+    num_classes = _checks.integer(fn, "num_classes", num_classes, minimum=2)
+    reg = _checks.number(fn, "reg", reg, low=0, low_open=True)
+    tolerance = _checks.number(fn, "tolerance", tolerance, low=0)
+    if not callable(make_model):
+        _checks.fail(fn, f"make_model must be callable (reg -> model), got {type(make_model).__name__}", TypeError)
     state = np.random.get_state()
     loss_0, _ = make_model(0.0).loss(X, y)
     np.random.set_state(state)
@@ -52,10 +57,44 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
 RESOLUTIONS = 4
 
 
-def _sampled_entries(model, X, y, num_checks, h, seed):
+def _checked_arguments(fn, model, num_checks, h, seed):
+    """num_checks and h as numbers, after checking that model.params is a dict of writeable floating arrays."""
+    params = getattr(model, "params", None)
+    if not isinstance(params, dict) or not callable(getattr(model, "loss", None)):
+        _checks.fail(fn, f"model must have a params dict and a loss method, got {type(model).__name__}", TypeError)
+    if not params:
+        _checks.fail(fn, f"model.params is empty: {type(model).__name__} has no parameters to check")
+    for name, param in params.items():
+        if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
+            got = f"dtype {param.dtype}" if isinstance(param, np.ndarray) else type(param).__name__
+            _checks.fail(fn, f"model.params[{name!r}] must be a floating numpy array, got {got}", TypeError)
+        if not param.flags.writeable:  # each entry is perturbed in place
+            _checks.fail(fn, f"model.params[{name!r}] is read-only; the check perturbs it in place")
+    num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=1)
+    h = _checks.number(fn, "h", h, low=0, low_open=True)
+    if seed is not None:
+        _checks.integer(fn, "seed", seed, minimum=0)
+    return num_checks, h
+
+
+def _checked_grads(fn, model, grads):
+    if not isinstance(grads, dict):
+        _checks.fail(fn, f"model.loss(X, y) must return (loss, grads) with grads a dict, got {type(grads).__name__}",
+                     TypeError)
+    for name, param in model.params.items():
+        grad = grads.get(name)
+        if getattr(grad, "shape", None) != param.shape:
+            got = "no entry" if grad is None else f"shape {getattr(grad, 'shape', type(grad).__name__)}"
+            _checks.fail(fn, f"model.loss's grads[{name!r}] must have the shape of its param, {param.shape}; "
+                             f"got {got}")
+    return grads
+
+
+def _sampled_entries(fn, model, X, y, num_checks, h, seed):
     """(name, index, numeric, analytic, resolution) for num_checks random entries of each parameter; the params
     are perturbed in place and restored, even when model.loss raises."""
     _, grads = model.loss(X, y)
+    grads = _checked_grads(fn, model, grads)
     rng = np.random.default_rng(seed)
     for name, param in model.params.items():
         eps = np.finfo(param.dtype).eps if param.dtype.kind == "f" else np.finfo(float).eps
@@ -74,16 +113,21 @@ def _sampled_entries(model, X, y, num_checks, h, seed):
 
 
 def _relative_error(numeric, analytic):
-    return float(abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8))
+    """The relative error, infinite where either gradient is NaN or infinite (a NaN compares below every
+    error, so it would have read as a match)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = float(abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8))
+    return error if np.isfinite(numeric) and np.isfinite(analytic) and error == error else float("inf")
 
 
 def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):
     """The largest relative error |numeric - analytic| / max(|numeric| + |analytic|, 1e-8) per parameter,
     from centred differences at `num_checks` random entries of each. The model should be float64. Returns a
     dict name -> (error, index). The params are perturbed in place and restored, even when model.loss raises."""
-    num_checks = _checks.integer("sampled_gradient_errors", "num_checks", num_checks, minimum=1)
+    fn = "sampled_gradient_errors"
+    num_checks, h = _checked_arguments(fn, model, num_checks, h, seed)
     errors = {name: (0.0, None) for name in model.params}
-    for name, index, numeric, analytic, _ in _sampled_entries(model, X, y, num_checks, h, seed):
+    for name, index, numeric, analytic, _ in _sampled_entries(fn, model, X, y, num_checks, h, seed):
         error = _relative_error(numeric, analytic)
         if error >= errors[name][0]:
             errors[name] = (error, index)
@@ -97,17 +141,16 @@ def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0, h=1e-6):
     difference can resolve (eps |loss| / h) where its gradient is too small for a relative error to mean much.
     """
     fn = "check_gradients"
-    num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=1)
-    if not model.params:
-        _checks.fail(fn, f"model.params is empty: {type(model).__name__} has no parameters to check")
+    num_checks, h = _checked_arguments(fn, model, num_checks, h, seed)
+    threshold = _checks.number(fn, "threshold", threshold, low=0)
     dtype = next(iter(model.params.values())).dtype
     if dtype != np.float64:
         return Verdict("gradient check", False, f"the model is {dtype}; gradient checks need float64")
     worst = {True: (0.0, None), False: (0.0, None)}  # the largest relative error of the entries passed, failed
     failed = by_resolution = 0
-    for name, index, numeric, analytic, resolution in _sampled_entries(model, X, y, num_checks, h, seed):
+    for name, index, numeric, analytic, resolution in _sampled_entries(fn, model, X, y, num_checks, h, seed):
         error = _relative_error(numeric, analytic)
-        within_resolution = abs(numeric - analytic) <= RESOLUTIONS * resolution
+        within_resolution = bool(np.isfinite(error) and abs(numeric - analytic) <= RESOLUTIONS * resolution)
         passed = error <= threshold or within_resolution
         failed += not passed
         by_resolution += error > threshold and within_resolution
@@ -115,13 +158,17 @@ def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0, h=1e-6):
             worst[passed] = (error, f"{name}{list(index) if index else ''}")
     worst, where = worst[failed == 0]
     detail = (f"max relative error {worst:.2e} ({where}) over {num_checks} entries of each of {len(model.params)} "
-              f"parameters at reg {getattr(model, 'reg', 0):g}; threshold {threshold:.0e}")
+              f"parameters at reg {_shown(getattr(model, 'reg', 0))}; threshold {threshold:.0e}")
     if by_resolution:
         detail += (f"; {by_resolution} entries above it are within {RESOLUTIONS} x the numeric difference's "
                    f"resolution (eps |loss| / h), too small a gradient for a relative error")
     if failed:
         detail += f"; {failed} entries fail"
     return Verdict("gradient check", failed == 0, detail)
+
+
+def _shown(value):
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
 
 
 def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam", learning_rate=1e-2, seed=0):
@@ -132,6 +179,7 @@ def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam",
     """
     from .solver import Solver, epochs_of_checks
 
+    num_epochs = _checks.integer("check_overfit", "num_epochs", num_epochs, minimum=1)
     data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
     solver = Solver(model, data, update_rule=update_rule, optim_config={"learning_rate": learning_rate},
                     num_epochs=num_epochs, batch_size=batch_size, num_train_samples=None, verbose=False, seed=seed)

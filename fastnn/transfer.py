@@ -55,13 +55,19 @@ def load_params(model, source):
     layer whose gamma loads, so that test-mode scores are the checkpoint's); a .npy written by model.save(); or
     an .npz of named arrays (np.savez(path, **model.params)). Params that are not real numbers, or that hold
     NaN or Inf (after the cast), are refused, and then nothing is loaded."""
+    params = getattr(model, "params", None)
+    if not isinstance(params, dict) or not all(isinstance(v, np.ndarray) for v in params.values()):
+        raise TypeError(f"load_params: model must have a params dict of numpy arrays, got {type(model).__name__}")
     source, statistics = _source_params(source)
     report, loaded = TransferReport(), {}
-    for name, current in model.params.items():
+    for name, current in params.items():
         if name not in source:
             report.missing.append(name)
             continue
-        value = np.asarray(source[name])
+        try:
+            value = np.asarray(source[name])
+        except ValueError as error:  # a ragged list
+            raise ValueError(f"load_params: {name} is not an array ({error}); nothing was loaded") from None
         if value.dtype.kind not in "iuf":  # complex would lose its imaginary part, objects their meaning
             raise ValueError(f"load_params: {name} holds {value.dtype} values, not real numbers; nothing was loaded")
         if value.shape != current.shape:
@@ -69,6 +75,11 @@ def load_params(model, source):
             continue
         with np.errstate(over="ignore", invalid="ignore"):  # what overflows is refused just below
             loaded[name] = value.astype(current.dtype, copy=True)
+            # an integer param would truncate 1.7 to 1 and wrap 1e30 around without a word
+            inexact = current.dtype.kind in "iu" and not np.array_equal(loaded[name].astype(value.dtype), value)
+        if inexact:
+            raise ValueError(f"load_params: {name} holds values that the model's {current.dtype} cannot hold "
+                             "exactly; nothing was loaded")
     running = _running_statistics(model, statistics, loaded, report)
     not_finite = [name for name, value in loaded.items() if not np.isfinite(value).all()]
     not_finite += [f"the running statistics of batchnorm layer {layer}" for layer, stats in running.items()
@@ -89,6 +100,8 @@ def _source_params(source):
     """(params, the checkpoint's bn_params or None) of load_params' source."""
     if isinstance(source, dict):
         return source, None
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load_params: source must be a dict of arrays or a path, got {type(source).__name__}")
     from .checkpoint import HEADER_KEY, load_checkpoint
 
     if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
@@ -151,10 +164,16 @@ def _names(pattern, name):
             or (rest[0].isdigit() and not pattern[-1].isdigit()))
 
 
-def select(params, patterns, what="pattern"):
-    """The names in `params` that the patterns name (exact names, prefixes or the groups 'conv'/'affine')."""
+def select(params, patterns, what="select: pattern"):
+    """The names in `params` that the patterns name (exact names, prefixes or the groups 'conv'/'affine').
+    `what` names the patterns in errors ('Solver: freeze')."""
+    if not isinstance(params, dict) or not all(isinstance(n, str) for n in params):
+        raise TypeError("select: params must be a dict keyed by param names (str), got "
+                        f"{type(params).__name__}")
     if isinstance(patterns, str):
         patterns = [patterns]
+    if isinstance(patterns, (bytes, dict)) or not hasattr(patterns, "__iter__"):
+        raise TypeError(f"{what} must be a str or a list of str, got {type(patterns).__name__}")
     chosen = set()
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:

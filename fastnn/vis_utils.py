@@ -1,8 +1,10 @@
 """The cs231n.vis_utils API: image grids for showing weights and data (the notebooks' show_net_weights and the
 first-layer filters of ConvolutionalNetworks.ipynb use visualize_grid).
 
-Same layouts and numbers as the starter, with one difference on purpose: a constant image (high == low), which
-the starter divides by zero into NaN, is drawn as 0.
+Same layouts and numbers as the starter, with differences on purpose: a constant image (high == low), which
+the starter divides by zero into NaN, is drawn as 0; integer and bool images are scaled in float64 (the starter
+wraps int8 around, and cannot subtract bools); an image whose range overflows its dtype (float16 +-60000) is
+scaled by halves, not to NaN.
 """
 
 import math
@@ -24,9 +26,19 @@ def _images(fn, Xs):
 
 
 def _scaled(image, top):
-    """image scaled from its own [min, max] to [0, top]; a constant image is 0."""
+    """image scaled from its own [min, max] to [0, top]; a constant image is 0, one holding NaN all NaN (as the
+    starter's)."""
+    if image.dtype.kind != "f":
+        image = image.astype(np.float64)
     low, high = np.min(image), np.max(image)
-    return top * (image - low) / (high - low) if high > low else np.zeros(image.shape)
+    if high == low:
+        return np.zeros(image.shape)
+    with np.errstate(over="ignore"):
+        if np.isinf(high - low):  # halving is exact here: a range this wide holds no subnormal ends
+            image, low, high = image / 2, low / 2, high / 2
+        if np.isinf(top * (high - low)):  # top times a difference would overflow: divide first
+            return top * ((image - low) / (high - low))
+    return top * (image - low) / (high - low)
 
 
 def _tile(grid, image, row, col, step_y, step_x, offset=0):
@@ -55,6 +67,17 @@ def visualize_grid(Xs, ubound=255.0, padding=1):
     return grid
 
 
+def _image(fn, name, image):
+    """image as a numeric array; strings, objects and complex numbers are refused."""
+    try:
+        image = np.asarray(image)
+    except ValueError as error:  # a ragged nest of lists
+        _checks.fail(fn, f"{name} must be an (H, W, C) image ({error})")
+    if image.dtype.kind not in "biuf":
+        _checks.fail(fn, f"{name} must be an image of numbers, got dtype {image.dtype}", TypeError)
+    return image
+
+
 def _grid_dtype(dtype):
     """The starter's result dtype: float images keep theirs; integer ones (uint8 pixels) scale to float64."""
     return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
@@ -75,9 +98,10 @@ def vis_nn(rows):
     """Visualize an array of arrays of images: rows[y][x] (H, W, C) at row y, column x, with one pixel after each
     image, the gaps at 1 before the whole grid is scaled to [0, 1] together."""
     fn = "vis_nn"
-    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) and r for r in rows):
+    sequences = (list, tuple, np.ndarray)
+    if not isinstance(rows, sequences) or not len(rows) or not all(isinstance(r, sequences) and len(r) for r in rows):
         _checks.fail(fn, "rows must be a non-empty sequence of non-empty sequences of (H, W, C) images", TypeError)
-    first = np.asarray(rows[0][0])
+    first = _image(fn, "rows[0][0]", rows[0][0])
     if first.ndim != 3:
         _checks.fail(fn, f"rows[0][0] must be an (H, W, C) image, got shape {first.shape}")
     H, W, C = first.shape
@@ -85,7 +109,7 @@ def vis_nn(rows):
     grid = np.ones((len(rows) * (H + 1), columns * (W + 1), C), dtype=_grid_dtype(first.dtype))
     for y, row in enumerate(rows):
         for x, image in enumerate(row):
-            image = np.asarray(image)
+            image = _image(fn, f"rows[{y}][{x}]", image)
             if image.shape != first.shape:
                 _checks.fail(fn, f"rows[{y}][{x}] has shape {image.shape}; every image must be {first.shape}")
             _tile(grid, image, y, x, H + 1, W + 1)

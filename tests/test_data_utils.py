@@ -307,3 +307,63 @@ def test_load_cifar_batch_refuses_data_that_are_not_pixels(tmp_path, data, messa
 def test_load_cifar_batch_names_a_filename_that_is_no_path():
     with pytest.raises(TypeError, match=r"load_CIFAR_batch: filename must be a str or os.PathLike, got NoneType"):
         data_utils.load_CIFAR_batch(None)
+
+
+@pytest.mark.parametrize("small", [np.int8, np.int16, np.uint8])
+def test_load_digits_adds_small_numpy_integer_sizes_without_wrapping(small):
+    """int16(30000) + int16(30000) wrapped negative: train was all 1797 images and test the same 1797."""
+    split = data_utils.load_digits(num_validation=small(100), num_test=small(100))
+    assert (len(split["y_train"]), len(split["y_val"]), len(split["y_test"])) == (1597, 100, 100)
+    assert not set(map(bytes, split["X_train"])) & set(map(bytes, split["X_test"]))
+    big = np.iinfo(small).max
+    if 2 * big >= 1797:
+        with pytest.raises(ValueError, match=rf"num_validation \+ num_test = {2 * big} leaves no training"):
+            data_utils.load_digits(num_validation=small(big), num_test=small(big))
+
+
+@pytest.mark.parametrize("small", [np.int8, np.uint8])
+def test_get_cifar10_data_adds_small_numpy_integer_sizes_without_wrapping(tmp_path, small):
+    write_cifar_dir(tmp_path, n=100)  # 500 training images
+    data = data_utils.get_CIFAR10_data(small(100), small(100), small(3), cifar10_dir=str(tmp_path))
+    assert (len(data["y_train"]), len(data["y_val"]), len(data["y_test"])) == (100, 100, 3)
+
+
+def test_an_empty_cifar_batch_keeps_the_labels_integer(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []}, protocol=2))
+    X, Y = data_utils.load_CIFAR_batch(str(path))
+    assert X.shape == (0, 32, 32, 3) and Y.dtype.kind == "i"
+
+
+def test_load_cifar_batch_refuses_nan_pixels(tmp_path):
+    """One NaN pixel made the training mean, and so every split, NaN."""
+    data = np.zeros((1, 3072))
+    data[0, 5] = np.nan
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": data, "labels": [1]}, protocol=2))
+    with pytest.raises(ValueError, match=r"load_CIFAR_batch: .* NaN or infinite pixel values"):
+        data_utils.load_CIFAR_batch(str(path))
+
+
+def test_cifar10_directories_that_are_no_path_are_named():
+    with pytest.raises(TypeError, match=r"load_CIFAR10: ROOT must be a str or os.PathLike directory, got NoneType"):
+        data_utils.load_CIFAR10(None)
+    with pytest.raises(TypeError, match=r"cifar10 directory must be a str or os.PathLike, got int"):
+        data_utils.get_CIFAR10_data(cifar10_dir=5)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e20), (np.float64, 1e200)])
+def test_standardize_channels_of_values_whose_variance_overflows(dtype, scale):
+    """The variance of float32 values near 1e20 is inf in float32: every output was 0."""
+    X = (np.random.default_rng(0).standard_normal((6, 2, 3, 3)) * scale).astype(dtype)
+    out = data_utils.standardize_channels({"X_train": X})
+    assert out["X_train"].dtype == dtype
+    np.testing.assert_allclose(out["X_train"].std(axis=(0, 2, 3)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out["channel_std"].ravel() / scale, (X / scale).std(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_standardize_channels_refuses_nan_training_images():
+    X = np.random.default_rng(0).standard_normal((6, 2, 3, 3))
+    X[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"standardize_channels: X_train holds NaN or infinite values"):
+        data_utils.standardize_channels({"X_train": X})

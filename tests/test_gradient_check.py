@@ -332,3 +332,23 @@ def test_verbose_prints_nothing_computed_on_a_modified_x(capsys):
         eval_numerical_gradient(relu_in_place, x)
     assert capsys.readouterr().out == ""
     np.testing.assert_array_equal(x, [1.0, -2.0, 3.0])
+
+
+@pytest.mark.parametrize("integer", [np.uint8, np.int8])
+def test_integer_outputs_are_differenced_without_wrapping(integer):
+    """np.uint8(3) - np.uint8(5) is 254: the gradient came out 12,700,000 instead of -100,000."""
+    grad = eval_numerical_gradient(lambda z: integer(5 if z[0] < 1 else 3), np.ones(1), verbose=False)
+    np.testing.assert_allclose(grad, [-100000.0])
+    grad = eval_numerical_gradient_array(lambda z: (z < 1).astype(integer) * 3, np.ones(2), np.ones(2))
+    np.testing.assert_allclose(grad, [-150000.0, -150000.0])
+
+
+def test_a_numpy_bool_output_counts_as_0_or_1():
+    grad = eval_numerical_gradient(lambda z: np.bool_(z[0] < 1), np.ones(1), verbose=False)
+    np.testing.assert_allclose(grad, [-50000.0])
+
+
+def test_rel_error_of_numbers_whose_difference_overflows():
+    assert rel_error(1e308, -1e308) == 1.0
+    assert rel_error(np.array([1e308, 1.0]), np.array([-1e308, 1.0])) == 1.0
+    assert np.isnan(rel_error(np.inf, 1.0))  # as the starter's

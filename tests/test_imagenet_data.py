@@ -191,3 +191,16 @@ def test_load_imagenet_val_names_images_and_labels_that_do_not_match(tmp_path, X
     message = r"load_imagenet_val: .*odd.npz.* holds X .* and y .*; expected X \(N, H, W, 3\)"
     with pytest.raises(ValueError, match=message):
         load_imagenet_val(path=path)
+
+
+def test_load_tiny_imagenet_names_bad_arguments_and_text_that_is_not_utf8(tmp_path):
+    with pytest.raises(TypeError, match=r"load_tiny_imagenet: path must be a str or os.PathLike directory, got int"):
+        load_tiny_imagenet(5)
+    _tiny_tree(tmp_path)
+    with pytest.raises(TypeError, match=r"load_tiny_imagenet: dtype must be a floating type, got 'nope'"):
+        load_tiny_imagenet(tmp_path, dtype="nope")
+    (tmp_path / "words.txt").write_bytes(b"n01\tgoldfish\nn02\tcat \xff\n")
+    with pytest.raises(ValueError, match=r"load_tiny_imagenet: '.*words.txt' is not UTF-8 text"):
+        load_tiny_imagenet(tmp_path)
+    (tmp_path / "words.txt").write_bytes(b"n01\tgoldfish\r\nn02\tcat\r\n")  # Windows line ends still read
+    assert load_tiny_imagenet(tmp_path)["class_names"] == [["goldfish"], ["cat"]]

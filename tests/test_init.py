@@ -67,3 +67,30 @@ def test_valid_shapes_and_dtypes():
     assert init.weights([0, 4], "he").shape == (0, 4)
     assert init.weights((np.int64(2), 3), 0.1, dtype=np.float32).dtype == np.float32
     assert init.gaussian((2,), 0.0).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: init.gaussian((2, 2), 1e300, np.float32), r"gaussian: std 1e\+300 gives weights that overflow float32"),
+    (lambda: init.weights((2, 2), 1e39, np.float32), r"weights: weight_scale 1e\+39 gives weights that overflow"),
+    (lambda: init.std_for("he", 10**400), r"std_for: fan_in must be <= 9223372036854775807"),
+    (lambda: init.gaussian((10**10, 10**10), 1.0), r"gaussian: shape \(10000000000, 10000000000\) need weights"),
+])
+def test_weights_that_overflow_or_cannot_exist_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_scalar_shape_draws_a_0d_array():
+    """np.random.randn() is a float, which has no astype."""
+    np.random.seed(0)
+    drawn = init.gaussian((), 2.0, np.float32)
+    np.random.seed(0)
+    assert drawn.shape == () and drawn.dtype == np.float32 and drawn == np.float32(2.0 * np.random.randn())
+    assert init.weights((), "he").shape == ()
+
+
+def test_cast_params_leaves_the_dict_as_it_was_when_it_refuses():
+    params = {"W1": np.full(2, 1e300), "W2": np.ones(2)}
+    with pytest.raises(ValueError, match=r"Net: weight_scale 1e\+300 gives W1 weights that overflow float32"):
+        init.cast_params("Net", params, np.float32, 1e300)
+    assert params["W1"].dtype == np.float64 and params["W1"][0] == 1e300 and params["W2"].dtype == np.float64

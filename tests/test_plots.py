@@ -88,3 +88,51 @@ def test_plots_leave_pyplot_alone(tmp_path):
     had_pyplot = "matplotlib.pyplot" in sys.modules
     plots.plot_loss([1.0, 0.5], tmp_path / "loss.png")
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+def test_smooth_recovers_after_a_huge_spike():
+    """Differences of one running sum lost all precision after a loss of 1e20: the later means were 0."""
+    values = [1e20] + [0.5] * 30
+    np.testing.assert_array_equal(plots.smooth(values, 5)[-25:], 0.5)
+
+
+@pytest.mark.parametrize("window", [1, 3, 7, 10, 31])
+def test_smooth_equals_the_mean_of_each_windows_finite_entries(window):
+    values = np.random.default_rng(window).standard_normal(31)
+    values[[2, 15, 16]] = np.nan
+    values[20] = np.inf
+    expected = []
+    for end in range(1, 32):
+        held = values[max(end - window, 0):end]
+        held = held[np.isfinite(held)]
+        expected.append(held.mean() if held.size else np.nan)
+    np.testing.assert_allclose(plots.smooth(values, window), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_smooth_takes_a_window_longer_than_the_history():
+    np.testing.assert_array_equal(plots.smooth([1.0, 2.0, 3.0], 10**30), [1.0, 1.5, 2.0])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda p: plots.plot_loss([1.0, 2.0], p / "loss.zzz"), ValueError, r"plot_loss: .* names the image format 'zzz'"),
+    (lambda p: plots.plot_loss([1.0, 2.0], 5), TypeError, r"plot_loss: path must be a str or os.PathLike, got int"),
+    (lambda p: plots.plot_loss([1e308, -1e308], p / "l.png"), ValueError, r"plot_loss: loss_history's values span"),
+    (lambda p: plots.plot_loss(["a"], p / "l.png"), TypeError,
+     r"plot_loss: loss_history must be a sequence of numbers"),
+    (lambda p: plots.plot_accuracy([0.1], ["high"], p / "a.png"), TypeError,
+     r"plot_accuracy: val_acc_history must be a sequence of numbers"),
+    (lambda p: plots.plot_filters(np.ones((2, 1, 3, 3)), p / "f.txt"), ValueError, r"plot_filters: .*'txt'"),
+    (lambda p: plots.plot_loss([1.0], p.parent / "file" / "l.png"), ValueError,
+     r"plot_loss: cannot write .* is not a directory"),
+    (lambda p: plots.filter_grid(np.ones((2, 1, 3, 3)), padding=10**12), ValueError,
+     r"filter_grid: 2 filters of 3x3 with padding 10+ need a grid of shape"),
+])
+def test_plots_name_bad_arguments_before_making_any_directory(tmp_path, call, error, message):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(error, match=message):
+        call(tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # the format was once checked after os.makedirs
+
+
+def test_an_upper_case_extension_names_its_format(tmp_path):
+    read_png(plots.plot_loss([3.0, 2.0, 1.0], tmp_path / "loss.PNG"))

@@ -182,3 +182,109 @@ def test_initial_loss_needs_an_integer_num_classes_of_at_least_two(num_classes, 
     X, y = data(n=8)
     with pytest.raises(error, match=r"check_initial_loss: num_classes must be"):
         sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=num_classes)
+
+
+class Broken(Softmax):
+    """Softmax whose gradients (or loss) are NaN or infinite."""
+
+    def __init__(self, bad_grad=None, bad_loss=None):
+        super().__init__()
+        self.bad_grad, self.bad_loss = bad_grad, bad_loss
+
+    def loss(self, X, y=None):
+        loss, grads = super().loss(X, y)
+        if self.bad_grad is not None:
+            grads["W"] = np.full_like(grads["W"], self.bad_grad)
+        return (loss if self.bad_loss is None else self.bad_loss), grads
+
+
+@pytest.mark.parametrize("model", [Broken(bad_grad=np.nan), Broken(bad_grad=np.inf), Broken(bad_loss=np.nan)],
+                         ids=["nan-grad", "inf-grad", "nan-loss"])
+def test_nan_or_infinite_gradients_are_the_worst_error_not_a_match(model):
+    """A NaN error never compared above 0.0, so a broken model read as a perfect one ((0.0, None))."""
+    X, y = data(n=8)
+    errors = sanity.sampled_gradient_errors(model, X, y, num_checks=2)
+    assert errors["W"][0] == np.inf and errors["W"][1] is not None
+    verdict = sanity.check_gradients(model, X, y, num_checks=2)
+    assert not verdict.passed and "max relative error inf (" in verdict.detail
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"h": 0.0}, ValueError, r"h must be > 0"),
+    ({"h": np.nan}, ValueError, r"h must be finite"),
+    ({"seed": -1}, ValueError, r"seed must be >= 0"),
+    ({"seed": "a"}, TypeError, r"seed must be an integer"),
+])
+def test_sampled_gradient_checks_name_bad_arguments(kwargs, error, message):
+    X, y = data(n=4)
+    for fn in (sanity.sampled_gradient_errors, sanity.check_gradients):
+        with pytest.raises(error, match=fn.__name__ + ": " + message):
+            fn(Softmax(), X, y, **kwargs)
+    with pytest.raises(TypeError, match=r"check_gradients: threshold must be a real number"):
+        sanity.check_gradients(Softmax(), X, y, threshold="1e-5")
+
+
+class Grads(Softmax):
+    def __init__(self, change):
+        super().__init__()
+        self.change = change
+
+    def loss(self, X, y=None):
+        loss, grads = super().loss(X, y)
+        self.change(grads)
+        return loss, grads
+
+
+@pytest.mark.parametrize("model, error, message", [
+    (Grads(lambda g: g.pop("b")), ValueError,
+     r"model.loss's grads\['b'\] must have the shape of its param, \(4,\); got no entry"),
+    (Grads(lambda g: g.update(b=np.zeros(3))), ValueError, r"model.loss's grads\['b'\] .* got shape \(3,\)"),
+    (type("NoParams", (), {"params": [1], "loss": lambda self, X, y: 0}), TypeError,
+     r"model must have a params dict and a loss method, got type"),
+])
+def test_sampled_gradient_checks_name_a_bad_model(model, error, message):
+    X, y = data(n=4)
+    with pytest.raises(error, match="sampled_gradient_errors: " + message):
+        sanity.sampled_gradient_errors(model, X, y)
+
+
+def test_sampled_gradient_checks_refuse_integer_and_read_only_params():
+    X, y = data(n=4)
+    model = Softmax()
+    model.params["b"] = np.zeros(4, np.int64)
+    with pytest.raises(TypeError, match=r"model.params\['b'\] must be a floating numpy array, got dtype int64"):
+        sanity.sampled_gradient_errors(model, X, y)
+    model = Softmax()
+    model.params["W"].flags.writeable = False
+    with pytest.raises(ValueError, match=r"check_gradients: model.params\['W'\] is read-only"):
+        sanity.check_gradients(model, X, y)
+
+
+class Labelled(Softmax):
+    """reg is only a label here: the loss is taken at reg 0."""
+
+    def loss(self, X, y=None):
+        reg, self.reg = self.reg, 0.0
+        try:
+            return super().loss(X, y)
+        finally:
+            self.reg = reg
+
+
+def test_check_gradients_shows_a_reg_that_is_not_a_number():
+    X, y = data(n=4)
+    model = Labelled()
+    model.reg = None
+    assert "at reg None" in sanity.check_gradients(model, X, y, num_checks=1).detail
+
+
+def test_other_checks_name_bad_arguments():
+    X, y = data(n=4)
+    with pytest.raises(ValueError, match=r"check_overfit: num_epochs must be >= 1, got 0"):
+        sanity.check_overfit(Softmax(), X, y, num_epochs=0)
+    with pytest.raises(TypeError, match=r"check_initial_loss: make_model must be callable"):
+        sanity.check_initial_loss(5, X, y, num_classes=4)
+    with pytest.raises(TypeError, match=r"check_initial_loss: tolerance must be a real number"):
+        sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=4, tolerance="x")
+    with pytest.raises(ValueError, match=r"check_initial_loss: reg must be > 0"):
+        sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=4, reg=0)

@@ -212,3 +212,39 @@ def test_params_that_are_not_real_numbers_or_keys_that_are_not_names():
         np.testing.assert_array_equal(model.params[name], value)
     report = load_params(model, {"b1": np.ones(4), 7: np.ones(2)})
     assert report.unused == ["7"] and "in the checkpoint but not in the model: 7" in str(report)
+
+
+class IntegerModel:
+    def __init__(self):
+        self.params = {"W": np.zeros(2, np.int64), "step": np.zeros((), np.int64)}
+
+
+@pytest.mark.parametrize("value", [np.array([1.7, 1.0]), np.array([1e30, 1.0])])
+def test_values_an_integer_param_cannot_hold_are_refused_and_nothing_loads(value):
+    model = IntegerModel()
+    with pytest.raises(ValueError, match=r"load_params: W holds values that the model's int64 cannot hold exactly"):
+        load_params(model, {"W": value, "step": np.array(3.0)})
+    assert model.params["step"] == 0
+    assert load_params(model, {"W": np.array([2.0, -1.0])}).loaded == ["W"]
+    np.testing.assert_array_equal(model.params["W"], [2, -1])
+
+
+@pytest.mark.parametrize("model, source, error, message", [
+    (None, {}, TypeError, r"load_params: model must have a params dict of numpy arrays, got NoneType"),
+    (IntegerModel(), 5, TypeError, r"load_params: source must be a dict of arrays or a path, got int"),
+    (IntegerModel(), {"W": [[1], [1, 2]]}, ValueError, r"load_params: W is not an array"),
+])
+def test_load_params_names_bad_arguments(model, source, error, message):
+    with pytest.raises(error, match=message):
+        load_params(model, source)
+
+
+@pytest.mark.parametrize("params, patterns, error, message", [
+    ({"W1": 1}, None, TypeError, r"select: pattern must be a str or a list of str, got NoneType"),
+    ({"W1": 1}, b"W1", TypeError, r"select: pattern must be a str or a list of str, got bytes"),
+    ({1: 1}, "W", TypeError, r"select: params must be a dict keyed by param names \(str\)"),
+    ({"W1": 1}, "X", ValueError, r"select: pattern 'X' names no parameter"),
+])
+def test_select_names_itself_and_bad_arguments(params, patterns, error, message):
+    with pytest.raises(error, match=message):
+        select(params, patterns)

@@ -72,3 +72,30 @@ def test_a_constant_image_is_drawn_as_zero_and_bad_input_is_named():
         vis_nn([[np.ones((1, 2, 1)), np.ones((2, 2, 1))]])
     with pytest.raises(ValueError, match=r"visualize_grid: padding must be >= 0"):
         visualize_grid(np.ones((1, 2, 2, 1)), padding=-1)
+
+
+def test_integer_and_bool_images_are_scaled_without_wrapping():
+    """int8 [-128, 127, 0, 5] gave [0, 255, 32640, 31365]: image - low wrapped around in int8."""
+    image = np.array([-128, 127, 0, 5], np.int8).reshape(1, 2, 2, 1)
+    np.testing.assert_allclose(visualize_grid(image).ravel(), 255.0 * np.array([0, 255, 128, 133]) / 255)
+    np.testing.assert_array_equal(visualize_grid(np.array([True, False]).reshape(1, 1, 2, 1)).ravel(), [255, 0])
+
+
+def test_an_image_holding_nan_is_nan_as_the_starters_not_blank():
+    image = np.array([1.0, np.nan]).reshape(1, 1, 2, 1)
+    assert np.isnan(visualize_grid(image)).all()
+
+
+@pytest.mark.parametrize("values, dtype", [([60000, -60000, 0, 0], np.float16), ([1e308, -1e308, 0, 0], np.float64),
+                                           ([1e307, 0, 0, 0], np.float64)])
+def test_an_image_whose_range_overflows_is_scaled_not_nan(values, dtype):
+    grid = visualize_grid(np.array(values, dtype).reshape(1, 2, 2, 1))
+    np.testing.assert_allclose(grid.ravel(), [255, 0, 127.5, 127.5] if values[1] else [255, 0, 0, 0], rtol=1e-3)
+
+
+def test_vis_nn_takes_an_array_of_arrays_and_names_images_that_are_not_numbers():
+    assert vis_nn(np.ones((2, 2, 3, 3, 1))).shape == (8, 8, 1)
+    with pytest.raises(TypeError, match=r"vis_nn: rows\[0\]\[0\] must be an image of numbers, got dtype <U1"):
+        vis_nn([[np.array([["a"]])]])
+    with pytest.raises(TypeError, match=r"vis_nn: rows\[0\]\[1\] must be an image of numbers, got dtype complex128"):
+        vis_nn([[np.ones((2, 2, 1)), np.ones((2, 2, 1)) * 1j]])
