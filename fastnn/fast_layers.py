@@ -36,9 +36,27 @@ def _conv_backward(fn, dout, cache):
         if x_cols.shape != columns:  # the reference's GEMM would fail on it, and the compiled path not read it
             _check.fail(fn, f"cache x_cols has shape {x_cols.shape}; x {cache[0].shape}, w {cache[1].shape} and "
                             f"dout {dout.shape} make it (C*HH*WW, N*H'*W') = {columns}")
+        _check_column_order(fn, cache, x_cols, dout.shape[2:])
     if x_cols.dtype != dout.dtype:
         _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
     return _run("conv_backward_fast", dout, cache[:4] + (x_cols,))
+
+
+def _check_column_order(fn, cache, x_cols, out_size):
+    """Refuse columns of x in another order than the forward's (N, H', W'): the starter's im2col_cython orders
+    them (H', W', N), same shape, and the reference's dw from such a hand-built cache was silently wrong. Three
+    columns are compared with x's receptive fields, which the two orders put in different places."""
+    x, w, _, conv_param = cache[:4]
+    N, (HH, WW), (H_out, W_out) = x.shape[0], w.shape[2:], out_size
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    for column in {1, W_out, H_out * W_out} & set(range(N * H_out * W_out)):
+        n, i, j = np.unravel_index(column, (N, H_out, W_out))
+        rows, cols = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+        field = np.pad(x[n], ((0, 0), (pad, pad), (pad, pad)))[:, rows, cols]
+        if not np.array_equal(x_cols[:, column], field.ravel(), equal_nan=True):
+            _check.fail(fn, f"cache x_cols column {column} is not x's receptive field (n, i, j) = "
+                            f"{(int(n), int(i), int(j))}: the columns must be conv_forward_fast's, ordered (N, H', W') "
+                            "(im2col_cython orders them (H', W', N))")
 
 
 def conv_forward_fast(x, w, b, conv_param):

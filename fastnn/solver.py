@@ -208,7 +208,8 @@ class Solver:
     # -- one update ---------------------------------------------------------------------------------------
 
     def _step(self):
-        """Make a single gradient update. This is called by train() and should not be called manually."""
+        """Make a single gradient update. This is called by train() and should not be called manually.
+        Returns False, having changed no parameter, when the loss is not finite (train() then stops)."""
         batch_mask = self._choice(self.X_train.shape[0], self.batch_size)
         X_batch = self.X_train[batch_mask]
         y_batch = self.y_train[batch_mask]
@@ -274,6 +275,8 @@ class Solver:
             raise TypeError(f"{fn}: X must be a numpy.ndarray (N, ...), got {type(X).__name__}")
         if X.ndim < 1 or len(X) == 0:
             raise ValueError(f"{fn}: X must hold at least one row (N, ...), got shape {X.shape}")
+        if isinstance(y, (list, tuple)):  # the starter compared a list of labels with its predictions as well
+            y = np.asarray(y)
         _check_labels(fn, "y", y, len(X))
         top_label = y.max()
         _check_count(fn, "num_samples", num_samples, allow_none=True)
@@ -329,7 +332,8 @@ class Solver:
 
         with self._progress(num_iterations, start) as bar:
             for t in range(start, num_iterations):
-                if not self._step():
+                self._step()
+                if self._diverged():
                     self._keep_best_params()
                     raise FloatingPointError(
                         f"Solver: the loss is {self.loss_history[-1]} at iteration {t + 1} / {num_iterations} "
@@ -358,7 +362,7 @@ class Solver:
                         self.best_val_acc = val_acc
                         self.best_params = {k: v.copy() for k, v in self.model.params.items()}
                         self._best_model_state = _copied(checkpoint.model_state(self.model))
-                    self._save_checkpoint(t + 1)
+                    self._save_checkpoint()
                     if self.verbose:
                         self._print(
                             "(Epoch %d / %d) train acc: %f; val_acc: %f"
@@ -370,6 +374,11 @@ class Solver:
 
         # At the end of training swap the best params into the model
         self._keep_best_params()
+
+    def _diverged(self):
+        """Whether the last loss _step recorded is not finite. Read from the history, not from _step's return
+        value: a subclass's _step written as the starter's returns None."""
+        return bool(self.loss_history) and not np.isfinite(self.loss_history[-1])
 
     def _decay_learning_rates(self):
         for k, config in self.optim_configs.items():
@@ -432,13 +441,13 @@ class Solver:
             "global_rng_state": list(np.random.get_state()),
         }
 
-    def _save_checkpoint(self, iteration):
+    def _save_checkpoint(self):
         if self.checkpoint_name is None:
             return
         filename = "%s_epoch_%d.npz" % (self.checkpoint_name, self.epoch)
         if self.verbose:
             self._print('Saving checkpoint to "%s"' % filename)
-        checkpoint.save_checkpoint(filename, self.checkpoint_state(iteration))
+        checkpoint.save_checkpoint(filename, self.checkpoint_state())
 
     def restore(self, path):
         """Load the state of a run from a checkpoint written by this class (see resume).

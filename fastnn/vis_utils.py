@@ -7,13 +7,11 @@ wraps int8 around, and cannot subtract bools); an image whose range overflows it
 scaled by halves, not to NaN.
 """
 
-import math
+from math import ceil, sqrt
 
 import numpy as np
 
 from . import _checks
-
-__all__ = ["visualize_grid", "vis_grid", "vis_nn"]
 
 
 def _images(fn, Xs):
@@ -60,7 +58,7 @@ def visualize_grid(Xs, ubound=255.0, padding=1):
     N, H, W, C = _images(fn, Xs).shape
     ubound = _checks.number(fn, "ubound", ubound)
     padding = _checks.integer(fn, "padding", padding, minimum=0)
-    size = int(math.ceil(math.sqrt(N)))
+    size = int(ceil(sqrt(N)))
     grid = np.zeros((H * size + padding * (size - 1), W * size + padding * (size - 1), C))
     for n in range(N):
         _tile(grid, _scaled(Xs[n], ubound), *divmod(n, size), H + padding, W + padding)
@@ -87,7 +85,7 @@ def vis_grid(Xs):
     """Visualize a grid of images: Xs (N, H, W, C) tiled ceil(sqrt(N)) to a side with one pixel after each image,
     the gaps at the smallest value, and the whole grid scaled to [0, 1] together."""
     N, H, W, C = _images("vis_grid", Xs).shape
-    size = int(math.ceil(math.sqrt(N)))
+    size = int(ceil(sqrt(N)))
     grid = np.full((size * (H + 1), size * (W + 1), C), np.min(Xs), dtype=_grid_dtype(Xs.dtype))
     for n in range(N):
         _tile(grid, Xs[n], *divmod(n, size), H + 1, W + 1)

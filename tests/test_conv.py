@@ -162,3 +162,21 @@ def test_starter_im2col_helpers_name_bad_arguments():
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+@pytest.mark.parametrize("geometry", [(2, 3, 5, 5, 4, 3, 3, 1, 1), (3, 2, 7, 5, 2, 3, 1, 2, 0)])
+def test_a_cache_holding_columns_in_im2col_cythons_order_is_refused(geometry):
+    """The starter's im2col_cython orders columns (H', W', N): the same shape as the forward's (N, H', W'), and the
+    reference's dw from such a hand-built cache was silently wrong."""
+    from fastnn.fast_layers import im2col_cython
+
+    x, w, b = _inputs(geometry)
+    stride, pad = geometry[7], geometry[8]
+    out, cache = conv_forward_im2col(x, w, b, {"stride": stride, "pad": pad})
+    starters = im2col_cython(x, w.shape[2], w.shape[3], pad, stride)
+    assert starters.shape == cache[4].shape
+    with pytest.raises(ValueError, match=r"conv_backward_im2col: cache x_cols column \d+ is not x's receptive field"):
+        conv_backward_im2col(np.ones_like(out), cache[:4] + (starters,))
+    x[0, 0, 0, 0] = np.nan  # NaN columns are still the forward's own
+    out, cache = conv_forward_im2col(x, w, b, {"stride": stride, "pad": pad})
+    assert len(conv_backward_im2col(np.ones_like(out), cache)) == 3

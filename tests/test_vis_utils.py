@@ -99,3 +99,10 @@ def test_vis_nn_takes_an_array_of_arrays_and_names_images_that_are_not_numbers()
         vis_nn([[np.array([["a"]])]])
     with pytest.raises(TypeError, match=r"vis_nn: rows\[0\]\[1\] must be an image of numbers, got dtype complex128"):
         vis_nn([[np.ones((2, 2, 1)), np.ones((2, 2, 1)) * 1j]])
+
+
+def test_star_import_gives_the_starters_module_names():
+    """The starter has no __all__: `from cs231n.vis_utils import *` brings np, sqrt and ceil too."""
+    names = {}
+    exec("from fastnn.vis_utils import *", names)
+    assert {"visualize_grid", "vis_grid", "vis_nn", "np", "sqrt", "ceil"} <= set(names)
