@@ -27,6 +27,12 @@ from ._files import check_writable_path
 RESUME_KEYS = ("iteration", "best_val_acc", "best_params", "optim_configs", "seed", "rng_state", "global_rng_state")
 
 
+# The keyword arguments Solver(model, data, **kwargs) takes.
+ARGUMENTS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
+             "num_val_samples", "checkpoint_name", "print_every", "verbose", "seed", "progress_bar", "freeze",
+             "lr_multipliers")
+
+
 class Solver:
     """Trains a classification model with minibatch SGD-style updates from fastnn.optim.
 

@@ -13,6 +13,7 @@ import pytest
 from fastnn import tune as tune_module
 from fastnn.cli import main
 from fastnn.commands import tune as tune_command
+from fastnn.tune import cluster as cluster_module
 
 
 class SearchStarted(Exception):
@@ -367,4 +368,4 @@ def test_a_service_that_accepts_but_never_answers_is_a_message_not_a_hang(tmp_pa
     assert not (tmp_path / "out").exists() and no_search == []
     with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
-        assert not tune_command._silent(cluster.scheduler_address)
+        assert not cluster_module._silent(cluster.scheduler_address, 1)

@@ -469,3 +469,155 @@ def test_a_searched_optim_key_no_rule_reads_is_warned_of_once():
         _warn_of_unread_optim_keys("random_search", {**space, "update_rule": choice(["adam", "sgd_momentum"])}, {})
         _warn_of_unread_optim_keys("random_search", space, {"update_rule": optim.sgd_momentum})
         _warn_of_unread_optim_keys("random_search", space, {"update_rule": lambda w, dw, config: (w, config)})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A fuzz of the library's arguments and of trials that take their worker with them
+
+
+def build_exiting(config, data):
+    if config["kind"] == "bad":
+        sys.exit(3)
+    return build_softmax(config, data)
+
+
+def build_crashing(config, data):
+    import os
+
+    if config["kind"] == "bad":
+        os._exit(1)  # the worker process dies, as on a segfault or the kernel's out-of-memory kill
+    return build_softmax(config, data)
+
+
+def test_a_trial_calling_sys_exit_fails_alone(digits, one_worker):
+    space = dict(SPACE, kind=choice(["good", "bad"]))
+    result = random_search(build_exiting, digits, space, 4, solver_kwargs=SOLVER_KWARGS, seed=3, client=one_worker)
+    assert {t.config["kind"] for t in result.trials} == {"good", "bad"}
+    for t in result.trials:
+        assert t.ok == (t.config["kind"] == "good") and (t.ok or t.error == "SystemExit: 3")
+
+
+def test_a_trial_that_kills_its_worker_fails_alone_and_the_others_finish(digits):
+    """Every trial failed once (cancelled, 'already forgotten'): the crashes killed every worker holding the
+    scattered data, and one healthy trial was even blamed with KilledWorker."""
+    space = dict(SPACE, kind=choice(["good", "bad"]))
+    result = random_search(build_crashing, digits, space, 6, solver_kwargs=SOLVER_KWARGS, seed=3, n_workers=2)
+    kinds = sorted(t.config["kind"] for t in result.trials)
+    assert "good" in kinds and "bad" in kinds
+    for t in result.trials:
+        assert t.ok == (t.config["kind"] == "good"), (t.index, t.error)
+        if not t.ok:
+            assert "worker" in t.error and "os._exit" in t.error
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda d: random_search(build_softmax, d, SPACE, 2, solver_kwargs={"num_epoch": 1}), ValueError,
+     r"random_search: solver_kwargs has keys the Solver does not take: \['num_epoch'\]"),
+    (lambda d: random_search(build_softmax, d, SPACE, 2, solver_kwargs={"optim_config": None}), TypeError,
+     r"random_search: solver_kwargs\['optim_config'\] must be a dict, got NoneType"),
+    (lambda d: random_search(build_softmax, d, SPACE, 10**9), ValueError, r"random_search: n_trials must be <= 100000"),
+    (lambda d: coarse_to_fine(build_softmax, d, SPACE, 0, 1), ValueError, r"coarse_to_fine: n_coarse must be >= 1"),
+    (lambda d: coarse_to_fine(build_softmax, d, SPACE, 2, 10**6), ValueError, r"coarse_to_fine: n_fine must be <="),
+    (lambda d: randint(1, 2**64), ValueError, r"randint: high must be <= 9223372036854775808"),
+    (lambda d: randint(-2**63 - 1, 0), ValueError, r"randint: low must be >= -9223372036854775808"),
+])
+def test_search_arguments_are_refused_before_any_trial_runs(digits, call, error, message):
+    with pytest.raises(error, match=message):
+        call(digits)
+
+
+def test_a_numpy_integer_seed_is_saved_as_json(digits, one_worker, tmp_path):
+    """np.int64(3) ran the search, then saving it failed: int64 is not JSON serializable."""
+    result = random_search(build_softmax, digits, SPACE, 1, solver_kwargs=SOLVER_KWARGS, seed=np.int64(3),
+                           client=one_worker)
+    assert type(result.seed) is int
+    result.save(tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["seed"] == 3
+
+
+def test_saving_over_an_earlier_search_leaves_none_of_its_files(finished, tmp_path):
+    """A search with no successful trial saved beside an earlier best.npz left it there, the earlier search's."""
+    pytest.importorskip("matplotlib")
+    finished.save(tmp_path)
+    assert (tmp_path / "best.npz").exists() and (tmp_path / "scatter.png").exists()
+    failed = SearchResult([_trial(0, {"h": 3}, None, status="failed")], [{"h": choice([3])}], seed=1)
+    written = failed.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json"]
+    assert "best" not in written
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda r, p: r.save(None), TypeError, r"SearchResult.save: directory must be a str or os.PathLike"),
+    (lambda r, p: r.save(p / "file"), ValueError, r"SearchResult.save: '.*file' is not a directory"),
+    (lambda r, p: r.save(p / "file" / "sub"), ValueError, r"SearchResult.save: '.*sub' is not a directory"),
+    (lambda r, p: r.table(top=0), ValueError, r"SearchResult.table: top must be >= 1"),
+    (lambda r, p: r.table(top="1"), TypeError, r"SearchResult.table: top must be an integer"),
+])
+def test_result_methods_name_bad_arguments(finished, tmp_path, call, error, message):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(error, match=message):
+        call(finished, tmp_path)
+
+
+def test_space_helpers_name_bad_arguments():
+    from fastnn.tune import describe_space, sample_configs
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"sample_configs: rng must be a numpy.random.Generator"):
+        sample_configs(SPACE, 2, 0)
+    with pytest.raises(TypeError, match=r"sample_configs: space\['a'\] must be made by"):
+        sample_configs({"a": 3}, 2, rng)
+    with pytest.raises(ValueError, match=r"sample_configs: n_trials must be >= 0"):
+        sample_configs(SPACE, -3, rng)
+    with pytest.raises(TypeError, match=r"describe_space: space must be a dict"):
+        describe_space([1])
+    with pytest.raises(TypeError, match=r"narrow: trials must be a list of Trials"):
+        narrow(SPACE, [1, 2])
+    with pytest.raises(ValueError, match=r"narrow: the best trials' configs have no value for \['keep'\]"):
+        narrow(SPACE, [_trial(0, {"learning_rate": 0.1, "weight_scale": 0.01}, 0.5)])
+    with pytest.raises(ValueError, match=r"trial_seed: search_seed must be >= 0"):
+        trial_seed(-1, 0)
+
+
+@pytest.mark.parametrize("config, error, message", [
+    ({"num_layers": -1}, ValueError, r"build_fc_net: config\['num_layers'\] must be >= 0, got -1"),
+    ({"num_layers": 2.0}, TypeError, r"build_fc_net: config\['num_layers'\] must be an integer, got 2.0"),
+    ({"hidden_size": 0}, ValueError, r"build_fc_net: config\['hidden_size'\] must be >= 1"),
+    ({"dtype": "floop"}, TypeError, r"build_fc_net: config\['dtype'\] must be float32 or float64, got 'floop'"),
+    (None, TypeError, r"build_fc_net: config must be a dict of hyperparameters, got NoneType"),
+])
+def test_build_fc_net_names_bad_config_values(digits, config, error, message):
+    from fastnn.tune import build_fc_net
+
+    with pytest.raises(error, match=message):
+        build_fc_net(config, digits)
+
+
+def test_build_fc_net_names_data_it_cannot_size_a_net_from(digits):
+    from fastnn.tune import build_fc_net
+
+    with pytest.raises(ValueError, match=r"build_fc_net: data must be a dict with X_train, .* missing \['X_train'"):
+        build_fc_net({}, {})
+    with pytest.raises(ValueError, match=r"build_fc_net: y_train and y_val must hold labels"):
+        build_fc_net({}, dict(digits, y_val=digits["y_val"][:0]))
+
+
+def test_a_client_address_that_accepts_but_never_answers_is_an_error_not_a_hang(digits, monkeypatch):
+    """distributed.Client waits for a scheduler's handshake without end: random_search(client=ADDRESS) hung."""
+    import socket
+
+    from fastnn.tune import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []  # held open, sending nothing
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with pytest.raises(ConnectionError, match=rf"random_search: client '{address}' accepted a connection but "
+                                                  r"sent nothing in 1 s"):
+            random_search(build_softmax, digits, SPACE, 1, solver_kwargs=SOLVER_KWARGS, client=address)
+    finally:
+        silent.close()
+    with pytest.raises(ConnectionError, match=r"random_search: cannot connect to client 'nonsense' \(ValueError: "):
+        random_search(build_softmax, digits, SPACE, 1, solver_kwargs=SOLVER_KWARGS, client="nonsense")

@@ -10,18 +10,19 @@ claims before the search and never shares with an earlier run (fastnn/commands/_
 first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that holds one only with --overwrite).
 """
 
-import gc
 import os
 import sys
 import tempfile
 import time
 
 from .._signals import deferred
+from ..tune.result import SAVED_FILES
+from ..tune.search import MAX_TRIALS
 from . import _outputs as outputs
 from ._args import backend_for_the_run, check_seed, counted
 
 DEFAULT_OUT = "fastnn-tune"
-OUTPUTS = ("results.json", "results.csv", "scatter.png", "best.npz")
+OUTPUTS = tuple(SAVED_FILES.values())
 CONNECT_TIMEOUT = 10  # seconds to reach --scheduler before giving up (dask's own default is 30)
 MAX_WORKERS_PER_CPU = 8  # a LocalCluster's worker processes: more only oversubscribe the machine
 
@@ -56,6 +57,9 @@ def _check_args(args):
                                  ("--top-k", args.top_k, 1), ("--epochs", args.epochs, 1)):
         if value < minimum:
             raise SystemExit(f"fastnn tune: {name} must be >= {minimum}, got {value}")
+    for name, value in (("--trials", args.trials), ("--fine-trials", args.fine_trials)):
+        if value > MAX_TRIALS:  # every trial is held in memory: 10**9 grew the process without end
+            raise SystemExit(f"fastnn tune: {name} must be at most {MAX_TRIALS}, got {value}")
     check_seed("tune", args.seed)
     if args.scheduler == "":
         raise SystemExit("fastnn tune: --scheduler must name a running scheduler (tcp://HOST:8786), got an empty "
@@ -75,7 +79,7 @@ def _check_args(args):
 
 def _distributed():
     """dask.distributed, checked before anything else runs."""
-    from ..tune.search import _distributed as imported
+    from ..tune.cluster import _distributed as imported
 
     try:
         return imported("fastnn tune: the search")
@@ -83,55 +87,24 @@ def _distributed():
         raise SystemExit(str(error)) from error
 
 
-def _silent(address):
-    """Whether a tcp:// address accepts connections but sends nothing for CONNECT_TIMEOUT seconds. A dask
-    scheduler sends its handshake first; distributed.Client waited for it without end (an HTTP server given as
-    --scheduler hung the command). Anything else (no such host, a refusal, a reply) the Client itself reports."""
-    import socket
-
-    from distributed.comm import get_address_host_port
-
-    if "://" in address and not address.startswith("tcp://"):  # HOST:8786 is tcp to dask too
-        return False
-    try:
-        probe = socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT)
-    except (OSError, ValueError):  # no answer to the connection itself (a wrong host): not this case
-        return False
-    with probe:
-        try:
-            probe.recv(1)
-        except socket.timeout:
-            return True
-        except OSError:
-            return False
-    return False
-
-
-def _connect(distributed, address):
+def _connect(address):
     """A Client of the running cluster at --scheduler; a bad or unreachable address is a message."""
-    if _silent(address):
-        raise SystemExit(f"fastnn tune: --scheduler {address!r} accepted a connection but sent nothing in "
-                         f"{CONNECT_TIMEOUT} s, as a dask scheduler does at once; give the address a running "
-                         "`dask scheduler` printed, such as tcp://HOST:8786")
+    from ..tune.cluster import client_at
+
     try:
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT)
-    except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
-        message = (f"fastnn tune: cannot connect to --scheduler {address!r} ({type(error).__name__}: {error}); "
-                   "give the address a running `dask scheduler` printed, such as tcp://HOST:8786")
-    # The half-made Client, which the error's traceback held, is collected now: collected later inside another
-    # Client's event-loop thread it deadlocked that Client's start (seen in the tests, in one order of files).
-    gc.collect()
-    raise SystemExit(message)
+        return client_at("fastnn tune", address, f"--scheduler {address!r}", CONNECT_TIMEOUT)
+    except ConnectionError as error:
+        raise SystemExit(str(error)) from None
 
 
 def run(args):
     _check_args(args)
-    distributed = _distributed()
+    _distributed()
     with backend_for_the_run(args.backend):
-        return _run(args, distributed)
+        return _run(args)
 
 
-def _run(args, distributed):
+def _run(args):
     from .. import tune
     from .._cpus import available_cpus
     from ..data_utils import load_digits
@@ -149,14 +122,14 @@ def _run(args, distributed):
     args.out, earlier = outputs.output_directory("tune", args.out, args.overwrite, DEFAULT_OUT,
                                                  OUTPUTS.__contains__)
     with outputs.running(args.out, "tune", just_claimed=True):  # an --overwrite meanwhile is refused
-        return _search_and_save(args, distributed, tune, search, where, earlier)
+        return _search_and_save(args, tune, search, where, earlier)
 
 
-def _search_and_save(args, distributed, tune, search, where, earlier):
+def _search_and_save(args, tune, search, where, earlier):
     """Run the search, save it into the claimed --out (holding the files `earlier` of an earlier search, with
     --overwrite) and print its table."""
     with outputs.released_if_it_fails(args.out, "tune", earlier):
-        client = _connect(distributed, args.scheduler) if args.scheduler is not None else None
+        client = _connect(args.scheduler) if args.scheduler is not None else None
         try:
             print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {counted(args.epochs, 'epoch')} "
                   f"on {where}", flush=True)

@@ -21,21 +21,33 @@ def build_fc_net(config, data):
     """
     from ..classifiers.fc_net import FullyConnectedNet
 
+    fn = "build_fc_net"
+    if not isinstance(config, dict):
+        check.fail(fn, f"config must be a dict of hyperparameters, got {type(config).__name__}", TypeError)
     unknown = sorted(set(config) - set(FC_NET_KEYS) - set(SOLVER_KEYS) - set(OPTIM_KEYS))
     if unknown:
-        check.fail("build_fc_net", f"unknown config keys {unknown}; it reads {list(FC_NET_KEYS)} and the Solver "
-                                   f"reads {list(SOLVER_KEYS + OPTIM_KEYS)}")
+        check.fail(fn, f"unknown config keys {unknown}; it reads {list(FC_NET_KEYS)} and the Solver "
+                       f"reads {list(SOLVER_KEYS + OPTIM_KEYS)}")
+    missing = [k for k in ("X_train", "y_train", "y_val") if k not in data] if isinstance(data, dict) else None
+    if missing is None or missing:
+        check.fail(fn, f"data must be a dict with X_train, y_train, X_val, y_val; missing {missing or 'all'}",
+                   TypeError if missing is None else ValueError)
+    if min(np.size(data["y_train"]), np.size(data["y_val"])) == 0:
+        check.fail(fn, "y_train and y_val must hold labels: the class count is read from them")
+    num_layers = check.integer(fn, "config['num_layers']", config.get("num_layers", 1), minimum=0)
+    hidden_size = check.integer(fn, "config['hidden_size']", config.get("hidden_size", 64), minimum=1)
+    dtype = check.float_dtype(fn, config.get("dtype", "float32"), "config['dtype']")
     input_dim = int(np.prod(np.shape(data["X_train"])[1:]))
     num_classes = int(max(np.max(data["y_train"]), np.max(data["y_val"]))) + 1
     return FullyConnectedNet(
-        [config.get("hidden_size", 64)] * config.get("num_layers", 1),
+        [hidden_size] * num_layers,
         input_dim=input_dim,
         num_classes=num_classes,
         dropout=config.get("dropout", 1),
         normalization=config.get("normalization"),
         reg=config.get("reg", 0.0),
         weight_scale=config.get("weight_scale", 1e-2),
-        dtype=np.dtype(config.get("dtype", "float32")).type,
+        dtype=dtype.type,
     )
 
 

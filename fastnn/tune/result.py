@@ -40,6 +40,10 @@ def _format_value(value, log_scale):
     return str(value)
 
 
+# What save() writes into its directory.
+SAVED_FILES = {"json": "results.json", "csv": "results.csv", "best": "best.npz", "scatter": "scatter.png"}
+
+
 @dataclass
 class SearchResult:
     """The trials of a search, best first.
@@ -72,6 +76,8 @@ class SearchResult:
 
     def table(self, top=None):
         """The trials as a text table, best first (only the first `top` when given)."""
+        if top is not None:
+            top = check.integer("SearchResult.table", "top", top, minimum=1)
         names = self._param_names()
         header = ["rank", "trial", "round", "val_acc", "final_loss"] + names + ["status"]
         rows = []
@@ -164,19 +170,30 @@ class SearchResult:
         """Write results.json, results.csv, scatter.png (when matplotlib is installed and the space has a
         log-scale parameter) and best.npz (when a trial succeeded) into `directory`, created if needed.
 
-        Returns a dict of what -> path, and 'skipped' -> the reasons for anything not written."""
-        os.makedirs(directory, exist_ok=True)
-        written = {"json": self.to_json(os.path.join(directory, "results.json")),
-                   "csv": self.to_csv(os.path.join(directory, "results.csv"))}
+        An earlier search's best.npz or scatter.png that this one does not write is removed, so the directory
+        never holds the files of two searches. Returns a dict of what -> path, and 'skipped' -> the reasons for
+        anything not written."""
+        fn = "SearchResult.save"
+        if not isinstance(directory, (str, os.PathLike)):
+            check.fail(fn, f"directory must be a str or os.PathLike, got {type(directory).__name__}", TypeError)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            check.fail(fn, f"{os.fspath(directory)!r} is not a directory (a file is in the way)")
+        path = {what: os.path.join(directory, name) for what, name in SAVED_FILES.items()}
+        written = {"json": self.to_json(path["json"]), "csv": self.to_csv(path["csv"])}
         skipped = []
         if self.best is not None:
-            written["best"] = self.save_best(os.path.join(directory, "best.npz"))
+            written["best"] = self.save_best(path["best"])
         else:
-            skipped.append("best.npz: no trial succeeded")
+            skipped.append(f"{SAVED_FILES['best']}: no trial succeeded")
         try:
-            written["scatter"] = self.plot(os.path.join(directory, "scatter.png"))
+            written["scatter"] = self.plot(path["scatter"])
         except (ImportError, ValueError) as error:
-            skipped.append(f"scatter.png: {error}")
+            skipped.append(f"{SAVED_FILES['scatter']}: {error}")
+        for what, stale in path.items():  # an earlier search's file that this one did not write
+            if what not in written and os.path.isfile(stale):
+                os.remove(stale)
         if skipped:
             written["skipped"] = skipped
         return written

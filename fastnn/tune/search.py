@@ -4,85 +4,18 @@ random_search and coarse_to_fine are the entry points. dask, cloudpickle and tqd
 runs.
 """
 
-import contextlib
-import logging
-import signal
 import uuid
 import warnings
 
 import numpy as np
 
 from .. import _checks as check
-from .._cpus import available_cpus
 from .._options import carried
+from ..solver import ARGUMENTS as SOLVER_ARGUMENTS
+from .cluster import _distributed, connect
 from .result import SearchResult
 from .space import check_space, sample_configs
 from .trial import TRIAL_OWNED_KEYS, Trial, run_trial, trial_seed
-
-
-def _distributed(fn):
-    try:
-        import distributed
-    except ImportError as error:
-        raise ImportError(f"{fn} runs on dask.distributed, which is not installed: pip install 'fastnn[tune]'") \
-            from error
-    return distributed
-
-
-@contextlib.contextmanager
-def connect(client=None, n_workers=None, fn="random_search"):
-    """A dask client for the search: `client` itself; a Client connected to `client` when it is an address
-    ('tcp://host:8786'); else a LocalCluster of `n_workers` processes (default: the CPUs this process may use) with one
-    thread each, no dashboard and quiet logs. Clients and clusters started here are closed on exit."""
-    if client is not None and not isinstance(client, str):
-        if not (hasattr(client, "submit") and hasattr(client, "scatter")):
-            check.fail(fn, f"client must be a distributed.Client or a scheduler address, got {client!r}", TypeError)
-        if n_workers is not None:
-            check.fail(fn, "n_workers applies only to the LocalCluster started when client is None")
-        yield client
-        return
-    distributed = _distributed(fn)
-    if isinstance(client, str):
-        if n_workers is not None:
-            check.fail(fn, "n_workers applies only to the LocalCluster started when client is None")
-        with distributed.Client(client) as connected:
-            yield connected
-        return
-    if n_workers is None:
-        n_workers = available_cpus()
-    check.integer(fn, "n_workers", n_workers, minimum=1)
-    with contextlib.ExitStack() as stack:
-        stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
-        try:
-            with _sigint_blocked():
-                # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
-                # Logs: only what is critical (the workers' errors at shutdown are noise; a trial's are recorded).
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                    scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.CRITICAL))
-            yield stack.enter_context(distributed.Client(cluster))
-        except KeyboardInterrupt:  # closing a cluster amid its tasks logs closed comms and cancelled tasks
-            logging.disable(logging.CRITICAL)
-            raise
-
-
-@contextlib.contextmanager
-def _sigint_blocked():
-    """SIGINT blocked in this thread while it starts a LocalCluster. The cluster's threads inherit the mask, and
-    so do the worker processes they start: a Ctrl-C, which a terminal sends to the whole process group, reaches
-    this process alone (each worker printed a KeyboardInterrupt traceback), which then closes the cluster. A
-    Ctrl-C meanwhile waits until the cluster is up."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
-        yield
-        return
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()  # started later, by the cluster's thread, it would unblock SIGINT there
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _pickled_builder(fn, build_model):
@@ -107,7 +40,7 @@ def _run_pickled_trial(pickled_builder, *args):
     return run_trial(cloudpickle.loads(pickled_builder), *args)
 
 
-def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed):
+def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed, trials_name):
     if not callable(build_model):
         check.fail(fn, f"build_model must be a function (config, data) -> model, got {build_model!r}", TypeError)
     _distributed(fn)
@@ -119,45 +52,96 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
     if missing:
         check.fail(fn, f"data is missing {missing}; got keys {sorted(data)}")
     space = check_space(fn, space)
-    check.integer(fn, "n_trials", n_trials, minimum=1)
+    check.integer(fn, trials_name, n_trials, minimum=1, maximum=MAX_TRIALS)
     solver_kwargs = {} if solver_kwargs is None else solver_kwargs
     if not isinstance(solver_kwargs, dict):
         check.fail(fn, f"solver_kwargs must be a dict, got {type(solver_kwargs).__name__}", TypeError)
     owned = sorted(set(solver_kwargs) & set(TRIAL_OWNED_KEYS))
     if owned:
         check.fail(fn, f"solver_kwargs may not set {owned}: each trial sets its own seed and trains silently")
-    check.integer(fn, "seed", seed, minimum=0)
-    return pickled_builder, space, dict(solver_kwargs)
+    unknown = sorted(set(solver_kwargs) - set(SOLVER_ARGUMENTS))
+    if unknown:  # else every trial failed with the Solver's own "Unrecognized arguments"
+        check.fail(fn, f"solver_kwargs has keys the Solver does not take: {unknown}; it takes "
+                       f"{sorted(set(SOLVER_ARGUMENTS) - set(TRIAL_OWNED_KEYS))}")
+    if not isinstance(solver_kwargs.get("optim_config", {}), dict):
+        check.fail(fn, f"solver_kwargs['optim_config'] must be a dict, got "
+                       f"{type(solver_kwargs['optim_config']).__name__}", TypeError)
+    seed = check.integer(fn, "seed", seed, minimum=0)  # a numpy integer would not be saved as JSON
+    return pickled_builder, space, dict(solver_kwargs), seed
 
 
-def _run_round(client, pickled_builder, data_future, configs, first_index, round, seed, solver_kwargs, progress):
+# A trial whose task was lost with the data it needed (every worker holding them died, say because another trial
+# crashed each) is run again, on data sent anew, at most this many times; one whose own run killed its worker
+# process (dask's KilledWorker, after its allowed-failures) is failed at once.
+LOST_ATTEMPTS = 3
+# A search holds every config, trial and history in memory: 10**9 trials grew it without end.
+MAX_TRIALS = 100_000
+
+
+class _SharedData:
+    """The training data, sent once to the workers as a task holding them: where every worker holding them has
+    died (say each one that ran a crashing trial), the scheduler runs that task again for the trials still waiting,
+    where scattered data were lost and the trials waiting on them cancelled."""
+
+    def __init__(self, client, data):
+        self.client, self.data, self.future = client, data, None
+
+    def current(self):
+        if self.future is None or self.future.status in ("lost", "cancelled", "error"):
+            with warnings.catch_warnings():  # dask warns of a large graph: holding the data is the point
+                warnings.simplefilter("ignore", UserWarning)
+                self.future = self.client.submit(_data, self.data, key=f"fastnn-data-{uuid.uuid4().hex}", pure=False)
+        return self.future
+
+
+def _data(data):
+    return data
+
+
+def _run_round(client, pickled_builder, shared, configs, first_index, round, seed, solver_kwargs, progress):
     """Submit one task per config and collect the Trials, keeping only the best trial's params."""
     distributed = _distributed("random_search")
     settings = carried()  # the caller's, in every worker
     tag = uuid.uuid4().hex[:8]
+
+    def submit(index, config, s, attempt):
+        future = client.submit(_run_pickled_trial, pickled_builder, shared.current(), config, index, round, s,
+                               solver_kwargs, settings, key=f"fastnn-trial-{tag}-{index}-{attempt}", pure=False)
+        futures[future] = (index, config, s, attempt)
+        return future
+
     futures = {}
     for offset, config in enumerate(configs):
-        index = first_index + offset
-        s = trial_seed(seed, index)
-        future = client.submit(_run_pickled_trial, pickled_builder, data_future, config, index, round, s, solver_kwargs,
-                               settings, key=f"fastnn-trial-{tag}-{index}", pure=False)
-        futures[future] = (index, config, s)
+        submit(first_index + offset, config, trial_seed(seed, first_index + offset), 0)
 
     trials, best, best_params = [], None, None
     with _progress_bar(len(futures), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
-        for future in distributed.as_completed(list(futures)):
-            index, config, s = futures.pop(future)
+        completed = distributed.as_completed(list(futures))
+        for future in completed:
+            index, config, s, attempt = futures.pop(future)
             try:
                 trial, params = future.result()
-            except Exception as exc:  # the task itself was lost (a worker died, the cluster went away)
-                trial, params = Trial(index=index, round=round, config=config, seed=s, status="failed",
-                                      error=f"{type(exc).__name__}: {exc}"), None
+            except distributed.KilledWorker as exc:
+                trial, params = _failed(index, round, config, s, f"KilledWorker: the worker process running it died "
+                                        f"each time it ran (a crash, os._exit or running out of memory): {exc}"), None
+            except Exception as exc:  # the task was lost with its worker or its data, or the cluster went away
+                if attempt < LOST_ATTEMPTS and client.status != "closed":
+                    future.release()
+                    completed.add(submit(index, config, s, attempt + 1))
+                    continue
+                trial, params = _failed(index, round, config, s, f"{type(exc).__name__}: the task was lost "
+                                        f"{attempt + 1} times with its worker or the data it needed (worker processes "
+                                        f"died: a crash, os._exit or running out of memory): {exc}"), None
             future.release()
             trials.append(trial)
             if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
                 best, best_params = trial, params
             bar.update(1)
     return trials, best_params
+
+
+def _failed(index, round, config, seed, error):
+    return Trial(index=index, round=round, config=config, seed=seed, status="failed", error=error)
 
 
 def _progress_bar(total, round, show):
@@ -188,14 +172,16 @@ def _warn_of_unread_optim_keys(fn, space, solver_kwargs):
 def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, client, n_workers, progress,
                    fine=None):
     """Run a coarse round and, if `fine` = (n_fine, top_k, widen), a fine round around its best trials."""
-    builder, space, solver_kwargs = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed)
+    trials_name = "n_coarse" if fine is not None else "n_trials"
+    builder, space, solver_kwargs, seed = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs,
+                                                             seed, trials_name)
     _warn_of_unread_optim_keys(fn, space, solver_kwargs)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
-        [data_future] = c.scatter([training_data], broadcast=True, hash=False)  # a key of its own
+        shared = _SharedData(c, training_data)
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
-        trials, best_params = _run_round(c, builder, data_future, configs, 0, 0, seed, solver_kwargs, progress)
+        trials, best_params = _run_round(c, builder, shared, configs, 0, 0, seed, solver_kwargs, progress)
         if fine is not None and not any(t.ok for t in trials):
             warnings.warn(f"{fn}: every coarse trial failed, so there is no fine round; see the errors in "
                           "result.table()", RuntimeWarning, stacklevel=3)
@@ -203,7 +189,7 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
             n_fine, top_k, widen = fine
             spaces.append(narrow(space, trials, top_k, widen))
             configs = sample_configs(spaces[1], n_fine, np.random.default_rng([seed, 1]))
-            fine_trials, fine_params = _run_round(c, builder, data_future, configs, n_trials, 1, seed,
+            fine_trials, fine_params = _run_round(c, builder, shared, configs, n_trials, 1, seed,
                                                   solver_kwargs, progress)
             best_before = min((t for t in trials if t.ok), key=Trial.rank_key, default=None)
             best_fine = min((t for t in fine_trials if t.ok), key=Trial.rank_key, default=None)
@@ -251,7 +237,7 @@ def coarse_to_fine(build_model, data, space, n_coarse, n_fine, top_k=3, widen=0.
     coarse round alone. Every argument is checked before the first trial runs.
     """
     fn = "coarse_to_fine"
-    check.integer(fn, "n_fine", n_fine, minimum=1)
+    check.integer(fn, "n_fine", n_fine, minimum=1, maximum=MAX_TRIALS)
     check.integer(fn, "top_k", top_k, minimum=1)
     check.number(fn, "widen", widen, low=0)
     return _search_rounds(fn, build_model, data, space, n_coarse, solver_kwargs, seed, client, n_workers,
@@ -269,7 +255,12 @@ def narrow(space, trials, top_k=3, widen=0.25):
     space = check_space(fn, space)
     check.integer(fn, "top_k", top_k, minimum=1)
     check.number(fn, "widen", widen, low=0)
+    if not isinstance(trials, (list, tuple)) or not all(isinstance(t, Trial) for t in trials):
+        check.fail(fn, "trials must be a list of Trials (a SearchResult's .trials)", TypeError)
     best = sorted((t for t in trials if t.ok), key=Trial.rank_key)[:top_k]
+    unknown = sorted({name for t in best for name in space if name not in t.config})
+    if unknown:
+        check.fail(fn, f"the best trials' configs have no value for {unknown}: were they drawn from this space?")
     if not best:
         check.fail(fn, f"none of the {len(trials)} trials succeeded, so there is nothing to narrow around; "
                        "see their errors in the result table")

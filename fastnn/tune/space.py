@@ -13,8 +13,8 @@ from .. import _checks as check
 
 def _bounds(fn, low, high, positive=False, integer=False):
     for name, value in (("low", low), ("high", high)):
-        if integer:
-            check.integer(fn, name, value)
+        if integer:  # numpy draws int64: low from -2**63, high (excluded) up to 2**63
+            check.integer(fn, name, value, minimum=-2**63, maximum=2**63)
         else:
             check.number(fn, name, value)
     if not low < high or (positive and not low > 0):
@@ -188,9 +188,15 @@ def check_space(fn, space):
 
 def sample_configs(space, n_trials, rng):
     """`n_trials` configs (dicts of name -> value) drawn in order from the np.random.Generator `rng`."""
+    fn = "sample_configs"
+    space = check_space(fn, space)
+    n_trials = check.integer(fn, "n_trials", n_trials, minimum=0)
+    if not isinstance(rng, np.random.Generator):
+        check.fail(fn, f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+                       f"{type(rng).__name__}", TypeError)
     return [{name: param.sample(rng) for name, param in space.items()} for _ in range(n_trials)]
 
 
 def describe_space(space):
     """The space as JSON-able dicts, e.g. {'learning_rate': {'type': 'loguniform', 'low': 1e-4, 'high': 0.1}}."""
-    return {name: param.describe() for name, param in space.items()}
+    return {name: param.describe() for name, param in check_space("describe_space", space).items()}

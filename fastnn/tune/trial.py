@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _checks as check
 from .._options import options
 
 # Config keys the Solver takes (everything else in a config is the model builder's).
@@ -55,6 +56,8 @@ class Trial:
 
 def trial_seed(search_seed, index):
     """The seed of trial `index`: a function of the search seed and the index only (not of scheduling)."""
+    search_seed = check.integer("trial_seed", "search_seed", search_seed, minimum=0)
+    index = check.integer("trial_seed", "index", index, minimum=0)
     return int(np.random.SeedSequence([search_seed, index]).generate_state(1)[0])
 
 
@@ -129,7 +132,7 @@ def run_trial(build_model, data, config, index, round, seed, solver_kwargs, sett
             model = build_model(dict(config), data)
             solver = Solver(model, data, verbose=False, seed=seed, **solver_settings(solver_kwargs, config))
             solver.train()
-        except Exception as exc:  # a failed trial is a result, never the end of the search
+        except (Exception, SystemExit) as exc:  # a failed trial is a result, never the end of the search (or worker)
             error = f"{type(exc).__name__}: {exc}"
     trial = Trial(index=index, round=round, config=dict(config), seed=seed,
                   status="ok" if error is None else "failed", error=error,

@@ -1,0 +1,127 @@
+"""The dask client of a search: one given, one connected to a scheduler's address (refusing, by name and within a
+timeout, an address that is no dask scheduler), or a LocalCluster started and closed around the search.
+"""
+
+import contextlib
+import gc
+import logging
+import signal
+
+from .. import _checks as check
+from .._cpus import available_cpus
+
+CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before giving up (dask's own default is 30)
+
+
+def _distributed(fn):
+    try:
+        import distributed
+    except ImportError as error:
+        raise ImportError(f"{fn} runs on dask.distributed, which is not installed: pip install 'fastnn[tune]'") \
+            from error
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(client=None, n_workers=None, fn="random_search"):
+    """A dask client for the search: `client` itself; a Client connected to `client` when it is an address
+    ('tcp://host:8786'); else a LocalCluster of `n_workers` processes (default: the CPUs this process may use) with one
+    thread each, no dashboard and quiet logs. Clients and clusters started here are closed on exit."""
+    if client is not None and not isinstance(client, str):
+        if not (hasattr(client, "submit") and hasattr(client, "scatter")):
+            check.fail(fn, f"client must be a distributed.Client or a scheduler address, got {client!r}", TypeError)
+        if n_workers is not None:
+            check.fail(fn, "n_workers applies only to the LocalCluster started when client is None")
+        yield client
+        return
+    distributed = _distributed(fn)
+    import dask
+
+    if isinstance(client, str):
+        if n_workers is not None:
+            check.fail(fn, "n_workers applies only to the LocalCluster started when client is None")
+        with client_at(fn, client) as connected:
+            yield connected
+        return
+    if n_workers is None:
+        n_workers = available_cpus()
+    check.integer(fn, "n_workers", n_workers, minimum=1)
+    with contextlib.ExitStack() as stack:
+        stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
+        try:
+            # One task at a time on a worker (dask's default also queues one there): a worker that dies then
+            # takes only the trial that killed it, and a trial queued behind it is never blamed (KilledWorker).
+            with _sigint_blocked(), dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
+                # Logs: only what is critical (the workers' errors at shutdown are noise; a trial's are recorded).
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.CRITICAL))
+            yield stack.enter_context(distributed.Client(cluster))
+        except KeyboardInterrupt:  # closing a cluster amid its tasks logs closed comms and cancelled tasks
+            logging.disable(logging.CRITICAL)
+            raise
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while it starts a LocalCluster. The cluster's threads inherit the mask, and
+    so do the worker processes they start: a Ctrl-C, which a terminal sends to the whole process group, reaches
+    this process alone (each worker printed a KeyboardInterrupt traceback), which then closes the cluster. A
+    Ctrl-C meanwhile waits until the cluster is up."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # started later, by the cluster's thread, it would unblock SIGINT there
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _silent(address, timeout):
+    """Whether a tcp:// address accepts connections but sends nothing for `timeout` seconds. A dask
+    scheduler sends its handshake first; distributed.Client waited for it without end (an HTTP server given as
+    --scheduler hung `fastnn tune`). Anything else (no such host, a refusal, a reply) the Client itself reports."""
+    import socket
+
+    from distributed.comm import get_address_host_port
+
+    if "://" in address and not address.startswith("tcp://"):  # HOST:8786 is tcp to dask too
+        return False
+    try:
+        probe = socket.create_connection(get_address_host_port(address), timeout=timeout)
+    except (OSError, ValueError):  # no answer to the connection itself (a wrong host): not this case
+        return False
+    with probe:
+        try:
+            probe.recv(1)
+        except socket.timeout:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def client_at(fn, address, shown=None, timeout=None):
+    """A distributed.Client connected to the scheduler at `address` within `timeout` seconds (CONNECT_TIMEOUT by
+    default). Anything else is a ConnectionError naming `fn` and the address (as `shown`, default
+    "client 'ADDRESS'"), dask's reason, and what to give instead."""
+    distributed = _distributed(fn)
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    shown = shown or f"client {address!r}"
+    hint = "give the address a running `dask scheduler` printed, such as tcp://HOST:8786"
+    if _silent(address, timeout):
+        raise ConnectionError(f"{fn}: {shown} accepted a connection but sent nothing in {timeout} s, as a dask "
+                              f"scheduler does at once; {hint}")
+    try:
+        return distributed.Client(address, timeout=timeout)
+    except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
+        message = f"{fn}: cannot connect to {shown} ({type(error).__name__}: {error}); {hint}"
+    # The half-made Client, which the error's traceback held, is collected now: collected later inside another
+    # Client's event-loop thread it deadlocked that Client's start (seen in the tests, in one order of files).
+    gc.collect()
+    raise ConnectionError(message)
