@@ -97,9 +97,25 @@ def _temporary_file(fn, name, path, shown=None):
     """(fd, name) of a new temporary file beside `path`; the OSError of a directory that cannot take one names
     `fn`, `name` and the path as the user gave it, `shown` (mkstemp's own names only the temporary file)."""
     try:
-        return tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        return tempfile.mkstemp(dir=os.path.dirname(path), prefix=_temporary_prefix(path), suffix=".tmp")
     except OSError as e:
         raise type(e)(e.errno, f"{fn}: cannot write {name} {shown or path!r} ({e.strerror})") from e
+
+
+def _temporary_prefix(path):
+    """'.NAME.' for the temporary file beside `path`, NAME cut short where the whole temporary name (mkstemp adds
+    8 characters and the '.tmp' suffix) would pass the file system's limit: a name of 242-255 bytes, itself
+    allowed, was refused as too long."""
+    directory, base = os.path.split(path)
+    try:
+        limit = os.pathconf(directory or ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such directory (reported by mkstemp), or no pathconf
+        limit = None
+    room = (limit if limit and limit > 0 else 255) - len("..") - 8 - len(".tmp")
+    encoded = os.fsencode(base)
+    if len(encoded) > room:
+        base = os.fsdecode(encoded[:room])  # bytes cut mid-character stay bytes (surrogateescape)
+    return f".{base}."
 
 
 def _new_file_mode(path):

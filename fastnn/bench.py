@@ -460,13 +460,13 @@ def format_report(report):
               f"{'jit/ref':>8} {'jit rate':>14} {'of peak':>8} {'jit/GEMMs':>9}")
     lines += ["", header, "-" * len(header)]
     for r in report["results"]:
-        torch_ms = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
+        torch_ms = f"{r['torch_ms']:>7.2f}ms" if "torch_ms" in r else f"{'-':>9}"
         vs_torch = f"{r['jit_over_torch']:.3f}" if "jit_over_torch" in r else "-"
         vs_gemms = f"{r['jit_over_gemms']:.3f}" if "jit_over_gemms" in r else "-"
         label = r.get("label") or OP_DESCRIPTIONS[r["op"]]  # reports written before rows had labels
         lines.append(
             f"{label:<40} {r['dtype']:<8} {r['reference_ms']:>8.2f}ms {r['jit_ms']:>7.2f}ms "
-            f"{torch_ms:>7}ms {vs_torch:>9} {r['jit_over_reference']:>8.3f} "
+            f"{torch_ms} {vs_torch:>9} {r['jit_over_reference']:>8.3f} "
             f"{r['jit_rate']:>7.1f} {r['unit']:<7}{r['fraction_of_peak']:>7.0%} {vs_gemms:>9}"
         )
         if "gemms_ms" in r:  # timed in the same rounds as the fused layer above

@@ -68,7 +68,10 @@ def _encode(value, arrays, where):
 def _decode(value, arrays):
     if isinstance(value, dict):
         if set(value) == {ARRAY_TAG}:
-            return arrays[value[ARRAY_TAG]]
+            name = value[ARRAY_TAG]
+            if not isinstance(name, str) or name not in arrays:
+                raise ValueError(f"its header names an array member {name!r} that the archive does not hold")
+            return arrays[name]
         return {k: _decode(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
@@ -135,7 +138,10 @@ def load_checkpoint(path):
             raise ValueError("it has no fastnn checkpoint header")
         if header.get("version") != VERSION:
             raise ValueError(f"format version {header.get('version')!r} is not {VERSION}")
-        return _decode(header["state"], arrays)
+        state = _decode(header.get("state"), arrays)
+        if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
+            raise ValueError("its state holds no 'params' dict, which every checkpoint has")
+        return state
     # NotImplementedError: a corrupted member's compression method; MemoryError and OverflowError: a member's
     # header declaring a huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
     except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,

@@ -35,7 +35,7 @@ class TransferReport:
             lines.append("loaded the batchnorm running statistics of layer(s) "
                          + ", ".join(map(str, self.statistics)))
         if self.statistics_kept:
-            lines.append("no running statistics in the source for batchnorm layer(s) "
+            lines.append("no running statistics of the layer's shape in the source for batchnorm layer(s) "
                          + ", ".join(map(str, self.statistics_kept)) + " (kept as the model had them)")
         if self.skipped:
             lines.append("skipped (shape differs): " + ", ".join(

@@ -100,6 +100,10 @@ def test_report_formats_every_op_name():
     }
     text = format_report(report)
     assert "max pool 2x2/2" in text and "threadpoolctl not installed" in text
+    header, row = text.splitlines()[-3], text.splitlines()[-1]
+    assert "-ms" not in row  # without torch the column printed "-ms"
+    torch_end = header.index("torch") + len("torch")
+    assert row[torch_end - 1] == "-" and row[torch_end] == " "  # right-aligned under its header
 
 
 def test_e2e_report_names_skipped_thread_counts():
@@ -321,3 +325,29 @@ def test_the_report_names_the_cpu_model_where_platform_does_not(monkeypatch):
     with open("/proc/cpuinfo") as cpuinfo:
         models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
     assert bench.processor_name() == (models[0] if models else "unknown")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_the_json_is_written_when_stdout_cannot_take_the_table(tmp_path, small_reports):
+    """`fastnn bench --json r.json > /dev/full` stopped at the table and never wrote r.json."""
+    path = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-c", "import fastnn.bench, fastnn.cli, sys; "
+                           "fastnn.bench.run = lambda **k: {'results': []}; "
+                           "fastnn.bench.format_report = lambda r: 'the report ' * 10000; "
+                           f"sys.argv = ['fastnn', 'bench', '--ops', 'dropout', '--json', {str(path)!r}]; "
+                           "sys.exit(fastnn.cli.console())"],
+                          stdout=open("/dev/full", "w"), stderr=subprocess.PIPE, text=True, timeout=120)
+    assert json.loads(path.read_text()) == {"results": []}
+    assert done.returncode == 1 and "No space left on device" in done.stderr
+
+
+def test_repeated_ops_and_dtypes_add_up(monkeypatch, capsys):
+    """`--ops batchnorm --ops layernorm` measured layernorm alone (argparse kept the last list)."""
+    import fastnn.bench
+    from fastnn.cli import main
+
+    given = {}
+    monkeypatch.setattr(fastnn.bench, "run", lambda **kwargs: given.update(kwargs) or {"results": []})
+    monkeypatch.setattr(fastnn.bench, "format_report", lambda report: "the report")
+    main(["bench", "--ops", "batchnorm", "--ops", "layernorm", "--dtypes", "float32", "--dtypes", "float64"])
+    assert given["ops"] == ["batchnorm", "layernorm"] and given["dtypes"] == ["float32", "float64"]

@@ -432,3 +432,18 @@ def test_restore_never_calls_a_rule_of_the_users_own(tmp_path):
     calls.clear()
     solver.restore(name + "_epoch_1.npz")
     assert calls == [] and solver.epoch == 1
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"params": None}, r"its state holds no 'params' dict"),
+    ({"params": "W"}, r"its state holds no 'params' dict"),
+    (None, r"its state holds no 'params' dict"),
+    ({"params": {"W": {"__array__": "a9"}}}, r"its header names an array member 'a9' that the archive does not hold"),
+    ({"params": {"W": {"__array__": ["a0"]}}}, r"its header names an array member \['a0'\]"),
+])
+def test_a_malformed_header_is_named_in_words(tmp_path, state, message):
+    """params null gave "(argument of type 'NoneType' is not iterable)", a missing member "('a9')"."""
+    np.savez(tmp_path / "bad.npz", a0=np.zeros(2), **{checkpoint.HEADER_KEY: _header(state)})
+    with pytest.raises(ValueError, match=r"load_checkpoint: .*bad.npz' is not a readable fastnn checkpoint \("
+                                         + message):
+        load_checkpoint(tmp_path / "bad.npz")

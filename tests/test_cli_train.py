@@ -912,3 +912,31 @@ def test_a_file_system_whose_inodes_never_match_ends_the_retries(tmp_path, monke
     claim, locked = _outputs._open_locked(str(path), take=True)
     claim.close()
     assert locked in (True, None)
+
+
+def test_an_init_from_that_overwrite_would_remove_is_refused(tmp_path, monkeypatch):
+    """--overwrite --init-from OUT/checkpoint_epoch_1.npz deleted (or replaced with the new run's) the very file
+    the new run started from, while fastnn-run.json went on naming it."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    source = out / "checkpoint_epoch_1.npz"
+    before = source.read_bytes()
+    with pytest.raises(SystemExit, match=r"fastnn train: --init-from '.*checkpoint_epoch_1.npz' is a file of the "
+                                         r"earlier run in --out '.*out', which --overwrite replaces"):
+        main(FAST + ["--out", str(out), "--overwrite", "--init-from", str(source)])
+    assert source.read_bytes() == before
+    copy = tmp_path / "start.npz"
+    copy.write_bytes(before)
+    assert main(FAST + ["--out", str(out), "--overwrite", "--init-from", str(copy)]) == 0
+
+
+def test_resume_names_a_directory_where_it_would_write_a_file(tmp_path, monkeypatch):
+    """A directory named checkpoint_epoch_2.npz (or summary.json) in --out gave save_checkpoint's traceback."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    (out / "checkpoint_epoch_2.npz").mkdir()
+    with pytest.raises(SystemExit, match=r"fastnn train: --resume: --out '.*out' holds directories where the run "
+                                         r"writes files: checkpoint_epoch_2.npz; move them away"):
+        main(["train", "--resume", str(out), "--epochs", "2", "--quiet"])

@@ -118,3 +118,12 @@ def test_a_symlink_to_dev_stdout_is_written_in_place_too(tmp_path):
                        check=True, timeout=120)
     assert target.read_text() == "the report\n json json"
     assert os.readlink(link) == "/dev/stdout"
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 125 + ".json"])
+def test_a_file_name_at_the_systems_limit_is_written(tmp_path, name):
+    """The temporary name beside it is the name plus 14 characters: names of 242-255 bytes were refused."""
+    assert len(os.fsencode(name)) <= 255
+    with atomic_open(tmp_path / name, "w") as f:
+        f.write("whole")
+    assert (tmp_path / name).read_text() == "whole" and os.listdir(tmp_path) == [name]

@@ -10,11 +10,12 @@ def configure(parser):
 
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numba, BLAS and torch (default 1; at most the CPUs this process may use)")
-    parser.add_argument("--ops", nargs="+", choices=sorted(OPS), metavar="OP",
+    parser.add_argument("--ops", nargs="+", action="extend", choices=sorted(OPS), metavar="OP",
                         help=f"ops to measure (default all): {', '.join(OPS)}")
-    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, help="dtypes to measure (default both)")
+    parser.add_argument("--dtypes", nargs="+", action="extend", choices=DTYPES, help="dtypes to measure (default both)")
     parser.add_argument("--quick", action="store_true",
-                        help="batches 8x smaller and fewer rounds (a smoke run; the report names the shapes measured)")
+                        help="smaller batches (8x; 4x for the --e2e convnet) and fewer rounds (a smoke run; the report "
+                             "names the shapes measured)")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin samples per op (default 9, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--keep-freed-memory", action="store_true",
@@ -61,24 +62,30 @@ def run(args):
 
         report = bench_e2e.run(threads=sorted({1, args.threads}), quick=args.quick, rounds=args.rounds,
                                keep_freed=args.keep_freed_memory)
-        print(bench_e2e.format_report(report))
+        text = bench_e2e.format_report(report)
     else:
         report = bench.run(ops=args.ops, dtypes=args.dtypes or DTYPES, threads=args.threads, quick=args.quick,
                            rounds=args.rounds, keep_freed=args.keep_freed_memory)
-        print(bench.format_report(report))
+        text = bench.format_report(report)
+    # --json first: a stdout that cannot take the table (a full disk under `> file`) must not lose the file asked for
+    failure = _write_json(report, args.json) if args.json else None
+    print(text)
+    if failure:
+        raise SystemExit(failure)
     if args.json:
-        _write_json(report, args.json)
         print(f"\nJSON written to {args.json}")
     return 0
 
 
 def _write_json(report, path):
-    """--json, once the report is printed: a file that cannot take it (a full disk) is a message."""
+    """Write --json; returns None, or the message for a file that could not take it (a full disk)."""
     from ..bench import write_json
 
     try:
         write_json(report, path)
     except OSError as error:
+        if str(error).startswith("fastnn bench:"):  # already the whole message (the directory went away)
+            return f"{error}; the report printed above is not saved"
         reason = os.strerror(error.errno) if error.errno else str(error)
-        raise SystemExit(f"fastnn bench: cannot write --json {path!r} ({reason}); the report printed above is "
-                         "not saved") from error
+        return f"fastnn bench: cannot write --json {path!r} ({reason}); the report printed above is not saved"
+    return None

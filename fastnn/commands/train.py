@@ -273,6 +273,7 @@ def _run(args):
 def _run_in(args, earlier, Solver):
     """_run in its claimed --out."""
     with outputs.released_if_it_fails(args.out, "train", earlier):
+        _refuse_an_init_from_it_replaces(args, earlier)
         solver, model, data = _set_up(args, Solver)
     aside = outputs.set_aside(args.out, "train", earlier)
     try:
@@ -288,6 +289,28 @@ def _run_in(args, earlier, Solver):
         raise
     outputs.drop(aside)
     return _report(args, summary)
+
+
+def _refuse_an_init_from_it_replaces(args, earlier):
+    """--overwrite removes the earlier run's files once the new run has finished: an --init-from among them would
+    have gone (or, with the same name, become the new run's checkpoint) while fastnn-run.json still named it."""
+    if not args.init_from or not earlier:
+        return
+    source = os.path.realpath(args.init_from)
+    if source in {os.path.realpath(os.path.join(args.out, name)) for name in earlier}:
+        raise SystemExit(f"fastnn train: --init-from {args.init_from!r} is a file of the earlier run in --out "
+                         f"{args.out!r}, which --overwrite replaces; copy it out of --out first, or choose another "
+                         "--out")
+
+
+def _refuse_directories_in_the_way(args):
+    """--resume writes the later checkpoints, summary.json and the plots into --out: a directory of one of those
+    names would stop it at that write (a fresh run refuses such an --out, or moves it aside)."""
+    blocking = sorted(name for name in os.listdir(args.out)
+                      if is_output(name) and os.path.isdir(os.path.join(args.out, name)))
+    if blocking:
+        raise SystemExit(f"fastnn train: --resume: --out {args.out!r} holds directories where the run writes files: "
+                         f"{', '.join(blocking)}; move them away")
 
 
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # what a full disk and such raise
@@ -316,6 +339,7 @@ def _resume(args, checkpoint):
     new summary beside the earlier ones."""
     from ..solver import Solver
 
+    _refuse_directories_in_the_way(args)
     init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
     solver, model, data = _set_up(args, Solver)
     args.init_from = init_from
