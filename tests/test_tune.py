@@ -621,3 +621,11 @@ def test_a_client_address_that_accepts_but_never_answers_is_an_error_not_a_hang(
         silent.close()
     with pytest.raises(ConnectionError, match=r"random_search: cannot connect to client 'nonsense' \(ValueError: "):
         random_search(build_softmax, digits, SPACE, 1, solver_kwargs=SOLVER_KWARGS, client="nonsense")
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "127.0.0.1:0"])
+def test_an_address_of_no_tcp_port_is_refused_at_once(digits, address):
+    """Port 99999 was tried for the whole 10 s connect timeout."""
+    with pytest.raises(ConnectionError, match=rf"random_search: client '{address}' names port \d+, which no TCP "
+                                              r"port is \(1-65535\)"):
+        random_search(build_softmax, digits, SPACE, 1, solver_kwargs=SOLVER_KWARGS, client=address)

@@ -114,6 +114,9 @@ def client_at(fn, address, shown=None, timeout=None):
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     shown = shown or f"client {address!r}"
     hint = "give the address a running `dask scheduler` printed, such as tcp://HOST:8786"
+    port = _port(address)
+    if port is not None and not 0 < port < 65536:  # dask tried to reach it for the whole timeout
+        raise ConnectionError(f"{fn}: {shown} names port {port}, which no TCP port is (1-65535); {hint}")
     if _silent(address, timeout):
         raise ConnectionError(f"{fn}: {shown} accepted a connection but sent nothing in {timeout} s, as a dask "
                               f"scheduler does at once; {hint}")
@@ -125,3 +128,15 @@ def client_at(fn, address, shown=None, timeout=None):
     # Client's event-loop thread it deadlocked that Client's start (seen in the tests, in one order of files).
     gc.collect()
     raise ConnectionError(message)
+
+
+def _port(address):
+    """The TCP port an address names, or None (not tcp, or not an address: distributed.Client says why)."""
+    from distributed.comm import get_address_host_port
+
+    if "://" in address and not address.startswith("tcp://"):
+        return None
+    try:
+        return int(get_address_host_port(address)[1])
+    except (ValueError, TypeError):
+        return None
