@@ -379,7 +379,7 @@ def load_CIFAR10(ROOT):
 
     Returns Xtr (50000, 32, 32, 3), Ytr, Xte (10000, 32, 32, 3), Yte.
     """
-    if not isinstance(ROOT, (str, bytes, os.PathLike)):
+    if not isinstance(ROOT, (str, os.PathLike)):
         raise TypeError(f"load_CIFAR10: ROOT must be a str or os.PathLike directory, got {type(ROOT).__name__}")
     names = [f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]
     missing = [n for n in names if not os.path.isfile(os.path.join(ROOT, n))]

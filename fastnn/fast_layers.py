@@ -36,27 +36,31 @@ def _conv_backward(fn, dout, cache):
         if x_cols.shape != columns:  # the reference's GEMM would fail on it, and the compiled path not read it
             _check.fail(fn, f"cache x_cols has shape {x_cols.shape}; x {cache[0].shape}, w {cache[1].shape} and "
                             f"dout {dout.shape} make it (C*HH*WW, N*H'*W') = {columns}")
-        _check_column_order(fn, cache, x_cols, dout.shape[2:])
     if x_cols.dtype != dout.dtype:
         _check.fail(fn, f"cache x_cols has dtype {x_cols.dtype}, the layer ran in {dout.dtype}", TypeError)
+    if isinstance(x_cols, np.ndarray):
+        _check_column_order(fn, cache, x_cols, dout.shape[2:])
     return _run("conv_backward_fast", dout, cache[:4] + (x_cols,))
 
 
 def _check_column_order(fn, cache, x_cols, out_size):
     """Refuse columns of x in another order than the forward's (N, H', W'): the starter's im2col_cython orders
     them (H', W', N), same shape, and the reference's dw from such a hand-built cache was silently wrong. Three
-    columns are compared with x's receptive fields, which the two orders put in different places."""
+    columns, which the two orders put in different places, are compared with x's receptive fields."""
     x, w, _, conv_param = cache[:4]
-    N, (HH, WW), (H_out, W_out) = x.shape[0], w.shape[2:], out_size
+    (N, C, H, W), (HH, WW), (H_out, W_out) = x.shape, w.shape[2:], out_size
     stride, pad = conv_param["stride"], conv_param["pad"]
-    for column in {1, W_out, H_out * W_out} & set(range(N * H_out * W_out)):
+    for column in dict.fromkeys(c for c in (1, W_out, H_out * W_out) if c < N * H_out * W_out):
         n, i, j = np.unravel_index(column, (N, H_out, W_out))
-        rows, cols = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
-        field = np.pad(x[n], ((0, 0), (pad, pad), (pad, pad)))[:, rows, cols]
+        top, left = i * stride - pad, j * stride - pad  # the field's corner in x; the padding around x is 0
+        field = np.zeros((C, HH, WW), x.dtype)
+        r0, r1, c0, c1 = max(top, 0), min(top + HH, H), max(left, 0), min(left + WW, W)
+        if r0 < r1 and c0 < c1:
+            field[:, r0 - top:r1 - top, c0 - left:c1 - left] = x[n, :, r0:r1, c0:c1]
         if not np.array_equal(x_cols[:, column], field.ravel(), equal_nan=True):
             _check.fail(fn, f"cache x_cols column {column} is not x's receptive field (n, i, j) = "
-                            f"{(int(n), int(i), int(j))}: the columns must be conv_forward_fast's, ordered (N, H', W') "
-                            "(im2col_cython orders them (H', W', N))")
+                            f"{(int(n), int(i), int(j))}: the columns must be conv_forward_fast's of this x, ordered "
+                            "(N, H', W') (im2col_cython orders them (H', W', N); or was x changed after the forward?)")
 
 
 def conv_forward_fast(x, w, b, conv_param):

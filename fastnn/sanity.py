@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
+from .gradient_check import rel_error
 
 
 @dataclass
@@ -72,8 +73,11 @@ def _checked_arguments(fn, model, num_checks, h, seed):
             _checks.fail(fn, f"model.params[{name!r}] is read-only; the check perturbs it in place")
     num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=1)
     h = _checks.number(fn, "h", h, low=0, low_open=True)
-    if seed is not None:
-        _checks.integer(fn, "seed", seed, minimum=0)
+    try:  # anything np.random.default_rng takes: None, an integer >= 0, a SeedSequence, a Generator
+        np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        _checks.fail(fn, f"seed must be what np.random.default_rng takes (an integer >= 0, say), got {seed!r} "
+                         f"({error})", type(error))
     return num_checks, h
 
 
@@ -113,11 +117,11 @@ def _sampled_entries(fn, model, X, y, num_checks, h, seed):
 
 
 def _relative_error(numeric, analytic):
-    """The relative error, infinite where either gradient is NaN or infinite (a NaN compares below every
+    """gradient_check.rel_error of the two, infinite where either is NaN or infinite (a NaN compares below every
     error, so it would have read as a match)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        error = float(abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-8))
-    return error if np.isfinite(numeric) and np.isfinite(analytic) and error == error else float("inf")
+    if not (np.isfinite(numeric) and np.isfinite(analytic)):
+        return float("inf")
+    return rel_error(numeric, analytic)
 
 
 def sampled_gradient_errors(model, X, y, num_checks=5, h=1e-6, seed=0):

@@ -367,3 +367,8 @@ def test_standardize_channels_refuses_nan_training_images():
     X[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"standardize_channels: X_train holds NaN or infinite values"):
         data_utils.standardize_channels({"X_train": X})
+
+
+def test_load_cifar10_names_a_bytes_root():
+    with pytest.raises(TypeError, match=r"load_CIFAR10: ROOT must be a str or os.PathLike directory, got bytes"):
+        data_utils.load_CIFAR10(b"/tmp")

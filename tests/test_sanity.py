@@ -212,8 +212,8 @@ def test_nan_or_infinite_gradients_are_the_worst_error_not_a_match(model):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"h": 0.0}, ValueError, r"h must be > 0"),
     ({"h": np.nan}, ValueError, r"h must be finite"),
-    ({"seed": -1}, ValueError, r"seed must be >= 0"),
-    ({"seed": "a"}, TypeError, r"seed must be an integer"),
+    ({"seed": -1}, ValueError, r"seed must be what np.random.default_rng takes .*got -1"),
+    ({"seed": "a"}, TypeError, r"seed must be what np.random.default_rng takes .*got 'a'"),
 ])
 def test_sampled_gradient_checks_name_bad_arguments(kwargs, error, message):
     X, y = data(n=4)
@@ -288,3 +288,13 @@ def test_other_checks_name_bad_arguments():
         sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=4, tolerance="x")
     with pytest.raises(ValueError, match=r"check_initial_loss: reg must be > 0"):
         sanity.check_initial_loss(lambda reg: Softmax(reg=reg), X, y, num_classes=4, reg=0)
+
+
+def test_the_seed_is_anything_default_rng_takes():
+    X, y = data(n=4)
+    np.random.seed(0)
+    by_int = sanity.sampled_gradient_errors(Softmax(), X, y, num_checks=2, seed=7)
+    np.random.seed(0)
+    by_sequence = sanity.sampled_gradient_errors(Softmax(), X, y, num_checks=2, seed=np.random.SeedSequence(7))
+    assert by_int == by_sequence
+    sanity.check_gradients(Softmax(), X, y, num_checks=1, seed=np.random.default_rng(1))

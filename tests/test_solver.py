@@ -607,3 +607,14 @@ def test_check_accuracy_takes_labels_as_a_list_as_the_starter_did():
     solver = Solver(LinearSoftmax(), data, verbose=False)
     assert solver.check_accuracy(data["X_val"], data["y_val"].tolist()) == solver.check_accuracy(data["X_val"],
                                                                                               data["y_val"])
+
+
+def test_arguments_lists_every_keyword_the_solver_takes():
+    """solver.ARGUMENTS (which fastnn.tune checks solver_kwargs against) must not drift from Solver.__init__."""
+    import inspect
+    import re
+
+    from fastnn import solver
+
+    popped = re.findall(r'kwargs\.pop\("(\w+)"', inspect.getsource(solver.Solver.__init__))
+    assert sorted(popped) == sorted(solver.ARGUMENTS)

@@ -1,6 +1,5 @@
 """`fastnn bench`: the side-by-side speed report (fastnn.bench)."""
 
-import os
 
 DTYPES = ("float32", "float64")
 
@@ -79,13 +78,14 @@ def run(args):
 
 def _write_json(report, path):
     """Write --json; returns None, or the message for a file that could not take it (a full disk)."""
+    from .._files import error_text
     from ..bench import write_json
 
     try:
         write_json(report, path)
     except OSError as error:
-        if str(error).startswith("fastnn bench:"):  # already the whole message (the directory went away)
-            return f"{error}; the report printed above is not saved"
-        reason = os.strerror(error.errno) if error.errno else str(error)
+        reason = error_text(error)
+        if reason.startswith("fastnn bench:"):  # already the whole message (the directory went away)
+            return f"{reason}; the report printed above is not saved"
         return f"fastnn bench: cannot write --json {path!r} ({reason}); the report printed above is not saved"
     return None

@@ -93,7 +93,7 @@ def _connect(address):
 
     try:
         return client_at("fastnn tune", address, f"--scheduler {address!r}", CONNECT_TIMEOUT)
-    except ConnectionError as error:
+    except (ConnectionError, ValueError) as error:
         raise SystemExit(str(error)) from None
 
 

@@ -35,8 +35,6 @@ def connect(client=None, n_workers=None, fn="random_search"):
         yield client
         return
     distributed = _distributed(fn)
-    import dask
-
     if isinstance(client, str):
         if n_workers is not None:
             check.fail(fn, "n_workers applies only to the LocalCluster started when client is None")
@@ -49,9 +47,7 @@ def connect(client=None, n_workers=None, fn="random_search"):
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
         try:
-            # One task at a time on a worker (dask's default also queues one there): a worker that dies then
-            # takes only the trial that killed it, and a trial queued behind it is never blamed (KilledWorker).
-            with _sigint_blocked(), dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            with _sigint_blocked():
                 # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
                 # Logs: only what is critical (the workers' errors at shutdown are noise; a trial's are recorded).
                 cluster = stack.enter_context(distributed.LocalCluster(
@@ -109,7 +105,7 @@ def _silent(address, timeout):
 def client_at(fn, address, shown=None, timeout=None):
     """A distributed.Client connected to the scheduler at `address` within `timeout` seconds (CONNECT_TIMEOUT by
     default). Anything else is a ConnectionError naming `fn` and the address (as `shown`, default
-    "client 'ADDRESS'"), dask's reason, and what to give instead."""
+    "client 'ADDRESS'"), dask's reason, and what to give instead; a ValueError where it is no address at all."""
     distributed = _distributed(fn)
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     shown = shown or f"client {address!r}"
@@ -124,10 +120,11 @@ def client_at(fn, address, shown=None, timeout=None):
         return distributed.Client(address, timeout=timeout)
     except Exception as error:  # ValueError (not an address), OSError (timed out), or a reply that is not dask's
         message = f"{fn}: cannot connect to {shown} ({type(error).__name__}: {error}); {hint}"
+        refused = ValueError if isinstance(error, ValueError) else ConnectionError
     # The half-made Client, which the error's traceback held, is collected now: collected later inside another
     # Client's event-loop thread it deadlocked that Client's start (seen in the tests, in one order of files).
     gc.collect()
-    raise ConnectionError(message)
+    raise refused(message)
 
 
 def _port(address):

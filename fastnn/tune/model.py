@@ -2,6 +2,8 @@
 default_space, the space the command searches.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .. import _checks as check
@@ -22,13 +24,13 @@ def build_fc_net(config, data):
     from ..classifiers.fc_net import FullyConnectedNet
 
     fn = "build_fc_net"
-    if not isinstance(config, dict):
+    if not isinstance(config, Mapping):
         check.fail(fn, f"config must be a dict of hyperparameters, got {type(config).__name__}", TypeError)
     unknown = sorted(set(config) - set(FC_NET_KEYS) - set(SOLVER_KEYS) - set(OPTIM_KEYS))
     if unknown:
         check.fail(fn, f"unknown config keys {unknown}; it reads {list(FC_NET_KEYS)} and the Solver "
                        f"reads {list(SOLVER_KEYS + OPTIM_KEYS)}")
-    missing = [k for k in ("X_train", "y_train", "y_val") if k not in data] if isinstance(data, dict) else None
+    missing = [k for k in ("X_train", "y_train", "y_val") if k not in data] if isinstance(data, Mapping) else None
     if missing is None or missing:
         check.fail(fn, f"data must be a dict with X_train, y_train, X_val, y_val; missing {missing or 'all'}",
                    TypeError if missing is None else ValueError)

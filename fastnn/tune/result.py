@@ -170,9 +170,9 @@ class SearchResult:
         """Write results.json, results.csv, scatter.png (when matplotlib is installed and the space has a
         log-scale parameter) and best.npz (when a trial succeeded) into `directory`, created if needed.
 
-        An earlier search's best.npz or scatter.png that this one does not write is removed, so the directory
-        never holds the files of two searches. Returns a dict of what -> path, and 'skipped' -> the reasons for
-        anything not written."""
+        Where the directory holds an earlier search (its results.json), that search's best.npz or scatter.png
+        that this one does not write is removed, so the directory never holds the files of two searches. Returns a
+        dict of what -> path, and 'skipped' -> the reasons for anything not written."""
         fn = "SearchResult.save"
         if not isinstance(directory, (str, os.PathLike)):
             check.fail(fn, f"directory must be a str or os.PathLike, got {type(directory).__name__}", TypeError)
@@ -181,6 +181,7 @@ class SearchResult:
         except (FileExistsError, NotADirectoryError):
             check.fail(fn, f"{os.fspath(directory)!r} is not a directory (a file is in the way)")
         path = {what: os.path.join(directory, name) for what, name in SAVED_FILES.items()}
+        replaces_a_search = os.path.isfile(path["json"])
         written = {"json": self.to_json(path["json"]), "csv": self.to_csv(path["csv"])}
         skipped = []
         if self.best is not None:
@@ -191,7 +192,7 @@ class SearchResult:
             written["scatter"] = self.plot(path["scatter"])
         except (ImportError, ValueError) as error:
             skipped.append(f"{SAVED_FILES['scatter']}: {error}")
-        for what, stale in path.items():  # an earlier search's file that this one did not write
+        for what, stale in path.items() if replaces_a_search else ():  # the earlier search's, not rewritten
             if what not in written and os.path.isfile(stale):
                 os.remove(stale)
         if skipped:

@@ -4,8 +4,10 @@ random_search and coarse_to_fine are the entry points. dask, cloudpickle and tqd
 runs.
 """
 
+import collections
 import uuid
 import warnings
+from concurrent.futures import CancelledError
 
 import numpy as np
 
@@ -70,78 +72,99 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
     return pickled_builder, space, dict(solver_kwargs), seed
 
 
-# A trial whose task was lost with the data it needed (every worker holding them died, say because another trial
-# crashed each) is run again, on data sent anew, at most this many times; one whose own run killed its worker
-# process (dask's KilledWorker, after its allowed-failures) is failed at once.
+# A trial whose task comes back cancelled (lost with the data it needed: every worker holding them died, say each
+# one that ran a crashing trial) runs again, on data sent anew, at most this many times. One that comes back as
+# KilledWorker (dask ran it on 4 workers and each died meanwhile) runs once more: it may have been waiting on a
+# worker behind the trial that crashed it.
 LOST_ATTEMPTS = 3
+KILLED_ATTEMPTS = 1
 # A search holds every config, trial and history in memory: 10**9 trials grew it without end.
 MAX_TRIALS = 100_000
 
 
 class _SharedData:
-    """The training data, sent once to the workers as a task holding them: where every worker holding them has
-    died (say each one that ran a crashing trial), the scheduler runs that task again for the trials still waiting,
-    where scattered data were lost and the trials waiting on them cancelled."""
+    """The training data, scattered to every worker once, and anew after a trial comes back cancelled on a copy
+    that is still the current one (the workers holding it died)."""
 
     def __init__(self, client, data):
         self.client, self.data, self.future = client, data, None
 
     def current(self):
-        if self.future is None or self.future.status in ("lost", "cancelled", "error"):
-            with warnings.catch_warnings():  # dask warns of a large graph: holding the data is the point
-                warnings.simplefilter("ignore", UserWarning)
-                self.future = self.client.submit(_data, self.data, key=f"fastnn-data-{uuid.uuid4().hex}", pure=False)
+        if self.future is None:
+            [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
         return self.future
 
+    def lost(self, used):
+        if used is self.future:
+            self.future = None
 
-def _data(data):
-    return data
+
+def _worker_threads(client):
+    """The threads of the cluster's workers now (at least 1: a cluster still starting has none)."""
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # the scheduler went away: the next submit says so
+        return 1
 
 
 def _run_round(client, pickled_builder, shared, configs, first_index, round, seed, solver_kwargs, progress):
-    """Submit one task per config and collect the Trials, keeping only the best trial's params."""
+    """Run one task per config, no more at once than the workers have threads, and collect the Trials, keeping
+    only the best trial's params. With no trial waiting on a worker, a worker that dies takes with it only the
+    trial it was running (dask blames every trial queued there: KilledWorker)."""
     distributed = _distributed("random_search")
     settings = carried()  # the caller's, in every worker
     tag = uuid.uuid4().hex[:8]
+    waiting = collections.deque((first_index + offset, config) for offset, config in enumerate(configs))
+    futures, completed = {}, distributed.as_completed()
 
-    def submit(index, config, s, attempt):
-        future = client.submit(_run_pickled_trial, pickled_builder, shared.current(), config, index, round, s,
-                               solver_kwargs, settings, key=f"fastnn-trial-{tag}-{index}-{attempt}", pure=False)
-        futures[future] = (index, config, s, attempt)
-        return future
+    def submit(index, config, tries):
+        data = shared.current()
+        s = trial_seed(seed, index)
+        future = client.submit(_run_pickled_trial, pickled_builder, data, config, index, round, s, solver_kwargs,
+                               settings, key=f"fastnn-trial-{tag}-{index}-{sum(tries)}", pure=False)
+        futures[future] = (index, config, tries, data)
+        completed.add(future)
 
-    futures = {}
-    for offset, config in enumerate(configs):
-        submit(first_index + offset, config, trial_seed(seed, first_index + offset), 0)
+    def submit_waiting():
+        threads = _worker_threads(client) if waiting else 0
+        while waiting and len(futures) < threads:
+            submit(*waiting.popleft(), (0, 0))
 
     trials, best, best_params = [], None, None
-    with _progress_bar(len(futures), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
-        completed = distributed.as_completed(list(futures))
+    with _progress_bar(len(waiting), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
+        submit_waiting()
         for future in completed:
-            index, config, s, attempt = futures.pop(future)
+            index, config, (lost, killed), data = futures.pop(future)
+            again, params = None, None
             try:
                 trial, params = future.result()
             except distributed.KilledWorker as exc:
-                trial, params = _failed(index, round, config, s, f"KilledWorker: the worker process running it died "
-                                        f"each time it ran (a crash, os._exit or running out of memory): {exc}"), None
-            except Exception as exc:  # the task was lost with its worker or its data, or the cluster went away
-                if attempt < LOST_ATTEMPTS and client.status != "closed":
-                    future.release()
-                    completed.add(submit(index, config, s, attempt + 1))
-                    continue
-                trial, params = _failed(index, round, config, s, f"{type(exc).__name__}: the task was lost "
-                                        f"{attempt + 1} times with its worker or the data it needed (worker processes "
-                                        f"died: a crash, os._exit or running out of memory): {exc}"), None
+                again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
+                trial = _failed(index, round, config, seed, f"KilledWorker: the worker process running it died each "
+                                f"time it ran (a crash, os._exit or running out of memory): {exc}")
+            except CancelledError as exc:  # lost with its worker or its data, or the cluster went away
+                shared.lost(data)
+                again = (lost + 1, killed) if lost < LOST_ATTEMPTS else None
+                trial = _failed(index, round, config, seed, f"{type(exc).__name__}: the task was lost {lost + 1} "
+                                "times with its worker or the data it needed (worker processes died: a crash, "
+                                f"os._exit or running out of memory): {exc}")
+            except Exception as exc:  # raised by the task itself: a worker could not unpickle the builder, say
+                trial = _failed(index, round, config, seed, f"{type(exc).__name__}: {exc}")
             future.release()
+            if again is not None and client.status == "running":
+                submit(index, config, again)
+                continue
             trials.append(trial)
             if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
                 best, best_params = trial, params
             bar.update(1)
+            submit_waiting()
     return trials, best_params
 
 
-def _failed(index, round, config, seed, error):
-    return Trial(index=index, round=round, config=config, seed=seed, status="failed", error=error)
+def _failed(index, round, config, search_seed, error):
+    return Trial(index=index, round=round, config=config, seed=trial_seed(search_seed, index), status="failed",
+                 error=error)
 
 
 def _progress_bar(total, round, show):
