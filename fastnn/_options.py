@@ -156,9 +156,27 @@ def _cache_too_late(changes):
 
 
 def current():
-    """The settings in force (a frozen Settings): the latest open `with` block's, else the process's."""
+    """The settings in force (a frozen Settings): the latest open `with` block's, else the process's; with the
+    backend of an enclosing `backend_here` of this thread."""
     blocks = _blocks
-    return blocks[-1][1] if blocks else (_base or _process_settings())
+    settings = blocks[-1][1] if blocks else (_base or _process_settings())
+    here = _backend_here.get()
+    return settings if here is None else replace(settings, backend=here)
+
+
+_backend_here = contextvars.ContextVar("fastnn_backend_here", default=None)
+
+
+@contextmanager
+def backend_here(backend):
+    """`backend` for this thread (and context) alone inside the block, whatever options() says: fastnn.warmup()
+    compiles through the layers without changing, for the duration, which path every other thread takes (nor
+    can another thread's `with options(...)` turn its compiling into reference calls)."""
+    token = _backend_here.set(backend)
+    try:
+        yield
+    finally:
+        _backend_here.reset(token)
 
 
 def carried():

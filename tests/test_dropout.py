@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastnn.layers import dropout_backward, dropout_forward
+from fastnn.layers import dropout_backward, dropout_forward, relu_forward
 from fastnn.reference.dropout import dropout_keep_mask
 from fastnn.testing import check_gradients, randn
 
@@ -80,3 +80,33 @@ def test_dropout_keeps_dtype(dtype):
     x = randn(4, 4, dtype=dtype)
     out, cache = dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1})
     assert out.dtype == dtype and dropout_backward(out, cache).dtype == dtype
+
+
+def test_verify_draws_an_unseeded_key_once_and_never_rewinds_the_global_rng(monkeypatch):
+    """verify saved numpy's global RNG state before each call and restored it between the two paths: draws that
+    another thread made meanwhile were handed out again (400 unseeded masks from 8 threads: 171 distinct)."""
+    import fastnn
+
+    x = np.ones((50, 40))
+
+    def calls():
+        out, cache = dropout_forward(x, {"mode": "train", "p": 0.5})
+        relu_forward(x)
+        dropout_forward(x.astype(np.float32), {"mode": "train", "p": 0.3})
+        return out, cache, np.random.get_state()
+
+    np.random.seed(3)
+    expected_out, expected_cache, expected_state = calls()
+    np.random.seed(3)
+    set_state = np.random.set_state
+
+    def rewind(state):
+        raise AssertionError("numpy's global RNG was set back")
+
+    monkeypatch.setattr(np.random, "set_state", rewind)
+    with fastnn.options(backend="verify"):
+        out, cache, state = calls()
+    monkeypatch.setattr(np.random, "set_state", set_state)
+    np.testing.assert_array_equal(out, expected_out)
+    assert state[2] == expected_state[2] and np.array_equal(state[1], expected_state[1])  # a draw per call
+    assert "seed" not in cache[0] and cache[0] == expected_cache[0]

@@ -270,3 +270,70 @@ def test_parallel_pays_from_two_threads_except_under_workqueue(monkeypatch):
         assert not _jit.parallel_pays(1)
         assert _jit.parallel_pays(2) is two_pays
         assert _jit.parallel_pays(3) and _jit.parallel_pays(8)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dtypes": None}, r"fastnn.warmup: dtypes must be a name or a list of names, got None"),
+    ({"dtypes": 5}, r"fastnn.warmup: dtypes must be a name or a list of names, got 5"),
+    ({"ops": 5}, r"fastnn.warmup: ops must be a name or a list of names, got 5"),
+])
+def test_warmup_names_arguments_that_are_no_names(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        fastnn.warmup(**kwargs)
+    with pytest.raises(ValueError, match=r"float32 or float64, got \['nope'\]"):
+        fastnn.warmup(dtypes=["nope"])
+
+
+def test_warmup_leaves_the_backend_of_every_other_thread_alone():
+    """warmup() opened a process-wide `with options(backend='jit')`: a reference or verify run in another thread
+    took the compiled path meanwhile; and another thread's `with options(backend='reference')` made the warmup
+    compile nothing."""
+    import threading
+
+    from fastnn import _options
+
+    seen, go, done = [], threading.Event(), threading.Event()
+
+    def watch():
+        go.wait()
+        while not done.is_set():
+            seen.append(_options.current().backend)
+
+    with fastnn.options(backend="reference"):
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        go.set()
+        try:
+            with _options.backend_here("jit"):
+                assert _options.current().backend == "jit"
+                fastnn.warmup(dtypes="float32", ops="activations")
+        finally:
+            done.set()
+            watcher.join()
+    assert seen and set(seen) == {"reference"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_a_child_forked_after_the_thread_count_was_read_runs_serial_kernels(layer):
+    """fastnn.num_threads() starts numba's threads, but only a parallel kernel marked them started: a child forked
+    after it ran parallel kernels on the parent's pool (GNU OpenMP killed it: 'fork() called from a process
+    already using GNU OpenMP')."""
+    script = (
+        "import multiprocessing, numpy as np, fastnn\n"
+        "from fastnn.layers import relu_forward\n"
+        "fastnn.num_threads()\n"
+        "def child():\n"
+        "    from fastnn.kernels import _threads\n"
+        "    assert _threads.pool_inherited_by_fork\n"
+        "    assert relu_forward(-np.ones((1000, 1000)))[0].max() == 0\n"
+        "if __name__ == '__main__':\n"
+        "    p = multiprocessing.get_context('fork').Process(target=child)\n"
+        "    p.start(); p.join(60)\n"
+        "    raise SystemExit(p.exitcode)\n"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    if layer == "omp" and "No threading layer could be loaded" in done.stderr:
+        pytest.skip("numba's omp layer is not available here")
+    assert done.returncode == 0, done.stderr[-2000:]

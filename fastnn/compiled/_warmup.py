@@ -73,6 +73,28 @@ def _run_family(family, dtype):
             w, config = optim.adam(w, r(2, 3), config)
 
 
+def _several(name, values):
+    """values as a tuple; what is no collection of them (None, 5) is named."""
+    try:
+        return tuple(values)
+    except TypeError:
+        raise TypeError(f"fastnn.warmup: {name} must be a name or a list of names, got {values!r}") from None
+
+
+def _name(dtype):
+    try:
+        return np.dtype(dtype).name
+    except (TypeError, ValueError):
+        return str(dtype)
+
+
+def _is_float(dtype):
+    try:
+        return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    except (TypeError, ValueError):  # "nope"
+        return False
+
+
 def warmup(dtypes=("float32", "float64"), ops=None):
     """Compile the kernels of `ops` (a family name or several, default all: see FAMILIES) for each of `dtypes`
     (one or several).
@@ -81,17 +103,18 @@ def warmup(dtypes=("float32", "float64"), ops=None):
     """
     from .. import _options
 
-    families = FAMILIES if ops is None else (ops,) if isinstance(ops, str) else tuple(ops)  # one name, or several
-    unknown = sorted(set(families) - set(FAMILIES))
+    families = FAMILIES if ops is None else (ops,) if isinstance(ops, str) else _several("ops", ops)
+    unknown = sorted(set(map(str, families)) - set(FAMILIES))
     if unknown:
         raise ValueError(f"fastnn.warmup: unknown op families {unknown}; choose from {list(FAMILIES)}")
     one = isinstance(dtypes, (str, type, np.dtype))  # "float32", np.float32 or np.dtype("float32")
-    dtypes = tuple(np.dtype(d) for d in ((dtypes,) if one else dtypes))
-    bad = [str(d) for d in dtypes if d not in (np.dtype(np.float32), np.dtype(np.float64))]
+    dtypes = (dtypes,) if one else _several("dtypes", dtypes)
+    bad = [d for d in dtypes if not _is_float(d)]
     if bad:
-        raise ValueError(f"fastnn.warmup: dtypes must be float32 or float64, got {bad}")
+        raise ValueError(f"fastnn.warmup: dtypes must be float32 or float64, got {[_name(d) for d in bad]}")
+    dtypes = tuple(np.dtype(d) for d in dtypes)
     start = time.perf_counter()
-    with _options.options(backend="jit"):
+    with _options.backend_here("jit"):
         for dtype in dtypes:
             for family in families:
                 _run_family(family, dtype)

@@ -19,7 +19,6 @@
   and on two under 'workqueue'.
 """
 
-import os
 import threading
 import types
 import warnings
@@ -92,28 +91,14 @@ def threading_layer_is_thread_safe():
     return layer in ("tbb", "omp")
 
 
-_parallel_started = False  # this process has launched a parallel kernel (numba's thread pool exists)
-_pool_inherited_by_fork = False  # this process was forked from one that had: that pool does not work here
-
-
-def _after_fork_in_child():
-    global _pool_inherited_by_fork
-    if _parallel_started:
-        _pool_inherited_by_fork = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def parallel_allowed(parallel):
     """Whether a parallel kernel may run here: asked for (the caller passes the `parallel` setting), safe on this
     thread, and not in a child forked after the parent started numba's threads (the child's copy of the pool
     hangs: measured here)."""
-    global _parallel_started
-    if not parallel or _pool_inherited_by_fork:
+    if not parallel or _threads.pool_inherited_by_fork:
         return False
     if threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe():
-        _parallel_started = True
+        _threads.pool_started = True
         return True
     return False
 
