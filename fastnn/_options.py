@@ -14,6 +14,7 @@ import contextvars
 import os
 import threading
 import warnings
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
@@ -92,6 +93,7 @@ _lock = threading.RLock()
 _known = {}  # the process's settings (what plain calls set), by name; a name not here is read from the environment
 # when first needed, so a bad variable raises on use, not on import, and never once the name is set in code
 _base = None  # Settings(**_known) once every name is known
+_setters = {}  # name -> weakref to the options() call that last set it in _known (see options.__init__)
 _blocks = ()  # [options, Settings, thread] of each open `with` block, in the order entered (a tuple, replaced whole
 # under the lock, so current() reads it without one)
 
@@ -223,8 +225,11 @@ class options:
                     self._undo = (block, {k: getattr(block[1], k) for k in changes})
                     block[1] = replace(block[1], **changes)
                 else:
-                    self._undo = (None, {k: _known.get(k) for k in changes})  # None: from the environment
+                    # The value and the call it replaces, for __enter__ to take back (see _take_back).
+                    self._previous = {k: (_known.get(k), _setters.get(k)) for k in changes}
+                    self._undo = (None, self._previous)
                     _set_base(**changes)
+                    _setters.update(dict.fromkeys(changes, weakref.ref(self)))
 
     def __getattr__(self, name):
         return getattr(self._settings, name)
@@ -234,16 +239,35 @@ class options:
         with _lock:
             if self._undo is not None:
                 block, previous = self._undo
-                now = _known if block is None else vars(block[1])
-                # each field back as it was, unless someone else has set it since
-                back = {k: v for k, v in previous.items() if now.get(k) == getattr(self._settings, k)}
                 if block is None:
-                    _set_base(**back)
-                else:
+                    self._take_back(previous)
+                else:  # this thread's own block: no other thread changes it
+                    back = {k: v for k, v in previous.items() if getattr(block[1], k) == getattr(self._settings, k)}
                     block[1] = replace(block[1], **back)
                 self._undo = None
             _blocks = _blocks + ([self, self._settings, threading.get_ident()],)
         return self._settings
+
+    def _take_back(self, previous):
+        """Each process setting this call made, back as it was before it. Where another call has set it since,
+        that call (or the one after it) would take it back to this call's value: it is told the value before this
+        call instead, so this call is gone from the chain. Interleaved `with options(...)` of two threads left
+        the first one's setting in force for good. A call that has been dropped (a plain call's result) can no
+        longer be entered, and ends the chain: its value stands."""
+        me = weakref.ref(self)
+        for name, (value, setter) in previous.items():
+            latest = _setters.get(name)
+            if latest == me:
+                _set_base(**{name: value})
+                _setters[name] = setter
+                continue
+            call = latest() if latest is not None else None
+            while call is not None:
+                before, by = call._previous[name]
+                if by == me:
+                    call._previous[name] = (value, setter)
+                    break
+                call = by() if by is not None else None
 
     def __exit__(self, *exc_info):
         global _blocks

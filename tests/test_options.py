@@ -328,3 +328,50 @@ def test_a_cache_fixed_inside_a_block_stays_the_process_setting_after_it():
     result = _run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+def test_interleaved_with_blocks_of_two_threads_leave_the_settings_as_they_were():
+    """A `with options(...)` sets the value in __init__ and takes it back in __enter__: a second thread's call in
+    between recorded the first one's value as the one to go back to, and left it in force for good."""
+    import sys
+    import threading
+
+    def blocks(backend):
+        for _ in range(20000):
+            with fastnn.options(backend=backend):
+                pass
+
+    before = fastnn.options().backend
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often enough to interleave __init__ and __enter__
+    try:
+        threads = [threading.Thread(target=blocks, args=(b,)) for b in ("reference", "jit")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert fastnn.options().backend == before
+
+
+def test_with_blocks_made_before_they_are_entered_take_back_only_their_own():
+    from fastnn import _options
+
+    before, known = fastnn.options().backend, _options._known.get("backend")
+    try:
+        outer, inner = fastnn.options(backend="reference"), fastnn.options(backend="jit")
+        assert fastnn.options().backend == "jit"  # both applied as plain calls, the later last
+        with outer:
+            with inner:
+                assert fastnn.options().backend == "jit"
+            assert fastnn.options().backend == "reference"
+        assert fastnn.options().backend == before  # it was left at 'reference'
+        fastnn.options(backend="verify")  # a plain call stands
+        with fastnn.options(backend="jit"):
+            pass
+        assert fastnn.options().backend == "verify"
+    finally:
+        with _options._lock:
+            _options._set_base(backend=known)
+            _options._setters.pop("backend", None)
