@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 BACKENDS = ("auto", "jit", "reference", "verify")
 _TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Settings:
 
 def _env_flag(name, default):
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():  # set but empty (FASTNN_PARALLEL=): the default, as for FASTNN_BACKEND
         return default
     value = raw.strip().lower()
     if value in _TRUE:
@@ -56,7 +56,7 @@ def _env_flag(name, default):
         return False
     raise ValueError(
         f"fastnn.options: environment variable {name}={raw!r} is not a boolean; "
-        "use 1, true, yes or on for True, and 0, false, no, off or empty for False"
+        "use 1, true, yes or on for True, 0, false, no or off for False, or leave it empty for the default"
     )
 
 

@@ -135,7 +135,8 @@ def test_environment_sets_the_start_value():
     assert result.stdout.strip() == "reference"
 
 
-NOT_A_BOOLEAN = "is not a boolean; use 1, true, yes or on for True, and 0, false, no, off or empty for False"
+NOT_A_BOOLEAN = ("is not a boolean; use 1, true, yes or on for True, 0, false, no or off for False, or leave it empty "
+                 "for the default")
 BAD_ENVIRONMENT = [
     ("FASTNN_BACKEND", "cuda", "is an unknown backend; choose one of auto, jit, reference, verify"),
     ("FASTNN_PARALLEL", "maybe", NOT_A_BOOLEAN),
@@ -375,3 +376,11 @@ def test_with_blocks_made_before_they_are_entered_take_back_only_their_own():
         with _options._lock:
             _options._set_base(backend=known)
             _options._setters.pop("backend", None)
+
+
+def test_an_empty_environment_variable_means_the_default():
+    """FASTNN_PARALLEL= turned parallel kernels off, while FASTNN_BACKEND= meant the default backend."""
+    names = ["FASTNN_PARALLEL", "FASTNN_WINOGRAD", "FASTNN_CACHE", "FASTNN_BACKEND"]
+    result = _run("import fastnn\nprint(fastnn.options())\n", **dict.fromkeys(names, " "))
+    assert result.returncode == 0, result.stderr
+    assert "backend='auto', cache=False, parallel=True, winograd=True" in result.stdout
