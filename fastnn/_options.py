@@ -94,13 +94,17 @@ _known = {}  # the process's settings (what plain calls set), by name; a name no
 # when first needed, so a bad variable raises on use, not on import, and never once the name is set in code
 _base = None  # Settings(**_known) once every name is known
 _setters = {}  # name -> weakref to the options() call that last set it in _known (see options.__init__)
-_blocks = ()  # [options, Settings, thread] of each open `with` block, in the order entered (a tuple, replaced whole
-# under the lock, so current() reads it without one)
+_blocks = ()  # [options, changes, thread] of each open `with` block, in the order entered: the settings each one
+# makes (a dict), over the process's (a tuple, replaced whole under the lock)
+_UNSET = object()  # a block's setting that was not set
+_merged = None  # the settings in force, once worked out: the process's with each open block's changes on top, in
+# the order entered; None when a change has made it stale (current() reads it without the lock)
 
 
 def _set_base(**values):
     """Set process settings (under _lock); a value of None forgets the name, to be read from the environment."""
-    global _base
+    global _base, _merged
+    _merged = None
     for name, value in values.items():
         if value is None:
             _known.pop(name, None)
@@ -117,8 +121,6 @@ def _process_settings(given=None):
         return base
     given = given or {}
     with _lock:
-        if _blocks and not given:  # a block opened since current() looked: it is in force, read nothing
-            return _blocks[-1][1]
         missing = [name for name in _FROM_ENVIRONMENT if name not in _known and name not in given]
         _set_base(**{name: _FROM_ENVIRONMENT[name]() for name in missing})
         return Settings(**{**_known, **given})
@@ -133,8 +135,9 @@ def fix_cache():
     setting was not made in code."""
     global _cache_fixed
     with _lock:
-        if _blocks:
-            _cache_fixed = _blocks[-1][1].cache
+        set_by_block = [changes["cache"] for _, changes, _ in _blocks if "cache" in changes]
+        if set_by_block:
+            _cache_fixed = set_by_block[-1]
         elif "cache" in _known:
             _cache_fixed = _known["cache"]
         else:
@@ -160,10 +163,22 @@ def _cache_too_late(changes):
 def current():
     """The settings in force (a frozen Settings): the latest open `with` block's, else the process's; with the
     backend of an enclosing `backend_here` of this thread."""
-    blocks = _blocks
-    settings = blocks[-1][1] if blocks else (_base or _process_settings())
+    settings = _merged or _merge()
     here = _backend_here.get()
     return settings if here is None else replace(settings, backend=here)
+
+
+def _merge(given=None):
+    """The process's settings with every open block's changes on top, in the order the blocks were entered; a
+    name some block sets, or the dict `given` names, is not read from the environment (given's values show where
+    no block sets the name; only the settings without one are kept as the ones in force)."""
+    global _merged
+    with _lock:
+        made = {k: v for _, changes, _ in _blocks for k, v in changes.items()}
+        settings = replace(_process_settings({**made, **(given or {})}), **made)
+        if not given:
+            _merged = settings
+        return settings
 
 
 _backend_here = contextvars.ContextVar("fastnn_backend_here", default=None)
@@ -195,8 +210,9 @@ class options:
     options(backend='jit') -> sets them now for the process; inside a `with` block of the calling thread, until
     that block ends.
     with options(backend='jit'): -> in force until the block ends, then the settings from before it.
-    The settings are process-wide: an open block applies to every thread. When blocks of several threads overlap
-    without nesting, the latest one open is in force and each block's end removes only its own.
+    The settings are process-wide: an open block applies to every thread. The settings in force are the
+    process's with the changes of every open block on top, in the order the blocks were entered; a block's end
+    removes its own changes and no other block's, whichever thread opened it.
     Unknown names raise TypeError, unknown backends ValueError.
     """
 
@@ -210,20 +226,21 @@ class options:
         thread = threading.get_ident()
         with _lock:
             # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
-            in_force = _blocks[-1][1] if _blocks else _process_settings(changes)
+            in_force = _merge(changes)
             self._settings = _validated(replace(in_force, **changes)) if changes else in_force
             if _cache_too_late(changes):  # options() goes on showing the cache the kernels use
                 changes = {name: value for name, value in changes.items() if name != "cache"}
                 self._settings = replace(self._settings, cache=_cache_fixed)
             # Applied now, as a plain call must be: to this thread's innermost open block, else to the process.
             # A `with` takes it back in __enter__ (only the fields changed here) and opens a block of its own.
-            self._undo = None
+            self._undo, self._changes = None, changes
             if changes:
                 mine = [block for block in _blocks if block[2] == thread]
                 if mine:
                     block = mine[-1]
-                    self._undo = (block, {k: getattr(block[1], k) for k in changes})
-                    block[1] = replace(block[1], **changes)
+                    self._undo = (block, {k: block[1].get(k, _UNSET) for k in changes})
+                    block[1] = {**block[1], **changes}
+                    _set_base()  # makes the merged settings stale
                 else:
                     # The value and the call it replaces, for __enter__ to take back (see _take_back).
                     self._previous = {k: (_known.get(k), _setters.get(k)) for k in changes}
@@ -242,10 +259,17 @@ class options:
                 if block is None:
                     self._take_back(previous)
                 else:  # this thread's own block: no other thread changes it
-                    back = {k: v for k, v in previous.items() if getattr(block[1], k) == getattr(self._settings, k)}
-                    block[1] = replace(block[1], **back)
+                    restored = dict(block[1])
+                    for k, before in previous.items():
+                        if restored.get(k, _UNSET) == getattr(self._settings, k):  # not set again since
+                            if before is _UNSET:
+                                restored.pop(k, None)
+                            else:
+                                restored[k] = before
+                    block[1] = restored
                 self._undo = None
-            _blocks = _blocks + ([self, self._settings, threading.get_ident()],)
+            _blocks = _blocks + ([self, dict(self._changes), threading.get_ident()],)
+            _set_base()  # makes the merged settings stale
         return self._settings
 
     def _take_back(self, previous):
@@ -275,6 +299,7 @@ class options:
             mine = [i for i, block in enumerate(_blocks) if block[0] is self]
             if mine:
                 _blocks = _blocks[:mine[-1]] + _blocks[mine[-1] + 1:]
+                _set_base()  # makes the merged settings stale
         return False
 
     def __eq__(self, other):

@@ -384,3 +384,28 @@ def test_an_empty_environment_variable_means_the_default():
     result = _run("import fastnn\nprint(fastnn.options())\n", **dict.fromkeys(names, " "))
     assert result.returncode == 0, result.stderr
     assert "backend='auto', cache=False, parallel=True, winograd=True" in result.stdout
+
+
+def test_a_block_of_another_thread_leaves_with_its_own_end():
+    """A block copied the settings of the latest block open, another thread's included: that thread's
+    winograd=False stayed in force inside this block after that thread's block had ended."""
+    opened, closed, done = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with fastnn.options(winograd=False):
+            opened.set()
+            closed.wait()
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    opened.wait()
+    with fastnn.options(backend="reference"):
+        seen["both"] = fastnn.options()
+        closed.set()
+        done.wait()
+        seen["mine"] = fastnn.options()
+    thread.join()
+    assert (seen["both"].backend, seen["both"].winograd) == ("reference", False)  # every open block applies
+    assert (seen["mine"].backend, seen["mine"].winograd) == ("reference", True)
