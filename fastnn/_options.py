@@ -161,7 +161,7 @@ def _cache_too_late(changes):
 
 
 def current():
-    """The settings in force (a frozen Settings): the latest open `with` block's, else the process's; with the
+    """The settings in force (a frozen Settings): the process's with every open block's changes on top; with the
     backend of an enclosing `backend_here` of this thread."""
     settings = _merged or _merge()
     here = _backend_here.get()

@@ -19,12 +19,18 @@ def available():
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _figure(width=6.4, height=4.0):
+def _agg():
+    """matplotlib's Figure and Agg canvas classes."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError("fastnn.plots needs matplotlib: pip install 'fastnn[plot]'") from error
+    return Figure, FigureCanvasAgg
+
+
+def _figure(width=6.4, height=4.0):
+    Figure, FigureCanvasAgg = _agg()
     figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)
     return figure
@@ -36,15 +42,16 @@ def _checked_path(fn, path):
         raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     image_format = os.path.splitext(path)[1][1:].lower() or "png"
-    supported = _figure(1, 1).canvas.get_supported_filetypes()
+    supported = _agg()[1].get_supported_filetypes()
     if image_format not in supported:
         raise ValueError(f"{fn}: {path!r} names the image format {image_format!r}; matplotlib writes "
                          f"{', '.join(sorted(supported))}")
     return path, image_format
 
 
-def _save(fn, figure, path):
-    path, image_format = _checked_path(fn, path)
+def _save(fn, figure, checked):
+    """Write figure to the path of `checked`, _checked_path's (path, image format)."""
+    path, image_format = checked
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -110,7 +117,7 @@ def plot_loss(loss_history, path, title="Training loss"):
     if loss.ndim != 1 or loss.size == 0:
         raise ValueError(f"plot_loss: loss_history must be a non-empty 1-D sequence, got shape {loss.shape}")
     _plottable("plot_loss", "loss_history", loss)
-    _checked_path("plot_loss", path)
+    checked = _checked_path("plot_loss", path)
     figure = _figure()
     ax = figure.add_subplot(1, 1, 1)
     iterations = np.arange(1, loss.size + 1)
@@ -121,7 +128,7 @@ def plot_loss(loss_history, path, title="Training loss"):
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save("plot_loss", figure, path)
+    return _save("plot_loss", figure, checked)
 
 
 def _history(fn, name, values):
@@ -141,7 +148,7 @@ def plot_accuracy(train_acc_history, val_acc_history, path, title="Classificatio
     if train.ndim != 1 or train.shape != val.shape or train.size == 0:
         raise ValueError(f"plot_accuracy: the histories must be non-empty and of equal length, got shapes "
                          f"{train.shape} and {val.shape}")
-    _checked_path(fn, path)
+    checked = _checked_path(fn, path)
     figure = _figure()
     ax = figure.add_subplot(1, 1, 1)
     epochs = np.arange(train.size)
@@ -153,7 +160,7 @@ def plot_accuracy(train_acc_history, val_acc_history, path, title="Classificatio
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fn, figure, path)
+    return _save(fn, figure, checked)
 
 
 def filter_grid(W, padding=1):
@@ -184,10 +191,10 @@ def filter_grid(W, padding=1):
 def plot_filters(W, path, title="First-layer filters"):
     """Write the grid of first-layer filters W (F, C, HH, WW) to the PNG `path`; returns path."""
     grid = filter_grid(W)
-    _checked_path("plot_filters", path)
+    checked = _checked_path("plot_filters", path)
     figure = _figure(5, 5)
     ax = figure.add_subplot(1, 1, 1)
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title)
-    return _save("plot_filters", figure, path)
+    return _save("plot_filters", figure, checked)

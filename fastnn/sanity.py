@@ -101,7 +101,7 @@ def _sampled_entries(fn, model, X, y, num_checks, h, seed):
     grads = _checked_grads(fn, model, grads)
     rng = np.random.default_rng(seed)
     for name, param in model.params.items():
-        eps = np.finfo(param.dtype).eps if param.dtype.kind == "f" else np.finfo(float).eps
+        eps = np.finfo(param.dtype).eps  # params are floating (_checked_arguments)
         for flat in rng.choice(param.size, size=min(num_checks, param.size), replace=False):
             index = np.unravel_index(flat, param.shape)
             saved = param[index]

@@ -215,7 +215,7 @@ class Solver:
 
     def _step(self):
         """Make a single gradient update. This is called by train() and should not be called manually.
-        Returns False, having changed no parameter, when the loss is not finite (train() then stops)."""
+        A loss that is not finite changes no parameter (train() then stops)."""
         batch_mask = self._choice(self.X_train.shape[0], self.batch_size)
         X_batch = self.X_train[batch_mask]
         y_batch = self.y_train[batch_mask]
@@ -223,7 +223,7 @@ class Solver:
         loss, grads = _loss_and_grads(self.model.loss(X_batch, y_batch))
         self.loss_history.append(loss)
         if not np.isfinite(loss):
-            return False
+            return
 
         trained = [p for p in self.model.params if p not in self._frozen_names]
         self._check_gradients(trained, grads)
@@ -232,7 +232,6 @@ class Solver:
         for p, (next_w, next_config) in updates.items():
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
-        return True
 
     def _update(self, p, dw):
         # on a copy of the config: the built-in rules set its t, m, v... in place, which a later param's failure

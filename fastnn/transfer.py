@@ -104,7 +104,7 @@ def _source_params(source):
         raise TypeError(f"load_params: source must be a dict of arrays or a path, got {type(source).__name__}")
     from .checkpoint import HEADER_KEY, load_checkpoint
 
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+    if os.path.isfile(source):
         with open(source, "rb") as f:
             npy = f.read(6) == b"\x93NUMPY"
         if npy:

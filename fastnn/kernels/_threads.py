@@ -1,12 +1,12 @@
 """numba's threads for fastnn's kernels: the threading layer, chosen on import (before anything in fastnn starts
 numba's threads), and the thread count, read or set for a block. Never touches environment variables."""
 
-import numbers
 import os
 from contextlib import contextmanager
 
 import numba
-import numpy as np
+
+from .. import _checks
 
 
 def prefer_workqueue():
@@ -51,12 +51,11 @@ def num_threads(n=None):
     if n is None:
         pool_started = True  # reading the count starts the threads: a child forked after it must not use them
         return numba.get_num_threads()
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"fastnn.num_threads: n must be an integer, got {n!r}")
+    n = _checks.integer("fastnn.num_threads", "n", n)
     limit = numba.config.NUMBA_NUM_THREADS
     if not 1 <= n <= limit:
         raise ValueError(f"fastnn.num_threads: n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
-    return threads(int(n))
+    return threads(n)
 
 
 @contextmanager

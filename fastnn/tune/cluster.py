@@ -84,12 +84,11 @@ def _silent(address, timeout):
     --scheduler hung `fastnn tune`). Anything else (no such host, a refusal, a reply) the Client itself reports."""
     import socket
 
-    from distributed.comm import get_address_host_port
-
-    if "://" in address and not address.startswith("tcp://"):  # HOST:8786 is tcp to dask too
+    host_port = _tcp_host_port(address)
+    if host_port is None:
         return False
     try:
-        probe = socket.create_connection(get_address_host_port(address), timeout=timeout)
+        probe = socket.create_connection(host_port, timeout=timeout)
     except (OSError, ValueError):  # no answer to the connection itself (a wrong host): not this case
         return False
     with probe:
@@ -110,7 +109,7 @@ def client_at(fn, address, shown=None, timeout=None):
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     shown = shown or f"client {address!r}"
     hint = "give the address a running `dask scheduler` printed, such as tcp://HOST:8786"
-    port = _port(address)
+    port = (_tcp_host_port(address) or (None, None))[1]
     if port is not None and not 0 < port < 65536:  # dask tried to reach it for the whole timeout
         raise ConnectionError(f"{fn}: {shown} names port {port}, which no TCP port is (1-65535); {hint}")
     if _silent(address, timeout):
@@ -127,13 +126,15 @@ def client_at(fn, address, shown=None, timeout=None):
     raise refused(message)
 
 
-def _port(address):
-    """The TCP port an address names, or None (not tcp, or not an address: distributed.Client says why)."""
+def _tcp_host_port(address):
+    """(host, port) of a tcp address (HOST:PORT is tcp to dask too), or None: another protocol, or no address at
+    all (distributed.Client says why)."""
     from distributed.comm import get_address_host_port
 
     if "://" in address and not address.startswith("tcp://"):
         return None
     try:
-        return int(get_address_host_port(address)[1])
+        host, port = get_address_host_port(address)
+        return host, int(port)
     except (ValueError, TypeError):
         return None

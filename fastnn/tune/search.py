@@ -117,42 +117,42 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
     waiting = collections.deque((first_index + offset, config) for offset, config in enumerate(configs))
     futures, completed = {}, distributed.as_completed()
 
-    def submit(index, config, tries):
+    def submit(index, config, s, tries):
         data = shared.current()
-        s = trial_seed(seed, index)
         future = client.submit(_run_pickled_trial, pickled_builder, data, config, index, round, s, solver_kwargs,
                                settings, key=f"fastnn-trial-{tag}-{index}-{sum(tries)}", pure=False)
-        futures[future] = (index, config, tries, data)
+        futures[future] = (index, config, s, tries, data)
         completed.add(future)
 
     def submit_waiting():
         threads = _worker_threads(client) if waiting else 0
         while waiting and len(futures) < threads:
-            submit(*waiting.popleft(), (0, 0))
+            index, config = waiting.popleft()
+            submit(index, config, trial_seed(seed, index), (0, 0))
 
     trials, best, best_params = [], None, None
     with _progress_bar(len(waiting), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
         submit_waiting()
         for future in completed:
-            index, config, (lost, killed), data = futures.pop(future)
+            index, config, s, (lost, killed), data = futures.pop(future)
             again, params = None, None
             try:
                 trial, params = future.result()
             except distributed.KilledWorker as exc:
                 again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
-                trial = _failed(index, round, config, seed, f"KilledWorker: the worker process running it died each "
+                trial = _failed(index, round, config, s, f"KilledWorker: the worker process running it died each "
                                 f"time it ran (a crash, os._exit or running out of memory): {exc}")
             except CancelledError as exc:  # lost with its worker or its data, or the cluster went away
                 shared.lost(data)
                 again = (lost + 1, killed) if lost < LOST_ATTEMPTS else None
-                trial = _failed(index, round, config, seed, f"{type(exc).__name__}: the task was lost {lost + 1} "
+                trial = _failed(index, round, config, s, f"{type(exc).__name__}: the task was lost {lost + 1} "
                                 "times with its worker or the data it needed (worker processes died: a crash, "
                                 f"os._exit or running out of memory): {exc}")
             except Exception as exc:  # raised by the task itself: a worker could not unpickle the builder, say
-                trial = _failed(index, round, config, seed, f"{type(exc).__name__}: {exc}")
+                trial = _failed(index, round, config, s, f"{type(exc).__name__}: {exc}")
             future.release()
             if again is not None and client.status == "running":
-                submit(index, config, again)
+                submit(index, config, s, again)
                 continue
             trials.append(trial)
             if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
@@ -162,9 +162,8 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
     return trials, best_params
 
 
-def _failed(index, round, config, search_seed, error):
-    return Trial(index=index, round=round, config=config, seed=trial_seed(search_seed, index), status="failed",
-                 error=error)
+def _failed(index, round, config, seed, error):
+    return Trial(index=index, round=round, config=config, seed=seed, status="failed", error=error)
 
 
 def _progress_bar(total, round, show):
