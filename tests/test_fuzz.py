@@ -3,12 +3,12 @@ CI runs a bounded number of examples; `pytest -m slow` runs many more."""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fastnn
 import fastnn.layer_utils as L
-from fastnn.testing import assert_close
+from fastnn.testing import assert_close, max_relative_error
 
 QUICK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,13 +127,20 @@ def _check_norm(case):
         return (out,) + backward(d.astype(dt), cache)
 
     jit, ref = _both(call, dtype)
-    assert_close(jit[0], ref[0], dtype=dtype, rtol=1e-3 if dtype == "float32" else None)
-    for g, r in zip(jit[1:], ref[1:]):
-        # float32 statistics of data offset by up to 50 x its spread lose ~3 digits to cancellation; with one or
-        # two samples per statistic dx is zero in exact arithmetic and both sides return rounding noise (up to
-        # 8e-6 in float32 with batchnorm N=2, offset 50), so gradients are held to a scale of at least 1e-2
-        assert_close(g, r, dtype=dtype, direction="backward", rtol=2e-3 if dtype == "float32" else None,
-                     floor=1e-2 if dtype == "float32" else 1e-3)
+    if dtype == "float64":
+        assert_close(jit[0], ref[0], dtype=dtype)
+        for g, r in zip(jit[1:], ref[1:]):
+            assert_close(g, r, dtype=dtype, direction="backward", floor=1e-3)
+        return
+    # float32 statistics of data offset by up to 50 x its spread lose ~3 digits to cancellation; with one or two
+    # samples per statistic dx is zero in exact arithmetic and both sides return rounding noise (up to 8e-6 with
+    # batchnorm N=2, offset 50), so gradients are held to a scale of at least 1e-2. A group whose few samples lie
+    # close together far from zero ((16.529, 16.574): its float32 mean is off by 1e-6 of 0.022) loses more, on
+    # either backend, so float32 is held to its tolerance or to 4x the reference's own float32 error if larger
+    with fastnn.options(backend="reference"):
+        ref32 = call("float32")
+    for j, r32, r, rtol, floor in zip(jit, ref32, ref, (1e-3, 2e-3, 2e-3, 2e-3), (0.0, 1e-2, 1e-2, 1e-2)):
+        assert_close(j, r, rtol=max(rtol, 4 * max_relative_error(r32, r, floor=floor)[0]), floor=floor)
 
 
 @QUICK
@@ -162,6 +169,7 @@ def test_pool_geometry_fuzz(case):
 
 @QUICK
 @given(norm_case())
+@example(("groupnorm", (6, 2, 1, 1), 1, "float32", 14.0))  # a group of two samples 0.045 apart near 16.55
 def test_norm_shape_fuzz(case):
     _check_norm(case)
 
