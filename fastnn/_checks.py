@@ -188,8 +188,18 @@ def param_dict(fn, name, d, required=()):
     return d
 
 
+def mode_value(fn, name, value, allowed=("train", "test")):
+    """value, or the one entry of a one-element numpy array (the starter's `mode == 'train'` read either); an
+    array of several entries is named, not numpy's "truth value of an array is ambiguous"."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            fail(fn, f"{name}['mode'] must be one of {allowed}, got an array of shape {value.shape}")
+        return value.item()
+    return value
+
+
 def mode(fn, name, value, allowed=("train", "test")):
-    if value not in allowed:
+    if mode_value(fn, name, value, allowed) not in allowed:
         fail(fn, f"{name}['mode'] must be one of {allowed}, got {value!r}")
     return value
 
@@ -203,7 +213,8 @@ def labels(fn, y, num_rows, num_classes):
             y = y.astype(np.intp)
     if not isinstance(y, np.ndarray):
         fail(fn, f"y must be a numpy.ndarray of integer labels, got {type(y).__name__}", TypeError)
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+    y = np.asarray(y)  # a masked array's min and max skip masked entries, which the kernels would index with
+    if y.dtype.kind not in "iu":  # not bool, nor timedelta64 (an integer subtype to numpy)
         fail(fn, f"y must hold integer class labels, got dtype {y.dtype}", TypeError)
     if y.shape != (num_rows,):
         fail(fn, f"y must have shape ({num_rows},) to match the scores, got {y.shape}")
@@ -216,13 +227,12 @@ def output_size(fn, what, size, window, stride, pad, exact):
     """1 + (size + 2*pad - window) / stride, which must be a whole number >= 1 when `exact`."""
     span = size + 2 * pad - window
     if span < 0:
-        fail(fn, f"{what}: window {window} is larger than the padded input {size} + 2*{pad}")
+        padded = f"padded input {size} + 2*{pad}" if pad else f"input {size}"
+        fail(fn, f"{what}: window {window} is larger than the {padded}")
     if exact and span % stride:
-        fail(
-            fn,
-            f"{what}: (input {size} + 2*pad {pad} - window {window}) = {span} is not divisible by "
-            f"stride {stride}, so the output size is not a whole number",
-        )
+        padded = f"input {size} + 2*pad {pad}" if pad else f"input {size}"
+        fail(fn, f"{what}: ({padded} - window {window}) = {span} is not divisible by stride {stride}, so the "
+                 "output size is not a whole number")
     return 1 + span // stride
 
 

@@ -90,10 +90,10 @@ def _sums_of_magnitudes(reference_fn, args):
     return {f"output {i}": finite_scale(s) for i, s in enumerate(sums) if s is not None}
 
 
-def _copy_arrays(value, copy=np.copy):
-    """value with every array in it replaced by copy(array), through tuples, lists and dicts; anything else
-    shared. Not deepcopy: a param dict may carry extra keys of the user's (ignored by the layers) that cannot be
-    copied, a lock say."""
+def _copy_arrays(value, copy=lambda a: a.copy()):
+    """value with every array in it replaced by copy(array) (by default a copy of its own class: a masked
+    running_mean keeps its mask), through tuples, lists and dicts; anything else shared. Not deepcopy: a param
+    dict may carry extra keys of the user's (ignored by the layers) that cannot be copied, a lock say."""
     if isinstance(value, np.ndarray):
         return copy(value)
     if type(value) in (tuple, list):
@@ -216,7 +216,9 @@ def _results(result, call_args, direction):
         pairs = [("output", result)]
     for arg in call_args:
         if isinstance(arg, dict):
-            pairs += [(f"param {k!r}", v) for k, v in arg.items() if isinstance(v, np.ndarray)]
+            # float arrays only: a layer writes running statistics; a user's other keys (ints, strings) are not
+            # its results, and no tolerance applies to them
+            pairs += [(f"param {k!r}", v) for k, v in arg.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
     numeric = (np.ndarray, float, np.floating)
     return {what: np.asarray(r) for what, r in pairs if isinstance(r, numeric)}
 

@@ -130,6 +130,7 @@ def _pool_backward_args(fn, dout, cache):
     expected = x.shape[:2] + (H_out, W_out)
     if not isinstance(argmax, np.ndarray) or argmax.shape != expected or argmax.dtype.kind != "u":
         _check.fail(fn, f"cache argmax must be an unsigned integer array of shape {expected}", TypeError)
+    argmax = np.asarray(argmax)  # a masked array's max skips masked entries, which the kernels would store at
     if argmax.size and int(argmax.max()) >= ph * pw:  # the kernels store at the address it gives, unchecked
         _check.fail(fn, f"cache argmax holds {int(argmax.max())}: a {ph}x{pw} window has positions 0..{ph * pw - 1}")
     dout = _check.dout_like(fn, dout, expected, x.dtype)

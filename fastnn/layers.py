@@ -131,7 +131,7 @@ def _norm_inputs(fn, x, gamma, beta, ndim, channels):
 
 def _bn_param(fn, bn_param, x, n):
     _check.param_dict(fn, "bn_param", bn_param, required=("mode",))
-    mode = bn_param["mode"]
+    mode = _check.mode_value(fn, "bn_param", bn_param["mode"])
     if mode not in ("train", "test"):
         _check.fail(fn, f'Invalid forward batchnorm mode "{mode}": bn_param[\'mode\'] must be "train" or "test"')
     _check.number(fn, "bn_param['eps']", bn_param.get("eps", 1e-5), low=0.0, low_open=True)
@@ -257,6 +257,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """
     fn = "layernorm_forward"
     x, gamma, beta = _norm_inputs(fn, x, gamma, beta, 2, lambda x: x.shape[1])
+    if x.shape[1] == 0:  # NaN statistics
+        _check.fail(fn, f"x of shape {x.shape} has no features (D = 0) to take per-sample statistics over")
     return _run(fn, x, gamma, beta, _eps_param(fn, "ln_param", ln_param))
 
 
@@ -281,6 +283,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     C = x.shape[1]
     if C == 0:
         _check.fail(fn, f"x needs at least one channel, got shape {x.shape}")
+    if x.shape[2] * x.shape[3] == 0:  # NaN statistics
+        _check.fail(fn, f"x of shape {x.shape} has no positions (H * W = 0) to take group statistics over")
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape not in ((C,), (1, C, 1, 1)):
             _check.fail(fn, f"{name} must have shape ({C},) or (1, {C}, 1, 1) to match x {x.shape}, got {v.shape}")

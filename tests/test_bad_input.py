@@ -287,6 +287,26 @@ CASES = [
      lambda: ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3, hidden_dim=4).loss(a(2, 1, 8, 8))),
     ("convnet even filter", "ThreeLayerConvNet", "filter_size 2", ValueError,
      lambda: ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=2, hidden_dim=4)),
+    # masked arrays: min and max skip masked entries, which the kernels would index with (out of bounds: a crash)
+    ("softmax masked labels", "softmax_loss", "y must lie in [0, 3)", ValueError,
+     lambda: L.softmax_loss(W2[:4], np.ma.MaskedArray([0, 1, 2, 10**8], mask=[0, 0, 0, 1]))),
+    ("svm masked labels", "svm_loss", "y must lie in [0, 3)", ValueError,
+     lambda: L.svm_loss(W2[:4], np.ma.MaskedArray([0, 1, 2, -7], mask=[0, 0, 0, 1]))),
+    ("masked pool argmax", "max_pool_backward_fast", "argmax holds 4000000000", ValueError,
+     lambda: FL.max_pool_backward_fast(np.ones((2, 3, 4, 4)), ("argmax", (
+         POOL_CACHE[1][0], POOL, np.ma.MaskedArray(np.full((2, 3, 4, 4), 4_000_000_000, np.uint32), mask=True))))),
+    ("timedelta labels", "softmax_loss", "dtype timedelta64", TypeError,
+     lambda: L.softmax_loss(W2[:4], np.array([0, 1, 2, 1], "m8[s]"))),
+    ("batchnorm mode array", "batchnorm_forward", "shape (2,)", ValueError,
+     lambda: L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": np.array(["train", "test"])})),
+    ("dropout mode array", "dropout_forward", "shape (2,)", ValueError,
+     lambda: L.dropout_forward(X2, {"mode": np.array(["train", "test"]), "p": 0.5})),
+    ("layernorm no features", "layernorm_forward", "D = 0", ValueError,
+     lambda: L.layernorm_forward(a(4, 0), np.ones(0), np.zeros(0), {})),
+    ("groupnorm no positions", "spatial_groupnorm_forward", "H * W = 0", ValueError,
+     lambda: L.spatial_groupnorm_forward(a(2, 3, 0, 4), G3, BT3, 3, {})),
+    ("pool window beyond input", "max_pool_forward_fast", "larger than the input 8", ValueError,
+     lambda: FL.max_pool_forward_fast(X4, {"pool_height": 9, "pool_width": 2, "stride": 1})),
     ("convnet odd input", "ThreeLayerConvNet", "input_dim (3, 8, 7)", ValueError,
      lambda: ThreeLayerConvNet(input_dim=(3, 8, 7), num_filters=2, filter_size=3, hidden_dim=4)),
     ("convnet filters", "ConvNet", "num_filters", (ValueError, TypeError),
@@ -324,6 +344,37 @@ def test_bad_input_is_refused_by_name(case, function, argument, error, call, bac
     assert function in message and argument in message, f"{function!r}/{argument!r} not in: {message}"
     for array, copy in zip(watched, before):
         np.testing.assert_array_equal(array, copy)
+
+
+def test_a_one_element_mode_array_is_read_as_its_entry_as_in_the_starter():
+    with fastnn.options(backend="reference"):
+        expected, _ = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
+    for backend in ("reference", "jit", "verify"):
+        with fastnn.options(backend=backend):
+            out, _ = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": np.array(["train"])})
+            dropped, _ = L.dropout_forward(X2, {"mode": np.array("test"), "p": 0.5})
+        np.testing.assert_allclose(out, expected, rtol=1e-12)
+        assert dropped is X2 or np.array_equal(dropped, X2)
+
+
+def test_verify_ignores_a_param_dicts_other_arrays_and_keeps_a_masked_running_mean():
+    """verify compares the float arrays a layer writes (running statistics): an int or string array among a
+    user's keys raised KeyError (no tolerance for int64), and a masked running_mean lost its mask on the
+    reference's copy only, so the two paths disagreed though each alone gave the same numbers."""
+    extra = {"mode": np.array("train"), "note": np.array(["a", "b"]), "ids": np.arange(3)}
+    with fastnn.options(backend="verify"):
+        L.batchnorm_forward(X2, np.ones(6), np.zeros(6), dict(extra))
+        L.dropout_forward(X2, {"mode": "train", "p": 0.5, "seed": 0, "ids": np.arange(3)})
+        FL.max_pool_forward_fast(X4, {**POOL, "ids": np.arange(3)})
+    results = {}
+    for backend in ("reference", "jit", "verify"):
+        param = {"mode": "train", "running_mean": np.ma.MaskedArray(np.ones(6), mask=[0, 1, 0, 0, 0, 0]),
+                 "running_var": np.ones(6)}
+        with fastnn.options(backend=backend):
+            L.batchnorm_forward(X2, np.ones(6), np.zeros(6), param)
+        results[backend] = np.ma.getdata(param["running_mean"])
+    np.testing.assert_allclose(results["jit"], results["reference"], rtol=1e-12)
+    np.testing.assert_allclose(results["verify"], results["reference"], rtol=1e-12)
 
 
 def test_the_matrix_has_at_least_sixty_cases():
