@@ -13,6 +13,7 @@ from .fast_layers import *  # noqa: F401,F403
 from .fast_layers import _pool_backward_args, conv_backward_fast, conv_forward_fast, max_pool_forward_fast
 from .layers import *  # noqa: F401,F403
 from .layers import (
+    _affine_shapes,
     _bn_param,
     _conv_inputs,
     _eps_param,
@@ -67,11 +68,7 @@ def _gamma_beta(fn, x, gamma, beta, w):
 def _affine_inputs(fn, x, w, b):
     x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
-    D = x[0].size
-    if w.shape[0] != D:
-        _check.fail(fn, f"x of shape {x.shape} flattens to {D} features but w has shape {w.shape}")
-    if b.shape != (w.shape[1],):
-        _check.fail(fn, f"b must have shape ({w.shape[1]},) to match w {w.shape}, got {b.shape}")
+    _affine_shapes(fn, "", x, w, b)
     return x, w, b
 
 
@@ -82,14 +79,23 @@ def _affine_norm_inputs(fn, x, w, b, gamma, beta):
 
 
 def _affine_norm_cache(fn, cache, forward, norm_length, statistics):
+    """The three parts of a fused layer's cache, each checked as its own layer's backward checks it, and against
+    each other: the affine output (N, M) is the norm's input, of one dtype throughout."""
     fc_cache, norm_cache, relu_cache = _cache(fn, cache, 3, forward)
-    x, w, b = _check.cache_tuple(fn, fc_cache, 3, forward + " (its affine cache)")
     norm_cache = _norm_cache(fn, norm_cache, norm_length, forward + " (its norm cache)", 2, statistics,
                              xhat_optional=True)
     relu_cache = _check.array(fn, "cache (ReLU part)", relu_cache, ndim=2)
     if norm_cache[0].shape != relu_cache.shape:
         _check.fail(fn, f"cache is not from {forward}: its norm input {norm_cache[0].shape} and output "
                         f"{relu_cache.shape} differ", TypeError)
+    x, w, b = _check.cache_tuple(fn, fc_cache, 3, forward + " (its affine cache)")
+    x, w, b = _check.floats(fn, cast_integers=True, **{"cache x": x, "cache w": _check.of_ndim(w, 2),
+                                                       "cache b": _check.of_ndim(b, 1)})
+    _check.same_dtype(fn, {"cache w": w, "cache (norm part)": norm_cache[0]})
+    _affine_shapes(fn, "cache ", x, w, b)
+    if (x.shape[0], w.shape[1]) != norm_cache[0].shape:
+        _check.fail(fn, f"cache is not from {forward}: its affine part maps x {x.shape} through w {w.shape}, "
+                        f"its norm part takes {norm_cache[0].shape}")
     return (x, w, b), norm_cache, relu_cache
 
 
@@ -101,7 +107,7 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     """
     fn = "affine_bn_relu_forward"
     x, w, b, gamma, beta = _affine_norm_inputs(fn, x, w, b, gamma, beta)
-    return _run(fn, x, w, b, gamma, beta, _bn_param(fn, bn_param, x, w.shape[1]))
+    return _run(fn, x, w, b, gamma, beta, _bn_param(fn, bn_param, x, w.shape[1], f"w {w.shape}"))
 
 
 def affine_bn_relu_backward(dout, cache):
@@ -120,6 +126,8 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
     """
     fn = "affine_ln_relu_forward"
     x, w, b, gamma, beta = _affine_norm_inputs(fn, x, w, b, gamma, beta)
+    if w.shape[1] == 0:  # NaN statistics, as layernorm_forward's D = 0
+        _check.fail(fn, f"w of shape {w.shape} has no outputs (M = 0) to take per-sample statistics over")
     return _run(fn, x, w, b, gamma, beta, _eps_param(fn, "ln_param", ln_param))
 
 
@@ -151,7 +159,7 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
     fn = "conv_bn_relu_forward"
     x, w, b, conv_param = _conv_inputs(fn, x, w, b, conv_param)
     gamma, beta = _gamma_beta(fn, x, gamma, beta, w)
-    _bn_param(fn, bn_param, x, w.shape[0])
+    _bn_param(fn, bn_param, x, w.shape[0], f"w {w.shape}")
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     y, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
     out, relu_cache = relu_forward(y)

@@ -28,11 +28,7 @@ def affine_forward(x, w, b):
     fn = "affine_forward"
     x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "x", x)
-    D = _prod(x.shape[1:])
-    if w.shape[0] != D:
-        _check.fail(fn, f"x of shape {x.shape} flattens to {D} features but w has shape {w.shape}")
-    if b.shape != (w.shape[1],):
-        _check.fail(fn, f"b must have shape ({w.shape[1]},) to match w {w.shape}, got {b.shape}")
+    _affine_shapes(fn, "", x, w, b)
     return _run(fn, x, w, b)
 
 
@@ -46,8 +42,18 @@ def affine_backward(dout, cache):
     x, w, b = _check.cache_tuple(fn, cache, 3, "affine_forward")
     x, w, b = _check.floats(fn, cast_integers=True, x=x, w=_check.of_ndim(w, 2), b=_check.of_ndim(b, 1))
     _check.batch(fn, "cache x", x)
+    _affine_shapes(fn, "cache ", x, w, b)
     dout = _check.dout_like(fn, dout, (x.shape[0], w.shape[1]), x.dtype)
     return _run(fn, dout, (x, w, b))
+
+
+def _affine_shapes(fn, where, x, w, b):
+    """x (N, d_1, ..., d_k) flattens to w's D rows and b has w's M entries; `where` prefixes the names."""
+    D = _prod(x.shape[1:])
+    if w.shape[0] != D:
+        _check.fail(fn, f"{where}x of shape {x.shape} flattens to {D} features but {where}w has shape {w.shape}")
+    if b.shape != (w.shape[1],):
+        _check.fail(fn, f"{where}b must have shape ({w.shape[1]},) to match {where}w {w.shape}, got {b.shape}")
 
 
 def relu_forward(x):
@@ -129,7 +135,10 @@ def _norm_inputs(fn, x, gamma, beta, ndim, channels):
     return x, gamma, beta
 
 
-def _bn_param(fn, bn_param, x, n):
+def _bn_param(fn, bn_param, x, n, width_from=None):
+    """bn_param checked; its running statistics must have shape (n,), the width of x (or of what width_from
+    names, a sandwich's w)."""
+    width_from = width_from or f"x {x.shape}"
     _check.param_dict(fn, "bn_param", bn_param, required=("mode",))
     mode = _check.mode_value(fn, "bn_param", bn_param["mode"])
     if mode not in ("train", "test"):
@@ -140,7 +149,7 @@ def _bn_param(fn, bn_param, x, n):
         if key in bn_param:
             value = _check.array(fn, f"bn_param[{key!r}]", bn_param[key])
             if value.shape != (n,):
-                _check.fail(fn, f"bn_param[{key!r}] must have shape ({n},) to match x {x.shape}, got {value.shape}")
+                _check.fail(fn, f"bn_param[{key!r}] must have shape ({n},) to match {width_from}, got {value.shape}")
             if value.dtype != x.dtype:
                 _check.fail(fn, f"bn_param[{key!r}] has dtype {value.dtype} but x has {x.dtype}", TypeError)
     return bn_param
@@ -169,9 +178,9 @@ def _per_group(x, cache):  # groupnorm (N, G)
 def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=False):
     """A norm cache as its forward returned it: x, an xhat like x (or None where xhat_optional: the compiled
     batchnorm, layernorm and groupnorm do not store it, the backward recomputes it from mean and invstd), gamma
-    and beta of one value per feature or channel (x.shape[1]), and mean and invstd in the shape
-    statistics(x, cache) gives, all of x's dtype. The kernels index them by x's shape, so a mismatch is refused
-    here."""
+    and beta of shape (C,) for C = x.shape[1] (groupnorm's may be (1, C, 1, 1) too), and mean and invstd in the
+    shape statistics(x, cache) gives, all of x's dtype. The kernels index them by x's shape, so a mismatch is
+    refused here."""
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
     if cache[1] is not None or not xhat_optional:
@@ -180,7 +189,8 @@ def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=Fals
             _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
     for name, v in (("gamma", cache[2]), ("beta", cache[3])):
         v = _check.array(fn, f"cache {name}", v)
-        if v.ndim == 0 or v.size != x.shape[1] or v.dtype != x.dtype:
+        shapes = ((x.shape[1],), (1, x.shape[1], 1, 1)) if statistics is _per_group else ((x.shape[1],),)
+        if v.shape not in shapes or v.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
                             f"{x.dtype}", TypeError)
     expected = statistics(x, cache)

@@ -157,7 +157,7 @@ class Solver:
     def _warn_of_unread_config_keys(self):
         """A key of optim_config that a built-in rule does not read ('lr' for 'learning_rate') would train at the
         rule's default without a word: warn of it."""
-        name = optim.builtin_name(self.update_rule)
+        name = optim._builtin_name(self.update_rule)
         if name is None:
             return
         unread = sorted(set(self.optim_config) - set(optim.CONFIG_KEYS[name]), key=str)
@@ -248,14 +248,14 @@ class Solver:
         if not isinstance(grads, dict):
             raise TypeError(f"Solver: model.loss must return (loss, grads) with grads a dict, got "
                             f"{type(grads).__name__}")
-        builtin = optim.builtin_name(self.update_rule) is not None
+        builtin = optim._builtin_name(self.update_rule) is not None
         for p in names:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             w, dw = self.model.params[p], grads[p]
             if builtin and getattr(w, "dtype", None) not in (np.float32, np.float64):
                 raise TypeError(f"Solver: parameter {p!r} must be a float32 or float64 array for update rule "
-                                f"{optim.builtin_name(self.update_rule)!r}, got "
+                                f"{optim._builtin_name(self.update_rule)!r}, got "
                                 f"{getattr(w, 'dtype', type(w).__name__)}")
             if builtin and (not isinstance(dw, np.ndarray) or dw.shape != np.shape(w)
                             or dw.dtype != getattr(w, "dtype", None)):
@@ -633,7 +633,7 @@ def _check_optim_configs(configs, params, update_rule):
                                                   or value.dtype != params[name].dtype):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
-        if optim.builtin_name(update_rule) is None:
+        if optim._builtin_name(update_rule) is None:
             continue
         try:
             update_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))

@@ -307,6 +307,30 @@ CASES = [
      lambda: L.spatial_groupnorm_forward(a(2, 3, 0, 4), G3, BT3, 3, {})),
     ("pool window beyond input", "max_pool_forward_fast", "larger than the input 8", ValueError,
      lambda: FL.max_pool_forward_fast(X4, {"pool_height": 9, "pool_width": 2, "stride": 1})),
+    # a fused layer's affine cache part, checked as affine_backward checks its cache
+    ("fused cache x None", "affine_ln_relu_backward", "cache x", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), ((None,) + LNR_FC[1:], LNR_NORM, LNR_OUT))),
+    ("fused cache x of another dtype", "affine_ln_relu_backward", "cache x float32", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), ((X2.astype(F32),) + LNR_FC[1:], LNR_NORM, LNR_OUT))),
+    ("fused cache w of another dtype", "affine_ln_relu_backward", "cache w float32", TypeError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), ((X2.astype(F32), W2.astype(F32), B2.astype(F32)), LNR_NORM,
+                                                  LNR_OUT))),
+    ("fused cache x of another size", "affine_ln_relu_backward", "cache x of shape (5, 8) flattens to 8", ValueError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), ((a(5, 8),) + LNR_FC[1:], LNR_NORM, LNR_OUT))),
+    ("fused cache x of another batch", "affine_ln_relu_backward", "maps x (5, 6)", ValueError,
+     lambda: LU.affine_ln_relu_backward(a(4, 3), ((a(5, 6),) + LNR_FC[1:], LNR_NORM, LNR_OUT))),
+    ("affine cache x of another size", "affine_backward", "cache x of shape (4, 5) flattens to 5", ValueError,
+     lambda: L.affine_backward(a(4, 3), (a(4, 5), W2, B2))),
+    # gamma in a norm cache by shape, not size: a (1, D) gamma reached the kernels (a numba TypingError)
+    ("batchnorm cache gamma (1, D)", "batchnorm_backward", "gamma (1, 6)", TypeError,
+     lambda: L.batchnorm_backward(X2, BN_CACHE[:2] + (np.ones((1, 6)),) + BN_CACHE[3:])),
+    ("layernorm cache gamma (D, 1)", "layernorm_backward", "gamma (6, 1)", TypeError,
+     lambda: L.layernorm_backward(X2, LN_CACHE[:2] + (np.ones((6, 1)),) + LN_CACHE[3:])),
+    ("sandwich running mean", "conv_bn_relu_forward", "to match w (4, 3, 3, 3)", ValueError,
+     lambda: LU.conv_bn_relu_forward(X4, WC, BC, np.ones(4), np.zeros(4), CONV,
+                                     {"mode": "train", "running_mean": np.zeros(3)})),
+    ("affine_ln_relu no outputs", "affine_ln_relu_forward", "M = 0", ValueError,
+     lambda: LU.affine_ln_relu_forward(X2, a(6, 0), a(0), np.ones(0), np.zeros(0), {})),
     ("convnet odd input", "ThreeLayerConvNet", "input_dim (3, 8, 7)", ValueError,
      lambda: ThreeLayerConvNet(input_dim=(3, 8, 7), num_filters=2, filter_size=3, hidden_dim=4)),
     ("convnet filters", "ConvNet", "num_filters", (ValueError, TypeError),
@@ -344,6 +368,15 @@ def test_bad_input_is_refused_by_name(case, function, argument, error, call, bac
     assert function in message and argument in message, f"{function!r}/{argument!r} not in: {message}"
     for array, copy in zip(watched, before):
         np.testing.assert_array_equal(array, copy)
+
+
+def test_a_groupnorm_cache_keeps_its_gamma_of_shape_1_c_1_1():
+    gamma, beta = np.ones((1, 3, 1, 1)), np.zeros((1, 3, 1, 1))
+    for backend in ("reference", "jit"):
+        with fastnn.options(backend=backend):
+            out, cache = L.spatial_groupnorm_forward(X4, gamma, beta, 3, {})
+            dx, dgamma, dbeta = L.spatial_groupnorm_backward(np.ones_like(out), cache)
+        assert dgamma.shape == dbeta.shape == (1, 3, 1, 1)
 
 
 def test_a_one_element_mode_array_is_read_as_its_entry_as_in_the_starter():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import optim
 
 N, D = 4, 5
@@ -231,3 +232,34 @@ def test_a_0d_parameter_stays_an_array_step_after_step(rule, backend):
                 if key in ("velocity", "cache", "m", "v"):
                     assert isinstance(value, np.ndarray) and value.shape == ()
     assert w < 1.0
+
+
+@pytest.mark.parametrize("rule, config", [
+    ("adam", {"beta1": 1.0}),
+    ("adam", {"t": -1}),
+    ("adam", {"m": np.zeros(3, np.float32)}),
+    ("rmsprop", {"epsilon": -1.0}),
+    ("sgd_momentum", {"velocity": np.zeros(2)}),
+    ("sgd", {"learning_rate": "1e-3"}),
+])
+def test_a_refused_call_leaves_config_as_it_was(rule, config):
+    """The defaults and zero state went into config before a hyperparameter was checked, so a refused call left
+    the caller's dict holding learning_rate, m, v and t = 0 besides the bad entry."""
+    before = dict(config)
+    with pytest.raises((ValueError, TypeError), match=rule):
+        getattr(optim, rule)(np.ones(3), np.ones(3), config)
+    assert config.keys() == before.keys() and all(config[k] is before[k] for k in before)
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+@pytest.mark.parametrize("rule", ["sgd_momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_big_endian_state_counts_as_its_numbers_as_a_big_endian_w_does(rule, backend):
+    rng = np.random.default_rng(3)
+    w, dw = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    with fastnn.options(backend=backend):
+        _, config = getattr(optim, rule)(w.copy(), dw, {})
+        state = {k: v.astype(">f4") if isinstance(v, np.ndarray) else v for k, v in config.items()}
+        expected, _ = getattr(optim, rule)(w.copy(), dw, dict(config))
+        got, _ = getattr(optim, rule)(w.astype(">f4"), dw.astype(">f4"), state)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
