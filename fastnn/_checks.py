@@ -281,6 +281,21 @@ def addressable(fn, cause, shapes, allocated=()):
                      f"machine's {memory / 2**30:,.0f} GiB of memory")
 
 
+def params_fit(fn, cause, shapes):
+    """Refuse a model whose params (name -> shape) numpy could not address, or that would not fit in the
+    machine's memory together as they are drawn (float64), before any is drawn."""
+    for name, shape in shapes.items():
+        if math.prod(shape) > _LARGEST_ARRAY:
+            fail(fn, f"{cause} give {name} of shape {shape}, larger than any array can be")
+    memory = _physical_memory()
+    total = 8 * sum(math.prod(shape) for shape in shapes.values())
+    if memory and total > memory:
+        largest = sorted(shapes.items(), key=lambda item: -math.prod(item[1]))[:2]
+        listed = ", ".join(f"{name} {shape}" for name, shape in largest)
+        fail(fn, f"{cause} give params of at least {total / 2**30:,.0f} GiB ({listed}, ...), more than this "
+                 f"machine's {memory / 2**30:,.0f} GiB of memory")
+
+
 def pool_param(fn, pool_param, x_shape, exact=True, name="x"):
     """Validate pool_param against the pool's input `name` (N,C,H,W); returns (pool_height, pool_width, stride,
     H_out, W_out)."""

@@ -452,3 +452,61 @@ def test_the_l2_term_adds_half_reg_times_the_squares_and_reg_times_the_weights(m
     for k in plain.params:
         expected = grads0[k] + 0.3 * plain.params[k] if k in weights else grads0[k]
         np.testing.assert_allclose(grads[k], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_two_layer_net_with_integer_weights_a_user_set_computes_in_float64():
+    """X was cast to W1's dtype, so integer weights truncated the data: [0.4, 0.6, 1.5] became [0, 0, 1]."""
+    model = TwoLayerNet(3, 2, 2)
+    model.params["W1"], model.params["W2"] = np.ones((3, 2), dtype=int), np.eye(2, dtype=int)
+    np.testing.assert_allclose(model.loss(np.array([[0.4, 0.6, 1.5]])), [[2.5, 2.5]])
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: TwoLayerNet(6, 0, 3), ValueError, r"TwoLayerNet: hidden_dim must be a positive integer, got 0"),
+    (lambda: TwoLayerNet([6], 4, 3), TypeError, r"TwoLayerNet: input_dim must be a positive integer, got \[6\]"),
+    (lambda: FullyConnectedNet([4.0], input_dim=4), TypeError, r"FullyConnectedNet: hidden_dims must be positive"),
+    (lambda: FullyConnectedNet([4], input_dim=4, reg="1"), TypeError, r"FullyConnectedNet: reg must be a finite"),
+    (lambda: FullyConnectedNet([4], input_dim=4, use_batchnorm="no"), TypeError,
+     r"FullyConnectedNet: use_batchnorm must be True, False or None, got 'no'"),
+    (lambda: ThreeLayerConvNet(filter_size=3.0), TypeError,
+     r"ThreeLayerConvNet: filter_size must be a positive integer, got 3.0"),
+    (lambda: FullyConnectedNet([10**10], input_dim=6, num_classes=3), ValueError,
+     r"FullyConnectedNet: input_dim, hidden_dims and num_classes give params of at least [\d,]+ GiB "
+     r"\(W1 \(6, 10000000000\)"),
+    (lambda: ThreeLayerConvNet(input_dim=(2, 10**6, 10**6)), ValueError,
+     r"ThreeLayerConvNet: input_dim, num_filters, filter_size, hidden_dim and num_classes give params of at least "
+     r"[\d,]+ GiB \(W2 \(8000000000000, 100\)"),
+    (lambda: TwoLayerNet(3, 2, 2).loss([[1, 2, 3], [1]]), ValueError, r"TwoLayerNet.loss: X must be an array"),
+])
+def test_models_name_the_argument_that_is_wrong(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_params_that_fit_one_by_one_but_not_together_are_refused_before_any_is_drawn():
+    from fastnn._checks import _physical_memory
+
+    memory = _physical_memory()
+    if not memory:
+        pytest.skip("this platform does not tell its physical memory")
+    n = int((0.6 * memory / 8) ** 0.5)  # each hidden-to-hidden weight takes 0.6 of the memory in float64
+    state = np.random.get_state()
+    with pytest.raises(ValueError, match=r"FullyConnectedNet: input_dim, hidden_dims and num_classes give params of "
+                                         r"at least \d+ GiB \(W2 "):
+        FullyConnectedNet([n, n, n], input_dim=2, num_classes=2)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), state))
+
+
+def test_save_and_load_name_a_bad_fname_and_a_file_with_other_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = TwoLayerNet(4, 3, 2)
+    for fname in ("", "a\0b.npy"):
+        with pytest.raises(ValueError, match=r"TwoLayerNet.save: fname must be a non-empty file name"):
+            model.save(fname)
+    (tmp_path / "dir.npy").mkdir()
+    with pytest.raises(ValueError, match=r"TwoLayerNet.load: fname 'dir.npy' names a directory"):
+        model.load("dir.npy")
+    np.save("keys.npy", {**model.params, 0: np.zeros(1)})
+    with pytest.raises(ValueError, match=r"TwoLayerNet.load: 'keys.npy' holds params .* which do not fit"):
+        model.load("keys.npy")
+    assert list(tmp_path.iterdir()) and not (tmp_path / ".npy").exists()

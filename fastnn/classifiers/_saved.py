@@ -16,12 +16,14 @@ from .._files import atomic_open
 SAVED_DIR = os.path.join("cs231n", "saved")
 
 
-def saved_path(fname):
+def saved_path(fn, fname):
     """Where save/load put `fname`: in the assignment's cs231n/saved/ when the working directory holds one (as the
     starter, which writes beside its own package) and fname has no directory of its own; else fname as given."""
     if not isinstance(fname, (str, os.PathLike)):
-        raise TypeError(f"save/load: fname must be a str or os.PathLike, got {type(fname).__name__}")
+        raise TypeError(f"{fn}: fname must be a str or os.PathLike, got {type(fname).__name__}")
     fname = os.fspath(fname)
+    if not isinstance(fname, str) or not fname or "\0" in fname:  # bytes from a PathLike, "", a NUL
+        raise ValueError(f"{fn}: fname must be a non-empty file name, got {fname!r}")
     if not os.path.dirname(fname) and os.path.isdir(SAVED_DIR):
         return os.path.join(SAVED_DIR, fname)
     return fname
@@ -59,7 +61,7 @@ class SavesParams:
         """Save model parameters: np.save of the params dict (to cs231n/saved/ as in the starter; see
         saved_path). '.npy' is appended to a name without it, as np.save does."""
         fn = f"{type(self).__name__}.save"
-        path = saved_path(fname)
+        path = saved_path(fn, fname)
         if not path.endswith(".npy"):
             path += ".npy"
         with atomic_open(path, "wb", fn=fn, name="fname") as f:
@@ -70,10 +72,12 @@ class SavesParams:
         """Load model parameters saved by save(fname). Returns False (printing "<fname> not available.") when
         there is no such file, True once loaded. The params must have this model's names, shapes and dtypes."""
         fn = f"{type(self).__name__}.load"
-        path = saved_path(fname)
+        path = saved_path(fn, fname)
         if not os.path.exists(path):
             print(fname, "not available.")
             return False
+        if os.path.isdir(path):
+            raise ValueError(f"{fn}: fname {fname!r} names a directory, not a file saved by save()")
         params = read_params(fn, path)
         mine = {k: (np.shape(v), np.asarray(v).dtype) for k, v in self.params.items()}
         theirs = {k: (v.shape, v.dtype) for k, v in params.items()}
@@ -86,4 +90,5 @@ class SavesParams:
 
 
 def _describe(shapes):
-    return {k: f"{shape} {dtype}" for k, (shape, dtype) in sorted(shapes.items())}
+    # sorted by repr: a file's keys need not be strings, nor of one type
+    return {k: f"{shape} {dtype}" for k, (shape, dtype) in sorted(shapes.items(), key=lambda item: repr(item[0]))}

@@ -30,9 +30,11 @@ from ..layers import affine_backward, affine_forward, softmax_loss
 from ._saved import SavesParams as _SavesParams
 from .fc_net import (
     _add_l2_gradient,
+    _check_dim,
     _check_dims,
     _check_float_dtype,
     _check_reg,
+    _initial_weights,
     _l2_penalty,
     _model_input,
     _training_targets,
@@ -80,9 +82,9 @@ class ThreeLayerConvNet(_SavesParams):
         """
         fn = "ThreeLayerConvNet"
         C, H, W = self.input_dim = _input_dim(fn, input_dim)
-        num_filters, filter_size, hidden_dim, num_classes = _check_dims(
-            fn, "num_filters, filter_size, hidden_dim, num_classes", (num_filters, filter_size, hidden_dim, num_classes)
-        )
+        num_filters, filter_size, hidden_dim, num_classes = (
+            _check_dim(fn, name, value) for name, value in (("num_filters", num_filters), ("filter_size", filter_size),
+                                                            ("hidden_dim", hidden_dim), ("num_classes", num_classes)))
         scale = init.check_weight_scale(fn, weight_scale)
         self.reg = _check_reg(fn, reg)
         self.dtype = _check_float_dtype(fn, dtype)
@@ -99,12 +101,15 @@ class ThreeLayerConvNet(_SavesParams):
                              "height and width (an odd filter_size keeps H and W)")
         pooled = num_filters * _pool_output_size(H_conv) * _pool_output_size(W_conv)
 
+        weights = _initial_weights(fn, "input_dim, num_filters, filter_size, hidden_dim and num_classes", {
+            "W1": (num_filters, C, filter_size, filter_size), "W2": (pooled, hidden_dim),
+            "W3": (hidden_dim, num_classes)}, scale)
         self.params = {}
-        self.params["W1"] = init.weights((num_filters, C, filter_size, filter_size), scale)
+        self.params["W1"] = weights["W1"]
         self.params["b1"] = np.zeros(num_filters)
-        self.params["W2"] = init.weights((pooled, hidden_dim), scale)
+        self.params["W2"] = weights["W2"]
         self.params["b2"] = np.zeros(hidden_dim)
-        self.params["W3"] = init.weights((hidden_dim, num_classes), scale)
+        self.params["W3"] = weights["W3"]
         self.params["b3"] = np.zeros(num_classes)
         init.cast_params(fn, self.params, dtype, weight_scale)
 
@@ -164,7 +169,8 @@ class ConvNet(_SavesParams):
         C, H, W = self.input_dim = _input_dim(fn, input_dim)
         num_filters = _check_dims(fn, "num_filters", num_filters)
         hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims)  # may be empty: no hidden affine layer
-        (filter_size, num_classes) = _check_dims(fn, "filter_size and num_classes", (filter_size, num_classes))
+        filter_size = _check_dim(fn, "filter_size", filter_size)
+        num_classes = _check_dim(fn, "num_classes", num_classes)
         if isinstance(pool, (bool, np.bool_)):
             pools = [pool] * len(num_filters)
         else:
@@ -186,11 +192,13 @@ class ConvNet(_SavesParams):
         self.num_layers = len(num_filters) + len(hidden_dims) + 1
 
         self.params = {}
+        shapes = {}  # of the weights, drawn in this order once all are known to fit
         channels, height, width = C, H, W
         layer = 0
         for F, pooled in zip(num_filters, self.pools):
             layer += 1
-            self.params[f"W{layer}"] = init.weights((F, channels, filter_size, filter_size), scale)
+            shapes[f"W{layer}"] = (F, channels, filter_size, filter_size)
+            self.params[f"W{layer}"] = None
             self.params[f"b{layer}"] = np.zeros(F)
             if normalization:
                 self.params[f"gamma{layer}"] = np.ones(F)
@@ -212,12 +220,15 @@ class ConvNet(_SavesParams):
         dims = [channels * height * width] + hidden_dims + [num_classes]
         for i in range(len(dims) - 1):
             layer += 1
-            self.params[f"W{layer}"] = init.weights((dims[i], dims[i + 1]), scale)
+            shapes[f"W{layer}"] = (dims[i], dims[i + 1])
+            self.params[f"W{layer}"] = None
             self.params[f"b{layer}"] = np.zeros(dims[i + 1])
             if normalization and i < len(dims) - 2:
                 self.params[f"gamma{layer}"] = np.ones(dims[i + 1])
                 self.params[f"beta{layer}"] = np.zeros(dims[i + 1])
 
+        self.params.update(_initial_weights(
+            fn, "input_dim, num_filters, filter_size, hidden_dims and num_classes", shapes, scale))
         self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)] if normalization else []
         init.cast_params(fn, self.params, dtype, weight_scale)
 

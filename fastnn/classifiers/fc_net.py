@@ -29,7 +29,10 @@ NORMALIZATIONS = (None, "batchnorm", "layernorm")
 def _model_input(fn, X, dtype, expected_shape):
     """X as an array of the model's dtype (float64 data into a float32 model computes in float32), checked
     against the input shape the model was built for."""
-    X = np.asarray(X)
+    try:
+        X = np.asarray(X)
+    except ValueError as error:  # a ragged list
+        raise ValueError(f"{fn}: X must be an array (N, ...) of numbers: {error}") from error
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise TypeError(f"{fn}: X must hold numbers, got dtype {X.dtype}")
     if X.ndim < 2 or X.shape[0] < 1:
@@ -70,7 +73,9 @@ def _add_l2_gradient(grads, params, weight_names, reg):
 
 
 def _check_reg(fn, reg):
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or _checks.finite_float(reg) is None or reg < 0:
+    if isinstance(reg, (bool, np.bool_)) or not isinstance(reg, numbers.Real):
+        raise TypeError(f"{fn}: reg must be a finite number >= 0, got {reg!r}")
+    if _checks.finite_float(reg) is None or reg < 0:
         raise ValueError(f"{fn}: reg must be a finite number >= 0, got {reg!r}")
     return float(reg)  # a Python float keeps float32 grads float32 (np.float64 * float32 array is float64)
 
@@ -82,9 +87,36 @@ def _check_dims(fn, name, dims):
         raise TypeError(f"{fn}: {name} must be an integer or a list of integers, got {dims!r}")
     dims = [dims] if isinstance(dims, numbers.Integral) else list(dims)
     dims = [d.item() if isinstance(d, np.ndarray) and d.ndim == 0 else d for d in dims]
-    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
+    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) for d in dims):
+        raise TypeError(f"{fn}: {name} must be positive integers, got {dims!r}")
+    if any(d < 1 for d in dims):
         raise ValueError(f"{fn}: {name} must be positive integers, got {dims!r}")
     return [int(d) for d in dims]
+
+
+def _check_dim(fn, name, value):
+    """One positive integer (a numpy integer or a 0-d array of one too), not a list of them."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _initial_weights(fn, cause, shapes, scale):
+    """{name: init.weights(shape, scale)} in the order given, once all of them together are known to fit in
+    memory: an error names the model and the arguments that set the sizes, before anything is drawn."""
+    _checks.params_fit(fn, cause, shapes)
+    return {name: init.weights(shape, scale) for name, shape in shapes.items()}
+
+
+def _param_dtype(param):
+    """The dtype a model computes in, from one of its params: float64 for integer params a user set (the
+    starter's X.dot(W1) promotes them), so float data is never cast to integers."""
+    dtype = getattr(param, "dtype", None)
+    return dtype if dtype in _checks.FLOAT_DTYPES else np.dtype(np.float64)
 
 
 def _check_float_dtype(fn, dtype):
@@ -111,15 +143,17 @@ class TwoLayerNet(_SavesParams):
         - reg: the L2 regularization strength
         """
         fn = "TwoLayerNet"
-        self.input_dim, self.hidden_dim, self.num_classes = _check_dims(
-            fn, "input_dim, hidden_dim, num_classes", (input_dim, hidden_dim, num_classes)
-        )
+        self.input_dim = _check_dim(fn, "input_dim", input_dim)
+        self.hidden_dim = _check_dim(fn, "hidden_dim", hidden_dim)
+        self.num_classes = _check_dim(fn, "num_classes", num_classes)
         self.reg = _check_reg(fn, reg)
         scale = init.check_weight_scale(fn, weight_scale)
+        weights = _initial_weights(fn, "input_dim, hidden_dim and num_classes", {
+            "W1": (self.input_dim, self.hidden_dim), "W2": (self.hidden_dim, self.num_classes)}, scale)
         self.params = {}
-        self.params["W1"] = init.weights((self.input_dim, self.hidden_dim), scale)
+        self.params["W1"] = weights["W1"]
         self.params["b1"] = np.zeros(self.hidden_dim)
-        self.params["W2"] = init.weights((self.hidden_dim, self.num_classes), scale)
+        self.params["W2"] = weights["W2"]
         self.params["b2"] = np.zeros(self.num_classes)
 
     def loss(self, X, y=None):
@@ -134,7 +168,7 @@ class TwoLayerNet(_SavesParams):
         Else return a tuple of: loss (a scalar) and grads (a dict with the keys of self.params).
         """
         fn = "TwoLayerNet.loss"
-        X = _model_input(fn, X, self.params["W1"].dtype, (self.input_dim,))
+        X = _model_input(fn, X, _param_dtype(self.params["W1"]), (self.input_dim,))
         y, reg = _training_targets(fn, X, y, self.params["b2"].shape[0], self.reg)
         hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
         scores, scores_cache = affine_forward(hidden, self.params["W2"], self.params["b2"])
@@ -195,8 +229,10 @@ class FullyConnectedNet(_SavesParams):
         self.params = {}
 
         dims = [input_dim] + hidden_dims + [num_classes]
+        weights = _initial_weights(fn, "input_dim, hidden_dims and num_classes",
+                                   {f"W{i + 1}": (dims[i], dims[i + 1]) for i in range(self.num_layers)}, scale)
         for i in range(self.num_layers):
-            self.params[f"W{i + 1}"] = init.weights((dims[i], dims[i + 1]), scale)
+            self.params[f"W{i + 1}"] = weights[f"W{i + 1}"]
             self.params[f"b{i + 1}"] = np.zeros(dims[i + 1])
             if normalization is not None and i < self.num_layers - 1:
                 self.params[f"gamma{i + 1}"] = np.ones(dims[i + 1])
@@ -245,6 +281,8 @@ class FullyConnectedNet(_SavesParams):
             normalization = "batchnorm"
         elif normalization is False:
             normalization = None
+        if use_batchnorm is not None and not isinstance(use_batchnorm, (bool, np.bool_)):
+            raise TypeError(f"{fn}: use_batchnorm must be True, False or None, got {use_batchnorm!r}")
         if use_batchnorm:
             if normalization not in (None, "batchnorm"):
                 raise ValueError(f"{fn}: use_batchnorm=True contradicts normalization={normalization!r}")
