@@ -175,13 +175,13 @@ def _progress_bar(total, round, show):
 def _warn_of_unread_optim_keys(fn, space, solver_kwargs):
     """A searched optim key that no built-in rule of the search reads (momentum with update_rule 'adam') trains
     nothing: each trial leaves it out of its optim_config (solver_settings), so say so once, here."""
-    from ..optim import CONFIG_KEYS, builtin_name
+    from ..optim import CONFIG_KEYS, _builtin_name
     from .space import Choice
     from .trial import OPTIM_KEYS
 
     rule = space.get("update_rule", solver_kwargs.get("update_rule", "sgd"))
     rules = rule.options if isinstance(rule, Choice) else (rule,)
-    names = [builtin_name(r) for r in rules]
+    names = [_builtin_name(r) for r in rules]
     if None in names:  # a rule of the user's own reads what it likes
         return
     read = {key for name in names for key in CONFIG_KEYS[name]}

@@ -65,14 +65,14 @@ def solver_settings(solver_kwargs, config):
     """The Solver keyword arguments of one trial: solver_kwargs with the config's Solver and optim keys on top.
     A built-in update rule gets only the optim keys it reads: a search over update_rule and momentum gives adam's
     trials no momentum (which the Solver would warn of, trial after trial)."""
-    from ..optim import CONFIG_KEYS, builtin_name
+    from ..optim import CONFIG_KEYS, _builtin_name
 
     kwargs = dict(solver_kwargs)
     kwargs["optim_config"] = dict(kwargs.get("optim_config", {}))
     for key in SOLVER_KEYS:
         if key in config:
             kwargs[key] = config[key]
-    read = CONFIG_KEYS.get(builtin_name(kwargs.get("update_rule", "sgd")), OPTIM_KEYS)
+    read = CONFIG_KEYS.get(_builtin_name(kwargs.get("update_rule", "sgd")), OPTIM_KEYS)
     for key in OPTIM_KEYS:
         if key in config and key in read:
             kwargs["optim_config"][key] = config[key]
