@@ -4,10 +4,14 @@
                     lr_decay=0.95, num_epochs=10, batch_size=100, print_every=100, seed=0)
     solver.train()
 
-Differences from the starter, all additive: `seed` (draws minibatches and accuracy subsamples from an own
-np.random.Generator; without it numpy's global RNG is used exactly as the starter uses it), a tqdm progress bar
-when verbose (`progress_bar=False` turns it off alone), FloatingPointError on a non-finite loss, `best_params`
-never left empty, checkpoints as `.npz` (fastnn.checkpoint; the starter pickled `.pkl`) and `resume(path)`.
+Differences from the starter (the README's "Where fastnn differs" lists them all). Additions: `seed` (draws
+minibatches and accuracy subsamples from an own np.random.Generator; without it numpy's global RNG is used
+exactly as the starter uses it), a tqdm progress bar when verbose (`progress_bar=False` turns it off alone),
+FloatingPointError on a non-finite loss, `best_params` never left empty, checkpoints as `.npz`
+(fastnn.checkpoint; the starter pickled `.pkl`), `resume(path)`, `restore(path)`, `freeze` and
+`lr_multipliers`. Refusals where the starter computed on: `print_every=0`, `lr_decay=0`, an `update_rule` name
+that is not one of fastnn.optim's, a gradient of another dtype than its param, labels of the wrong shape.
+Losses and accuracies are Python floats.
 """
 
 import copy

@@ -4,7 +4,8 @@
   compile once, on demand); importing a kernel module compiles nothing.
 - The `cache` setting (fastnn.options, FASTNN_CACHE=1) turns on numba's on-disk cache; it is read once, when
   this module is first imported (the first compiled layer, optimizer step or fastnn.warmup()). A cache
-  directory that cannot be written is one warning, never an error (the kernel then compiles in memory).
+  directory that cannot be written is one warning, never an error: numba then caches in its next location (the
+  __pycache__ beside the kernels, or a user-wide one), and where it has none the kernel compiles in memory.
 - FASTMATH holds the LLVM flags that keep NaN/Inf semantics and exact functions: no 'nnan', no 'ninf', no 'afn',
   no 'arcp'. Kernels whose inner loop is a sum along a row use it: 'reassoc' lets LLVM vectorise the sum
   (measured 3-6x here); each sum is still computed the same way on every run and at every thread count.
@@ -19,6 +20,7 @@
   and on two under 'workqueue'.
 """
 
+import os
 import threading
 import types
 import warnings
@@ -65,21 +67,37 @@ def kernel(function=None, *, parallel=False, fast_sums=False):
 
 
 def _njit(fn, options):
-    """numba.njit(**options)(fn); with caching on, a cache numba refuses is one warning and fn compiles in memory."""
+    """numba.njit(**options)(fn); with caching on, a cache numba refuses is one warning and fn compiles in memory,
+    and a NUMBA_CACHE_DIR numba passed over is one warning naming where the cache went instead."""
     try:
-        return numba.njit(**options)(fn)
+        dispatcher = numba.njit(**options)(fn)
     except (OSError, RuntimeError) as error:  # numba checks the cache directory at decoration time
         if not options.get("cache"):
             raise
-        global _cache_warned
-        if not _cache_warned:
-            _cache_warned = True
-            warnings.warn(
-                f"fastnn: the kernel cache is on but numba cannot use its cache ({error}); compiling in memory",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        _warn_once(f"the kernel cache is on but numba cannot use its cache ({error}); compiling in memory")
         return numba.njit(**{**options, "cache": False})(fn)
+    if options.get("cache"):
+        _check_cache_directory(dispatcher)
+    return dispatcher
+
+
+def _check_cache_directory(dispatcher):
+    """numba moves on to its next cache location without a word when NUMBA_CACHE_DIR cannot be written: to the
+    __pycache__ beside the kernels (an editable install's source tree), or a user-wide directory."""
+    wanted = numba.config.CACHE_DIR
+    path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
+    if not wanted or not path:
+        return
+    wanted, path = os.path.abspath(wanted), os.path.abspath(path)
+    if os.path.commonpath([wanted, path]) != wanted:
+        _warn_once(f"NUMBA_CACHE_DIR={wanted!r} cannot be written, so numba caches the kernels in {path!r}")
+
+
+def _warn_once(message):
+    global _cache_warned
+    if not _cache_warned:
+        _cache_warned = True
+        warnings.warn(f"fastnn: {message}", RuntimeWarning, stacklevel=4)
 
 
 def threading_layer_is_thread_safe():
