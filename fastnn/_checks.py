@@ -126,7 +126,16 @@ def shape(fn, name, x, expected):
         fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
 
 
+def _scalar(value):
+    """The number in a 0-d integer or float array (np.load of an .npz gives its numbers so, and the starter
+    computed with them); anything else as given."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        return value[()]
+    return value
+
+
 def integer(fn, name, value, minimum=None, maximum=None):
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         fail(fn, f"{name} must be an integer, got {value!r}", TypeError)
     value = int(value)
@@ -156,6 +165,7 @@ def finite_float(value):
 
 
 def number(fn, name, value, low=None, high=None, low_open=False, high_open=False):
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         fail(fn, f"{name} must be a real number, got {value!r}", TypeError)
     converted = finite_float(value)

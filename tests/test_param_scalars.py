@@ -127,3 +127,31 @@ def test_array_subclasses_run_as_plain_arrays(backend):
     assert loss == want
     assert type(out) is np.ndarray
     np.testing.assert_array_equal(out, [[1.0, 0.0], [2.0, 0.5]])
+
+
+def _zero_d(d):
+    return {k: np.array(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in d.items()}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0d_arrays_act_as_the_numbers_they_hold(backend):
+    """np.load of an .npz gives its numbers as 0-d arrays, and the starter computed with them; they were refused
+    ("must be an integer, got array(1)")."""
+    x4, w, b = randn(2, 3, 6, 6), randn(4, 3, 3, 3, seed=1), randn(4, seed=2)
+    x2, g, be = randn(5, 4, seed=3), randn(4, seed=4), randn(4, seed=5)
+    calls = [
+        lambda z: L.conv_forward_fast(randn(2, 3, 7, 7), w, b, z({"stride": 2, "pad": 1}))[0],
+        lambda z: L.max_pool_forward_fast(x4, z({"pool_height": 3, "pool_width": 3, "stride": 3}))[0],
+        lambda z: L.dropout_forward(x2, z({"mode": "train", "p": 0.5, "seed": 7}))[0],
+        lambda z: L.batchnorm_forward(x2, g, be, z({"mode": "train", "eps": 1e-3, "momentum": 0.5}))[0],
+        lambda z: L.layernorm_forward(x2, g, be, z({"eps": 1e-3}))[0],
+        lambda z: L.spatial_groupnorm_forward(randn(2, 4, 3, 3), g, be, z({"G": 2})["G"], z({"eps": 1e-3}))[0],
+        lambda z: L.leaky_relu_forward(x2, z({"alpha": 0.1})["alpha"])[0],
+        lambda z: L.affine_bn_relu_forward(x2, randn(4, 3), randn(3), randn(3), randn(3),
+                                           z({"mode": "train", "eps": 1e-3}))[0],
+        lambda z: optim.adam(x2.copy(), g[None].repeat(5, 0), z({"learning_rate": 1e-2, "t": 3, "beta1": 0.8}))[0],
+        lambda z: optim.sgd(x2.copy(), x2, z({"learning_rate": 0.5}))[0],
+    ]
+    with fastnn.options(backend=backend):
+        for call in calls:
+            np.testing.assert_array_equal(call(_zero_d), call(lambda d: d))
