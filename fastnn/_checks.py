@@ -181,11 +181,10 @@ def number(fn, name, value, low=None, high=None, low_open=False, high_open=False
 
 
 def plain(d, **checked):
-    """The param dict d with its checked entries replaced by the Python ints and floats the checks returned: a
-    new dict when any differs in type, else d itself. Backends then never compute with a numpy scalar, whose own
-    small type an arithmetic result keeps (NumPy 2): np.uint8(200) as pad wrapped H + 2 * pad around."""
-    if all(type(d[key]) is type(value) for key, value in checked.items() if key in d):
-        return d
+    """A copy of the param dict d with its checked entries replaced by the Python ints and floats the checks
+    returned. Backends then never compute with a numpy scalar, whose own small type an arithmetic result keeps
+    (NumPy 2): np.uint8(200) as pad wrapped H + 2 * pad around. A copy, so a cache holds the values its forward
+    used: a conv_param changed between forward and backward gave a silently wrong dx from a Winograd cache."""
     return {**d, **{key: value for key, value in checked.items() if key in d}}
 
 

@@ -155,3 +155,20 @@ def test_0d_arrays_act_as_the_numbers_they_hold(backend):
     with fastnn.options(backend=backend):
         for call in calls:
             np.testing.assert_array_equal(call(_zero_d), call(lambda d: d))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_param_dict_changed_after_the_forward_leaves_its_cache_alone(backend):
+    """A cache held the caller's conv_param: changing it before the backward gave a silently wrong dx from a
+    Winograd cache on jit (the reference raised)."""
+    x, w, b = randn(2, 8, 6, 6), randn(8, 8, 3, 3, seed=1), randn(8, seed=2)
+    with fastnn.options(backend=backend):
+        conv_param, pool_param = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+        out, conv_cache = L.conv_forward_fast(x, w, b, conv_param)
+        pooled, pool_cache = L.max_pool_forward_fast(x, pool_param)
+        dout, dpooled = randn(*out.shape, seed=3), randn(*pooled.shape, seed=4)
+        want = L.conv_backward_fast(dout, conv_cache), L.max_pool_backward_fast(dpooled, pool_cache)
+        conv_param.update(stride=2, pad=1)
+        pool_param.update(pool_height=3, stride=1)
+        _same(L.conv_backward_fast(dout, conv_cache), want[0])
+        np.testing.assert_array_equal(L.max_pool_backward_fast(dpooled, pool_cache), want[1])
