@@ -11,6 +11,7 @@ from .. import _checks as check
 from .._cpus import available_cpus
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before giving up (dask's own default is 30)
+KEEP_NANNIES = "30 days"  # the LocalCluster's lost-worker-timeout: longer than any search
 
 
 def _distributed(fn):
@@ -44,8 +45,14 @@ def connect(client=None, n_workers=None, fn="random_search"):
     if n_workers is None:
         n_workers = available_cpus()
     check.integer(fn, "n_workers", n_workers, minimum=1)
+    import dask
+
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
+        # A LocalCluster closes a worker's nanny for good when, lost-worker-timeout (15 s) after the worker died,
+        # no worker of its name is registered: a worker killed again and again by crashing trials was caught
+        # restarting, and the search was left with no worker at all. Its nanny restarts it; keep every one.
+        stack.enter_context(dask.config.set({"distributed.deploy.lost-worker-timeout": KEEP_NANNIES}))
         try:
             with _sigint_blocked():
                 # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.

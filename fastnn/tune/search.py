@@ -36,10 +36,40 @@ def _pickled_builder(fn, build_model):
 def _run_pickled_trial(pickled_builder, *args):
     import cloudpickle
 
+    _announce("started")
     # The bytes are _pickled_builder's, made in this search's own process from the caller's function and passed to
     # its workers through dask (which unpickles every task payload anyway); never a file. A restricted unpickler
     # cannot rebuild a function, which is the point of sending it.
-    return run_trial(cloudpickle.loads(pickled_builder), *args)
+    result = run_trial(cloudpickle.loads(pickled_builder), *args)
+    _announce("finished")
+    return result
+
+
+TRIAL_EVENTS = "fastnn-trial"  # the scheduler's event topic of trials started and finished, by task and worker
+
+
+def _announce(what):
+    """Log (what, this task's key, its worker) under TRIAL_EVENTS on the scheduler, and wait until it is logged (an
+    RPC, not the worker's batched stream, which a crash right after would not flush); see _died_running."""
+    from distributed import get_worker
+    from distributed.utils import sync
+
+    worker = get_worker()
+    sync(worker.loop, worker.scheduler.log_event, topic=TRIAL_EVENTS,
+         msg=[what, str(worker.get_current_task()), worker.address])
+
+
+def _died_running(client, key):
+    """Whether the task `key` started its trial on a worker that died before the trial finished there (False if the
+    scheduler cannot say). Any other cancellation is not the trial's doing: the data it needed were lost, or its
+    finished result with a worker that a crashing trial killed afterwards."""
+    try:
+        events = [(what, address) for _, (what, task, address) in client.get_events(TRIAL_EVENTS) if task == key]
+        alive = client.nthreads()
+    except Exception:  # the scheduler went away
+        return False
+    finished = {address for what, address in events if what == "finished"}
+    return any(what == "started" and address not in alive and address not in finished for what, address in events)
 
 
 def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, seed, trials_name):
@@ -72,12 +102,19 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
     return pickled_builder, space, dict(solver_kwargs), seed
 
 
-# A trial whose task comes back cancelled (lost with the data it needed: every worker holding them died, say each
-# one that ran a crashing trial) runs again, on data sent anew, at most this many times. One that comes back as
-# KilledWorker (dask ran it on 4 workers and each died meanwhile) runs once more: it may have been waiting on a
-# worker behind the trial that crashed it.
+# A trial that comes back as KilledWorker (dask ran it on allowed-failures + 1 workers and each died meanwhile)
+# runs once more: it may have been waiting on a worker behind the trial that crashed it; so does one that comes
+# back cancelled after it had started (its worker died under it, taking with it the last copy of the data). One
+# cancelled before it started (the data it waited for was lost: every worker holding them died, each running a
+# crashing trial, say) is not to blame, and runs again on data sent anew. A round sends the data anew at most
+# LOST_ATTEMPTS times more than its crashing trials could explain: each can kill (allowed-failures + 1) *
+# (KILLED_ATTEMPTS + 1) workers, and each death can lose the data once (a worker that replaces a dead one holds
+# none until a trial needs it). A limit of 3 per trial gave up on healthy trials: one crashing trial lost a healthy
+# one's data 4 times before its own KilledWorker.
 LOST_ATTEMPTS = 3
 KILLED_ATTEMPTS = 1
+# Seconds to wait for a worker when every one has died (a nanny restarts its worker in a few seconds).
+WORKER_RESTART_TIMEOUT = 60
 # A search holds every config, trial and history in memory: 10**9 trials grew it without end.
 MAX_TRIALS = 100_000
 
@@ -88,15 +125,28 @@ class _SharedData:
 
     def __init__(self, client, data):
         self.client, self.data, self.future = client, data, None
+        self.losses = 0  # how many times the data was found lost, and sent anew
 
     def current(self):
         if self.future is None:
-            [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
+            try:
+                [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
+            except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died, and restarts
+                self._wait_for_a_worker()
+                [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
         return self.future
+
+    def _wait_for_a_worker(self):
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_RESTART_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError(f"random_search: no worker of the cluster is running, and none came back within "
+                               f"{WORKER_RESTART_TIMEOUT} s to take the training data") from None
 
     def lost(self, used):
         if used is self.future:
             self.future = None
+            self.losses += 1
 
 
 def _worker_threads(client):
@@ -130,6 +180,10 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
             index, config = waiting.popleft()
             submit(index, config, trial_seed(seed, index), (0, 0))
 
+    import dask  # installed with distributed; its config is loaded now
+
+    allowed_failures = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+    loss_limit = shared.losses + LOST_ATTEMPTS + (allowed_failures + 1) * (KILLED_ATTEMPTS + 1) * len(waiting)
     trials, best, best_params = [], None, None
     with _progress_bar(len(waiting), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
         submit_waiting()
@@ -144,10 +198,17 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
                                 f"time it ran (a crash, os._exit or running out of memory): {exc}")
             except CancelledError as exc:  # lost with its worker or its data, or the cluster went away
                 shared.lost(data)
-                again = (lost + 1, killed) if lost < LOST_ATTEMPTS else None
-                trial = _failed(index, round, config, s, f"{type(exc).__name__}: the task was lost {lost + 1} "
-                                "times with its worker or the data it needed (worker processes died: a crash, "
-                                f"os._exit or running out of memory): {exc}")
+                if _died_running(client, future.key):
+                    again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
+                    trial = _failed(index, round, config, s, f"{type(exc).__name__}: the worker process running it "
+                                    f"died each time it ran, with the last copy of the data (a crash, os._exit or "
+                                    f"running out of memory): {exc}")
+                else:
+                    again = (lost + 1, killed) if shared.losses <= loss_limit else None
+                    trial = _failed(index, round, config, s, f"{type(exc).__name__}: the data it needed was lost "
+                                    f"{lost + 1} times before it started, and this round sent it anew "
+                                    f"{shared.losses} times (worker processes died: a crash, os._exit or running "
+                                    f"out of memory): {exc}")
             except Exception as exc:  # raised by the task itself: a worker could not unpickle the builder, say
                 trial = _failed(index, round, config, s, f"{type(exc).__name__}: {exc}")
             future.release()
