@@ -293,9 +293,7 @@ def addressable(fn, cause, shapes, allocated=()):
 def params_fit(fn, cause, shapes):
     """Refuse a model whose params (name -> shape) numpy could not address, or that would not fit in the
     machine's memory together as they are drawn (float64), before any is drawn."""
-    for name, shape in shapes.items():
-        if math.prod(shape) > _LARGEST_ARRAY:
-            fail(fn, f"{cause} give {name} of shape {shape}, larger than any array can be")
+    addressable(fn, cause, shapes)
     memory = _physical_memory()
     total = 8 * sum(math.prod(shape) for shape in shapes.values())
     if memory and total > memory:

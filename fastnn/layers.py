@@ -147,6 +147,8 @@ def _bn_param(fn, bn_param, x, n, width_from=None):
     _check.number(fn, "bn_param['momentum']", bn_param.get("momentum", 0.9), low=0.0, high=1.0)
     for key in ("running_mean", "running_var"):
         if key in bn_param:
+            if isinstance(bn_param[key], np.ma.MaskedArray):  # which the kernels cannot take, nor the reference mean
+                _check.fail(fn, f"bn_param[{key!r}] must be a plain numpy.ndarray, got a masked array", TypeError)
             value = _check.array(fn, f"bn_param[{key!r}]", bn_param[key])
             if value.shape != (n,):
                 _check.fail(fn, f"bn_param[{key!r}] must have shape ({n},) to match {width_from}, got {value.shape}")
@@ -341,7 +343,7 @@ def dropout_forward(x, dropout_param):
     fn = "dropout_forward"
     x = _check.array(fn, "x", x, min_ndim=1)
     # The starter's cached mask held 1/p; this one is bool and the backward reads p (and mode) from the cache's dict.
-    return _run(fn, x, dict(_dropout_param(fn, dropout_param)))
+    return _run(fn, x, _dropout_param(fn, dropout_param))  # a copy (_check.plain)
 
 
 def dropout_backward(dout, cache):

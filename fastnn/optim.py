@@ -45,11 +45,11 @@ def _builtin_name(rule):
     return name if name in UPDATE_RULES and globals()[name] is rule else None
 
 
-def _configured(fn, w, dw, config, defaults, state=()):
+def _configured(fn, w, dw, config, defaults, state=(), step_count=False):
     """(w, dw, config, hyper) for a rule's call: w and dw checked, every hyperparameter (config's, else its default
-    from `defaults`) as a checked Python float in `hyper`, and each key of `state` (and Adam's t) in config
-    checked, all before config gains anything; then the missing defaults and zero state are filled in. A refused
-    call leaves the caller's config as it was."""
+    from `defaults`) as a checked Python float in `hyper`, each key of `state` in config checked, and with
+    `step_count` (Adam) config's t, all before config gains anything; then the missing defaults, zero state and
+    t = 0 are filled in. A refused call leaves the caller's config as it was."""
     w, dw = _check.floats(fn, w=w, dw=dw)
     if w.shape != dw.shape:
         _check.fail(fn, f"dw must have the shape of w {w.shape}, got {dw.shape}")
@@ -60,7 +60,7 @@ def _configured(fn, w, dw, config, defaults, state=()):
     for key in state:
         if key in config:
             _check_state(fn, key, config[key], w)
-    if "t" in config:
+    if step_count and "t" in config:
         # t + 1 is a 64-bit integer in the kernel, and beta**t a float (10**400 once overflowed converting)
         _check.integer(fn, "config['t']", config["t"], minimum=0, maximum=2**63 - 2)
     for key, default in defaults.items():
@@ -71,6 +71,8 @@ def _configured(fn, w, dw, config, defaults, state=()):
             # call, whether or not the state exists (1.4 ms of a 6 ms Adam step of a 2.4M-parameter
             # FullyConnectedNet, measured here)
             config[key] = np.zeros_like(w)
+    if step_count:
+        config.setdefault("t", 0)
     return w, dw, config, hyper
 
 
@@ -206,8 +208,7 @@ def adam(w, dw, config=None):
     - t: iteration number (default 0)
     """
     defaults = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
-    w, dw, config, hyper = _configured("adam", w, dw, config, defaults, ("m", "v"))
-    config.setdefault("t", 0)
+    w, dw, config, hyper = _configured("adam", w, dw, config, defaults, ("m", "v"), step_count=True)
     beta1, beta2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
     t = int(config["t"]) + 1
     if _use_kernels():

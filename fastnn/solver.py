@@ -194,7 +194,7 @@ class Solver:
                 config = self.optim_configs[name]
                 if "learning_rate" not in config:  # the rule's own default, read off one call on a dummy
                     config["learning_rate"] = self.update_rule(np.zeros(1), np.zeros(1), {})[1]["learning_rate"]
-                config["learning_rate"] *= factor
+                config["learning_rate"] = config["learning_rate"] * factor  # not *=: a 0-d rate may be shared
 
     def _frozen(self):
         """The names of the params that `freeze=` keeps unchanged."""
@@ -257,12 +257,12 @@ class Solver:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             w, dw = self.model.params[p], grads[p]
-            if builtin and getattr(w, "dtype", None) not in (np.float32, np.float64):
+            if builtin and _native_dtype(w) not in (np.float32, np.float64):
                 raise TypeError(f"Solver: parameter {p!r} must be a float32 or float64 array for update rule "
                                 f"{optim._builtin_name(self.update_rule)!r}, got "
                                 f"{getattr(w, 'dtype', type(w).__name__)}")
             if builtin and (not isinstance(dw, np.ndarray) or dw.shape != np.shape(w)
-                            or dw.dtype != getattr(w, "dtype", None)):
+                            or _native_dtype(dw) != _native_dtype(w)):
                 raise ValueError(f"Solver: the gradient of {p!r} must be an array of its parameter's shape "
                                  f"{np.shape(w)} and dtype {getattr(w, 'dtype', type(w).__name__)}, got "
                                  f"{getattr(dw, 'shape', type(dw).__name__)} {getattr(dw, 'dtype', '')}".rstrip())
@@ -394,7 +394,7 @@ class Solver:
             if k in self._frozen_names:  # a frozen param's rule never ran to set its rate
                 continue
             if "learning_rate" in config:
-                config["learning_rate"] *= self.lr_decay
+                config["learning_rate"] = config["learning_rate"] * self.lr_decay  # not *=, as above
             elif self.lr_decay != 1:
                 name = getattr(self.update_rule, "__name__", repr(self.update_rule))
                 raise ValueError(f"Solver: lr_decay={self.lr_decay} needs a learning rate to decay, but the update "
@@ -570,11 +570,18 @@ def _check_count(fn, name, value, allow_none=False, minimum=1):
                          f"got {value!r}")
 
 
+def _native_dtype(a):
+    """a's dtype in native byte order (a big-endian float32 holds the same numbers), None for a non-array."""
+    dtype = getattr(a, "dtype", None)
+    return dtype.newbyteorder("=") if isinstance(dtype, np.dtype) else None
+
+
 def _check_labels(fn, name, y, n):
     """Integer class labels of shape (n,), none negative (the model knows the number of classes)."""
-    if not isinstance(y, np.ndarray) or y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":  # not bool, nor timedelta64
         raise TypeError(f"{fn}: {name} must be a numpy.ndarray of integer class labels, got "
                         f"{getattr(y, 'dtype', type(y).__name__)}")
+    y = np.asarray(y)  # a masked array's min skips masked entries
     if y.shape != (n,):
         raise ValueError(f"{fn}: {name} must have shape ({n},) to match X, got {y.shape}")
     if n and y.min() < 0:
@@ -632,9 +639,10 @@ def _check_optim_configs(configs, params, update_rule):
     for name, config in configs.items():
         if not isinstance(config, dict):
             raise TypeError(f"optim_configs[{name!r}] must be a dict, got {type(config).__name__}")
-        for key, value in config.items():
-            if isinstance(value, np.ndarray) and (value.shape != params[name].shape
-                                                  or value.dtype != params[name].dtype):
+        param = params[name]
+        for key, value in config.items():  # a 0-d array is a hyperparameter (the rule checks it below)
+            if isinstance(value, np.ndarray) and value.ndim and (value.shape != param.shape
+                                                                 or _native_dtype(value) != _native_dtype(param)):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
         if optim._builtin_name(update_rule) is None:

@@ -136,11 +136,14 @@ def _check_norm(case):
     # samples per statistic dx is zero in exact arithmetic and both sides return rounding noise (up to 8e-6 with
     # batchnorm N=2, offset 50), so gradients are held to a scale of at least 1e-2. A group whose few samples lie
     # close together far from zero ((16.529, 16.574): its float32 mean is off by 1e-6 of 0.022) loses more, on
-    # either backend, so float32 is held to its tolerance or to 4x the reference's own float32 error if larger
+    # either backend, so float32 is held to its tolerance or to 4x the reference's own float32 error if larger,
+    # up to 0.1 (600 draws: at most 2.2e-2)
     with fastnn.options(backend="reference"):
         ref32 = call("float32")
     for j, r32, r, rtol, floor in zip(jit, ref32, ref, (1e-3, 2e-3, 2e-3, 2e-3), (0.0, 1e-2, 1e-2, 1e-2)):
-        assert_close(j, r, rtol=max(rtol, 4 * max_relative_error(r32, r, floor=floor)[0]), floor=floor)
+        reference_error = max_relative_error(r32, r, floor=floor)[0]
+        limit = min(max(rtol, 4 * reference_error), 0.1) if np.isfinite(reference_error) else rtol
+        assert_close(j, r, rtol=limit, floor=floor)
 
 
 @QUICK

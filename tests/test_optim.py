@@ -240,7 +240,7 @@ def test_a_0d_parameter_stays_an_array_step_after_step(rule, backend):
     ("adam", {"m": np.zeros(3, np.float32)}),
     ("rmsprop", {"epsilon": -1.0}),
     ("sgd_momentum", {"velocity": np.zeros(2)}),
-    ("sgd", {"learning_rate": "1e-3"}),
+    ("sgd_momentum", {"learning_rate": "1e-3"}),  # momentum and velocity went in before the rate was checked
 ])
 def test_a_refused_call_leaves_config_as_it_was(rule, config):
     """The defaults and zero state went into config before a hyperparameter was checked, so a refused call left

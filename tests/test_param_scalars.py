@@ -137,24 +137,28 @@ def _zero_d(d):
 def test_0d_arrays_act_as_the_numbers_they_hold(backend):
     """np.load of an .npz gives its numbers as 0-d arrays, and the starter computed with them; they were refused
     ("must be an integer, got array(1)")."""
-    x4, w, b = randn(2, 3, 6, 6), randn(4, 3, 3, 3, seed=1), randn(4, seed=2)
-    x2, g, be = randn(5, 4, seed=3), randn(4, seed=4), randn(4, seed=5)
+    f32 = np.float32  # float32 arrays: a 0-d float64 value must not promote the results to float64
+    x4, w, b = randn(2, 3, 6, 6).astype(f32), randn(4, 3, 3, 3, seed=1).astype(f32), randn(4, seed=2).astype(f32)
+    x2, g, be = randn(5, 4, seed=3).astype(f32), randn(4, seed=4).astype(f32), randn(4, seed=5).astype(f32)
+    x7, gn = randn(2, 3, 7, 7).astype(f32), randn(2, 4, 3, 3).astype(f32)
+    w43, b3, g3, be3 = (randn(*shape, seed=6 + i).astype(f32) for i, shape in enumerate([(4, 3), (3,), (3,), (3,)]))
     calls = [
-        lambda z: L.conv_forward_fast(randn(2, 3, 7, 7), w, b, z({"stride": 2, "pad": 1}))[0],
+        lambda z: L.conv_forward_fast(x7, w, b, z({"stride": 2, "pad": 1}))[0],
         lambda z: L.max_pool_forward_fast(x4, z({"pool_height": 3, "pool_width": 3, "stride": 3}))[0],
         lambda z: L.dropout_forward(x2, z({"mode": "train", "p": 0.5, "seed": 7}))[0],
         lambda z: L.batchnorm_forward(x2, g, be, z({"mode": "train", "eps": 1e-3, "momentum": 0.5}))[0],
         lambda z: L.layernorm_forward(x2, g, be, z({"eps": 1e-3}))[0],
-        lambda z: L.spatial_groupnorm_forward(randn(2, 4, 3, 3), g, be, z({"G": 2})["G"], z({"eps": 1e-3}))[0],
+        lambda z: L.spatial_groupnorm_forward(gn, g, be, z({"G": 2})["G"], z({"eps": 1e-3}))[0],
         lambda z: L.leaky_relu_forward(x2, z({"alpha": 0.1})["alpha"])[0],
-        lambda z: L.affine_bn_relu_forward(x2, randn(4, 3), randn(3), randn(3), randn(3),
-                                           z({"mode": "train", "eps": 1e-3}))[0],
+        lambda z: L.affine_bn_relu_forward(x2, w43, b3, g3, be3, z({"mode": "train", "eps": 1e-3}))[0],
         lambda z: optim.adam(x2.copy(), g[None].repeat(5, 0), z({"learning_rate": 1e-2, "t": 3, "beta1": 0.8}))[0],
         lambda z: optim.sgd(x2.copy(), x2, z({"learning_rate": 0.5}))[0],
     ]
     with fastnn.options(backend=backend):
         for call in calls:
-            np.testing.assert_array_equal(call(_zero_d), call(lambda d: d))
+            got, want = call(_zero_d), call(lambda d: d)
+            assert got.dtype == want.dtype == np.float32
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

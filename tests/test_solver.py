@@ -618,3 +618,42 @@ def test_arguments_lists_every_keyword_the_solver_takes():
 
     popped = re.findall(r'kwargs\.pop\("(\w+)"', inspect.getsource(solver.Solver.__init__))
     assert sorted(popped) == sorted(solver.ARGUMENTS)
+
+
+def test_a_0d_learning_rate_decays_once_per_epoch_for_each_param_and_the_callers_config_keeps_it(tmp_path):
+    """Each param's config shared the caller's 0-d learning rate, which `*= lr_decay` scaled in place: once per
+    param per epoch (0.5**4 after two epochs of two params, not 0.5**2), in the caller's dict too; a 0-d integer
+    rate raised at the first decay; a checkpoint of such a run refused to resume (a 0-d array read as state)."""
+    user_config = {"learning_rate": np.array(1e-2)}
+    solver = Solver(LinearSoftmax(), blobs(), update_rule="sgd", optim_config=user_config, lr_decay=0.5,
+                    lr_multipliers={"W": 10}, num_epochs=2, batch_size=20, verbose=False, seed=0,
+                    checkpoint_name=str(tmp_path / "run"))
+    solver.train()
+    assert user_config["learning_rate"] == 1e-2
+    assert np.isclose(solver.optim_configs["b"]["learning_rate"], 1e-2 * 0.25)
+    assert np.isclose(solver.optim_configs["W"]["learning_rate"], 1e-1 * 0.25)
+    resumed = Solver(LinearSoftmax(), blobs(), update_rule="sgd", optim_config={"learning_rate": np.array(1e-2)},
+                     lr_decay=0.5, num_epochs=3, batch_size=20, verbose=False, seed=0)
+    resumed.resume(str(tmp_path / "run_epoch_2.npz"))
+    Solver(LinearSoftmax(), blobs(), optim_config={"learning_rate": np.array(1)}, lr_decay=0.5, num_epochs=2,
+           batch_size=20, verbose=False, seed=0).train()
+
+
+def test_the_solver_takes_big_endian_params_and_refuses_timedelta_and_masked_out_of_range_labels():
+    model = LinearSoftmax()
+    model.params = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in model.params.items()}
+    Solver(model, blobs(), update_rule="adam", num_epochs=1, batch_size=20, verbose=False, seed=0).train()
+    data = blobs()
+    with pytest.raises(TypeError, match=r"Solver: y_val must be a numpy.ndarray of integer class labels"):
+        Solver(LinearSoftmax(), {**data, "y_val": data["y_val"].astype("m8[s]")})
+    masked = np.ma.MaskedArray(data["y_val"], mask=np.arange(30) == 0)
+    masked.data[0] = -5
+    with pytest.raises(ValueError, match=r"Solver: y_val must hold class labels >= 0, got -5"):
+        Solver(LinearSoftmax(), {**data, "y_val": masked})
+
+
+def test_rules_that_keep_no_step_count_leave_t_alone():
+    """Every rule checked config['t'], which only Adam reads (the Solver warns that the others ignore it)."""
+    for rule in ("sgd", "sgd_momentum", "nesterov", "adagrad", "rmsprop"):
+        _, config = getattr(optim, rule)(np.ones(2), np.ones(2), {"t": 1.5})
+        assert config["t"] == 1.5

@@ -73,6 +73,7 @@ def _add_l2_gradient(grads, params, weight_names, reg):
 
 
 def _check_reg(fn, reg):
+    reg = _checks._scalar(reg)  # a 0-d array holds a number, as everywhere in fastnn
     if isinstance(reg, (bool, np.bool_)) or not isinstance(reg, numbers.Real):
         raise TypeError(f"{fn}: reg must be a finite number >= 0, got {reg!r}")
     if _checks.finite_float(reg) is None or reg < 0:
@@ -86,12 +87,7 @@ def _check_dims(fn, name, dims):
     if not isinstance(dims, (numbers.Integral, list, tuple, range, np.ndarray)):
         raise TypeError(f"{fn}: {name} must be an integer or a list of integers, got {dims!r}")
     dims = [dims] if isinstance(dims, numbers.Integral) else list(dims)
-    dims = [d.item() if isinstance(d, np.ndarray) and d.ndim == 0 else d for d in dims]
-    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) for d in dims):
-        raise TypeError(f"{fn}: {name} must be positive integers, got {dims!r}")
-    if any(d < 1 for d in dims):
-        raise ValueError(f"{fn}: {name} must be positive integers, got {dims!r}")
-    return [int(d) for d in dims]
+    return [_check_dim(fn, f"{name}[{i}]", d) for i, d in enumerate(dims)]
 
 
 def _check_dim(fn, name, value):
@@ -216,7 +212,7 @@ class FullyConnectedNet(_SavesParams):
         keep = self._keep_ratio(fn, dropout, dropout_keep_ratio)
         normalization = self._normalization(fn, normalization, use_batchnorm)
         hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims)
-        input_dim, num_classes = _check_dims(fn, "input_dim and num_classes", (input_dim, num_classes))
+        input_dim, num_classes = _check_dim(fn, "input_dim", input_dim), _check_dim(fn, "num_classes", num_classes)
         scale = init.check_weight_scale(fn, weight_scale)
 
         self.normalization = normalization
@@ -263,7 +259,8 @@ class FullyConnectedNet(_SavesParams):
                 raise ValueError(f"{fn}: dropout={dropout!r} and dropout_keep_ratio={dropout_keep_ratio!r} "
                                  "disagree; they are two names of the keep probability, give one")
             dropout = dropout_keep_ratio
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        dropout = _checks._scalar(dropout)
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real):
             raise TypeError(f"{fn}: dropout (the keep probability) must be a number in (0, 1], got {dropout!r}")
         if dropout == 0:
             raise ValueError(

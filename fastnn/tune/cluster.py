@@ -44,7 +44,7 @@ def connect(client=None, n_workers=None, fn="random_search"):
         return
     if n_workers is None:
         n_workers = available_cpus()
-    check.integer(fn, "n_workers", n_workers, minimum=1)
+    n_workers = check.integer(fn, "n_workers", n_workers, minimum=1)
     import dask
 
     with contextlib.ExitStack() as stack:

@@ -84,7 +84,7 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
     if missing:
         check.fail(fn, f"data is missing {missing}; got keys {sorted(data)}")
     space = check_space(fn, space)
-    check.integer(fn, trials_name, n_trials, minimum=1, maximum=MAX_TRIALS)
+    n_trials = check.integer(fn, trials_name, n_trials, minimum=1, maximum=MAX_TRIALS)
     solver_kwargs = {} if solver_kwargs is None else solver_kwargs
     if not isinstance(solver_kwargs, dict):
         check.fail(fn, f"solver_kwargs must be a dict, got {type(solver_kwargs).__name__}", TypeError)
@@ -99,7 +99,7 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
         check.fail(fn, f"solver_kwargs['optim_config'] must be a dict, got "
                        f"{type(solver_kwargs['optim_config']).__name__}", TypeError)
     seed = check.integer(fn, "seed", seed, minimum=0)  # a numpy integer would not be saved as JSON
-    return pickled_builder, space, dict(solver_kwargs), seed
+    return pickled_builder, space, n_trials, dict(solver_kwargs), seed
 
 
 # A trial that comes back as KilledWorker (dask ran it on allowed-failures + 1 workers and each died meanwhile)
@@ -256,8 +256,8 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
                    fine=None):
     """Run a coarse round and, if `fine` = (n_fine, top_k, widen), a fine round around its best trials."""
     trials_name = "n_coarse" if fine is not None else "n_trials"
-    builder, space, solver_kwargs, seed = _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs,
-                                                             seed, trials_name)
+    builder, space, n_trials, solver_kwargs, seed = _check_search_args(
+        fn, build_model, data, space, n_trials, solver_kwargs, seed, trials_name)
     _warn_of_unread_optim_keys(fn, space, solver_kwargs)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
@@ -320,9 +320,9 @@ def coarse_to_fine(build_model, data, space, n_coarse, n_fine, top_k=3, widen=0.
     coarse round alone. Every argument is checked before the first trial runs.
     """
     fn = "coarse_to_fine"
-    check.integer(fn, "n_fine", n_fine, minimum=1, maximum=MAX_TRIALS)
-    check.integer(fn, "top_k", top_k, minimum=1)
-    check.number(fn, "widen", widen, low=0)
+    n_fine = check.integer(fn, "n_fine", n_fine, minimum=1, maximum=MAX_TRIALS)
+    top_k = check.integer(fn, "top_k", top_k, minimum=1)
+    widen = check.number(fn, "widen", widen, low=0)
     return _search_rounds(fn, build_model, data, space, n_coarse, solver_kwargs, seed, client, n_workers,
                           progress, fine=(n_fine, top_k, widen))
 
@@ -336,8 +336,8 @@ def narrow(space, trials, top_k=3, widen=0.25):
     """
     fn = "narrow"
     space = check_space(fn, space)
-    check.integer(fn, "top_k", top_k, minimum=1)
-    check.number(fn, "widen", widen, low=0)
+    top_k = check.integer(fn, "top_k", top_k, minimum=1)
+    widen = check.number(fn, "widen", widen, low=0)
     if not isinstance(trials, (list, tuple)) or not all(isinstance(t, Trial) for t in trials):
         check.fail(fn, "trials must be a list of Trials (a SearchResult's .trials)", TypeError)
     best = sorted((t for t in trials if t.ok), key=Trial.rank_key)[:top_k]

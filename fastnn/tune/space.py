@@ -12,11 +12,11 @@ from .. import _checks as check
 
 
 def _bounds(fn, low, high, positive=False, integer=False):
-    for name, value in (("low", low), ("high", high)):
-        if integer:  # numpy draws int64: low from -2**63, high (excluded) up to 2**63
-            check.integer(fn, name, value, minimum=-2**63, maximum=2**63)
-        else:
-            check.number(fn, name, value)
+    if integer:  # numpy draws int64: low from -2**63, high (excluded) up to 2**63
+        low, high = (check.integer(fn, name, value, minimum=-2**63, maximum=2**63)
+                     for name, value in (("low", low), ("high", high)))
+    else:
+        low, high = (check.number(fn, name, value) for name, value in (("low", low), ("high", high)))
     if not low < high or (positive and not low > 0):
         need = "0 < low < high" if positive else "low < high"
         check.fail(fn, f"the range needs {need}, got low={low!r}, high={high!r}")
