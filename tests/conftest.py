@@ -9,6 +9,11 @@ from fastnn._cpus import available_cpus
 if "NUMBA_NUM_THREADS" not in os.environ and available_cpus() < 2:
     os.environ["NUMBA_NUM_THREADS"] = "2"
 
+# The tests choose the backend and settings they test; one exported by the user (FASTNN_BACKEND=reference) would
+# quietly run every 'auto' test on one path. FASTNN_CACHE only decides where compiled kernels are kept.
+for _name in ("FASTNN_BACKEND", "FASTNN_PARALLEL", "FASTNN_WINOGRAD"):
+    os.environ.pop(_name, None)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 

@@ -55,6 +55,11 @@ CASES = {
     "dropout": (L.dropout_forward, L.dropout_backward, lambda t: (randn(6, 7, dtype=t),
                                                                   {"mode": "train", "p": 0.6, "seed": 3})),
     "conv_fast": (L.conv_forward_fast, L.conv_backward_fast, lambda t: conv_inputs(dtype=t) + (CONV1,)),
+    "conv_winograd": (L.conv_forward_fast, L.conv_backward_fast,
+                      lambda t: conv_inputs(N=2, C=8, H=6, W=6, F=8, HH=3, WW=3, dtype=t) + (CONV1,)),
+    "conv_one_image_blocks": (L.conv_forward_fast, L.conv_backward_fast,  # 576 output pixels: a block per image
+                              lambda t: conv_inputs(N=2, C=3, H=24, W=24, F=4, HH=5, WW=5, dtype=t)
+                              + ({"stride": 1, "pad": 2},)),
     "conv_naive_stride2": (L.conv_forward_naive, L.conv_backward_naive,
                            lambda t: conv_inputs(N=2, C=3, H=9, W=7, F=2, HH=3, WW=3, dtype=t)
                            + ({"stride": 2, "pad": 2},)),
@@ -94,7 +99,7 @@ def _run(backend, forward, backward, args, dout=None):
         out, cache = forward(*args)
         if dout is None:
             dout = randn(*out.shape, seed=5, dtype=out.dtype)
-        grads = backward(dout.astype(out.dtype), cache)
+        grads = backward(dout if dout.dtype == out.dtype else dout.astype(out.dtype), cache)
     return out, cache, dout, grads if isinstance(grads, tuple) else (grads,)
 
 
@@ -107,7 +112,9 @@ def test_jit_matches_reference(name, dtype):
     originals = [a.copy() for a in args if isinstance(a, np.ndarray)]
     out_ref, _, dout, grads_ref = _run("reference", forward, backward, reference_args)
     jit_args = _copy_args(args)
-    out, _, _, grads = _run("jit", forward, backward, jit_args, dout)
+    jit_dout = dout.astype(dtype)
+    out, _, _, grads = _run("jit", forward, backward, jit_args, jit_dout)
+    np.testing.assert_array_equal(jit_dout, dout.astype(dtype))  # the compiled backward leaves dout alone
     assert out.dtype == dtype
     assert_close(out, out_ref, dtype=dtype, what=f"{name} forward")
     for k, (g, g_ref) in enumerate(zip(grads, grads_ref)):

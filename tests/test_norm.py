@@ -142,3 +142,32 @@ def test_norms_keep_dtype(dtype):
     assert all(g.dtype == dtype for g in batchnorm_backward(out, cache))
     out, cache = layernorm_forward(x, gamma, beta, {})
     assert out.dtype == dtype and all(g.dtype == dtype for g in layernorm_backward(out, cache))
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+def test_the_default_eps_is_1e_5_and_momentum_0_9(backend):
+    """Features of variance 1e-4, where eps = 1e-5 is a tenth of it, so another default shows (the outputs were
+    only held to a unit std within 1e-4, which eps = 1e-4 passed)."""
+    import fastnn
+
+    rng = np.random.default_rng(0)
+    x = 0.01 * rng.standard_normal((8, 5)) + 3.0
+    x4 = 0.01 * rng.standard_normal((2, 4, 3, 3)) + 3.0
+    ones, zeros = np.ones(5), np.zeros(5)
+
+    def normalised(v, axes):
+        return (v - v.mean(axis=axes, keepdims=True)) / np.sqrt(v.var(axis=axes, keepdims=True) + 1e-5)
+
+    with fastnn.options(backend=backend):
+        bn_param = {"mode": "train"}
+        out, _ = batchnorm_forward(x, ones, zeros, bn_param)
+        np.testing.assert_allclose(out, normalised(x, 0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(bn_param["running_mean"], 0.1 * x.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(bn_param["running_var"], 0.1 * x.var(axis=0), rtol=1e-9)
+        out, _ = layernorm_forward(x, ones, zeros, {})
+        np.testing.assert_allclose(out, normalised(x, 1), rtol=1e-9, atol=1e-9)
+        out, _ = spatial_batchnorm_forward(x4, np.ones(4), np.zeros(4), {"mode": "train"})
+        np.testing.assert_allclose(out, normalised(x4, (0, 2, 3)), rtol=1e-9, atol=1e-9)
+        out, _ = spatial_groupnorm_forward(x4, np.ones(4), np.zeros(4), 2, {})
+        grouped = x4.reshape(2, 2, 18)
+        np.testing.assert_allclose(out, normalised(grouped, 2).reshape(x4.shape), rtol=1e-9, atol=1e-9)

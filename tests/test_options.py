@@ -125,7 +125,8 @@ def test_unknown_backend_and_setting_are_rejected():
 
 
 def _run(code, **env):
-    full_env = {**os.environ, **env}
+    """code in a fresh python, under the environment's variables but none of fastnn's, then those of `env`."""
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("FASTNN_")}, **env}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
 
 
