@@ -500,8 +500,10 @@ def test_a_trial_calling_sys_exit_fails_alone(digits, one_worker):
 @pytest.mark.parametrize("n_trials, n_workers", [(6, 2), (2, 1)])
 def test_a_trial_that_kills_its_worker_fails_alone_and_the_others_finish(digits, n_trials, n_workers):
     """Every trial failed once (cancelled, 'already forgotten'): the crashes killed every worker holding the
-    scattered data; and a healthy trial queued on a worker behind the crashing one was blamed with KilledWorker
-    (seed 5 draws bad, then good)."""
+    scattered data; a healthy trial queued on a worker behind the crashing one was blamed with KilledWorker; later a
+    healthy trial whose data, or finished result, went with the workers crashing trials killed was given up after 3
+    losses, and dask closed for good a nanny caught restarting its worker, leaving no worker at all (seed 5 draws
+    bad, then good)."""
     space = dict(SPACE, kind=choice(["good", "bad"]))
     result = random_search(build_crashing, digits, space, n_trials, solver_kwargs=SOLVER_KWARGS, seed=5,
                            n_workers=n_workers)
@@ -664,3 +666,41 @@ def test_build_fc_net_takes_any_mapping(digits):
 
     model = build_fc_net(types.MappingProxyType({"hidden_size": 8}), types.MappingProxyType(digits))
     assert model.params["W1"].shape == (64, 8)
+
+
+def test_a_round_left_without_workers_ends_with_the_trials_it_has(digits, one_worker, monkeypatch):
+    """A cluster whose workers all died for good (no nanny) raised out of the search after the trials had run,
+    losing every result; now the trials not yet done fail with the reason and the finished ones are kept."""
+    from fastnn.tune import search
+
+    current, calls = search._SharedData.current, []
+
+    def workers_gone_after_the_first_trial(self):
+        calls.append(1)
+        if len(calls) > 1:
+            raise search.NoWorkers("random_search: no worker of the cluster is running")
+        return current(self)
+
+    monkeypatch.setattr(search._SharedData, "current", workers_gone_after_the_first_trial)
+    result = random_search(build_softmax, digits, SPACE, 3, solver_kwargs=SOLVER_KWARGS, seed=3, client=one_worker)
+    by_index = sorted(result.trials, key=lambda t: t.index)
+    assert [t.ok for t in by_index] == [True, False, False]
+    assert all(t.error == "random_search: no worker of the cluster is running" for t in by_index[1:])
+
+
+def test_overlapping_searches_keep_the_nannies_until_the_last_ends_then_restore_the_setting():
+    """Two overlapping `with dask.config.set` blocks put each other's values back: the first search to end
+    restored 15 s under the second, and the second left the first's 30 days in force for good."""
+    import dask
+
+    from fastnn.tune import cluster
+
+    key = "distributed.deploy.lost-worker-timeout"
+    before = dask.config.get(key)
+    first, second = cluster._nannies_kept(), cluster._nannies_kept()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert dask.config.get(key) == cluster.KEEP_NANNIES
+    second.__exit__(None, None, None)
+    assert dask.config.get(key) == before

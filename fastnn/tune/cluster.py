@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 
 from .. import _checks as check
 from .._cpus import available_cpus
@@ -45,14 +46,9 @@ def connect(client=None, n_workers=None, fn="random_search"):
     if n_workers is None:
         n_workers = available_cpus()
     n_workers = check.integer(fn, "n_workers", n_workers, minimum=1)
-    import dask
-
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
-        # A LocalCluster closes a worker's nanny for good when, lost-worker-timeout (15 s) after the worker died,
-        # no worker of its name is registered: a worker killed again and again by crashing trials was caught
-        # restarting, and the search was left with no worker at all. Its nanny restarts it; keep every one.
-        stack.enter_context(dask.config.set({"distributed.deploy.lost-worker-timeout": KEEP_NANNIES}))
+        stack.enter_context(_nannies_kept())
         try:
             with _sigint_blocked():
                 # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
@@ -64,6 +60,37 @@ def connect(client=None, n_workers=None, fn="random_search"):
         except KeyboardInterrupt:  # closing a cluster amid its tasks logs closed comms and cancelled tasks
             logging.disable(logging.CRITICAL)
             raise
+
+
+_LOST_WORKER_TIMEOUT = "distributed.deploy.lost-worker-timeout"
+_nannies_lock = threading.Lock()
+_nannies_users = 0
+_nannies_saved = None
+
+
+@contextlib.contextmanager
+def _nannies_kept():
+    """dask's lost-worker-timeout at KEEP_NANNIES while any search's LocalCluster runs. A LocalCluster closes a
+    worker's nanny for good when, that long (15 s) after the worker died, no worker of its name is registered: a
+    worker killed again and again by crashing trials was caught restarting, and the search was left with no worker.
+    The setting is dask's, process-wide: the first search to start sets it, the last to end puts back what it found
+    (two overlapping `with dask.config.set` blocks put each other's values back)."""
+    global _nannies_users, _nannies_saved
+    import dask
+    import distributed  # noqa: F401  (its import loads the setting's default)
+
+    with _nannies_lock:
+        if _nannies_users == 0:
+            _nannies_saved = dask.config.get(_LOST_WORKER_TIMEOUT)
+            dask.config.set({_LOST_WORKER_TIMEOUT: KEEP_NANNIES})
+        _nannies_users += 1
+    try:
+        yield
+    finally:
+        with _nannies_lock:
+            _nannies_users -= 1
+            if _nannies_users == 0:
+                dask.config.set({_LOST_WORKER_TIMEOUT: _nannies_saved})
 
 
 @contextlib.contextmanager

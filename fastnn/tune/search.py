@@ -33,40 +33,41 @@ def _pickled_builder(fn, build_model):
                        "as a module-level function", TypeError)
 
 
-def _run_pickled_trial(pickled_builder, *args):
+def _run_pickled_trial(topic, pickled_builder, *args):
     import cloudpickle
 
-    _announce("started")
+    _announce(topic, "started")
     # The bytes are _pickled_builder's, made in this search's own process from the caller's function and passed to
     # its workers through dask (which unpickles every task payload anyway); never a file. A restricted unpickler
     # cannot rebuild a function, which is the point of sending it.
     result = run_trial(cloudpickle.loads(pickled_builder), *args)
-    _announce("finished")
+    _announce(topic, "finished")
     return result
 
 
-TRIAL_EVENTS = "fastnn-trial"  # the scheduler's event topic of trials started and finished, by task and worker
-
-
-def _announce(what):
-    """Log (what, this task's key, its worker) under TRIAL_EVENTS on the scheduler, and wait until it is logged (an
-    RPC, not the worker's batched stream, which a crash right after would not flush); see _died_running."""
+def _announce(topic, what):
+    """Log (what, this task's key, its worker) under the round's event `topic` on the scheduler, and wait until it
+    is logged (an RPC, not the worker's batched stream, which a crash right after would not flush); see
+    _died_running. Best effort: a trial is not failed for an event the scheduler did not take."""
     from distributed import get_worker
     from distributed.utils import sync
 
-    worker = get_worker()
-    sync(worker.loop, worker.scheduler.log_event, topic=TRIAL_EVENTS,
-         msg=[what, str(worker.get_current_task()), worker.address])
+    try:
+        worker = get_worker()
+        sync(worker.loop, worker.scheduler.log_event, topic=topic,
+             msg=[what, str(worker.get_current_task()), worker.address])
+    except Exception:  # noqa: BLE001  (without the event the search only blames less; see EXTRA_DATA_SENDS)
+        pass
 
 
-def _died_running(client, key):
+def _died_running(client, topic, key):
     """Whether the task `key` started its trial on a worker that died before the trial finished there (False if the
     scheduler cannot say). Any other cancellation is not the trial's doing: the data it needed were lost, or its
     finished result with a worker that a crashing trial killed afterwards."""
     try:
-        events = [(what, address) for _, (what, task, address) in client.get_events(TRIAL_EVENTS) if task == key]
+        events = [(what, address) for _, (what, task, address) in client.get_events(topic) if task == key]
         alive = client.nthreads()
-    except Exception:  # the scheduler went away
+    except OSError:  # the scheduler went away
         return False
     finished = {address for what, address in events if what == "finished"}
     return any(what == "started" and address not in alive and address not in finished for what, address in events)
@@ -105,13 +106,13 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
 # A trial that comes back as KilledWorker (dask ran it on allowed-failures + 1 workers and each died meanwhile)
 # runs once more: it may have been waiting on a worker behind the trial that crashed it; so does one that comes
 # back cancelled after it had started (its worker died under it, taking with it the last copy of the data). One
-# cancelled before it started (the data it waited for was lost: every worker holding them died, each running a
-# crashing trial, say) is not to blame, and runs again on data sent anew. A round sends the data anew at most
-# LOST_ATTEMPTS times more than its crashing trials could explain: each can kill (allowed-failures + 1) *
-# (KILLED_ATTEMPTS + 1) workers, and each death can lose the data once (a worker that replaces a dead one holds
-# none until a trial needs it). A limit of 3 per trial gave up on healthy trials: one crashing trial lost a healthy
-# one's data 4 times before its own KilledWorker.
-LOST_ATTEMPTS = 3
+# cancelled otherwise (the data it waited for were lost: every worker holding them died, each running a crashing
+# trial, say; or its finished result was, with a worker a crashing trial killed next) is not to blame, and runs
+# again on data sent anew. A round sends the data anew at most EXTRA_DATA_SENDS times more than it would if every
+# one of its trials crashed: each can kill (allowed-failures + 1) * (KILLED_ATTEMPTS + 1) workers, and each death
+# can lose the data once (a worker that replaces a dead one holds none until a trial needs it). A limit of 3 per
+# trial gave up on healthy trials: one crashing trial lost a healthy one's data 4 times before its KilledWorker.
+EXTRA_DATA_SENDS = 3
 KILLED_ATTEMPTS = 1
 # Seconds to wait for a worker when every one has died (a nanny restarts its worker in a few seconds).
 WORKER_RESTART_TIMEOUT = 60
@@ -119,12 +120,16 @@ WORKER_RESTART_TIMEOUT = 60
 MAX_TRIALS = 100_000
 
 
+class NoWorkers(RuntimeError):
+    """No worker of the cluster is running, and none came back (workers without a nanny, say)."""
+
+
 class _SharedData:
     """The training data, scattered to every worker once, and anew after a trial comes back cancelled on a copy
     that is still the current one (the workers holding it died)."""
 
-    def __init__(self, client, data):
-        self.client, self.data, self.future = client, data, None
+    def __init__(self, fn, client, data):
+        self.fn, self.client, self.data, self.future = fn, client, data, None
         self.losses = 0  # how many times the data was found lost, and sent anew
 
     def current(self):
@@ -133,15 +138,21 @@ class _SharedData:
                 [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
             except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died, and restarts
                 self._wait_for_a_worker()
-                [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
+                try:
+                    [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
+                except TimeoutError:  # it died again meanwhile
+                    self._wait_for_a_worker()
+                    [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
         return self.future
 
     def _wait_for_a_worker(self):
         try:
             self.client.wait_for_workers(1, timeout=WORKER_RESTART_TIMEOUT)
         except TimeoutError:
-            raise RuntimeError(f"random_search: no worker of the cluster is running, and none came back within "
-                               f"{WORKER_RESTART_TIMEOUT} s to take the training data") from None
+            raise NoWorkers(f"{self.fn}: no worker of the cluster is running, and none came back within "
+                            f"{WORKER_RESTART_TIMEOUT} s to take the training data (workers without a nanny are not "
+                            "restarted; a cluster of your own may close its nannies after "
+                            "distributed.deploy.lost-worker-timeout)") from None
 
     def lost(self, used):
         if used is self.future:
@@ -160,66 +171,81 @@ def _worker_threads(client):
 def _run_round(client, pickled_builder, shared, configs, first_index, round, seed, solver_kwargs, progress):
     """Run one task per config, no more at once than the workers have threads, and collect the Trials, keeping
     only the best trial's params. With no trial waiting on a worker, a worker that dies takes with it only the
-    trial it was running (dask blames every trial queued there: KilledWorker)."""
+    trial it was running (dask blames every trial queued there: KilledWorker). When no worker is left (NoWorkers),
+    every trial not yet done fails with that reason and the round ends with the trials it has."""
     distributed = _distributed("random_search")
     settings = carried()  # the caller's, in every worker
     tag = uuid.uuid4().hex[:8]
+    topic = f"fastnn-trial-{tag}"  # this round's own events: see _announce
     waiting = collections.deque((first_index + offset, config) for offset, config in enumerate(configs))
     futures, completed = {}, distributed.as_completed()
 
     def submit(index, config, s, tries):
         data = shared.current()
-        future = client.submit(_run_pickled_trial, pickled_builder, data, config, index, round, s, solver_kwargs,
-                               settings, key=f"fastnn-trial-{tag}-{index}-{sum(tries)}", pure=False)
+        future = client.submit(_run_pickled_trial, topic, pickled_builder, data, config, index, round, s,
+                               solver_kwargs, settings, key=f"fastnn-trial-{tag}-{index}-{sum(tries)}", pure=False)
         futures[future] = (index, config, s, tries, data)
         completed.add(future)
 
     def submit_waiting():
         threads = _worker_threads(client) if waiting else 0
         while waiting and len(futures) < threads:
-            index, config = waiting.popleft()
+            index, config = waiting[0]
             submit(index, config, trial_seed(seed, index), (0, 0))
+            waiting.popleft()  # only once submitted: NoWorkers leaves it waiting
 
     import dask  # installed with distributed; its config is loaded now
 
     allowed_failures = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
-    loss_limit = shared.losses + LOST_ATTEMPTS + (allowed_failures + 1) * (KILLED_ATTEMPTS + 1) * len(waiting)
+    loss_limit = shared.losses + EXTRA_DATA_SENDS + (allowed_failures + 1) * (KILLED_ATTEMPTS + 1) * len(waiting)
     trials, best, best_params = [], None, None
     with _progress_bar(len(waiting), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
-        submit_waiting()
-        for future in completed:
-            index, config, s, (lost, killed), data = futures.pop(future)
-            again, params = None, None
-            try:
-                trial, params = future.result()
-            except distributed.KilledWorker as exc:
-                again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
-                trial = _failed(index, round, config, s, f"KilledWorker: the worker process running it died each "
-                                f"time it ran (a crash, os._exit or running out of memory): {exc}")
-            except CancelledError as exc:  # lost with its worker or its data, or the cluster went away
-                shared.lost(data)
-                if _died_running(client, future.key):
-                    again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
-                    trial = _failed(index, round, config, s, f"{type(exc).__name__}: the worker process running it "
-                                    f"died each time it ran, with the last copy of the data (a crash, os._exit or "
-                                    f"running out of memory): {exc}")
-                else:
-                    again = (lost + 1, killed) if shared.losses <= loss_limit else None
-                    trial = _failed(index, round, config, s, f"{type(exc).__name__}: the data it needed was lost "
-                                    f"{lost + 1} times before it started, and this round sent it anew "
-                                    f"{shared.losses} times (worker processes died: a crash, os._exit or running "
-                                    f"out of memory): {exc}")
-            except Exception as exc:  # raised by the task itself: a worker could not unpickle the builder, say
-                trial = _failed(index, round, config, s, f"{type(exc).__name__}: {exc}")
-            future.release()
-            if again is not None and client.status == "running":
-                submit(index, config, s, again)
-                continue
-            trials.append(trial)
-            if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
-                best, best_params = trial, params
-            bar.update(1)
+        try:
             submit_waiting()
+            for future in completed:
+                index, config, s, (lost, killed), data = futures.pop(future)
+                again, params = None, None
+                try:
+                    trial, params = future.result()
+                except distributed.KilledWorker as exc:
+                    again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
+                    trial = _failed(index, round, config, s, f"KilledWorker: the worker process running it died each "
+                                    f"time it ran (a crash, os._exit or running out of memory): {exc}")
+                except CancelledError as exc:  # lost with its worker or its data, or the cluster went away
+                    shared.lost(data)
+                    if _died_running(client, topic, future.key):
+                        again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
+                        trial = _failed(index, round, config, s, f"{type(exc).__name__}: the worker process running it "
+                                        f"died each time it ran, with the last copy of the data (a crash, os._exit or "
+                                        f"running out of memory): {exc}")
+                    else:
+                        again = (lost + 1, killed) if shared.losses <= loss_limit else None
+                        trial = _failed(index, round, config, s, f"{type(exc).__name__}: the data it needed, or its "
+                                        f"finished result, went with a worker {lost + 1} time(s), and this round sent "
+                                        f"the data anew {shared.losses} time(s) (worker processes died: a crash, "
+                                        f"os._exit or running out of memory): {exc}")
+                except Exception as exc:  # raised by the task itself: a worker could not unpickle the builder, say
+                    trial = _failed(index, round, config, s, f"{type(exc).__name__}: {exc}")
+                future.release()
+                if again is not None and client.status == "running":
+                    try:
+                        submit(index, config, s, again)
+                        continue
+                    except NoWorkers:
+                        trials.append(trial)
+                        bar.update(1)
+                        raise
+                trials.append(trial)
+                if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
+                    best, best_params = trial, params
+                bar.update(1)
+                submit_waiting()
+        except NoWorkers as exc:
+            for future, (index, config, s, _, _) in futures.items():
+                future.cancel()
+                trials.append(_failed(index, round, config, s, str(exc)))
+            trials += [_failed(index, round, config, trial_seed(seed, index), str(exc)) for index, config in waiting]
+            bar.update(len(futures) + len(waiting))
     return trials, best_params
 
 
@@ -261,7 +287,7 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
     _warn_of_unread_optim_keys(fn, space, solver_kwargs)
     training_data = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
     with connect(client, n_workers, fn) as c:
-        shared = _SharedData(c, training_data)
+        shared = _SharedData(fn, c, training_data)
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
         trials, best_params = _run_round(c, builder, shared, configs, 0, 0, seed, solver_kwargs, progress)
