@@ -399,7 +399,9 @@ def test_batchnorm_statistics_are_checked_against_a_fresh_models_gamma(tmp_path)
 def test_a_checkpoint_without_model_state_fits_a_model_without_batchnorm():
     model = TwoLayerSoftmax()
     model.bn_params = []
+    params = {k: v.copy() for k, v in model.params.items()}
     checkpoint.restore_model_state(model, None)
+    assert model.bn_params == [] and all(np.array_equal(model.params[k], v) for k, v in params.items())
 
 
 def test_writing_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):

@@ -74,7 +74,15 @@ def test_numeric_gradient_blobs():
 def test_grad_check_sparse_prints_and_returns_none(capsys):
     x = np.array([1.0, 2.0, 3.0])
     assert grad_check_sparse(lambda x: np.sum(x**2), x, 2 * x, num_checks=3) is None
-    assert capsys.readouterr().out.count("relative error") == 3
+    right = capsys.readouterr().out.splitlines()
+    grad_check_sparse(lambda x: np.sum(x**2), x, 3 * x, num_checks=3)  # a wrong analytic gradient
+    wrong = capsys.readouterr().out.splitlines()
+    assert len(right) == len(wrong) == 3
+
+    def errors(lines):
+        return [float(line.rsplit("relative error:", 1)[1]) for line in lines]
+
+    assert max(errors(right)) < 1e-7 and min(errors(wrong)) > 0.1  # 3x against 2x: 1/5
 
 
 def test_error_helpers():
