@@ -704,3 +704,29 @@ def test_overlapping_searches_keep_the_nannies_until_the_last_ends_then_restore_
     assert dask.config.get(key) == cluster.KEEP_NANNIES
     second.__exit__(None, None, None)
     assert dask.config.get(key) == before
+
+
+def test_the_data_are_sent_again_once_a_worker_is_back_and_at_most_three_times():
+    """With every worker dead for a moment, scattering raised "No valid workers found" out of the search."""
+    from fastnn.tune import search
+
+    class Client:
+        def __init__(self, timeouts):
+            self.timeouts, self.scatters, self.waits = timeouts, 0, 0
+
+        def scatter(self, data, broadcast, hash):
+            self.scatters += 1
+            if self.scatters <= self.timeouts:
+                raise TimeoutError("No valid workers found")
+            return ["the data's future"]
+
+        def wait_for_workers(self, n, timeout):
+            self.waits += 1
+
+    client = Client(timeouts=2)
+    assert search._SharedData("random_search", client, {}).current() == "the data's future"
+    assert (client.scatters, client.waits) == (3, 2)
+    client = Client(timeouts=3)
+    with pytest.raises(search.NoWorkers, match=r"random_search: the workers died each time the training data were "
+                                                r"sent to them \(3 times\)"):
+        search._SharedData("random_search", client, {}).current()

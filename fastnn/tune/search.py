@@ -114,8 +114,10 @@ def _check_search_args(fn, build_model, data, space, n_trials, solver_kwargs, se
 # trial gave up on healthy trials: one crashing trial lost a healthy one's data 4 times before its KilledWorker.
 EXTRA_DATA_SENDS = 3
 KILLED_ATTEMPTS = 1
-# Seconds to wait for a worker when every one has died (a nanny restarts its worker in a few seconds).
+# Seconds to wait for a worker when every one has died (a nanny restarts its worker in a few seconds), and how
+# many times the data are sent to workers that die meanwhile.
 WORKER_RESTART_TIMEOUT = 60
+SCATTER_ATTEMPTS = 3
 # A search holds every config, trial and history in memory: 10**9 trials grew it without end.
 MAX_TRIALS = 100_000
 
@@ -133,16 +135,16 @@ class _SharedData:
         self.losses = 0  # how many times the data was found lost, and sent anew
 
     def current(self):
-        if self.future is None:
+        for _ in range(SCATTER_ATTEMPTS):
+            if self.future is not None:
+                break
             try:
                 [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
-            except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died, and restarts
+            except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died; nannies restart
                 self._wait_for_a_worker()
-                try:
-                    [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
-                except TimeoutError:  # it died again meanwhile
-                    self._wait_for_a_worker()
-                    [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)
+        if self.future is None:
+            raise NoWorkers(f"{self.fn}: the workers died each time the training data were sent to them "
+                            f"({SCATTER_ATTEMPTS} times)")
         return self.future
 
     def _wait_for_a_worker(self):
