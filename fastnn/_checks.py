@@ -134,6 +134,12 @@ def _scalar(value):
     return value
 
 
+def native_dtype(a):
+    """a's dtype in native byte order (a big-endian float32 holds the same numbers), None for a non-array."""
+    dtype = getattr(a, "dtype", None)
+    return dtype.newbyteorder("=") if isinstance(dtype, np.dtype) else None
+
+
 def integer(fn, name, value, minimum=None, maximum=None):
     value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

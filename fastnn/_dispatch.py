@@ -90,10 +90,10 @@ def _sums_of_magnitudes(reference_fn, args):
     return {f"output {i}": finite_scale(s) for i, s in enumerate(sums) if s is not None}
 
 
-def _copy_arrays(value, copy=lambda a: a.copy()):
-    """value with every array in it replaced by copy(array) (by default a copy of its own class: a masked
-    running_mean keeps its mask), through tuples, lists and dicts; anything else shared. Not deepcopy: a param
-    dict may carry extra keys of the user's (ignored by the layers) that cannot be copied, a lock say."""
+def _copy_arrays(value, copy=np.copy):
+    """value with every array in it replaced by copy(array), through tuples, lists and dicts; anything else
+    shared. Not deepcopy: a param dict may carry extra keys of the user's (ignored by the layers) that cannot be
+    copied, a lock say."""
     if isinstance(value, np.ndarray):
         return copy(value)
     if type(value) in (tuple, list):

@@ -102,7 +102,7 @@ def _check_state(fn, key, state, w):
     if not isinstance(state, np.ndarray) or state.shape != w.shape:
         got = state.shape if isinstance(state, np.ndarray) else type(state).__name__
         _check.fail(fn, f"config['{key}'] must be an array of w's shape {w.shape}, got {got}")
-    if state.dtype.newbyteorder("=") != w.dtype:
+    if _check.native_dtype(state) != w.dtype:
         _check.fail(fn, f"config['{key}'] has dtype {state.dtype} but w has dtype {w.dtype}", TypeError)
 
 

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import checkpoint, optim
+from ._checks import native_dtype
 from ._files import check_writable_path
 
 # What resume needs besides checkpoint.SOLVER_KEYS (the starter's keys); checkpoint_state writes them all.
@@ -257,12 +258,12 @@ class Solver:
             if p not in grads:
                 raise ValueError(f"Solver: model.loss returned no gradient for parameter {p!r}; got {sorted(grads)}")
             w, dw = self.model.params[p], grads[p]
-            if builtin and _native_dtype(w) not in (np.float32, np.float64):
+            if builtin and native_dtype(w) not in (np.float32, np.float64):
                 raise TypeError(f"Solver: parameter {p!r} must be a float32 or float64 array for update rule "
                                 f"{optim._builtin_name(self.update_rule)!r}, got "
                                 f"{getattr(w, 'dtype', type(w).__name__)}")
             if builtin and (not isinstance(dw, np.ndarray) or dw.shape != np.shape(w)
-                            or _native_dtype(dw) != _native_dtype(w)):
+                            or native_dtype(dw) != native_dtype(w)):
                 raise ValueError(f"Solver: the gradient of {p!r} must be an array of its parameter's shape "
                                  f"{np.shape(w)} and dtype {getattr(w, 'dtype', type(w).__name__)}, got "
                                  f"{getattr(dw, 'shape', type(dw).__name__)} {getattr(dw, 'dtype', '')}".rstrip())
@@ -570,12 +571,6 @@ def _check_count(fn, name, value, allow_none=False, minimum=1):
                          f"got {value!r}")
 
 
-def _native_dtype(a):
-    """a's dtype in native byte order (a big-endian float32 holds the same numbers), None for a non-array."""
-    dtype = getattr(a, "dtype", None)
-    return dtype.newbyteorder("=") if isinstance(dtype, np.dtype) else None
-
-
 def _check_labels(fn, name, y, n):
     """Integer class labels of shape (n,), none negative (the model knows the number of classes)."""
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":  # not bool, nor timedelta64
@@ -642,7 +637,7 @@ def _check_optim_configs(configs, params, update_rule):
         param = params[name]
         for key, value in config.items():  # a 0-d array is a hyperparameter (the rule checks it below)
             if isinstance(value, np.ndarray) and value.ndim and (value.shape != param.shape
-                                                                 or _native_dtype(value) != _native_dtype(param)):
+                                                                 or native_dtype(value) != native_dtype(param)):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
         if optim._builtin_name(update_rule) is None:

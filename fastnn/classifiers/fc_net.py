@@ -92,8 +92,7 @@ def _check_dims(fn, name, dims):
 
 def _check_dim(fn, name, value):
     """One positive integer (a numpy integer or a 0-d array of one too), not a list of them."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
+    value = _checks._scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be a positive integer, got {value!r}")
     if value < 1:
