@@ -692,6 +692,7 @@ def test_overlapping_searches_keep_the_nannies_until_the_last_ends_then_restore_
     """Two overlapping `with dask.config.set` blocks put each other's values back: the first search to end
     restored 15 s under the second, and the second left the first's 30 days in force for good."""
     import dask
+    import distributed  # noqa: F401  (its import loads the setting's default)
 
     from fastnn.tune import cluster
 
@@ -704,6 +705,27 @@ def test_overlapping_searches_keep_the_nannies_until_the_last_ends_then_restore_
     assert dask.config.get(key) == cluster.KEEP_NANNIES
     second.__exit__(None, None, None)
     assert dask.config.get(key) == before
+
+
+def test_overlapping_local_clusters_keep_the_logs_quiet_until_the_last_ends(monkeypatch):
+    """Each LocalCluster (and each of its nannies) put back the log level it found when it closed: a second search's
+    INFO logs came through once the first search had ended."""
+    import logging
+
+    from fastnn.tune import cluster
+
+    handler = logging.StreamHandler()  # what distributed sets up outside pytest, which leaves it none
+    monkeypatch.setattr(logging.getLogger("distributed"), "handlers", [handler])
+    monkeypatch.setattr(cluster, "_logs_quiet", cluster._WhileAnySearch(cluster._quiet_logs))  # not one_worker's
+    with cluster.connect(n_workers=1):
+        with cluster.connect(n_workers=1):
+            pass
+        assert handler.level == logging.CRITICAL
+        second = cluster.connect(n_workers=1)
+        second.__enter__()
+    assert handler.level == logging.CRITICAL  # the second, started inside the first, still runs
+    second.__exit__(None, None, None)
+    assert handler.level == logging.NOTSET
 
 
 def test_the_data_are_sent_again_once_a_worker_is_back_and_at_most_three_times():

@@ -49,6 +49,7 @@ def connect(client=None, n_workers=None, fn="random_search"):
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.root.manager.disable)  # runs last, once the cluster is closed
         stack.enter_context(_nannies_kept())
+        stack.enter_context(_logs_quiet())
         try:
             with _sigint_blocked():
                 # No dashboard; the scheduler's HTTP endpoints (always served) on a free port, not on a busy 8787.
@@ -62,35 +63,61 @@ def connect(client=None, n_workers=None, fn="random_search"):
             raise
 
 
+class _WhileAnySearch:
+    """A process-wide setting held while any search's LocalCluster runs: the first search to start applies it
+    (`apply()` returns what undoes it), the last to end undoes it. Overlapping searches in threads each saving and
+    restoring the setting themselves would put back each other's values."""
+
+    def __init__(self, apply):
+        self._apply, self._undo, self._users, self._lock = apply, None, 0, threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._users == 0:
+                self._undo = self._apply()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    undo, self._undo = self._undo, None
+                    undo()
+
+
 _LOST_WORKER_TIMEOUT = "distributed.deploy.lost-worker-timeout"
-_nannies_lock = threading.Lock()
-_nannies_users = 0
-_nannies_saved = None
 
 
-@contextlib.contextmanager
-def _nannies_kept():
-    """dask's lost-worker-timeout at KEEP_NANNIES while any search's LocalCluster runs. A LocalCluster closes a
-    worker's nanny for good when, that long (15 s) after the worker died, no worker of its name is registered: a
-    worker killed again and again by crashing trials was caught restarting, and the search was left with no worker.
-    The setting is dask's, process-wide: the first search to start sets it, the last to end puts back what it found
-    (two overlapping `with dask.config.set` blocks put each other's values back)."""
-    global _nannies_users, _nannies_saved
+def _keep_nannies():
+    """dask's lost-worker-timeout at KEEP_NANNIES. A LocalCluster closes a worker's nanny for good when, that long
+    (15 s) after the worker died, no worker of its name is registered: a worker killed again and again by crashing
+    trials was caught restarting, and the search was left with no worker."""
     import dask
     import distributed  # noqa: F401  (its import loads the setting's default)
 
-    with _nannies_lock:
-        if _nannies_users == 0:
-            _nannies_saved = dask.config.get(_LOST_WORKER_TIMEOUT)
-            dask.config.set({_LOST_WORKER_TIMEOUT: KEEP_NANNIES})
-        _nannies_users += 1
-    try:
-        yield
-    finally:
-        with _nannies_lock:
-            _nannies_users -= 1
-            if _nannies_users == 0:
-                dask.config.set({_LOST_WORKER_TIMEOUT: _nannies_saved})
+    saved = dask.config.get(_LOST_WORKER_TIMEOUT)
+    dask.config.set({_LOST_WORKER_TIMEOUT: KEEP_NANNIES})
+    return lambda: dask.config.set({_LOST_WORKER_TIMEOUT: saved})
+
+
+def _quiet_logs():
+    """The distributed and bokeh loggers' stream handlers at CRITICAL, as a LocalCluster's silence_logs sets them.
+    Its own setting, and each nanny's, restores the level it found when it closes, which let a second search's logs
+    through once the first had ended; held around the cluster, this leaves theirs nothing to change."""
+    import distributed  # noqa: F401  (its import configures the handlers)
+
+    changed = [(handler, handler.level) for root in ("distributed", "bokeh")
+               for handler in logging.getLogger(root).handlers
+               if isinstance(handler, logging.StreamHandler) and handler.level != logging.CRITICAL]
+    for handler, _ in changed:
+        handler.setLevel(logging.CRITICAL)
+    return lambda: [handler.setLevel(level) for handler, level in changed]
+
+
+_nannies_kept = _WhileAnySearch(_keep_nannies)
+_logs_quiet = _WhileAnySearch(_quiet_logs)
 
 
 @contextlib.contextmanager
