@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -82,15 +81,30 @@ def test_two_processes_warming_one_cache_at_once(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import sys, numpy as np
+    import sys, time, numpy as np
     from fastnn.checkpoint import save_checkpoint
     path = sys.argv[1]
     big = np.random.default_rng(0).standard_normal((2000, 2000))
-    i = 0
-    while True:
-        i += 1
-        save_checkpoint(path, {"params": {"W": big + i}, "epoch": i})
-        print(i, flush=True)
+    save_checkpoint(path, {"params": {"W": big + 1}, "epoch": 1})
+    print(1, flush=True)
+
+    class Stalling:  # the file of the next checkpoint, which stops for good half way through
+        def __init__(self, f):
+            self.f, self.written = f, 0
+        def write(self, data):
+            n = self.f.write(data)
+            self.written += n
+            if self.written > big.nbytes // 2:
+                self.f.flush()
+                print("mid-write", flush=True)
+                time.sleep(600)
+            return n
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    real_savez = np.savez
+    np.savez = lambda f, **arrays: real_savez(Stalling(f), **arrays)
+    save_checkpoint(path, {"params": {"W": big + 2}, "epoch": 2})
 """)
 
 
@@ -132,20 +146,23 @@ def test_serial_builds_are_cached_apart_from_the_parallel_ones(tmp_path):
 
 
 def test_a_writer_killed_mid_checkpoint_leaves_a_loadable_checkpoint(tmp_path):
+    """Killed (SIGKILL: nothing runs after it) half way through writing its second checkpoint, the writer leaves
+    the first one whole at the path; only its temporary file, half written, is left beside it."""
     path = tmp_path / "ckpt.npz"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "1"  # one complete checkpoint exists
-        time.sleep(0.15)  # now it is somewhere inside a later write
+        assert proc.stdout.readline().strip() == "mid-write"  # half of the next one is on disk
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "ckpt.npz")
+    assert len(left) == 1 and (tmp_path / left[0]).stat().st_size > 16e6  # the kill did land mid-write
     state = load_checkpoint(path)
-    assert state["epoch"] >= 1
-    np.testing.assert_array_equal(state["params"]["W"][0, :3],
-                                  np.random.default_rng(0).standard_normal((2000, 2000))[0, :3] + state["epoch"])
+    assert state["epoch"] == 1
+    np.testing.assert_array_equal(state["params"]["W"], np.random.default_rng(0).standard_normal((2000, 2000)) + 1)
 
 
 def test_disk_full_leaves_no_partial_file_and_the_old_checkpoint(tmp_path, monkeypatch):
