@@ -151,13 +151,18 @@ def _verified(name, reference_fn, fast_fn, args):
     single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
     higher = _HIGHER_PRECISION.get(np.dtype(np.float32 if single else np.float64))
     truth = None
+    missing = [what for what in expected_results if what not in actual_results]
+    if missing:
+        raise VerificationError(f"{name}: the reference gave {missing[0]}, the jit path none")
     for what, a in actual_results.items():
         e = expected_results.get(what)
         if e is None:
             raise VerificationError(f"{name}: the jit path gave {what}, the reference none")
         if a.shape != e.shape:
             raise VerificationError(f"{name}: {what} has shape {a.shape} on the jit path, {e.shape} in the reference")
-        precision = np.dtype(np.float32) if single else a.dtype
+        if a.dtype != e.dtype:
+            raise VerificationError(f"{name}: {what} has dtype {a.dtype} on the jit path, {e.dtype} in the reference")
+        precision = np.dtype(np.float32) if single else e.dtype
         limit = tolerance(precision, direction)
         loss_rounding = _loss_rounding(name, what, args)
         by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
@@ -191,7 +196,7 @@ def _verified(name, reference_fn, fast_fn, args):
         raise VerificationError(
             f"{name}: jit and reference disagree on {what}: max relative error {error:.3e} at index {where} "
             f"(jit {a[where]!r}, reference {e[where]!r}"
-            + (f", reference in {np.dtype(higher).name} {truth[what][where]!r}" if truth is not None else "")
+            + (f", reference computed in {np.dtype(higher).name} {truth[what][where]!r}" if truth is not None else "")
             + f"), tolerance {limit:.0e} for {precision} {direction}"
         )
     return actual

@@ -379,12 +379,16 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
     """Measure `ops` (names of OPS) for `dtypes`, each once in the order first given (a repeat is measured once);
     returns the report as a dict (see format_report).
     keep_freed: apply fastnn.allocator.keep_freed_memory() first (to the whole process, for good)."""
-    ops = list(OPS) if not ops else list(dict.fromkeys(ops))
-    dtypes = list(dict.fromkeys(np.dtype(d) for d in dtypes))
-    unknown = sorted(set(ops) - set(OPS))
+    ops = list(OPS) if not ops else list(dict.fromkeys([ops] if isinstance(ops, str) else ops))
+    unknown = sorted(set(ops) - set(OPS), key=str)
     if unknown:
         raise ValueError(f"fastnn bench: unknown ops {unknown}; choose from {list(OPS)}")
+    dtypes = list(dict.fromkeys(_bench_dtype(d) for d in ([dtypes] if isinstance(dtypes, str) else dtypes)))
     rounds = check_rounds(rounds, quick)
+    import numba  # its thread limit: the process's CPU affinity, or NUMBA_NUM_THREADS
+
+    # checked before keep_freed changes the process
+    threads = _checks.integer("fastnn bench", "threads", threads, 1, numba.config.NUMBA_NUM_THREADS)
     malloc = malloc_setting(keep_freed)
     with ExitStack() as stack:
         _thread_limits(stack, threads)
@@ -394,6 +398,17 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
             for op in ops:
                 report["results"].append(_measure_op(op, dtype, quick, rounds, report["peaks"]))
     return report
+
+
+def _bench_dtype(dtype):
+    """float32 or float64 (in native byte order), the dtypes every op and PyTorch take."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked is None or checked not in (np.dtype(np.float32), np.dtype(np.float64)) or not checked.isnative:
+        raise ValueError(f"fastnn bench: dtypes must be float32 or float64, got {dtype!r}")
+    return checked
 
 
 def _measure_op(op, dtype, quick, rounds, machine_peaks):
@@ -430,6 +445,10 @@ def _measure_op(op, dtype, quick, rounds, machine_peaks):
     return row
 
 
+def _threads_label(threads):
+    return "one thread" if threads == 1 else f"{threads} threads"
+
+
 def format_report(report):
     env = report["environment"]
     available = env.get("cpus_available")
@@ -452,7 +471,8 @@ def format_report(report):
                          f"{pool['num_threads']} thread(s) ({os.path.basename(pool['filepath'] or '')})")
     p = report["peaks"]
     lines.append(f"peaks measured now: sgemm {p['gemm_float32_gflops']:.1f} GFLOP/s, dgemm "
-                 f"{p['gemm_float64_gflops']:.1f} GFLOP/s, copy {p['copy_gbs']:.1f} GB/s (one thread); "
+                 f"{p['gemm_float64_gflops']:.1f} GFLOP/s on {_threads_label(env['threads'])}, "
+                 f"copy {p['copy_gbs']:.1f} GB/s on one thread; "
                  f"medians of {report['rounds']} round-robin rounds, forward + backward")
     if report.get("quick"):
         lines.append("--quick: batches 8x smaller than the full report's (the shapes below are those measured)")

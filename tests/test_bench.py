@@ -351,3 +351,47 @@ def test_repeated_ops_and_dtypes_add_up(monkeypatch, capsys):
     monkeypatch.setattr(fastnn.bench, "format_report", lambda report: "the report")
     main(["bench", "--ops", "batchnorm", "--ops", "layernorm", "--dtypes", "float32", "--dtypes", "float64"])
     assert given["ops"] == ["batchnorm", "layernorm"] and given["dtypes"] == ["float32", "float64"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ops": "pool2"}, r"unknown ops \['pool2'\]"),  # a string was taken letter by letter: ['2', 'l', 'o', 'p']
+    ({"dtypes": "float16"}, r"dtypes must be float32 or float64, got 'float16'"),  # "data type 'o' not understood"
+    ({"dtypes": ["int32"]}, r"dtypes must be float32 or float64, got 'int32'"),  # only after the peaks, from a layer
+    ({"dtypes": [">f8"]}, r"dtypes must be float32 or float64, got '>f8'"),
+    ({"dtypes": ["nonsense"]}, r"dtypes must be float32 or float64, got 'nonsense'"),
+    ({"threads": 0}, r"threads must be >= 1, got 0"),  # named fastnn.num_threads, after keep_freed had applied
+])
+def test_run_refuses_bad_arguments_before_measuring(kwargs, message, monkeypatch):
+    from fastnn import bench
+
+    def measured(*args):
+        raise AssertionError("measured before the arguments were checked")
+
+    monkeypatch.setattr(bench, "peaks", measured)
+    monkeypatch.setattr(bench, "malloc_setting", measured)
+    with pytest.raises(ValueError, match=f"^fastnn bench: {message}"):
+        bench.run(keep_freed=True, **kwargs)
+
+
+def test_run_takes_one_op_and_one_dtype_as_strings(monkeypatch):
+    from fastnn import bench
+
+    monkeypatch.setattr(bench, "peaks", lambda quick: {"gemm_float32_gflops": 1.0, "gemm_float64_gflops": 1.0,
+                                                        "copy_gbs": 1.0})
+    monkeypatch.setattr(bench, "_measure_op", lambda op, dtype, *args: {"op": op, "dtype": dtype.name})
+    report = bench.run(ops="pool", dtypes="float64", quick=True)
+    assert report["results"] == [{"op": "pool", "dtype": "float64"}]
+
+
+def test_the_peaks_line_names_the_threads_the_gemms_ran_on():
+    """The GEMM peaks run on --threads BLAS threads; the line said '(one thread)' for every report."""
+    from fastnn import bench
+
+    report = {"environment": {"machine": "m", "processor": "p", "cpus": 2, "python": "3", "numpy": "2", "torch": "-",
+                              "threads": 2, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None, "blas": "none"},
+              "peaks": {"gemm_float32_gflops": 1.0, "gemm_float64_gflops": 1.0, "copy_gbs": 1.0}, "rounds": 3,
+              "results": []}
+    text = bench.format_report(report)
+    assert "dgemm 1.0 GFLOP/s on 2 threads, copy 1.0 GB/s on one thread" in text
+    report["environment"]["threads"] = 1
+    assert "dgemm 1.0 GFLOP/s on one thread, copy 1.0 GB/s on one thread" in bench.format_report(report)

@@ -322,7 +322,7 @@ def test_verify_settles_a_float64_disagreement_in_long_double():
 
     x = np.array([1.0, 1e17])
     _dispatch._verify("cancelling_backward", reference, lambda x: np.ones(1), (x,))
-    with pytest.raises(fastnn.VerificationError, match=r"reference in float\d+ np.longdouble\('1(.0)?'\)"):
+    with pytest.raises(fastnn.VerificationError, match=r"reference computed in float\d+ np.longdouble\('1(.0)?'\)"):
         _dispatch._verify("cancelling_backward", reference, lambda x: np.full(1, 5.0), (x,))
 
 
@@ -359,7 +359,7 @@ def test_verify_holds_a_float32_batchnorm_output_to_its_own_scale(monkeypatch):
     x = (100 + randn(64, 16, seed=2)).astype(np.float32)
     gamma, beta = np.ones(16, np.float32), np.zeros(16, np.float32)
     with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError,
-                                                         match="batchnorm_forward.*reference in float64"):
+                                                         match="batchnorm_forward.*reference computed in float64"):
         L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
 
 
@@ -384,6 +384,24 @@ def test_verify_backend_raises_on_disagreement(monkeypatch):
     monkeypatch.setattr(compiled, "relu_forward", wrong_relu)
     with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match="relu_forward.*index"):
         L.relu_forward(randn(3, 4))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda right: (lambda d, c: (None,) + right(d, c)[1:]), r"the reference gave output 0, the jit path none"),
+    (lambda right: (lambda d, c: right(d, c)[:2]), r"the reference gave output 2, the jit path none"),
+    (lambda right: (lambda d, c: tuple(g.astype(np.float32) for g in right(d, c))),
+     r"output 0 has dtype float32 on the jit path, float64 in the reference"),
+])
+def test_verify_backend_catches_a_missing_result_and_a_changed_dtype(monkeypatch, wrong, message):
+    """A kernel that dropped dx, returned two of three gradients, or gave float32 for float64 passed verify: only
+    the jit path's results were looked at, and each was held to the tolerance of its own dtype."""
+    import fastnn.compiled as compiled
+
+    x, w, b = randn(4, 5), randn(5, 3), randn(3)
+    _, cache = L.affine_forward(x, w, b)
+    monkeypatch.setattr(compiled, "affine_backward", wrong(compiled.affine_backward))
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match=f"affine_backward: {message}"):
+        L.affine_backward(randn(4, 3), cache)
 
 
 @pytest.mark.parametrize("loss", [L.softmax_loss, L.svm_loss])
