@@ -12,9 +12,11 @@ import builtins
 import codecs
 import importlib.resources
 import io
+import math
 import numbers
 import os
 import pickle
+import re
 import struct
 import sys
 
@@ -74,14 +76,18 @@ def _numpy_reconstruct(source):
     return checked_reconstruct
 
 
+_TYPE_STRING = re.compile(r"[a-zA-Z]\d{0,10}")  # a kind and a size: 'f8', 'V12', 'U5', 'M8' (np.dtype(...).__reduce__)
+
+
 def _numpy_dtype(source):
     """np.dtype(obj, align, copy) as NumPy pickles a dtype: obj a type string such as 'f8', 'V12' or 'M8'. Always a
     new dtype object: NumPy's shared builtin dtypes are never handed to a pickle."""
 
     def checked_dtype(obj, align=False, copy=True):
-        if type(obj) is not str:
-            raise UnsafePickleError(f"{source}: refusing numpy.dtype of a {type(obj).__name__}; NumPy pickles a "
-                                    "dtype from a type string such as 'f8'")
+        if type(obj) is not str or not _TYPE_STRING.fullmatch(obj):
+            shown = repr(obj[:40]) if type(obj) is str else f"a {type(obj).__name__}"
+            raise UnsafePickleError(f"{source}: refusing numpy.dtype of {shown}; NumPy pickles a dtype from a type "
+                                    "string such as 'f8'")
         return np.dtype(obj, align=bool(align), copy=True)
 
     return checked_dtype
@@ -181,9 +187,10 @@ for _module in ("builtins", "__builtin__"):  # __builtin__ in Python 2 pickles (
 # What a malformed or hostile pickle can raise while loading: a huge declared length is a MemoryError or an
 # OverflowError, a cut length field a struct.error, a bad memo reference a KeyError, and garbage arguments to
 # NumPy's C reconstructors a RuntimeError or SystemError ("bad argument to internal function"), all found by
-# fuzzing mutated array pickles.
+# fuzzing mutated array pickles; a SyntaxError or RecursionError from a type string NumPy parses, were one let
+# through.
 _MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError,
-              OverflowError, RuntimeError, SystemError, BufferError, struct.error)
+              OverflowError, RuntimeError, SystemError, BufferError, struct.error, SyntaxError, RecursionError)
 
 
 def _same(a, b):
@@ -222,6 +229,27 @@ def _dtype_from_state(fresh, state):
         fresh = np.dtype(f"{fresh.char}8[{int(count)}{unit}]")
     native = "<" if sys.byteorder == "little" else ">"
     return fresh.newbyteorder(endian) if endian in ("<", ">") and endian != native else fresh
+
+
+def _check_array_state(source, state):
+    """An array's state as NumPy pickles it: ([version,] shape, dtype, is_fortran, data), with exactly as many items
+    (a list, for a dtype holding objects) or bytes as the shape needs. ndarray.__setstate__ does not count an
+    object array's items: a shape larger than the list left pointers unset, which crashed the interpreter."""
+    if type(state) is not tuple or len(state) not in (4, 5):
+        raise UnsafePickleError(f"{source}: refusing an array state that is not NumPy's ([version,] shape, dtype, "
+                                "is_fortran, data)")
+    shape, dtype, _, data = state[-4:]
+    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape) or not isinstance(dtype, np.dtype):
+        raise UnsafePickleError(f"{source}: refusing an array state whose shape {shape!r} is not a tuple of sizes or "
+                                f"whose dtype is a {type(dtype).__name__}")
+    size = math.prod(shape)
+    if dtype.hasobject:
+        if type(data) is not list or len(data) != size:
+            raise UnsafePickleError(f"{source}: refusing an array of shape {shape} and dtype {dtype} whose state "
+                                    "does not hold one Python object per entry")
+    elif type(data) not in (bytes, bytearray, str) or len(data) != size * dtype.itemsize:  # str: Python 2's, latin-1
+        raise UnsafePickleError(f"{source}: refusing an array of shape {shape} and dtype {dtype} whose state does not "
+                                f"hold exactly its {size * dtype.itemsize} bytes")
 
 
 class _Memo(dict):
@@ -278,6 +306,7 @@ class ArrayOnlyUnpickler(pickle._Unpickler):
         if type(inst) is not np.ndarray or inst.shape != (0,) or inst.dtype != np.int8 or not inst.flags.owndata:
             raise UnsafePickleError(f"{self.source}: refusing to set the state of a {type(inst).__name__} that "
                                     "does not come fresh from numpy's _reconstruct")
+        _check_array_state(self.source, state)
         pickle._Unpickler.load_build(self)  # ndarray.__setstate__: shape, dtype (never altered) and data
 
     dispatch[pickle.BUILD[0]] = load_build

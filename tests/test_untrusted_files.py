@@ -253,3 +253,29 @@ def test_a_bytearray_resized_under_an_array_is_a_malformed_pickle():
     grow = b"h\x00(" + b"K\x01" * 1000 + b"e0"
     with pytest.raises(pickle.UnpicklingError, match="BufferError"):
         load_pickle(io.BytesIO(b"\x80\x02" + bytearray_ + array + grow + b"h\x01h\x00\x86."))
+
+
+def _forged(obj, old, new, protocol=2):
+    raw = pickle.dumps(obj, protocol=protocol)
+    assert raw.count(old) == 1
+    return io.BytesIO(raw.replace(old, new))
+
+
+@pytest.mark.parametrize("obj, old, new, words", [
+    # shape (2,) -> (255,) for a list of 2 objects: ndarray.__setstate__ left 253 pointers unset (a segfault)
+    ({"model": np.array([1, "a"], dtype=object)}, b"K\x01K\x02\x85", b"K\x01K\xff\x85", "one Python object per entry"),
+    (np.arange(3.0), b"K\x01K\x03\x85", b"K\x01K\x04\x85", "exactly its 32 bytes"),
+    (np.arange(3.0), b"K\x01K\x03\x85", b"K\x01J\xff\xff\xff\xff\x85", "shape (-1,) is not a tuple of sizes"),
+])
+def test_an_array_state_that_does_not_fill_its_shape_is_refused(obj, old, new, words):
+    with pytest.raises(UnsafePickleError, match=re.escape(words)):
+        load_pickle(_forged(obj, old, new))
+
+
+@pytest.mark.parametrize("type_string", [b",4", b"(4", b"i4,"])
+def test_a_dtype_type_string_numpy_never_pickles_is_refused(type_string):
+    """',4' reached np.dtype, whose parser raised a bare SyntaxError: load_models stopped instead of skipping."""
+    forged = _forged(np.zeros(2, dtype=[("a", "<f4")]), b"X\x02\x00\x00\x00V4",
+                     b"X" + len(type_string).to_bytes(4, "little") + type_string)
+    with pytest.raises(UnsafePickleError, match="refusing numpy.dtype of "):
+        load_pickle(forged)
