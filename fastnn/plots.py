@@ -139,24 +139,29 @@ def _history(fn, name, values):
         raise TypeError(f"{fn}: {name} must be a sequence of numbers ({error})") from None
 
 
-def plot_accuracy(train_acc_history, val_acc_history, path, title="Classification accuracy"):
-    """Write train and validation accuracy per accuracy check (check 0 is after the first iteration, check e
-    after epoch e) to the PNG `path`; returns path."""
+def plot_accuracy(train_acc_history, val_acc_history, path, title="Classification accuracy", epochs=None):
+    """Write train and validation accuracy per accuracy check to the PNG `path`; returns path. epochs: the epoch
+    of each check (default 0, 1, 2, ...: check 0 after the first iteration, check e after epoch e; a Solver whose
+    epoch is one iteration makes no check 0, see fastnn.solver.epochs_of_checks)."""
     fn = "plot_accuracy"
     train = _history(fn, "train_acc_history", train_acc_history)
     val = _history(fn, "val_acc_history", val_acc_history)
     if train.ndim != 1 or train.shape != val.shape or train.size == 0:
         raise ValueError(f"plot_accuracy: the histories must be non-empty and of equal length, got shapes "
                          f"{train.shape} and {val.shape}")
+    epochs = np.arange(train.size) if epochs is None else _history(fn, "epochs", epochs)
+    if epochs.shape != train.shape:
+        raise ValueError(f"plot_accuracy: epochs must give one epoch per check, got shape {epochs.shape} for "
+                         f"histories of shape {train.shape}")
     checked = _checked_path(fn, path)
     figure = _figure()
     ax = figure.add_subplot(1, 1, 1)
-    epochs = np.arange(train.size)
     ax.plot(epochs, train, "-o", label="train")
     ax.plot(epochs, val, "-o", label="val")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 0.5
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)

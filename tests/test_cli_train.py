@@ -167,7 +167,7 @@ def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypa
     a_file.write_text("mine")
     with pytest.raises(SystemExit, match=r"fastnn train: --out '.*a_file' is a file, not a directory"):
         main(FAST + ["--out", str(a_file)])
-    with pytest.raises(SystemExit, match=r"fastnn train: Solver: freeze"):
+    with pytest.raises(SystemExit, match=r"fastnn train: --freeze 'bogus' names no parameter; the model has \["):
         main(FAST + ["--out", str(tmp_path / "o1"), "--freeze", "bogus"])
     assert not (tmp_path / "o1").exists()  # a run that did not start leaves no claim behind
     with pytest.raises(SystemExit, match=r"fastnn train: --init-from .*nowhere.npz.: load_checkpoint: no checkpoint"):
@@ -940,3 +940,76 @@ def test_resume_names_a_directory_where_it_would_write_a_file(tmp_path, monkeypa
     with pytest.raises(SystemExit, match=r"fastnn train: --resume: --out '.*out' holds directories where the run "
                                          r"writes files: checkpoint_epoch_2.npz; move them away"):
         main(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+
+
+def test_overwrite_names_a_directory_where_the_earlier_run_had_a_file(tmp_path, monkeypatch):
+    """A directory named checkpoint_epoch_9.npz was set aside with the earlier run, then could not be removed
+    once the new run had finished: IsADirectoryError, and the set-aside directory then blocked every later run."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    (out / "checkpoint_epoch_9.npz").mkdir(parents=True)
+    (out / "checkpoint_epoch_9.npz" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"fastnn train: --overwrite: --out '.*out' holds directories where the run "
+                                         r"writes files: checkpoint_epoch_9.npz; move them away"):
+        main(FAST + ["--out", str(out), "--overwrite"])
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_epoch_9.npz"]
+    assert (out / "checkpoint_epoch_9.npz" / "notes.txt").read_text() == "mine"
+
+
+def _broken_matplotlib():
+    try:
+        raise ImportError("numpy.core.multiarray failed to import")
+    except ImportError as cause:
+        raise ImportError("fastnn.plots needs matplotlib: pip install 'fastnn[plot]'") from cause
+
+
+def test_a_matplotlib_that_fails_to_import_skips_the_plots_and_keeps_the_run(tmp_path, monkeypatch, capsys):
+    """Installed but broken (an old build under NumPy 2), matplotlib raised once training was done: no summary, a
+    traceback telling to install what was installed, and under --overwrite the finished run was thrown away."""
+    monkeypatch.setattr(plots, "available", lambda: True)
+    monkeypatch.setattr(plots, "_agg", _broken_matplotlib)
+    out = tmp_path / "out"
+    for overwrite in ([], ["--overwrite"]):
+        assert main(FAST + ["--out", str(out), "--seed", str(len(overwrite))] + overwrite) == 0
+        assert ("matplotlib cannot be imported (ImportError: numpy.core.multiarray failed to import): skipping the "
+                "plots") in capsys.readouterr().out
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["plots"] == {} and summary["seed"] == len(overwrite)
+        assert not any(name.endswith(".png") for name in os.listdir(out))
+
+
+def test_a_resume_without_plots_removes_the_earlier_segments(tmp_path, monkeypatch, capsys):
+    """The earlier segment's loss.png and accuracy.png stayed beside a summary of the longer run listing none."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert main(FAST + ["--out", str(out)]) == 0
+    for name in ("loss.png", "accuracy.png"):  # as a first segment run with matplotlib leaves them
+        (out / name).write_bytes(b"the first segment's plot")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert "removed the earlier run's loss.png, accuracy.png" in capsys.readouterr().out
+    assert not any(name.endswith(".png") for name in os.listdir(out))
+
+
+def test_accuracy_is_plotted_at_the_epochs_of_its_checks(tmp_path, monkeypatch):
+    """With an epoch of one iteration (batch size 1200 of the digits' 1200) there is no check at epoch 0."""
+    calls = []
+    monkeypatch.setattr(plots, "available", lambda: True)
+    monkeypatch.setattr(plots, "plot_loss", lambda history, path: path)
+    monkeypatch.setattr(plots, "plot_accuracy", lambda train, val, path, epochs: calls.append(list(epochs)) or path)
+    monkeypatch.setattr(plots, "plot_filters", lambda W, path: path)
+    assert main(["train", "--model", "fc", "--epochs", "2", "--batch-size", "1200", "--quiet",
+                 "--out", str(tmp_path / "one")]) == 0
+    assert main(["train", "--model", "fc", "--epochs", "2", "--batch-size", "500", "--quiet",
+                 "--out", str(tmp_path / "two")]) == 0
+    assert calls == [[1, 2], [0, 1, 2]]
+
+
+def test_batch_size_one_with_the_batchnorm_net_is_warned_of(tmp_path, monkeypatch, capsys):
+    """Batchnorm over one sample outputs zeros: the run trained to chance without a word."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(fastnn.commands.train, "_train", lambda *args, **kwargs: (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--model", "fc", "--batch-size", "1", "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")])
+    assert "--batch-size 1 with --model fc: batchnorm over a batch of one sample gives zeros" in capsys.readouterr().err

@@ -136,3 +136,16 @@ def test_plots_name_bad_arguments_before_making_any_directory(tmp_path, call, er
 
 def test_an_upper_case_extension_names_its_format(tmp_path):
     read_png(plots.plot_loss([3.0, 2.0, 1.0], tmp_path / "loss.PNG"))
+
+
+def test_accuracy_is_drawn_at_the_epochs_given(tmp_path, monkeypatch):
+    """A Solver whose epoch is one iteration makes no check after its first iteration: drawn at 0, 1, 2, ...,
+    each point sat one epoch early."""
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fn, figure, checked: drawn.append(figure) or checked[0])
+    plots.plot_accuracy([0.1, 0.5, 0.8], [0.1, 0.45, 0.7], tmp_path / "acc.png", epochs=[1, 2, 3])
+    plots.plot_accuracy([0.1, 0.5], [0.1, 0.45], tmp_path / "acc.png")
+    assert [list(line.get_xdata()) for line in drawn[0].axes[0].lines] == [[1, 2, 3]] * 2
+    assert [list(line.get_xdata()) for line in drawn[1].axes[0].lines] == [[0, 1]] * 2
+    with pytest.raises(ValueError, match=r"plot_accuracy: epochs must give one epoch per check, got shape \(2,\)"):
+        plots.plot_accuracy([0.1, 0.5, 0.8], [0.1, 0.45, 0.7], tmp_path / "acc.png", epochs=[1, 2])

@@ -205,6 +205,11 @@ def output_directory(command, out, overwrite, default, is_output):
     if overwrite:
         _refuse_a_live_run(out, command)
         refuse_a_run_left_aside(out, command)
+        # a directory of an output's name is no earlier run's file: set aside, it could not be removed at the end
+        blocking = [name for name in earlier if os.path.isdir(os.path.join(out, name))]
+        if blocking:
+            raise SystemExit(f"{where}: --overwrite: --out {out!r} holds directories where the run writes files: "
+                             f"{', '.join(blocking)}; move them away")
     if not _claim(out, command, earlier_claim=claim_name(command) in earlier):
         raise SystemExit(f"{where}: another run claimed --out {out!r} just now; choose another --out")
     return out, [name for name in earlier if name != claim_name(command)]

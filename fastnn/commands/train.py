@@ -33,7 +33,8 @@ MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
 DEFAULT_OUT = "fastnn-out"
 RUN_FILE = "fastnn-run.json"
-OUTPUTS = ("summary.json", "loss.png", "accuracy.png", "filters.png", RUN_FILE)  # and the checkpoints
+PLOT_FILES = ("loss.png", "accuracy.png", "filters.png")
+OUTPUTS = ("summary.json",) + PLOT_FILES + (RUN_FILE,)  # and the checkpoints
 
 
 # The settings of a run, with their defaults; fastnn-run.json records them, and --resume takes them from there.
@@ -52,7 +53,8 @@ def configure(parser):
     parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 50)")
     parser.add_argument("--reg", type=float, default=None, help="L2 regularization strength (default 0)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed for the weights, minibatches and split (default 0)")
+                        help="seed for the weights, the minibatches and the digits' train/val/test split "
+                             "(CIFAR-10's is fixed) (default 0)")
     parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
                         help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
     parser.add_argument("--data", choices=DATASETS, default=None, help="dataset (default: the embedded digits)")
@@ -507,7 +509,13 @@ def _set_up(args, Solver):
                         print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
                         checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
     except (ValueError, TypeError, OSError) as error:  # OSError: checkpoint_name's directory cannot be written
-        raise SystemExit(f"fastnn train: {error}") from error
+        message = str(error)
+        if args.freeze and message.startswith("Solver: freeze"):  # the option, not the Solver argument, by name
+            message = "--freeze" + message[len("Solver: freeze"):]
+        raise SystemExit(f"fastnn train: {message}") from error
+    if args.batch_size == 1 and args.model == "fc":
+        print("fastnn train: warning: --batch-size 1 with --model fc: batchnorm over a batch of one sample gives "
+              "zeros, so the net cannot learn", file=sys.stderr)
     return solver, model, data
 
 
@@ -517,17 +525,33 @@ def _write_plots(solver, model, args):
     from .. import plots
 
     if not plots.available():
-        print("matplotlib is not installed: skipping the plots (pip install 'fastnn[plot]')")
-        return {}
-    with deferred():
-        return _plots_written(plots, solver, model, args)
+        return _plots_skipped(args, "matplotlib is not installed: skipping the plots (pip install 'fastnn[plot]')")
+    try:
+        with deferred():
+            return _plots_written(plots, solver, model, args)
+    except ImportError as error:  # installed but broken (built for another NumPy, say): the run itself is done
+        cause = error.__cause__ or error
+        return _plots_skipped(args, f"matplotlib cannot be imported ({type(cause).__name__}: {cause}): skipping "
+                                    "the plots")
+
+
+def _plots_skipped(args, message):
+    """Say why there are no plots; an earlier segment's (before a --resume) are removed, as they stop where it
+    stopped and summary.json lists none."""
+    stale = [name for name in PLOT_FILES if os.path.isfile(os.path.join(args.out, name))]
+    for name in stale:
+        os.remove(os.path.join(args.out, name))
+    print(message + (f"; removed the earlier run's {', '.join(stale)}" if stale else ""))
+    return {}
 
 
 def _plots_written(plots, solver, model, args):
+    from ..solver import epochs_of_checks
+
     written = {
         "loss": plots.plot_loss(solver.loss_history, os.path.join(args.out, "loss.png")),
         "accuracy": plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history,
-                                        os.path.join(args.out, "accuracy.png")),
+                                        os.path.join(args.out, "accuracy.png"), epochs=epochs_of_checks(solver)),
     }
     first_layer = model.params["W1"]
     if first_layer.ndim == 4:
