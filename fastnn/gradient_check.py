@@ -2,9 +2,9 @@
 
 Like the starter, the numeric-gradient functions perturb `x` IN PLACE and restore it (callers pass
 `lambda _: model.loss(X, y)[0]` and rely on f reading the same array). x is restored even when f raises. f must
-not write to x: the perturbed entry is checked after each call and the whole of x against a copy taken
-beforehand once at the end, and an f that modified it (an in-place ReLU) is a ValueError, with x restored,
-rather than a wrong gradient.
+not write to x: the perturbed entry is checked before its step and after each call, and the whole of x against
+a copy taken beforehand after the first call and once at the end, and an f that modified it (an in-place ReLU)
+is a ValueError, with x restored, rather than a wrong gradient.
 
 What they accept (anything else is a TypeError or ValueError naming the function, the argument and the shapes):
 - x (and every blob's .vals): a writeable numpy.ndarray of float32 or float64. An integer or bool array would
@@ -73,7 +73,11 @@ def _callable(fn, name, f):
 
 
 def _numeric(fn, name, a):
-    a = np.asarray(a)
+    try:
+        a = np.asarray(a)
+    except ValueError as error:  # a ragged list: numpy's message alone does not say whose argument it was
+        _checks.fail(fn, f"{name} must be an array of real numbers; numpy cannot make one of the "
+                         f"{type(a).__name__} given ({error})")
     if a.dtype.kind not in "biuf":
         _checks.fail(fn, f"{name} must hold real numbers, got dtype {a.dtype} with shape {a.shape}", TypeError)
     return a
@@ -109,19 +113,24 @@ def _unchanged(fn, name, x, original):
     _modified(fn, name, where, original[where], now)
 
 
+def _same(a, b):
+    return a == b or (a != a and b != b)  # NaN stays NaN; scalars, for speed
+
+
 def _both_sides(fn, name, x, ix, h, evaluate, original):
     """(evaluate() with x[ix] + h, evaluate() with x[ix] - h). `original` is a copy of x taken before the first
-    evaluation: x is restored from it when evaluate raises or changes x[ix] (the rest of x is compared with it
-    once, by _unchanged, at the end)."""
-    old = original[ix]  # not x[ix]: an f that changed this entry earlier must not move the point of the check
+    evaluation: x is restored from it when evaluate raises or has changed x[ix], before or during this step (the
+    rest of x is compared with it once, by _unchanged, at the end)."""
+    old = original[ix]
     results = []
     try:
+        if not _same(x[ix], old):  # else stepping it would overwrite the change before the final comparison
+            _modified(fn, name, ix, old, x[ix])
         for value in (old + h, old - h):
             stored = _set(fn, name, x, ix, value, old, h)
             results.append(evaluate())
-            now = x[ix]
-            if not (now == stored or (now != now and stored != stored)):  # NaN stays NaN; scalars, for speed
-                _modified(fn, name, ix, stored, now)
+            if not _same(x[ix], stored):
+                _modified(fn, name, ix, stored, x[ix])
             x[ix] = original[ix]
     except BaseException:
         np.copyto(x, original)
@@ -164,6 +173,19 @@ def _output(fn, what, value, diff_name, diff):
 # The starter's functions
 
 
+def _first_value(fn, f, x, original):
+    """The course's fx = f(x), unused but evaluated: f's side effects (a train-mode batchnorm's running statistics,
+    draws from the global RNG) then happen as many times as there, 2n + 1. x is restored if f raises or changes
+    it."""
+    try:
+        value = f(x)
+    except BaseException:
+        np.copyto(x, original)
+        raise
+    _unchanged(fn, "x", x, original)  # before _scalar, which may raise with x still changed
+    return _scalar(fn, value)
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     """Centred-difference gradient of the scalar function f at x (x is perturbed in place, then restored).
 
@@ -177,17 +199,13 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     h = _step(fn, h)
     grad = np.zeros_like(x)
     original = x.copy()
-    # The course's fx = f(x), unused but evaluated: f's side effects (a train-mode batchnorm's running statistics,
-    # draws from the global RNG) then happen as many times as there, 2n + 1.
-    _scalar(fn, f(x))
-    _unchanged(fn, "x", x, original)
+    _first_value(fn, f, x, original)
     it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
         fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)), original)
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
-            _unchanged(fn, "x", x, original)  # before printing a value computed on a changed x
             print(ix, grad[ix])
         it.iternext()
     _unchanged(fn, "x", x, original)
@@ -239,22 +257,29 @@ def _gradient_blobs(fn, f, inputs, output, h):
         f(*(inputs + (output,)))
         return _output(fn, "output.vals", output.vals, "output.diffs", out_diffs)
 
-    originals = [blob.vals.copy() for blob in inputs]  # f must leave every input blob as it got it
-    numeric_diffs = []
-    for i, input_blob in enumerate(inputs):
-        vals = input_blob.vals
-        name = f"inputs[{i}].vals"
-        diff = np.zeros_like(vals)  # the starter's zeros_like(diffs): the same once diffs has vals' shape and dtype
-        it = np.nditer(vals, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
-        while not it.finished:
-            idx = it.multi_index
-            pos, neg = _both_sides(fn, name, vals, idx, h, run, originals[i])
-            diff[idx] = np.sum((pos - neg) * out_diffs) / (2.0 * h)
-            it.iternext()
-        for j, blob in enumerate(inputs):
-            _unchanged(fn, f"inputs[{j}].vals", blob.vals, originals[j])
-        numeric_diffs.append(diff)
-    return numeric_diffs
+    arrays = [blob.vals for blob in inputs]
+    originals = [vals.copy() for vals in arrays]  # f must leave every input blob as it got it
+    try:
+        return [_blob_gradient(fn, i, arrays, originals, h, run, out_diffs) for i in range(len(arrays))]
+    except BaseException:  # f may have changed a blob other than the one being stepped
+        for vals, original in zip(arrays, originals):
+            np.copyto(vals, original)
+        raise
+
+
+def _blob_gradient(fn, i, arrays, originals, h, run, out_diffs):
+    """The gradient for arrays[i], then a check that every input blob is as it was."""
+    vals = arrays[i]
+    diff = np.zeros_like(vals)  # the starter's zeros_like(diffs): the same once diffs has vals' shape and dtype
+    it = np.nditer(vals, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
+    while not it.finished:
+        idx = it.multi_index
+        pos, neg = _both_sides(fn, f"inputs[{i}].vals", vals, idx, h, run, originals[i])
+        diff[idx] = np.sum((pos - neg) * out_diffs) / (2.0 * h)
+        it.iternext()
+    for j, (other, original) in enumerate(zip(arrays, originals)):
+        _unchanged(fn, f"inputs[{j}].vals", other, original)
+    return diff
 
 
 def eval_numerical_gradient_blobs(f, inputs, output, h=1e-5):
@@ -297,5 +322,12 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
         _unchanged(fn, "x", x, original)  # before printing: a few checks, so each can afford it
         grad_numerical = (fxph - fxmh) / (2 * h)
         grad_analytic = analytic_grad[ix]
-        rel = abs(grad_numerical - grad_analytic) / (abs(grad_numerical) + abs(grad_analytic) + 1e-300)
+        rel = _sparse_error(grad_numerical, grad_analytic)
         print("numerical: %f analytic: %f, relative error: %e" % (grad_numerical, grad_analytic, rel))
+
+
+def _sparse_error(numerical, analytic):
+    """The starter's |n - a| / (|n| + |a|), in its dtype (float32 digits print differently), and 0 for 0 against 0
+    (the starter's nan; adding a tiny floor instead rounds away in float32)."""
+    total = abs(numerical) + abs(analytic)
+    return abs(numerical - analytic) / total if total != 0 else 0.0

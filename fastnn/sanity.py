@@ -5,6 +5,7 @@ scores, and rises with reg; (2) analytic gradients match numeric ones (float64, 
 parameter); (3) the model can overfit a small subset to 100% training accuracy. Each check returns a Verdict.
 """
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,9 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
     if not callable(make_model):
         _checks.fail(fn, f"make_model must be callable (reg -> model), got {type(make_model).__name__}", TypeError)
     state = np.random.get_state()
-    loss_0, _ = make_model(0.0).loss(X, y)
+    loss_0, _ = _loss(fn, _built(fn, make_model, 0.0), X, y)
     np.random.set_state(state)
-    loss_reg, _ = make_model(reg).loss(X, y)
+    loss_reg, _ = _loss(fn, _built(fn, make_model, reg), X, y)
     expected = np.log(num_classes)
     near = abs(loss_0 - expected) <= tolerance * expected
     rises = loss_reg > loss_0
@@ -48,6 +49,40 @@ def check_initial_loss(make_model, X, y, num_classes, reg=1.0, tolerance=0.05):
               f"{'within' if near else 'outside'} {tolerance:.0%}); {loss_reg:.4f} at reg {reg:g} "
               f"({'rises' if rises else 'does not rise'})")
     return Verdict("initial loss", bool(near and rises), detail)
+
+
+def _built(fn, make_model, reg):
+    """make_model(reg), which must have a loss method."""
+    model = make_model(reg)
+    if not callable(getattr(model, "loss", None)):
+        _checks.fail(fn, f"make_model({reg!r}) must return a model with a loss method, got {type(model).__name__}",
+                     TypeError)
+    return model
+
+
+def _real_number(value):
+    """A Python or numpy real number, or a 0-d array of one; not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iuf"
+    return isinstance(value, numbers.Real)
+
+
+def _loss(fn, model, X, y):
+    """model.loss(X, y), which must be (loss, grads): a real number and a dict."""
+    result = model.loss(X, y)
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        _checks.fail(fn, f"model.loss(X, y) must return (loss, grads), got {type(result).__name__}", TypeError)
+    loss, grads = result
+    if not _real_number(loss):
+        shape = f" with shape {loss.shape}" if isinstance(loss, np.ndarray) else ""
+        _checks.fail(fn, f"model.loss(X, y) must return a real number as its loss, got {type(loss).__name__}{shape}",
+                     TypeError)
+    if not isinstance(grads, dict):
+        _checks.fail(fn, f"model.loss(X, y) must return (loss, grads) with grads a dict, got {type(grads).__name__}",
+                     TypeError)
+    return loss, grads
 
 
 # A centred difference (f(w + h) - f(w - h)) / 2h resolves a gradient only to about eps |f| / h: the rounding of
@@ -82,9 +117,7 @@ def _checked_arguments(fn, model, num_checks, h, seed):
 
 
 def _checked_grads(fn, model, grads):
-    if not isinstance(grads, dict):
-        _checks.fail(fn, f"model.loss(X, y) must return (loss, grads) with grads a dict, got {type(grads).__name__}",
-                     TypeError)
+    """grads (a dict, by _loss), with an entry of its param's shape for each param."""
     for name, param in model.params.items():
         grad = grads.get(name)
         if getattr(grad, "shape", None) != param.shape:
@@ -97,7 +130,7 @@ def _checked_grads(fn, model, grads):
 def _sampled_entries(fn, model, X, y, num_checks, h, seed):
     """(name, index, numeric, analytic, resolution) for num_checks random entries of each parameter; the params
     are perturbed in place and restored, even when model.loss raises."""
-    _, grads = model.loss(X, y)
+    _, grads = _loss(fn, model, X, y)
     grads = _checked_grads(fn, model, grads)
     rng = np.random.default_rng(seed)
     for name, param in model.params.items():
@@ -107,9 +140,9 @@ def _sampled_entries(fn, model, X, y, num_checks, h, seed):
             saved = param[index]
             try:
                 param[index] = saved + h
-                plus, _ = model.loss(X, y)
+                plus, _ = _loss(fn, model, X, y)
                 param[index] = saved - h
-                minus, _ = model.loss(X, y)
+                minus, _ = _loss(fn, model, X, y)
             finally:
                 param[index] = saved
             resolution = eps * max(abs(plus), abs(minus)) / h
@@ -147,9 +180,9 @@ def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0, h=1e-6):
     fn = "check_gradients"
     num_checks, h = _checked_arguments(fn, model, num_checks, h, seed)
     threshold = _checks.number(fn, "threshold", threshold, low=0)
-    dtype = next(iter(model.params.values())).dtype
-    if dtype != np.float64:
-        return Verdict("gradient check", False, f"the model is {dtype}; gradient checks need float64")
+    single = _not_float64(model.params)
+    if single:
+        return single
     worst = {True: (0.0, None), False: (0.0, None)}  # the largest relative error of the entries passed, failed
     failed = by_resolution = 0
     for name, index, numeric, analytic, resolution in _sampled_entries(fn, model, X, y, num_checks, h, seed):
@@ -169,6 +202,15 @@ def check_gradients(model, X, y, num_checks=5, threshold=1e-5, seed=0, h=1e-6):
     if failed:
         detail += f"; {failed} entries fail"
     return Verdict("gradient check", failed == 0, detail)
+
+
+def _not_float64(params):
+    """A failed gradient check naming the first param that is not float64 (each is perturbed by h), else None."""
+    for name, param in params.items():
+        if param.dtype != np.float64:
+            return Verdict("gradient check", False, f"the model is {param.dtype} in model.params[{name!r}]; "
+                                                    "gradient checks need float64")
+    return None
 
 
 def _shown(value):

@@ -1,6 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
+from fastnn import gradient_check
 from fastnn.gradient_check import (
     eval_numerical_gradient,
     eval_numerical_gradient_array,
@@ -360,3 +363,99 @@ def test_rel_error_of_numbers_whose_difference_overflows():
     assert rel_error(1e308, -1e308) == 1.0
     assert rel_error(np.array([1e308, 1.0]), np.array([-1e308, 1.0])) == 1.0
     assert np.isnan(rel_error(np.inf, 1.0))  # as the starter's
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Review fixes
+
+
+def test_grad_check_sparse_prints_0_where_both_float32_gradients_are_0(capsys):
+    """1e-300 added to a float32 sum rounds to 0 under NumPy 2's rules: 0 / 0 printed nan with a RuntimeWarning."""
+    x = -np.arange(1.0, 4.0, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grad_check_sparse(lambda v: np.maximum(v, 0).sum(), x, np.zeros(3, np.float32), num_checks=2)
+    assert capsys.readouterr().out == "numerical: 0.000000 analytic: 0.000000, relative error: 0.000000e+00\n" * 2
+
+
+def test_grad_check_sparse_prints_the_starters_float32_digits(capsys):
+    """The starter's error is computed in float32 for float32 gradients; its printed digits are kept."""
+    grad_check_sparse(lambda v: np.sum(v**3), np.array([0.3], np.float32), np.array([0.29], np.float32), 1)
+    assert capsys.readouterr().out.endswith("relative error: 3.504344e-02\n")  # 3.504345e-02 in float64
+
+
+@pytest.mark.parametrize("fails", ["raises", "returns an array"])
+def test_x_is_restored_when_f_changes_it_on_the_first_call_and_fails(fails):
+    """The unperturbed first call was outside the restoring try, and f's value was checked before x."""
+    x = np.array([1.0, -2.0])
+
+    def f(v):
+        v *= 2
+        if fails == "raises":
+            raise RuntimeError("f failed")
+        return v.copy()
+
+    with pytest.raises(RuntimeError if fails == "raises" else ValueError,
+                       match="f failed" if fails == "raises" else r"f modified its input x in place"):
+        eval_numerical_gradient(f, x, verbose=False)
+    np.testing.assert_array_equal(x, [1.0, -2.0])
+
+
+@pytest.mark.parametrize("fails", ["raises", "changes the stepped blob too"])
+def test_every_input_blob_is_restored_when_f_changes_one_and_fails(fails):
+    """Only the blob being stepped was restored: f's change to another one stayed."""
+    a, b = Blob(np.array([-1.0, -2.0])), Blob(np.array([-3.0, 4.0]))
+    out = Blob(np.zeros(2), diffs=np.ones(2))
+
+    def f(a, b, out):
+        np.abs(b.vals, out=b.vals)
+        if fails == "raises":
+            raise RuntimeError("f failed")
+        np.abs(a.vals, out=a.vals)
+        out.vals = a.vals * b.vals
+
+    with pytest.raises(RuntimeError if fails == "raises" else ValueError,
+                       match="f failed" if fails == "raises" else r"f modified its input inputs\[0\].vals in place"):
+        eval_numerical_gradient_blobs(f, (a, b), out)
+    np.testing.assert_array_equal(a.vals, [-1.0, -2.0])
+    np.testing.assert_array_equal(b.vals, [-3.0, 4.0])
+
+
+def test_ragged_lists_are_named():
+    """numpy's bare 'setting an array element with a sequence' named neither the function nor the argument."""
+    with pytest.raises(ValueError, match=r"rel_error: x must be an array of real numbers; numpy cannot make one "
+                                         r"of the list given \(setting an array element"):
+        rel_error([[1], [1, 2]], [1])
+    with pytest.raises(ValueError, match=r"eval_numerical_gradient_array: df must be an array of real numbers"):
+        eval_numerical_gradient_array(lambda v: v, np.ones(2), [[1], [1, 2]])
+
+
+def test_verbose_compares_the_whole_of_x_a_fixed_number_of_times(monkeypatch, capsys):
+    """verbose=True compared all of x after every entry: O(n^2), 15x the starter's time at n = 8000."""
+    calls = []
+    unchanged = gradient_check._unchanged
+    monkeypatch.setattr(gradient_check, "_unchanged", lambda *args: calls.append(1) or unchanged(*args))
+    x = np.arange(50.0)
+    grad = eval_numerical_gradient(lambda v: float(np.sum(v**2)), x)
+    np.testing.assert_allclose(grad, 2 * x, rtol=1e-6, atol=1e-6)
+    assert len(calls) == 2  # after the first call and at the end
+    assert capsys.readouterr().out.splitlines()[1] == f"(1,) {grad[1]}"
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+@pytest.mark.parametrize("changed", [0, 2], ids=["stepped-entry", "entry-before-its-step"])
+def test_an_f_that_changes_another_entry_later_on_is_refused(verbose, changed, capsys):
+    """A change to an entry not yet stepped was overwritten by its step, so the final comparison missed it."""
+    x = np.array([1.0, 2.0, 3.0])
+    calls = []
+
+    def f(v):
+        calls.append(1)
+        if len(calls) == 4:  # stepping x[1]
+            v[changed] = 7.0
+        return float(np.sum(v**2))
+
+    with pytest.raises(ValueError, match=rf"eval_numerical_gradient: f modified its input x in place "
+                                         rf"\(x\[{changed}\] went from {x[changed]} to 7.0\)"):
+        eval_numerical_gradient(f, x, verbose=verbose)
+    np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])

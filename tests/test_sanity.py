@@ -298,3 +298,46 @@ def test_the_seed_is_anything_default_rng_takes():
     by_sequence = sanity.sampled_gradient_errors(Softmax(), X, y, num_checks=2, seed=np.random.SeedSequence(7))
     assert by_int == by_sequence
     sanity.check_gradients(Softmax(), X, y, num_checks=1, seed=np.random.default_rng(1))
+
+
+def test_check_gradients_needs_every_param_float64():
+    """Only the first param's dtype was read: a float32 b behind a float64 W passed."""
+    X, y = data(n=5)
+    model = Softmax(scale=0.5)
+    model.params["b"] = model.params["b"].astype(np.float32)
+    verdict = sanity.check_gradients(model, X, y)
+    assert not verdict.passed and "float32 in model.params['b']; gradient checks need float64" in verdict.detail
+
+
+class Returns:
+    """A model whose loss returns `result`."""
+
+    def __init__(self, result):
+        self.params, self.result = {"W": np.zeros((2, 2))}, result
+
+    def loss(self, X, y=None):
+        return self.result
+
+
+@pytest.mark.parametrize("result, message", [
+    (1.0, r"must return \(loss, grads\), got float"),
+    ((np.ones(3), {"W": np.zeros((2, 2))}), r"must return a real number as its loss, got ndarray with shape \(3,\)"),
+    ((None, {"W": np.zeros((2, 2))}), r"must return a real number as its loss, got NoneType"),
+    ((1.0, None), r"must return \(loss, grads\) with grads a dict, got NoneType"),
+], ids=["scalar", "array-loss", "none-loss", "none-grads"])
+def test_a_loss_that_is_not_a_number_and_grads_is_named(result, message):
+    """These gave Python's 'cannot unpack non-iterable float', 'truth value ... is ambiguous' and 'bad operand
+    type for abs()', without the check's name."""
+    X, y = data(n=4)
+    message = r"model.loss\(X, y\) " + message
+    for fn in (sanity.sampled_gradient_errors, sanity.check_gradients):
+        with pytest.raises(TypeError, match=fn.__name__ + ": " + message):
+            fn(Returns(result), X, y)
+    with pytest.raises(TypeError, match="check_initial_loss: " + message):
+        sanity.check_initial_loss(lambda reg: Returns(result), X, y, num_classes=4)
+
+
+def test_a_make_model_that_returns_no_model_is_named():
+    with pytest.raises(TypeError, match=r"check_initial_loss: make_model\(0.0\) must return a model with a loss "
+                                        r"method, got NoneType"):
+        sanity.check_initial_loss(lambda reg: None, *data(n=4), num_classes=4)

@@ -1,7 +1,9 @@
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numba
 import numpy as np
@@ -83,6 +85,30 @@ def test_num_threads_rejects_bad_counts(bad, error):
         fastnn.num_threads(bad)
 
 
+def test_num_threads_names_where_its_limit_comes_from():
+    with pytest.raises(ValueError, match=r"n must be between 1 and \d+ \(numba's limit: NUMBA_NUM_THREADS, by "
+                                         r"default the CPUs this process may use\), got 0"):
+        fastnn.num_threads(0)
+
+
+def test_a_num_threads_call_outside_a_with_block_warns_that_it_changed_nothing():
+    before = fastnn.num_threads()
+    with pytest.warns(RuntimeWarning, match=r"fastnn.num_threads\(1\) changed nothing: the count applies inside "
+                                            r"`with fastnn.num_threads\(1\):` only"):
+        fastnn.num_threads(1)
+        gc.collect()  # the call's result is dropped at once in CPython; elsewhere when collected
+    assert fastnn.num_threads() == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fastnn.num_threads(1):
+            pass
+        block = fastnn.num_threads(1)
+        with block:
+            pass
+        del block
+        gc.collect()
+
+
 def test_warmup_rejects_unknown_families_and_dtypes():
     with pytest.raises(ValueError, match="unknown op families"):
         fastnn.warmup(ops=["attention"])
@@ -92,6 +118,8 @@ def test_warmup_rejects_unknown_families_and_dtypes():
         fastnn.warmup(ops="attention")
     with pytest.raises(ValueError, match=r"float32 or float64, got \['int8'\]"):
         fastnn.warmup(dtypes=np.int8)
+    with pytest.raises(ValueError, match=r"float32 or float64, got \['>f8'\]"):  # was ['float64']
+        fastnn.warmup(dtypes=[np.dtype(">f8")])
 
 
 def test_warmup_takes_one_family_and_one_dtype_as_given():

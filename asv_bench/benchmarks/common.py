@@ -19,6 +19,9 @@ def pin_threads():
         pass
     import numba
 
+    from fastnn.kernels import _threads  # noqa: F401  (it chooses numba's threading layer, as users get it, before
+    # set_num_threads starts numba's threads: 'omp' ran here where users run 'workqueue')
+
     numba.set_num_threads(1)
 
 

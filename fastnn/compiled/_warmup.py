@@ -82,10 +82,12 @@ def _several(name, values):
 
 
 def _name(dtype):
+    """The dtype's name, or its type string where the byte order is not native ('>f8': 'float64' hid why)."""
     try:
-        return np.dtype(dtype).name
+        dtype = np.dtype(dtype)
     except (TypeError, ValueError):
         return str(dtype)
+    return dtype.name if dtype.isnative else dtype.str
 
 
 def _is_float(dtype):

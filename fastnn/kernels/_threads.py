@@ -2,6 +2,7 @@
 numba's threads), and the thread count, read or set for a block. Never touches environment variables."""
 
 import os
+import warnings
 from contextlib import contextmanager
 
 import numba
@@ -54,8 +55,29 @@ def num_threads(n=None):
     n = _checks.integer("fastnn.num_threads", "n", n)
     limit = numba.config.NUMBA_NUM_THREADS
     if not 1 <= n <= limit:
-        raise ValueError(f"fastnn.num_threads: n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
-    return threads(n)
+        raise ValueError(f"fastnn.num_threads: n must be between 1 and {limit} (numba's limit: NUMBA_NUM_THREADS, "
+                         f"by default the CPUs this process may use), got {n}")
+    return _ThreadsBlock(n)
+
+
+class _ThreadsBlock:
+    """threads(n) as `with num_threads(n):` enters it; a call never entered says so when it is dropped, as it
+    changed nothing (num_threads(2) on its own line looks like a setter)."""
+
+    def __init__(self, n):
+        self.n, self._block = n, None
+
+    def __enter__(self):
+        self._block = threads(self.n)
+        return self._block.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._block.__exit__(*exc_info)
+
+    def __del__(self):
+        if self._block is None:
+            warnings.warn(f"fastnn.num_threads({self.n}) changed nothing: the count applies inside "
+                          f"`with fastnn.num_threads({self.n}):` only", RuntimeWarning, stacklevel=2)
 
 
 @contextmanager
