@@ -103,8 +103,10 @@ def _copy_arrays(value, copy=np.copy):
     return value
 
 
-def _verify(name, reference_fn, fast_fn, args):
-    actual = _verified(name, reference_fn, fast_fn, _keyed(name, args))
+def _verify(name, reference_fn, fast_fn, args, direction=None):
+    """fast_fn(*args), once it agrees with reference_fn(*args) (see _verified). direction: "forward" or
+    "backward" (whose every result is compared), else told by the name."""
+    actual = _verified(name, reference_fn, fast_fn, _keyed(name, args), direction)
     if actual is not None and name == "dropout_forward" and args[1] is not actual[1][0]:
         out, (_, mask) = actual  # the cache holds the caller's dict, not the key drawn for it
         actual = out, (args[1], mask)
@@ -121,7 +123,7 @@ def _keyed(name, args):
     return (args[0], dict(args[1], seed=dropout_key(args[1]))) + tuple(args[2:])
 
 
-def _verified(name, reference_fn, fast_fn, args):
+def _verified(name, reference_fn, fast_fn, args, direction=None):
     from .testing import finite_scale, max_relative_error, tolerance
 
     # a forward writes its running statistics into the param dicts it is given: the float64 check below needs
@@ -131,7 +133,8 @@ def _verified(name, reference_fn, fast_fn, args):
     expected = reference_fn(*reference_args)
     actual = fast_fn(*args)
 
-    direction = "backward" if ("backward" in name or name.endswith("_loss")) else "forward"
+    if direction is None:
+        direction = "backward" if ("backward" in name or name.endswith("_loss")) else "forward"
     actual_results = _results(actual, args, direction)
     expected_results = _results(expected, reference_args, direction)
     # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: for a

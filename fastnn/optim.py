@@ -211,32 +211,42 @@ def adam(w, dw, config=None):
     w, dw, config, hyper = _configured("adam", w, dw, config, defaults, ("m", "v"), step_count=True)
     beta1, beta2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
     t = int(config["t"]) + 1
-    if _use_kernels():
-        next_w, m, v = _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t)
-    else:
-        m = np.asarray(beta1 * config["m"] + (1 - beta1) * dw)
-        v = np.asarray(beta2 * config["v"] + (1 - beta2) * dw * dw)
+
+    def reference(w, dw, m, v):
+        m = np.asarray(beta1 * m + (1 - beta1) * dw)
+        v = np.asarray(beta2 * v + (1 - beta2) * dw * dw)
         m_hat = m / (1 - beta1**t)
         v_hat = v / (1 - beta2**t)
-        next_w = np.asarray(w - lr * m_hat / (np.sqrt(v_hat) + eps))
+        return np.asarray(w - lr * m_hat / (np.sqrt(v_hat) + eps)), m, v
+
+    def compiled(w, dw, m, v):
+        return _adam_kernel(w, dw, m, v, beta1, beta2, lr, eps, t)
+
+    backend = _backend()
+    if backend == "verify":  # both, compared as a layer's gradients are (raises VerificationError)
+        from ._dispatch import _verify
+
+        next_w, m, v = _verify("adam", reference, compiled, (w, dw, config["m"], config["v"]), direction="backward")
+    else:
+        next_w, m, v = (compiled if backend in ("auto", "jit") else reference)(w, dw, config["m"], config["v"])
     config["t"], config["m"], config["v"] = t, m, v
     return next_w, config
 
 
-def _use_kernels():
+def _backend():
     from ._options import current
 
-    return current().backend in ("auto", "jit")
+    return current().backend
 
 
-def _adam_kernel(w, dw, config, beta1, beta2, lr, eps, t):
+def _adam_kernel(w, dw, m, v, beta1, beta2, lr, eps, t):
     """The same update in one pass (fastnn.kernels.optim.adam); new arrays, nothing written in place."""
     from ._options import current
     from .kernels import optim as K
     from .kernels._jit import variant
 
-    m_in = np.ascontiguousarray(config["m"], dtype=w.dtype)  # native byte order: numba compiles no other
-    v_in = np.ascontiguousarray(config["v"], dtype=w.dtype)
+    m_in = np.ascontiguousarray(m, dtype=w.dtype)  # native byte order: numba compiles no other
+    v_in = np.ascontiguousarray(v, dtype=w.dtype)
     next_w, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
     variant(K.adam, current().parallel)(w.reshape(-1), dw.reshape(-1), m_in.reshape(-1), v_in.reshape(-1), beta1,
                                         beta2, lr, eps, 1 - beta1**t, 1 - beta2**t, next_w.reshape(-1),

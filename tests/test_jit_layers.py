@@ -621,6 +621,30 @@ def test_adam_kernel_matches_the_numpy_update(dtype):
     np.testing.assert_array_equal(w, randn(30, 7, dtype=dtype, seed=1))  # inputs untouched
 
 
+def test_verify_checks_the_compiled_adam_step(monkeypatch):
+    """Under verify Adam ran the reference alone: `fastnn check --backend verify` never checked the kernel."""
+    from fastnn import optim
+
+    w, dw = randn(30, 7, seed=1), randn(30, 7, seed=2)
+    with fastnn.options(backend="verify"):
+        next_w, config = optim.adam(w, dw, {"learning_rate": 1e-2})
+    with fastnn.options(backend="reference"):
+        expected, _ = optim.adam(w, dw, {"learning_rate": 1e-2})
+    np.testing.assert_array_equal(next_w, expected)
+    right = optim._adam_kernel
+
+    def wrong_second_moment(*args):
+        next_w, m, v = right(*args)
+        return next_w, m, v * 1.001
+
+    monkeypatch.setattr(optim, "_adam_kernel", wrong_second_moment)
+    config = {"learning_rate": 1e-2}
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError,
+                                                         match=r"adam: jit and reference disagree on output 2"):
+        optim.adam(w, dw, config)
+    assert config["t"] == 0 and not config["m"].any()  # the refused step is not recorded
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm,mode", [("batchnorm", "train"), ("batchnorm", "test"), ("layernorm", None)])
 def test_fused_backward_recomputes_exactly_the_forward_relu_mask(norm, mode, dtype):
