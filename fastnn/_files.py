@@ -21,6 +21,8 @@ def check_writable_path(fn, name, path, probe=False):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: {name} must be a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{fn}: {name} is empty; give a file name")
     if not os.path.basename(path) or os.path.isdir(path):
         raise ValueError(f"{fn}: {name} {path!r} names a directory, not a file")
     if writes_in_place(path):

@@ -245,7 +245,8 @@ def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
 def format_report(report):
     if "skipped" in report:
         return report["skipped"]
-    lines = ["end to end, float32, one train step = forward + backward + Adam update (medians, ratio per round)",
+    rounds = f"medians of {report['rounds']} rounds" if "rounds" in report else "medians"
+    lines = [f"end to end, float32, one train step = forward + backward + Adam update ({rounds}, ratio per round)",
              f"malloc: {report.get('malloc', 'not recorded')}"]
     if report.get("quick"):
         lines.append("--quick: smaller batches (the batch column gives those measured)")

@@ -119,6 +119,8 @@ def test_e2e_report_names_skipped_thread_counts():
     text = bench_e2e.format_report(report)
     assert "2 threads skipped" in text and "1.500" in text and "conv 50.0" in text
     assert "one epoch in 1.50 s (kernels warm, 2 numba thread(s) as `fastnn train` runs)" in text
+    assert "(medians, ratio per round)" in text.splitlines()[0]
+    assert "(medians of 7 rounds, ratio per round)" in bench_e2e.format_report(dict(report, rounds=7))  # JSON only
 
 
 def test_e2e_breakdown_is_the_median_steps_own():
@@ -395,3 +397,11 @@ def test_the_peaks_line_names_the_threads_the_gemms_ran_on():
     assert "dgemm 1.0 GFLOP/s on 2 threads, copy 1.0 GB/s on one thread" in text
     report["environment"]["threads"] = 1
     assert "dgemm 1.0 GFLOP/s on one thread, copy 1.0 GB/s on one thread" in bench.format_report(report)
+
+
+def test_an_empty_json_path_is_named_as_empty(no_bench):
+    """--json '' was said to name a directory."""
+    from fastnn.cli import main
+
+    with pytest.raises(SystemExit, match=r"^fastnn bench: --json is empty; give a file name$"):
+        main(["bench", "--quick", "--ops", "pool", "--json", ""])

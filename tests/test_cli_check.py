@@ -96,3 +96,18 @@ def test_a_signal_after_the_command_finished_does_not_report_it_stopped(signame)
     process = subprocess.run([sys.executable, "-c", FINISHED_THEN_SIGNALLED, signame], capture_output=True,
                              text=True, timeout=300)
     assert process.returncode == 0 and process.stderr == "", process.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["check", "train", "tune"])
+def test_backend_is_taken_in_any_case_and_a_bad_setting_names_the_command(command, monkeypatch):
+    """--backend JIT was refused (fastnn.options and FASTNN_BACKEND take it); a bad FASTNN_* value began 'fastnn:'
+    (test_options runs `fastnn check` with one; the environment is read once a process, so here the prefix)."""
+    from fastnn.commands import _args
+
+    parser = __import__("argparse").ArgumentParser()
+    _args.add_backend_option(parser)
+    assert parser.parse_args(["--backend", "JIT"]).backend == "jit"
+    prefixes = []
+    monkeypatch.setattr(_args, "settings_checked", lambda prefix, read: prefixes.append(prefix))
+    _args.backend_for_the_run(command, "jit")
+    assert prefixes == [f"fastnn {command}"]

@@ -210,7 +210,7 @@ def test_a_bad_environment_variable_is_a_commands_message_not_a_traceback(variab
     result = subprocess.run([sys.executable, "-m", "fastnn", *argv], capture_output=True, text=True, env=env,
                             timeout=300, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith(f"fastnn: environment variable {variable}={value!r} ")
+    assert result.stderr.startswith(f"fastnn {argv[0]}: environment variable {variable}={value!r} ")
 
 
 def test_the_parallel_setting_in_code_wins_over_fastnn_parallel():

@@ -15,7 +15,16 @@ def check_seed(command, seed):
         raise SystemExit(f"fastnn {command}: --seed must be an integer in [0, 2**32 - 1], got {seed}")
 
 
-def backend_for_the_run(backend):
+BACKENDS = ("auto", "jit", "reference", "verify")
+
+
+def add_backend_option(parser, used_by="the layers"):
+    """--backend, in any case (as fastnn.options and FASTNN_BACKEND take it)."""
+    parser.add_argument("--backend", type=str.lower, choices=BACKENDS, default=None,
+                        help=f"fastnn backend for {used_by} (default: FASTNN_BACKEND or auto)")
+
+
+def backend_for_the_run(command, backend):
     """--backend, in force while the command runs: main([...]) called from a user's code (or a test) leaves the
     process's setting as it was. The settings the environment gives (FASTNN_*) are read now, so a bad value is a
     message before the run starts, not a traceback from its first layer."""
@@ -27,7 +36,7 @@ def backend_for_the_run(backend):
         options()
         return contextlib.nullcontext()
 
-    return settings_checked("fastnn", in_force)
+    return settings_checked(f"fastnn {command}", in_force)
 
 
 def settings_checked(prefix, read):

@@ -8,15 +8,14 @@ Prints one verdict per check (initial loss, gradient check, overfitting 50 sampl
 
 import numpy as np
 
-from ._args import backend_for_the_run, check_seed
+from ._args import add_backend_option, backend_for_the_run, check_seed
 from .train import MODELS, build_model
 
 
 def configure(parser):
     parser.add_argument("--model", choices=MODELS, default="cnn", help="the model to check (default cnn)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and samples (default 0)")
-    parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
-                        help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
+    add_backend_option(parser)
     parser.add_argument("--num-overfit", type=int, default=50, help="samples to overfit (default 50)")
 
 
@@ -27,7 +26,7 @@ def run(args):
         raise SystemExit("fastnn check: --num-overfit must be at least 2 with --model fc: its batchnorm "
                          "normalises each feature over the minibatch, so copies of one sample all become beta")
     check_seed("check", args.seed)
-    with backend_for_the_run(args.backend):
+    with backend_for_the_run("check", args.backend):
         return _run(args)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from .._files import atomic_open
 from .._signals import deferred
 from . import _outputs as outputs
-from ._args import backend_for_the_run, check_seed, counted
+from ._args import add_backend_option, backend_for_the_run, check_seed, counted
 
 MODELS = ("cnn", "fc")
 DATASETS = ("digits", "cifar10")
@@ -55,8 +55,7 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for the weights, the minibatches and the digits' train/val/test split "
                              "(CIFAR-10's is fixed) (default 0)")
-    parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
-                        help="fastnn backend for the layers (default: FASTNN_BACKEND or auto)")
+    add_backend_option(parser)
     parser.add_argument("--data", choices=DATASETS, default=None, help="dataset (default: the embedded digits)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python batches directory (with --data cifar10)")
     parser.add_argument("--out", default=None,
@@ -134,7 +133,7 @@ def run(args):
             if getattr(args, name) is None:
                 setattr(args, name, default)
         _check_args(args)
-        with backend_for_the_run(args.backend):
+        with backend_for_the_run("train", args.backend):
             return _run(args)
     _refuse_settings_given_with_resume(args)
     _check_is_directory(args.resume)
@@ -147,7 +146,7 @@ def run(args):
             _check_args(args)
         except SystemExit as error:
             raise SystemExit(f"{error} (from {os.path.join(args.resume, RUN_FILE)!r})") from None
-        with backend_for_the_run(args.backend):
+        with backend_for_the_run("train", args.backend):
             return _resume(args, checkpoint)
 
 

@@ -19,7 +19,7 @@ from .._signals import deferred
 from ..tune.result import SAVED_FILES
 from ..tune.search import MAX_TRIALS
 from . import _outputs as outputs
-from ._args import backend_for_the_run, check_seed, counted
+from ._args import add_backend_option, backend_for_the_run, check_seed, counted
 
 DEFAULT_OUT = "fastnn-tune"
 OUTPUTS = tuple(SAVED_FILES.values())
@@ -39,8 +39,7 @@ def configure(parser):
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of the LocalCluster (default: the CPUs this process may use)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the configs, inits and minibatches (default 0)")
-    parser.add_argument("--backend", choices=("auto", "jit", "reference", "verify"), default=None,
-                        help="fastnn backend in the trials (default: FASTNN_BACKEND or auto)")
+    add_backend_option(parser, "the trials")
     parser.add_argument("--out", default=None,
                         help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
                              "holds an earlier run)")
@@ -100,7 +99,7 @@ def _connect(address):
 def run(args):
     _check_args(args)
     _distributed()
-    with backend_for_the_run(args.backend):
+    with backend_for_the_run("tune", args.backend):
         return _run(args)
 
 
