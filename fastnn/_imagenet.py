@@ -170,7 +170,9 @@ def _plain_member(npz, key, source, fn):
 def imagenet_val_candidates(path=None):
     """Where load_imagenet_val looks, in order: `path`, $FASTNN_IMAGENET_VAL, cs231n/datasets/imagenet_val_25.npz
     and datasets/imagenet_val_25.npz under the working directory."""
-    candidates = [] if path is None else [os.fspath(path)]
+    if path is not None and not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"load_imagenet_val: path must be a str or os.PathLike, got {type(path).__name__}")
+    candidates = [] if path is None else [os.fsdecode(path)]
     if os.environ.get(IMAGENET_VAL_ENV):
         candidates.append(os.environ[IMAGENET_VAL_ENV])
     return candidates + [os.path.join("cs231n", IMAGENET_VAL_FILE), IMAGENET_VAL_FILE]
@@ -231,6 +233,8 @@ def load_models(models_dir):
     function) and a pickle without a 'model' are skipped with a warning naming the file.
     """
     fn = "load_models"
+    if not isinstance(models_dir, (str, bytes, os.PathLike)):
+        raise TypeError(f"{fn}: models_dir must be a path (str or os.PathLike), got {type(models_dir).__name__}")
     if not os.path.isdir(models_dir):
         raise FileNotFoundError(f"{fn}: {os.fspath(models_dir)!r} is not a directory")
     from .data_utils import UnsafePickleError, load_pickle

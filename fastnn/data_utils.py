@@ -351,9 +351,11 @@ def _restricted_load(f, source):
 
 def load_pickle(f):
     """Unpickle `f` (an open binary file or a path) with the restricted unpickler, latin1 for Python 2 strings."""
-    if isinstance(f, (str, os.PathLike)):
+    if isinstance(f, (str, bytes, os.PathLike)):
         with open(f, "rb") as opened:
             return load_pickle(opened)
+    if not (callable(getattr(f, "read", None)) and callable(getattr(f, "readline", None))):
+        raise TypeError(f"load_pickle: f must be a path or a file open in binary mode, got {type(f).__name__}")
     source = repr(getattr(f, "name", "<pickle>"))
     if isinstance(f, io.TextIOBase):
         raise TypeError(f"load_pickle: {source} is open in text mode; open it in binary mode ('rb')")
@@ -479,6 +481,8 @@ def get_CIFAR10_data(num_training=49000, num_validation=1000, num_test=1000, sub
     if num_training + num_validation > 50000:
         raise ValueError(f"get_CIFAR10_data: num_training + num_validation = {num_training + num_validation} "
                          "exceeds the 50000 training images")
+    if cifar10_dir is not None and not isinstance(cifar10_dir, (str, os.PathLike)):
+        raise TypeError(f"get_CIFAR10_data: cifar10_dir must be a str or os.PathLike, got {type(cifar10_dir).__name__}")
     root = find_cifar10_dir(cifar10_dir)
     X_train, y_train, X_test, y_test = load_CIFAR10(root)
     # a directory laid out like CIFAR-10 may hold fewer images than the official 50000 + 10000

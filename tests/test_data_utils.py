@@ -348,7 +348,7 @@ def test_load_cifar_batch_refuses_nan_pixels(tmp_path):
 def test_cifar10_directories_that_are_no_path_are_named():
     with pytest.raises(TypeError, match=r"load_CIFAR10: ROOT must be a str or os.PathLike directory, got NoneType"):
         data_utils.load_CIFAR10(None)
-    with pytest.raises(TypeError, match=r"cifar10 directory must be a str or os.PathLike, got int"):
+    with pytest.raises(TypeError, match=r"get_CIFAR10_data: cifar10_dir must be a str or os.PathLike, got int"):
         data_utils.get_CIFAR10_data(cifar10_dir=5)
 
 
@@ -372,3 +372,22 @@ def test_standardize_channels_refuses_nan_training_images():
 def test_load_cifar10_names_a_bytes_root():
     with pytest.raises(TypeError, match=r"load_CIFAR10: ROOT must be a str or os.PathLike directory, got bytes"):
         data_utils.load_CIFAR10(b"/tmp")
+
+
+def test_paths_given_as_bytes_load_and_other_objects_are_named(tmp_path):
+    """load_pickle(b'x.pkl') was taken for a file object (an UnpicklingError), so load_models(b'dir') skipped
+    every file and returned {}; a None or a number was a bare TypeError from os or pickle."""
+    import pickle
+
+    from fastnn.data_utils import get_CIFAR10_data, load_imagenet_val, load_models, load_pickle
+
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps({"model": np.arange(3)}))
+    np.testing.assert_array_equal(load_pickle(os.fsencode(tmp_path / "m.pkl"))["model"], np.arange(3))
+    assert list(load_models(os.fsencode(tmp_path))) == [b"m.pkl"]  # the starter's keys for a bytes directory
+    for call, message in [(lambda: load_pickle(3), r"load_pickle: f must be a path or a file open in binary mode, "
+                                                   r"got int"),
+                          (lambda: load_models(None), r"load_models: models_dir must be a path .*got NoneType"),
+                          (lambda: load_imagenet_val(path=3), r"load_imagenet_val: path must be a str .*got int"),
+                          (lambda: get_CIFAR10_data(cifar10_dir=3), r"get_CIFAR10_data: cifar10_dir must be .*int")]:
+        with pytest.raises(TypeError, match=message):
+            call()
