@@ -17,6 +17,7 @@ SCHEMES = ("xavier", "he")
 
 def check_weight_scale(fn, weight_scale):
     """Refuse anything that is neither a finite number >= 0 nor one of SCHEMES."""
+    weight_scale = _checks._scalar(weight_scale)  # a 0-d array (np.load's) holds its number, as gaussian's std
     if isinstance(weight_scale, str):
         if weight_scale.lower() not in SCHEMES:
             raise ValueError(f"{fn}: weight_scale must be a number or one of {SCHEMES}, got {weight_scale!r}")

@@ -59,7 +59,9 @@ def visualize_grid(Xs, ubound=255.0, padding=1):
     ubound = _checks.number(fn, "ubound", ubound)
     padding = _checks.integer(fn, "padding", padding, minimum=0)
     size = int(ceil(sqrt(N)))
-    grid = np.zeros((H * size + padding * (size - 1), W * size + padding * (size - 1), C))
+    shape = (H * size + padding * (size - 1), W * size + padding * (size - 1), C)
+    _checks.addressable(fn, f"{N} images of {H}x{W} with padding {padding}", {"a grid": shape}, ("a grid",))
+    grid = np.zeros(shape)
     for n in range(N):
         _tile(grid, _scaled(Xs[n], ubound), *divmod(n, size), H + padding, W + padding)
     return grid

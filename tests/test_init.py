@@ -94,3 +94,12 @@ def test_cast_params_leaves_the_dict_as_it_was_when_it_refuses():
     with pytest.raises(ValueError, match=r"Net: weight_scale 1e\+300 gives W1 weights that overflow float32"):
         init.cast_params("Net", params, np.float32, 1e300)
     assert params["W1"].dtype == np.float64 and params["W1"][0] == 1e300 and params["W2"].dtype == np.float64
+
+
+def test_weight_scale_takes_a_0d_array_as_its_number():
+    """gaussian(std=np.array(1.0)) took one; the models' weight_scale refused it."""
+    from fastnn.init import check_weight_scale
+
+    assert check_weight_scale("f", np.array(0.01)) == 0.01
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        check_weight_scale("f", np.array(-1.0))

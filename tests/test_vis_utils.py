@@ -106,3 +106,12 @@ def test_star_import_gives_the_starters_module_names():
     names = {}
     exec("from fastnn.vis_utils import *", names)
     assert {"visualize_grid", "vis_grid", "vis_nn", "np", "sqrt", "ceil"} <= set(names)
+
+
+def test_a_grid_too_large_to_make_is_named():
+    """padding=10**12 met numpy's bare 'array is too big'."""
+    from fastnn.vis_utils import visualize_grid
+
+    with pytest.raises(ValueError, match=r"visualize_grid: 2 images of 3x3 with padding 1000000000000 need a grid of "
+                                         r"shape \(1000000000006, 1000000000006, 3\), larger than any array can be"):
+        visualize_grid(np.ones((2, 3, 3, 3)), padding=10**12)
