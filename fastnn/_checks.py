@@ -140,6 +140,18 @@ def native_dtype(a):
     return dtype.newbyteorder("=") if isinstance(dtype, np.dtype) else None
 
 
+def compiled_float_dtype(value):
+    """np.dtype(value) where it is float32 or float64 in native byte order (the dtypes the kernels compile for),
+    else None: None itself (np.dtype's float64), anything np.dtype refuses, its parser's SyntaxError (',4')."""
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError, SyntaxError):
+        return None
+    return dtype if dtype in (np.dtype(np.float32), np.dtype(np.float64)) and dtype.isnative else None
+
+
 def integer(fn, name, value, minimum=None, maximum=None):
     value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

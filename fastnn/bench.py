@@ -402,11 +402,8 @@ def run(ops=None, dtypes=("float32", "float64"), threads=1, quick=False, rounds=
 
 def _bench_dtype(dtype):
     """float32 or float64 (in native byte order), the dtypes every op and PyTorch take."""
-    try:
-        checked = np.dtype(dtype)
-    except TypeError:
-        checked = None
-    if checked is None or checked not in (np.dtype(np.float32), np.dtype(np.float64)) or not checked.isnative:
+    checked = _checks.compiled_float_dtype(dtype)
+    if checked is None:
         raise ValueError(f"fastnn bench: dtypes must be float32 or float64, got {dtype!r}")
     return checked
 

@@ -76,7 +76,7 @@ def _numpy_reconstruct(source):
     return checked_reconstruct
 
 
-_TYPE_STRING = re.compile(r"[a-zA-Z]\d{0,10}")  # a kind and a size: 'f8', 'V12', 'U5', 'M8' (np.dtype(...).__reduce__)
+_TYPE_STRING = re.compile(r"[a-zA-Z][0-9]{0,10}")  # a kind and a size, as np.dtype(...).__reduce__ gives: 'f8', 'V12'
 
 
 def _numpy_dtype(source):
@@ -239,9 +239,10 @@ def _check_array_state(source, state):
         raise UnsafePickleError(f"{source}: refusing an array state that is not NumPy's ([version,] shape, dtype, "
                                 "is_fortran, data)")
     shape, dtype, _, data = state[-4:]
-    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape) or not isinstance(dtype, np.dtype):
-        raise UnsafePickleError(f"{source}: refusing an array state whose shape {shape!r} is not a tuple of sizes or "
-                                f"whose dtype is a {type(dtype).__name__}")
+    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+        raise UnsafePickleError(f"{source}: refusing an array state whose shape {shape!r} is not a tuple of sizes")
+    if not isinstance(dtype, np.dtype):
+        raise UnsafePickleError(f"{source}: refusing an array state whose dtype is a {type(dtype).__name__}")
     size = math.prod(shape)
     if dtype.hasobject:
         if type(data) is not list or len(data) != size:

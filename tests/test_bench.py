@@ -361,6 +361,8 @@ def test_repeated_ops_and_dtypes_add_up(monkeypatch, capsys):
     ({"dtypes": ["int32"]}, r"dtypes must be float32 or float64, got 'int32'"),  # only after the peaks, from a layer
     ({"dtypes": [">f8"]}, r"dtypes must be float32 or float64, got '>f8'"),
     ({"dtypes": ["nonsense"]}, r"dtypes must be float32 or float64, got 'nonsense'"),
+    ({"dtypes": [",4"]}, r"dtypes must be float32 or float64, got ',4'"),  # numpy's parser: a bare SyntaxError
+    ({"dtypes": [None]}, r"dtypes must be float32 or float64, got None"),  # np.dtype(None) is float64
     ({"threads": 0}, r"threads must be >= 1, got 0"),  # named fastnn.num_threads, after keep_freed had applied
 ])
 def test_run_refuses_bad_arguments_before_measuring(kwargs, message, monkeypatch):

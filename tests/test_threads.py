@@ -109,6 +109,21 @@ def test_a_num_threads_call_outside_a_with_block_warns_that_it_changed_nothing()
         gc.collect()
 
 
+def test_num_threads_decorates_a_function():
+    """As a contextmanager it could; the block class that warns of a call never entered at first could not."""
+    before = fastnn.num_threads()
+
+    @fastnn.num_threads(1)
+    def inside():
+        return fastnn.num_threads()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [inside(), inside()] == [1, 1]
+        gc.collect()
+    assert fastnn.num_threads() == before
+
+
 def test_warmup_rejects_unknown_families_and_dtypes():
     with pytest.raises(ValueError, match="unknown op families"):
         fastnn.warmup(ops=["attention"])
@@ -120,6 +135,8 @@ def test_warmup_rejects_unknown_families_and_dtypes():
         fastnn.warmup(dtypes=np.int8)
     with pytest.raises(ValueError, match=r"float32 or float64, got \['>f8'\]"):  # was ['float64']
         fastnn.warmup(dtypes=[np.dtype(">f8")])
+    with pytest.raises(ValueError, match=r"float32 or float64, got \[',4'\]"):  # numpy's parser: a SyntaxError
+        fastnn.warmup(dtypes=[",4"])
 
 
 def test_warmup_takes_one_family_and_one_dtype_as_given():

@@ -2,6 +2,8 @@
 
 import contextlib
 
+from .._options import BACKENDS
+
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes [0, 2**32 - 1]
 
 
@@ -13,9 +15,6 @@ def counted(number, noun):
 def check_seed(command, seed):
     if not 0 <= seed <= SEED_MAX:
         raise SystemExit(f"fastnn {command}: --seed must be an integer in [0, 2**32 - 1], got {seed}")
-
-
-BACKENDS = ("auto", "jit", "reference", "verify")
 
 
 def add_backend_option(parser, used_by="the layers"):

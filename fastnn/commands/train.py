@@ -527,20 +527,21 @@ def _write_plots(solver, model, args):
         return _plots_skipped(args, "matplotlib is not installed: skipping the plots (pip install 'fastnn[plot]')")
     try:
         with deferred():
-            return _plots_written(plots, solver, model, args)
+            plots._agg()  # the import
     except ImportError as error:  # installed but broken (built for another NumPy, say): the run itself is done
         cause = error.__cause__ or error
         return _plots_skipped(args, f"matplotlib cannot be imported ({type(cause).__name__}: {cause}): skipping "
                                     "the plots")
+    with deferred():
+        return _plots_written(plots, solver, model, args)
 
 
 def _plots_skipped(args, message):
-    """Say why there are no plots; an earlier segment's (before a --resume) are removed, as they stop where it
-    stopped and summary.json lists none."""
-    stale = [name for name in PLOT_FILES if os.path.isfile(os.path.join(args.out, name))]
-    for name in stale:
-        os.remove(os.path.join(args.out, name))
-    print(message + (f"; removed the earlier run's {', '.join(stale)}" if stale else ""))
+    """Say why there are no plots, and that those in --out (a resumed run's earlier segment's) stop where it did."""
+    earlier = [name for name in PLOT_FILES if os.path.isfile(os.path.join(args.out, name))]
+    if earlier:
+        message += f"; {', '.join(earlier)} in --out are from before the resume"
+    print(message)
     return {}
 
 

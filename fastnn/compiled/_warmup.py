@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 
+from .. import _checks
+
 FAMILIES = ("affine", "activations", "conv", "pool", "norm", "dropout", "losses", "fused", "optim")
 
 
@@ -83,18 +85,17 @@ def _several(name, values):
 
 def _name(dtype):
     """The dtype's name, or its type string where the byte order is not native ('>f8': 'float64' hid why)."""
+    if dtype is None:
+        return "None"
     try:
         dtype = np.dtype(dtype)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, SyntaxError):
         return str(dtype)
     return dtype.name if dtype.isnative else dtype.str
 
 
 def _is_float(dtype):
-    try:
-        return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
-    except (TypeError, ValueError):  # "nope"
-        return False
+    return _checks.compiled_float_dtype(dtype) is not None
 
 
 def warmup(dtypes=("float32", "float64"), ops=None):

@@ -3,7 +3,7 @@ numba's threads), and the thread count, read or set for a block. Never touches e
 
 import os
 import warnings
-from contextlib import contextmanager
+from contextlib import ContextDecorator, contextmanager
 
 import numba
 
@@ -60,22 +60,28 @@ def num_threads(n=None):
     return _ThreadsBlock(n)
 
 
-class _ThreadsBlock:
-    """threads(n) as `with num_threads(n):` enters it; a call never entered says so when it is dropped, as it
-    changed nothing (num_threads(2) on its own line looks like a setter)."""
+class _ThreadsBlock(ContextDecorator):
+    """threads(n) as `with num_threads(n):` enters it (or as `@num_threads(n)` wraps a function); a call never
+    used so says when it is dropped, as it changed nothing (num_threads(2) on its own line looks like a setter)."""
 
     def __init__(self, n):
-        self.n, self._block = n, None
+        self.n, self._blocks, self._used = n, [], False
+
+    def _recreate_cm(self):  # each call of a decorated function enters a block of its own
+        self._used = True
+        return _ThreadsBlock(self.n)
 
     def __enter__(self):
-        self._block = threads(self.n)
-        return self._block.__enter__()
+        self._used = True
+        block = threads(self.n)
+        self._blocks.append(block)
+        return block.__enter__()
 
     def __exit__(self, *exc_info):
-        return self._block.__exit__(*exc_info)
+        return self._blocks.pop().__exit__(*exc_info)
 
     def __del__(self):
-        if self._block is None:
+        if not self._used:
             warnings.warn(f"fastnn.num_threads({self.n}) changed nothing: the count applies inside "
                           f"`with fastnn.num_threads({self.n}):` only", RuntimeWarning, stacklevel=2)
 

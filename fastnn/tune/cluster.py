@@ -113,7 +113,12 @@ def _quiet_logs():
                if isinstance(handler, logging.StreamHandler) and handler.level != logging.CRITICAL]
     for handler, _ in changed:
         handler.setLevel(logging.CRITICAL)
-    return lambda: [handler.setLevel(level) for handler, level in changed]
+
+    def undo():
+        for handler, level in changed:
+            handler.setLevel(level)
+
+    return undo
 
 
 _nannies_kept = _WhileAnySearch(_keep_nannies)
