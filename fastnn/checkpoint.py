@@ -105,7 +105,8 @@ def load_checkpoint(path):
     SOLVER_KEYS (params, update_rule as its name, lr_decay, optim_config, batch_size, num_train_samples,
     num_val_samples, epoch, loss_history, train_acc_history, val_acc_history) plus iteration, best_val_acc,
     best_params, optim_configs (the per-parameter optimizer state), seed, model_state, best_model_state (the
-    model state of best_params; older checkpoints lack it), rng_state and global_rng_state.
+    model state of best_params; older checkpoints lack it), num_train (the training set's length; older ones lack
+    it), rng_state and global_rng_state.
 
     A missing file raises FileNotFoundError; a truncated, corrupted or foreign file raises ValueError naming it.
     """
@@ -187,21 +188,21 @@ def restore_model_state(model, state, source="checkpoint"):
     saved = state.get("bn_params", []) if isinstance(state, dict) else state
     current = getattr(model, "bn_params", None) or []
     if not isinstance(saved, list) or not all(isinstance(p, dict) for p in saved):
-        raise ValueError(f"Solver.resume: {source} holds model_state bn_params as "
+        raise ValueError(f"Solver.restore: {source} holds model_state bn_params as "
                          f"{saved!r:.80}; it must be a list of dicts")
     if len(saved) != len(current):
-        raise ValueError(f"Solver.resume: {source} holds {len(saved)} batchnorm parameter dicts but the model has "
+        raise ValueError(f"Solver.restore: {source} holds {len(saved)} batchnorm parameter dicts but the model has "
                          f"{len(current)}")
     params = getattr(model, "params", {})
     for i, (mine, theirs) in enumerate(zip(current, saved)):
-        _check_bn_settings(f"Solver.resume: {source} holds bn_params[{i}]", theirs)
+        _check_bn_settings(f"Solver.restore: {source} holds bn_params[{i}]", theirs)
         for key, value in theirs.items():
             ours = mine.get(key)
             if ours is None and key in ("running_mean", "running_var") and f"gamma{i + 1}" in params:
                 ours = params[f"gamma{i + 1}"]  # a fresh model has no statistics yet: they take gamma's form
             if isinstance(ours, np.ndarray) and (not isinstance(value, np.ndarray) or value.shape != ours.shape
                                                  or value.dtype != ours.dtype):
-                raise ValueError(f"Solver.resume: {source} holds bn_params[{i}][{key!r}] as "
+                raise ValueError(f"Solver.restore: {source} holds bn_params[{i}][{key!r}] as "
                                  f"{getattr(value, 'shape', type(value).__name__)} "
                                  f"{getattr(value, 'dtype', '')}; the model's is {ours.shape} {ours.dtype}")
     for mine, theirs in zip(current, saved):

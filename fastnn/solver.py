@@ -126,6 +126,9 @@ class Solver:
                 bad = np.argwhere(~np.isfinite(X))
                 raise ValueError(f"Solver: X_{split} holds {len(bad)} NaN or infinite values, the first at index "
                                  f"{tuple(int(i) for i in bad[0])}")
+        if data["X_train"].shape[1:] != data["X_val"].shape[1:]:  # found now, not after the first update
+            raise ValueError(f"Solver: X_val's samples must have X_train's shape: X_train {data['X_train'].shape}, "
+                             f"X_val {data['X_val'].shape}")
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
 
@@ -149,6 +152,11 @@ class Solver:
                 raise TypeError(f"{fn}: checkpoint_name must be a str or os.PathLike, got "
                                 f"{type(s.checkpoint_name).__name__}")
             check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz", probe=True)
+            try:  # every checkpoint holds optim_config: a value it cannot store fails now, not after an epoch
+                checkpoint._encode(s.optim_config, {}, "optim_config")
+            except TypeError as error:
+                raise TypeError(f"{fn}: with checkpoint_name, {str(error).removeprefix('save_checkpoint: ')}") \
+                    from None
 
     @staticmethod
     def _resolve_update_rule(rule):
@@ -193,7 +201,11 @@ class Solver:
                 raise ValueError(f"Solver: lr_multipliers[{pattern!r}] must be a number > 0, got {factor!r}")
             for name in select(self.model.params, [pattern], "Solver: lr_multipliers key"):
                 config = self.optim_configs[name]
-                if "learning_rate" not in config:  # the rule's own default, read off one call on a dummy
+                if "learning_rate" not in config:
+                    if optim._builtin_name(self.update_rule) is None:  # a rule of the user's own is not called
+                        raise ValueError(f"Solver: lr_multipliers[{pattern!r}] scales optim_config's learning_rate, "
+                                         "which a rule of your own must then be given")
+                    # the rule's own default, read off one call on a dummy
                     config["learning_rate"] = self.update_rule(np.zeros(1), np.zeros(1), {})[1]["learning_rate"]
                 config["learning_rate"] = config["learning_rate"] * factor  # not *=: a 0-d rate may be shared
 
@@ -447,6 +459,7 @@ class Solver:
             "model_state": checkpoint.model_state(self.model),
             "best_model_state": self._best_model_state,
             "seed": self.seed,
+            "num_train": int(self.X_train.shape[0]),  # epochs count iterations of num_train // batch_size
             "rng_state": None if self.rng is None else self.rng.bit_generator.state,
             "global_rng_state": list(np.random.get_state()),
         }
@@ -465,7 +478,7 @@ class Solver:
         Everything is checked before anything is set: a checkpoint that does not fit the model, or holds a bad
         setting, history or RNG state, raises ValueError naming it and leaves the Solver and model as they were.
         """
-        fn = "Solver.resume"
+        fn = "Solver.restore"
         state = checkpoint.load_checkpoint(path)
         source = repr(os.fspath(path))
         where = f"{fn}: {source}"
@@ -481,6 +494,9 @@ class Solver:
         # str, which holds an address, so such a rule is taken as the one the checkpoint was written with.
         unnamed = not hasattr(update_rule, "__name__") and state["update_rule"] not in optim.UPDATE_RULES
         if state["update_rule"] != _rule_name(update_rule) and not unnamed:
+            if state["update_rule"] not in optim.UPDATE_RULES:
+                raise ValueError(f"{where} was written with the update rule {state['update_rule']!r}, not one of "
+                                 "fastnn.optim's: pass that function as this Solver's update_rule to continue it")
             update_rule = self._resolve_update_rule(state["update_rule"])
         restored = {k: state[k] for k in ("lr_decay", "optim_config", "batch_size", "num_train_samples",
                                           "num_val_samples", "epoch", "loss_history", "train_acc_history",
@@ -491,6 +507,7 @@ class Solver:
         try:
             self._check_settings(SimpleNamespace(**settings, **restored), fn="the settings")
             _check_progress(restored, state["iteration"])
+            _check_epoch_length(state.get("num_train"), len(self.X_train), restored["batch_size"])
             _check_optim_configs(restored["optim_configs"], params, update_rule)
             rng = None if state["rng_state"] is None else _generator_from_state(state["rng_state"])
             global_rng_state = tuple(state["global_rng_state"])
@@ -623,25 +640,41 @@ def _check_progress(restored, iteration):
         raise ValueError(f"best_val_acc must be an accuracy in [0, 1], got {best!r}")
 
 
+def _check_epoch_length(saved, num_train, batch_size):
+    """A run continues with the iterations an epoch took when it was written (num_train // batch_size): on a
+    training set of another length its epochs, learning-rate decay and checkpoint names would part from its
+    iterations. Checkpoints of earlier versions hold no num_train (None)."""
+    if saved is None:
+        return
+    if not _is_count(saved):
+        raise ValueError(f"num_train must be an integer >= 0, got {saved!r}")
+    if max(saved // batch_size, 1) != max(num_train // batch_size, 1):
+        raise ValueError(f"it was written for a training set of {saved} samples, {max(saved // batch_size, 1)} "
+                         f"iterations an epoch; this Solver's X_train has {num_train}, "
+                         f"{max(num_train // batch_size, 1)} (to train on other data, load its params instead: "
+                         "fastnn.transfer.load_params)")
+
+
 def _check_optim_configs(configs, params, update_rule):
-    """One dict per param; an array in it (a rule's state: velocity, cache, m, v) shaped and typed as the param;
-    and a built-in rule takes it (one update of a copy of the param with a zero gradient, on a copy of the config,
-    so that the rule's own checks of its hyperparameters and state run now). A rule of the user's own is not
-    called: it may have side effects, or refuse a zero gradient."""
+    """One dict per param; for a built-in rule, an array in it (its state: velocity, cache, m, v) shaped and typed
+    as the param, and the rule takes it (one update of a copy of the param with a zero gradient, on a copy of the
+    config, so that the rule's own checks of its hyperparameters and state run now). A rule of the user's own is
+    not called (it may have side effects, or refuse a zero gradient), and its arrays are its own."""
     if not isinstance(configs, dict) or set(configs) != set(params):
         raise ValueError(f"optim_configs must hold one dict per param {sorted(params)}, got "
                          f"{sorted(configs) if isinstance(configs, dict) else type(configs).__name__}")
+    builtin = optim._builtin_name(update_rule)
     for name, config in configs.items():
         if not isinstance(config, dict):
             raise TypeError(f"optim_configs[{name!r}] must be a dict, got {type(config).__name__}")
+        if builtin is None:  # its arrays are its own (a schedule, say), of any shape
+            continue
         param = params[name]
         for key, value in config.items():  # a 0-d array is a hyperparameter (the rule checks it below)
             if isinstance(value, np.ndarray) and value.ndim and (value.shape != param.shape
                                                                  or native_dtype(value) != native_dtype(param)):
                 raise ValueError(f"optim_configs[{name!r}][{key!r}] has shape {value.shape} and dtype {value.dtype}"
                                  f"; the param has {params[name].shape} and {params[name].dtype}")
-        if optim._builtin_name(update_rule) is None:
-            continue
         try:
             update_rule(params[name].copy(), np.zeros_like(params[name]), copy.deepcopy(config))
         except (TypeError, ValueError) as error:

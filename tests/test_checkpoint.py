@@ -263,7 +263,7 @@ def test_resume_into_a_model_of_other_shapes_is_refused(tmp_path):
     name = str(tmp_path / "run")
     Solver(TwoLayerSoftmax(), blobs(), num_epochs=1, batch_size=30, verbose=False, checkpoint_name=name).train()
     solver = Solver(TwoLayerSoftmax(H=5), blobs(), verbose=False)
-    with pytest.raises(ValueError, match=r"Solver.resume: .*run_epoch_1.npz.* do not fit the model"):
+    with pytest.raises(ValueError, match=r"Solver.restore: .*run_epoch_1.npz.* do not fit the model"):
         solver.resume(name + "_epoch_1.npz")
 
 
@@ -330,7 +330,7 @@ def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, key, change, 
     before = {k: v.copy() for k, v in model.params.items()}
     running_mean = model.bn_params[0]["running_mean"].copy()
     global_state = np.random.get_state()[1].copy()
-    with pytest.raises(ValueError, match=r"Solver.resume: .*bad.npz.* " + message):
+    with pytest.raises(ValueError, match=r"Solver.restore: .*bad.npz.* " + message):
         solver.resume(bad)
     for k in before:
         np.testing.assert_array_equal(model.params[k], before[k])

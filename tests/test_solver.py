@@ -279,7 +279,8 @@ def test_an_unnamed_update_rule_resumes_as_the_solvers_own(tmp_path):
     Solver(LinearSoftmax(), blobs(), num_epochs=1, checkpoint_name=name, **kwargs).train()
     solver = Solver(LinearSoftmax(), blobs(), num_epochs=2, **kwargs).resume(name + "_epoch_1.npz")
     assert solver.update_rule is rule and solver.epoch == 2
-    with pytest.raises(ValueError, match=r'Invalid update_rule "functools.partial'):
+    with pytest.raises(ValueError, match=r"was written with the update rule 'functools.partial\(.*not one of "
+                                         r"fastnn.optim's: pass that function as this Solver's update_rule"):
         Solver(LinearSoftmax(), blobs(), num_epochs=2, **{**kwargs, "update_rule": "sgd"}).restore(
             name + "_epoch_1.npz")
 
@@ -657,3 +658,61 @@ def test_rules_that_keep_no_step_count_leave_t_alone():
     for rule in ("sgd", "sgd_momentum", "nesterov", "adagrad", "rmsprop"):
         _, config = getattr(optim, rule)(np.ones(2), np.ones(2), {"t": 1.5})
         assert config["t"] == 1.5
+
+
+def _scheduled(w, dw, config=None):
+    """A rule of the user's own whose config holds an array of another shape than the param's."""
+    config = {"schedule": np.array([0.5, 0.1, 0.1]), "step": 0} if config is None else config
+    rate = config["schedule"][min(config["step"], 2)]
+    config["step"] += 1
+    return w - rate * dw, config
+
+
+def test_a_rule_of_ones_own_with_arrays_in_its_config_resumes(tmp_path):
+    """Its checkpoints were refused by its own restore: each config array was held to the param's shape."""
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule=_scheduled, optim_config={"schedule": np.array([0.5, 0.1, 0.1]), "step": 0},
+                  batch_size=10, verbose=False, seed=0)
+    whole = Solver(LinearSoftmax(), blobs(), num_epochs=2, checkpoint_name=name, **kwargs)
+    whole.train()
+    resumed = Solver(LinearSoftmax(), blobs(), num_epochs=2, **kwargs).resume(name + "_epoch_1.npz")
+    assert resumed.loss_history == whole.loss_history
+    with pytest.raises(ValueError, match=r"Solver.restore: .*run_epoch_1.npz' was written with the update rule "
+                                         r"'_scheduled', not one of fastnn.optim's: pass that function"):
+        Solver(LinearSoftmax(), blobs(), num_epochs=2, verbose=False).restore(name + "_epoch_1.npz")
+
+
+def test_a_checkpoint_of_another_epoch_length_is_refused(tmp_path):
+    """Restored beside 1200 samples, a run written with 60 counted its epochs in 6 iterations and went on to
+    'Epoch 5 / 3', its learning-rate decay and checkpoint names parting from its iterations."""
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.5}, batch_size=10, verbose=False, seed=0)
+    Solver(LinearSoftmax(), blobs(), num_epochs=1, checkpoint_name=name, **kwargs).train()
+    model = LinearSoftmax()
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"was written for a training set of 60 samples, 6 iterations an epoch; "
+                                         r"this Solver's X_train has 120, 12"):
+        Solver(model, blobs(n_train=120), num_epochs=2, **kwargs).restore(name + "_epoch_1.npz")
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)
+    resumed = Solver(LinearSoftmax(), blobs(n_train=65), num_epochs=2, **kwargs).resume(name + "_epoch_1.npz")
+    assert resumed.epoch == 2  # 65 samples are 6 iterations an epoch too
+
+
+def test_settings_found_only_after_an_update_are_refused_by_the_constructor(tmp_path):
+    """X_val of another width was refused after the first update had changed the caller's params; a function in
+    optim_config when the first checkpoint was written; lr_multipliers with a rule of one's own and no
+    learning_rate raised a bare KeyError (after calling the rule on a dummy)."""
+    model = LinearSoftmax()
+    before = {k: v.copy() for k, v in model.params.items()}
+    data = blobs()
+    with pytest.raises(ValueError, match=r"Solver: X_val's samples must have X_train's shape: X_train \(60, 4\), "
+                                         r"X_val \(30, 5\)"):
+        Solver(model, {**data, "X_val": np.zeros((30, 5))}, update_rule="sgd", verbose=False).train()
+    with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, optim_config\['schedule'\] is a function"):
+        Solver(model, data, optim_config={"learning_rate": 0.1, "schedule": _scheduled},
+               checkpoint_name=str(tmp_path / "run"), verbose=False)
+    with pytest.raises(ValueError, match=r"Solver: lr_multipliers\['W'\] scales optim_config's learning_rate, "
+                                         r"which a rule of your own must then be given"):
+        Solver(model, data, update_rule=_scheduled, lr_multipliers={"W": 2.0}, verbose=False)
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)
+    assert not os.listdir(tmp_path)
