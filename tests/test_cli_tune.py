@@ -98,8 +98,8 @@ class _Result:
 
     best = None
 
-    def __init__(self, stop=None):
-        self.stop = stop
+    def __init__(self, stop=None, best=None):
+        self.stop, self.best = stop, best
 
     def table(self):
         return "the table"
@@ -144,11 +144,63 @@ def test_a_search_whose_save_stops_keeps_the_earlier_one_and_says_where_the_new_
 def test_overwrite_replaces_the_earlier_search_once_the_new_one_is_saved(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     _earlier_search(out)
-    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
-    assert main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"]) == 1  # no trial succeeded
+    best = type("Trial", (), {"val_acc": 0.9, "index": 3})()
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result(best=best))
+    assert main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"]) == 0
     assert sorted(os.listdir(out)) == [".fastnn-tune", "results.csv", "results.json", "scatter.png"]
     assert all((out / name).read_text() == "the new search" for name in os.listdir(out) if name != ".fastnn-tune")
     assert f"wrote {out / 'results.json'}" in capsys.readouterr().out
+
+
+def test_overwrite_by_a_search_where_no_trial_succeeded_keeps_the_earlier_one(tmp_path, monkeypatch, capsys):
+    """It replaced the earlier search, best.npz and all, and exited 1."""
+    out = tmp_path / "out"
+    _earlier_search(out)
+    monkeypatch.setattr(tune_module, "coarse_to_fine", lambda **kwargs: _Result())
+    assert main(["tune", "--workers", "1", "--quiet", "--out", str(out), "--overwrite"]) == 1
+    assert all((out / name).read_text() == text for name, text in EARLIER.items())
+    [staged] = [name for name in os.listdir(out) if name.startswith(".fastnn-tune-new-")]
+    assert sorted(os.listdir(out / staged)) == ["results.csv", "results.json", "scatter.png"]
+    printed = capsys.readouterr()
+    assert (f"fastnn tune: no trial succeeded, so the earlier search in --out '{out}' is kept; this search's "
+            f"results are in '{out / staged}'") in printed.err
+    assert f"wrote {out / staged / 'results.json'}" in printed.out
+
+
+def test_the_searchs_warnings_are_the_commands_lines(tmp_path, monkeypatch, capsys):
+    """coarse_to_fine's 'no fine round' came out as a Python warning naming a source line of fastnn."""
+    import warnings
+
+    def search(**kwargs):
+        warnings.warn("coarse_to_fine: every coarse trial failed, so there is no fine round", RuntimeWarning,
+                      stacklevel=2)
+        warnings.warn("someone else's", UserWarning, stacklevel=2)
+        return _Result()
+
+    monkeypatch.setattr(tune_module, "coarse_to_fine", search)
+    with pytest.warns(UserWarning, match="someone else's"):
+        assert main(["tune", "--workers", "1", "--quiet", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "fastnn tune: every coarse trial failed, so there is no fine round\n" in err and "RuntimeWarning" not in err
+
+
+def test_a_search_still_running_is_named_so_not_as_an_earlier_run(tmp_path, monkeypatch):
+    """A second `fastnn tune --out` of a running search's directory was told it held an earlier run and to pass
+    --overwrite, which was then refused."""
+    out = tmp_path / "out"
+    seen = []
+
+    def search(**kwargs):
+        other = subprocess.run([sys.executable, "-m", "fastnn", "tune", "--out", str(out), "--workers", "1"],
+                               capture_output=True, text=True, timeout=120)
+        seen.append((other.returncode, other.stderr))
+        raise SearchStarted
+
+    monkeypatch.setattr(tune_module, "coarse_to_fine", search)
+    with pytest.raises(SearchStarted):
+        main(["tune", "--out", str(out), "--workers", "1", "--quiet"])
+    [(code, err)] = seen
+    assert code == 1 and f"fastnn tune: a run is still writing to '{out}'" in err, err
 
 
 class _Unwritable(io.StringIO):

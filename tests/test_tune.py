@@ -752,3 +752,24 @@ def test_the_data_are_sent_again_once_a_worker_is_back_and_at_most_three_times()
     with pytest.raises(search.NoWorkers, match=r"random_search: the workers died each time the training data were "
                                                 r"sent to them \(3 times\)"):
         search._SharedData("random_search", client, {}).current()
+
+
+def test_narrowing_a_randint_whose_top_trials_agree_pads_by_the_whole_range():
+    """[v, v + 1) had width 1, so equal values were padded by widen x 1, not by widen x the range as documented."""
+    from fastnn.tune import narrow
+
+    trials = [_trial(i, {"h": 64}, 0.5) for i in range(3)]
+    assert narrow({"h": randint(16, 257)}, trials, top_k=3, widen=0.25)["h"] == randint(16, 126)  # 64 -+ 60.25
+
+
+def test_a_scheduler_gone_while_sending_the_data_ends_the_round():
+    """dask's RuntimeError('ConnectionPool is closed') came out of the search as a traceback, losing its trials."""
+    from fastnn.tune import search
+
+    class Client:
+        def scatter(self, *args, **kwargs):
+            raise RuntimeError("ConnectionPool is closed")
+
+    with pytest.raises(search.NoWorkers, match=r"random_search: the cluster's scheduler cannot be reached "
+                                                r"\(RuntimeError: ConnectionPool is closed\)"):
+        search._SharedData("random_search", Client(), {}).current()

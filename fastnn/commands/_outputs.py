@@ -198,12 +198,13 @@ def output_directory(command, out, overwrite, default, is_output):
         raise SystemExit(f"{where}: --out {out!r} holds a run of fastnn {other_command} ({shown}); choose "
                          f"another --out (--overwrite replaces only an earlier run of fastnn {command})")
     earlier = earlier_run(out, command, is_output)
+    if earlier:  # a run still going is no earlier run (--overwrite, suggested below, would be refused)
+        _refuse_a_live_run(out, command)
     if earlier and not overwrite:
         shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
         raise SystemExit(f"{where}: --out {out!r} holds an earlier run ({shown}); choose another --out or pass "
                          "--overwrite to replace it")
     if overwrite:
-        _refuse_a_live_run(out, command)
         refuse_a_run_left_aside(out, command)
         # a directory of an output's name is no earlier run's file: set aside, it could not be removed at the end
         blocking = [name for name in earlier if os.path.isdir(os.path.join(out, name))]
@@ -353,6 +354,6 @@ def let_go(lock):
 
 
 def _refuse_a_live_run(directory, command):
-    """--overwrite of a directory whose run is still going is refused (its claim file is locked)."""
+    """A directory whose run is still going is refused (its claim file is locked)."""
     if os.path.isfile(os.path.join(directory, claim_name(command))):
         let_go(hold(directory, command))

@@ -10,10 +10,12 @@ claims before the search and never shares with an earlier run (fastnn/commands/_
 first of ./fastnn-tune, ./fastnn-tune-2, ... that holds none; an --out that holds one only with --overwrite).
 """
 
+import contextlib
 import os
 import sys
 import tempfile
 import time
+import warnings
 
 from .._signals import deferred
 from ..tune.result import SAVED_FILES
@@ -38,7 +40,10 @@ def configure(parser):
                         help="a running dask scheduler (tcp://host:8786); default: start a LocalCluster")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of the LocalCluster (default: the CPUs this process may use)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the configs, inits and minibatches (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the configs, inits and minibatches, and of the digits' train/val/test split "
+                             "as `fastnn train --seed` takes it: train from best.npz with the same seed, or its "
+                             "test set holds images the search trained on (default 0)")
     add_backend_option(parser, "the trials")
     parser.add_argument("--out", default=None,
                         help=f"output directory (default ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, -3, ... when that "
@@ -133,11 +138,12 @@ def _search_and_save(args, tune, search, where, earlier):
             print(f"fastnn tune: {args.trials} + {args.fine_trials} trials of {counted(args.epochs, 'epoch')} "
                   f"on {where}", flush=True)
             start = time.perf_counter()
-            if args.fine_trials:
-                result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k,
-                                             client=client, **search)
-            else:
-                result = tune.random_search(n_trials=args.trials, client=client, **search)
+            with _search_warnings_as_messages():
+                if args.fine_trials:
+                    result = tune.coarse_to_fine(n_coarse=args.trials, n_fine=args.fine_trials, top_k=args.top_k,
+                                                 client=client, **search)
+                else:
+                    result = tune.random_search(n_trials=args.trials, client=client, **search)
             seconds = time.perf_counter() - start
         finally:
             if client is not None:
@@ -160,6 +166,24 @@ def _search_and_save(args, tune, search, where, earlier):
     return 0 if result.best is not None else 1
 
 
+@contextlib.contextmanager
+def _search_warnings_as_messages():
+    """The search's own warnings (no fine round, say) as the command's lines on stderr, not Python warnings
+    naming a source line; any other warning as it was."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for warning in caught:  # outside the recording block, so that those warned again are not caught again
+            text = str(warning.message)
+            ours = next((p for p in ("coarse_to_fine: ", "random_search: ") if text.startswith(p)), None)
+            if ours is not None:
+                print(f"fastnn tune: {text[len(ours):]}", file=sys.stderr, flush=True)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def _save(result, out):
     """Write the results into a new hidden subdirectory of `out`, then set the earlier search's files aside, move
     the new ones into place and drop the earlier ones. A finished search is never lost: if saving fails or is
@@ -172,8 +196,14 @@ def _save(result, out):
     except BaseException as error:
         _kept_in(staged, "saving was interrupted" if isinstance(error, KeyboardInterrupt) else
                  f"saving failed ({type(error).__name__}: {error})", error)
+    earlier = sorted(name for name in os.listdir(out) if is_output(name))
+    if result.best is None and earlier:  # --overwrite: a search with no trial that succeeded replaces none
+        print(f"fastnn tune: no trial succeeded, so the earlier search in --out {out!r} is kept; this search's "
+              f"results are in {staged!r}", file=sys.stderr, flush=True)
+        return {what: os.path.join(staged, os.path.basename(path)) if what != "skipped" else path
+                for what, path in written.items()}
     try:
-        aside = outputs.set_aside(out, "tune", sorted(name for name in os.listdir(out) if is_output(name)))
+        aside = outputs.set_aside(out, "tune", earlier)
     except BaseException as error:
         _kept_in(staged, "the earlier search could not be set aside", error)
     with deferred():  # a Ctrl-C here had left the new files split between --out and `staged`

@@ -142,6 +142,9 @@ class _SharedData:
                 [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
             except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died; nannies restart
                 self._wait_for_a_worker()
+            except (OSError, RuntimeError) as exc:  # the scheduler went away: "ConnectionPool is closed", say
+                raise NoWorkers(f"{self.fn}: the cluster's scheduler cannot be reached ({type(exc).__name__}: "
+                                f"{exc})") from None
         if self.future is None:
             raise NoWorkers(f"{self.fn}: the workers died each time the training data were sent to them "
                             f"({SCATTER_ATTEMPTS} times)")
@@ -296,6 +299,9 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
         if fine is not None and not any(t.ok for t in trials):
             warnings.warn(f"{fn}: every coarse trial failed, so there is no fine round; see the errors in "
                           "result.table()", RuntimeWarning, stacklevel=3)
+        elif fine is not None and getattr(c, "status", "running") != "running":  # the scheduler went away
+            warnings.warn(f"{fn}: the cluster went away during the coarse round, so there is no fine round; the "
+                          "trials it had not finished failed, saying so", RuntimeWarning, stacklevel=3)
         elif fine is not None:
             n_fine, top_k, widen = fine
             spaces.append(narrow(space, trials, top_k, widen))

@@ -93,8 +93,14 @@ class RandInt(_Range):
         return int(rng.integers(self.low, self.high))
 
     def narrowed(self, values, widen):
-        # The top values as the half-open range [min, max + 1), widened and clipped like the float ranges.
-        lo, hi = _widened(np.array([min(values), max(values) + 1], dtype=float), widen, self.low, self.high)
+        # The top values as the half-open range [min, max + 1), widened and clipped like the float ranges; equal
+        # values (that range's width is 1, not 0) padded by widen times the whole range, as theirs are.
+        lo, hi = min(values), max(values) + 1
+        if hi - lo == 1:
+            pad = widen * (self.high - self.low)
+            lo, hi = max(lo - pad, self.low), min(hi + pad, self.high)
+        else:
+            lo, hi = _widened(np.array([lo, hi], dtype=float), widen, self.low, self.high)
         return RandInt(math.floor(lo), math.ceil(hi))
 
 
