@@ -15,6 +15,7 @@ Losses and accuracies are Python floats.
 """
 
 import copy
+import json
 import numbers
 import os
 import sys
@@ -126,9 +127,6 @@ class Solver:
                 bad = np.argwhere(~np.isfinite(X))
                 raise ValueError(f"Solver: X_{split} holds {len(bad)} NaN or infinite values, the first at index "
                                  f"{tuple(int(i) for i in bad[0])}")
-        if data["X_train"].shape[1:] != data["X_val"].shape[1:]:  # found now, not after the first update
-            raise ValueError(f"Solver: X_val's samples must have X_train's shape: X_train {data['X_train'].shape}, "
-                             f"X_val {data['X_val'].shape}")
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
 
@@ -153,7 +151,7 @@ class Solver:
                                 f"{type(s.checkpoint_name).__name__}")
             check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz", probe=True)
             try:  # every checkpoint holds optim_config: a value it cannot store fails now, not after an epoch
-                checkpoint._encode(s.optim_config, {}, "optim_config")
+                json.dumps(checkpoint._encode(s.optim_config, {}, "optim_config"), allow_nan=True)
             except TypeError as error:
                 raise TypeError(f"{fn}: with checkpoint_name, {str(error).removeprefix('save_checkpoint: ')}") \
                     from None
@@ -201,12 +199,13 @@ class Solver:
                 raise ValueError(f"Solver: lr_multipliers[{pattern!r}] must be a number > 0, got {factor!r}")
             for name in select(self.model.params, [pattern], "Solver: lr_multipliers key"):
                 config = self.optim_configs[name]
-                if "learning_rate" not in config:
-                    if optim._builtin_name(self.update_rule) is None:  # a rule of the user's own is not called
+                if "learning_rate" not in config:  # the rule's own default, read off one call on a dummy
+                    try:
+                        config["learning_rate"] = self.update_rule(np.zeros(1), np.zeros(1), {})[1]["learning_rate"]
+                    except Exception as error:  # a rule of the user's own that sets none, or takes no dummy
                         raise ValueError(f"Solver: lr_multipliers[{pattern!r}] scales optim_config's learning_rate, "
-                                         "which a rule of your own must then be given")
-                    # the rule's own default, read off one call on a dummy
-                    config["learning_rate"] = self.update_rule(np.zeros(1), np.zeros(1), {})[1]["learning_rate"]
+                                         f"which the update rule sets no default for: give one ({type(error).__name__}"
+                                         f": {error})") from error
                 config["learning_rate"] = config["learning_rate"] * factor  # not *=: a 0-d rate may be shared
 
     def _frozen(self):

@@ -699,20 +699,31 @@ def test_a_checkpoint_of_another_epoch_length_is_refused(tmp_path):
 
 
 def test_settings_found_only_after_an_update_are_refused_by_the_constructor(tmp_path):
-    """X_val of another width was refused after the first update had changed the caller's params; a function in
-    optim_config when the first checkpoint was written; lr_multipliers with a rule of one's own and no
-    learning_rate raised a bare KeyError (after calling the rule on a dummy)."""
+    """A function in optim_config was found when the first checkpoint was written, after updates had changed the
+    caller's params; lr_multipliers with a rule of one's own that sets no learning_rate raised a bare KeyError."""
     model = LinearSoftmax()
     before = {k: v.copy() for k, v in model.params.items()}
     data = blobs()
-    with pytest.raises(ValueError, match=r"Solver: X_val's samples must have X_train's shape: X_train \(60, 4\), "
-                                         r"X_val \(30, 5\)"):
-        Solver(model, {**data, "X_val": np.zeros((30, 5))}, update_rule="sgd", verbose=False).train()
     with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, optim_config\['schedule'\] is a function"):
         Solver(model, data, optim_config={"learning_rate": 0.1, "schedule": _scheduled},
                checkpoint_name=str(tmp_path / "run"), verbose=False)
+    with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, .*longdouble"):  # passed _encode, not JSON
+        Solver(model, data, optim_config={"learning_rate": np.longdouble(0.1)}, checkpoint_name=str(tmp_path / "r"),
+               verbose=False)
     with pytest.raises(ValueError, match=r"Solver: lr_multipliers\['W'\] scales optim_config's learning_rate, "
-                                         r"which a rule of your own must then be given"):
+                                         r"which the update rule sets no default for: give one \(KeyError"):
         Solver(model, data, update_rule=_scheduled, lr_multipliers={"W": 2.0}, verbose=False)
     assert all(np.array_equal(model.params[k], before[k]) for k in before)
     assert not os.listdir(tmp_path)
+
+
+def test_lr_multipliers_take_the_default_rate_of_a_rule_of_ones_own():
+    """A starter-style rule that sets its default learning_rate is called on a dummy for it, as the built-in ones."""
+    def my_sgd(w, dw, config=None):
+        config = {} if config is None else config
+        config.setdefault("learning_rate", 1e-2)
+        return w - config["learning_rate"] * dw, config
+
+    solver = Solver(LinearSoftmax(), blobs(), update_rule=my_sgd, lr_multipliers={"W": 0.1}, verbose=False)
+    assert solver.optim_configs["W"]["learning_rate"] == pytest.approx(1e-3) and "learning_rate" not in \
+        solver.optim_configs["b"]

@@ -759,17 +759,34 @@ def test_narrowing_a_randint_whose_top_trials_agree_pads_by_the_whole_range():
     from fastnn.tune import narrow
 
     trials = [_trial(i, {"h": 64}, 0.5) for i in range(3)]
-    assert narrow({"h": randint(16, 257)}, trials, top_k=3, widen=0.25)["h"] == randint(16, 126)  # 64 -+ 60.25
+    assert narrow({"h": randint(16, 257)}, trials, top_k=3, widen=0.25)["h"] == randint(16, 125)  # [64, 65) -+ 60
+    assert randint(16, 257).narrowed([400, 400], 0.25) == randint(16, 257)  # outside it (an earlier range's): all
+    assert randint(-2**63, 2**63).narrowed([2**62 + 1] * 2, 0) == randint(2**62 + 1, 2**62 + 2)  # exact integers
 
 
 def test_a_scheduler_gone_while_sending_the_data_ends_the_round():
-    """dask's RuntimeError('ConnectionPool is closed') came out of the search as a traceback, losing its trials."""
+    """dask's RuntimeError('ConnectionPool is closed') came out of the search as a traceback, losing its trials. A
+    client still running meets such an error when a worker goes mid-broadcast: then it waits and sends again."""
     from fastnn.tune import search
 
     class Client:
-        def scatter(self, *args, **kwargs):
-            raise RuntimeError("ConnectionPool is closed")
+        def __init__(self, status, errors):
+            self.status, self.errors, self.waits = status, list(errors), 0
 
+        def scatter(self, *args, **kwargs):
+            if self.errors:
+                raise self.errors.pop(0)
+            return ["the data's future"]
+
+        def wait_for_workers(self, n, timeout):
+            self.waits += 1
+
+    gone = Client("closed", [RuntimeError("ConnectionPool is closed")])
     with pytest.raises(search.NoWorkers, match=r"random_search: the cluster's scheduler cannot be reached "
                                                 r"\(RuntimeError: ConnectionPool is closed\)"):
-        search._SharedData("random_search", Client(), {}).current()
+        search._SharedData("random_search", gone, {}).current()
+    from distributed.comm.core import CommClosedError
+
+    running = Client("running", [CommClosedError("a worker went")])
+    assert search._SharedData("random_search", running, {}).current() == "the data's future"
+    assert running.waits == 1

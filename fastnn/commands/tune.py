@@ -168,20 +168,21 @@ def _search_and_save(args, tune, search, where, earlier):
 
 @contextlib.contextmanager
 def _search_warnings_as_messages():
-    """The search's own warnings (no fine round, say) as the command's lines on stderr, not Python warnings
-    naming a source line; any other warning as it was."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        for warning in caught:  # outside the recording block, so that those warned again are not caught again
-            text = str(warning.message)
-            ours = next((p for p in ("coarse_to_fine: ", "random_search: ") if text.startswith(p)), None)
-            if ours is not None:
-                print(f"fastnn tune: {text[len(ours):]}", file=sys.stderr, flush=True)
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    """The search's own warnings (no fine round, say) shown as the command's lines on stderr, not as Python
+    warnings naming a source line; every warning still goes through the filters as it would have."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        ours = next((p for p in ("coarse_to_fine: ", "random_search: ") if text.startswith(p)), None)
+        if ours is None:
+            shown(message, category, filename, lineno, file, line)
+        else:
+            print(f"fastnn tune: {text[len(ours):]}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():  # puts showwarning back
+        warnings.showwarning = show
+        yield
 
 
 def _save(result, out):

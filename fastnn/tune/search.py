@@ -67,7 +67,7 @@ def _died_running(client, topic, key):
     try:
         events = [(what, address) for _, (what, task, address) in client.get_events(topic) if task == key]
         alive = client.nthreads()
-    except OSError:  # the scheduler went away
+    except (OSError, RuntimeError):  # the scheduler went away (CommClosedError, "ConnectionPool is closed")
         return False
     finished = {address for what, address in events if what == "finished"}
     return any(what == "started" and address not in alive and address not in finished for what, address in events)
@@ -142,9 +142,10 @@ class _SharedData:
                 [self.future] = self.client.scatter([self.data], broadcast=True, hash=False)  # a key of its own
             except TimeoutError:  # no worker running (the scheduler waits 2 s): every one died; nannies restart
                 self._wait_for_a_worker()
-            except (OSError, RuntimeError) as exc:  # the scheduler went away: "ConnectionPool is closed", say
-                raise NoWorkers(f"{self.fn}: the cluster's scheduler cannot be reached ({type(exc).__name__}: "
-                                f"{exc})") from None
+            except (OSError, RuntimeError) as exc:  # a worker lost mid-broadcast (CommClosedError), or the
+                if getattr(self.client, "status", "running") != "running":  # client lost its scheduler
+                    raise self._unreachable(exc) from exc
+                self._wait_for_a_worker()
         if self.future is None:
             raise NoWorkers(f"{self.fn}: the workers died each time the training data were sent to them "
                             f"({SCATTER_ATTEMPTS} times)")
@@ -158,6 +159,11 @@ class _SharedData:
                             f"{WORKER_RESTART_TIMEOUT} s to take the training data (workers without a nanny are not "
                             "restarted; a cluster of your own may close its nannies after "
                             "distributed.deploy.lost-worker-timeout)") from None
+        except (OSError, RuntimeError) as exc:  # the scheduler went away meanwhile
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc):
+        return NoWorkers(f"{self.fn}: the cluster's scheduler cannot be reached ({type(exc).__name__}: {exc})")
 
     def lost(self, used):
         if used is self.future:

@@ -97,11 +97,12 @@ class RandInt(_Range):
         # values (that range's width is 1, not 0) padded by widen times the whole range, as theirs are.
         lo, hi = min(values), max(values) + 1
         if hi - lo == 1:
-            pad = widen * (self.high - self.low)
+            pad = math.floor(widen * (self.high - self.low))  # in integers: floats lose large bounds
             lo, hi = max(lo - pad, self.low), min(hi + pad, self.high)
         else:
             lo, hi = _widened(np.array([lo, hi], dtype=float), widen, self.low, self.high)
-        return RandInt(math.floor(lo), math.ceil(hi))
+            lo, hi = math.floor(lo), math.ceil(hi)
+        return RandInt(lo, hi) if lo < hi else self  # values outside the range (an earlier one's): all of it
 
 
 _JSON_SCALARS = (type(None), bool, int, float, str)
