@@ -41,28 +41,32 @@ SOLVER_KEYS = (
 
 
 def _encode(value, arrays, where):
-    """The JSON form of `value`, moving every ndarray into `arrays` and leaving {ARRAY_TAG: key} in its place."""
+    """The JSON form of `value`, moving every ndarray into `arrays` and leaving {ARRAY_TAG: key} in its place. A
+    value no checkpoint can hold is a TypeError naming `where`."""
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
-            raise TypeError(f"save_checkpoint: {where} is an object array, which only pickle could store")
+            raise TypeError(f"{where} is an object array, which only pickle could store")
         key = f"a{len(arrays)}"
         arrays[key] = value
         return {ARRAY_TAG: key}
     if isinstance(value, dict):
         bad = [k for k in value if not isinstance(k, str)]
         if bad or ARRAY_TAG in value:
-            raise TypeError(f"save_checkpoint: {where} has keys {bad or [ARRAY_TAG]}; keys must be strings")
+            raise TypeError(f"{where} has keys {bad or [ARRAY_TAG]}; keys must be strings")
         return {k: _encode(v, arrays, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()  # a Python number or str, except a long double's (still numpy's), which JSON refuses
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(
-        f"save_checkpoint: {where} is a {type(value).__name__}; a checkpoint holds only arrays, numbers, "
-        "strings, None, lists and dicts (no pickle)"
-    )
+    raise TypeError(f"{where} is a {type(value).__name__}; a checkpoint holds only arrays, numbers, strings, None, "
+                    "lists and dicts (no pickle)")
+
+
+def check_storable(value, where):
+    """Raise the TypeError save_checkpoint would, naming `where`, if a checkpoint cannot hold `value`."""
+    _encode(value, {}, where)
 
 
 def _decode(value, arrays):
@@ -91,7 +95,10 @@ def save_checkpoint(path, state):
     if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
         raise TypeError("save_checkpoint: state must be a dict with a 'params' dict of arrays")
     arrays = {}
-    header = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays, "state")}
+    try:
+        header = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays, "state")}
+    except TypeError as error:
+        raise TypeError(f"save_checkpoint: {error}") from None
     arrays[HEADER_KEY] = np.array(json.dumps(header, allow_nan=True))
     with atomic_open(path, "wb", fn="save_checkpoint") as f:  # which checks the path
         np.savez(f, **arrays)

@@ -62,11 +62,8 @@ def _built(fn, make_model, reg):
 
 def _real_number(value):
     """A Python or numpy real number, or a 0-d array of one; not a bool."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, np.ndarray):
-        return value.ndim == 0 and value.dtype.kind in "iuf"
-    return isinstance(value, numbers.Real)
+    value = _checks._scalar(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _loss(fn, model, X, y):

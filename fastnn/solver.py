@@ -15,7 +15,6 @@ Losses and accuracies are Python floats.
 """
 
 import copy
-import json
 import numbers
 import os
 import sys
@@ -151,10 +150,9 @@ class Solver:
                                 f"{type(s.checkpoint_name).__name__}")
             check_writable_path(fn, "checkpoint_name", f"{os.fspath(s.checkpoint_name)}_epoch_0.npz", probe=True)
             try:  # every checkpoint holds optim_config: a value it cannot store fails now, not after an epoch
-                json.dumps(checkpoint._encode(s.optim_config, {}, "optim_config"), allow_nan=True)
+                checkpoint.check_storable(s.optim_config, "optim_config")
             except TypeError as error:
-                raise TypeError(f"{fn}: with checkpoint_name, {str(error).removeprefix('save_checkpoint: ')}") \
-                    from None
+                raise TypeError(f"{fn}: with checkpoint_name, {error}") from None
 
     @staticmethod
     def _resolve_update_rule(rule):

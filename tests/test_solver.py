@@ -707,7 +707,7 @@ def test_settings_found_only_after_an_update_are_refused_by_the_constructor(tmp_
     with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, optim_config\['schedule'\] is a function"):
         Solver(model, data, optim_config={"learning_rate": 0.1, "schedule": _scheduled},
                checkpoint_name=str(tmp_path / "run"), verbose=False)
-    with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, .*longdouble"):  # passed _encode, not JSON
+    with pytest.raises(TypeError, match=r"Solver: with checkpoint_name, .*longdouble"):  # .item() keeps numpy's type
         Solver(model, data, optim_config={"learning_rate": np.longdouble(0.1)}, checkpoint_name=str(tmp_path / "r"),
                verbose=False)
     with pytest.raises(ValueError, match=r"Solver: lr_multipliers\['W'\] scales optim_config's learning_rate, "

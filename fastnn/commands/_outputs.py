@@ -207,13 +207,18 @@ def output_directory(command, out, overwrite, default, is_output):
     if overwrite:
         refuse_a_run_left_aside(out, command)
         # a directory of an output's name is no earlier run's file: set aside, it could not be removed at the end
-        blocking = [name for name in earlier if os.path.isdir(os.path.join(out, name))]
-        if blocking:
-            raise SystemExit(f"{where}: --overwrite: --out {out!r} holds directories where the run writes files: "
-                             f"{', '.join(blocking)}; move them away")
+        refuse_directories_in_the_way(f"{where}: --overwrite", out, earlier)
     if not _claim(out, command, earlier_claim=claim_name(command) in earlier):
         raise SystemExit(f"{where}: another run claimed --out {out!r} just now; choose another --out")
     return out, [name for name in earlier if name != claim_name(command)]
+
+
+def refuse_directories_in_the_way(where, directory, names):
+    """Refuse `directory` when any of `names` in it (files a run writes) is a directory."""
+    blocking = sorted(name for name in names if os.path.isdir(os.path.join(directory, name)))
+    if blocking:
+        raise SystemExit(f"{where}: --out {directory!r} holds directories where the run writes files: "
+                         f"{', '.join(blocking)}; move them away")
 
 
 def aside_name(command):

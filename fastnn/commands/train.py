@@ -307,11 +307,8 @@ def _refuse_an_init_from_it_replaces(args, earlier):
 def _refuse_directories_in_the_way(args):
     """--resume writes the later checkpoints, summary.json and the plots into --out: a directory of one of those
     names would stop it at that write (a fresh run refuses such an --out, or moves it aside)."""
-    blocking = sorted(name for name in os.listdir(args.out)
-                      if is_output(name) and os.path.isdir(os.path.join(args.out, name)))
-    if blocking:
-        raise SystemExit(f"fastnn train: --resume: --out {args.out!r} holds directories where the run writes files: "
-                         f"{', '.join(blocking)}; move them away")
+    outputs.refuse_directories_in_the_way("fastnn train: --resume", args.out,
+                                          [name for name in os.listdir(args.out) if is_output(name)])
 
 
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # what a full disk and such raise
