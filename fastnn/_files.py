@@ -9,9 +9,14 @@ import re
 import stat
 import sys
 import tempfile
+import tokenize
 from contextlib import contextmanager
 
 from ._signals import deferred
+
+# What numpy raises on a damaged .npy header: mostly ValueError, but tokenize.TokenError for some bytes (it
+# tokenizes the header before its literal_eval) and SyntaxError from the literal_eval itself
+NPY_HEADER_ERRORS = (ValueError, SyntaxError, tokenize.TokenError)
 
 
 def check_writable_path(fn, name, path, probe=False):

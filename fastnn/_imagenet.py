@@ -10,6 +10,8 @@ import zlib
 
 import numpy as np
 
+from ._files import NPY_HEADER_ERRORS
+
 IMAGENET_VAL_ENV = "FASTNN_IMAGENET_VAL"
 IMAGENET_VAL_FILE = os.path.join("datasets", "imagenet_val_25.npz")
 TINY_SIDE = 64
@@ -150,7 +152,7 @@ def _pickled_member(archive, name, source, fn):
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-        except ValueError as error:
+        except NPY_HEADER_ERRORS as error:
             raise ValueError(f"{where} is not a .npy array ({error})") from error
         if dtype != np.dtype(object):
             raise ValueError(f"{where} holds a {dtype} array of shape {shape}; expected a pickled dict (an object "
@@ -162,7 +164,7 @@ def _plain_member(npz, key, source, fn):
     """An array of the .npz read without pickles."""
     try:
         return npz[key]
-    except (ValueError, OSError, EOFError, zlib.error) as error:
+    except (*NPY_HEADER_ERRORS, OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{fn}: {source} member {key}.npy cannot be read as a plain array ({error}); X and y "
                          "must be numeric arrays") from error
 

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from . import _checks as _check
-from ._files import atomic_open
+from ._files import NPY_HEADER_ERRORS, atomic_open
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
@@ -152,7 +152,7 @@ def load_checkpoint(path):
         return state
     # NotImplementedError: a corrupted member's compression method; MemoryError and OverflowError: a member's
     # header declaring a huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
-    except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
+    except (*NPY_HEADER_ERRORS, OSError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
             json.JSONDecodeError, MemoryError, OverflowError, RecursionError) as error:
         raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
 

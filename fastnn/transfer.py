@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._files import NPY_HEADER_ERRORS
+
 GROUPS = {"conv": 4, "affine": 2}
 
 
@@ -116,7 +118,8 @@ def _source_params(source):
                 with np.load(source, allow_pickle=False) as npz:
                     if HEADER_KEY not in npz.files:  # an .npz of named arrays, not a checkpoint
                         return {name: npz[name] for name in npz.files}, None
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, MemoryError) as error:
+            except (*NPY_HEADER_ERRORS, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                    MemoryError) as error:
                 raise ValueError(f"load_params: {os.fspath(source)!r} is not a readable .npz of arrays "
                                  f"({error})") from error
     state = load_checkpoint(source)

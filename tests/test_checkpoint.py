@@ -141,6 +141,44 @@ def test_truncated_corrupted_and_foreign_files_raise_value_error_naming_the_file
         load_checkpoint(tmp_path / "missing.npz")
 
 
+def _with_unclosed_header(npy):
+    """A .npy whose header dict ends in '(' where its '}' stood: numpy's header parser raises a
+    tokenize.TokenError on it, not a ValueError."""
+    return npy.replace(b"}", b"(", 1)
+
+
+def test_a_damaged_array_header_is_a_value_error_wherever_fastnn_reads_arrays(tmp_path):
+    from fastnn import transfer
+    from fastnn.classifiers.fc_net import FullyConnectedNet
+
+    path, _ = _good_checkpoint(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    damaged = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, _with_unclosed_header(data) if name == "a0.npy" else data)
+    with pytest.raises(ValueError, match=r"load_checkpoint: .*damaged.npz.* not a readable fastnn checkpoint"):
+        load_checkpoint(damaged)
+
+    arrays = tmp_path / "arrays.npz"
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    with zipfile.ZipFile(arrays, "w") as archive:
+        archive.writestr("W1.npy", _with_unclosed_header(buffer.getvalue()))
+    model = FullyConnectedNet([4], input_dim=3, num_classes=2)
+    with pytest.raises(ValueError, match=r"load_params: .*arrays.npz.* not a readable .npz"):
+        transfer.load_params(model, arrays)
+
+    model.save(tmp_path / "model.npy")
+    saved = tmp_path / "model.npy"
+    saved.write_bytes(_with_unclosed_header(saved.read_bytes()))
+    with pytest.raises(ValueError, match=r"FullyConnectedNet.load: .*model.npy.* is not a .npy file"):
+        model.load(saved)
+    with pytest.raises(ValueError, match=r"load_params: .*model.npy.* is not a .npy file"):
+        transfer.load_params(model, saved)
+
+
 def _header(state):
     return np.array(json.dumps({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "state": state}))
 

@@ -4,6 +4,7 @@
 import os
 import pickle
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -181,6 +182,19 @@ def test_load_imagenet_val_names_the_member_that_is_not_what_it_should_be(tmp_pa
     with pytest.raises(ValueError, match=r"load_imagenet_val: .*object_x.npz.* member X.npy cannot be read as a "
                                          r"plain array"):
         load_imagenet_val(path=object_x)
+
+
+@pytest.mark.parametrize("member, words", [("label_map.npy", "is not a .npy array"),
+                                           ("X.npy", "cannot be read as a plain array")])
+def test_load_imagenet_val_names_a_member_whose_header_is_damaged(tmp_path, member, words):
+    good, damaged = tmp_path / "good.npz", tmp_path / "damaged.npz"
+    np.savez(good, X=np.zeros((2, 4, 4, 3), dtype=np.uint8), y=np.array([1, 2]), label_map={1: "goldfish"})
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(damaged, "w") as target:
+        for name in source.namelist():  # numpy's parser raises tokenize.TokenError on a header left open
+            data = source.read(name)
+            target.writestr(name, data.replace(b"}", b"(", 1) if name == member else data)
+    with pytest.raises(ValueError, match=rf"load_imagenet_val: .*damaged.npz.* member {member} {words}"):
+        load_imagenet_val(path=damaged)
 
 
 @pytest.mark.parametrize("X_shape, y", [((3, 4, 4), [1, 2, 3]), ((3, 4, 4, 3), [1, 2]), ((3, 4, 4, 1), [1, 2, 3]),

@@ -11,7 +11,7 @@ import pickle
 
 import numpy as np
 
-from .._files import atomic_open
+from .._files import NPY_HEADER_ERRORS, atomic_open
 
 SAVED_DIR = os.path.join("cs231n", "saved")
 
@@ -38,7 +38,7 @@ def read_params(fn, path):
             version = np.lib.format.read_magic(f)
             shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                else np.lib.format.read_array_header_2_0(f))
-        except ValueError as error:
+        except NPY_HEADER_ERRORS as error:
             raise ValueError(f"{fn}: {path!r} is not a .npy file ({error})") from error
         if dtype != np.dtype(object) or shape != ():
             raise ValueError(f"{fn}: {path!r} holds an array of shape {shape} and dtype {dtype}, not the dict of "
