@@ -94,7 +94,10 @@ def _integers_as_float(fn, arrays):
 
 
 def float_dtype(fn, dtype, name="dtype"):
-    """np.dtype(dtype), which must be float32 or float64 (a string numpy does not know is named, not numpy's)."""
+    """np.dtype(dtype), which must be float32 or float64 (a string numpy does not know is named, not numpy's).
+    None is refused: np.dtype(None) is float64, a silent default where the caller meant to choose."""
+    if dtype is None:
+        fail(fn, f"{name} must be float32 or float64, got None", TypeError)
     try:
         checked = np.dtype(dtype)
     except (TypeError, ValueError):

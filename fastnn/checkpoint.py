@@ -117,24 +117,29 @@ def load_checkpoint(path):
 
     A missing file raises FileNotFoundError; a truncated, corrupted or foreign file raises ValueError naming it.
     """
+    return read_checkpoint(path, "load_checkpoint")
+
+
+def read_checkpoint(path, fn):
+    """load_checkpoint, with `fn` naming the caller in its errors (transfer.load_params reads checkpoints too)."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load_checkpoint: path must be a str or os.PathLike, got {type(path).__name__}")
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
+        raise FileNotFoundError(f"{fn}: no checkpoint at {path!r}")
     if not os.path.isdir(path) and not os.path.isfile(path):
         # a device or a FIFO: reading it for the zip directory would never end (/dev/zero) or block
-        raise ValueError(f"load_checkpoint: {path!r} is not a regular file")
+        raise ValueError(f"{fn}: {path!r} is not a regular file")
     try:
         head, is_zip, last = _ends(path)
     except OSError as error:  # unreadable, or a directory
-        raise ValueError(f"load_checkpoint: cannot read {path!r} ({error})") from error
+        raise ValueError(f"{fn}: cannot read {path!r} ({error})") from error
     if not is_zip:  # np.load would read a .npy, or offer to unpickle anything else
         if _is_pickle(head, last):
-            raise ValueError(f"load_checkpoint: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
+            raise ValueError(f"{fn}: {path!r} is a pickle (such as the starter's .pkl checkpoints), not "
                              "a fastnn checkpoint (.npz); fastnn never unpickles a checkpoint, since that can "
                              "run any code")
-        raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint (not an .npz archive: "
+        raise ValueError(f"{fn}: {path!r} is not a readable fastnn checkpoint (not an .npz archive: "
                          "truncated, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -154,7 +159,7 @@ def load_checkpoint(path):
     # header declaring a huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
     except (*NPY_HEADER_ERRORS, OSError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
             json.JSONDecodeError, MemoryError, OverflowError, RecursionError) as error:
-        raise ValueError(f"load_checkpoint: {path!r} is not a readable fastnn checkpoint ({error})") from error
+        raise ValueError(f"{fn}: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 
 def _ends(path):
@@ -212,6 +217,10 @@ def restore_model_state(model, state, source="checkpoint"):
                 raise ValueError(f"Solver.restore: {source} holds bn_params[{i}][{key!r}] as "
                                  f"{getattr(value, 'shape', type(value).__name__)} "
                                  f"{getattr(value, 'dtype', '')}; the model's is {ours.shape} {ours.dtype}")
+            numbers = isinstance(value, np.ndarray) and value.dtype.kind in "fiu"
+            if key == "running_var" and numbers and (value < 0).any():
+                raise ValueError(f"Solver.restore: {source} holds bn_params[{i}]['running_var'] with negative "
+                                 "values, which no batch gives")
     for mine, theirs in zip(current, saved):
         mine.update(theirs)
 

@@ -89,6 +89,10 @@ def load_params(model, source):
     if not_finite:
         raise ValueError(f"load_params: {', '.join(not_finite)} hold NaN or Inf values (in the model's dtype; "
                          "the checkpoint of a run that diverged?); nothing was loaded")
+    negative = [layer for layer, stats in running.items() if (stats["running_var"] < 0).any()]
+    if negative:
+        raise ValueError(f"load_params: the running variance of batchnorm layer(s) {', '.join(map(str, negative))} "
+                         "holds negative values, which no batch gives; nothing was loaded")
     model.params.update(loaded)
     for layer, stats in running.items():
         model.bn_params[layer - 1].update(stats)
@@ -104,14 +108,19 @@ def _source_params(source):
         return source, None
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"load_params: source must be a dict of arrays or a path, got {type(source).__name__}")
-    from .checkpoint import HEADER_KEY, load_checkpoint
+    from .checkpoint import HEADER_KEY, read_checkpoint
+    from .classifiers._saved import read_params, saved_path
 
+    given = source = os.fspath(source)
+    if isinstance(source, str) and source and "\0" not in source and not os.path.exists(source):
+        source = saved_path("load_params", source)  # where model.save(source) put it, if it did
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"load_params: no file at {given!r} (a fastnn checkpoint, a .npy written by "
+                                "model.save() or an .npz of arrays)")
     if os.path.isfile(source):
         with open(source, "rb") as f:
             npy = f.read(6) == b"\x93NUMPY"
         if npy:
-            from .classifiers._saved import read_params
-
             return read_params("load_params", source), None
         if zipfile.is_zipfile(source):
             try:
@@ -120,9 +129,9 @@ def _source_params(source):
                         return {name: npz[name] for name in npz.files}, None
             except (*NPY_HEADER_ERRORS, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
                     MemoryError) as error:
-                raise ValueError(f"load_params: {os.fspath(source)!r} is not a readable .npz of arrays "
+                raise ValueError(f"load_params: {source!r} is not a readable .npz of arrays "
                                  f"({error})") from error
-    state = load_checkpoint(source)
+    state = read_checkpoint(source, "load_params")
     if "params" not in state:
         raise ValueError(f"load_params: checkpoint {source!r} holds no 'params'")
     model_state = state.get("model_state")

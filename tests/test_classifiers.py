@@ -1,6 +1,7 @@
 """Models: the notebook's pinned numbers, numeric gradients in float64, overfitting 50 digits, init, arguments."""
 
 import copy
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -221,6 +222,48 @@ def test_a_refused_training_call_changes_nothing(make_model, y, reg):
     assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), rng))
 
 
+def _set(key, value):
+    return lambda model: model.params.__setitem__(key, value(model.params[key]))
+
+
+@pytest.mark.parametrize("make_model", [_bn_fc, _bn_convnet], ids=["fc", "convnet"])
+@pytest.mark.parametrize("change, error, message", [
+    (_set("W2", lambda w: w.astype(np.float64)), TypeError, r"\.loss: params\['W2'\] must be an array of the "
+                                                             r"model's dtype float32, got dtype float64"),
+    (_set("W2", lambda w: w.astype(np.int64)), TypeError, r"\.loss: params\['W2'\] .* got dtype int64"),
+    (lambda model: model.params.pop("gamma2"), ValueError, r"\.loss: params lacks gamma2"),
+    (lambda model: model.bn_params.pop(), ValueError, r"\.loss: bn_params must be a list of 2 dicts"),
+    # refused by a layer after the first one has run: the guard puts the first layer's statistics back
+    (_set("W3", lambda w: w[:-1]), ValueError, r"affine_forward: "),
+    (lambda model: model.bn_params[1].__setitem__("momentum", 2.0), ValueError, r"momentum"),
+], ids=["float64 param", "int param", "missing param", "bn_params short", "bad shape", "bad momentum"])
+def test_a_call_refused_for_the_models_own_state_changes_nothing(make_model, change, error, message):
+    """A param or bn_param set wrong after construction: refused at the door where the model can tell, else by
+    the layer that meets it; either way the batchnorm layers before it keep their running statistics (they had
+    moved) and every dict its mode."""
+    model = make_model()
+    X = np.random.default_rng(0).standard_normal((4,) + tuple(np.atleast_1d(model.input_dim)))
+    y = np.array([0, 1, 2, 1])
+    model.loss(X, y)
+    model.loss(X)  # every mode is 'test' now: a training call sets them to 'train' first
+    change(model)
+    before = copy.deepcopy([model.dropout_param if hasattr(model, "dropout_param") else {}, *model.bn_params])
+    with pytest.raises(error, match=message):
+        model.loss(X, y)
+    after = [model.dropout_param if hasattr(model, "dropout_param") else {}, *model.bn_params]
+    for params, saved in zip(after, before):
+        assert params.keys() == saved.keys()
+        for key in saved:
+            np.testing.assert_array_equal(params[key], saved[key])
+
+
+def test_a_refused_constructor_draws_nothing_from_numpys_generator():
+    state = np.random.get_state()
+    with pytest.raises(TypeError, match="FullyConnectedNet: seed must be an integer"):
+        FullyConnectedNet([3], input_dim=4, num_classes=2, dropout=0.5, seed="a")
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), state))
+
+
 def test_hidden_dims_none_and_convnet_overflow_are_named():
     with pytest.raises(TypeError, match=r"FullyConnectedNet: hidden_dims must be an integer or a list of integers, "
                                         r"got None"):
@@ -409,6 +452,26 @@ def test_save_and_load_as_the_2025_starter_without_unpickling_code(tmp_path, mon
     np.save("cs231n/saved/array.npy", np.ones(3))
     with pytest.raises(ValueError, match=r"holds an array of shape \(3,\) and dtype float64, not the dict"):
         other.load("array.npy")
+
+
+def test_save_refuses_what_is_not_an_array_and_load_warns_that_batchnorm_statistics_stay_behind(tmp_path):
+    """A function in params gave pickle's bare PicklingError; a batchnorm model loaded its params and went on to
+    score test batches with the statistics of none (up to 4.6 off)."""
+    model = FullyConnectedNet([4], input_dim=6, num_classes=3, normalization="batchnorm")
+    model.save(tmp_path / "good.npy")
+    model.params["W1"] = lambda: 0
+    with pytest.raises(TypeError, match=r"FullyConnectedNet.save: params\['W1'\] is a function; save\(\) writes "
+                                        r"arrays of numbers"):
+        model.save(tmp_path / "good.npy")
+    fresh = FullyConnectedNet([4], input_dim=6, num_classes=3, normalization="batchnorm")
+    with pytest.warns(UserWarning, match=r"FullyConnectedNet.load: files that save\(\) writes hold params alone, "
+                                         r"not batchnorm's running statistics"):
+        assert fresh.load(tmp_path / "good.npy")
+    plain = FullyConnectedNet([4], input_dim=6, num_classes=3)
+    plain.save(tmp_path / "plain.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plain.load(tmp_path / "plain.npy")
 
 
 def test_zero_d_arrays_serve_as_dimensions_and_a_bad_seed_is_refused_by_the_constructor():

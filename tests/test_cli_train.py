@@ -170,7 +170,7 @@ def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypa
     with pytest.raises(SystemExit, match=r"fastnn train: --freeze 'bogus' names no parameter; the model has \["):
         main(FAST + ["--out", str(tmp_path / "o1"), "--freeze", "bogus"])
     assert not (tmp_path / "o1").exists()  # a run that did not start leaves no claim behind
-    with pytest.raises(SystemExit, match=r"fastnn train: --init-from .*nowhere.npz.: load_checkpoint: no checkpoint"):
+    with pytest.raises(SystemExit, match=r"fastnn train: --init-from .*nowhere.npz.: load_params: no file at"):
         main(FAST + ["--out", str(tmp_path / "o2"), "--init-from", str(tmp_path / "nowhere.npz")])
     assert a_file.read_text() == "mine"
 

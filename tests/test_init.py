@@ -48,6 +48,7 @@ def test_std_for_refuses_what_weights_refuses():
         ({"shape": 3}, TypeError, r"shape must be a tuple or list of integers, got int"),
         ({"dtype": np.int64}, TypeError, r"dtype must be float32 or float64, got int64"),
         ({"dtype": "bogus"}, TypeError, r"dtype must be float32 or float64, got 'bogus'"),
+        ({"dtype": None}, TypeError, r"dtype must be float32 or float64, got None"),  # np.dtype(None) is float64
     ],
 )
 def test_bad_arguments_are_refused(fn, kwargs, error, message):

@@ -202,6 +202,44 @@ def test_a_model_save_file_and_a_plain_npz_load_as_sources(tmp_path, monkeypatch
         load_params(target, tmp_path / "objects.npz")
 
 
+def test_a_file_model_save_put_in_cs231n_saved_loads_by_the_name_given_to_save(tmp_path, monkeypatch):
+    """With cs231n/saved/ in the working directory, save('net.npy') writes there; load_params(model, 'net.npy')
+    looked in the working directory alone and said "load_checkpoint: no checkpoint at 'net.npy'"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cs231n" / "saved").mkdir(parents=True)
+    source = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
+    source.save("net.npy")
+    target = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
+    assert sorted(load_params(target, "net.npy").loaded) == sorted(source.params)
+    np.testing.assert_array_equal(target.params["W1"], source.params["W1"])
+    with pytest.raises(FileNotFoundError, match=r"load_params: no file at 'other.npy' \(a fastnn checkpoint"):
+        load_params(target, "other.npy")
+    (tmp_path / "truncated.npz").write_bytes(b"PK\x03\x04 and no more")
+    with pytest.raises(ValueError, match=r"^load_params: .*truncated.npz"):
+        load_params(target, "truncated.npz")
+
+
+def test_a_checkpoint_with_a_negative_running_variance_is_refused(tmp_path):
+    from fastnn.checkpoint import load_checkpoint, save_checkpoint
+
+    data = _data(n=20, shape=(5,), classes=3)
+    model = FullyConnectedNet([6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    Solver(model, data, num_epochs=1, batch_size=10, verbose=False, seed=0,
+           checkpoint_name=str(tmp_path / "run")).train()
+    state = load_checkpoint(tmp_path / "run_epoch_1.npz")
+    state["model_state"]["bn_params"][0]["running_var"][0] = -1.0
+    save_checkpoint(tmp_path / "tampered.npz", state)
+    fresh = FullyConnectedNet([6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    before = dict(fresh.params)
+    with pytest.raises(ValueError, match=r"load_params: the running variance of batchnorm layer\(s\) 1 holds "
+                                         r"negative values.*nothing was loaded"):
+        load_params(fresh, tmp_path / "tampered.npz")
+    assert all(fresh.params[k] is v for k, v in before.items()) and "running_var" not in fresh.bn_params[0]
+    solver = Solver(fresh, data, num_epochs=2, batch_size=10, verbose=False)
+    with pytest.raises(ValueError, match=r"Solver.restore: .* holds bn_params\[0\]\['running_var'\] with negative"):
+        solver.restore(tmp_path / "tampered.npz")
+
+
 def test_params_that_are_not_real_numbers_or_keys_that_are_not_names():
     model = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64)
     before = {k: v.copy() for k, v in model.params.items()}

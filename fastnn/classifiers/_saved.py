@@ -8,6 +8,7 @@ arrays-only unpickler of fastnn.data_utils, so loading a file from elsewhere nev
 
 import os
 import pickle
+import warnings
 
 import numpy as np
 
@@ -62,6 +63,10 @@ class SavesParams:
         saved_path). '.npy' is appended to a name without it, as np.save does."""
         fn = f"{type(self).__name__}.save"
         path = saved_path(fn, fname)
+        for name, value in self.params.items():  # what load() would refuse, and pickle might not write
+            if not isinstance(value, np.ndarray) or value.dtype == object:
+                got = "an object array" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+                raise TypeError(f"{fn}: params[{name!r}] is {got}; save() writes arrays of numbers")
         if not path.endswith(".npy"):
             path += ".npy"
         with atomic_open(path, "wb", fn=fn, name="fname") as f:
@@ -86,6 +91,10 @@ class SavesParams:
                              f"{_describe(mine)}")
         self.params = params
         print(fname, "loaded.")
+        if getattr(self, "normalization", None) == "batchnorm":
+            warnings.warn(f"{fn}: files that save() writes hold params alone, not batchnorm's running statistics, "
+                          "so test-mode scores use the ones this model has (none in a fresh one). To keep them, "
+                          "load a Solver checkpoint with fastnn.transfer.load_params(model, path)", stacklevel=2)
         return True
 
 

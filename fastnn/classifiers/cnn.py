@@ -30,14 +30,18 @@ from ..layers import affine_backward, affine_forward, softmax_loss
 from ._saved import SavesParams as _SavesParams
 from .fc_net import (
     _add_l2_gradient,
+    _check_bn_params,
     _check_dim,
     _check_dims,
     _check_float_dtype,
+    _check_params,
     _check_reg,
     _initial_weights,
     _l2_penalty,
+    _layer_param_names,
     _model_input,
     _training_targets,
+    _unchanged_if_refused,
 )
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -119,6 +123,7 @@ class ThreeLayerConvNet(_SavesParams):
         Input / output: same API as TwoLayerNet in fc_net.py (scores when y is None, else (loss, grads)).
         """
         fn = "ThreeLayerConvNet.loss"
+        _check_params(fn, self.params, _layer_param_names(3, False), self.dtype)
         X = _model_input(fn, X, self.dtype, self.input_dim)
         y, reg = _training_targets(fn, X, y, self.params["b3"].shape[0], self.reg)
         p = self.params
@@ -238,8 +243,15 @@ class ConvNet(_SavesParams):
         Input / output: same API as TwoLayerNet in fc_net.py (scores when y is None, else (loss, grads)).
         """
         fn = "ConvNet.loss"
+        _check_params(fn, self.params, _layer_param_names(self.num_layers, self.normalization), self.dtype)
+        if self.normalization is not None:
+            _check_bn_params(fn, self.bn_params, self.num_layers - 1)
         X = _model_input(fn, X, self.dtype, self.input_dim)
         y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
+        with _unchanged_if_refused(self.bn_params):
+            return self._scores_or_loss(X, y, reg)
+
+    def _scores_or_loss(self, X, y, reg):
         mode = "test" if y is None else "train"
         for bn_param in self.bn_params:
             bn_param["mode"] = mode

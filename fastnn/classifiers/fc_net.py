@@ -4,6 +4,7 @@
 dropout_forward, softmax_loss, ...), as the course notebooks expect from this module.
 """
 
+import contextlib
 import numbers
 
 import numpy as np
@@ -54,6 +55,52 @@ def _training_targets(fn, X, y, num_classes, reg):
     if y is None:
         return None, None
     return _checks.labels(fn, y, X.shape[0], num_classes), _check_reg(fn, reg)
+
+
+def _layer_param_names(num_layers, normalized):
+    """The params a net of num_layers layers reads: W1, b1, (gamma1, beta1), ..., WL, bL."""
+    names = []
+    for i in range(1, num_layers + 1):
+        names += [f"W{i}", f"b{i}"] + ([f"gamma{i}", f"beta{i}"] if normalized and i < num_layers else [])
+    return names
+
+
+def _check_params(fn, params, names, dtype):
+    """The params the forward pass reads, checked at the model's door: each present and an array of the model's
+    dtype. A param set to another dtype was refused by the layer that met it, once the layers before it had
+    updated their running statistics, with advice to cast X."""
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise ValueError(f"{fn}: params lacks {', '.join(missing)}; the model reads {', '.join(names)}")
+    dtype = np.dtype(dtype)
+    for name in names:
+        value = params[name]
+        if not isinstance(value, np.ndarray) or value.dtype != dtype:
+            got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+            raise TypeError(f"{fn}: params[{name!r}] must be an array of the model's dtype {dtype.name}, got {got} "
+                            f"(set it as value.astype(np.{dtype.name}))")
+
+
+def _check_bn_params(fn, bn_params, count):
+    if not isinstance(bn_params, list) or len(bn_params) != count or not all(isinstance(p, dict) for p in bn_params):
+        raise ValueError(f"{fn}: bn_params must be a list of {count} dicts, one per normalized layer, got "
+                         f"{bn_params!r:.80}")
+
+
+@contextlib.contextmanager
+def _unchanged_if_refused(dicts):
+    """Puts back the contents of these dicts (bn_params, dropout_param) when the block raises, so that a call a
+    layer refuses part way through the forward pass leaves the model as it was (the layers before it had updated
+    their running statistics, and every dict its mode). The layers rebind running_mean and running_var, never
+    write into them, so shallow copies keep the old ones."""
+    saved = [dict(d) for d in dicts]
+    try:
+        yield
+    except BaseException:
+        for d, contents in zip(dicts, saved):
+            d.clear()
+            d.update(contents)
+        raise
 
 
 def _l2_penalty(params, weight_names, reg):
@@ -115,8 +162,6 @@ def _param_dtype(param):
 
 
 def _check_float_dtype(fn, dtype):
-    if dtype is None:  # np.dtype(None) is float64: a silent default where the caller meant to choose
-        raise TypeError(f"{fn}: dtype must be float32 or float64, got None")
     return _checks.float_dtype(fn, dtype).type
 
 
@@ -213,6 +258,8 @@ class FullyConnectedNet(_SavesParams):
         hidden_dims = _check_dims(fn, "hidden_dims", hidden_dims)
         input_dim, num_classes = _check_dim(fn, "input_dim", input_dim), _check_dim(fn, "num_classes", num_classes)
         scale = init.check_weight_scale(fn, weight_scale)
+        if seed is not None:  # checked now, before the weights are drawn, not at the first loss()
+            seed = _checks.integer(fn, "seed", seed)
 
         self.normalization = normalization
         self.use_batchnorm = normalization == "batchnorm"
@@ -233,8 +280,6 @@ class FullyConnectedNet(_SavesParams):
                 self.params[f"gamma{i + 1}"] = np.ones(dims[i + 1])
                 self.params[f"beta{i + 1}"] = np.zeros(dims[i + 1])
 
-        if seed is not None:  # checked now, not at the first loss() as dropout_param['seed']
-            seed = _checks.integer(fn, "seed", seed)
         # One dropout_param shared by every dropout layer; the layer reads the mode and, if given, the seed.
         self.dropout_param = {}
         if self.use_dropout:
@@ -301,8 +346,15 @@ class FullyConnectedNet(_SavesParams):
         - grads: dictionary with the same keys as self.params, mapping parameter names to gradients
         """
         fn = "FullyConnectedNet.loss"
+        _check_params(fn, self.params, _layer_param_names(self.num_layers, self.normalization), self.dtype)
+        if self.normalization is not None:
+            _check_bn_params(fn, self.bn_params, self.num_layers - 1)
         X = _model_input(fn, X, self.dtype, (self.input_dim,))
         y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
+        with _unchanged_if_refused([self.dropout_param, *self.bn_params]):
+            return self._scores_or_loss(X, y, reg)
+
+    def _scores_or_loss(self, X, y, reg):
         mode = "test" if y is None else "train"
         if self.use_dropout:
             self.dropout_param["mode"] = mode
