@@ -181,27 +181,41 @@ def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=Fals
     """A norm cache as its forward returned it: x, an xhat like x (or None where xhat_optional: the compiled
     batchnorm, layernorm and groupnorm do not store it, the backward recomputes it from mean and invstd), gamma
     and beta of shape (C,) for C = x.shape[1] (groupnorm's may be (1, C, 1, 1) too), and mean and invstd in the
-    shape statistics(x, cache) gives, all of x's dtype. The kernels index them by x's shape, so a mismatch is
-    refused here."""
+    shape statistics(x, cache) gives, all of x's dtype; batchnorm's mode 'train' or 'test', groupnorm's G an
+    integer that divides C. The kernels index them by x's shape, so a mismatch is refused here. Returns the
+    cache with its arrays as the kernels take them (native byte order, C-contiguous)."""
     cache = _check.cache_tuple(fn, cache, length, forward)
     x = _check.array(fn, "cache x", cache[0], ndim=ndim)
-    if cache[1] is not None or not xhat_optional:
-        xhat = _check.array(fn, "cache xhat", cache[1], ndim=ndim)
+    xhat = cache[1]
+    if xhat is not None or not xhat_optional:
+        xhat = _check.array(fn, "cache xhat", xhat, ndim=ndim)
         if xhat.shape != x.shape or xhat.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: xhat {xhat.shape} does not match x {x.shape}", TypeError)
+    scales = []
     for name, v in (("gamma", cache[2]), ("beta", cache[3])):
         v = _check.array(fn, f"cache {name}", v)
         shapes = ((x.shape[1],), (1, x.shape[1], 1, 1)) if statistics is _per_group else ((x.shape[1],),)
         if v.shape not in shapes or v.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
                             f"{x.dtype}", TypeError)
-    expected = statistics(x, cache)
+        scales.append(v)
+    rest = list(cache[6:])
+    if statistics is _per_feature:
+        rest[1] = _check.mode(fn, "cache", _check.mode_value(fn, "cache", rest[1]))
+    if statistics is _per_group:
+        rest[1] = G = _check.integer(fn, "cache G", rest[1], minimum=1)
+        if x.shape[1] % G:
+            _check.fail(fn, f"cache is not from {forward}: its G={G} groups do not divide the {x.shape[1]} channels "
+                            f"of x {x.shape}")
+    expected = statistics(x, (*cache[:6], *rest))
+    moments = []
     for name, v in (("mean", cache[4]), ("invstd", cache[5])):
         v = _check.array(fn, f"cache {name}", v)
         if v.shape != expected or v.dtype != x.dtype:
             _check.fail(fn, f"cache is not from {forward}: {name} {v.shape} {v.dtype} does not match x {x.shape} "
                             f"{x.dtype}", TypeError)
-    return cache
+        moments.append(v)
+    return (x, xhat, *scales, *moments, *rest)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -310,7 +324,6 @@ def spatial_groupnorm_backward(dout, cache):
     """Spatial group normalisation backward. Returns dx (N, C, H, W), dgamma and dbeta in gamma's shape."""
     fn = "spatial_groupnorm_backward"
     cache = _norm_cache(fn, cache, 8, "spatial_groupnorm_forward", 4, _per_group, xhat_optional=True)
-    _check.integer(fn, "cache G", cache[7], minimum=1)  # a float G of the same value passed the shape checks
     dout = _check.dout_like(fn, dout, cache[0].shape, cache[0].dtype)
     return _run(fn, dout, cache)
 

@@ -379,6 +379,75 @@ def test_a_groupnorm_cache_keeps_its_gamma_of_shape_1_c_1_1():
         assert dgamma.shape == dbeta.shape == (1, 3, 1, 1)
 
 
+def _norm_cases():
+    from fastnn import layer_utils as U
+
+    x4, g3 = X4, np.ones(3)
+    return {
+        "batchnorm": (lambda: L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"}),
+                      L.batchnorm_backward, None),
+        "batchnorm_alt": (lambda: L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"}),
+                          L.batchnorm_backward_alt, None),
+        "spatial_batchnorm": (lambda: L.spatial_batchnorm_forward(x4, g3, 0 * g3, {"mode": "train"}),
+                              L.spatial_batchnorm_backward, None),
+        "layernorm": (lambda: L.layernorm_forward(X2, np.ones(6), np.zeros(6), {}), L.layernorm_backward, None),
+        "groupnorm": (lambda: L.spatial_groupnorm_forward(x4, g3, 0 * g3, 3, {}), L.spatial_groupnorm_backward,
+                      None),
+        "affine_bn_relu": (lambda: U.affine_bn_relu_forward(X2, W2, B2, np.ones(3), np.zeros(3), {"mode": "train"}),
+                           U.affine_bn_relu_backward, 1),
+        "affine_ln_relu": (lambda: U.affine_ln_relu_forward(X2, W2, B2, np.ones(3), np.zeros(3), {}),
+                           U.affine_ln_relu_backward, 1),
+    }
+
+
+def _with_norm_entry(cache, part, index, value):
+    """The cache with entry `index` of its norm cache (cache itself, or cache[part] of a fused layer) replaced."""
+    norm = list(cache if part is None else cache[part])
+    norm[index] = value(norm[index])
+    if part is None:
+        return tuple(norm)
+    return tuple(tuple(norm) if i == part else c for i, c in enumerate(cache))
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit", "verify"])
+@pytest.mark.parametrize("name", list(_norm_cases()))
+def test_a_norm_cache_with_big_endian_arrays_gives_the_same_gradients(name, backend):
+    """The cache check converted a '>f8' entry to native order for itself and passed the original on: a numba
+    TypingError on the compiled path, for every array of every norm cache."""
+    forward, backward, part = _norm_cases()[name]
+    with fastnn.options(backend=backend):
+        out, cache = forward()
+        dout = np.random.default_rng(1).standard_normal(out.shape)
+        expected = backward(dout, cache)
+        for index in (0, 2, 3, 4, 5):
+            swapped = _with_norm_entry(cache, part, index, lambda v: v.astype(v.dtype.newbyteorder(">")))
+            for got, want in zip(backward(dout, swapped), expected):
+                np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", ["reference", "jit"])
+def test_a_norm_cache_whose_mode_or_groups_cannot_be_is_refused_by_name(backend):
+    """A groupnorm cache whose G does not divide C (mean and invstd in its shape): the compiled backward left the
+    channels past G * (C // G) unwritten (np.empty's leftovers as dx and dbeta), the reference raised numpy's
+    reshape error. A mode array of two entries raised numpy's "truth value ... is ambiguous"."""
+    cases = _norm_cases()
+    with fastnn.options(backend=backend):
+        out, cache = cases["groupnorm"][0]()
+        _, six = L.spatial_groupnorm_forward(np.random.default_rng(0).standard_normal((2, 6, 3, 3)), np.ones(6),
+                                             np.zeros(6), 3, {})
+        bad = (*six[:4], np.zeros((2, 4)), np.ones((2, 4)), six[6], 4)
+        with pytest.raises(ValueError, match=r"spatial_groupnorm_backward: cache is not from "
+                                             r"spatial_groupnorm_forward: its G=4 groups do not divide the 6 "
+                                             r"channels"):
+            L.spatial_groupnorm_backward(np.ones_like(six[0]), bad)
+        for name in ("batchnorm", "spatial_batchnorm", "affine_bn_relu"):
+            forward, backward, part = cases[name]
+            out, cache = forward()
+            with pytest.raises(ValueError, match=rf"{backward.__name__}: cache\['mode'\] must be one of "
+                                                 r"\('train', 'test'\), got an array of shape \(2,\)"):
+                backward(np.ones_like(out), _with_norm_entry(cache, part, 7, lambda m: np.array(["train"] * 2)))
+
+
 def test_a_one_element_mode_array_is_read_as_its_entry_as_in_the_starter():
     with fastnn.options(backend="reference"):
         expected, _ = L.batchnorm_forward(X2, np.ones(6), np.zeros(6), {"mode": "train"})
