@@ -124,6 +124,40 @@ def test_num_threads_decorates_a_function():
     assert fastnn.num_threads() == before
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two distinct thread counts")
+def test_one_block_object_entered_in_two_threads_restores_each_threads_count():
+    """The object kept one stack of entered blocks: the thread that left first popped the other's block and
+    took its count (a's 1 came back as b's 2, and b's 2 as a's 1)."""
+    import threading
+
+    shared = fastnn.num_threads(2)
+    a_entered, b_entered, a_left = threading.Event(), threading.Event(), threading.Event()
+    after = {}
+
+    def a():
+        with fastnn.num_threads(1):
+            with shared:
+                a_entered.set()
+                b_entered.wait(10)
+            after["a"] = fastnn.num_threads()
+            a_left.set()
+
+    def b():
+        with fastnn.num_threads(2):
+            a_entered.wait(10)
+            with shared:
+                b_entered.set()
+                a_left.wait(10)
+            after["b"] = fastnn.num_threads()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert after == {"a": 1, "b": 2}
+
+
 def test_warmup_rejects_unknown_families_and_dtypes():
     with pytest.raises(ValueError, match="unknown op families"):
         fastnn.warmup(ops=["attention"])

@@ -2,6 +2,7 @@
 numba's threads), and the thread count, read or set for a block. Never touches environment variables."""
 
 import os
+import threading
 import warnings
 from contextlib import ContextDecorator, contextmanager
 
@@ -65,7 +66,15 @@ class _ThreadsBlock(ContextDecorator):
     used so says when it is dropped, as it changed nothing (num_threads(2) on its own line looks like a setter)."""
 
     def __init__(self, n):
-        self.n, self._blocks, self._used = n, [], False
+        # the blocks entered and not yet left, per thread: one object entered in two threads at once (a module-level
+        # `limit = num_threads(2)`) must restore each thread's own count
+        self.n, self._entered, self._used = n, threading.local(), False
+
+    @property
+    def _blocks(self):
+        if not hasattr(self._entered, "blocks"):
+            self._entered.blocks = []
+        return self._entered.blocks
 
     def _recreate_cm(self):  # each call of a decorated function enters a block of its own
         self._used = True
