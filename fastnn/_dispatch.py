@@ -38,6 +38,15 @@ def compiled_function(name):
 
 def run(name, *args):
     """Run layer `name` on the path the current backend selects."""
+    try:
+        return _run(name, args)
+    except MemoryError as error:  # numpy's names an array of the path's own (a workspace), not the layer
+        if str(error).startswith(f"{name}: "):
+            raise
+        raise MemoryError(f"{name}: {error}") from error
+
+
+def _run(name, args):
     backend = _options.current().backend
     reference_fn = getattr(reference, name)
     if backend == "reference":

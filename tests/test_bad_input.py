@@ -479,3 +479,15 @@ def test_verify_ignores_a_param_dicts_other_arrays_and_masked_running_statistics
 
 def test_the_matrix_has_at_least_sixty_cases():
     assert len(CASES) >= 60
+
+
+def test_a_workspace_that_cannot_be_allocated_is_a_memory_error_naming_the_layer(monkeypatch):
+    """numpy's MemoryError named an array of the path's own (im2col's flat columns), not the layer."""
+    from fastnn import _dispatch
+
+    def workspace(*args):
+        np.empty(2**60, dtype=np.uint8)  # refused at once by any allocator: 1 EiB
+
+    monkeypatch.setattr(_dispatch, "compiled_function", lambda name: workspace)
+    with fastnn.options(backend="jit"), pytest.raises(MemoryError, match=r"^conv_forward_fast: Unable to allocate"):
+        FL.conv_forward_fast(X4, WC, BC, {"stride": 1, "pad": 1})
