@@ -145,6 +145,37 @@ def test_serial_builds_are_cached_apart_from_the_parallel_ones(tmp_path):
     assert not any(".im2col-" in name for name in names)  # the parallel build never ran
 
 
+NORM_DIGESTS = textwrap.dedent("""
+    import hashlib, numpy as np, fastnn
+    from fastnn import layers as L, layer_utils as U
+    rng = np.random.default_rng(5)
+    x4, g4 = rng.standard_normal((16, 32, 8, 8)), rng.standard_normal(32)
+    x2, g2 = rng.standard_normal((64, 100)), rng.standard_normal(100)
+    w, b = rng.standard_normal((100, 50)), rng.standard_normal(50)
+    results = []
+    with fastnn.options(backend="jit"):
+        for forward, backward, args in [
+                (L.spatial_batchnorm_forward, L.spatial_batchnorm_backward, (x4, g4, g4, {"mode": "train"})),
+                (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (x4, g4, g4, 4, {})),
+                (L.batchnorm_forward, L.batchnorm_backward, (x2, g2, g2, {"mode": "train"})),
+                (L.layernorm_forward, L.layernorm_backward, (x2, g2, g2, {})),
+                (U.affine_ln_relu_forward, U.affine_ln_relu_backward, (x2, w, b, g2[:50], g2[:50], {}))]:
+            out, cache = forward(*args)
+            results += [out, *backward(out, cache)]
+    print(hashlib.sha256(b"".join(r.tobytes() for r in results)).hexdigest())
+""")
+
+
+def test_kernels_loaded_from_the_cache_give_the_bits_of_freshly_compiled_ones(tmp_path):
+    """With 'nsz' among the fast-math flags, the float64 norms' sums came out otherwise (1e-17 to 3e-14) from a
+    kernel loaded from numba's cache than from the same kernel compiled in the process that wrote it: a run
+    was not bit-identical to the next one with FASTNN_CACHE=1."""
+    env = {"FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    compiled, loaded = _python(NORM_DIGESTS, **env), _python(NORM_DIGESTS, **env)
+    assert compiled.returncode == 0 and loaded.returncode == 0, compiled.stderr[-2000:] + loaded.stderr[-2000:]
+    assert compiled.stdout == loaded.stdout
+
+
 def test_a_writer_killed_mid_checkpoint_leaves_a_loadable_checkpoint(tmp_path):
     """Killed (SIGKILL: nothing runs after it) half way through writing its second checkpoint, the writer leaves
     the first one whole at the path; only its temporary file, half written, is left beside it."""

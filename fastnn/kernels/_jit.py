@@ -8,7 +8,9 @@
   __pycache__ beside the kernels, or a user-wide one), and where it has none the kernel compiles in memory.
 - FASTMATH holds the LLVM flags that keep NaN/Inf semantics and exact functions: no 'nnan', no 'ninf', no 'afn',
   no 'arcp'. Kernels whose inner loop is a sum along a row use it: 'reassoc' lets LLVM vectorise the sum
-  (measured 3-6x here); each sum is still computed the same way on every run and at every thread count.
+  (measured 3-6x here); each sum is still computed the same way on every run and at every thread count. Not
+  'nsz' either: with it, the float64 norms loaded from numba's cache summed otherwise than the same kernels
+  compiled in the process (1e-17 to 3e-14 apart), and it bought no measurable speed.
 - Parallel kernels are compiled with parallel=True; `variant(kernel, parallel=False)` returns a serial build of
   the same Python function (prange runs as range), compiled only if it is ever asked for. The serial build runs
   where the parallel one is unsafe: numba's default 'workqueue' threading layer aborts the process when two
@@ -31,7 +33,7 @@ import numpy as np
 from .._options import fix_cache
 from . import _threads  # noqa: F401  (importing it chooses numba's threading layer)
 
-FASTMATH = {"nsz", "contract", "reassoc"}
+FASTMATH = {"contract", "reassoc"}
 CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the setting holds from here on
 
 _serial_builds = {}
