@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import _options, reference
+from . import _calls, _options, reference
 
 
 class VerificationError(AssertionError):
@@ -38,12 +38,15 @@ def compiled_function(name):
 
 def run(name, *args):
     """Run layer `name` on the path the current backend selects."""
+    _calls.enter()
     try:
         return _run(name, args)
     except MemoryError as error:  # numpy's names an array of the path's own (a workspace), not the layer
         if str(error).startswith(f"{name}: "):
             raise
         raise MemoryError(f"{name}: {error}") from error
+    finally:
+        _calls.leave()
 
 
 def _run(name, args):

@@ -223,3 +223,44 @@ def test_a_finished_threads_kept_arrays_go_with_it():
     thread.join(30)
     gc.collect()
     assert len(_memory._every_thread) <= before
+
+
+@pytest.mark.parametrize("filter_size", [3, 5], ids=["winograd", "im2col"])
+def test_a_layer_called_in_the_middle_of_another_leaves_its_work_buffers_alone(filter_size, monkeypatch):
+    """A finalizer (the garbage collector runs them at any allocation) or a signal handler can call a layer
+    between two steps of another in the same thread. It took the outer call's work buffers: a Winograd forward
+    filled its products, allocated its output (where the inner convolution ran and wrote the same buffer), then
+    read them back, up to 3e5 off. The inner call runs here where the collector could have run it."""
+    from fastnn.compiled import conv, winograd
+
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((8, 4, 8, 8)), rng.standard_normal((4, 4, filter_size, filter_size)), np.zeros(4)
+    conv_param = {"stride": 1, "pad": filter_size // 2}
+    with options(backend="jit"):
+        expected_out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
+        dout = rng.standard_normal(expected_out.shape)
+        expected_grads = fast_layers.conv_backward_fast(dout, cache)
+
+    inner_calls = []
+
+    def after_another_layer(step):
+        def run(*args):
+            if not inner_calls:  # once: the inner call takes this step too
+                inner_calls.append(step)
+                out, inner_cache = fast_layers.conv_forward_fast(-50 * x, w, b, conv_param)
+                fast_layers.conv_backward_fast(7 * dout, inner_cache)
+            return step(*args)
+        return run
+
+    # Winograd's forward fills its products, then allocates its output; im2col's backward gathers a block's
+    # columns, then takes the weight gradient from them
+    module, name = (winograd, "recycled") if filter_size == 3 else (conv, "_weight_gradient")
+    monkeypatch.setattr(module, name, after_another_layer(getattr(module, name)))
+    with options(backend="jit"):
+        out, cache = fast_layers.conv_forward_fast(x, w, b, conv_param)
+        inner_calls.clear()
+        grads = fast_layers.conv_backward_fast(dout, cache)
+    assert inner_calls  # the inner layer did run inside the outer one
+    np.testing.assert_array_equal(out, expected_out)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_array_equal(got, want)

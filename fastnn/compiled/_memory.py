@@ -32,6 +32,8 @@ import weakref
 
 import numpy as np
 
+from .. import _calls
+
 RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays from this size anew
 RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the kept arrays together (so at most 8 of them): what callers let go
 # of and this module still keeps is at most this much (the oldest are dropped beyond it; a larger array is never kept)
@@ -76,7 +78,10 @@ def release():
 
 
 def scratch(name, shape, dtype):
-    """A per-thread scratch array of this shape, reused across calls (never returned to the caller)."""
+    """A per-thread scratch array of this shape, reused across calls (never returned to the caller). A layer
+    called while another runs in this thread (fastnn._calls) gets a fresh one: the kept ones are the outer call's."""
+    if _calls.nested():
+        return np.empty(shape, dtype=dtype)
     size = math.prod(shape)  # np.prod takes 2.6 us, a tenth of a small kernel call
     key = (name, np.dtype(dtype).str)
     store = _kept().scratch
