@@ -217,12 +217,16 @@ def restore_model_state(model, state, source="checkpoint"):
                 raise ValueError(f"Solver.restore: {source} holds bn_params[{i}][{key!r}] as "
                                  f"{getattr(value, 'shape', type(value).__name__)} "
                                  f"{getattr(value, 'dtype', '')}; the model's is {ours.shape} {ours.dtype}")
-            numbers = isinstance(value, np.ndarray) and value.dtype.kind in "fiu"
-            if key == "running_var" and numbers and (value < 0).any():
+            if key == "running_var" and negative_variance(value):
                 raise ValueError(f"Solver.restore: {source} holds bn_params[{i}]['running_var'] with negative "
                                  "values, which no batch gives")
     for mine, theirs in zip(current, saved):
         mine.update(theirs)
+
+
+def negative_variance(value):
+    """Whether a saved running variance holds a negative entry, which no batch gives (a damaged or altered file)."""
+    return isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and bool((value < 0).any())
 
 
 def _check_bn_settings(where, bn_param):

@@ -206,7 +206,7 @@ def _norm_cache(fn, cache, length, forward, ndim, statistics, xhat_optional=Fals
         rest[1] = G = _check.integer(fn, "cache G", rest[1], minimum=1)
         if x.shape[1] % G:
             _check.fail(fn, f"cache is not from {forward}: its G={G} groups do not divide the {x.shape[1]} channels "
-                            f"of x {x.shape}")
+                            f"of x {x.shape}", TypeError)
     expected = statistics(x, (*cache[:6], *rest))
     moments = []
     for name, v in (("mean", cache[4]), ("invstd", cache[5])):

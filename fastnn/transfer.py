@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._files import NPY_HEADER_ERRORS
+from .checkpoint import negative_variance
 
 GROUPS = {"conv": 4, "affine": 2}
 
@@ -89,7 +90,7 @@ def load_params(model, source):
     if not_finite:
         raise ValueError(f"load_params: {', '.join(not_finite)} hold NaN or Inf values (in the model's dtype; "
                          "the checkpoint of a run that diverged?); nothing was loaded")
-    negative = [layer for layer, stats in running.items() if (stats["running_var"] < 0).any()]
+    negative = [layer for layer, stats in running.items() if negative_variance(stats["running_var"])]
     if negative:
         raise ValueError(f"load_params: the running variance of batchnorm layer(s) {', '.join(map(str, negative))} "
                          "holds negative values, which no batch gives; nothing was loaded")

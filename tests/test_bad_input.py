@@ -436,7 +436,7 @@ def test_a_norm_cache_whose_mode_or_groups_cannot_be_is_refused_by_name(backend)
         _, six = L.spatial_groupnorm_forward(np.random.default_rng(0).standard_normal((2, 6, 3, 3)), np.ones(6),
                                              np.zeros(6), 3, {})
         bad = (*six[:4], np.zeros((2, 4)), np.ones((2, 4)), six[6], 4)
-        with pytest.raises(ValueError, match=r"spatial_groupnorm_backward: cache is not from "
+        with pytest.raises(TypeError, match=r"spatial_groupnorm_backward: cache is not from "
                                              r"spatial_groupnorm_forward: its G=4 groups do not divide the 6 "
                                              r"channels"):
             L.spatial_groupnorm_backward(np.ones_like(six[0]), bad)

@@ -230,13 +230,13 @@ def _set(key, value):
 @pytest.mark.parametrize("change, error, message", [
     (_set("W2", lambda w: w.astype(np.float64)), TypeError, r"\.loss: params\['W2'\] must be an array of the "
                                                              r"model's dtype float32, got dtype float64"),
-    (_set("W2", lambda w: w.astype(np.int64)), TypeError, r"\.loss: params\['W2'\] .* got dtype int64"),
+    (_set("W2", lambda w: w.astype(np.float16)), TypeError, r"\.loss: params\['W2'\] .* got dtype float16"),
     (lambda model: model.params.pop("gamma2"), ValueError, r"\.loss: params lacks gamma2"),
     (lambda model: model.bn_params.pop(), ValueError, r"\.loss: bn_params must be a list of 2 dicts"),
     # refused by a layer after the first one has run: the guard puts the first layer's statistics back
     (_set("W3", lambda w: w[:-1]), ValueError, r"affine_forward: "),
     (lambda model: model.bn_params[1].__setitem__("momentum", 2.0), ValueError, r"momentum"),
-], ids=["float64 param", "int param", "missing param", "bn_params short", "bad shape", "bad momentum"])
+], ids=["float64 param", "float16 param", "missing param", "bn_params short", "bad shape", "bad momentum"])
 def test_a_call_refused_for_the_models_own_state_changes_nothing(make_model, change, error, message):
     """A param or bn_param set wrong after construction: refused at the door where the model can tell, else by
     the layer that meets it; either way the batchnorm layers before it keep their running statistics (they had
@@ -255,6 +255,25 @@ def test_a_call_refused_for_the_models_own_state_changes_nothing(make_model, cha
         assert params.keys() == saved.keys()
         for key in saved:
             np.testing.assert_array_equal(params[key], saved[key])
+
+
+def test_params_the_layers_take_pass_the_models_door():
+    """Integer, bool and byte-swapped params of the model's dtype are what the layers take (README); the door check
+    refused them at first. TwoLayerNet, which has no dtype, checks that its params are there."""
+    X, y = np.random.default_rng(0).standard_normal((4, 5)), np.array([0, 1, 2, 1])
+    model = FullyConnectedNet([6], input_dim=5, num_classes=3, normalization="batchnorm", dtype=np.float64)
+    expected = model.loss(X, y)[0]
+    model.params["b1"] = np.zeros(6, dtype=np.int64)
+    model.params["beta1"] = np.zeros(6, dtype=bool)
+    model.params["W1"] = model.params["W1"].astype(">f8")
+    assert model.loss(X, y)[0] == pytest.approx(expected, rel=1e-12)
+    plain = FullyConnectedNet([6], input_dim=5, num_classes=3, dropout=0.5, seed=0)
+    plain.bn_params = None  # a model without normalization never reads them
+    plain.loss(X, y)
+    two = TwoLayerNet(input_dim=5, hidden_dim=6, num_classes=3)
+    del two.params["b2"]
+    with pytest.raises(ValueError, match=r"TwoLayerNet.loss: params lacks b2; the model reads W1, b1, W2, b2"):
+        two.loss(X, y)
 
 
 def test_a_refused_constructor_draws_nothing_from_numpys_generator():

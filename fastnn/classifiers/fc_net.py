@@ -5,6 +5,7 @@ dropout_forward, softmax_loss, ...), as the course notebooks expect from this mo
 """
 
 import contextlib
+import functools
 import numbers
 
 import numpy as np
@@ -57,26 +58,30 @@ def _training_targets(fn, X, y, num_classes, reg):
     return _checks.labels(fn, y, X.shape[0], num_classes), _check_reg(fn, reg)
 
 
+@functools.cache
 def _layer_param_names(num_layers, normalized):
     """The params a net of num_layers layers reads: W1, b1, (gamma1, beta1), ..., WL, bL."""
     names = []
     for i in range(1, num_layers + 1):
         names += [f"W{i}", f"b{i}"] + ([f"gamma{i}", f"beta{i}"] if normalized and i < num_layers else [])
-    return names
+    return tuple(names)
 
 
-def _check_params(fn, params, names, dtype):
-    """The params the forward pass reads, checked at the model's door: each present and an array of the model's
-    dtype. A param set to another dtype was refused by the layer that met it, once the layers before it had
-    updated their running statistics, with advice to cast X."""
+def _check_params(fn, params, names, dtype=None):
+    """The params the forward pass reads, checked at the model's door, before any layer runs: each present and,
+    where the model has a dtype, an array the layers take alongside it: of that float dtype (in either byte
+    order), or of integers or bools (which the layers cast to it). Another float dtype is refused by name."""
     missing = [name for name in names if name not in params]
     if missing:
         raise ValueError(f"{fn}: params lacks {', '.join(missing)}; the model reads {', '.join(names)}")
+    if dtype is None:
+        return
     dtype = np.dtype(dtype)
     for name in names:
         value = params[name]
-        if not isinstance(value, np.ndarray) or value.dtype != dtype:
-            got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+        kind = value.dtype.kind if isinstance(value, np.ndarray) else None
+        if kind not in ("b", "i", "u", "f") or (kind == "f" and value.dtype.newbyteorder("=") != dtype):
+            got = f"dtype {value.dtype}" if kind else f"a {type(value).__name__}"
             raise TypeError(f"{fn}: params[{name!r}] must be an array of the model's dtype {dtype.name}, got {got} "
                             f"(set it as value.astype(np.{dtype.name}))")
 
@@ -208,6 +213,7 @@ class TwoLayerNet(_SavesParams):
         Else return a tuple of: loss (a scalar) and grads (a dict with the keys of self.params).
         """
         fn = "TwoLayerNet.loss"
+        _check_params(fn, self.params, _layer_param_names(2, False))
         X = _model_input(fn, X, _param_dtype(self.params["W1"]), (self.input_dim,))
         y, reg = _training_targets(fn, X, y, self.params["b2"].shape[0], self.reg)
         hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
@@ -351,7 +357,7 @@ class FullyConnectedNet(_SavesParams):
             _check_bn_params(fn, self.bn_params, self.num_layers - 1)
         X = _model_input(fn, X, self.dtype, (self.input_dim,))
         y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
-        with _unchanged_if_refused([self.dropout_param, *self.bn_params]):
+        with _unchanged_if_refused([self.dropout_param, *(self.bn_params if self.normalization else [])]):
             return self._scores_or_loss(X, y, reg)
 
     def _scores_or_loss(self, X, y, reg):
