@@ -117,7 +117,8 @@ def _copy_arrays(value, copy=np.copy):
 
 def _verify(name, reference_fn, fast_fn, args, direction=None):
     """fast_fn(*args), once it agrees with reference_fn(*args) (see _verified). direction: "forward" or
-    "backward" (whose every result is compared), else told by the name."""
+    "backward" (whose every result is compared), "update" (an optimizer's: every result, each against its own
+    scale), else told by the name."""
     actual = _verified(name, reference_fn, fast_fn, _keyed(name, args), direction)
     if actual is not None and name == "dropout_forward" and args[1] is not actual[1][0]:
         out, (_, mask) = actual  # the cache holds the caller's dict, not the key drawn for it
@@ -147,6 +148,10 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
 
     if direction is None:
         direction = "backward" if ("backward" in name or name.endswith("_loss")) else "forward"
+    # An update rule's results are of unrelated scales (Adam's v ~1e-9 where w ~1e-2): against the largest of them,
+    # a v never stored passed
+    own_scale = direction == "update"
+    direction = "backward" if own_scale else direction
     actual_results = _results(actual, args, direction)
     expected_results = _results(expected, reference_args, direction)
     # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: for a
@@ -155,7 +160,9 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
     # paths, meaningful only against the others). Forward: the largest of the call's input arrays (a batchnorm of
     # a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other results,
     # whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
-    if direction == "backward":
+    if own_scale:
+        floor = 0.0
+    elif direction == "backward":
         floor = max((finite_scale(e) for e in expected_results.values()), default=0.0)
     else:
         floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),

@@ -17,7 +17,9 @@ Each rule has the interface
 `sgd` updates w in place, as the starter's does, whatever its memory layout (a read-only w gets a new array);
 the other rules return a new array. next_w and the state are arrays of w's shape, a 0-d w's too (NumPy's
 arithmetic would give them as scalars, which the next call refuses as state). The Solver looks rules up by name
-in this module (`update_rule='adam'`); UPDATE_RULES lists those names.
+in this module (`update_rule='adam'`); UPDATE_RULES lists those names. adam runs a compiled kernel under the
+'auto', 'jit' and 'verify' backends, bit for bit the NumPy step; the others are a few NumPy operations each and
+run NumPy on every backend.
 """
 
 import numpy as np
@@ -184,7 +186,7 @@ def rmsprop(w, dw, config=None):
     w, dw, config, hyper = _configured("rmsprop", w, dw, config,
                                        {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",))
     decay = hyper["decay_rate"]
-    cache = np.asarray(decay * config["cache"] + (1 - decay) * dw * dw)
+    cache = np.asarray(decay * config["cache"] + (1 - decay) * (dw * dw))  # the square first, as dw**2
     next_w = np.asarray(w - hyper["learning_rate"] * dw / (np.sqrt(cache) + hyper["epsilon"]))
     config["cache"] = cache
     return next_w, config
@@ -214,7 +216,7 @@ def adam(w, dw, config=None):
 
     def reference(w, dw, m, v):
         m = np.asarray(beta1 * m + (1 - beta1) * dw)
-        v = np.asarray(beta2 * v + (1 - beta2) * dw * dw)
+        v = np.asarray(beta2 * v + (1 - beta2) * (dw * dw))  # the square first, as dw**2
         m_hat = m / (1 - beta1**t)
         v_hat = v / (1 - beta2**t)
         return np.asarray(w - lr * m_hat / (np.sqrt(v_hat) + eps)), m, v
@@ -223,10 +225,10 @@ def adam(w, dw, config=None):
         return _adam_kernel(w, dw, m, v, beta1, beta2, lr, eps, t)
 
     backend = _backend()
-    if backend == "verify":  # both, compared as a layer's gradients are (raises VerificationError)
+    if backend == "verify":  # both, each result against its own scale (raises VerificationError)
         from ._dispatch import _verify
 
-        next_w, m, v = _verify("adam", reference, compiled, (w, dw, config["m"], config["v"]), direction="backward")
+        next_w, m, v = _verify("adam", reference, compiled, (w, dw, config["m"], config["v"]), direction="update")
     else:
         next_w, m, v = (compiled if backend in ("auto", "jit") else reference)(w, dw, config["m"], config["v"])
     config["t"], config["m"], config["v"] = t, m, v
@@ -234,9 +236,19 @@ def adam(w, dw, config=None):
 
 
 def _backend():
+    """The backend for adam's step: as the layers, 'auto' and 'verify' run the reference alone, with the layers'
+    warning, where the compiled kernels cannot be imported (numba missing or broken); 'jit' says why it cannot."""
+    from . import _dispatch
     from ._options import current
 
-    return current().backend
+    backend = current().backend
+    if backend != "reference" and _dispatch._compiled() is None:
+        if backend == "jit":
+            raise NotImplementedError(f"adam: the compiled kernels failed to import ({_dispatch._compiled_failed}); "
+                                      "use fastnn.options(backend='auto') to fall back to the NumPy reference")
+        _dispatch._warn_fallback_once(_dispatch._compiled_failed)
+        return "reference"
+    return backend
 
 
 def _adam_kernel(w, dw, m, v, beta1, beta2, lr, eps, t):

@@ -22,7 +22,7 @@ def adam(w, dw, m, v, beta1, beta2, lr, eps, c1, c2, next_w, next_m, next_v):
     for i in prange(w.size):
         g = dw[i]
         mi = b1 * m[i] + a1 * g
-        vi = b2 * v[i] + a2 * g * g
+        vi = b2 * v[i] + a2 * (g * g)  # (1 - beta2) * dw**2: the square first, as the starter's
         next_m[i] = mi
         next_v[i] = vi
         next_w[i] = w[i] - rate * (mi / d1) / (np.sqrt(vi / d2) + e)
