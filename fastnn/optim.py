@@ -210,6 +210,7 @@ def adam(w, dw, config=None):
     - t: iteration number (default 0)
     """
     defaults = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    backend = _backend()  # before the config is filled in: a 'jit' without kernels is a refused call
     w, dw, config, hyper = _configured("adam", w, dw, config, defaults, ("m", "v"), step_count=True)
     beta1, beta2, lr, eps = hyper["beta1"], hyper["beta2"], hyper["learning_rate"], hyper["epsilon"]
     t = int(config["t"]) + 1
@@ -224,11 +225,17 @@ def adam(w, dw, config=None):
     def compiled(w, dw, m, v):
         return _adam_kernel(w, dw, m, v, beta1, beta2, lr, eps, t)
 
-    backend = _backend()
     if backend == "verify":  # both, each result against its own scale (raises VerificationError)
         from ._dispatch import _verify
 
-        next_w, m, v = _verify("adam", reference, compiled, (w, dw, config["m"], config["v"]), direction="update")
+        def with_step(update):  # the step as a result of its own: next_w is of w's scale, where a step 5% long hid
+            def run(w, dw, m, v):
+                next_w, m, v = update(w, dw, m, v)
+                return next_w, next_w - w, m, v
+            return run
+
+        next_w, _, m, v = _verify("adam", with_step(reference), with_step(compiled), (w, dw, config["m"], config["v"]),
+                                  direction="update")
     else:
         next_w, m, v = (compiled if backend in ("auto", "jit") else reference)(w, dw, config["m"], config["v"])
     config["t"], config["m"], config["v"] = t, m, v

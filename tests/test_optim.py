@@ -291,7 +291,8 @@ def test_verify_catches_an_adam_state_that_was_never_stored(dtype, monkeypatch):
     monkeypatch.setattr(optim, "_adam_kernel", v_never_stored)
     rng = np.random.default_rng(1)
     w, dw = (1e-2 * rng.standard_normal((50, 20))).astype(dtype), (1e-3 * rng.standard_normal((50, 20))).astype(dtype)
-    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match=r"adam: .* output 2"):
+    # output 3 is v (next_w, step, m, v)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match=r"adam: .* output 3"):
         optim.adam(w, dw, {})
 
 
@@ -310,3 +311,29 @@ def test_adam_without_the_compiled_kernels_falls_back_as_the_layers_do(monkeypat
         np.testing.assert_array_equal(optim.adam(w, dw, {})[0], expected)
     with fastnn.options(backend="jit"), pytest.raises(NotImplementedError, match=r"adam: .*import of numba halted"):
         optim.adam(w, dw, {})
+
+
+def test_verify_catches_an_adam_step_a_little_too_long_and_jit_without_kernels_leaves_config_alone(monkeypatch):
+    """next_w is of w's scale: a float32 step 5% too long was 5e-5 of it, within 1e-4. And 'jit' without the
+    compiled kernels refused adam only after filling the caller's config with its defaults and zero state."""
+    compiled = optim._adam_kernel
+
+    def long_step(w, dw, m, v, *rest):
+        next_w, m, v = compiled(w, dw, m, v, *rest)
+        return w + 1.05 * (next_w - w), m, v
+
+    monkeypatch.setattr(optim, "_adam_kernel", long_step)
+    rng = np.random.default_rng(2)
+    w, dw = rng.standard_normal((50, 20)).astype(np.float32), rng.standard_normal((50, 20)).astype(np.float32)
+    # output 1 is the step (next_w, step, m, v)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match=r"adam: .* output 1"):
+        optim.adam(w, dw, {})
+
+    from fastnn import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_compiled", lambda: None)
+    monkeypatch.setattr(_dispatch, "_compiled_failed", ImportError("import of numba halted"))
+    config = {"learning_rate": 1e-3}
+    with fastnn.options(backend="jit"), pytest.raises(NotImplementedError):
+        optim.adam(w, dw, config)
+    assert config == {"learning_rate": 1e-3}
