@@ -639,8 +639,9 @@ def test_verify_checks_the_compiled_adam_step(monkeypatch):
 
     monkeypatch.setattr(optim, "_adam_kernel", wrong_second_moment)
     config = {"learning_rate": 1e-2}
+    # the results compared: next_w, the step, m, v (output 3)
     with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError,
-                                                         match=r"adam: jit and reference disagree on output 2"):
+                                                         match=r"adam: jit and reference disagree on output 3"):
         optim.adam(w, dw, config)
     assert config["t"] == 0 and not config["m"].any()  # the refused step is not recorded
 
