@@ -152,7 +152,7 @@ def compiled_float_dtype(value):
         dtype = np.dtype(value)
     except (TypeError, ValueError, SyntaxError):
         return None
-    return dtype if dtype in (np.dtype(np.float32), np.dtype(np.float64)) and dtype.isnative else None
+    return dtype if dtype in FLOAT_DTYPES and dtype.isnative else None
 
 
 def integer(fn, name, value, minimum=None, maximum=None):

@@ -80,7 +80,7 @@ def _check_params(fn, params, names, dtype=None):
     for name in names:
         value = params[name]
         kind = value.dtype.kind if isinstance(value, np.ndarray) else None
-        if kind not in ("b", "i", "u", "f") or (kind == "f" and value.dtype.newbyteorder("=") != dtype):
+        if kind not in ("b", "i", "u", "f") or (kind == "f" and _checks.native_dtype(value) != dtype):
             got = f"dtype {value.dtype}" if kind else f"a {type(value).__name__}"
             raise TypeError(f"{fn}: params[{name!r}] must be an array of the model's dtype {dtype.name}, got {got} "
                             f"(set it as value.astype(np.{dtype.name}))")
