@@ -10,6 +10,8 @@ import stat
 import sys
 import tempfile
 import tokenize
+import zipfile
+import zlib
 from contextlib import contextmanager
 
 from ._signals import deferred
@@ -17,6 +19,11 @@ from ._signals import deferred
 # What numpy raises on a damaged .npy header: mostly ValueError, but tokenize.TokenError for some bytes (it
 # tokenizes the header before its literal_eval) and SyntaxError from the literal_eval itself
 NPY_HEADER_ERRORS = (ValueError, SyntaxError, tokenize.TokenError)
+# What reading a member of a damaged .npz (a zip archive) raises besides those: a cut or corrupted deflate stream
+# (EOFError, zlib.error, OSError), a bad CRC or directory (BadZipFile), a garbled compression method
+# (NotImplementedError), and a header that declares a huge shape (MemoryError, OverflowError)
+NPZ_MEMBER_ERRORS = (*NPY_HEADER_ERRORS, OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError,
+                     MemoryError, OverflowError)
 
 
 def check_writable_path(fn, name, path, probe=False):

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from . import _checks as _check
-from ._files import NPY_HEADER_ERRORS, atomic_open
+from ._files import NPZ_MEMBER_ERRORS, atomic_open
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
@@ -155,10 +155,9 @@ def read_checkpoint(path, fn):
         if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
             raise ValueError("its state holds no 'params' dict, which every checkpoint has")
         return state
-    # NotImplementedError: a corrupted member's compression method; MemoryError and OverflowError: a member's
-    # header declaring a huge shape; RecursionError: a JSON header nested beyond Python's recursion limit
-    except (*NPY_HEADER_ERRORS, OSError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
-            json.JSONDecodeError, MemoryError, OverflowError, RecursionError) as error:
+    # KeyError, TypeError: a header that does not describe the arrays; RecursionError: a JSON header nested beyond
+    # Python's recursion limit
+    except (*NPZ_MEMBER_ERRORS, KeyError, TypeError, json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"{fn}: {path!r} is not a readable fastnn checkpoint ({error})") from error
 
 

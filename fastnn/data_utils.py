@@ -4,8 +4,9 @@ models (the last three in fastnn._imagenet), the embedded 8x8 digits, and prepro
 CIFAR-10's python batches are pickles. fastnn reads every pickle with a restricted unpickler that admits only
 what NumPy arrays, NumPy scalars and builtin containers need (and builds no object-dtype array or scalar from raw
 bytes); anything else (a pickle that would import a module or call a function) is refused with an
-UnsafePickleError naming the file; a malformed one is a pickle.UnpicklingError naming the file. Nothing here
-uses the unrestricted pickle loader, and np.load always runs with pickles disallowed.
+UnsafePickleError naming the file; a malformed or truncated one is a MalformedPickleError naming the file. Both
+are pickle.UnpicklingError and ValueError. Nothing here uses the unrestricted pickle loader, and np.load always
+runs with pickles disallowed.
 """
 
 import builtins
@@ -19,6 +20,8 @@ import pickle
 import re
 import struct
 import sys
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -35,9 +38,13 @@ CIFAR10_NUM_CLASSES = 10
 # Safe pickles
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """A pickle asked for something fastnn's restricted unpickler does not admit: a global outside its list, a NumPy
     array or scalar of an object dtype built from raw bytes, or a NumPy reconstruction no NumPy pickle contains."""
+
+
+class MalformedPickleError(pickle.UnpicklingError, ValueError):
+    """A file that is not a readable pickle of arrays: damaged, truncated, or not a pickle at all."""
 
 
 def _numpy_global(module, name):
@@ -190,7 +197,8 @@ for _module in ("builtins", "__builtin__"):  # __builtin__ in Python 2 pickles (
 # fuzzing mutated array pickles; a SyntaxError or RecursionError from a type string NumPy parses, were one let
 # through.
 _MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError,
-              OverflowError, RuntimeError, SystemError, BufferError, struct.error, SyntaxError, RecursionError)
+              OverflowError, RuntimeError, SystemError, BufferError, struct.error, SyntaxError, RecursionError,
+              zlib.error, zipfile.BadZipFile)  # the last two: a pickle read from a damaged .npz member
 
 
 def _same(a, b):
@@ -339,14 +347,18 @@ class ArrayOnlyUnpickler(pickle._Unpickler):
 
 
 def _restricted_load(f, source):
-    """Unpickle the open binary file f with ArrayOnlyUnpickler; a malformed pickle is an UnpicklingError and a
+    """Unpickle the open binary file f with ArrayOnlyUnpickler; a malformed pickle is a MalformedPickleError and a
     refused one an UnsafePickleError, both naming `source`."""
     try:
         return ArrayOnlyUnpickler(f, source, encoding="latin1").load()
     except UnsafePickleError:
         raise
+    except EOFError as error:  # also what pickle raises on an empty file
+        raise MalformedPickleError(f"{source}: not a readable pickle of arrays: it ends early, so the file is "
+                                   "truncated or empty (an interrupted download or write); get or save it "
+                                   "again") from error
     except _MALFORMED as error:
-        raise pickle.UnpicklingError(
+        raise MalformedPickleError(
             f"{source}: not a readable pickle of arrays ({type(error).__name__}: {error})") from error
 
 
@@ -377,7 +389,10 @@ def load_CIFAR_batch(filename):
     if not isinstance(filename, (str, bytes, os.PathLike)):
         raise TypeError(f"load_CIFAR_batch: filename must be a str or os.PathLike, got {type(filename).__name__}")
     with open(filename, "rb") as f:
-        datadict = load_pickle(f)
+        try:
+            datadict = load_pickle(f)
+        except pickle.UnpicklingError as error:  # the same class again, now naming the function too
+            raise type(error)(f"load_CIFAR_batch: {error}") from error
     if not isinstance(datadict, dict) or "data" not in datadict or "labels" not in datadict:
         keys = sorted(datadict) if isinstance(datadict, dict) else type(datadict).__name__
         raise ValueError(f"load_CIFAR_batch: {filename!r} is not a CIFAR-10 batch (expected keys data, labels; "

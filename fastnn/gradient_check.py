@@ -17,6 +17,7 @@ What they accept (anything else is a TypeError or ValueError naming the function
 - An empty x has an empty gradient (grad_check_sparse, which samples entries, refuses it).
 """
 
+import warnings as _warnings  # private, as _Sequence
 from collections.abc import Sequence as _Sequence  # private: the star import gives what the starter's gives
 from random import randrange
 
@@ -54,13 +55,54 @@ def _perturbable(fn, name, x):
     if np.ma.is_masked(x):  # a masked entry reads as `masked`, so each step there looked like f had changed x
         _checks.fail(fn, f"{name} is a masked array with masked entries, which a numeric gradient cannot step; pass "
                          f"{name}.filled(value) or {name}.data", TypeError)
-    if x.dtype not in _checks.FLOAT_DTYPES:
+    if _checks.native_dtype(x) not in _checks.FLOAT_DTYPES:  # a big-endian float64 steps as well
         _checks.fail(fn, f"{name} must be float32 or float64 (use float64 for numeric gradients), got dtype "
                          f"{x.dtype} with shape {x.shape}", TypeError)
     if not x.flags.writeable:
         _checks.fail(fn, f"{name} must be writeable (it is perturbed in place and restored), got a read-only "
                          f"array of shape {x.shape}")
+    if _overlapping(x):  # stepping one entry would step the others that share its memory
+        _checks.fail(fn, f"{name} has entries that share memory (strides {x.strides} for shape {x.shape}, as "
+                         f"np.broadcast_to or as_strided make), so one step moves several; pass {name}.copy()")
     return x
+
+
+def _overlapping(x):
+    """Whether two entries of x share memory. Ordinary arrays and their views pass the quick test: each axis's
+    stride, by size, spans the axes below it. Anything else is settled by sorting every entry's byte offset."""
+    axes = sorted((abs(stride), n) for stride, n in zip(x.strides, x.shape) if n > 1)
+    span = x.itemsize
+    for stride, n in axes:
+        if stride < span:
+            break
+        span = stride * n
+    else:
+        return False
+    offsets = np.zeros(1, dtype=np.int64)
+    for stride, n in zip(x.strides, x.shape):
+        offsets = (offsets[:, None] + stride * np.arange(n, dtype=np.int64)).ravel()
+    return bool(x.size > 1 and np.min(np.diff(np.sort(offsets))) < x.itemsize)
+
+
+def _warn_if_steps_round(fn, name, x, h, stacklevel, entries=None):
+    """A RuntimeWarning when x's dtype stores x +- h a step off 2h by more than a tenth at some entry (of
+    `entries`, else anywhere): float32 x of 100 with h=1e-5 steps by 1.5e-5. The starter's formula, kept, divides
+    by 2h, so the numeric gradient there is off by as much. A step that vanishes entirely is an error (_set)."""
+    where = tuple(np.array(entries, dtype=np.intp).reshape(-1, x.ndim).T) if entries is not None else ...
+    values = x[where]
+    with np.errstate(over="ignore", invalid="ignore"):
+        steps = (values + h) - (values - h)
+        off = np.abs(steps.astype(np.float64) - 2 * h) / (2 * h)
+        rounded = (off > 0.1) & (steps != 0)
+    count = int(np.count_nonzero(rounded))
+    if not count:
+        return
+    worst = np.unravel_index(int(np.argmax(np.where(rounded, off, 0))), values.shape)
+    ix = tuple(int(i) for i in (worst if entries is None else np.array(entries)[worst[0]]))
+    _warnings.warn(f"{fn}: h={h} is too fine for the {x.dtype} {name} at {count} of the {values.size} entries "
+                   f"stepped: {_entry(name, ix)} = {x[ix]} steps by {steps[worst]:.4g} instead of {2 * h:.4g}, so "
+                   f"the numeric gradient there is off by up to {off[worst]:.0%}; use a float64 {name} or a larger h",
+                   RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def _step(fn, h):
@@ -197,6 +239,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     _callable(fn, "f", f)
     x = _perturbable(fn, "x", x)
     h = _step(fn, h)
+    _warn_if_steps_round(fn, "x", x, h, stacklevel=2)
     grad = np.zeros_like(x)
     original = x.copy()
     _first_value(fn, f, x, original)
@@ -219,6 +262,7 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     x = _perturbable(fn, "x", x)
     df = _numeric(fn, "df", df)
     h = _step(fn, h)
+    _warn_if_steps_round(fn, "x", x, h, stacklevel=2)
     grad = np.zeros_like(x)
     original = x.copy()
     it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=["readwrite"])
@@ -252,6 +296,8 @@ def _gradient_blobs(fn, f, inputs, output, h):
                              f"{vals.shape}; they must match")
     _, out_diffs = _blob_arrays(fn, "output", output)
     h = _step(fn, h)
+    for i, blob in enumerate(inputs):
+        _warn_if_steps_round(fn, f"inputs[{i}].vals", blob.vals, h, stacklevel=3)
 
     def run():  # f writes output.vals; a copy of them, checked against output.diffs
         f(*(inputs + (output,)))
@@ -316,14 +362,18 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     num_checks = _checks.integer(fn, "num_checks", num_checks, minimum=0)
     h = _step(fn, h)
     original = x.copy()
+    checked = []
     for _ in range(num_checks):
         ix = tuple(randrange(m) for m in x.shape)
+        checked.append(ix)
         fxph, fxmh = _both_sides(fn, "x", x, ix, h, lambda: _scalar(fn, f(x)), original)
         _unchanged(fn, "x", x, original)  # before printing: a few checks, so each can afford it
         grad_numerical = (fxph - fxmh) / (2 * h)
         grad_analytic = analytic_grad[ix]
         rel = _sparse_error(grad_numerical, grad_analytic)
         print("numerical: %f analytic: %f, relative error: %e" % (grad_numerical, grad_analytic, rel))
+    if checked:
+        _warn_if_steps_round(fn, "x", x, h, stacklevel=2, entries=checked if x.ndim else None)
 
 
 def _sparse_error(numerical, analytic):

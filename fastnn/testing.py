@@ -21,7 +21,11 @@ NUMERIC_GRADIENT_TOLERANCE = 1e-7
 
 def tolerance(dtype, direction):
     """The tolerance for results of `dtype` in `direction` ('forward' or 'backward')."""
-    return TOLERANCES[(np.dtype(dtype).name, direction)]
+    key = (np.dtype(dtype).newbyteorder("=").name, direction)
+    if key not in TOLERANCES:
+        raise ValueError(f"tolerance: the table covers float32 and float64, 'forward' and 'backward'; got dtype "
+                         f"{np.dtype(dtype)} and direction {direction!r} (pass rtol= for other dtypes)")
+    return TOLERANCES[key]
 
 
 def finite_scale(a):
@@ -34,7 +38,12 @@ def max_relative_error(actual, expected, floor=0.0):
     """(error, index): max |actual - expected| / max(max|expected|, floor) and where the largest difference sits.
 
     NaN in the same place on both sides counts as agreement; NaN on one side only is an infinite error.
+    Complex values are refused: comparing their real parts would call 1+1j equal to 1.
     """
+    for name, value in (("actual", actual), ("expected", expected)):
+        if np.iscomplexobj(value):
+            raise TypeError(f"max_relative_error: {name} holds complex numbers (dtype {np.asarray(value).dtype}); "
+                            "compare the real and imaginary parts separately")
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._files import NPY_HEADER_ERRORS
+from ._files import NPZ_MEMBER_ERRORS
 from .checkpoint import negative_variance
 
 GROUPS = {"conv": 4, "affine": 2}
@@ -128,8 +128,7 @@ def _source_params(source):
                 with np.load(source, allow_pickle=False) as npz:
                     if HEADER_KEY not in npz.files:  # an .npz of named arrays, not a checkpoint
                         return {name: npz[name] for name in npz.files}, None
-            except (*NPY_HEADER_ERRORS, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
-                    MemoryError) as error:
+            except NPZ_MEMBER_ERRORS as error:
                 raise ValueError(f"load_params: {source!r} is not a readable .npz of arrays "
                                  f"({error})") from error
     state = read_checkpoint(source, "load_params")

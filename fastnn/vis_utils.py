@@ -4,7 +4,8 @@ first-layer filters of ConvolutionalNetworks.ipynb use visualize_grid).
 Same layouts and numbers as the starter, with differences on purpose: a constant image (high == low), which
 the starter divides by zero into NaN, is drawn as 0; integer and bool images are scaled in float64 (the starter
 wraps int8 around, and cannot subtract bools); an image whose range overflows its dtype (float16 +-60000) is
-scaled by halves, not to NaN.
+scaled by halves, not to NaN; vis_nn places every image of ragged rows (the starter sizes the grid from the first
+row, drops a longer row's extra images and fails on a shorter one).
 """
 
 from math import ceil, sqrt

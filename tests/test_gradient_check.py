@@ -459,3 +459,74 @@ def test_an_f_that_changes_another_entry_later_on_is_refused(verbose, changed, c
                                          rf"\(x\[{changed}\] went from {x[changed]} to 7.0\)"):
         eval_numerical_gradient(f, x, verbose=verbose)
     np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def _half_square(v):
+    return 0.5 * float(np.sum(v.astype(np.float64) ** 2))
+
+
+def test_a_float32_step_that_rounds_far_from_2h_is_warned_about_with_the_starters_numbers():
+    """At 200 in float32, x +- 1e-5 steps by 3.05e-5: the starter's gradient (kept) is 53% off, silently."""
+    x = np.array([100.0, 200.0, 1.0], np.float32)
+    with pytest.warns(RuntimeWarning, match=r"eval_numerical_gradient: h=1e-05 is too fine for the float32 x at 2 of "
+                                            r"the 3 entries stepped: x\[1\] = 200.0 steps by 3.052e-05 .* 53%"):
+        grad = eval_numerical_gradient(_half_square, x, verbose=False)
+    assert grad[1] == np.float32(305.17578)  # (f(x + h) - f(x - h)) / 2h, as the starter computes it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eval_numerical_gradient(_half_square, np.array([1.0, 2.0], np.float32), verbose=False)  # steps within 10%
+        eval_numerical_gradient(_half_square, x.astype(np.float64), verbose=False)
+        eval_numerical_gradient(_half_square, x, verbose=False, h=1e-2)
+
+
+def test_grad_check_sparse_and_the_array_and_blob_checks_warn_of_rounded_steps_too(capsys):
+    x = np.array([150.0, 1.0], np.float32)
+    with pytest.warns(RuntimeWarning, match=r"grad_check_sparse: .* x\[0\] = 150.0"):
+        grad_check_sparse(_half_square, x, x.astype(np.float64), num_checks=4)  # random.randrange(2): both seen
+    with pytest.warns(RuntimeWarning, match=r"eval_numerical_gradient_array: .* x\[0\] = 150.0"):
+        eval_numerical_gradient_array(lambda v: 2 * v, x, np.ones(2))
+    blob = type("Blob", (), {})
+    inputs, output = blob(), blob()
+    inputs.vals, inputs.diffs = x.copy(), np.zeros(2, np.float32)
+    output.vals, output.diffs = np.zeros(2, np.float32), np.ones(2, np.float32)
+
+    def f(a, out):
+        out.vals = 2 * a.vals
+
+    with pytest.warns(RuntimeWarning, match=r"eval_numerical_gradient_blobs: .* inputs\[0\].vals\[0\] = 150.0"):
+        eval_numerical_gradient_blobs(f, [inputs], output)
+
+
+def test_an_x_whose_entries_share_memory_is_refused_and_views_are_not():
+    shared = np.lib.stride_tricks.as_strided(np.ones(1), (3,), (0,), writeable=True)
+    with pytest.raises(ValueError, match=r"eval_numerical_gradient: x has entries that share memory \(strides "
+                                         r"\(0,\) for shape \(3,\)"):
+        eval_numerical_gradient(_half_square, shared, verbose=False)
+    base = np.arange(1.0, 13.0)
+    overlapping = np.lib.stride_tricks.as_strided(base, (3, 4), (16, 8), writeable=True)  # rows overlap by half
+    with pytest.raises(ValueError, match="share memory"):
+        eval_numerical_gradient_array(lambda v: v.copy(), overlapping, np.ones((3, 4)))
+    for view in (np.arange(24.0).reshape(2, 3, 4).transpose(2, 0, 1), np.arange(24.0).reshape(4, 6)[::2, ::-3],
+                 np.arange(6.0).reshape(2, 3)[:, None, :], np.lib.stride_tricks.as_strided(base, (3, 2), (32, 8))):
+        view = view.copy() if not view.flags.writeable else view
+        np.testing.assert_allclose(eval_numerical_gradient(_half_square, view, verbose=False), view, rtol=1e-7)
+
+
+def test_a_big_endian_x_is_stepped_as_the_same_numbers():
+    x = np.array([1.5, -2.0, 3.0]).astype(">f8")
+    grad = eval_numerical_gradient(_half_square, x, verbose=False)
+    np.testing.assert_allclose(grad, [1.5, -2.0, 3.0], rtol=1e-7)
+    np.testing.assert_array_equal(x, [1.5, -2.0, 3.0])
+
+
+def test_the_comparators_name_a_dtype_or_direction_outside_their_table_and_refuse_complex_numbers():
+    from fastnn.testing import assert_close, tolerance
+
+    assert tolerance(np.dtype(">f4"), "backward") == tolerance(np.float32, "backward")
+    with pytest.raises(ValueError, match=r"tolerance: .* got dtype float16 and direction 'forward'"):
+        assert_close(np.ones(2, np.float16), np.ones(2, np.float16))
+    with pytest.raises(ValueError, match=r"got dtype float64 and direction 'sideways'"):
+        tolerance(np.float64, "sideways")
+    assert assert_close(np.ones(2, np.int64), np.ones(2, np.int64), rtol=0) == 0.0
+    with pytest.raises(TypeError, match=r"max_relative_error: actual holds complex numbers"):
+        max_relative_error(np.array([1 + 1j]), np.array([1 + 0j]))

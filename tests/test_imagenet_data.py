@@ -4,7 +4,9 @@
 import os
 import pickle
 import re
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -83,6 +85,8 @@ def test_load_tiny_imagenet_errors_name_the_file(tmp_path):
         load_tiny_imagenet(tmp_path / "missing")
     _tiny_tree(tmp_path)
     with pytest.raises(TypeError, match="load_tiny_imagenet: dtype"):
+        load_tiny_imagenet(tmp_path, dtype=np.complex64)
+    with pytest.raises(TypeError, match="load_tiny_imagenet: subtract_mean=True needs a floating dtype"):
         load_tiny_imagenet(tmp_path, dtype=np.int32)
     (tmp_path / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t1\t1\n")
     with pytest.raises(ValueError, match=r"val_annotations.txt.*n99"):
@@ -184,7 +188,7 @@ def test_load_imagenet_val_names_the_member_that_is_not_what_it_should_be(tmp_pa
         load_imagenet_val(path=object_x)
 
 
-@pytest.mark.parametrize("member, words", [("label_map.npy", "is not a .npy array"),
+@pytest.mark.parametrize("member, words", [("label_map.npy", "is damaged or not a .npy array"),
                                            ("X.npy", "cannot be read as a plain array")])
 def test_load_imagenet_val_names_a_member_whose_header_is_damaged(tmp_path, member, words):
     good, damaged = tmp_path / "good.npz", tmp_path / "damaged.npz"
@@ -218,3 +222,56 @@ def test_load_tiny_imagenet_names_bad_arguments_and_text_that_is_not_utf8(tmp_pa
         load_tiny_imagenet(tmp_path)
     (tmp_path / "words.txt").write_bytes(b"n01\tgoldfish\r\nn02\tcat\r\n")  # Windows line ends still read
     assert load_tiny_imagenet(tmp_path)["class_names"] == [["goldfish"], ["cat"]]
+
+
+def test_load_tiny_imagenet_keeps_integer_pixels_without_mean_subtraction(tmp_path):
+    pixels = _tiny_tree(tmp_path)
+    data = load_tiny_imagenet(tmp_path, dtype=np.uint8, subtract_mean=False)
+    assert data["X_train"].dtype == np.uint8 and data["mean_image"].dtype == np.float64
+    np.testing.assert_array_equal(data["X_val"][1], pixels[("val", "val_1.JPEG")].transpose(2, 0, 1))
+    np.testing.assert_allclose(data["mean_image"], data["X_train"].astype(np.float64).mean(axis=0))
+
+
+def test_load_tiny_imagenet_refuses_a_class_listed_twice_and_reads_a_byte_order_mark(tmp_path):
+    _tiny_tree(tmp_path)
+    (tmp_path / "wnids.txt").write_text("n01\nn02\nn01\n")
+    with pytest.raises(ValueError, match=r"load_tiny_imagenet: wnids.txt lists \['n01'\] more than once"):
+        load_tiny_imagenet(tmp_path)
+    (tmp_path / "wnids.txt").write_bytes(b"\xef\xbb\xbfn01\nn02\n")
+    assert load_tiny_imagenet(tmp_path)["class_names"][0] == ["goldfish", "Carassius auratus"]
+
+
+def _compressed_imagenet_npz(path):
+    g = np.random.default_rng(0)
+    names = {i: "".join(g.choice(list("abcdefgh"), 30)) for i in range(1000)}
+    np.savez_compressed(path, X=np.zeros((2, 4, 4, 3), np.uint8), y=np.array([0, 1]), label_map=names)
+    raw = path.read_bytes()
+    info = zipfile.ZipFile(path).getinfo("label_map.npy")
+    name_length, extra_length = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    return bytearray(raw), info.header_offset + 30 + name_length + extra_length
+
+
+@pytest.mark.parametrize("damage", ["early in the stream", "late in the stream", "compression method"])
+def test_load_imagenet_val_names_a_damaged_compressed_archive(tmp_path, damage):
+    raw, stream = _compressed_imagenet_npz(tmp_path / "good.npz")
+    if damage == "compression method":  # in label_map.npy's central-directory entry
+        entry = raw.rfind(b"PK\x01\x02", 0, raw.rfind(b"label_map.npy"))
+        raw[entry + 10] = 99
+    else:  # one byte of label_map.npy's deflate stream: zlib.error, or a pickle cut short
+        raw[stream + (200 if damage == "early in the stream" else 2528)] ^= 0x55
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"load_imagenet_val: .*damaged.npz"):
+        load_imagenet_val(path=damaged)
+
+
+def test_an_image_whose_header_claims_a_huge_size_is_named(tmp_path):
+    from fastnn._imagenet import _read_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    (tmp_path / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=r"load_tiny_imagenet: cannot read the image .*big.png"):
+        _read_image(str(tmp_path / "big.png"), "load_tiny_imagenet")

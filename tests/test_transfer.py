@@ -286,3 +286,31 @@ def test_load_params_names_bad_arguments(model, source, error, message):
 def test_select_names_itself_and_bad_arguments(params, patterns, error, message):
     with pytest.raises(error, match=message):
         select(params, patterns)
+
+
+def test_a_damaged_compressed_npz_is_a_value_error_naming_the_function(tmp_path):
+    """One byte changed in a member's deflate stream: mostly a bad CRC (BadZipFile), sometimes zlib.error, which
+    escaped load_params and load_checkpoint."""
+    import struct
+    import zipfile
+
+    from fastnn.checkpoint import load_checkpoint
+
+    model = FullyConnectedNet([20], input_dim=30, num_classes=5)
+    good, damaged = tmp_path / "params.npz", tmp_path / "damaged.npz"
+    g = np.random.default_rng(0)
+    np.savez_compressed(good, **{name: g.standard_normal(p.shape) for name, p in model.params.items()})
+    raw = good.read_bytes()
+    info = zipfile.ZipFile(good).getinfo("W1.npy")
+    name_length, extra_length = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    stream = info.header_offset + 30 + name_length + extra_length
+    before = {name: p.copy() for name, p in model.params.items()}
+    for offset in range(100, 4000, 37):
+        changed = bytearray(raw)
+        changed[stream + offset] ^= 0x55
+        damaged.write_bytes(bytes(changed))
+        with pytest.raises(ValueError, match=r"load_params: .*damaged.npz"):
+            load_params(model, damaged)
+        with pytest.raises(ValueError, match=r"load_checkpoint: .*damaged.npz"):
+            load_checkpoint(damaged)
+    assert all(np.array_equal(model.params[name], p) for name, p in before.items())

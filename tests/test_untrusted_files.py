@@ -140,6 +140,21 @@ def test_a_malformed_pickle_is_an_unpickling_error_naming_the_file(tmp_path, pay
         load_pickle(str(path))
 
 
+def test_a_truncated_pickle_says_so_and_is_a_value_error_too(tmp_path):
+    """An interrupted download: the file ends before the pickle's STOP. The error is both an UnpicklingError (as
+    the starter's) and a ValueError (fastnn's bad-input error), and load_CIFAR_batch names itself."""
+    from fastnn.data_utils import MalformedPickleError, load_CIFAR_batch
+
+    whole = pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, protocol=2)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(MalformedPickleError, match=r"load_CIFAR_batch: '.*data_batch_1': not a readable pickle of "
+                                                   r"arrays: it ends early, so the file is truncated") as caught:
+        load_CIFAR_batch(str(path))
+    assert isinstance(caught.value, pickle.UnpicklingError) and isinstance(caught.value, ValueError)
+    assert issubclass(UnsafePickleError, ValueError) and issubclass(UnsafePickleError, pickle.UnpicklingError)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Forged NumPy reconstructions: pickles that use only the admitted globals, in ways no NumPy pickle does. Each
 # once gave an object array whose elements were pointers read from the file (here NULL, which NumPy reads as
