@@ -52,12 +52,15 @@ class SearchResult:
     - spaces: the space of each round (one for random_search, coarse and fine for coarse_to_fine)
     - seed: the search seed
     - best_params: the params of the best trial (None if every trial failed)
+    - best_model_state: the batchnorm running statistics that go with best_params (put them into a model with
+      fastnn.checkpoint.restore_model_state(model, result.best_model_state); None if every trial failed)
     """
 
     trials: list
     spaces: list
     seed: int
     best_params: dict | None = None
+    best_model_state: dict | None = None
 
     @property
     def best(self):
@@ -155,16 +158,21 @@ class SearchResult:
         return path
 
     def save_best(self, path):
-        """The best trial's params, config and score as a fastnn checkpoint (.npz, atomic); returns the path.
+        """The best trial's params, batchnorm running statistics, config and score as a fastnn checkpoint (.npz,
+        atomic); returns the path.
 
-        fastnn.checkpoint.load_checkpoint(path)['params'] gives the params back."""
+        fastnn.checkpoint.load_checkpoint(path)['params'] gives the params back; fastnn.transfer.load_params
+        loads params and statistics into a model."""
         from ..checkpoint import save_checkpoint
 
         best = self.best
         if best is None or self.best_params is None:
             check.fail("SearchResult.save_best", f"none of the {len(self.trials)} trials succeeded")
-        return save_checkpoint(path, {"params": self.best_params, "config": best.config, "val_acc": best.val_acc,
-                                      "trial": best.index, "seed": best.seed, "search_seed": self.seed})
+        state = {"params": self.best_params, "config": best.config, "val_acc": best.val_acc, "trial": best.index,
+                 "seed": best.seed, "search_seed": self.seed}
+        if self.best_model_state is not None:
+            state["model_state"] = self.best_model_state
+        return save_checkpoint(path, state)
 
     def save(self, directory):
         """Write results.json, results.csv, scatter.png (when matplotlib is installed and the space has a

@@ -209,15 +209,15 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
 
     allowed_failures = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
     loss_limit = shared.losses + EXTRA_DATA_SENDS + (allowed_failures + 1) * (KILLED_ATTEMPTS + 1) * len(waiting)
-    trials, best, best_params = [], None, None
+    trials, best, best_kept = [], None, None
     with _progress_bar(len(waiting), round, progress) as bar:  # closed (its line ended) on Ctrl-C too
         try:
             submit_waiting()
             for future in completed:
                 index, config, s, (lost, killed), data = futures.pop(future)
-                again, params = None, None
+                again, kept = None, None
                 try:
-                    trial, params = future.result()
+                    trial, kept = future.result()
                 except distributed.KilledWorker as exc:
                     again = (lost, killed + 1) if killed < KILLED_ATTEMPTS else None
                     trial = _failed(index, round, config, s, f"KilledWorker: the worker process running it died each "
@@ -248,7 +248,7 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
                         raise
                 trials.append(trial)
                 if trial.ok and (best is None or trial.rank_key() < best.rank_key()):
-                    best, best_params = trial, params
+                    best, best_kept = trial, kept
                 bar.update(1)
                 submit_waiting()
         except NoWorkers as exc:
@@ -257,7 +257,7 @@ def _run_round(client, pickled_builder, shared, configs, first_index, round, see
                 trials.append(_failed(index, round, config, s, str(exc)))
             trials += [_failed(index, round, config, trial_seed(seed, index), str(exc)) for index, config in waiting]
             bar.update(len(futures) + len(waiting))
-    return trials, best_params
+    return trials, best_kept
 
 
 def _failed(index, round, config, seed, error):
@@ -301,7 +301,7 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
         shared = _SharedData(fn, c, training_data)
         spaces = [space]
         configs = sample_configs(space, n_trials, np.random.default_rng([seed, 0]))
-        trials, best_params = _run_round(c, builder, shared, configs, 0, 0, seed, solver_kwargs, progress)
+        trials, best_kept = _run_round(c, builder, shared, configs, 0, 0, seed, solver_kwargs, progress)
         if fine is not None and not any(t.ok for t in trials):
             warnings.warn(f"{fn}: every coarse trial failed, so there is no fine round; see the errors in "
                           "result.table()", RuntimeWarning, stacklevel=3)
@@ -312,14 +312,16 @@ def _search_rounds(fn, build_model, data, space, n_trials, solver_kwargs, seed, 
             n_fine, top_k, widen = fine
             spaces.append(narrow(space, trials, top_k, widen))
             configs = sample_configs(spaces[1], n_fine, np.random.default_rng([seed, 1]))
-            fine_trials, fine_params = _run_round(c, builder, shared, configs, n_trials, 1, seed,
-                                                  solver_kwargs, progress)
+            fine_trials, fine_kept = _run_round(c, builder, shared, configs, n_trials, 1, seed,
+                                                solver_kwargs, progress)
             best_before = min((t for t in trials if t.ok), key=Trial.rank_key, default=None)
             best_fine = min((t for t in fine_trials if t.ok), key=Trial.rank_key, default=None)
             if best_fine is not None and (best_before is None or best_fine.rank_key() < best_before.rank_key()):
-                best_params = fine_params
+                best_kept = fine_kept
             trials += fine_trials
-    return SearchResult(sorted(trials, key=Trial.rank_key), spaces, seed, best_params)
+    best_kept = best_kept or {}
+    return SearchResult(sorted(trials, key=Trial.rank_key), spaces, seed, best_kept.get("params"),
+                        best_kept.get("model_state"))
 
 
 def random_search(build_model, data, space, n_trials, solver_kwargs=None, seed=0, client=None, n_workers=None,

@@ -118,8 +118,13 @@ def run_trial(build_model, data, config, index, round, seed, solver_kwargs, sett
 
     Returns a tuple of:
     - trial: a Trial (status 'failed' with the error when building or training raised or diverged)
-    - best_params: the Solver's best params (None when the trial failed)
+    - best: None when the trial failed, else a dict with the Solver's best params ('params') and the model's
+      batchnorm running statistics of the same check ('model_state', as fastnn.checkpoint.model_state gives it)
+
+    The builder and the Solver get read-only views of `data`: an in-place edit (data['X_train'] -= mean) is an
+    error of that trial, not a change every later trial on the worker would see.
     """
+    from ..checkpoint import model_state
     from ..solver import Solver
 
     start = time.perf_counter()
@@ -129,8 +134,9 @@ def run_trial(build_model, data, config, index, round, seed, solver_kwargs, sett
     with _TRIAL_LOCK, single_threaded(), options(**settings), _seeded_global_rng(seed), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
-            model = build_model(dict(config), data)
-            solver = Solver(model, data, verbose=False, seed=seed, **solver_settings(solver_kwargs, config))
+            trial_data = _read_only(data)
+            model = build_model(dict(config), trial_data)
+            solver = Solver(model, trial_data, verbose=False, seed=seed, **solver_settings(solver_kwargs, config))
             solver.train()
         except (Exception, SystemExit) as exc:  # a failed trial is a result, never the end of the search (or worker)
             error = f"{type(exc).__name__}: {exc}"
@@ -143,4 +149,17 @@ def run_trial(build_model, data, config, index, round, seed, solver_kwargs, sett
         trial.val_acc_history = [float(v) for v in solver.val_acc_history]
         trial.final_loss = trial.loss_history[-1] if trial.loss_history else None
         trial.val_acc = float(solver.best_val_acc) if solver.val_acc_history else None
-    return trial, (dict(solver.best_params) if error is None else None)
+    if error is not None:
+        return trial, None
+    return trial, {"params": dict(solver.best_params), "model_state": model_state(model)}  # train() put them in
+
+
+def _read_only(data):
+    """A new dict of read-only views of data's arrays (other values as they are)."""
+    views = {}
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            value = value.view()
+            value.flags.writeable = False
+        views[key] = value
+    return views
