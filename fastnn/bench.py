@@ -1,11 +1,12 @@
 """The side-by-side speed report behind `fastnn bench`: NumPy reference, fastnn jit and PyTorch CPU in one process.
 
 Each op runs forward + backward. Every path is warmed up first (the jit path compiles then); samples are taken
-round-robin so a drift of the machine's speed hits every path alike, each round starting one path later
-(reference, jit, torch; then jit, torch, reference; ...) so that no path always runs right after the same other
-one, whose freed memory and evicted cache it would inherit. The report gives medians, and ratios taken per round
-then their median. Achieved GFLOP/s (conv, affine) or GB/s (the rest) are set against peaks measured at start: a
-large GEMM and a large copy (one thread: NumPy copies on one). GB/s count the op's compulsory traffic, each array
+round-robin so a drift of the machine's speed hits every path alike. The rounds' orders (round_orders) put every
+path straight after every other equally often, so that none keeps inheriting the same one's freed memory and
+evicted cache; and every path reads its own copies of the inputs, made before the timing, never arrays another
+path has just pulled into cache. The report gives medians, and ratios taken per round then their median.
+Achieved GFLOP/s (conv, affine) or GB/s (the rest) are set against peaks measured at start: a large GEMM and a
+large copy (one thread: NumPy copies on one). GB/s count the op's compulsory traffic, each array
 the step must read or write counted once. PyTorch's gradients are returned, not added into .grad, where they would
 cost it a pass over memory per tensor that no other path makes. A convolution's rate counts the direct
 convolution's multiply-adds, so a 3x3 one (Winograd F(4x4, 3x3): 4x fewer) can show a share above what its GEMMs
@@ -13,6 +14,7 @@ reach. A fused affine-BN-ReLU op also times its three bare GEMMs in the same rou
 their time on a line of their own below it.
 """
 
+import functools
 import json
 import os
 import platform
@@ -34,10 +36,12 @@ def _rng():
 # ------------------------------------------------------------------------------------------------ the ops
 # Each op is an Op: shapes(quick) gives the arrays' shapes it measures ({name: shape}; --quick takes batches 8x
 # smaller), label(shapes) the row's name in the report, and build(dtype, shapes) a dict of
-#   step: runs forward + backward through the public API under the active backend,
-#   torch: the same in PyTorch (None without torch),
+#   inputs: the arrays a step reads; every path gets its own copies of them (paths()),
+#   step(*inputs): runs forward + backward through the public API under the active backend,
+#   torch(*tensors): the same in PyTorch on tensors of the inputs (None without torch),
+#   leaves (optional): how many leading inputs torch differentiates (default all),
 #   work, unit: the FLOPs or bytes one step moves, 'GFLOP/s' or 'GB/s',
-#   gemms (fused ops only): their three bare GEMMs, the floor they are measured against.
+#   gemms(*inputs) (fused ops only): their three bare GEMMs, the floor they are measured against.
 
 
 class Op:
@@ -82,7 +86,7 @@ def _conv_op(x_shape, w_shape, pad):
         b = np.zeros(w.shape[0], dtype)
         param = {"stride": 1, "pad": pad}
 
-        def step():
+        def step(x, w, b):
             out, cache = L.conv_forward_fast(x, w, b, param)
             L.conv_backward_fast(out, cache)
 
@@ -92,13 +96,11 @@ def _conv_op(x_shape, w_shape, pad):
         torch = _torch()
         torch_step = None
         if torch is not None:
-            tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-
-            def torch_step():
+            def torch_step(tx, tw, tb):
                 out = torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
                 _torch_backward(torch, out, out, (tx, tw, tb))
 
-        return {"step": step, "torch": torch_step, "work": flops, "unit": "GFLOP/s"}
+        return {"inputs": (x, w, b), "step": step, "torch": torch_step, "work": flops, "unit": "GFLOP/s"}
 
     return Op(shapes, label, build)
 
@@ -111,21 +113,19 @@ def _pool_build(dtype, shapes):
     x = _rng().standard_normal(shapes["x"]).astype(dtype)
     param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
-    def step():
+    def step(x):
         out, cache = L.max_pool_forward_fast(x, param)
         L.max_pool_backward_fast(out, cache)
 
     torch = _torch()
     torch_step = None
     if torch is not None:
-        tx = torch.tensor(x, requires_grad=True)
-
-        def torch_step():
+        def torch_step(tx):
             out = torch.nn.functional.max_pool2d(tx, 2, 2)
             _torch_backward(torch, out, out, (tx,))
 
     moved = 2 * x.nbytes + 2 * x.nbytes // 4 + 2 * x.size // 4  # x in, dx out, out and dout, argmax
-    return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
+    return {"inputs": (x,), "step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
 
 def _affine_bn_relu_op(N, D, H):
@@ -144,27 +144,25 @@ def _affine_bn_relu_op(N, D, H):
         dout = g.standard_normal((x.shape[0], H)).astype(dtype)
         flops = 3 * 2 * x.shape[0] * D * H
 
-        def gemms():  # the floor the fused layer is measured against: its three GEMMs alone
+        def gemms(x, w, b, gamma, beta, dout):  # the floor the fused layer is measured against: its three GEMMs
             x @ w
             dout @ w.T
             x.T @ dout
 
-        def step():
+        def step(x, w, b, gamma, beta, dout):
             out, cache = L.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
             L.affine_bn_relu_backward(dout, cache)
 
         torch = _torch()
         torch_step = None
         if torch is not None:
-            tx, tw, tb, tg, tbeta = (torch.tensor(a, requires_grad=True) for a in (x, w, b, gamma, beta))
-            tdout = torch.tensor(dout)
-
-            def torch_step():
+            def torch_step(tx, tw, tb, tg, tbeta, tdout):
                 a = tx @ tw + tb
                 out = torch.relu(torch.nn.functional.batch_norm(a, None, None, tg, tbeta, training=True))
                 _torch_backward(torch, out, tdout, (tx, tw, tb, tg, tbeta))
 
-        return {"step": step, "torch": torch_step, "work": flops, "unit": "GFLOP/s", "gemms": gemms}
+        return {"inputs": (x, w, b, gamma, beta, dout), "leaves": 5, "step": step, "torch": torch_step,
+                "work": flops, "unit": "GFLOP/s", "gemms": gemms}
 
     return Op(shapes, label, build)
 
@@ -177,21 +175,19 @@ def _dropout_build(dtype, shapes):
     x = _rng().standard_normal(shapes["x"]).astype(dtype)
     param = {"mode": "train", "p": 0.5, "seed": 0}
 
-    def step():
+    def step(x):
         out, cache = L.dropout_forward(x, param)
         L.dropout_backward(out, cache)
 
     torch = _torch()
     torch_step = None
     if torch is not None:
-        tx = torch.tensor(x, requires_grad=True)
-
-        def torch_step():
+        def torch_step(tx):
             out = torch.nn.functional.dropout(tx, 0.5, training=True)
             _torch_backward(torch, out, out, (tx,))
 
     moved = 4 * x.nbytes + 2 * x.size  # x, out, dout, dx and the bool mask twice
-    return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
+    return {"inputs": (x,), "step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
 
 def _norm_op(kind):
@@ -209,16 +205,14 @@ def _norm_op(kind):
         forward, backward = {"batchnorm": (L.batchnorm_forward, L.batchnorm_backward),
                              "layernorm": (L.layernorm_forward, L.layernorm_backward)}[kind]
 
-        def step():
+        def step(x, gamma, beta):
             out, cache = forward(x, gamma, beta, {"mode": "train"})
             backward(out, cache)
 
         torch = _torch()
         torch_step = None
         if torch is not None:
-            tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-
-            def torch_step():
+            def torch_step(tx, tg, tb):
                 if kind == "batchnorm":
                     out = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True)
                 else:
@@ -226,7 +220,7 @@ def _norm_op(kind):
                 _torch_backward(torch, out, out, (tx, tg, tb))
 
         moved = 5 * x.nbytes  # x read and out written; dout and x read and dx written
-        return {"step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
+        return {"inputs": (x, gamma, beta), "step": step, "torch": torch_step, "work": moved, "unit": "GB/s"}
 
     return Op(shapes, label, build)
 
@@ -244,6 +238,36 @@ OPS = {
 OP_DESCRIPTIONS = {name: op.describe(quick=False) for name, op in OPS.items()}  # the full report's row names
 
 
+def _under(backend, step):
+    def call(*arrays):
+        with options(backend=backend):
+            step(*arrays)
+
+    return call
+
+
+def _bound(fn, inputs):
+    return (lambda: fn(*inputs)), inputs
+
+
+def paths(built):
+    """{path: (call, the inputs it reads)} for a built op: reference, jit, torch (where installed) and the fused
+    op's bare GEMMs, each bound to its own copies of the op's inputs, made here, outside the timing."""
+    def own():
+        return [a.copy() for a in built["inputs"]]
+
+    result = {"reference": _bound(_under("reference", built["step"]), own()),
+              "jit": _bound(_under("jit", built["step"]), own())}
+    if built["torch"] is not None:
+        torch = _torch()
+        leaves = built.get("leaves", len(built["inputs"]))
+        tensors = [torch.tensor(a, requires_grad=i < leaves) for i, a in enumerate(built["inputs"])]  # copies
+        result["torch"] = _bound(built["torch"], tensors)
+    if "gemms" in built:
+        result["gemms"] = _bound(built["gemms"], own())
+    return result
+
+
 # ------------------------------------------------------------------------------------------------ timing
 
 
@@ -253,18 +277,48 @@ def _time_once(fn):
     return time.perf_counter() - start
 
 
+@functools.lru_cache
+def round_orders(n):
+    """n - 1 orderings of range(n) (one for n < 3) which, run back to back and over again, put every i straight
+    after every other j exactly once per cycle and never after itself (for n > 1): found by a depth-first search,
+    instant for the few paths a report times."""
+    if n < 3:
+        return (tuple(range(n)),)
+    total, sequence, used = n * (n - 1), [], set()
+
+    def extend():
+        if len(sequence) == total:
+            return (sequence[-1], sequence[0]) not in used  # the cycle's wrap, into its next run
+        this_round = sequence[len(sequence) - len(sequence) % n:]
+        for i in range(n):
+            pair = (sequence[-1], i) if sequence else None
+            if i in this_round or pair in used or (sequence and sequence[-1] == i):
+                continue
+            sequence.append(i)
+            used.add(pair)
+            if extend():
+                return True
+            sequence.pop()
+            used.discard(pair)
+        return False
+
+    if not extend():
+        raise RuntimeError(f"fastnn bench: no balanced round order for {n} paths")
+    return tuple(tuple(sequence[k:k + n]) for k in range(0, total, n))
+
+
 def measure(candidates, rounds):
-    """Round-robin samples of every candidate, round r starting at the r-th (rotating); returns
-    {name: [seconds per round]}."""
+    """Round-robin samples of every candidate, each round running each once in the next of round_orders: every
+    candidate runs straight after every other about equally often. Returns {name: [seconds per round]}."""
     for fn in candidates.values():  # warm-up: compiles the jit path, touches the memory
         fn()
         fn()
     names = list(candidates)
+    orders = round_orders(len(names))
     samples = {name: [] for name in names}
     for r in range(rounds):
-        start = r % len(names)
-        for name in names[start:] + names[:start]:
-            samples[name].append(_time_once(candidates[name]))
+        for i in orders[r % len(orders)]:
+            samples[names[i]].append(_time_once(candidates[names[i]]))
     return samples
 
 
@@ -341,17 +395,19 @@ def _thread_limits(stack, threads):
     from . import num_threads
 
     stack.enter_context(num_threads(threads))
+    torch = _torch()
+    if torch is not None:
+        # before threadpool_limits: that lowers a torch already loaded, so torch's count read after it was the
+        # lowered one, and restoring that left torch's MKL at it
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        stack.callback(torch.set_num_threads, previous)
     try:
         from threadpoolctl import threadpool_limits
 
         stack.enter_context(threadpool_limits(threads))
     except ImportError:
         pass
-    torch = _torch()
-    if torch is not None:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        stack.callback(torch.set_num_threads, previous)
 
 
 def malloc_setting(keep_freed=False):
@@ -411,21 +467,9 @@ def _bench_dtype(dtype):
 def _measure_op(op, dtype, quick, rounds, machine_peaks):
     shapes = OPS[op].shapes(quick)
     built = OPS[op].build(dtype.type, shapes)
-    step, torch_step, work, unit = built["step"], built["torch"], built["work"], built["unit"]
-
-    def on(backend):
-        def call():
-            with options(backend=backend):
-                step()
-
-        return call
-
-    candidates = {"reference": on("reference"), "jit": on("jit")}
-    if torch_step is not None:
-        candidates["torch"] = torch_step
-    if "gemms" in built:  # timed in the same rounds, so the fused layer's ratio to its GEMMs is taken per round
-        candidates["gemms"] = built["gemms"]
-    samples = measure(candidates, rounds)
+    work, unit = built["work"], built["unit"]
+    # the GEMMs in the same rounds too, so the fused layer's ratio to them is taken per round
+    samples = measure({name: call for name, (call, _) in paths(built).items()}, rounds)
     medians = {name: float(np.median(s)) for name, s in samples.items()}
     row = {"op": op, "label": OPS[op].label(shapes), "shapes": {k: list(v) for k, v in shapes.items()},
            "dtype": dtype.name, "unit": unit, "work": work}
@@ -446,17 +490,20 @@ def _threads_label(threads):
     return "one thread" if threads == 1 else f"{threads} threads"
 
 
-def format_report(report):
-    env = report["environment"]
+def environment_lines(env, machine=True, malloc=True):
+    """The report's lines on an environment(): the machine (unless machine=False), thread counts, malloc (unless
+    malloc=False), fastnn settings and the BLAS libraries with their kernels."""
     available = env.get("cpus_available")
     available = f" ({available} available to this process)" if available not in (None, env["cpus"]) else ""
     lines = [
         f"fastnn bench — {env['machine']} ({env['processor']}), {env['cpus']} CPUs{available}, python {env['python']}, "
         f"numpy {env['numpy']}, numba {env.get('numba', '?')}, torch {env['torch']}",
-        f"threads: {env['threads']} (numba {env.get('numba_threads', '?')}, torch {env.get('torch_threads', '-')}); "
-        f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}",
-        f"malloc: {env.get('malloc', 'not recorded')}",
-    ]
+    ] if machine else []
+    lines.append(f"threads: {env['threads']} (numba {env.get('numba_threads', '?')}, torch "
+                 f"{env.get('torch_threads', '-')}); OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} "
+                 f"OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}")
+    if malloc:
+        lines.append(f"malloc: {env.get('malloc', 'not recorded')}")
     if "settings" in env:
         lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in env["settings"].items()))
     blas = env["blas"]
@@ -466,6 +513,12 @@ def format_report(report):
         for pool in blas:
             lines.append(f"BLAS: {pool['internal_api']} {pool['version']} kernel {pool['architecture']}, "
                          f"{pool['num_threads']} thread(s) ({os.path.basename(pool['filepath'] or '')})")
+    return lines
+
+
+def format_report(report):
+    env = report["environment"]
+    lines = environment_lines(env)
     p = report["peaks"]
     lines.append(f"peaks measured now: sgemm {p['gemm_float32_gflops']:.1f} GFLOP/s, dgemm "
                  f"{p['gemm_float64_gflops']:.1f} GFLOP/s on {_threads_label(env['threads'])}, "

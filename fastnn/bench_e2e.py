@@ -1,9 +1,11 @@
 """End-to-end train-step timing behind `fastnn bench --e2e`: the same architecture, initial weights and batches in
 fastnn and in PyTorch CPU, a forward, backward and Adam update per step, float32.
 
-The two are first checked to compute the same loss on the first step (dropout off, since the libraries draw
-different masks), then timed round-robin at each thread count. A per-layer-family breakdown of the fastnn step
-comes from timing every compiled layer call, and the epoch time of the `fastnn train` default is measured too.
+The two are first checked to compute the same loss and the same gradients on the first step (dropout off, since
+the libraries draw different masks; the loss alone is ln 10 for any small weights), then timed round-robin at each
+thread count. A per-layer-family breakdown of the fastnn step comes from timing every compiled layer call, and the
+epoch time of the `fastnn train` default is measured too. The report names the machine, BLAS and thread counts at
+each thread count measured, as the per-op report does.
 """
 
 import time
@@ -13,9 +15,11 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 
 from . import optim, options
-from .bench import _thread_limits, _torch, check_rounds, malloc_setting, measure
+from .bench import _thread_limits, _torch, check_rounds, environment, environment_lines, malloc_setting, measure
 
 BREAKDOWN_STEPS = 5  # timed layer by layer after the round-robin samples; the median one is reported
+LOSS_TOLERANCE = 1e-4  # relative, on the first step's loss
+GRADIENT_TOLERANCE = 1e-3  # gradient_error's: the float32 models agree to ~5e-6, unrelated weights differ by ~1
 FAMILIES = ("conv", "max_pool", "affine_bn_relu", "affine", "relu", "dropout", "batchnorm", "softmax")
 
 
@@ -51,6 +55,16 @@ def layer_timer(totals):
 
 
 # ------------------------------------------------------------------------------------------------ the models
+# Each builder returns (fastnn model, torch net, batch shape, links): links pairs every fastnn parameter with its
+# torch twin, [(name, torch parameter, transposed)], a Linear's weight being the transpose of fastnn's W.
+
+
+def _tie(torch, model, links):
+    """Copy every fastnn parameter into its torch twin."""
+    with torch.no_grad():
+        for name, param, transposed in links:
+            value = model.params[name]
+            param.copy_(torch.from_numpy(value.T.copy() if transposed else value))
 
 
 def _threelayer(torch, quick):
@@ -58,19 +72,14 @@ def _threelayer(torch, quick):
 
     np.random.seed(0)
     model = ThreeLayerConvNet(dtype=np.float32)  # the starter's defaults: 32 7x7 filters, hidden 100, 10 classes
-    p = model.params
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 32, 7, padding=3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
         torch.nn.Linear(32 * 16 * 16, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10),
     )
-    with torch.no_grad():
-        net[0].weight.copy_(torch.from_numpy(p["W1"]))
-        net[0].bias.copy_(torch.from_numpy(p["b1"]))
-        net[4].weight.copy_(torch.from_numpy(p["W2"].T.copy()))
-        net[4].bias.copy_(torch.from_numpy(p["b2"]))
-        net[6].weight.copy_(torch.from_numpy(p["W3"].T.copy()))
-        net[6].bias.copy_(torch.from_numpy(p["b3"]))
-    return model, net, (16 if quick else 64, 3, 32, 32)
+    links = [("W1", net[0].weight, False), ("b1", net[0].bias, False), ("W2", net[4].weight, True),
+             ("b2", net[4].bias, False), ("W3", net[6].weight, True), ("b3", net[6].bias, False)]
+    _tie(torch, model, links)
+    return model, net, (16 if quick else 64, 3, 32, 32), links
 
 
 def _fc5(torch, quick, keep=0.5):
@@ -88,12 +97,13 @@ def _fc5(torch, quick, keep=0.5):
             layers.append(torch.nn.Dropout(1 - keep))
     layers.append(torch.nn.Linear(512, 10))
     net = torch.nn.Sequential(*layers)
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    with torch.no_grad():
-        for i, linear in enumerate(linears, start=1):
-            linear.weight.copy_(torch.from_numpy(model.params[f"W{i}"].T.copy()))
-            linear.bias.copy_(torch.from_numpy(model.params[f"b{i}"]))
-    return model, net, (32 if quick else 256, 3072)
+    links = []
+    for i, linear in enumerate((m for m in net if isinstance(m, torch.nn.Linear)), start=1):
+        links += [(f"W{i}", linear.weight, True), (f"b{i}", linear.bias, False)]
+    for i, norm in enumerate((m for m in net if isinstance(m, torch.nn.BatchNorm1d)), start=1):
+        links += [(f"gamma{i}", norm.weight, False), (f"beta{i}", norm.bias, False)]
+    _tie(torch, model, links)
+    return model, net, (32 if quick else 256, 3072), links
 
 
 MODELS = {"threelayer_convnet": _threelayer, "fc5_batchnorm_dropout": _fc5}
@@ -128,17 +138,40 @@ def _torch_step(torch, net):
     return step
 
 
-def first_step_losses(name, quick=False):
-    """(fastnn loss, torch loss) of the first step from the same weights and batch, dropout off."""
+def gradient_error(ours, theirs):
+    """The largest over parameters of max |ours - theirs| over the gradient's scale: its largest |entry| or, where
+    that is smaller, a hundredth of the model's largest (a bias before batchnorm has gradient 0 up to rounding)."""
+    floor = max(1e-2 * max(float(np.max(np.abs(g))) for g in theirs.values()), np.finfo(np.float32).tiny)
+    return max(float(np.max(np.abs(ours[name] - g))) / max(float(np.max(np.abs(g))), floor)
+               for name, g in theirs.items())
+
+
+def first_step(name, quick=False):
+    """The first step's forward + backward in fastnn and torch from the same weights and batch, dropout off:
+    {"losses": (fastnn, torch), "gradient_error": gradient_error(fastnn's, torch's)}."""
     torch = _torch()
     build = MODELS[name]
-    model, net, shape = build(torch, quick, keep=1.0) if name.startswith("fc5") else build(torch, quick)
+    model, net, shape, links = build(torch, quick, keep=1.0) if name.startswith("fc5") else build(torch, quick)
     X, y = _batches(shape, 1)[0]
-    configs = {k: {"learning_rate": 1e-3} for k in model.params}
     with options(backend="jit"):
-        ours = _fastnn_step(model, configs)(X, y)
-    theirs = _torch_step(torch, net)(torch.from_numpy(X), torch.from_numpy(y))
-    return float(ours), float(theirs)
+        ours, grads = model.loss(X, y)
+    net.train()
+    theirs = torch.nn.functional.cross_entropy(net(torch.from_numpy(X)), torch.from_numpy(y))
+    theirs.backward()
+    torch_grads = {n: p.grad.numpy().T if transposed else p.grad.numpy() for n, p, transposed in links}
+    return {"losses": (float(ours), float(theirs.item())), "gradient_error": gradient_error(grads, torch_grads)}
+
+
+def check_first_step(name, quick=False):
+    """first_step(name), or an AssertionError when the two sides' loss or gradients differ."""
+    check = first_step(name, quick)
+    ours, theirs = check["losses"]
+    if not abs(ours - theirs) <= LOSS_TOLERANCE * max(1.0, abs(theirs)):
+        raise AssertionError(f"{name}: first-step losses differ, fastnn {ours!r} vs torch {theirs!r}")
+    if not check["gradient_error"] <= GRADIENT_TOLERANCE:
+        raise AssertionError(f"{name}: first-step gradients differ from torch's by {check['gradient_error']:.3g} "
+                             f"of their scale (tolerance {GRADIENT_TOLERANCE:g})")
+    return check
 
 
 def median_step(timed):
@@ -150,7 +183,7 @@ def median_step(timed):
 
 def time_model(name, threads, quick=False, rounds=None):
     torch = _torch()
-    model, net, shape = MODELS[name](torch, quick)
+    model, net, shape, _ = MODELS[name](torch, quick)
     batches = _batches(shape)
     torch_batches = [(torch.from_numpy(X), torch.from_numpy(y)) for X, y in batches]
     configs = {k: {"learning_rate": 1e-3} for k in model.params}
@@ -219,6 +252,13 @@ def max_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+def environment_at(threads):
+    """fastnn.bench.environment(threads), taken with numba, BLAS and torch pinned to `threads` as the steps run."""
+    with ExitStack() as stack:
+        _thread_limits(stack, threads)
+        return environment(threads)
+
+
 def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
     """keep_freed: apply fastnn.allocator.keep_freed_memory() first (see fastnn.bench.malloc_setting)."""
     rounds = check_rounds(rounds, quick, fn="fastnn bench --e2e")
@@ -228,14 +268,14 @@ def run(threads=(1, 2), quick=False, rounds=None, keep_freed=False):
     limit = max_threads()
     usable = [n for n in threads if n <= limit]
     malloc = malloc_setting(keep_freed)
-    report = {"quick": bool(quick), "rounds": rounds, "first_step_losses": {}, "steps": [],
+    report = {"quick": bool(quick), "rounds": rounds, "environment": [environment_at(n) for n in usable],
+              "first_step_losses": {}, "first_step_gradient_error": {}, "steps": [],
               "train_epoch_seconds": train_epoch_seconds(), "train_epoch_threads": default_threads(),
               "threads_skipped": [n for n in threads if n not in usable], "max_threads": limit, "malloc": malloc}
     for name in MODELS:
-        ours, theirs = first_step_losses(name, quick)
-        if not abs(ours - theirs) <= 1e-4 * max(1.0, abs(theirs)):
-            raise AssertionError(f"{name}: first-step losses differ, fastnn {ours!r} vs torch {theirs!r}")
-        report["first_step_losses"][name] = (ours, theirs)
+        check = check_first_step(name, quick)
+        report["first_step_losses"][name] = check["losses"]
+        report["first_step_gradient_error"][name] = check["gradient_error"]
     for name in MODELS:
         for n in usable:
             report["steps"].append(time_model(name, n, quick, rounds))
@@ -246,12 +286,16 @@ def format_report(report):
     if "skipped" in report:
         return report["skipped"]
     rounds = f"medians of {report['rounds']} rounds" if "rounds" in report else "medians"
-    lines = [f"end to end, float32, one train step = forward + backward + Adam update ({rounds}, ratio per round)",
-             f"malloc: {report.get('malloc', 'not recorded')}"]
+    lines = [f"end to end, float32, one train step = forward + backward + Adam update ({rounds}, ratio per round)"]
+    for i, env in enumerate(report.get("environment", [])):  # one per thread count measured
+        lines += environment_lines(env, machine=i == 0, malloc=False)
+    lines.append(f"malloc: {report.get('malloc', 'not recorded')}")
     if report.get("quick"):
         lines.append("--quick: smaller batches (the batch column gives those measured)")
+    errors = report.get("first_step_gradient_error", {})
     for name, (ours, theirs) in report["first_step_losses"].items():
-        lines.append(f"  first-step loss {name}: fastnn {ours:.6f}, torch {theirs:.6f} (dropout off)")
+        gradients = f", gradients within {errors[name]:.1e} of torch's" if name in errors else ""
+        lines.append(f"  first-step loss {name}: fastnn {ours:.6f}, torch {theirs:.6f}{gradients} (dropout off)")
     lines.append(f"{'model':<24} {'batch':<18} {'threads':>7} {'fastnn':>10} {'torch':>10} {'fastnn/torch':>13}")
     for r in report["steps"]:
         lines.append(f"{r['model']:<24} {str(tuple(r['batch'])):<18} {r['threads']:>7} {r['fastnn_ms']:>8.1f}ms "

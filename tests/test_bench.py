@@ -1,7 +1,12 @@
+import ctypes
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -69,17 +74,53 @@ def test_torch_steps_return_their_gradients_instead_of_adding_them_into_grad(mon
     monkeypatch.setattr(torch.Tensor, "backward", backward)
     for op in OPS.values():
         built = op.build(np.float32, op.shapes(True))
-        built["torch"]()
+        call, _ = bench.paths(built)["torch"]
+        call()
 
 
-def test_rounds_rotate_which_path_runs_first():
-    """Each round starts one path later, so no path always follows the same other one (whose freed memory and
-    evicted cache it would inherit)."""
-    calls = []
-    candidates = {name: (lambda name=name: calls.append(name)) for name in ("reference", "jit", "torch")}
-    samples = measure(candidates, rounds=3)
-    assert calls[6:] == ["reference", "jit", "torch", "jit", "torch", "reference", "torch", "reference", "jit"]
-    assert all(len(times) == 3 for times in samples.values())
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_every_path_runs_once_a_round_and_after_every_other_equally_often(n):
+    """Rounds that each started one path later kept the cyclic order: with 3 paths over 9 rounds jit ran straight
+    after the reference 6 times and after torch 3 (the reference after jit 2), so it mostly inherited the cache
+    of the path that had just read its inputs."""
+    names = ["reference", "jit", "torch", "gemms", "fifth"][:n]
+    cycle = max(1, n - 1)  # rounds after which every ordered pair has occurred once
+    for rounds in (1, 3, 9, 2 * cycle, 3 * cycle):
+        calls = []
+        samples = measure({name: (lambda name=name, calls=calls: calls.append(name)) for name in names}, rounds)
+        timed = calls[2 * n:]  # after the warm-up
+        assert all(sorted(timed[r * n:(r + 1) * n]) == sorted(names) for r in range(rounds))
+        assert all(len(times) == rounds for times in samples.values())
+        follows = Counter(zip(timed, timed[1:]))
+        pairs = [(a, b) for a in names for b in names if a != b]
+        assert set(follows) <= set(pairs) or n == 1  # never straight after itself
+        counts = [follows[pair] for pair in pairs]
+        assert max(counts, default=0) - min(counts, default=0) <= 1, follows
+        if rounds % cycle == 0:
+            assert counts.count(rounds // cycle) >= len(pairs) - 1  # the cycle's wrap comes with the next round
+
+
+def _buffers(inputs):
+    return [a.detach().numpy() if hasattr(a, "detach") else a for a in inputs]
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_each_path_reads_its_own_copies_of_the_inputs(name):
+    """The reference, jit and the GEMMs read the same arrays (only torch had its own), so jit ran on inputs the
+    reference had just pulled into cache."""
+    op = OPS[name]
+    built = op.build(np.float32, op.shapes(True))
+    paths = bench.paths(built)
+    assert {"reference", "jit"} <= set(paths) and ("gemms" in paths) == ("gemms" in built)
+    arrays = {path: _buffers(inputs) for path, (_, inputs) in paths.items()}
+    for path, inputs in arrays.items():
+        assert len(inputs) == len(built["inputs"])
+        for mine, original in zip(inputs, built["inputs"]):
+            np.testing.assert_array_equal(mine, original)
+            assert not np.shares_memory(mine, original)
+            for other, theirs in arrays.items():
+                if other != path:
+                    assert not any(np.shares_memory(mine, a) for a in theirs), (path, other)
 
 
 def test_unknown_op_is_refused():
@@ -407,3 +448,119 @@ def test_an_empty_json_path_is_named_as_empty(no_bench):
 
     with pytest.raises(SystemExit, match=r"^fastnn bench: --json is empty; give a file name$"):
         main(["bench", "--quick", "--ops", "pool", "--json", ""])
+
+
+def _mkl_threads(torch):
+    """MKL's thread count in torch's own library, or None where it cannot be read."""
+    try:
+        (library,) = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        return ctypes.CDLL(library).mkl_get_max_threads()
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _thread_state(torch):
+    from threadpoolctl import threadpool_info
+
+    pools = {(pool["user_api"], pool["filepath"]): pool["num_threads"] for pool in threadpool_info()}
+    return {"torch": torch.get_num_threads(), "mkl": _mkl_threads(torch), "pools": pools}
+
+
+def test_thread_limits_restore_torchs_threads_when_torch_was_imported_first():
+    """Entered after threadpool_limits, which had already lowered a loaded torch's OpenMP count, the limit read
+    that lowered count as torch's own and left torch's MKL at 1 thread while torch said 2."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("threadpoolctl")
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        before = _thread_state(torch)
+        assert before["torch"] == 2
+        with ExitStack() as stack:
+            bench._thread_limits(stack, 1)
+            assert torch.get_num_threads() == 1
+        assert _thread_state(torch) == before
+    finally:
+        torch.set_num_threads(original)
+
+
+@pytest.fixture
+def e2e_without_timing(monkeypatch):
+    """bench_e2e.run with its timed parts replaced by instant ones; the first-step check is left as it is."""
+    from fastnn import bench_e2e
+
+    monkeypatch.setattr(bench_e2e, "train_epoch_seconds", lambda: 1.0)
+    monkeypatch.setattr(bench_e2e, "time_model", lambda name, n, quick, rounds: {
+        "model": name, "threads": n, "batch": (1,), "fastnn_ms": 1.0, "torch_ms": 1.0, "fastnn_over_torch": 1.0,
+        "breakdown_ms": {"conv": 1.0}})
+    return bench_e2e
+
+
+def test_e2e_report_and_json_name_the_machine_blas_and_threads(e2e_without_timing):
+    """The --e2e report and its JSON said nothing of the machine, the BLAS library and kernel, or the threads."""
+    pytest.importorskip("torch")
+    e2e = e2e_without_timing
+    report = json.loads(json.dumps(e2e.run(threads=(1,), quick=True)))
+    (env,) = report["environment"]
+    assert env["threads"] == 1 and env["numba_threads"] == 1 and env["torch_threads"] == 1
+    assert env["processor"] == bench.processor_name() and "blas" in env
+    text = e2e.format_report(report)
+    assert f"({env['processor']})" in text and "threads: 1 (numba 1, torch 1)" in text and "BLAS: " in text
+
+
+def test_e2e_first_step_check_tells_unrelated_weights_apart(e2e_without_timing, monkeypatch):
+    """ThreeLayerConvNet's first loss is ln 10 to within 5e-6 for any weights of its 1e-3 scale: the check on it
+    alone passed a fastnn side with unrelated weights."""
+    pytest.importorskip("torch")
+    e2e = e2e_without_timing
+    built = e2e.MODELS["threelayer_convnet"]
+
+    def unrelated(torch, quick, **kwargs):
+        result = built(torch, quick, **kwargs)
+        params = result[0].params
+        for name in ("W1", "W2", "W3"):
+            params[name] = (np.random.default_rng(5).standard_normal(params[name].shape) * 1e-3).astype(np.float32)
+        return result
+
+    monkeypatch.setitem(e2e.MODELS, "threelayer_convnet", unrelated)
+    with pytest.raises(AssertionError, match="threelayer_convnet: first-step gradients differ"):
+        e2e.run(threads=(1,), quick=True)
+    monkeypatch.setitem(e2e.MODELS, "threelayer_convnet", built)
+    report = e2e.run(threads=(1,), quick=True)
+    assert set(report["first_step_gradient_error"]) == set(e2e.MODELS)
+    assert all(error <= e2e.GRADIENT_TOLERANCE for error in report["first_step_gradient_error"].values())
+
+
+@pytest.mark.parametrize("e2e", [[], ["--e2e"]])
+def test_a_json_path_that_becomes_a_directory_during_the_run_is_a_message(e2e, tmp_path, monkeypatch, capsys):
+    """atomic_open's second look at the path raised a ValueError for a directory: a traceback, and the report
+    that was to be printed after the JSON was lost."""
+    import fastnn.bench
+    import fastnn.bench_e2e
+    from fastnn.cli import main
+
+    path = tmp_path / "r.json"
+
+    def measured(**kwargs):
+        path.mkdir()
+        return {"results": []}
+
+    monkeypatch.setattr(fastnn.bench_e2e if e2e else fastnn.bench, "run", measured)
+    monkeypatch.setattr(fastnn.bench_e2e if e2e else fastnn.bench, "format_report", lambda report: "the report")
+    shown = re.escape(str(path))
+    with pytest.raises(SystemExit, match=rf"^fastnn bench: --json '{shown}' names a directory, not a file; the "
+                                         r"report printed above is not saved$"):
+        main(["bench", *e2e, "--json", str(path)])
+    assert capsys.readouterr().out == "the report\n"
+
+
+def test_asv_cold_start_keeps_its_numba_cache_where_asv_removes_it(tmp_path, monkeypatch):
+    """ColdStart made a /tmp/fastnn-asv-cache-* directory per asv run and never removed it; asv runs setup_cache
+    in a directory of its own, removed after the benchmarks that use it."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "asv_bench"))
+    from benchmarks import bench_cold_start
+
+    monkeypatch.setattr(bench_cold_start, "_run", lambda code, env=None: 0.0)
+    monkeypatch.chdir(tmp_path)
+    cache_dir = bench_cold_start.ColdStart().setup_cache()
+    assert os.path.isdir(cache_dir) and os.path.commonpath([cache_dir, str(tmp_path)]) == str(tmp_path)

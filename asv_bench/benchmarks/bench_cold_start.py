@@ -4,7 +4,6 @@ cache and with a warm one (FASTNN_CACHE=1)."""
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 FIRST_CONV = (
@@ -28,9 +27,12 @@ class ColdStart:
     repeat = 1
 
     def setup_cache(self):
-        self.cache_dir = tempfile.mkdtemp(prefix="fastnn-asv-cache-")
-        _run(FIRST_CONV, {"FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": self.cache_dir})  # fill it once
-        return self.cache_dir
+        # asv runs setup_cache in a temporary directory of its own and removes it after the last benchmark that
+        # uses it: a cache made under it goes with it (one under /tmp was left behind by every run)
+        cache_dir = os.path.abspath("numba-cache")
+        os.makedirs(cache_dir, exist_ok=True)
+        _run(FIRST_CONV, {"FASTNN_CACHE": "1", "NUMBA_CACHE_DIR": cache_dir})  # fill it once
+        return cache_dir
 
     def track_import_fastnn_seconds(self, cache_dir):
         return _run("import fastnn")

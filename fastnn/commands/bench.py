@@ -77,15 +77,18 @@ def run(args):
 
 
 def _write_json(report, path):
-    """Write --json; returns None, or the message for a file that could not take it (a full disk)."""
+    """Write --json; returns None, or the message for a file that could not take it (a full disk, a path that
+    became a directory during the run)."""
     from .._files import error_text
     from ..bench import write_json
 
     try:
         write_json(report, path)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # atomic_open checks the path again: ValueError for a directory now
         reason = error_text(error)
-        if reason.startswith("fastnn bench:"):  # already the whole message (the directory went away)
+        if reason.startswith("fastnn bench:"):  # already the whole message (the directory went away, or came)
             return f"{reason}; the report printed above is not saved"
+        if isinstance(error, ValueError):  # not about the path: json could not encode the report, a bug to show
+            raise
         return f"fastnn bench: cannot write --json {path!r} ({reason}); the report printed above is not saved"
     return None
