@@ -6,6 +6,7 @@ arguments) and `run(args) -> int` (the exit status). They are imported only when
 
 import _thread
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
@@ -79,12 +80,16 @@ def main(argv=None):
     _check_numba_threads(args.command)
     if own_process and args.command in TRAINING_COMMANDS:
         _set_up_own_process()
-    stdout, unraisablehook = sys.stdout, sys.unraisablehook
+    stdout, stderr, unraisablehook = sys.stdout, sys.stderr, sys.unraisablehook
+    stdout_errors = getattr(stdout, "errors", None)
     interrupt_again = _InterruptAgain(unraisablehook)
     sigterm = None
     if own_process:
-        # a stdout closed before the command started (`fastnn train >&-`) is None: its output goes nowhere
-        sys.stdout = _CheckedStdout(stdout if stdout is not None else open(os.devnull, "w"))
+        # a stdout closed before the command started (`fastnn train >&-`) is None: its output goes nowhere; a
+        # strict one (PYTHONIOENCODING=utf-8) raised UnicodeEncodeError mid-run at an --out name that is not UTF-8
+        sys.stdout = _CheckedStdout(_with_errors(stdout, "backslashreplace") if stdout is not None
+                                    else open(os.devnull, "w"))
+        sys.stderr = _DecorationStderr(stderr if stderr is not None else open(os.devnull, "w"))
         sys.unraisablehook = interrupt_again
         sigterm = stop_on_sigterm()
     try:
@@ -107,14 +112,19 @@ def main(argv=None):
             if sigterm is not None:
                 signal.signal(signal.SIGTERM, sigterm)
             _flush_stdout(quiet=True)
-            sys.stdout, sys.unraisablehook = stdout, unraisablehook
+            sys.stderr.flush()
+            _with_errors(stdout, stdout_errors)
+            sys.stdout, sys.stderr, sys.unraisablehook = stdout, stderr, unraisablehook
 
 
 def console():
     """The `fastnn` command's entry point: main(); then, while Python exits, a Ctrl-C or SIGTERM ends the process
     at once with the command's own status. The command has finished by then (its output flushed): the signal had
     reported the finished run as stopped (exit 130 or 143, after an --overwrite had already dropped the earlier
-    run), or printed a traceback from an exit handler; ignored instead, it could not stop an exit that hangs."""
+    run), or printed a traceback from an exit handler; ignored instead, it could not stop an exit that hangs.
+    After the exit handlers, the signals are ignored: Python's teardown then puts its handlers back to the
+    system's default, and a signal in that last moment killed the finished run (exit -2 or -15)."""
+    atexit.register(_ignore_signals)  # registered first, so it runs after the exit handlers of the command
     status = main()
 
     def leave(signum, frame):
@@ -123,6 +133,13 @@ def console():
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
     return status
+
+
+def _ignore_signals():
+    """Ignore SIGINT and SIGTERM from now on: what is left of the exit is Python's teardown, which keeps an
+    ignored signal ignored (a handler of Python's, it resets to the default, which ends the process)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class _InterruptAgain:
@@ -180,6 +197,52 @@ class _CheckedStdout:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class _DecorationStderr:
+    """sys.stderr while the `fastnn` command runs in its own process. What goes there (the progress bar,
+    warnings) is decoration: a stderr closed, full or whose reader has gone is pointed at /dev/null and the
+    command goes on (the bar's first OSError stopped the training, and the run was reported as failed)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            self._to_devnull()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._to_devnull()
+
+    def _to_devnull(self):
+        """Its descriptor, so that what the stream still holds goes there too (Python flushes sys.stderr at exit,
+        and a failed flush made the exit status 120); a stream without one is replaced."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+            self._stream.flush()
+        except (AttributeError, OSError, ValueError):
+            self._stream = open(os.devnull, "w")
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _with_errors(stream, errors):
+    """`stream`, set to encode with the error handler `errors` where it can be (a TextIOWrapper)."""
+    if errors is not None:
+        with contextlib.suppress(AttributeError, LookupError, ValueError):
+            stream.reconfigure(errors=errors)
+    return stream
 
 
 def _flush_stdout(quiet):

@@ -170,32 +170,57 @@ def plot_accuracy(train_acc_history, val_acc_history, path, title="Classificatio
 
 def filter_grid(W, padding=1):
     """Tile first-layer filters W (F, C, HH, WW) into one image (rows, cols) for C == 1 or (rows, cols, 3) for
-    C == 3, each filter scaled to [0, 1] on its own; the gaps are 1 (white)."""
-    W = np.asarray(W, dtype=np.float64)
+    C == 3, each filter scaled to [0, 1] over its finite entries; a NaN or infinite entry (a diverged run's) is
+    drawn as 0 (black), and the gaps are 1 (white)."""
+    return _filter_grid("filter_grid", W, padding)
+
+
+def _filter_grid(fn, W, padding):
+    W = _real_array(fn, "W", W)
     if W.ndim != 4 or W.shape[1] not in (1, 3):
-        raise ValueError(f"filter_grid: W must be (F, C, HH, WW) with C 1 or 3, got shape {W.shape}")
+        raise ValueError(f"{fn}: W must be (F, C, HH, WW) with C 1 or 3, got shape {W.shape}")
     F, C, HH, WW = W.shape
     if min(F, HH, WW) < 1:
-        raise ValueError(f"filter_grid: W must hold at least one filter of at least 1x1, got shape {W.shape}")
-    padding = _checks.integer("filter_grid", "padding", padding, 0)
+        raise ValueError(f"{fn}: W must hold at least one filter of at least 1x1, got shape {W.shape}")
+    padding = _checks.integer(fn, "padding", padding, 0)
     cols = int(np.ceil(np.sqrt(F)))
     rows = int(np.ceil(F / cols))
     shape = (rows * (HH + padding) + padding, cols * (WW + padding) + padding, C)
-    _checks.addressable("filter_grid", f"{F} filters of {HH}x{WW} with padding {padding}", {"a grid": shape},
+    _checks.addressable(fn, f"{F} filters of {HH}x{WW} with padding {padding}", {"a grid": shape},
                         allocated=("a grid",))
     grid = np.ones(shape)
     for f in range(F):
-        low, high = W[f].min(), W[f].max()
-        tile = (W[f] - low) / (high - low) if high > low else np.full_like(W[f], 0.5)
         r, c = divmod(f, cols)
         y0, x0 = padding + r * (HH + padding), padding + c * (WW + padding)
-        grid[y0:y0 + HH, x0:x0 + WW] = tile.transpose(1, 2, 0)
+        grid[y0:y0 + HH, x0:x0 + WW] = _unit_range(W[f]).transpose(1, 2, 0)
     return grid[:, :, 0] if C == 1 else grid
+
+
+def _real_array(fn, name, values):
+    """values as a float64 array; complex values are refused (casting them drops the imaginary part)."""
+    values = np.asarray(values)
+    if np.iscomplexobj(values):
+        raise TypeError(f"{fn}: {name} must be real, got {values.dtype}")
+    return values.astype(np.float64, copy=False)
+
+
+def _unit_range(w):
+    """w scaled to [0, 1] over its finite entries (0.5 where they are all equal); non-finite entries are 0."""
+    finite = np.isfinite(w)
+    if not finite.any():
+        return np.zeros_like(w)
+    low, high = w[finite].min(), w[finite].max()
+    if not high > low:
+        return np.where(finite, 0.5, 0.0)
+    with np.errstate(over="ignore"):
+        # a span wider than a float holds (-1e308 to 1e308) is taken in halves, which cannot overflow
+        half = 1.0 if np.isfinite(high - low) else 0.5
+    return np.where(finite, (np.where(finite, w, low) * half - low * half) / (high * half - low * half), 0.0)
 
 
 def plot_filters(W, path, title="First-layer filters"):
     """Write the grid of first-layer filters W (F, C, HH, WW) to the PNG `path`; returns path."""
-    grid = filter_grid(W)
+    grid = _filter_grid("plot_filters", W, 1)
     checked = _checked_path("plot_filters", path)
     figure = _figure(5, 5)
     ax = figure.add_subplot(1, 1, 1)

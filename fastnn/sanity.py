@@ -230,6 +230,12 @@ def check_overfit(model, X, y, num_epochs=20, batch_size=25, update_rule="adam",
     accuracy = solver.best_val_acc
     first = epochs_of_checks(solver)[solver.val_acc_history.index(accuracy)] if accuracy == 1.0 else None
     reached = f" (first at epoch {first})" if first is not None else ""
-    detail = (f"train accuracy {accuracy:.1%}{reached} on {len(y)} samples in {num_epochs} epochs of {update_rule} "
-              f"(lr {learning_rate:g}); final loss {solver.loss_history[-1]:.4f}")
+    detail = (f"train accuracy {accuracy:.1%}{reached} on {_counted(len(y), 'sample')} in "
+              f"{_counted(num_epochs, 'epoch')} of {update_rule} (lr {learning_rate:g}); final loss "
+              f"{solver.loss_history[-1]:.4f}")
     return Verdict("overfit small subset", accuracy == 1.0, detail)
+
+
+def _counted(number, noun):
+    """'1 sample', '50 samples'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -98,6 +98,33 @@ def test_a_signal_after_the_command_finished_does_not_report_it_stopped(signame)
     assert process.returncode == 0 and process.stderr == "", process.stderr[-2000:]
 
 
+SIGNALLED_IN_THE_TEARDOWN = """
+import os, signal, sys
+from fastnn import cli
+
+
+class SignalWhileTornDown:  # a global of __main__: deleted in Python's teardown, after the exit handlers
+    def __del__(self, kill=os.kill, pid=os.getpid(), signum=getattr(signal, sys.argv[1])):
+        kill(pid, signum)
+
+
+late = SignalWhileTornDown()
+sys.argv = ["fastnn", "check", "--model", "fc", "--backend", "reference"]
+sys.exit(cli.console())
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_in_pythons_teardown_does_not_kill_the_finished_command(signame):
+    """Python's teardown puts the signal handlers back to the system's default after the exit handlers: a Ctrl-C
+    or SIGTERM then killed the finished command (status -2 or -15, "all checks passed" printed)."""
+    process = subprocess.run([sys.executable, "-c", SIGNALLED_IN_THE_TEARDOWN, signame], capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == 0 and process.stderr == "", (process.returncode, process.stderr[-2000:])
+    assert process.stdout.endswith("all checks passed\n")
+
+
 @pytest.mark.parametrize("command", ["check", "train", "tune"])
 def test_backend_is_taken_in_any_case_and_a_bad_setting_names_the_command(command, monkeypatch):
     """--backend JIT was refused (fastnn.options and FASTNN_BACKEND take it); a bad FASTNN_* value began 'fastnn:'

@@ -1,5 +1,6 @@
 """`fastnn train`: end to end in a subprocess, and its options and outputs in-process."""
 
+import errno
 import json
 import os
 import signal
@@ -95,6 +96,49 @@ def test_bad_options_exit_with_a_message(argv, message, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def _fastnn(*argv, **kwargs):
+    """`python -m fastnn ARGV` in a subprocess, with this checkout's fastnn."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([sys.executable, "-m", "fastnn", *argv], env=env, timeout=300, **kwargs)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes the child's file descriptor 2, or needs /dev/full")
+@pytest.mark.parametrize("stderr", ["closed", "full", "reader-gone"])
+def test_a_stderr_that_cannot_be_written_does_not_stop_the_training(stderr, tmp_path):
+    """The progress bar's first write to a closed stderr (2>&-), a full one (2>/dev/full) or a pipe whose reader
+    had gone raised OSError: the run stopped with status 1, removed what it had written, and said so (blaming
+    --out for a full disk) on the stderr that could not take it."""
+    out = tmp_path / "out"
+    argv = ["train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--out", str(out)]  # with the bar
+    if stderr == "reader-gone":
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+        process = subprocess.Popen([sys.executable, "-m", "fastnn", *argv], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        process.stderr.close()
+        said, _ = process.communicate(timeout=300)
+        status = process.returncode
+    else:
+        with open(os.devnull if stderr == "closed" else "/dev/full", "w") as sink:
+            done = _fastnn(*argv, stdout=subprocess.PIPE, stderr=sink,
+                           preexec_fn=(lambda: os.close(2)) if stderr == "closed" else None)
+        said, status = done.stdout, done.returncode
+    assert status == 0 and b"final accuracy: train " in said, said[-2000:]
+    assert {"summary.json", "checkpoint_epoch_1.npz"} <= set(os.listdir(out))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs file names of bytes")
+def test_an_out_name_that_is_not_utf8_is_printed_escaped_under_a_strict_stdout(tmp_path):
+    """PYTHONIOENCODING=utf-8 makes stdout strict: an --out of bytes that are not UTF-8 (held in the name as
+    surrogates) ended in a UnicodeEncodeError traceback at "Saving checkpoint to", and the run was removed."""
+    out = os.fsencode(tmp_path) + b"/bad\xffname"
+    done = _fastnn("train", "--model", "fc", "--epochs", "1", "--batch-size", "500", "--out", out,
+                   capture_output=True, env={"PYTHONIOENCODING": "utf-8"})
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr[-2000:]
+    assert b'Saving checkpoint to "' + os.fsencode(tmp_path) + b'/bad\\udcffname/' in done.stdout
+    assert b"summary.json" in os.listdir(out)
+
+
 @pytest.mark.parametrize("own_process", [True, False])
 def test_only_the_console_command_sets_up_its_process(monkeypatch, tmp_path, own_process):
     """`fastnn train` as a command keeps freed memory and caches kernels; main([...]) called from a user's
@@ -173,6 +217,23 @@ def test_user_errors_in_out_freeze_and_init_from_are_messages(tmp_path, monkeypa
     with pytest.raises(SystemExit, match=r"fastnn train: --init-from .*nowhere.npz.: load_params: no file at"):
         main(FAST + ["--out", str(tmp_path / "o2"), "--init-from", str(tmp_path / "nowhere.npz")])
     assert a_file.read_text() == "mine"
+
+
+def test_freeze_naming_every_param_is_refused_in_the_options_words(tmp_path):
+    """The refusal showed the Solver's argument, --freeze=['affine', 'conv'], for what was typed as
+    --freeze affine conv."""
+    with pytest.raises(SystemExit, match=r"^fastnn train: --freeze affine conv names every parameter of the model; "):
+        main(FAST + ["--model", "cnn", "--out", str(tmp_path / "out"), "--freeze", "affine", "conv"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_an_out_that_had_written_nothing_holds_is_a_sentence(tmp_path):
+    """It followed '... or --reg (was 1e+308). ' without its final period."""
+    from argparse import Namespace
+
+    from fastnn.commands.train import _what_out_holds
+
+    assert _what_out_holds(Namespace(out=str(tmp_path)), None) == "It had written nothing."
 
 
 def test_the_summary_names_the_checkpoint_whose_params_it_measured(tmp_path, monkeypatch, capsys):
@@ -392,17 +453,54 @@ def test_a_full_disk_is_a_message_saying_what_out_holds(tmp_path, monkeypatch):
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
 
 
-def test_an_error_that_is_no_failed_write_into_out_is_not_blamed_on_out(tmp_path, monkeypatch):
-    """A broken pipe (tqdm writing to a closed stderr, say) was reported as 'writing to --out failed'."""
-    from fastnn import checkpoint
+class _FullStderr:
+    """A stderr on a full disk (or closed, or whose reader has gone): every write fails."""
 
-    def broken(path, state):
-        raise BrokenPipeError(32, "Broken pipe")
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_a_progress_bar_that_cannot_be_drawn_stops_nothing_and_is_not_blamed_on_out(tmp_path, monkeypatch):
+    """A progress bar that could not be drawn (a stderr on a full disk) was reported as 'writing to --out failed':
+    the error number alone, not the file, decided; and from a user's code, main([...]) stopped with it. The bar
+    is decoration: it goes quiet (and tqdm's lock, which its failed write kept, is never taken so)."""
+    import threading
+
+    from tqdm import tqdm
 
     monkeypatch.setattr(plots, "available", lambda: False)
-    monkeypatch.setattr(checkpoint, "save_checkpoint", broken)
-    with pytest.raises(BrokenPipeError):
-        main(FAST + ["--out", str(tmp_path / "out")])
+    monkeypatch.setattr(sys, "stderr", _FullStderr())
+    assert main(FAST[:-1] + ["--out", str(tmp_path / "out")]) == 0  # not --quiet: the bar is drawn
+    assert (tmp_path / "out" / "summary.json").is_file()
+    other = threading.Thread(target=lambda: tqdm(total=1, disable=True).close(), daemon=True)
+    other.start()
+    other.join(10)
+    assert not other.is_alive()
+
+
+@pytest.mark.parametrize("fails", ["fastnn-run.json", "summary.json", "loss.png"])
+def test_a_full_disk_on_any_file_of_out_is_blamed_on_out(fails, tmp_path, monkeypatch):
+    """The OSError of a full disk names no file: each write into --out gives it the name of its file."""
+    from fastnn import _files
+
+    real_open = _files.atomic_open
+
+    def full(path, *args, **kwargs):
+        if os.path.basename(path) == fails:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    if fails.endswith(".png"):
+        pytest.importorskip("matplotlib")
+    monkeypatch.setattr(plots, "available", lambda: True)
+    monkeypatch.setattr("fastnn.commands.train.atomic_open", full)
+    monkeypatch.setattr(plots, "atomic_open", full)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"fastnn train: writing to --out '.*out' failed \(No space left on device\)"):
+        main(FAST + ["--out", str(out)])
 
 
 def test_an_empty_init_from_is_refused_not_ignored(tmp_path):
@@ -581,6 +679,57 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_continue(tmp_p
     with pytest.raises(SystemExit, match=r"--resume '.*nowhere' does not exist"):
         main(["train", "--resume", str(tmp_path / "nowhere")])
     assert not (out / "checkpoint_epoch_3.npz").exists()
+
+
+def _files_of(directory):
+    return {name: (directory / name).read_bytes() for name in os.listdir(directory)}
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, monkeypatch):
+    """A checkpoint copied from another run was resumed with its update rule, learning rate and seed (the
+    Solver takes them from it), while summary.json and fastnn-run.json recorded this run's."""
+    import shutil
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out, other = tmp_path / "out", tmp_path / "other"
+    assert main(FAST + ["--out", str(out)]) == 0
+    assert main(FAST + ["--epochs", "2", "--update-rule", "sgd_momentum", "--lr", "0.01", "--seed", "3",
+                        "--out", str(other)]) == 0
+    shutil.copy(other / "checkpoint_epoch_2.npz", out)
+    before = _files_of(out)
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--resume", str(out), "--epochs", "3", "--quiet"])
+    assert str(refused.value) == (
+        f"fastnn train: --resume {str(out)!r}: checkpoint_epoch_2.npz and fastnn-run.json disagree on "
+        "--update-rule (sgd_momentum in the checkpoint, adam in fastnn-run.json), --lr (0.01 in the checkpoint, "
+        "0.002 in fastnn-run.json), --seed (3 in the checkpoint, 0 in fastnn-run.json); a resumed run goes on "
+        "with its checkpoint's settings: to train on with others, start a new run with --init-from "
+        f"{out / 'checkpoint_epoch_2.npz'}")
+    assert _files_of(out) == before
+
+
+def test_resume_refuses_settings_edited_in_run_json(tmp_path, monkeypatch):
+    """An edited lr, lr_decay or batch_size in fastnn-run.json was ignored by the Solver, which took the
+    checkpoint's, yet recorded in summary.json; an edited seed drew another split of the digits."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(FAST + ["--out", str(out)]) == 0
+    settings = json.loads((out / "fastnn-run.json").read_text())
+    edits = {"lr": 0.5, "lr_decay": 0.5, "batch_size": 400, "seed": 7}
+    (out / "fastnn-run.json").write_text(json.dumps({**settings, **edits}))
+    before = _files_of(out)
+    with pytest.raises(SystemExit, match=r"checkpoint_epoch_1.npz and fastnn-run.json disagree on --lr \(0.002 in "
+                                         r"the checkpoint, 0.5 in fastnn-run.json\), --lr-decay \(0.9 in the "
+                                         r"checkpoint, 0.5 in .*\), --batch-size \(500 in the checkpoint, 400 in "
+                                         r".*\), --seed \(0 in the checkpoint, 7 in fastnn-run.json\); "):
+        main(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+    assert _files_of(out) == before
+    (out / "fastnn-run.json").write_text(json.dumps(settings))
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    used = load_checkpoint(out / "checkpoint_epoch_2.npz")
+    assert (summary["learning_rate"], summary["lr_decay"], summary["batch_size"], summary["seed"]) \
+        == (used["optim_config"]["learning_rate"], used["lr_decay"], used["batch_size"], used["seed"])
 
 
 def test_a_run_still_writing_is_neither_resumed_nor_overwritten(tmp_path, monkeypatch):

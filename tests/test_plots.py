@@ -149,3 +149,34 @@ def test_accuracy_is_drawn_at_the_epochs_given(tmp_path, monkeypatch):
     assert [list(line.get_xdata()) for line in drawn[1].axes[0].lines] == [[0, 1]] * 2
     with pytest.raises(ValueError, match=r"plot_accuracy: epochs must give one epoch per check, got shape \(2,\)"):
         plots.plot_accuracy([0.1, 0.5, 0.8], [0.1, 0.45, 0.7], tmp_path / "acc.png", epochs=[1, 2])
+
+
+@pytest.mark.filterwarnings("error")
+def test_filter_grid_scales_over_the_finite_entries_and_draws_the_others_black():
+    """One infinite weight made NumPy warn 'invalid value encountered in divide' and left a NaN pixel."""
+    W = np.arange(2 * 1 * 2 * 2, dtype=np.float64).reshape(2, 1, 2, 2)
+    W[0, 0, 0, 0], W[0, 0, 1, 1], W[1, 0, 0, 1] = np.inf, np.nan, -np.inf
+    grid = plots.filter_grid(W, padding=0)
+    np.testing.assert_array_equal(grid[:, :2], [[0.0, 0.0], [1.0, 0.0]])  # finite 1 and 2 span [0, 1]
+    np.testing.assert_allclose(grid[:, 2:], [[0.0, 0.0], [2 / 3, 1.0]])  # finite 4, 6 and 7
+    assert np.array_equal(plots.filter_grid(np.full((1, 1, 2, 2), np.nan)), np.pad(np.zeros((2, 2)), 1,
+                                                                                  constant_values=1.0))
+
+
+@pytest.mark.filterwarnings("error")
+def test_filter_grid_scales_a_span_wider_than_a_float_holds(tmp_path):
+    """A filter spanning -1e308 to 1e308 became all NaN, with overflow warnings."""
+    W = np.array([-1e308, -5e307, 0.0, 1e308]).reshape(1, 1, 2, 2)
+    grid = plots.filter_grid(W, padding=0)
+    np.testing.assert_allclose(grid, [[0.0, 0.25], [0.5, 1.0]])
+    assert read_png(plots.plot_filters(W, tmp_path / "wide.png")).std() > 0
+
+
+@pytest.mark.parametrize("fn", ["filter_grid", "plot_filters"])
+def test_complex_filters_are_refused_not_cast(fn, tmp_path):
+    """A complex W was cast to its real part, with only NumPy's ComplexWarning."""
+    W = np.ones((2, 1, 3, 3)) * (1 + 2j)
+    args = (W,) if fn == "filter_grid" else (W, tmp_path / "f.png")
+    with pytest.raises(TypeError, match=rf"^{fn}: W must be real, got complex128$"):
+        getattr(plots, fn)(*args)
+    assert not (tmp_path / "f.png").exists()

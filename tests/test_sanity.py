@@ -341,3 +341,10 @@ def test_a_make_model_that_returns_no_model_is_named():
     with pytest.raises(TypeError, match=r"check_initial_loss: make_model\(0.0\) must return a model with a loss "
                                         r"method, got NoneType"):
         sanity.check_initial_loss(lambda reg: None, *data(n=4), num_classes=4)
+
+
+def test_the_overfit_verdict_counts_in_the_singular():
+    """It said 'on 1 samples in 1 epochs'."""
+    X, y = data(n=1)
+    verdict = sanity.check_overfit(Softmax(), X, y, num_epochs=1, batch_size=1)
+    assert " on 1 sample in 1 epoch of adam " in verdict.detail, verdict.detail

@@ -13,7 +13,7 @@ was to replace). `fastnn train --resume OUT [--epochs N]` continues the run in O
 the settings of its fastnn-run.json.
 """
 
-import errno
+import contextlib
 import json
 import os
 import pickle
@@ -146,6 +146,7 @@ def run(args):
             _check_args(args)
         except SystemExit as error:
             raise SystemExit(f"{error} (from {os.path.join(args.resume, RUN_FILE)!r})") from None
+        _refuse_settings_the_checkpoint_overrides(args, checkpoint)
         with backend_for_the_run("train", args.backend):
             return _resume(args, checkpoint)
 
@@ -181,6 +182,38 @@ def _resumed_settings(args):
         raise SystemExit(f"fastnn train: the run in --resume {args.resume!r} has trained "
                          f"{counted(trained, 'epoch')} already; give --epochs more than {trained}")
     return os.path.join(args.resume, checkpoints[-1])
+
+
+# The settings a checkpoint fixes, by the state key that holds each: Solver.restore takes them from it
+FIXED_BY_THE_CHECKPOINT = {"update_rule": "update_rule", "lr": "optim_config", "lr_decay": "lr_decay",
+                           "batch_size": "batch_size", "seed": "seed"}
+
+
+def _refuse_settings_the_checkpoint_overrides(args, checkpoint):
+    """The resumed run goes on with its checkpoint's update rule, learning rate, lr_decay, batch size and seed: a
+    fastnn-run.json that says otherwise (edited, or beside another run's checkpoint) is refused, or the summary
+    would record settings the run did not use (and another --seed draws another split of the digits, so the test
+    accuracy would be measured partly on images the first segment trained on)."""
+    from ..checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(checkpoint)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"fastnn train: --resume: {error}") from error
+    if not set(FIXED_BY_THE_CHECKPOINT.values()) <= set(state) or not isinstance(state["optim_config"], dict):
+        return  # no Solver checkpoint: Solver.restore names what it lacks
+    held = {name: state[key] for name, key in FIXED_BY_THE_CHECKPOINT.items()}
+    held["lr"] = state["optim_config"].get("learning_rate")
+    differ = [f"{_flags([name])} ({_shown(value)} in the checkpoint, {_shown(getattr(args, name))} in {RUN_FILE})"
+              for name, value in held.items() if value != getattr(args, name)]
+    if differ:
+        raise SystemExit(f"fastnn train: --resume {args.resume!r}: {os.path.basename(checkpoint)} and {RUN_FILE} "
+                         f"disagree on {', '.join(differ)}; a resumed run goes on with its checkpoint's settings: "
+                         f"to train on with others, start a new run with --init-from {shlex.quote(checkpoint)}")
+
+
+def _shown(value):
+    return value if isinstance(value, str) else repr(value)
 
 
 def _summarised_epochs(directory):
@@ -238,8 +271,34 @@ def _write_settings(args):
     settings = {name: getattr(args, name) for name in SETTINGS}
     for name in ("data_dir", "init_from"):  # to be found from wherever the run is resumed
         settings[name] = settings[name] and os.path.abspath(settings[name])
-    with atomic_open(os.path.join(args.out, RUN_FILE), "w", fn="fastnn train") as f:
+    path = os.path.join(args.out, RUN_FILE)
+    with _into_out(path), atomic_open(path, "w", fn="fastnn train") as f:
         json.dump(settings, f, indent=2)
+
+
+@contextlib.contextmanager
+def _into_out(path):
+    """An OSError of the block, which writes `path` (a file in --out), names that file: a full disk's names none,
+    and _stopped blames --out only for the errors of files inside it (a stderr that cannot be written is no fault
+    of --out)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = path
+        raise
+
+
+def _solver_class():
+    """fastnn's Solver, whose failed checkpoint writes name their file (_into_out)."""
+    from ..solver import Solver
+
+    class RunSolver(Solver):
+        def _save_checkpoint(self):
+            with _into_out("%s_epoch_%d.npz" % (self.checkpoint_name, self.epoch)):
+                super()._save_checkpoint()
+
+    return RunSolver
 
 
 _CHECKPOINT = re.compile(r"checkpoint_epoch_(0|[1-9][0-9]*)\.npz", re.ASCII)  # as the Solver names them
@@ -264,11 +323,9 @@ def _checkpoints(directory):
 
 
 def _run(args):
-    from ..solver import Solver
-
     args.out, earlier = outputs.output_directory("train", args.out, args.overwrite, DEFAULT_OUT, is_output)
     with outputs.running(args.out, "train", just_claimed=True):
-        return _run_in(args, earlier, Solver)
+        return _run_in(args, earlier, _solver_class())
 
 
 def _run_in(args, earlier, Solver):
@@ -311,15 +368,12 @@ def _refuse_directories_in_the_way(args):
                                           [name for name in os.listdir(args.out) if is_output(name)])
 
 
-WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # what a full disk and such raise
-
-
 def _stopped(error, args, aside):
-    """Say what --out holds after a Ctrl-C, SIGTERM or a failed write into --out (a full disk: a message, not a
-    traceback); any other error stays as it is."""
+    """Say what --out holds after a Ctrl-C, SIGTERM or a failed write of a file in --out (a full disk: a message,
+    not a traceback); any other error stays as it is."""
     if isinstance(error, KeyboardInterrupt):
         print(f"fastnn train: {_what_out_holds(args, aside)}", file=sys.stderr, flush=True)
-    elif isinstance(error, OSError) and (error.errno in WRITE_FAILURES or _is_in(error.filename, args.out)):
+    elif isinstance(error, OSError) and _is_in(error.filename, args.out):
         raise SystemExit(f"fastnn train: writing to --out {args.out!r} failed ({error.strerror or error}). "
                          + _what_out_holds(args, aside)) from error
 
@@ -335,11 +389,9 @@ def _is_in(path, directory):
 def _resume(args, checkpoint):
     """Continue the run in args.out from `checkpoint` (its latest), writing the later epochs' checkpoints and a
     new summary beside the earlier ones."""
-    from ..solver import Solver
-
     _refuse_directories_in_the_way(args)
     init_from, args.init_from = args.init_from, None  # the checkpoint holds the params
-    solver, model, data = _set_up(args, Solver)
+    solver, model, data = _set_up(args, _solver_class())
     args.init_from = init_from
     try:
         solver.restore(checkpoint)
@@ -430,7 +482,8 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
         "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
         "plots": plots,
     }
-    with atomic_open(os.path.join(args.out, "summary.json"), "w", fn="fastnn train") as f:
+    path = os.path.join(args.out, "summary.json")
+    with _into_out(path), atomic_open(path, "w", fn="fastnn train") as f:
         json.dump(summary, f, indent=2)
     return summary
 
@@ -466,7 +519,7 @@ def _what_out_holds(args, aside, resumable=True):
                "run that finishes)"
     kept = _checkpoints(args.out)
     if not kept:
-        return "It had written nothing"
+        return "It had written nothing."
     shown = ", ".join(kept) if len(kept) <= 4 else f"{kept[0]} ... {kept[-1]} ({len(kept)} files)"
     then = f"fastnn train --resume {shlex.quote(args.out)} continues it" if resumable else \
         "a new run there needs --overwrite"
@@ -505,14 +558,21 @@ def _set_up(args, Solver):
                         print_every=10**9, num_train_samples=None, verbose=not args.quiet, seed=args.seed,
                         checkpoint_name=os.path.join(args.out, "checkpoint"), freeze=args.freeze)
     except (ValueError, TypeError, OSError) as error:  # OSError: checkpoint_name's directory cannot be written
-        message = str(error)
-        if args.freeze and message.startswith("Solver: freeze"):  # the option, not the Solver argument, by name
-            message = "--freeze" + message[len("Solver: freeze"):]
-        raise SystemExit(f"fastnn train: {message}") from error
+        raise SystemExit(f"fastnn train: {_as_typed(str(error), args.freeze)}") from error
     if args.batch_size == 1 and args.model == "fc":
         print("fastnn train: warning: --batch-size 1 with --model fc: batchnorm over a batch of one sample gives "
               "zeros, so the net cannot learn", file=sys.stderr)
     return solver, model, data
+
+
+def _as_typed(message, freeze):
+    """A Solver error about freeze=, in the option's words: `--freeze affine conv`, not freeze=['affine', 'conv']."""
+    if not freeze or not message.startswith("Solver: freeze"):
+        return message
+    listed = f"Solver: freeze={freeze!r}"
+    if message.startswith(listed):
+        return f"--freeze {shlex.join(freeze)}" + message[len(listed):]
+    return "--freeze" + message[len("Solver: freeze"):]
 
 
 def _write_plots(solver, model, args):
@@ -545,12 +605,17 @@ def _plots_skipped(args, message):
 def _plots_written(plots, solver, model, args):
     from ..solver import epochs_of_checks
 
-    written = {
-        "loss": plots.plot_loss(solver.loss_history, os.path.join(args.out, "loss.png")),
-        "accuracy": plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history,
-                                        os.path.join(args.out, "accuracy.png"), epochs=epochs_of_checks(solver)),
+    draw = {
+        "loss": lambda path: plots.plot_loss(solver.loss_history, path),
+        "accuracy": lambda path: plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history, path,
+                                                     epochs=epochs_of_checks(solver)),
     }
     first_layer = model.params["W1"]
     if first_layer.ndim == 4:
-        written["filters"] = plots.plot_filters(first_layer, os.path.join(args.out, "filters.png"))
-    return {k: os.path.abspath(v) for k, v in written.items()}
+        draw["filters"] = lambda path: plots.plot_filters(first_layer, path)
+    written = {}
+    for name, plot in draw.items():
+        path = os.path.join(args.out, f"{name}.png")
+        with _into_out(path):
+            written[name] = os.path.abspath(plot(path))
+    return written
