@@ -186,10 +186,12 @@ def _is_pickle(head, last):
 
 
 def model_state(model):
-    """The model's non-parameter state as a checkpoint-able dict (empty for models without bn_params)."""
+    """The model's non-parameter state as a checkpoint-able dict: its normalization (None for models without one)
+    and the dicts of its bn_params (none for models without)."""
     bn_params = getattr(model, "bn_params", None) or []
     kept = (np.ndarray, str, float, int)
-    return {"bn_params": [{k: v for k, v in p.items() if isinstance(v, kept)} for p in bn_params]}
+    return {"normalization": getattr(model, "normalization", None),
+            "bn_params": [{k: v for k, v in p.items() if isinstance(v, kept)} for p in bn_params]}
 
 
 def restore_model_state(model, state, source="checkpoint"):
@@ -198,6 +200,11 @@ def restore_model_state(model, state, source="checkpoint"):
     state = {} if state is None else state
     saved = state.get("bn_params", []) if isinstance(state, dict) else state
     current = getattr(model, "bn_params", None) or []
+    if isinstance(state, dict) and "normalization" in state:  # absent in checkpoints of earlier versions
+        theirs, ours = state["normalization"], getattr(model, "normalization", None)
+        if theirs != ours:  # a layernorm net's dicts would land in a batchnorm net's, without statistics
+            raise ValueError(f"Solver.restore: {source} was written by a model with normalization={theirs!r:.40}; "
+                             f"this one has normalization={ours!r}")
     if not isinstance(saved, list) or not all(isinstance(p, dict) for p in saved):
         raise ValueError(f"Solver.restore: {source} holds model_state bn_params as "
                          f"{saved!r:.80}; it must be a list of dicts")

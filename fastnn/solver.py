@@ -98,6 +98,7 @@ class Solver:
         self._warn_of_unread_config_keys()
         self.rng = None if self.seed is None else np.random.default_rng(self.seed)
         self._frozen_names = self._frozen()
+        self._warned_of_cast = False
         self._reset()
 
     # -- set-up -------------------------------------------------------------------------------------------
@@ -250,11 +251,33 @@ class Solver:
     def _update(self, p, dw):
         # on a copy of the config: the built-in rules set its t, m, v... in place, which a later param's failure
         # would have left advanced for this one
-        result = self.update_rule(self.model.params[p], dw, dict(self.optim_configs[p]))
+        w = self.model.params[p]
+        result = self.update_rule(w, dw, dict(self.optim_configs[p]))
+        rule = _rule_name(self.update_rule)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
-            raise TypeError(f"Solver: the update rule {_rule_name(self.update_rule)!r} must return (next_w, config), "
+            raise TypeError(f"Solver: the update rule {rule!r} must return (next_w, config), "
                             f"got {type(result).__name__} for {p!r}")
-        return result
+        next_w, config = result
+        if not isinstance(next_w, np.ndarray) or next_w.shape != w.shape:
+            raise ValueError(f"Solver: the update rule {rule!r} returned next_w {_described(next_w)} for {p!r}, "
+                             f"whose value is {_described(w)}; it must be an array of that shape")
+        if w.dtype.kind == "f" and next_w.dtype.newbyteorder("=") != w.dtype.newbyteorder("="):
+            next_w = self._cast_back(rule, p, w, next_w)
+        return next_w, config
+
+    def _cast_back(self, rule, p, w, next_w):
+        """next_w in w's float dtype, once it holds real numbers: the model refuses a param of another float dtype
+        at its next loss(). A rule of one's own gives float64 for float32 params through any NumPy float64 scalar
+        (np.sqrt(1 - beta2**t), a rate from np.logspace), which NumPy 2 no longer casts down."""
+        if next_w.dtype.kind not in "biuf":
+            raise TypeError(f"Solver: the update rule {rule!r} returned next_w of dtype {next_w.dtype} for {p!r}, "
+                            f"whose dtype is {w.dtype}")
+        if not self._warned_of_cast:
+            self._warned_of_cast = True
+            warnings.warn(f"Solver: the update rule {rule!r} returned {next_w.dtype} for the {w.dtype} param {p!r} "
+                          f"(a NumPy float64 scalar in the rule or its config promotes {w.dtype} arrays); each such "
+                          f"result is cast back to the param's dtype (warned once)", RuntimeWarning, stacklevel=5)
+        return next_w.astype(w.dtype)
 
     def _check_gradients(self, names, grads):
         """Every gradient there and, for a built-in rule (which would refuse it), an array of its parameter's shape
@@ -425,7 +448,7 @@ class Solver:
         from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, disable=not show, unit="it", desc="train", leave=True,
-                    dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+                    dynamic_ncols=True, mininterval=0.5, file=_Decoration(sys.stderr))
 
     def _print(self, line):
         from tqdm import tqdm
@@ -453,6 +476,7 @@ class Solver:
             "best_val_acc": self.best_val_acc,
             "best_params": self.best_params,
             "optim_configs": self.optim_configs,
+            "frozen": sorted(self._frozen_names),
             "model_state": checkpoint.model_state(self.model),
             "best_model_state": self._best_model_state,
             "seed": self.seed,
@@ -511,9 +535,11 @@ class Solver:
             np.random.RandomState().set_state(global_rng_state)  # checked on a scratch generator first
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as error:
             raise ValueError(f"{where} holds a state this Solver cannot continue from: {error}") from error
+        frozen = self._frozen_names if state.get("frozen") is None else _frozen_names(where, state["frozen"], params)
         best_model_state = state.get("best_model_state")  # None in checkpoints of earlier versions
         if best_model_state is not None:  # checked on copies of the model's dicts, for the end of training
             scratch = SimpleNamespace(params=self.model.params,
+                                      normalization=getattr(self.model, "normalization", None),
                                       bn_params=[dict(p) for p in getattr(self.model, "bn_params", None) or []])
             checkpoint.restore_model_state(scratch, best_model_state, source=f"{source} (best_model_state)")
         checkpoint.restore_model_state(self.model, state.get("model_state"), source=source)
@@ -524,6 +550,8 @@ class Solver:
         self.model.params = params
         self.best_params = best_params
         self._best_model_state = best_model_state
+        if frozen != self._frozen_names:  # the run goes on keeping what it kept
+            self.freeze, self._frozen_names = sorted(frozen) or None, frozen
         self.seed = state["seed"]
         self.rng = rng
         np.random.set_state(global_rng_state)
@@ -534,9 +562,9 @@ class Solver:
         """Continue training from the checkpoint at `path` up to this Solver's num_epochs.
 
         The checkpoint restores the model's params and batchnorm statistics, the update rule and its
-        per-parameter state, the settings it was written with, the histories and the RNG states (the Solver's
-        own and numpy's global one), so an interrupted run and an uninterrupted run with the same seed give the
-        same loss history. Returns self.
+        per-parameter state, the settings it was written with (the frozen params among them), the histories and
+        the RNG states (the Solver's own and numpy's global one), so an interrupted run and an uninterrupted run
+        with the same seed give the same loss history. Returns self.
         """
         self.restore(path)
         self.train()
@@ -565,6 +593,49 @@ def _copied(model_state):
     """A model_state dict whose arrays are copies: the model's own may change in place."""
     return {"bn_params": [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
                           for p in model_state["bn_params"]]}
+
+
+class _Decoration:
+    """The progress bar's stream. A bar is decoration: once its stream fails (closed, full, its reader gone) the
+    bar goes quiet and training goes on. The error had stopped training, and tqdm, raising from inside its
+    write, kept its lock held, so any later bar in another thread waited for it forever."""
+
+    def __init__(self, stream):
+        self._stream, self._failed = stream, False
+
+    def write(self, text):
+        self._call("write", text)
+
+    def flush(self):
+        self._call("flush")
+
+    def _call(self, name, *args):
+        if not self._failed:
+            try:
+                getattr(self._stream, name)(*args)
+            except (OSError, ValueError):  # ValueError: a closed file
+                self._failed = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _frozen_names(where, frozen, params):
+    """The set of a checkpoint's frozen param names, once they name some of the model's params, not all."""
+    if not isinstance(frozen, list) or not all(isinstance(name, str) for name in frozen):
+        raise ValueError(f"{where} holds frozen={frozen!r:.80}; it must be a list of param names")
+    unknown = sorted(set(frozen) - set(params))
+    if unknown or (frozen and set(frozen) == set(params)):
+        what = f"names params the model lacks: {unknown}" if unknown else "names every param of the model"
+        raise ValueError(f"{where} holds frozen={frozen!r:.80}, which {what}")
+    return set(frozen)
+
+
+def _described(value):
+    """'of shape S and dtype D' for an array, else the value's type."""
+    if isinstance(value, np.ndarray):
+        return f"of shape {value.shape} and dtype {value.dtype}"
+    return f"of type {type(value).__name__}"
 
 
 def _rule_name(rule):

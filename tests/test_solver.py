@@ -727,3 +727,76 @@ def test_lr_multipliers_take_the_default_rate_of_a_rule_of_ones_own():
     solver = Solver(LinearSoftmax(), blobs(), update_rule=my_sgd, lr_multipliers={"W": 0.1}, verbose=False)
     assert solver.optim_configs["W"]["learning_rate"] == pytest.approx(1e-3) and "learning_rate" not in \
         solver.optim_configs["b"]
+
+
+def _momentum_in_float64(w, dw, config=None):
+    """A student's sgd_momentum whose rate is a NumPy float64 (from np.logspace): float32 w comes back float64."""
+    config = {} if config is None else config
+    config.setdefault("velocity", np.zeros_like(w))
+    v = 0.9 * config["velocity"] - np.logspace(-2, -1, 3)[0] * dw
+    config["velocity"] = v
+    return w + v, config
+
+
+def test_a_rule_of_ones_own_that_returns_another_float_dtype_is_cast_back_with_a_warning():
+    """The float32 model then refused its own float64 params at the first accuracy check, blaming the params."""
+    from fastnn.classifiers.fc_net import FullyConnectedNet
+
+    data = {k: v.astype(np.float32) if k.startswith("X") else v for k, v in blobs().items()}
+    model = FullyConnectedNet([8], input_dim=4, num_classes=3, dtype=np.float32, seed=0)
+    solver = Solver(model, data, update_rule=_momentum_in_float64, num_epochs=2, batch_size=10, verbose=False)
+    with pytest.warns(RuntimeWarning, match=r"Solver: the update rule '_momentum_in_float64' returned float64 for "
+                                            r"the float32 param '(W|b)\d' .* cast back .* \(warned once\)") as caught:
+        solver.train()
+    assert len([w for w in caught if "cast back" in str(w.message)]) == 1
+    assert all(p.dtype == np.float32 for p in model.params.values()) and solver.best_val_acc > 0
+
+
+@pytest.mark.parametrize("returned, error, message", [
+    (lambda w: w[:1], ValueError, r"returned next_w of shape \(1, 3\) and dtype float64 for 'W', whose value is of "
+                                  r"shape \(4, 3\) and dtype float64; it must be an array of that shape"),
+    (lambda w: w.tolist(), ValueError, r"returned next_w of type list for 'W'"),
+    (lambda w: w.astype(np.complex128), TypeError, r"returned next_w of dtype complex128 for 'W'"),
+])
+def test_a_rule_of_ones_own_that_returns_no_array_of_the_params_shape_is_named_before_any_change(returned, error,
+                                                                                                message):
+    model = LinearSoftmax()
+    before = {k: v.copy() for k, v in model.params.items()}
+
+    def rule(w, dw, config=None):
+        return (returned(w) if w.shape == (4, 3) else w - 0.1 * dw), config or {}
+
+    solver = Solver(model, blobs(), update_rule=rule, num_epochs=1, batch_size=10, verbose=False)
+    with pytest.raises(error, match=r"Solver: the update rule 'rule' " + message):
+        solver.train()
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)
+
+
+def test_a_resumed_run_keeps_the_params_its_checkpoint_froze(tmp_path):
+    """freeze= was not in the checkpoint: resumed by a Solver built without it, the run trained W."""
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.5}, batch_size=10, verbose=False, seed=0)
+    straight = Solver(LinearSoftmax(), blobs(), num_epochs=3, freeze=["W"], **kwargs)
+    straight.train()
+    Solver(LinearSoftmax(), blobs(), num_epochs=1, freeze=["W"], checkpoint_name=name, **kwargs).train()
+    resumed = Solver(LinearSoftmax(), blobs(), num_epochs=3, **kwargs).resume(name + "_epoch_1.npz")
+    np.testing.assert_array_equal(resumed.model.params["W"], LinearSoftmax().params["W"])
+    assert resumed.loss_history == straight.loss_history and resumed.freeze == ["W"]
+
+
+def test_a_checkpoint_of_a_model_with_another_normalization_is_refused(tmp_path):
+    from fastnn.classifiers.fc_net import FullyConnectedNet
+
+    name = str(tmp_path / "run")
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.1}, batch_size=10, verbose=False, seed=0)
+
+    def net(normalization):
+        return FullyConnectedNet([8], input_dim=4, num_classes=3, normalization=normalization, seed=0)
+
+    Solver(net("layernorm"), blobs(), num_epochs=1, checkpoint_name=name, **kwargs).train()
+    model = net("batchnorm")
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"Solver.restore: .*run_epoch_1.npz' was written by a model with "
+                                         r"normalization='layernorm'; this one has normalization='batchnorm'"):
+        Solver(model, blobs(), num_epochs=2, **kwargs).resume(name + "_epoch_1.npz")
+    assert all(np.array_equal(model.params[k], before[k]) for k in before) and "running_mean" not in model.bn_params[0]
