@@ -826,3 +826,31 @@ def test_a_builder_that_edits_the_data_fails_its_trial_and_leaves_the_data_as_it
                             {"backend": "reference", "parallel": True})
     assert trial.status == "failed" and best is None and "read-only" in trial.error
     assert all(np.array_equal(digits[k], before[k]) and digits[k].flags.writeable for k in before)
+
+
+def test_lograndint_draws_integers_in_its_half_open_range_about_uniformly_in_log_space():
+    """Hidden sizes log-spaced needed choice(): loguniform gave floats, which build_fc_net refused in every trial."""
+    from fastnn.tune import LogRandInt, lograndint
+
+    param = lograndint(16, 1024)
+    values = [param.sample(np.random.default_rng([3, i])) for i in range(4000)]
+    assert all(isinstance(v, int) and 16 <= v < 1024 for v in values)
+    counts = np.histogram(np.log2(values), bins=6, range=(4, 10))[0]  # one bin per doubling
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
+    assert param.describe() == {"type": "lograndint", "low": 16, "high": 1024} and param.log_scale
+    narrowed = param.narrowed([100, 120, 128], widen=0.25)
+    assert isinstance(narrowed, LogRandInt) and 16 <= narrowed.low <= 100 and 129 <= narrowed.high <= 1024
+    assert narrowed.low > 16 and narrowed.high < 1024
+    for low, high in ((0, 8), (8, 8), (2.5, 8)):
+        with pytest.raises((ValueError, TypeError), match="lograndint"):
+            lograndint(low, high)
+
+
+def test_a_trial_over_a_lograndint_hidden_size_trains(digits):
+    from fastnn.tune import lograndint, sample_configs
+
+    space = {"hidden_size": lograndint(8, 64), "learning_rate": loguniform(1e-2, 1e-1)}
+    config = sample_configs(space, 1, np.random.default_rng(0))[0]
+    trial, best = run_trial(build_fc_net, digits, config, 0, 0, 7, {**SOLVER_KWARGS, "update_rule": "adam"},
+                            {"backend": "reference", "parallel": True})
+    assert trial.ok and best["params"]["W1"].shape == (64, config["hidden_size"])

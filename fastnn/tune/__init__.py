@@ -28,12 +28,14 @@ from .search import coarse_to_fine, connect, narrow, random_search
 from .space import (
     PARAM_TYPES,
     Choice,
+    LogRandInt,
     LogUniform,
     RandInt,
     Uniform,
     check_space,
     choice,
     describe_space,
+    lograndint,
     loguniform,
     randint,
     sample_configs,
@@ -52,7 +54,8 @@ from .trial import (
 
 __all__ = [
     # the search space
-    "loguniform", "uniform", "randint", "choice", "LogUniform", "Uniform", "RandInt", "Choice", "PARAM_TYPES",
+    "loguniform", "uniform", "randint", "lograndint", "choice", "LogUniform", "Uniform", "RandInt", "LogRandInt",
+    "Choice", "PARAM_TYPES",
     "check_space", "sample_configs", "describe_space",
     # trials
     "Trial", "run_trial", "trial_seed", "solver_settings", "single_threaded", "SOLVER_KEYS", "OPTIM_KEYS",

@@ -1,6 +1,6 @@
-"""The search space: loguniform, uniform, randint and choice parameters, each sampling from a np.random.Generator
-it is given, and the helpers that check a space, draw configs from it, narrow a range around the best values and
-describe it as JSON; nothing here knows about trials, models or dask.
+"""The search space: loguniform, uniform, randint, lograndint and choice parameters, each sampling from a
+np.random.Generator it is given, and the helpers that check a space, draw configs from it, narrow a range around
+the best values and describe it as JSON; nothing here knows about trials, models or dask.
 """
 
 import math
@@ -105,6 +105,28 @@ class RandInt(_Range):
         return RandInt(lo, hi) if lo < hi else self  # values outside the range (an earlier one's): all of it
 
 
+@dataclass(frozen=True)
+class LogRandInt(_Range):
+    """An integer in [low, high) (high excluded, as randint's) whose logarithm is about uniform: the floor of a
+    log-uniform draw in [low, high). Hidden sizes from 16 to 1024, where each doubling is as likely as the next."""
+
+    low: int
+    high: int
+    log_scale = True
+    kind = "lograndint"
+    bounds = {"integer": True, "positive": True}
+
+    def sample(self, rng):
+        value = math.floor(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return min(max(value, self.low), self.high - 1)  # exp(log(x)) may round one ulp outside
+
+    def narrowed(self, values, widen):
+        # as LogUniform's, in log space, over the half-open [min, max + 1) of the top values, then to integers
+        lo, hi = _widened(np.log([min(values), max(values) + 1]), widen, math.log(self.low), math.log(self.high))
+        lo, hi = max(math.floor(math.exp(lo)), self.low), min(math.ceil(math.exp(hi)), self.high)
+        return LogRandInt(lo, hi) if lo < hi else self
+
+
 _JSON_SCALARS = (type(None), bool, int, float, str)
 
 
@@ -159,12 +181,17 @@ def randint(low, high):
     return RandInt(low, high)
 
 
+def lograndint(low, high):
+    """An integer in [low, high), high excluded, whose log is about uniform; needs integers 0 < low < high."""
+    return LogRandInt(low, high)
+
+
 def choice(options):
     """One of `options` (a non-empty list of numbers, strings, None or lists of them), each equally likely."""
     return Choice(options)
 
 
-PARAM_TYPES = (LogUniform, Uniform, RandInt, Choice)
+PARAM_TYPES = (LogUniform, Uniform, RandInt, LogRandInt, Choice)
 
 
 def _widened(values, widen, low, high):
@@ -180,15 +207,15 @@ def _widened(values, widen, low, high):
 
 
 def check_space(fn, space):
-    """A dict of parameter name -> loguniform/uniform/randint/choice."""
+    """A dict of parameter name -> loguniform/uniform/randint/lograndint/choice."""
     if not isinstance(space, dict):
-        check.fail(fn, f"space must be a dict of name -> loguniform/uniform/randint/choice, "
+        check.fail(fn, f"space must be a dict of name -> loguniform/uniform/randint/lograndint/choice, "
                        f"got {type(space).__name__}", TypeError)
     for name, param in space.items():
         if not isinstance(name, str):
             check.fail(fn, f"space keys must be strings, got {name!r}", TypeError)
         if not isinstance(param, PARAM_TYPES):
-            check.fail(fn, f"space[{name!r}] must be made by loguniform, uniform, randint or choice, "
+            check.fail(fn, f"space[{name!r}] must be made by loguniform, uniform, randint, lograndint or choice, "
                            f"got {param!r}", TypeError)
     return dict(space)
 
