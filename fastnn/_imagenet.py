@@ -97,6 +97,8 @@ def load_tiny_imagenet(path, dtype=np.float32, subtract_mean=True):
     if dtype.kind not in "uif":
         raise TypeError(f"{fn}: dtype must be a floating type, got {dtype} (an integer type also works with "
                         "subtract_mean=False)")
+    if dtype.kind in "iu" and not np.can_cast(np.uint8, dtype):  # int8 would wrap pixels 128-255 around
+        raise TypeError(f"{fn}: dtype {dtype} cannot hold pixel values 0-255; use uint8 or a wider type")
     if dtype.kind != "f" and subtract_mean:
         raise TypeError(f"{fn}: subtract_mean=True needs a floating dtype, got {dtype}: mean-subtracted pixels are "
                         "not integers (pass subtract_mean=False to keep integer pixels)")

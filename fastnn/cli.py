@@ -15,6 +15,7 @@ import sys
 import threading
 
 from ._signals import Terminated, stop_on_sigterm
+from ._streams import TRANSIENT, GuardedStream
 
 COMMANDS = {
     "train": "train a model on the embedded digits (or CIFAR-10), with plots and checkpoints",
@@ -121,9 +122,10 @@ def console():
     """The `fastnn` command's entry point: main(); then, while Python exits, a Ctrl-C or SIGTERM ends the process
     at once with the command's own status. The command has finished by then (its output flushed): the signal had
     reported the finished run as stopped (exit 130 or 143, after an --overwrite had already dropped the earlier
-    run), or printed a traceback from an exit handler; ignored instead, it could not stop an exit that hangs.
-    After the exit handlers, the signals are ignored: Python's teardown then puts its handlers back to the
-    system's default, and a signal in that last moment killed the finished run (exit -2 or -15)."""
+    run), or printed a traceback from an exit handler. Once the exit handlers have run, the two signals are
+    ignored: Python's teardown puts its handlers back to the system's default, and a signal in that last moment
+    killed the finished run (exit -2 or -15). The price: a teardown that hangs (a __del__) yields only to
+    SIGKILL."""
     atexit.register(_ignore_signals)  # registered first, so it runs after the exit handlers of the command
     status = main()
 
@@ -175,50 +177,27 @@ class StdoutFailed(Exception):
                          f"cannot write its output ({error.strerror or error})")
 
 
-class _CheckedStdout:
+class _CheckedStdout(GuardedStream):
     """sys.stdout while the `fastnn` command runs in its own process: an OSError writing it is a StdoutFailed, so
     that main() says so in one line, while an OSError of any other file or pipe (a dask worker's) stays an error
     with its traceback."""
 
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, text):
-        try:
-            return self._stream.write(text)
-        except OSError as error:
-            raise StdoutFailed(error) from error
-
-    def flush(self):
-        try:
-            self._stream.flush()
-        except OSError as error:
-            raise StdoutFailed(error) from error
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
+    def failed(self, error, size):
+        raise StdoutFailed(error) from error
 
 
-class _DecorationStderr:
+class _DecorationStderr(GuardedStream):
     """sys.stderr while the `fastnn` command runs in its own process. What goes there (the progress bar,
     warnings) is decoration: a stderr closed, full or whose reader has gone is pointed at /dev/null and the
-    command goes on (the bar's first OSError stopped the training, and the run was reported as failed)."""
+    command goes on (the bar's first OSError stopped the training, and the run was reported as failed). A
+    moment's error (EAGAIN) drops only its chunk."""
 
-    def __init__(self, stream):
-        self._stream = stream
+    caught = (OSError, ValueError)
 
-    def write(self, text):
-        try:
-            return self._stream.write(text)
-        except (OSError, ValueError):
+    def failed(self, error, size):
+        if not isinstance(error, TRANSIENT):
             self._to_devnull()
-            return len(text)
-
-    def flush(self):
-        try:
-            self._stream.flush()
-        except (OSError, ValueError):
-            self._to_devnull()
+        return size
 
     def _to_devnull(self):
         """Its descriptor, so that what the stream still holds goes there too (Python flushes sys.stderr at exit,
@@ -232,9 +211,6 @@ class _DecorationStderr:
             self._stream.flush()
         except (AttributeError, OSError, ValueError):
             self._stream = open(os.devnull, "w")
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
 
 def _with_errors(stream, errors):

@@ -27,6 +27,7 @@ import numpy as np
 from . import checkpoint, optim
 from ._checks import native_dtype
 from ._files import check_writable_path
+from ._streams import QuietOnFailure
 
 # What resume needs besides checkpoint.SOLVER_KEYS (the starter's keys); checkpoint_state writes them all.
 RESUME_KEYS = ("iteration", "best_val_acc", "best_params", "optim_configs", "seed", "rng_state", "global_rng_state")
@@ -243,7 +244,9 @@ class Solver:
         trained = [p for p in self.model.params if p not in self._frozen_names]
         self._check_gradients(trained, grads)
         # all made and checked before any is set (sgd alone changes w in place, as the starter's)
-        updates = {p: self._update(p, grads[p]) for p in trained}
+        updates = {}
+        for p in trained:  # a loop, not a comprehension: its own frame on Python < 3.12 would shift stacklevel
+            updates[p] = self._update(p, grads[p])
         for p, (next_w, next_config) in updates.items():
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
@@ -259,8 +262,9 @@ class Solver:
                             f"got {type(result).__name__} for {p!r}")
         next_w, config = result
         if not isinstance(next_w, np.ndarray) or next_w.shape != w.shape:
-            raise ValueError(f"Solver: the update rule {rule!r} returned next_w {_described(next_w)} for {p!r}, "
-                             f"whose value is {_described(w)}; it must be an array of that shape")
+            error = ValueError if isinstance(next_w, np.ndarray) else TypeError
+            raise error(f"Solver: the update rule {rule!r} returned next_w {_described(next_w)} for {p!r}, "
+                        f"whose value is {_described(w)}; it must be an array of that shape")
         if w.dtype.kind == "f" and next_w.dtype.newbyteorder("=") != w.dtype.newbyteorder("="):
             next_w = self._cast_back(rule, p, w, next_w)
         return next_w, config
@@ -444,11 +448,14 @@ class Solver:
         self.model.params = self.best_params
 
     def _progress(self, total, initial):
+        """The progress bar. Its stream goes quiet once it fails, and training goes on: a bar is decoration. The
+        error had stopped training, and tqdm, raising from inside its write, kept its lock held, so any later bar
+        in another thread waited for it forever."""
         show = self.verbose if self.progress_bar is None else self.progress_bar
         from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, disable=not show, unit="it", desc="train", leave=True,
-                    dynamic_ncols=True, mininterval=0.5, file=_Decoration(sys.stderr))
+                    dynamic_ncols=True, mininterval=0.5, file=QuietOnFailure(sys.stderr))
 
     def _print(self, line):
         from tqdm import tqdm
@@ -485,10 +492,14 @@ class Solver:
             "global_rng_state": list(np.random.get_state()),
         }
 
+    def checkpoint_file(self):
+        """The file the checkpoint of the current epoch goes to: checkpoint_name + '_epoch_<epoch>.npz'."""
+        return "%s_epoch_%d.npz" % (self.checkpoint_name, self.epoch)
+
     def _save_checkpoint(self):
         if self.checkpoint_name is None:
             return
-        filename = "%s_epoch_%d.npz" % (self.checkpoint_name, self.epoch)
+        filename = self.checkpoint_file()
         if self.verbose:
             self._print('Saving checkpoint to "%s"' % filename)
         checkpoint.save_checkpoint(filename, self.checkpoint_state())
@@ -593,31 +604,6 @@ def _copied(model_state):
     """A model_state dict whose arrays are copies: the model's own may change in place."""
     return {"bn_params": [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
                           for p in model_state["bn_params"]]}
-
-
-class _Decoration:
-    """The progress bar's stream. A bar is decoration: once its stream fails (closed, full, its reader gone) the
-    bar goes quiet and training goes on. The error had stopped training, and tqdm, raising from inside its
-    write, kept its lock held, so any later bar in another thread waited for it forever."""
-
-    def __init__(self, stream):
-        self._stream, self._failed = stream, False
-
-    def write(self, text):
-        self._call("write", text)
-
-    def flush(self):
-        self._call("flush")
-
-    def _call(self, name, *args):
-        if not self._failed:
-            try:
-                getattr(self._stream, name)(*args)
-            except (OSError, ValueError):  # ValueError: a closed file
-                self._failed = True
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
 
 def _frozen_names(where, frozen, params):

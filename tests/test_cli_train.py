@@ -1162,3 +1162,36 @@ def test_batch_size_one_with_the_batchnorm_net_is_warned_of(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         main(["train", "--model", "fc", "--batch-size", "1", "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")])
     assert "--batch-size 1 with --model fc: batchnorm over a batch of one sample gives zeros" in capsys.readouterr().err
+
+
+class _SlowReaderStream:
+    """A non-blocking pipe whose reader is slow for a moment: the first write fails with EAGAIN, later ones go."""
+
+    def __init__(self):
+        self.text, self.fails = "", 1
+
+    def write(self, text):
+        if self.fails:
+            self.fails -= 1
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        self.text += text
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        raise AssertionError("a moment's error must not redirect the stream")
+
+
+def test_a_moments_error_on_stderr_drops_one_chunk_and_keeps_the_stream():
+    """One EAGAIN pointed fd 2 at /dev/null for good: the command's own error message was then lost."""
+    from fastnn._streams import QuietOnFailure
+    from fastnn.cli import _DecorationStderr
+
+    for wrap in (_DecorationStderr, QuietOnFailure):
+        stream = _SlowReaderStream()
+        wrapped = wrap(stream)
+        assert wrapped.write("dropped\n") == len("dropped\n")
+        wrapped.write("fastnn train: a real error message\n")
+        assert stream.text == "fastnn train: a real error message\n"

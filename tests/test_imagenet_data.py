@@ -88,6 +88,8 @@ def test_load_tiny_imagenet_errors_name_the_file(tmp_path):
         load_tiny_imagenet(tmp_path, dtype=np.complex64)
     with pytest.raises(TypeError, match="load_tiny_imagenet: subtract_mean=True needs a floating dtype"):
         load_tiny_imagenet(tmp_path, dtype=np.int32)
+    with pytest.raises(TypeError, match="load_tiny_imagenet: dtype int8 cannot hold pixel values 0-255"):
+        load_tiny_imagenet(tmp_path, dtype=np.int8, subtract_mean=False)
     (tmp_path / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t1\t1\n")
     with pytest.raises(ValueError, match=r"val_annotations.txt.*n99"):
         load_tiny_imagenet(tmp_path)

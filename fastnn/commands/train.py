@@ -295,7 +295,7 @@ def _solver_class():
 
     class RunSolver(Solver):
         def _save_checkpoint(self):
-            with _into_out("%s_epoch_%d.npz" % (self.checkpoint_name, self.epoch)):
+            with _into_out(self.checkpoint_file()):
                 super()._save_checkpoint()
 
     return RunSolver
@@ -479,7 +479,7 @@ def _finish(args, solver, model, data, seconds, resumed_from=None):
         "accuracy": accuracy,  # of the model in best_checkpoint
         "best_checkpoint": best,
         "final_loss": solver.loss_history[-1],
-        "checkpoint": os.path.abspath("%s_epoch_%d.npz" % (solver.checkpoint_name, solver.epoch)),
+        "checkpoint": os.path.abspath(solver.checkpoint_file()),
         "plots": plots,
     }
     path = os.path.join(args.out, "summary.json")
