@@ -165,18 +165,14 @@ def _pickled_member(archive, name, source, fn):
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-            if dtype != np.dtype(object):
-                raise _NotPickled(f"{where} holds a {dtype} array of shape {shape}; expected a pickled dict (an "
-                                  "object array, as np.savez stores one)")
-            return _restricted_load(f, where)  # its own errors name `where`, and are ValueErrors
-    except (_NotPickled, pickle.UnpicklingError):
+            if dtype == np.dtype(object):
+                return _restricted_load(f, where)  # its own errors name `where`, and are ValueErrors
+    except pickle.UnpicklingError:
         raise
     except NPZ_MEMBER_ERRORS as error:
         raise ValueError(f"{where} is damaged or not a .npy array ({type(error).__name__}: {error})") from error
-
-
-class _NotPickled(ValueError):
-    """A member of the right form but not the expected pickle (raised as it is, not wrapped again)."""
+    raise ValueError(f"{where} holds a {dtype} array of shape {shape}; expected a pickled dict (an object array, as "
+                     "np.savez stores one)")
 
 
 def _plain_member(archive, name, source, fn):

@@ -205,17 +205,17 @@ def _real_array(fn, name, values):
 
 
 def _unit_range(w):
-    """w scaled to [0, 1] over its finite entries (0.5 where they are all equal); non-finite entries are 0."""
+    """w scaled to [0, 1] over its finite entries (0.5 where they are all equal); non-finite entries are 0. The
+    scaling is vis_utils' (a span wider than a float holds, -1e308 to 1e308, is taken in halves)."""
+    from .vis_utils import _scaled
+
     finite = np.isfinite(w)
     if not finite.any():
         return np.zeros_like(w)
     low, high = w[finite].min(), w[finite].max()
     if not high > low:
         return np.where(finite, 0.5, 0.0)
-    with np.errstate(over="ignore"):
-        # a span wider than a float holds (-1e308 to 1e308) is taken in halves, which cannot overflow
-        half = 1.0 if np.isfinite(high - low) else 0.5
-    return np.where(finite, (np.where(finite, w, low) * half - low * half) / (high * half - low * half), 0.0)
+    return np.where(finite, _scaled(np.where(finite, w, low), 1.0), 0.0)
 
 
 def plot_filters(W, path, title="First-layer filters"):
