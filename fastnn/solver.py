@@ -128,8 +128,14 @@ class Solver:
                 bad = np.argwhere(~np.isfinite(X))
                 raise ValueError(f"Solver: X_{split} holds {len(bad)} NaN or infinite values, the first at index "
                                  f"{tuple(int(i) for i in bad[0])}")
-        self.X_train, self.y_train = data["X_train"], data["y_train"]
-        self.X_val, self.y_val = data["X_val"], data["y_val"]
+        X_train, X_val = data["X_train"], data["X_val"]
+        # Checked here, not at the first accuracy check, which runs after the first update. Sizes, not shapes:
+        # an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike.
+        if np.prod(X_val.shape[1:]) != np.prod(X_train.shape[1:]):
+            raise ValueError(f"Solver: each row of X_val must have as many values as a row of X_train, got shapes "
+                             f"{X_val.shape} and {X_train.shape}")
+        self.X_train, self.y_train = X_train, data["y_train"]
+        self.X_val, self.y_val = X_val, data["y_val"]
 
     def _check_settings(self, settings=None, fn="Solver"):
         """Check the settings on `settings` (default self: the constructor's), an object with their attributes."""

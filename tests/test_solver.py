@@ -197,6 +197,9 @@ def test_an_unknown_rule_name_says_how_to_pass_ones_own():
         ("X_val", lambda X: np.float64(1.0), ValueError, r"Solver: X_val and y_val must be non-empty arrays"),
         ("X_train", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 9, np.nan, X), ValueError,
          r"Solver: X_train holds 1 NaN or infinite values, the first at index \(2, 1\)"),
+        ("X_val", lambda X: X[:, :1], ValueError,
+         r"Solver: each row of X_val must have as many values as a row of X_train, got shapes \(30, 1\) and "
+         r"\(60, 4\)"),
     ],
 )
 def test_bad_labels_are_refused_before_training(key, value, error, message):
