@@ -87,18 +87,27 @@ def _warn_fallback_once(error):
 # than to the other gradients: a bias gradient that cancels to noise (the layer feeds a batchnorm) passes, and a
 # dw that is small because x is tiny is still held to x's scale. S costs a second reference backward, so it is
 # computed only for a gradient that fails against its own largest value.
-_SUMS_OF_PRODUCTS = ("affine_backward", "conv_backward_fast", "conv_backward_naive")
+# The forwards x w + b are such sums too: a conv of pixel data by weights of 1e-3 has outputs 1e3 times smaller
+# than its input, and held to that input's scale, an output 1e-3 off passed in float32.
+_SUMS_OF_PRODUCTS = ("affine_backward", "conv_backward_fast", "conv_backward_naive", "affine_forward",
+                     "conv_forward_fast", "conv_forward_naive")
 SUM_ROUNDING = 8
 
 
-def _sums_of_magnitudes(reference_fn, args):
-    """{'output i': S}: the largest sum of |terms| among gradient i's entries, for a backward in _SUMS_OF_PRODUCTS.
-    The reference is bilinear in dout and the cache, so run on their absolute values it computes these sums."""
+def _magnitudes(value):
+    return np.abs(value) if isinstance(value, np.ndarray) else value
+
+
+def _sums_of_magnitudes(reference_fn, args, direction):
+    """{what: S}: the largest sum of |terms| among a result's entries, for a layer in _SUMS_OF_PRODUCTS. The
+    reference is linear in each array it reads, so run on their absolute values it computes these sums."""
     from .testing import finite_scale
 
+    if direction == "forward":
+        out, _ = reference_fn(*(_magnitudes(arg) for arg in args))
+        return {"out": finite_scale(out)}
     dout, cache = args
-    magnitudes = tuple(np.abs(c) if isinstance(c, np.ndarray) else c for c in cache)
-    sums = reference_fn(np.abs(dout), magnitudes)
+    sums = reference_fn(np.abs(dout), tuple(_magnitudes(c) for c in cache))
     return {f"output {i}": finite_scale(s) for i, s in enumerate(sums) if s is not None}
 
 
@@ -157,20 +166,20 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
     # Each result is measured against its own largest finite value or a floor, whichever is larger. Backward: for a
     # sum of products, its own rounding scale (_SUMS_OF_PRODUCTS); for a loss and its dx, theirs (_loss_rounding);
     # otherwise the largest of the call's gradients (a bias gradient feeding a batchnorm is rounding noise on both
-    # paths, meaningful only against the others). Forward: the largest of the call's input arrays (a batchnorm of
-    # a feature constant over the batch is exactly 0 on one path and 4e-15 on the other); not the other results,
+    # paths, meaningful only against the others). A forward's output: its own largest value (an elementwise
+    # layer), its sums of magnitudes as for those backwards (x w + b), or a float64 norm's rounding floor
+    # (_norm_noise); its running statistics: the largest of the call's input arrays. Never the other results,
     # whose scale can be far larger (running_var of pixel-scale data) and would hide a wrong output.
+    # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
+    # but was computed from float32 scores, differently rounded on each path.
+    single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
     if own_scale:
         floor = 0.0
     elif direction == "backward":
         floor = max((finite_scale(e) for e in expected_results.values()), default=0.0)
     else:
-        floor = max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
-                    default=0.0)
+        floor = _largest_input(args)
     sums = None
-    # A result is held to its layer's precision: a float32 layer's loss comes back as a Python float (float64)
-    # but was computed from float32 scores, differently rounded on each path.
-    single = any(isinstance(arg, np.ndarray) and arg.dtype == np.float32 for arg in args)
     higher = _HIGHER_PRECISION.get(np.dtype(np.float32 if single else np.float64))
     truth = None
     missing = [what for what in expected_results if what not in actual_results]
@@ -190,13 +199,15 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
         by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
         if loss_rounding is not None:
             what_floor = SUM_ROUNDING * np.finfo(precision).eps * loss_rounding / limit
-        elif single and name in _NORM_FORWARDS:  # the float64 check below absorbs the reference's rounding
+        elif what == "out" and name in _NORM_FORWARDS and not single:  # float32: the check in float64 below
+            what_floor = _norm_noise(name, args, limit)
+        elif what == "out" or by_rounding:
             what_floor = 0.0
         else:
-            what_floor = 0.0 if by_rounding else floor
+            what_floor = floor
         error, where = max_relative_error(a, e, floor=what_floor)
         if by_rounding and not error <= limit:  # within its own scale passes; otherwise held to its rounding scale
-            sums = _sums_of_magnitudes(reference_fn, args) if sums is None else sums
+            sums = _sums_of_magnitudes(reference_fn, args, direction) if sums is None else sums
             what_floor = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
             error, where = max_relative_error(a, e, floor=what_floor)
         if error <= limit:
@@ -224,12 +235,37 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
     return actual
 
 
-# Normalisations in float32 are held to their own outputs' scale, not their inputs': an output of pixel-scale data
-# (mean 100) 1e-3 off passed against the floor max|x| = 100. Their rounding (a mean 1 ulp off, divided by the
-# spread) is what the float64 check absorbs: the kernels' statistics are float64, so they are the closer to it.
-# In float64 both paths round alike, and the input floor stays.
+# Normalisations are held to their own outputs' scale, not their inputs': an output of pixel-scale data (mean 100)
+# 1e-3 off passed in float32 against the floor max|x| = 100, 1e-8 off in float64. In float32 their rounding (a mean
+# 1 ulp off, divided by the spread) is what the float64 check absorbs: the kernels' statistics are float64, so
+# they are the closer to it. In float64 the floor is _norm_noise.
 _NORM_FORWARDS = ("batchnorm_forward", "spatial_batchnorm_forward", "layernorm_forward",
-                  "spatial_groupnorm_forward")
+                  "spatial_groupnorm_forward", "affine_bn_relu_forward", "affine_ln_relu_forward")
+
+
+def _largest_input(args):
+    from .testing import finite_scale
+
+    return max((finite_scale(arg) for arg in args if isinstance(arg, np.ndarray) and arg.dtype.kind == "f"),
+               default=0.0)
+
+
+def _norm_noise(name, args, limit):
+    """The floor of a float64 norm forward's output: its rounding noise where the output is nothing else. x - mean
+    of a feature (or row) constant up to rounding is a few ulps of |x| (of the sums |x| |w| + |b| after an affine),
+    which the norm scales by up to 1 / sqrt(eps) and gamma: such a batchnorm output is exactly 0 on one path and
+    4e-15 on the other. Never above the largest input, the floor before (an eps of 0 bounds nothing)."""
+    from .testing import finite_scale
+
+    fused = name.startswith("affine_")
+    largest_input = _largest_input(args)
+    x_scale = finite_scale(reference.affine_forward(*map(np.abs, args[:3]))[0]) if fused else largest_input
+    gamma = args[3] if fused else args[1]
+    eps = next(arg for arg in args if isinstance(arg, dict)).get("eps", 1e-5)
+    if not eps > 0:
+        return largest_input
+    noise = SUM_ROUNDING * np.finfo(np.float64).eps * x_scale * finite_scale(gamma) / np.sqrt(eps)
+    return min(noise / limit, largest_input)
 
 
 def _results(result, call_args, direction):

@@ -363,6 +363,80 @@ def test_verify_holds_a_float32_batchnorm_output_to_its_own_scale(monkeypatch):
         L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
 
 
+def _forward_cases_far_smaller_than_their_inputs():
+    """(layer, call, dtype, error) where the output is far smaller than the largest input: a conv or affine of
+    pixel data by the notebooks' small weights, sigmoid and tanh of large scores, norms of pixel data."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    x = rng.uniform(-130, 130, (8, 3, 32, 32)).astype(f32)
+    w = (1e-3 * rng.standard_normal((16, 3, 3, 3))).astype(f32)
+    xa = rng.uniform(-130, 130, (16, 3072)).astype(f32)
+    wa = (1e-4 * rng.standard_normal((3072, 10))).astype(f32)
+    scores = (40 * rng.standard_normal((64, 64))).astype(f32)
+    pixels = rng.uniform(0, 255, (16, 50))
+    images = rng.uniform(0, 255, (4, 6, 5, 5))
+    return [
+        ("conv_forward_fast", lambda: L.conv_forward_fast(x, w, np.zeros(16, f32), CONV1), 1e-3),
+        ("affine_forward", lambda: L.affine_forward(xa, wa, np.zeros(10, f32)), 1e-3),
+        ("sigmoid_forward", lambda: L.sigmoid_forward(scores), 1e-2),
+        ("tanh_forward", lambda: L.tanh_forward(scores), 1e-2),
+        ("layernorm_forward", lambda: L.layernorm_forward(pixels, np.ones(50), np.zeros(50), {}), 1e-8),
+        ("spatial_groupnorm_forward",
+         lambda: L.spatial_groupnorm_forward(images, np.ones(6), np.zeros(6), 2, {}), 1e-8),
+        ("affine_bn_relu_forward", lambda: L.affine_bn_relu_forward(pixels, randn(50, 8), np.zeros(8), np.ones(8),
+                                                                    np.zeros(8), {"mode": "train"}), 1e-8),
+    ]
+
+
+@pytest.mark.parametrize("layer, call, error", [pytest.param(*case, id=case[0])
+                                                for case in _forward_cases_far_smaller_than_their_inputs()])
+def test_verify_holds_a_forward_output_to_its_own_scale_not_its_inputs(monkeypatch, layer, call, error):
+    """A forward's output was held to the largest input's scale: each of these, off by 10-100x the tolerance in
+    its largest entry, passed. A reviewer's cases."""
+    import fastnn.compiled as compiled
+
+    real = getattr(compiled, layer)
+
+    def wrong(*args):
+        out, cache = real(*args)
+        out = out.copy()
+        out[np.unravel_index(np.abs(out).argmax(), out.shape)] *= 1 + error
+        return out, cache
+
+    monkeypatch.setattr(compiled, layer, wrong)
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError, match=f"{layer}: .* on out"):
+        call()
+    monkeypatch.undo()
+    with fastnn.options(backend="verify"):
+        call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_verify_accepts_forwards_at_their_rounding_limits(dtype):
+    """Held to their own scale, right forwards must still pass: a 3x3 conv (Winograd) of pixel data by He weights
+    and by filters summing to 0 over an offset of 1e3 (float32) or 1e6 (float64), whose outputs are rounding
+    against their terms; norms of data offset by 1e8, where the reference rounds worse than the kernels; rows
+    constant up to rounding."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (8, 16, 16, 16)).astype(dtype)
+    w = (rng.standard_normal((16, 16, 3, 3)) * np.sqrt(2 / 144)).astype(dtype)
+    zero_sum = rng.standard_normal((16, 16, 3, 3))
+    zero_sum = (zero_sum - zero_sum.mean(axis=(1, 2, 3), keepdims=True)).astype(dtype)
+    offset = 1e3 if dtype == np.float32 else 1e6
+    far = (1e8 + rng.standard_normal((64, 16))).astype(dtype)
+    ones, zeros = np.ones(16, dtype), np.zeros(16, dtype)
+    with fastnn.options(backend="verify"):
+        out, cache = L.conv_forward_fast(x, w, zeros, CONV1)
+        L.conv_backward_fast(rng.standard_normal(out.shape).astype(dtype), cache)
+        L.conv_forward_fast((offset + x / 255).astype(dtype), zero_sum, zeros, {"stride": 1, "pad": 0})
+        L.batchnorm_forward(far, ones, zeros, {"mode": "train"})
+        L.layernorm_forward(far, ones, zeros, {})
+        L.affine_bn_relu_forward(far, rng.standard_normal((16, 8)).astype(dtype), zeros[:8], ones[:8], zeros[:8],
+                                 {"mode": "train"})
+        L.layernorm_forward(np.full((6, 10), 0.1, dtype), ones[:10], zeros[:10], {})
+        L.spatial_groupnorm_forward(np.full((2, 4, 3, 3), 0.1, dtype), ones[:4], zeros[:4], 2, {})
+
+
 def test_jit_layernorm_of_one_feature_has_a_zero_gradient():
     """dout * gamma was rounded to float32 before the row mean (float64) was taken from it: with one feature, where
     dx is 0, it came out as ~1e-7 |dout| / sqrt(eps)."""
