@@ -167,6 +167,11 @@ def test_fully_connected_net_year_spellings():
         ({"dtype": None}, TypeError, r"dtype must be float32 or float64, got None"),
         ({"weight_scale": 1e300, "dtype": np.float32}, ValueError,
          r"FullyConnectedNet: weight_scale 1e\+300 gives W1 weights that overflow float32"),
+        # compared with each other before either was checked: numpy's "truth value of an array is ambiguous"
+        ({"dropout": np.array([0.5, 0.5]), "dropout_keep_ratio": 0.5}, TypeError,
+         r"FullyConnectedNet: dropout \(the keep probability\) must be a number in \(0, 1\], got array"),
+        ({"dropout": 0.5, "dropout_keep_ratio": np.array([0.5, 0.5])}, TypeError,
+         r"FullyConnectedNet: dropout_keep_ratio \(the keep probability\) must be a number in \(0, 1\], got array"),
     ],
 )
 def test_fully_connected_net_bad_arguments(kwargs, error, message):
@@ -274,6 +279,122 @@ def test_params_the_layers_take_pass_the_models_door():
     del two.params["b2"]
     with pytest.raises(ValueError, match=r"TwoLayerNet.loss: params lacks b2; the model reads W1, b1, W2, b2"):
         two.loss(X, y)
+
+
+def _two_layer():
+    return TwoLayerNet(input_dim=4, hidden_dim=5, num_classes=3)
+
+
+def _three_layer_conv():
+    return ThreeLayerConvNet(input_dim=(1, 4, 4), num_filters=2, filter_size=3, hidden_dim=5, num_classes=3)
+
+
+def _trained_once(make_model):
+    """A model, a batch for it, and its state after one training and one test call (every mode 'test')."""
+    model = make_model()
+    X = np.random.default_rng(0).standard_normal((4,) + tuple(np.atleast_1d(model.input_dim)))
+    model.loss(X, np.array([0, 1, 2, 1]))
+    model.loss(X)
+    return model, X
+
+
+def _state(model):
+    """Copies of what a forward pass may change: dropout_param, each bn_param, numpy's generator."""
+    dicts = [getattr(model, "dropout_param", None), *(getattr(model, "bn_params", None) or [])]
+    return copy.deepcopy(dicts), np.random.get_state()
+
+
+def _assert_state_unchanged(model, saved):
+    (dicts, rng), (before, rng_before) = _state(model), saved
+    assert len(dicts) == len(before)
+    for now, then in zip(dicts, before):
+        if not isinstance(then, dict):  # a dropout_param set wrong, or a model without one
+            assert now == then
+            continue
+        assert now.keys() == then.keys()
+        for key in then:
+            np.testing.assert_array_equal(now[key], then[key])
+    assert all(np.array_equal(a, b) for a, b in zip(rng, rng_before))
+
+
+_MODELS = [(_two_layer, "b2"), (_bn_fc, "b3"), (_three_layer_conv, "b3"), (_bn_convnet, "b3")]
+_MODEL_IDS = ["two_layer", "fc", "three_layer_conv", "convnet"]
+
+
+@pytest.mark.parametrize("make_model, bias", _MODELS, ids=_MODEL_IDS)
+@pytest.mark.parametrize("bad, error, message", [
+    (lambda b: np.zeros((), b.dtype), ValueError, r"must be 1-D, got shape \(\)"),
+    (lambda b: b.reshape(1, -1), ValueError, r"must be 1-D, got shape \(1, 3\)"),
+], ids=["0-d", "2-D"])
+def test_a_scores_bias_that_is_not_1d_is_named_in_training_and_test_calls(make_model, bias, bad, error, message):
+    """The class count was read as params[bias].shape[0] before y was looked at: a 0-d bias gave a bare IndexError
+    even in test mode, a (1, C) one a count of 1 class. Training calls name it at the door, test calls where the
+    scores' affine_forward meets it; neither changes the model's state."""
+    model, X = _trained_once(make_model)
+    model.params[bias] = bad(model.params[bias])
+    saved = _state(model)
+    with pytest.raises(error, match=rf"{type(model).__name__}\.loss: params\['{bias}'\] \(the scores' bias\) "
+                                    + message):
+        model.loss(X, np.array([0, 1, 2, 1]))
+    _assert_state_unchanged(model, saved)
+    with pytest.raises(error, match=r"affine_forward: b " + message):
+        model.loss(X)
+    _assert_state_unchanged(model, saved)
+
+
+@pytest.mark.parametrize("bad, got", [([0.0, 0.0, 0.0], "list"), (None, "NoneType")])
+def test_a_two_layer_net_names_a_scores_bias_that_is_not_an_array(bad, got):
+    """TwoLayerNet has no dtype, so its door does not check the params' types: a list or None bias gave a bare
+    AttributeError (no .shape)."""
+    model, X = _trained_once(_two_layer)
+    model.params["b2"] = bad
+    with pytest.raises(TypeError, match=rf"TwoLayerNet\.loss: params\['b2'\] \(the scores' bias\) must be a 1-D "
+                                        rf"numpy.ndarray, got {got}"):
+        model.loss(X, np.array([0, 1, 2, 1]))
+    with pytest.raises(TypeError, match=rf"affine_forward: b must be a numpy.ndarray of float32 or float64, got {got}"):
+        model.loss(X)
+
+
+@pytest.mark.parametrize("make_model, change, message", [
+    *[(make, lambda model: setattr(model, "params", None), r"params must be a dict, got NoneType")
+      for make, _ in _MODELS],
+    (_bn_fc, lambda model: setattr(model, "dropout_param", None), r"dropout_param must be a dict, got NoneType"),
+    (_bn_fc, lambda model: setattr(model, "dropout_param", [0.5]), r"dropout_param must be a dict, got list"),
+], ids=[f"{name}-params" for name in _MODEL_IDS] + ["fc-dropout_param-None", "fc-dropout_param-list"])
+def test_model_state_that_is_not_a_dict_is_named_and_changes_nothing(make_model, change, message):
+    """params or dropout_param set to None escaped as "argument of type 'NoneType' is not iterable" or
+    "'NoneType' object is not iterable", naming no function."""
+    model, X = _trained_once(make_model)
+    change(model)
+    saved = _state(model)
+    for args in ((X, np.array([0, 1, 2, 1])), (X,)):
+        with pytest.raises(TypeError, match=rf"{type(model).__name__}\.loss: {message}"):
+            model.loss(*args)
+        _assert_state_unchanged(model, saved)
+
+
+def test_save_and_load_name_params_that_are_not_a_dict(tmp_path):
+    model = _two_layer()
+    model.save(tmp_path / "two.npy")
+    model.params = None
+    for method in ("save", "load"):
+        with pytest.raises(TypeError, match=rf"TwoLayerNet\.{method}: params must be a dict, got NoneType"):
+            getattr(model, method)(tmp_path / "two.npy")
+    assert model.params is None
+
+
+def test_models_without_dropout_or_normalization_never_read_those_dicts():
+    """FullyConnectedNet without normalization tolerated bn_params = None; ConvNet raised a bare TypeError."""
+    X, y = np.random.default_rng(0).standard_normal((4, 1, 4, 4)), np.array([0, 1, 2, 1])
+    model = ConvNet(input_dim=(1, 4, 4), num_filters=[2], hidden_dims=[5], num_classes=3, dtype=np.float64)
+    expected_scores, (expected_loss, expected_grads) = model.loss(X), model.loss(X, y)
+    model.bn_params = None
+    np.testing.assert_array_equal(model.loss(X), expected_scores)
+    loss, grads = model.loss(X, y)
+    assert loss == expected_loss and all(np.array_equal(grads[k], expected_grads[k]) for k in expected_grads)
+    fc = FullyConnectedNet([5], input_dim=4, num_classes=3)
+    fc.dropout_param = fc.bn_params = None
+    assert fc.loss(X[:, 0, 0], y)[0] > 0
 
 
 def test_a_refused_constructor_draws_nothing_from_numpys_generator():
@@ -534,6 +655,28 @@ def test_the_l2_term_adds_half_reg_times_the_squares_and_reg_times_the_weights(m
     for k in plain.params:
         expected = grads0[k] + 0.3 * plain.params[k] if k in weights else grads0[k]
         np.testing.assert_allclose(grads[k], expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("make_model", [
+    lambda: TwoLayerNet(input_dim=5, hidden_dim=6, num_classes=3, reg=1.0),
+    lambda: FullyConnectedNet([6], input_dim=5, num_classes=3, reg=1.0, dtype=np.float64),
+], ids=["two_layer", "fc"])
+@pytest.mark.parametrize("dtype, value", [(np.int8, 20), (np.uint8, 20), (np.int16, 200), (np.int32, 50_000)])
+def test_the_l2_term_of_integer_weights_does_not_wrap_around(make_model, dtype, value):
+    """Integer params are what the layers take, but their squares were summed in their own dtype: int8 weights of
+    20 at reg 1 gave a negative loss. Float weights keep the computation they had, bit for bit."""
+    from fastnn.classifiers.fc_net import _l2_penalty
+
+    X, y = np.random.default_rng(0).standard_normal((4, 5)), np.array([0, 1, 2, 1])
+    np.random.seed(0)
+    model = make_model()
+    model.params["W1"] = np.full((5, 6), value, dtype=dtype)
+    loss = model.loss(X, y)[0]
+    model.params["W1"] = model.params["W1"].astype(np.float64)
+    assert loss == pytest.approx(model.loss(X, y)[0], rel=1e-12)
+    assert loss > 0.5 * 30 * float(value) ** 2
+    w = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
+    assert _l2_penalty({"W": w}, ["W"], 0.7) == 0.5 * 0.7 * float(np.sum(w * w))
 
 
 def test_two_layer_net_with_integer_weights_a_user_set_computes_in_float64():

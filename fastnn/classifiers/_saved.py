@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .. import _checks
 from .._files import NPY_HEADER_ERRORS, atomic_open
 
 SAVED_DIR = os.path.join("cs231n", "saved")
@@ -63,6 +64,7 @@ class SavesParams:
         saved_path). '.npy' is appended to a name without it, as np.save does."""
         fn = f"{type(self).__name__}.save"
         path = saved_path(fn, fname)
+        _checks.param_dict(fn, "params", self.params)
         for name, value in self.params.items():  # what load() would refuse, and pickle might not write
             if not isinstance(value, np.ndarray) or value.dtype == object:
                 got = "an object array" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
@@ -84,6 +86,7 @@ class SavesParams:
         if os.path.isdir(path):
             raise ValueError(f"{fn}: fname {fname!r} names a directory, not a file saved by save()")
         params = read_params(fn, path)
+        _checks.param_dict(fn, "params", self.params)  # the names, shapes and dtypes the file must match
         mine = {k: (np.shape(v), np.asarray(v).dtype) for k, v in self.params.items()}
         theirs = {k: (v.shape, v.dtype) for k, v in params.items()}
         if theirs != mine:

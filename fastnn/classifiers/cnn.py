@@ -125,7 +125,7 @@ class ThreeLayerConvNet(_SavesParams):
         fn = "ThreeLayerConvNet.loss"
         _check_params(fn, self.params, _layer_param_names(3, False), self.dtype)
         X = _model_input(fn, X, self.dtype, self.input_dim)
-        y, reg = _training_targets(fn, X, y, self.params["b3"].shape[0], self.reg)
+        y, reg = _training_targets(fn, X, y, self.params, "b3", self.reg)
         p = self.params
         out1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], self.conv_param, self.pool_param)
         out2, cache2 = affine_relu_forward(out1, p["W2"], p["b2"])
@@ -247,17 +247,18 @@ class ConvNet(_SavesParams):
         if self.normalization is not None:
             _check_bn_params(fn, self.bn_params, self.num_layers - 1)
         X = _model_input(fn, X, self.dtype, self.input_dim)
-        y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
-        with _unchanged_if_refused(self.bn_params):
+        y, reg = _training_targets(fn, X, y, self.params, f"b{self.num_layers}", self.reg)
+        # without normalization bn_params is never read (it may be None), as in FullyConnectedNet
+        with _unchanged_if_refused(self.bn_params if self.normalization else []):
             return self._scores_or_loss(X, y, reg)
 
     def _scores_or_loss(self, X, y, reg):
         mode = "test" if y is None else "train"
-        for bn_param in self.bn_params:
+        bn = self.normalization == "batchnorm"
+        for bn_param in self.bn_params if bn else []:
             bn_param["mode"] = mode
 
         p = self.params
-        bn = self.normalization == "batchnorm"
         caches = []
         out = X
         for i in range(1, self.num_conv_layers + 1):

@@ -49,13 +49,26 @@ def _model_input(fn, X, dtype, expected_shape):
     return X.astype(dtype, copy=False)
 
 
-def _training_targets(fn, X, y, num_classes, reg):
+def _training_targets(fn, X, y, params, scores_bias, reg):
     """(labels, reg) for a training call, (None, None) for a test-time one. Checked at the model's door, before
     the forward pass, so an error names the model and a refused call changes nothing (a train-mode forward
-    updates batchnorm's running statistics): integer labels (N,) in [0, num_classes), reg a finite number >= 0."""
+    updates batchnorm's running statistics): integer labels (N,) in [0, C) for the C entries of
+    params[scores_bias], reg a finite number >= 0."""
     if y is None:
         return None, None
+    num_classes = _num_classes(fn, params, scores_bias)
     return _checks.labels(fn, y, X.shape[0], num_classes), _check_reg(fn, reg)
+
+
+def _num_classes(fn, params, scores_bias):
+    """The length of the scores' bias, which must be a 1-D array."""
+    bias = params[scores_bias]
+    if not isinstance(bias, np.ndarray):
+        _checks.fail(fn, f"params[{scores_bias!r}] (the scores' bias) must be a 1-D numpy.ndarray, got "
+                         f"{type(bias).__name__}", TypeError)
+    if bias.ndim != 1:
+        _checks.fail(fn, f"params[{scores_bias!r}] (the scores' bias) must be 1-D, got shape {bias.shape}")
+    return bias.shape[0]
 
 
 @functools.cache
@@ -71,6 +84,7 @@ def _check_params(fn, params, names, dtype=None):
     """The params the forward pass reads, checked at the model's door, before any layer runs: each present and,
     where the model has a dtype, an array the layers take alongside it: of that float dtype (in either byte
     order), or of integers or bools (which the layers cast to it). Another float dtype is refused by name."""
+    _checks.param_dict(fn, "params", params)
     missing = [name for name in names if name not in params]
     if missing:
         raise ValueError(f"{fn}: params lacks {', '.join(missing)}; the model reads {', '.join(names)}")
@@ -113,7 +127,14 @@ def _l2_penalty(params, weight_names, reg):
     computed: the squares of a 3072x512 layer alone took ~1 ms a step (its temporary is 6 MB)."""
     if reg == 0:
         return 0.0
-    return 0.5 * reg * sum(float(np.sum(params[k] * params[k])) for k in weight_names)
+    return 0.5 * reg * sum(_sum_of_squares(params[k]) for k in weight_names)
+
+
+def _sum_of_squares(w):
+    """sum(w * w) as a float; integer and bool weights are squared in float64, where their own dtype wraps."""
+    if w.dtype.kind in "biu":
+        w = w.astype(np.float64)
+    return float(np.sum(w * w))
 
 
 def _add_l2_gradient(grads, params, weight_names, reg):
@@ -170,6 +191,14 @@ def _check_float_dtype(fn, dtype):
     return _checks.float_dtype(fn, dtype).type
 
 
+def _keep_number(fn, name, value):
+    """A keep probability as a number (the number in a 0-d array), before it is compared with anything."""
+    value = _checks._scalar(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        _checks.fail(fn, f"{name} (the keep probability) must be a number in (0, 1], got {value!r}", TypeError)
+    return value
+
+
 class TwoLayerNet(_SavesParams):
     """A two-layer fully connected network with ReLU and softmax loss:
 
@@ -215,7 +244,7 @@ class TwoLayerNet(_SavesParams):
         fn = "TwoLayerNet.loss"
         _check_params(fn, self.params, _layer_param_names(2, False))
         X = _model_input(fn, X, _param_dtype(self.params["W1"]), (self.input_dim,))
-        y, reg = _training_targets(fn, X, y, self.params["b2"].shape[0], self.reg)
+        y, reg = _training_targets(fn, X, y, self.params, "b2", self.reg)
         hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
         scores, scores_cache = affine_forward(hidden, self.params["W2"], self.params["b2"])
         if y is None:
@@ -304,14 +333,13 @@ class FullyConnectedNet(_SavesParams):
 
     @staticmethod
     def _keep_ratio(fn, dropout, dropout_keep_ratio):
+        dropout = _keep_number(fn, "dropout", dropout)
         if dropout_keep_ratio is not None:
+            dropout_keep_ratio = _keep_number(fn, "dropout_keep_ratio", dropout_keep_ratio)
             if dropout != 1 and dropout != dropout_keep_ratio:
                 raise ValueError(f"{fn}: dropout={dropout!r} and dropout_keep_ratio={dropout_keep_ratio!r} "
                                  "disagree; they are two names of the keep probability, give one")
             dropout = dropout_keep_ratio
-        dropout = _checks._scalar(dropout)
-        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real):
-            raise TypeError(f"{fn}: dropout (the keep probability) must be a number in (0, 1], got {dropout!r}")
         if dropout == 0:
             raise ValueError(
                 f"{fn}: dropout=0 is ambiguous: in the 2017 course it meant 'no dropout' (a drop probability), "
@@ -353,11 +381,15 @@ class FullyConnectedNet(_SavesParams):
         """
         fn = "FullyConnectedNet.loss"
         _check_params(fn, self.params, _layer_param_names(self.num_layers, self.normalization), self.dtype)
+        if self.use_dropout:
+            _checks.param_dict(fn, "dropout_param", self.dropout_param)
         if self.normalization is not None:
             _check_bn_params(fn, self.bn_params, self.num_layers - 1)
         X = _model_input(fn, X, self.dtype, (self.input_dim,))
-        y, reg = _training_targets(fn, X, y, self.params[f"b{self.num_layers}"].shape[0], self.reg)
-        with _unchanged_if_refused([self.dropout_param, *(self.bn_params if self.normalization else [])]):
+        y, reg = _training_targets(fn, X, y, self.params, f"b{self.num_layers}", self.reg)
+        # the dicts the forward pass writes; a model without dropout or normalization never reads its own
+        state = ([self.dropout_param] if self.use_dropout else []) + (self.bn_params if self.normalization else [])
+        with _unchanged_if_refused(state):
             return self._scores_or_loss(X, y, reg)
 
     def _scores_or_loss(self, X, y, reg):
