@@ -196,19 +196,21 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
         precision = np.dtype(np.float32) if single else e.dtype
         limit = tolerance(precision, direction)
         loss_rounding = _loss_rounding(name, what, args)
-        by_rounding = name in _SUMS_OF_PRODUCTS and what.startswith("output")
+        by_rounding = name in _SUMS_OF_PRODUCTS and (what == "out" or what.startswith("output"))
+        by_noise = what == "out" and name in _NORM_FORWARDS and not single  # float32: the check in float64 below
         if loss_rounding is not None:
             what_floor = SUM_ROUNDING * np.finfo(precision).eps * loss_rounding / limit
-        elif what == "out" and name in _NORM_FORWARDS and not single:  # float32: the check in float64 below
-            what_floor = _norm_noise(name, args, limit)
         elif what == "out" or by_rounding:
             what_floor = 0.0
         else:
             what_floor = floor
         error, where = max_relative_error(a, e, floor=what_floor)
-        if by_rounding and not error <= limit:  # within its own scale passes; otherwise held to its rounding scale
-            sums = _sums_of_magnitudes(reference_fn, args, direction) if sums is None else sums
-            what_floor = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
+        if not error <= limit and (by_rounding or by_noise):  # within its own scale passes; else its rounding's
+            if by_rounding:
+                sums = _sums_of_magnitudes(reference_fn, args, direction) if sums is None else sums
+                what_floor = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
+            else:
+                what_floor = _norm_noise(name, args, limit)
             error, where = max_relative_error(a, e, floor=what_floor)
         if error <= limit:
             continue

@@ -415,8 +415,8 @@ def test_verify_holds_a_forward_output_to_its_own_scale_not_its_inputs(monkeypat
 def test_verify_accepts_forwards_at_their_rounding_limits(dtype):
     """Held to their own scale, right forwards must still pass: a 3x3 conv (Winograd) of pixel data by He weights
     and by filters summing to 0 over an offset of 1e3 (float32) or 1e6 (float64), whose outputs are rounding
-    against their terms; norms of data offset by 1e8, where the reference rounds worse than the kernels; rows
-    constant up to rounding."""
+    against their terms, or exactly 0 in the reference; norms of data offset by 1e8, where the reference rounds
+    worse than the kernels; rows constant up to rounding."""
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, (8, 16, 16, 16)).astype(dtype)
     w = (rng.standard_normal((16, 16, 3, 3)) * np.sqrt(2 / 144)).astype(dtype)
@@ -425,10 +425,15 @@ def test_verify_accepts_forwards_at_their_rounding_limits(dtype):
     offset = 1e3 if dtype == np.float32 else 1e6
     far = (1e8 + rng.standard_normal((64, 16))).astype(dtype)
     ones, zeros = np.ones(16, dtype), np.zeros(16, dtype)
+    exact_zero_sum = rng.integers(-3, 4, (16, 16, 3, 3))
+    exact_zero_sum[:, 0, 0, 0] -= exact_zero_sum.sum(axis=(1, 2, 3))
     with fastnn.options(backend="verify"):
         out, cache = L.conv_forward_fast(x, w, zeros, CONV1)
         L.conv_backward_fast(rng.standard_normal(out.shape).astype(dtype), cache)
         L.conv_forward_fast((offset + x / 255).astype(dtype), zero_sum, zeros, {"stride": 1, "pad": 0})
+        # exactly 0 in the reference, Winograd's rounding (4e-3 in float32, 5e-12 in float64) on the jit path
+        L.conv_forward_fast(np.full((2, 16, 12, 12), 1e3, dtype), exact_zero_sum.astype(dtype), zeros,
+                            {"stride": 1, "pad": 0})
         L.batchnorm_forward(far, ones, zeros, {"mode": "train"})
         L.layernorm_forward(far, ones, zeros, {})
         L.affine_bn_relu_forward(far, rng.standard_normal((16, 8)).astype(dtype), zeros[:8], ones[:8], zeros[:8],
