@@ -278,17 +278,21 @@ class options:
         call instead, so this call is gone from the chain. Interleaved `with options(...)` of two threads left
         the first one's setting in force for good. A call that has been dropped (a plain call's result) can no
         longer be entered, and ends the chain: its value stands."""
-        me = weakref.ref(self)
+        # By identity: weak references to two live calls compare by the calls' __eq__, that is by their settings,
+        # and a block of the same settings as this one was taken for it.
+        def is_me(ref):
+            return ref is not None and ref() is self
+
         for name, (value, setter) in previous.items():
             latest = _setters.get(name)
-            if latest == me:
+            if is_me(latest):
                 _set_base(**{name: value})
                 _setters[name] = setter
                 continue
             call = latest() if latest is not None else None
             while call is not None:
                 before, by = call._previous[name]
-                if by == me:
+                if is_me(by):
                     call._previous[name] = (value, setter)
                     break
                 call = by() if by is not None else None

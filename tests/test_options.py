@@ -357,6 +357,23 @@ def test_interleaved_with_blocks_of_two_threads_leave_the_settings_as_they_were(
     assert fastnn.options().backend == before
 
 
+def test_blocks_of_equal_settings_each_take_back_only_their_own():
+    """Two threads' `with options(backend='jit')` blocks, interleaved: the take-back compared weak references with
+    ==, which compares live calls by their settings, so another block of the same settings was taken for this one
+    and 'jit' stayed in force after every block had ended (a reviewer's order, in one thread)."""
+    before = fastnn.options().backend
+    first, second = fastnn.options(backend="jit"), fastnn.options(backend="jit")
+    with first:
+        pass
+    del first
+    third = fastnn.options(backend="jit")
+    with second:
+        pass
+    with third:
+        pass
+    assert fastnn.options().backend == before
+
+
 def test_with_blocks_made_before_they_are_entered_take_back_only_their_own():
     from fastnn import _options
 
