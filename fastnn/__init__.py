@@ -7,6 +7,7 @@ its own.
 
 import importlib
 
+from . import _forked  # noqa: F401  (importing it watches for a fork after numba's threads started)
 from ._dispatch import VerificationError
 from ._options import BACKENDS, options
 

@@ -101,6 +101,20 @@ _merged = None  # the settings in force, once worked out: the process's with eac
 # the order entered; None when a change has made it stale (current() reads it without the lock)
 
 
+def _after_fork_in_child():
+    """A forked child has only the thread that forked: a fresh lock (another thread may have held this one at the
+    fork, and would never release it here: the child hung at its first options()), and only that thread's open
+    blocks (another thread's block would never end here: a multiprocessing pool's workers ran their whole life
+    under a block that had ended in the parent long before)."""
+    global _lock, _blocks
+    _lock = threading.RLock()
+    _blocks = tuple(block for block in _blocks if block[2] == threading.get_ident())
+    _set_base()  # makes the merged settings stale
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _set_base(**values):
     """Set process settings (under _lock); a value of None forgets the name, to be read from the environment."""
     global _base, _merged

@@ -427,3 +427,50 @@ def test_a_block_of_another_thread_leaves_with_its_own_end():
     thread.join()
     assert (seen["both"].backend, seen["both"].winograd) == ("reference", False)  # every open block applies
     assert (seen["mine"].backend, seen["mine"].winograd) == ("reference", True)
+
+
+_FORK_SCRIPTS = {
+    "the settings lock held by another thread": """
+import os, signal, threading, fastnn
+from fastnn import _options
+held, release = threading.Event(), threading.Event()
+def holder():
+    with _options._lock:
+        held.set(); release.wait()
+t = threading.Thread(target=holder); t.start(); held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a hung child dies of it
+    with fastnn.options(backend="jit"):
+        pass
+    os._exit(0 if fastnn.options().backend == "auto" else 3)
+release.set(); t.join()
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+""",
+    "another thread's block open": """
+import multiprocessing as mp, threading, time, fastnn
+inside, leave = threading.Event(), threading.Event()
+def evaluator():
+    with fastnn.options(backend="reference"):
+        inside.set(); leave.wait()
+def child_backend(_):
+    return fastnn.options().backend
+if __name__ == "__main__":
+    t = threading.Thread(target=evaluator); t.start(); inside.wait()
+    pool = mp.get_context("fork").Pool(1)
+    leave.set(); t.join()
+    seen = pool.map(child_backend, range(2))
+    pool.close(); pool.join()
+    assert seen == ["auto", "auto"], seen
+""",
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("case", list(_FORK_SCRIPTS))
+def test_a_forked_child_has_the_forking_threads_settings_and_a_free_lock(case):
+    """A child forked while another thread held the settings' lock hung at its first options(); one forked while
+    another thread's block was open ran its whole life under that block, which had ended in the parent."""
+    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPTS[case]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

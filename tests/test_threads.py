@@ -392,19 +392,34 @@ def test_warmup_leaves_the_backend_of_every_other_thread_alone():
     assert seen and set(seen) == {"reference"}
 
 
+_STARTS_NUMBAS_THREADS = {
+    "fastnn.num_threads()": "fastnn.num_threads()\n",
+    "numba.get_num_threads()": "import numba\nnumba.get_num_threads()\n",
+    "a user's prange": ("import numba\n"
+                        "@numba.njit(parallel=True)\n"
+                        "def users_own(a):\n"
+                        "    total = 0.0\n"
+                        "    for i in numba.prange(a.size):\n"
+                        "        total += a[i]\n"
+                        "    return total\n"
+                        "users_own(np.ones(1000))\n"),
+}
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
-def test_a_child_forked_after_the_thread_count_was_read_runs_serial_kernels(layer):
-    """fastnn.num_threads() starts numba's threads, but only a parallel kernel marked them started: a child forked
-    after it ran parallel kernels on the parent's pool (GNU OpenMP killed it: 'fork() called from a process
-    already using GNU OpenMP')."""
+@pytest.mark.parametrize("started_by", list(_STARTS_NUMBAS_THREADS))
+def test_a_child_forked_after_numbas_threads_started_runs_serial_kernels(layer, started_by):
+    """A child forked after the parent's numba threads started ran parallel kernels on its copy of the pool (GNU
+    OpenMP killed it: 'fork() called from a process already using GNU OpenMP'): after fastnn.num_threads() read
+    the count, until only a parallel kernel marked the threads started; and where the user's own code started
+    them before fastnn had imported its kernels, which were first imported in the child."""
     script = (
         "import multiprocessing, numpy as np, fastnn\n"
         "from fastnn.layers import relu_forward\n"
-        "fastnn.num_threads()\n"
+        + _STARTS_NUMBAS_THREADS[started_by] +
         "def child():\n"
-        "    from fastnn.kernels import _threads\n"
-        "    assert _threads.pool_inherited_by_fork\n"
+        "    assert fastnn._forked.numba_pool_inherited\n"
         "    assert relu_forward(-np.ones((1000, 1000)))[0].max() == 0\n"
         "if __name__ == '__main__':\n"
         "    p = multiprocessing.get_context('fork').Process(target=child)\n"

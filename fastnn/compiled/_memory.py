@@ -26,6 +26,7 @@ A thread's scratch buffers and recycled arrays are kept while it lives, or until
 """
 
 import math
+import os
 import sys
 import threading
 import weakref
@@ -53,6 +54,14 @@ class _Kept:
 _local = threading.local()
 _every_thread = weakref.WeakSet()  # each live thread's _Kept: a thread's locals, and so its _Kept, die with it
 _every_thread_lock = threading.Lock()
+
+
+def _after_fork_in_child():  # another thread may have held the lock at the fork; it will never release it here
+    global _every_thread_lock
+    _every_thread_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _kept():

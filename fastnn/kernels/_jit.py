@@ -30,6 +30,7 @@ import warnings
 import numba
 import numpy as np
 
+from .. import _forked
 from .._options import fix_cache
 from . import _threads  # noqa: F401  (importing it chooses numba's threading layer)
 
@@ -38,6 +39,14 @@ CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the se
 
 _serial_builds = {}
 _serial_lock = threading.Lock()
+
+
+def _after_fork_in_child():  # another thread may have held the lock at the fork; it will never release it here
+    global _serial_lock
+    _serial_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _cache_warned = False
 
 
@@ -115,12 +124,9 @@ def parallel_allowed(parallel):
     """Whether a parallel kernel may run here: asked for (the caller passes the `parallel` setting), safe on this
     thread, and not in a child forked after the parent started numba's threads (the child's copy of the pool
     hangs: measured here)."""
-    if not parallel or _threads.pool_inherited_by_fork:
+    if not parallel or _forked.numba_pool_inherited:
         return False
-    if threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe():
-        _threads.pool_started = True
-        return True
-    return False
+    return threading.current_thread() is threading.main_thread() or threading_layer_is_thread_safe()
 
 
 WORKQUEUE_MIN_THREADS = 3

@@ -32,26 +32,10 @@ def prefer_workqueue():
 prefer_workqueue()
 
 
-pool_started = False  # numba's threads exist in this process: a kernel ran in parallel, or their count was read
-pool_inherited_by_fork = False  # this process was forked from one whose threads existed: that pool does not work
-# here (the child's copy hangs under workqueue; GNU OpenMP kills it), so its kernels run serially
-
-
-def _after_fork_in_child():
-    global pool_inherited_by_fork
-    if pool_started:
-        pool_inherited_by_fork = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def num_threads(n=None):
     """num_threads() -> numba's current thread count; `with num_threads(n):` uses n threads inside the block
     and restores the previous count afterwards, also when the block raises."""
-    global pool_started
     if n is None:
-        pool_started = True  # reading the count starts the threads: a child forked after it must not use them
         return numba.get_num_threads()
     n = _checks.integer("fastnn.num_threads", "n", n)
     limit = numba.config.NUMBA_NUM_THREADS
@@ -98,8 +82,6 @@ class _ThreadsBlock(ContextDecorator):
 @contextmanager
 def threads(n):
     """n numba threads inside the block (n checked by the caller), the previous count restored after."""
-    global pool_started
-    pool_started = True
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
