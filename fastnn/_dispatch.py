@@ -200,7 +200,7 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
         by_noise = what == "out" and name in _NORM_FORWARDS and not single  # float32: the check in float64 below
         if loss_rounding is not None:
             what_floor = SUM_ROUNDING * np.finfo(precision).eps * loss_rounding / limit
-        elif what == "out" or by_rounding:
+        elif what == "out" or by_rounding or (single and name in _NORM_FORWARDS):  # a float32 norm's statistics too
             what_floor = 0.0
         else:
             what_floor = floor
@@ -256,16 +256,14 @@ def _norm_noise(name, args, limit):
     """The floor of a float64 norm forward's output: its rounding noise where the output is nothing else. x - mean
     of a feature (or row) constant up to rounding is a few ulps of |x| (of the sums |x| |w| + |b| after an affine),
     which the norm scales by up to 1 / sqrt(eps) and gamma: such a batchnorm output is exactly 0 on one path and
-    4e-15 on the other. Never above the largest input, the floor before (an eps of 0 bounds nothing)."""
+    4e-15 on the other. Never above the largest input, the floor before."""
     from .testing import finite_scale
 
     fused = name.startswith("affine_")
     largest_input = _largest_input(args)
     x_scale = finite_scale(reference.affine_forward(*map(np.abs, args[:3]))[0]) if fused else largest_input
     gamma = args[3] if fused else args[1]
-    eps = next(arg for arg in args if isinstance(arg, dict)).get("eps", 1e-5)
-    if not eps > 0:
-        return largest_input
+    eps = float(next(arg for arg in args if isinstance(arg, dict)).get("eps", 1e-5))  # > 0: the layers check it
     noise = SUM_ROUNDING * np.finfo(np.float64).eps * x_scale * finite_scale(gamma) / np.sqrt(eps)
     return min(noise / limit, largest_input)
 

@@ -11,11 +11,21 @@ import sys
 numba_pool_inherited = False
 
 
-def _after_fork_in_child():
+def at_fork(**handlers):
+    """os.register_at_fork(**handlers) where the platform forks at all (Windows does not)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(**handlers)
+
+
+def in_child(fn):
+    """Decorator: fn runs in the child after each fork."""
+    at_fork(after_in_child=fn)
+    return fn
+
+
+@in_child
+def _note_an_inherited_pool():
     global numba_pool_inherited
     parallel = sys.modules.get("numba.np.ufunc.parallel")  # not imported: no numba thread has started
     if parallel is not None and parallel._is_initialized:
         numba_pool_inherited = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -18,6 +18,8 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
+from ._forked import at_fork
+
 BACKENDS = ("auto", "jit", "reference", "verify")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -101,18 +103,34 @@ _merged = None  # the settings in force, once worked out: the process's with eac
 # the order entered; None when a change has made it stale (current() reads it without the lock)
 
 
-def _after_fork_in_child():
-    """A forked child has only the thread that forked: a fresh lock (another thread may have held this one at the
-    fork, and would never release it here: the child hung at its first options()), and only that thread's open
-    blocks (another thread's block would never end here: a multiprocessing pool's workers ran their whole life
-    under a block that had ended in the parent long before)."""
+def _hold_the_lock():
+    _lock.acquire()
+
+
+def _release_the_lock():
+    _lock.release()
+
+
+def _only_the_forking_thread():
+    """A forked child has only the thread that forked: a fresh lock (the forking thread held this one, so that
+    no other thread was halfway through a change: a child forked then had a setting without the call that set
+    it, or hung at its first options() on a lock never released), and only that thread's
+    settings (another thread's block would never end here: a multiprocessing pool's workers ran their whole life
+    under a block that had ended in the parent long before). So the other threads' open blocks go, and so does
+    what their `with options(...)` calls set before entering (__init__ sets, __enter__ takes back)."""
     global _lock, _blocks
     _lock = threading.RLock()
-    _blocks = tuple(block for block in _blocks if block[2] == threading.get_ident())
+    me = threading.get_ident()
+    _blocks = tuple(block for block in _blocks if block[2] == me)
+    for ref in list(_setters.values()):
+        call = ref() if ref is not None else None  # None: the setting's first value, set by no call
+        if call is not None and call._thread != me and call._undo is not None and call._undo[0] is None:
+            call._take_back(call._undo[1])
+            call._undo = None
     _set_base()  # makes the merged settings stale
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork(before=_hold_the_lock, after_in_parent=_release_the_lock, after_in_child=_only_the_forking_thread)
 
 
 def _set_base(**values):
@@ -237,7 +255,7 @@ class options:
             raise TypeError(f"fastnn.options: unknown setting(s) {unknown}; known: {sorted(known)}")
         if "backend" in changes and isinstance(changes["backend"], str):
             changes["backend"] = changes["backend"].lower()
-        thread = threading.get_ident()
+        thread = self._thread = threading.get_ident()
         with _lock:
             # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
             in_force = _merge(changes)

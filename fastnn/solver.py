@@ -15,7 +15,9 @@ Losses and accuracies are Python floats.
 """
 
 import copy
+import math
 import numbers
+import operator
 import os
 import sys
 import warnings
@@ -128,14 +130,9 @@ class Solver:
                 bad = np.argwhere(~np.isfinite(X))
                 raise ValueError(f"Solver: X_{split} holds {len(bad)} NaN or infinite values, the first at index "
                                  f"{tuple(int(i) for i in bad[0])}")
-        X_train, X_val = data["X_train"], data["X_val"]
-        # Checked here, not at the first accuracy check, which runs after the first update. Sizes, not shapes:
-        # an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike.
-        if np.prod(X_val.shape[1:]) != np.prod(X_train.shape[1:]):
-            raise ValueError(f"Solver: each row of X_val must have as many values as a row of X_train, got shapes "
-                             f"{X_val.shape} and {X_train.shape}")
-        self.X_train, self.y_train = X_train, data["y_train"]
-        self.X_val, self.y_val = X_val, data["y_val"]
+            _check_row_size(self.model, f"X_{split}", X)
+        self.X_train, self.y_train = data["X_train"], data["y_train"]
+        self.X_val, self.y_val = data["X_val"], data["y_val"]
 
     def _check_settings(self, settings=None, fn="Solver"):
         """Check the settings on `settings` (default self: the constructor's), an object with their attributes."""
@@ -646,6 +643,20 @@ def _check_count(fn, name, value, allow_none=False, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{fn}: {name} must be an integer >= {minimum}{' or None' if allow_none else ''}, "
                          f"got {value!r}")
+
+
+def _check_row_size(model, name, X):
+    """Rows of X hold as many values as the model's input_dim, where it declares one (fastnn's models do; one's own
+    may take any size): checked here, not by the model at the first accuracy check, after the first update.
+    Sizes, not shapes: an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike."""
+    dim = getattr(model, "input_dim", None)
+    try:
+        size = math.prod(map(operator.index, dim)) if isinstance(dim, tuple) else operator.index(dim)
+    except TypeError:  # none declared, or not a count: the model's own check stands
+        return
+    if math.prod(X.shape[1:]) != size:
+        raise ValueError(f"Solver: each row of {name} must hold the model's input_dim={dim!r} ({size} values), got "
+                         f"shape {X.shape}")
 
 
 def _check_labels(fn, name, y, n):

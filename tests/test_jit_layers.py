@@ -3,6 +3,8 @@
 float32 results are compared with the float64 reference on the same inputs (TOLERANCES in fastnn.testing).
 """
 
+from fractions import Fraction
+
 import numba
 import numpy as np
 import pytest
@@ -364,7 +366,7 @@ def test_verify_holds_a_float32_batchnorm_output_to_its_own_scale(monkeypatch):
 
 
 def _forward_cases_far_smaller_than_their_inputs():
-    """(layer, call, dtype, error) where the output is far smaller than the largest input: a conv or affine of
+    """(layer, call, error) where the output is far smaller than the largest input: a conv or affine of
     pixel data by the notebooks' small weights, sigmoid and tanh of large scores, norms of pixel data."""
     rng = np.random.default_rng(0)
     f32 = np.float32
@@ -412,6 +414,27 @@ def test_verify_holds_a_forward_output_to_its_own_scale_not_its_inputs(monkeypat
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_verify_catches_a_wrong_running_mean_of_pixel_data(monkeypatch, dtype):
+    """A float32 batchnorm's running statistics were held to the largest input (130) while its output was held
+    to its own scale: a running_mean 10% off passed. A reviewer's case."""
+    import fastnn.compiled as compiled
+
+    real = compiled.batchnorm_forward
+
+    def wrong(x, gamma, beta, bn_param):
+        out, cache = real(x, gamma, beta, bn_param)
+        bn_param["running_mean"] = bn_param["running_mean"] * dtype(1.1)
+        return out, cache
+
+    monkeypatch.setattr(compiled, "batchnorm_forward", wrong)
+    x = np.random.default_rng(0).uniform(-130, 130, (64, 8))
+    x = (x - x.mean(axis=0) + 0.5).astype(dtype)  # centred pixels: running_mean 0.05 after one step, max|x| 130
+    with fastnn.options(backend="verify"), pytest.raises(fastnn.VerificationError,
+                                                         match="batchnorm_forward.*param 'running_mean'"):
+        L.batchnorm_forward(x, np.ones(8, dtype), np.zeros(8, dtype), {"mode": "train"})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_verify_accepts_forwards_at_their_rounding_limits(dtype):
     """Held to their own scale, right forwards must still pass: a 3x3 conv (Winograd) of pixel data by He weights
     and by filters summing to 0 over an offset of 1e3 (float32) or 1e6 (float64), whose outputs are rounding
@@ -440,6 +463,9 @@ def test_verify_accepts_forwards_at_their_rounding_limits(dtype):
                                  {"mode": "train"})
         L.layernorm_forward(np.full((6, 10), 0.1, dtype), ones[:10], zeros[:10], {})
         L.spatial_groupnorm_forward(np.full((2, 4, 3, 3), 0.1, dtype), ones[:4], zeros[:4], 2, {})
+        # identical rows: an output of rounding noise alone, with an eps the layers take as any real number
+        L.affine_bn_relu_forward(np.full((8, 16), 0.1, dtype), w[:, :, 0, 0], zeros, ones, zeros,
+                                 {"mode": "train", "eps": Fraction(1, 100000)})
 
 
 def test_jit_layernorm_of_one_feature_has_a_zero_gradient():

@@ -26,7 +26,6 @@ A thread's scratch buffers and recycled arrays are kept while it lives, or until
 """
 
 import math
-import os
 import sys
 import threading
 import weakref
@@ -34,6 +33,7 @@ import weakref
 import numpy as np
 
 from .. import _calls
+from .._forked import in_child
 
 RECYCLE_MIN_BYTES = 1 << 25  # glibc's largest mmap threshold: malloc maps arrays from this size anew
 RECYCLE_BUDGET_BYTES = 1 << 28  # per thread, the kept arrays together (so at most 8 of them): what callers let go
@@ -56,12 +56,10 @@ _every_thread = weakref.WeakSet()  # each live thread's _Kept: a thread's locals
 _every_thread_lock = threading.Lock()
 
 
-def _after_fork_in_child():  # another thread may have held the lock at the fork; it will never release it here
+@in_child
+def _fresh_lock():  # another thread may have held the lock at the fork; it will never release it here
     global _every_thread_lock
     _every_thread_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _kept():

@@ -41,12 +41,10 @@ _serial_builds = {}
 _serial_lock = threading.Lock()
 
 
-def _after_fork_in_child():  # another thread may have held the lock at the fork; it will never release it here
+@_forked.in_child
+def _fresh_lock():  # another thread may have held the lock at the fork; it will never release it here
     global _serial_lock
     _serial_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 _cache_warned = False
 
 
