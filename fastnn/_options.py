@@ -18,7 +18,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
-from ._forked import at_fork
+from ._forked import in_child
 
 BACKENDS = ("auto", "jit", "reference", "verify")
 _TRUE = ("1", "true", "yes", "on")
@@ -103,34 +103,16 @@ _merged = None  # the settings in force, once worked out: the process's with eac
 # the order entered; None when a change has made it stale (current() reads it without the lock)
 
 
-def _hold_the_lock():
-    _lock.acquire()
-
-
-def _release_the_lock():
-    _lock.release()
-
-
-def _only_the_forking_thread():
-    """A forked child has only the thread that forked: a fresh lock (the forking thread held this one, so that
-    no other thread was halfway through a change: a child forked then had a setting without the call that set
-    it, or hung at its first options() on a lock never released), and only that thread's
-    settings (another thread's block would never end here: a multiprocessing pool's workers ran their whole life
-    under a block that had ended in the parent long before). So the other threads' open blocks go, and so does
-    what their `with options(...)` calls set before entering (__init__ sets, __enter__ takes back)."""
-    global _lock, _blocks
+@in_child
+def _fresh_lock():
+    """A forked child keeps the settings in force at the fork, every thread's open blocks included (they never end
+    there: a pool's workers run under the block its map was called in, whichever thread forks them), but gets a
+    fresh lock: another thread may have held this one at the fork, and the child hung at its first options().
+    The lock is not held across the fork instead: code under it may warn, and a warning can take logging's lock,
+    which logging holds across a fork, so a fork and a warning deadlocked."""
+    global _lock
     _lock = threading.RLock()
-    me = threading.get_ident()
-    _blocks = tuple(block for block in _blocks if block[2] == me)
-    for ref in list(_setters.values()):
-        call = ref() if ref is not None else None  # None: the setting's first value, set by no call
-        if call is not None and call._thread != me and call._undo is not None and call._undo[0] is None:
-            call._take_back(call._undo[1])
-            call._undo = None
     _set_base()  # makes the merged settings stale
-
-
-at_fork(before=_hold_the_lock, after_in_parent=_release_the_lock, after_in_child=_only_the_forking_thread)
 
 
 def _set_base(**values):
@@ -255,7 +237,7 @@ class options:
             raise TypeError(f"fastnn.options: unknown setting(s) {unknown}; known: {sorted(known)}")
         if "backend" in changes and isinstance(changes["backend"], str):
             changes["backend"] = changes["backend"].lower()
-        thread = self._thread = threading.get_ident()
+        thread = threading.get_ident()
         with _lock:
             # a name set here is not read from the environment (a bad FASTNN_BACKEND does not stop backend='jit')
             in_force = _merge(changes)

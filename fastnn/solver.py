@@ -646,17 +646,21 @@ def _check_count(fn, name, value, allow_none=False, minimum=1):
 
 
 def _check_row_size(model, name, X):
-    """Rows of X hold as many values as the model's input_dim, where it declares one (fastnn's models do; one's own
-    may take any size): checked here, not by the model at the first accuracy check, after the first update.
-    Sizes, not shapes: an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike."""
+    """Rows of X fit the model's input_dim, where it declares one (fastnn's models do; one's own may take any
+    size), as the model's own door checks them: checked here, not at the first accuracy check, after the first
+    update. One dimension: sizes, not shapes (an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike);
+    several, as (C, H, W): the shape."""
     dim = getattr(model, "input_dim", None)
     try:
-        size = math.prod(map(operator.index, dim)) if isinstance(dim, tuple) else operator.index(dim)
-    except TypeError:  # none declared, or not a count: the model's own check stands
+        dims = tuple(map(operator.index, dim if isinstance(dim, (tuple, list)) else [dim]))
+    except TypeError:  # none declared, or not counts: the model's own check stands
         return
-    if math.prod(X.shape[1:]) != size:
-        raise ValueError(f"Solver: each row of {name} must hold the model's input_dim={dim!r} ({size} values), got "
-                         f"shape {X.shape}")
+    if len(dims) == 1 and math.prod(X.shape[1:]) != dims[0]:
+        raise ValueError(f"Solver: each row of {name} must hold the model's input_dim={dim!r} ({dims[0]} values), "
+                         f"got shape {X.shape}")
+    if len(dims) > 1 and X.shape[1:] != dims:
+        raise ValueError(f"Solver: {name} must have shape (N, {', '.join(map(str, dims))}) for the model's "
+                         f"input_dim={dim!r}, got {X.shape}")
 
 
 def _check_labels(fn, name, y, n):

@@ -218,6 +218,14 @@ def test_rows_of_another_size_than_the_models_input_dim_are_refused_before_train
                verbose=False)
     Solver(TwoLayerNet(input_dim=4, hidden_dim=5, num_classes=3), dict(data, X_val=data["X_val"][:, None, :]),
            verbose=False)  # (N, 1, 4) rows hold 4 values, which an affine layer takes
+    from fastnn.classifiers.cnn import ThreeLayerConvNet
+
+    images = {"X_train": np.zeros((4, 1, 6, 6)), "y_train": np.zeros(4, int), "X_val": np.zeros((2, 36)),
+              "y_val": np.zeros(2, int)}
+    with pytest.raises(ValueError, match=r"Solver: X_val must have shape \(N, 1, 6, 6\) for the model's "
+                                         r"input_dim=\(1, 6, 6\), got \(2, 36\)"):
+        Solver(ThreeLayerConvNet(input_dim=(1, 6, 6), num_filters=2, filter_size=3, hidden_dim=3, num_classes=2),
+               images, verbose=False)
     own = LinearSoftmax(D=1)
     own.loss = lambda X, y=None: LinearSoftmax.loss(own, X.mean(axis=1, keepdims=True), y)  # any size in
     Solver(own, dict(data, X_val=data["X_val"][:, :1]), num_epochs=1, verbose=False).train()
