@@ -1,9 +1,10 @@
-"""Whether this process was forked from one whose numba threads had started. The child's copy of that pool does
-not work (it hangs under 'workqueue'; GNU OpenMP kills the child), so fastnn's kernels run serially there.
+"""What a forked child must redo: `in_child` registers it (nowhere on a platform that does not fork). And whether
+this process was forked from one whose numba threads had started: the child's copy of that pool does not work (it
+hangs under 'workqueue'; GNU OpenMP kills the child), so fastnn's kernels run serially there.
 
-Registered when fastnn is imported, before numba is: the threads may have been started by the user's own code (a
-prange function, numba.get_num_threads()) before fastnn's first kernel, and fastnn's kernel modules may first be
-imported in the child."""
+Imported with fastnn, before numba: the threads may have been started by the user's own code (a prange function,
+numba.get_num_threads()) before fastnn's first kernel, and fastnn's kernel modules may first be imported in the
+child."""
 
 import os
 import sys
@@ -11,15 +12,10 @@ import sys
 numba_pool_inherited = False
 
 
-def at_fork(**handlers):
-    """os.register_at_fork(**handlers) where the platform forks at all (Windows does not)."""
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(**handlers)
-
-
 def in_child(fn):
-    """Decorator: fn runs in the child after each fork."""
-    at_fork(after_in_child=fn)
+    """Decorator: fn runs in the child after each fork, where the platform forks at all (Windows does not)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=fn)
     return fn
 
 
