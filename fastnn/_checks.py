@@ -124,6 +124,14 @@ def batch(fn, name, x):
         fail(fn, f"{name} must have a non-empty batch dimension, got shape {x.shape}")
 
 
+def fits_input_dim(row_shape, input_dim):
+    """Whether rows of row_shape fit a model built for input_dim (a tuple of counts): one count is a size (an affine
+    first layer takes (3, 32, 32) and (3072,) alike), several are a shape (C, H, W)."""
+    if len(input_dim) == 1:
+        return math.prod(row_shape) == input_dim[0]
+    return tuple(row_shape) == tuple(input_dim)
+
+
 def shape(fn, name, x, expected):
     if tuple(x.shape) != tuple(expected):
         fail(fn, f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")

@@ -210,7 +210,7 @@ def _verified(name, reference_fn, fast_fn, args, direction=None):
                 sums = _sums_of_magnitudes(reference_fn, args, direction) if sums is None else sums
                 what_floor = SUM_ROUNDING * np.finfo(precision).eps * sums.get(what, 0.0) / limit
             else:
-                what_floor = _norm_noise(name, args, limit)
+                what_floor = _norm_noise(name, args, limit, floor)
             error, where = max_relative_error(a, e, floor=what_floor)
         if error <= limit:
             continue
@@ -252,15 +252,14 @@ def _largest_input(args):
                default=0.0)
 
 
-def _norm_noise(name, args, limit):
+def _norm_noise(name, args, limit, largest_input):
     """The floor of a float64 norm forward's output: its rounding noise where the output is nothing else. x - mean
     of a feature (or row) constant up to rounding is a few ulps of |x| (of the sums |x| |w| + |b| after an affine),
     which the norm scales by up to 1 / sqrt(eps) and gamma: such a batchnorm output is exactly 0 on one path and
-    4e-15 on the other. Never above the largest input, the floor before."""
+    4e-15 on the other. Never above the largest input (_largest_input(args)), the floor before."""
     from .testing import finite_scale
 
     fused = name.startswith("affine_")
-    largest_input = _largest_input(args)
     x_scale = finite_scale(reference.affine_forward(*map(np.abs, args[:3]))[0]) if fused else largest_input
     gamma = args[3] if fused else args[1]
     eps = float(next(arg for arg in args if isinstance(arg, dict)).get("eps", 1e-5))  # > 0: the layers check it

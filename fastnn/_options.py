@@ -112,7 +112,7 @@ def _fresh_lock():
     which logging holds across a fork, so a fork and a warning deadlocked."""
     global _lock
     _lock = threading.RLock()
-    _set_base()  # makes the merged settings stale
+    _set_base()  # worked out again here: another thread may have been between changing them and marking them stale
 
 
 def _set_base(**values):

@@ -15,7 +15,6 @@ Losses and accuracies are Python floats.
 """
 
 import copy
-import math
 import numbers
 import operator
 import os
@@ -27,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import checkpoint, optim
-from ._checks import native_dtype
+from ._checks import fits_input_dim, native_dtype
 from ._files import check_writable_path
 from ._streams import QuietOnFailure
 
@@ -648,19 +647,19 @@ def _check_count(fn, name, value, allow_none=False, minimum=1):
 def _check_row_size(model, name, X):
     """Rows of X fit the model's input_dim, where it declares one (fastnn's models do; one's own may take any
     size), as the model's own door checks them: checked here, not at the first accuracy check, after the first
-    update. One dimension: sizes, not shapes (an affine first layer takes (N, 3, 32, 32) and (N, 3072) alike);
-    several, as (C, H, W): the shape."""
+    update (fastnn._checks.fits_input_dim)."""
     dim = getattr(model, "input_dim", None)
     try:
         dims = tuple(map(operator.index, dim if isinstance(dim, (tuple, list)) else [dim]))
     except TypeError:  # none declared, or not counts: the model's own check stands
         return
-    if len(dims) == 1 and math.prod(X.shape[1:]) != dims[0]:
+    if fits_input_dim(X.shape[1:], dims):
+        return
+    if len(dims) == 1:
         raise ValueError(f"Solver: each row of {name} must hold the model's input_dim={dim!r} ({dims[0]} values), "
                          f"got shape {X.shape}")
-    if len(dims) > 1 and X.shape[1:] != dims:
-        raise ValueError(f"Solver: {name} must have shape (N, {', '.join(map(str, dims))}) for the model's "
-                         f"input_dim={dim!r}, got {X.shape}")
+    raise ValueError(f"Solver: {name} must have shape (N, {', '.join(map(str, dims))}) for the model's "
+                     f"input_dim={dim!r}, got {X.shape}")
 
 
 def _check_labels(fn, name, y, n):

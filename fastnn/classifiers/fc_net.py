@@ -39,11 +39,10 @@ def _model_input(fn, X, dtype, expected_shape):
         raise TypeError(f"{fn}: X must hold numbers, got dtype {X.dtype}")
     if X.ndim < 2 or X.shape[0] < 1:
         raise ValueError(f"{fn}: X must be a non-empty batch (N, ...), got shape {X.shape}")
-    if len(expected_shape) == 1:
-        if int(np.prod(X.shape[1:])) != expected_shape[0]:
+    if not _checks.fits_input_dim(X.shape[1:], expected_shape):
+        if len(expected_shape) == 1:
             raise ValueError(f"{fn}: X of shape {X.shape} flattens to {int(np.prod(X.shape[1:]))} features, "
                              f"but the model was built for input_dim={expected_shape[0]}")
-    elif tuple(X.shape[1:]) != tuple(expected_shape):
         raise ValueError(f"{fn}: X must have shape (N, {', '.join(map(str, expected_shape))}) for "
                          f"input_dim={tuple(expected_shape)}, got {X.shape}")
     return X.astype(dtype, copy=False)

@@ -39,13 +39,13 @@ CACHE = fix_cache()  # numba takes `cache` when a kernel is decorated, so the se
 
 _serial_builds = {}
 _serial_lock = threading.Lock()
+_cache_warned = False
 
 
 @_forked.in_child
 def _fresh_lock():  # another thread may have held the lock at the fork; it will never release it here
     global _serial_lock
     _serial_lock = threading.Lock()
-_cache_warned = False
 
 
 def _options(parallel, fast_sums):
